@@ -1,0 +1,84 @@
+# tollgate: hand-written Makefile. Debian packages through pkg-config.
+# make run | test | asan | valgrind | bench | format | format-check | clean
+
+CC      ?= cc
+PKGS     = libevent libevent_openssl libevent_pthreads openssl hiredis inih jansson
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -MMD -MP -Isrc -Ibuild/$(FLAVOR)/gen
+LDLIBS  += -lhttp_parser -lpthread -lm
+BUILD    = build/$(FLAVOR)
+FLAVOR  ?= release
+
+ifeq ($(FLAVOR),asan)
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SRCS     = $(wildcard src/*.c)
+LIB_SRCS = $(filter-out src/main.c,$(SRCS))
+LUA      = $(wildcard src/lua/*.lua)
+OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o
+UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps run test asan valgrind bench format format-check clean unit
+all: $(BUILD)/tollgate $(UNIT)
+
+# Install missing Debian packages (when root) and the npm test clients.
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/.pkg-flags: | deps
+	@mkdir -p $(BUILD)
+	@pkg-config --cflags $(PKGS) > $@.c && pkg-config --libs $(PKGS) > $@.l && touch $@
+
+$(BUILD)/%.o: src/%.c $(BUILD)/.pkg-flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $$(cat $(BUILD)/.pkg-flags.c) -c $< -o $@
+
+# Lua scripts are embedded as C strings, runnable by hand with redis-cli --eval.
+$(BUILD)/lua_scripts.c: $(LUA) scripts/embed-lua.sh
+	@mkdir -p $(BUILD)
+	scripts/embed-lua.sh $(LUA) > $@
+$(BUILD)/lua_scripts.o: $(BUILD)/lua_scripts.c $(BUILD)/.pkg-flags
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libtollgate.a: $(OBJS)
+	ar rcs $@ $^
+
+$(BUILD)/tollgate: $(BUILD)/main.o $(BUILD)/libtollgate.a
+	$(CC) $(LDFLAGS) -o $@ $^ $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
+
+# Unit tests link one module (and what it needs) from the library.
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libtollgate.a tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $$(cat $(BUILD)/.pkg-flags.c) $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/libtollgate.a $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
+
+run: all
+	@scripts/run.sh $(BUILD)/tollgate
+
+test: all
+	@TOLLGATE_BUILD=$(BUILD) tests/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory FLAVOR=asan all
+	@TOLLGATE_BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh
+
+valgrind: all
+	@TOLLGATE_BUILD=$(BUILD) TOLLGATE_VALGRIND=1 tests/run.sh
+
+bench: all
+	@bench/run.sh $(BUILD)/tollgate
+
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
+
+clean:
+	rm -rf build var/test
+
+-include $(wildcard build/*/*.d)

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian packages tollgate needs to build, run and test, when
+# some are missing. As root it runs apt-get; otherwise it names what is
+# missing and stops. Quiet when everything is there.
+set -e
+pkgs="gcc libc6-dev make pkg-config ca-certificates openssl curl \
+libevent-dev libssl-dev libhiredis-dev libinih-dev libjansson-dev libhttp-parser-dev \
+redis-server nodejs npm"
+[ -n "$TOLLGATE_EXTRA_PKGS" ] && pkgs="$pkgs $TOLLGATE_EXTRA_PKGS"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# nodejs from another source (NodeSource) satisfies the need for node and npm
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    missing=$(echo "$missing" | sed -e 's/ nodejs//' -e 's/ npm//')
+fi
+[ -z "$(echo "$missing" | tr -d ' ')" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "tollgate needs these Debian packages:$missing" >&2
+    echo "run: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

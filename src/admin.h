@@ -1,0 +1,20 @@
+/* admin.h: the admin listener (admin_listen) on the main thread:
+ * /healthz, /readyz, and with the admin token /metrics. */
+#ifndef TOLLGATE_ADMIN_H
+#define TOLLGATE_ADMIN_H
+
+#include <stddef.h>
+#include "util.h"
+
+struct event_base;
+struct config;
+struct worker;
+struct record_sink;
+struct admin;
+
+struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
+                        size_t n_workers, struct record_sink *sink, char *err,
+                        size_t errlen) MUST_CHECK;
+void admin_free(struct admin *a);
+
+#endif

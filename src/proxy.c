@@ -1,0 +1,711 @@
+/* proxy.c: the life of one request, top to bottom.
+ *
+ *   proxy_handle      route -> tenant, user, feature, plan -> body and
+ *                     provider prepare -> price check -> upstream_send
+ *   on_head           response headers to the client; choose how to meter
+ *   on_body           bytes to the client as they arrive (backpressure),
+ *                     a copy through the SSE parser or into the JSON buffer
+ *   on_done / gone    the exchange ended, or the client left
+ *   finish            usage (reported or estimated) -> price -> settle in
+ *                     Redis -> record -> free
+ *
+ * A struct req lives from proxy_handle to finish and is owned by this file;
+ * the client and the upstream exchange only call back into it. */
+#include "proxy.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "budget.h"
+#include "config.h"
+#include "log.h"
+#include "pricing.h"
+#include "provider.h"
+#include "record.h"
+#include "redis.h"
+#include "route.h"
+#include "sse.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define ID_MAX 129           /* tenant, user, feature ids: up to 128 bytes */
+#define MAX_SSE_EVENT (1 << 20)
+#define MAX_JSON_COPY (8 << 20) /* a non-streamed answer larger than this is estimated */
+#define MAX_RESP_HEADERS 64
+
+enum req_state {
+    REQ_WAITING,   /* sent upstream, no response headers yet */
+    REQ_STREAMING, /* response headers sent to the client, body flowing */
+    REQ_FINISHED,  /* the record is written; only the free is left */
+};
+
+struct req {
+    struct worker *w;
+    struct client *client; /* NULL once the client is gone */
+    struct config *cfg;    /* snapshot taken at the start, ref held */
+    struct upstream_req *up;
+    struct route route;
+    struct provider_call call;
+    struct meter meter;
+    struct sse_parser sse;
+    struct evbuffer *json; /* copy of a non-streamed 2xx answer */
+    enum req_state state;
+    const char *outcome;
+    int status;
+    bool sse_on, metering, json_too_big, paused, stream_cut;
+    char id[33];
+    char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
+    char endpoint[256];
+    struct timespec wall;  /* start, UTC */
+    struct timespec t0;    /* start, monotonic */
+    double ttfb_ms;
+};
+
+static void on_head(void *arg, int status, const struct upstream_header *h, size_t n,
+                    long long content_length);
+static void on_body(void *arg, const char *buf, size_t len);
+static void on_done(void *arg, enum upstream_result res, const char *errstr);
+static void on_gone(void *ctx);
+static void on_drained(void *ctx);
+static void finish(struct req *r);
+
+static const struct upstream_handlers up_handlers = {on_head, on_body, on_done};
+static const struct client_events client_events = {on_gone, on_drained};
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void make_id(struct worker *w, char out[33])
+{
+    /* xorshift64*, seeded per worker from getrandom: unique and unguessable
+     * enough for a request id, and cheap */
+    for (int half = 0; half < 2; half++) {
+        w->rng ^= w->rng >> 12;
+        w->rng ^= w->rng << 25;
+        w->rng ^= w->rng >> 27;
+        uint64_t v = w->rng * 0x2545F4914F6CDD1DULL;
+        snprintf(out + half * 16, 17, "%016llx", (unsigned long long)v);
+    }
+}
+
+void proxy_error_body(const char *path, int status, const char *code, const char *message,
+                      struct evbuffer *out, void *arg)
+{
+    struct worker *w = arg;
+    const struct provider *p = route_dialect(w->cfg, path);
+    p->error_body(out, status, code, message);
+}
+
+/* Answers with tollgate's own error and records the request. */
+static void reject(struct req *r, int status, const char *code, const char *message,
+                   const char *outcome)
+{
+    req_log(LOG_DEBUG, r->id, "%d %s", status, code);
+    r->status = status;
+    r->outcome = outcome;
+    struct client *c = r->client;
+    r->client = NULL;
+    client_error(c, status, code, message);
+    finish(r);
+}
+
+/* Tenant, user and feature ids go into records, logs, Redis keys (inside a
+ * hash tag) and metric labels, so they are held to a plain alphabet. */
+static bool valid_id(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n >= ID_MAX)
+        return false;
+    for (const char *p = v; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("._:@+=/-", ch)))
+            return false;
+    }
+    return true;
+}
+
+/* Reads one identity header into out. Returns 0, 1 when absent, -1 when
+ * repeated or malformed (the message is written to err). */
+static int identity(const struct http_request *hr, const char *name, char *out, char *err,
+                    size_t errlen)
+{
+    out[0] = '\0';
+    if (!name)
+        return 1;
+    int count;
+    const char *v = client_header(hr, name, &count);
+    if (!v)
+        return 1;
+    if (count > 1 || !valid_id(v)) {
+        snprintf(err, errlen,
+                 "the %s header must appear once and hold 1-128 characters of A-Z a-z 0-9 . _ : "
+                 "@ + = / -",
+                 name);
+        return -1;
+    }
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+static const char *plan_for(const struct config *cfg, const char *tenant, const char *asked)
+{
+    const struct cfg_tenant *t = config_tenant(cfg, tenant);
+    if (t && t->plan)
+        return t->plan;
+    if (asked[0] && config_plan(cfg, asked))
+        return asked;
+    return cfg->default_plan;
+}
+
+static bool is_hop_by_hop(const char *name)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                      "trailer",    "transfer-encoding", "upgrade",
+                                      "proxy-authorization", "proxy-authenticate"};
+    for (size_t i = 0; i < ARRAY_LEN(hop); i++)
+        if (strcasecmp(name, hop[i]) == 0)
+            return true;
+    return false;
+}
+
+/* True when name is listed in the Connection header (RFC 9110 7.6.1). */
+static bool listed_in_connection(const char *conn, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = conn; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ' && *e != '\t')
+            e++;
+        if ((size_t)(e - p) == n && strncasecmp(p, name, n) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+/* Headers that are tollgate's or the connection's, not the upstream's. */
+static bool drop_request_header(const struct req *r, const char *name, const char *conn)
+{
+    const struct config *cfg = r->cfg;
+    if (is_hop_by_hop(name) || listed_in_connection(conn, name))
+        return true;
+    static const char *const ours[] = {"host", "content-length", "expect", "accept-encoding"};
+    for (size_t i = 0; i < ARRAY_LEN(ours); i++)
+        if (strcasecmp(name, ours[i]) == 0)
+            return true;
+    const char *identity_headers[] = {cfg->tenant_header, cfg->user_header, cfg->feature_header,
+                                      cfg->plan_header};
+    for (size_t i = 0; i < ARRAY_LEN(identity_headers); i++)
+        if (identity_headers[i] && strcasecmp(name, identity_headers[i]) == 0)
+            return true;
+    if (r->route.up->api_key && (strcasecmp(name, "authorization") == 0 ||
+                                 strcasecmp(name, "x-api-key") == 0 ||
+                                 strcasecmp(name, "x-goog-api-key") == 0))
+        return true; /* the configured key replaces the client's */
+    return false;
+}
+
+static struct evbuffer *build_upstream_request(struct req *r, const struct http_request *hr,
+                                               const char *body, size_t body_len)
+{
+    const struct cfg_upstream *u = r->route.up;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return NULL;
+    evbuffer_add_printf(b, "%s %s%s%s%s HTTP/1.1\r\n", hr->method_name, u->base_path,
+                        r->route.endpoint, hr->query ? "?" : "", hr->query ? hr->query : "");
+    bool default_port = u->port == (u->tls ? 443 : 80);
+    if (default_port)
+        evbuffer_add_printf(b, "Host: %s\r\n", u->host);
+    else
+        evbuffer_add_printf(b, "Host: %s:%d\r\n", u->host, u->port);
+    const char *conn = client_header(hr, "connection", NULL);
+    for (size_t i = 0; i < hr->n_headers; i++) {
+        const struct http_header *h = &hr->headers[i];
+        if (!drop_request_header(r, h->name, conn))
+            evbuffer_add_printf(b, "%s: %s\r\n", h->name, h->value);
+    }
+    if (u->api_key) {
+        if (strcmp(u->kind, "anthropic") == 0)
+            evbuffer_add_printf(b, "x-api-key: %s\r\n", u->api_key);
+        else if (strcmp(u->kind, "gemini") == 0)
+            evbuffer_add_printf(b, "x-goog-api-key: %s\r\n", u->api_key);
+        else
+            evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", u->api_key);
+    }
+    /* identity: usage must be readable from the answer */
+    evbuffer_add_printf(b, "Accept-Encoding: identity\r\n");
+    if (body_len > 0 || hr->method == HTTP_POST || hr->method == HTTP_PUT ||
+        hr->method == HTTP_PATCH)
+        evbuffer_add_printf(b, "Content-Length: %zu\r\n", body_len);
+    evbuffer_add(b, "\r\n", 2);
+    evbuffer_add(b, body, body_len);
+    return b;
+}
+
+/* Parses the body, lets the provider read (and maybe edit) it. Returns the
+ * body to forward (a new string in *owned when edited), or NULL after
+ * rejecting the request. */
+static const char *prepare_body(struct req *r, const struct http_request *hr, size_t *len,
+                                char **owned)
+{
+    *owned = NULL;
+    size_t n = evbuffer_get_length(hr->body);
+    const char *raw = n ? (const char *)evbuffer_pullup(hr->body, -1) : "";
+    *len = n;
+    r->call.endpoint = r->route.endpoint;
+
+    json_t *doc = NULL;
+    json_error_t jerr;
+    bool bad_json = false;
+    if (n > 0) {
+        const char *enc = client_header(hr, "content-encoding", NULL);
+        if (enc && strcasecmp(enc, "identity") != 0) {
+            reject(r, 415, "unsupported_content_encoding",
+                   "compressed request bodies are not accepted: send the body uncompressed",
+                   "bad_request");
+            return NULL;
+        }
+        /* duplicate keys are refused: a second "model" must never pick the price */
+        doc = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
+        bad_json = doc == NULL;
+    }
+    char err[256] = "";
+    bool modified = false;
+    int rc = r->route.prov->prepare(&r->call, doc, &modified, err, sizeof(err));
+    if (bad_json && r->call.metered) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)",
+                 jerr.text, jerr.position);
+        reject(r, 400, "invalid_json", msg, "bad_request");
+        return NULL;
+    }
+    if (rc < 0 && (doc || r->call.metered)) {
+        json_decref(doc);
+        reject(r, 400, "invalid_request", err, "bad_request");
+        return NULL;
+    }
+    if (modified && doc) {
+        *owned = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (*owned) {
+            raw = *owned;
+            *len = strlen(*owned);
+        }
+    }
+    json_decref(doc);
+    return raw;
+}
+
+void proxy_handle(struct client *c, struct http_request *hr, void *arg)
+{
+    struct worker *w = arg;
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        client_error(c, 503, "overloaded", "out of memory");
+        return;
+    }
+    r->w = w;
+    r->client = c;
+    r->cfg = config_ref(w->cfg);
+    r->ttfb_ms = -1;
+    r->outcome = "ok";
+    clock_gettime(CLOCK_REALTIME, &r->wall);
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    make_id(w, r->id);
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", hr->path);
+    atomic_fetch_add_explicit(&w->stats.inflight, 1, memory_order_relaxed);
+    client_attach(c, &client_events, r);
+
+    /* 1. route: only the configured upstreams, chosen by path */
+    enum route_result rr = route_match(r->cfg, hr->path, &r->route);
+    if (rr != ROUTE_OK) {
+        r->route.prov = route_dialect(r->cfg, hr->path);
+        if (rr == ROUTE_BAD_PATH)
+            reject(r, 400, "invalid_path",
+                   "the path has empty, '.' or '..' segments or encoded slashes or dots",
+                   "bad_request");
+        else
+            reject(r, 404, "not_found", "no route for this path", "bad_request");
+        return;
+    }
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->route.endpoint);
+    if (hr->method == HTTP_TRACE || hr->method == HTTP_CONNECT) {
+        reject(r, 405, "method_not_allowed", "method not allowed", "bad_request");
+        return;
+    }
+
+    /* 2. who: tenant, user, feature, plan */
+    char err[256];
+    char asked_plan[ID_MAX];
+    int t = identity(hr, r->cfg->tenant_header, r->tenant, err, sizeof(err));
+    if (t < 0 || identity(hr, r->cfg->user_header, r->user, err, sizeof(err)) < 0 ||
+        identity(hr, r->cfg->feature_header, r->feature, err, sizeof(err)) < 0 ||
+        identity(hr, r->cfg->plan_header, asked_plan, err, sizeof(err)) < 0) {
+        if (!r->tenant[0])
+            snprintf(r->tenant, sizeof(r->tenant), "invalid");
+        reject(r, 400, "invalid_header", err, "bad_request");
+        return;
+    }
+    if (t == 1) {
+        if (r->cfg->missing_tenant == MISSING_TENANT_REJECT) {
+            snprintf(err, sizeof(err), "missing the %s header: name the customer this call is for",
+                     r->cfg->tenant_header);
+            reject(r, 400, "missing_tenant", err, "bad_request");
+            return;
+        }
+        snprintf(r->tenant, sizeof(r->tenant), "anonymous");
+    }
+    snprintf(r->plan, sizeof(r->plan), "%s", plan_for(r->cfg, r->tenant, asked_plan));
+
+    /* 3. what: the body, read by the provider (model, stream, estimates) */
+    size_t body_len;
+    char *owned;
+    const char *body = prepare_body(r, hr, &body_len, &owned);
+    if (!body)
+        return;
+
+    /* 4. price check: an unpriced model is forwarded or refused per config */
+    if (r->call.metered && r->cfg->unknown_model == UNKNOWN_MODEL_BLOCK &&
+        !pricing_lookup(r->cfg->pricing, r->call.model)) {
+        free(owned);
+        snprintf(err, sizeof(err), "model '%.100s' has no price configured", r->call.model);
+        reject(r, 400, "unknown_model", err, "bad_request");
+        return;
+    }
+
+    /* 5. forward */
+    struct evbuffer *out = build_upstream_request(r, hr, body, body_len);
+    free(owned);
+    if (out)
+        r->up = upstream_send(r->w->pools[r->route.upstream], out, hr->method == HTTP_HEAD,
+                              &up_handlers, r);
+    if (!r->up) {
+        reject(r, 503, "overloaded", "out of memory", "upstream_error");
+        return;
+    }
+    r->state = REQ_WAITING;
+}
+
+static void response_headers(struct req *r, const struct upstream_header *h, size_t n,
+                             struct http_header *out, size_t *nout, bool *sse)
+{
+    size_t k = 0;
+    *sse = false;
+    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 2; i++) {
+        if (strcasecmp(h[i].name, "content-type") == 0 &&
+            strncasecmp(h[i].value, "text/event-stream", 17) == 0)
+            *sse = true;
+        out[k].name = h[i].name;
+        out[k].value = h[i].value;
+        k++;
+    }
+    out[k].name = "X-Tollgate-Request-Id";
+    out[k++].value = r->id;
+    out[k].name = "X-Tollgate-Tenant";
+    out[k++].value = r->tenant;
+    *nout = k;
+}
+
+static void on_head(void *arg, int status, const struct upstream_header *h, size_t n,
+                    long long content_length)
+{
+    struct req *r = arg;
+    r->status = status;
+    r->ttfb_ms = ms_since(&r->t0);
+    struct http_header hdrs[MAX_RESP_HEADERS];
+    size_t nh;
+    bool sse;
+    response_headers(r, h, n, hdrs, &nh, &sse);
+
+    r->metering = r->call.metered && status >= 200 && status < 300;
+    if (r->metering && sse) {
+        r->sse_on = true;
+        sse_init(&r->sse, MAX_SSE_EVENT, r->call.strip_usage);
+    } else if (r->metering) {
+        r->json = evbuffer_new();
+    }
+    if (status >= 400)
+        r->outcome = "upstream_error";
+    /* a stream we edit has a new length: chunk it */
+    if (r->sse_on && r->call.strip_usage)
+        content_length = -1;
+    r->state = REQ_STREAMING;
+    client_start(r->client, status, hdrs, nh, content_length);
+}
+
+static void pause_upstream(struct req *r)
+{
+    if (!r->paused && r->up) {
+        r->paused = true;
+        upstream_pause(r->up, true);
+    }
+}
+
+static void forward(struct req *r, const char *buf, size_t len)
+{
+    if (r->client && client_write(r->client, buf, len))
+        pause_upstream(r);
+}
+
+static void on_event(const struct sse_event *ev, void *arg)
+{
+    struct req *r = arg;
+    bool drop = false;
+    r->route.prov->on_event(&r->meter, &r->call, ev, &drop);
+    if (ev->raw && !drop)
+        forward(r, ev->raw, ev->raw_len);
+}
+
+static void forward_raw(const char *raw, size_t len, void *arg)
+{
+    forward(arg, raw, len);
+}
+
+static void on_body(void *arg, const char *buf, size_t len)
+{
+    struct req *r = arg;
+    if (r->sse_on) {
+        if (!r->call.strip_usage)
+            forward(r, buf, len); /* bytes go on as they came; the parser reads a copy */
+        if (sse_feed(&r->sse, buf, len, on_event, r) < 0)
+            log_warn("sse: out of memory");
+        return;
+    }
+    forward(r, buf, len);
+    if (r->json && !r->json_too_big) {
+        if (evbuffer_get_length(r->json) + len > MAX_JSON_COPY)
+            r->json_too_big = true;
+        else
+            evbuffer_add(r->json, buf, len);
+    }
+}
+
+static void on_drained(void *ctx)
+{
+    struct req *r = ctx;
+    if (r->paused && r->up) {
+        r->paused = false;
+        upstream_pause(r->up, false);
+    }
+}
+
+static void upstream_failed(struct req *r, enum upstream_result res, const char *errstr)
+{
+    static const struct {
+        enum upstream_result res;
+        int status;
+        const char *code;
+        const char *msg;
+    } map[] = {
+        {UPSTREAM_CONNECT_FAILED, 502, "upstream_unreachable", "the upstream could not be reached"},
+        {UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_timeout", "connecting to the upstream timed out"},
+        {UPSTREAM_HEAD_TIMEOUT, 504, "upstream_timeout", "the upstream did not answer in time"},
+        {UPSTREAM_IDLE_TIMEOUT, 504, "upstream_timeout", "the upstream stalled"},
+        {UPSTREAM_RESET, 502, "upstream_reset", "the upstream closed the connection"},
+        {UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response", "the upstream's answer was malformed"},
+    };
+    int status = 502;
+    const char *code = "upstream_error", *msg = "upstream error";
+    for (size_t i = 0; i < ARRAY_LEN(map); i++) {
+        if (map[i].res == res) {
+            status = map[i].status;
+            code = map[i].code;
+            msg = map[i].msg;
+        }
+    }
+    req_log(LOG_WARN, r->id, "upstream %s: %s (%s)", r->route.up->name, code, errstr);
+    r->outcome = "upstream_error";
+    if (r->state == REQ_WAITING && r->client) {
+        r->status = status;
+        struct client *c = r->client;
+        r->client = NULL;
+        client_error(c, status, code, msg);
+    } else if (r->client) {
+        /* headers already went out: the client must see the cut */
+        r->stream_cut = true;
+        struct client *c = r->client;
+        r->client = NULL;
+        client_end(c, false);
+    }
+}
+
+static void on_done(void *arg, enum upstream_result res, const char *errstr)
+{
+    struct req *r = arg;
+    r->up = NULL;
+    if (res != UPSTREAM_OK) {
+        upstream_failed(r, res, errstr);
+        finish(r);
+        return;
+    }
+    if (r->sse_on) {
+        if (sse_finish(&r->sse, r->call.strip_usage ? forward_raw : NULL, r))
+            r->stream_cut = true;
+    } else if (r->json && !r->json_too_big) {
+        size_t n = evbuffer_get_length(r->json);
+        r->route.prov->on_json(&r->meter, &r->call, (const char *)evbuffer_pullup(r->json, -1),
+                               n);
+    }
+    if (r->client) {
+        struct client *c = r->client;
+        r->client = NULL;
+        client_end(c, true);
+    }
+    finish(r);
+}
+
+static void on_gone(void *ctx)
+{
+    struct req *r = ctx;
+    r->client = NULL;
+    if (r->state == REQ_FINISHED)
+        return;
+    /* cut the upstream call: the client will not read the rest */
+    if (r->up) {
+        upstream_cancel(r->up);
+        r->up = NULL;
+    }
+    r->outcome = "client_aborted";
+    if (!r->status)
+        r->status = 499; /* nginx's "client closed request" */
+    finish(r);
+}
+
+static void settled(bool ok, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!ok) {
+        atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
+        log_warn("redis: settlement failed: %s", err ? err : "?");
+    }
+}
+
+/* The usage to bill: what the provider reported, else an estimate when the
+ * answer was cut or never carried usage. */
+static void final_usage(struct req *r, struct usage *u)
+{
+    *u = r->meter.usage;
+    if (!r->call.metered || u->seen)
+        return;
+    bool answered = r->status >= 200 && r->status < 300;
+    bool sent = strcmp(r->outcome, "client_aborted") == 0 && r->status == 499;
+    if (!answered && !sent)
+        return; /* an upstream error answer bills nothing */
+    u->input = r->call.est_input_tokens;
+    u->output = provider_estimate_tokens(r->meter.text_bytes);
+    u->estimated = true;
+}
+
+static void count_outcome(struct worker *w, const char *outcome)
+{
+    struct worker_stats *s = &w->stats;
+    atomic_ulong *c = &s->requests_ok;
+    if (strcmp(outcome, "upstream_error") == 0)
+        c = &s->requests_upstream_error;
+    else if (strcmp(outcome, "client_aborted") == 0)
+        c = &s->requests_client_aborted;
+    else if (strcmp(outcome, "bad_request") == 0)
+        c = &s->requests_bad_request;
+    else if (strcmp(outcome, "blocked") == 0)
+        c = &s->requests_blocked;
+    else if (strcmp(outcome, "rate_limited") == 0)
+        c = &s->requests_rate_limited;
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void finish(struct req *r)
+{
+    struct worker *w = r->w;
+    r->state = REQ_FINISHED;
+    if (r->client) { /* still attached: detach before the req goes */
+        client_attach(r->client, NULL, NULL);
+        r->client = NULL;
+    }
+    if (r->stream_cut && strcmp(r->outcome, "ok") == 0)
+        r->outcome = "upstream_error";
+
+    struct usage u;
+    final_usage(r, &u);
+    const char *model = r->call.model[0] ? r->call.model : NULL;
+    const char *price_model = r->meter.model[0] ? r->meter.model : model;
+    const struct price *pr = NULL;
+    if (r->call.metered && price_model) {
+        pr = pricing_lookup(r->cfg->pricing, price_model);
+        if (!pr && model)
+            pr = pricing_lookup(r->cfg->pricing, model);
+        if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
+            pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
+        if (!pr) {
+            atomic_fetch_add_explicit(&w->stats.unpriced, 1, memory_order_relaxed);
+            req_log(LOG_WARN, r->id, "model '%.100s' has no price: recorded unpriced",
+                    price_model);
+        }
+    }
+    money_t cost = pr ? pricing_cost(pr, &u) : 0;
+    bool reached_upstream = strcmp(r->outcome, "bad_request") != 0 &&
+                            strcmp(r->outcome, "blocked") != 0 &&
+                            strcmp(r->outcome, "rate_limited") != 0;
+
+    if (reached_upstream) {
+        struct settle s = {.key_prefix = r->cfg->key_prefix,
+                           .tenant = r->tenant,
+                           .request_id = r->id,
+                           .when = r->wall.tv_sec,
+                           .cost = cost,
+                           .usage = u};
+        if (!budget_settle(w->redis, &s, settled, w)) {
+            atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
+            req_log(LOG_WARN, r->id, "redis unavailable: settlement of %s not counted",
+                    r->tenant);
+        }
+    }
+
+    struct record rec = {
+        .ts = r->wall,
+        .id = r->id,
+        .tenant = r->tenant[0] ? r->tenant : "-",
+        .user = r->user[0] ? r->user : NULL,
+        .feature = r->feature[0] ? r->feature : NULL,
+        .plan = r->plan[0] ? r->plan : r->cfg->default_plan,
+        .provider = r->route.prov ? r->route.prov->name : "-",
+        .endpoint = r->endpoint,
+        .model_requested = model,
+        .model = model,
+        .downgraded = false,
+        .stream = r->call.stream,
+        .status = r->status,
+        .outcome = r->outcome,
+        .usage = u,
+        .cost = cost,
+        .priced = pr != NULL,
+        .latency_ms = ms_since(&r->t0),
+        .ttfb_ms = r->ttfb_ms,
+    };
+    record_queue_push(w->records, &rec);
+    count_outcome(w, r->outcome);
+    if (u.estimated)
+        atomic_fetch_add_explicit(&w->stats.estimated, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats.cost_nano, (unsigned long)cost, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->stats.inflight, 1, memory_order_relaxed);
+
+    if (r->sse_on)
+        sse_free(&r->sse);
+    if (r->json)
+        evbuffer_free(r->json);
+    config_unref(r->cfg);
+    free(r);
+}

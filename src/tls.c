@@ -1,0 +1,165 @@
+/* tls.c: client TLS contexts for upstream connections. Verification is on
+ * (SSL_VERIFY_PEER + SSL_set1_host, which OpenSSL checks during the
+ * handshake, so a failed check aborts it before any request byte is sent).
+ * Sessions are saved through the new-session callback rather than
+ * SSL_get1_session right after the handshake: with TLS 1.3 the ticket
+ * arrives after the handshake, so only the callback sees a resumable one. */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+struct tls_client {
+    SSL_CTX *ctx;
+    SSL_SESSION *last; /* the newest session ticket, offered on the next connect */
+};
+
+/* OpenSSL hands us a reference to every new client session; keep the newest. */
+static int save_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls_client *tc = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (!tc)
+        return 0;
+    if (tc->last)
+        SSL_SESSION_free(tc->last);
+    tc->last = sess;
+    return 1; /* we keep the reference */
+}
+
+static void openssl_reason(const char *what, char *err, size_t errlen)
+{
+    unsigned long e = ERR_get_error();
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(err, errlen, "%s: %s", what, why ? why : "unknown OpenSSL error");
+    ERR_clear_error();
+}
+
+struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
+{
+    struct tls_client *tc = calloc(1, sizeof(*tc));
+    if (!tc) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    tc->ctx = SSL_CTX_new(TLS_client_method());
+    if (!tc->ctx) {
+        openssl_reason("SSL_CTX_new", err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_set_default_verify_paths(tc->ctx) != 1) {
+        openssl_reason("loading the system CA store", err, errlen);
+        goto fail;
+    }
+    if (ca_file && SSL_CTX_load_verify_locations(tc->ctx, ca_file, NULL) != 1) {
+        char what[300];
+        snprintf(what, sizeof(what), "cannot load ca_file %s", ca_file);
+        openssl_reason(what, err, errlen);
+        goto fail;
+    }
+    SSL_CTX_set_verify(tc->ctx, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_set_min_proto_version(tc->ctx, TLS1_2_VERSION) != 1) {
+        openssl_reason("setting TLS 1.2 minimum", err, errlen);
+        goto fail;
+    }
+    /* Says out loud that we speak HTTP/1.1 only; returns 0 on success. */
+    static const unsigned char alpn[] = "\x08http/1.1";
+    if (SSL_CTX_set_alpn_protos(tc->ctx, alpn, sizeof(alpn) - 1) != 0) {
+        openssl_reason("setting ALPN", err, errlen);
+        goto fail;
+    }
+    /* No internal cache: one upstream per context, we only want the newest. */
+    SSL_CTX_set_session_cache_mode(tc->ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(tc->ctx, save_session);
+    SSL_CTX_set_app_data(tc->ctx, tc);
+    return tc;
+fail:
+    tls_client_free(tc);
+    return NULL;
+}
+
+void tls_client_free(struct tls_client *tc)
+{
+    if (!tc)
+        return;
+    if (tc->last)
+        SSL_SESSION_free(tc->last);
+    if (tc->ctx)
+        SSL_CTX_free(tc->ctx);
+    free(tc);
+}
+
+/* Copies host without IPv6 brackets into buf; false if it does not fit. */
+static bool strip_brackets(const char *host, char *buf, size_t n)
+{
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        host++;
+        len -= 2;
+    }
+    if (len >= n)
+        return false;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return true;
+}
+
+bool tls_host_is_ip(const char *host)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (!strip_brackets(host, buf, sizeof(buf)))
+        return false;
+    return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+SSL *tls_client_ssl(struct tls_client *tc, const char *host)
+{
+    SSL *ssl = SSL_new(tc->ctx);
+    if (!ssl)
+        return NULL;
+    if (tls_host_is_ip(host)) {
+        /* SNI must not carry an IP (RFC 6066); check the cert's IP SAN instead. */
+        char buf[INET6_ADDRSTRLEN + 8];
+        if (!strip_brackets(host, buf, sizeof(buf)) ||
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), buf) != 1)
+            goto fail;
+    } else {
+        if (SSL_set1_host(ssl, host) != 1 || SSL_set_tlsext_host_name(ssl, host) != 1)
+            goto fail;
+    }
+    /* A stale or refused session just means a full handshake. */
+    if (tc->last && SSL_SESSION_is_resumable(tc->last))
+        (void)SSL_set_session(ssl, tc->last);
+    return ssl;
+fail:
+    ERR_clear_error();
+    SSL_free(ssl);
+    return NULL;
+}
+
+void tls_client_error(struct bufferevent *bev, char *buf, size_t n)
+{
+    unsigned long e, first = 0;
+    /* Drain everything so the next connection starts with an empty queue. */
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (!first)
+            first = e;
+    buf[0] = '\0';
+    if (!first)
+        return;
+    const char *why = ERR_reason_error_string(first);
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (vr != X509_V_OK)
+        snprintf(buf, n, "TLS: %s (%s)", why ? why : "error", X509_verify_cert_error_string(vr));
+    else
+        snprintf(buf, n, "TLS: %s", why ? why : "error");
+}

@@ -1,0 +1,236 @@
+/* worker.c: a worker thread and what it owns. Each worker binds its own
+ * listening socket with SO_REUSEPORT, so the kernel spreads connections
+ * across workers and no accept lock or hand-off is needed. Stopping is a
+ * drain: close the listener, let requests in flight finish until the drain
+ * deadline, then close what is left and flush the record batch. */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "config.h"
+#include "log.h"
+#include "proxy.h"
+#include "record.h"
+#include "redis.h"
+#include "upstream.h"
+
+#define TICK_MS 250
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct worker *w = arg;
+    if (client_open_count() >= (unsigned long)w->cfg->max_connections) {
+        /* over the limit: refuse this one, never disturb the others */
+        evutil_closesocket(fd);
+        return;
+    }
+    evutil_make_socket_nonblocking(fd);
+    const struct client_hooks hooks = {proxy_handle, proxy_error_body, w};
+    if (!client_new(w->base, fd, &w->limits, &hooks))
+        log_warn("worker %d: out of memory accepting a connection", w->id);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends: keep listening, the next accept may succeed */
+    log_warn("worker %d: accept: %s", w->id, evutil_socket_error_to_string(e));
+}
+
+static bool past(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    atomic_store(&w->redis_up, redis_connected(w->redis));
+    if (!w->stopping)
+        return;
+    long inflight = atomic_load(&w->stats.inflight);
+    if (inflight == 0 || past(&w->stop_deadline)) {
+        if (inflight)
+            log_warn("worker %d: drain deadline: cutting %ld requests", w->id, inflight);
+        client_close_all(); /* idle keep-alive connections, and what did not finish */
+        record_queue_flush(w->records);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    if (w->listener) {
+        evconnlistener_free(w->listener);
+        w->listener = NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &w->stop_deadline);
+    w->stop_deadline.tv_sec += w->cfg->drain_timeout_ms / 1000;
+    w->stop_deadline.tv_nsec += (long)(w->cfg->drain_timeout_ms % 1000) * 1000000L;
+    if (w->stop_deadline.tv_nsec >= 1000000000L) {
+        w->stop_deadline.tv_sec++;
+        w->stop_deadline.tv_nsec -= 1000000000L;
+    }
+    on_tick(-1, 0, w);
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static struct evconnlistener *listen_on(struct worker *w, const char *addr, char *err,
+                                        size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(err, errlen, "listen: cannot parse '%s' (want host:port)", addr);
+        return NULL;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        w->base, on_accept, w,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
+        (struct sockaddr *)&ss, len);
+    if (!l) {
+        snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));
+        return NULL;
+    }
+    evconnlistener_set_error_cb(l, on_accept_error);
+    return l;
+}
+
+struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, char *err,
+                          size_t errlen)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->id = id;
+    w->cfg = config_ref(cfg);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)id + 1;
+    w->limits = (struct client_limits){
+        .max_header_size = cfg->max_header_size,
+        .max_body = cfg->max_body,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
+        .send_timeout_ms = cfg->send_timeout_ms,
+    };
+    w->base = event_base_new();
+    if (!w->base) {
+        snprintf(err, errlen, "event_base_new failed");
+        goto fail;
+    }
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!w->dns) /* no resolv.conf: IP-literal upstreams still work */
+        w->dns = evdns_base_new(w->base, 0);
+    if (!w->dns) {
+        snprintf(err, errlen, "evdns_base_new failed");
+        goto fail;
+    }
+    const struct upstream_limits lim = {
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .first_byte_timeout_ms = cfg->first_byte_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .pool_size = cfg->pool_size,
+    };
+    w->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*w->pools));
+    if (!w->pools) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        w->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], &lim, err, errlen);
+        if (!w->pools[i])
+            goto fail;
+    }
+    w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
+    if (!w->redis)
+        goto fail;
+    w->records = record_queue_new(sink, w->base);
+    if (!w->records) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    w->listener = listen_on(w, cfg->listen, err, errlen);
+    if (!w->listener)
+        goto fail;
+    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    if (!w->stop_ev || !w->tick) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    struct timeval tv = {0, TICK_MS * 1000};
+    event_add(w->tick, &tv);
+    return w;
+
+fail:
+    worker_join(w);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    return pthread_create(&w->thread, NULL, run, w) == 0 ? 0 : -1;
+}
+
+void worker_stop(struct worker *w)
+{
+    event_active(w->stop_ev, 0, 0); /* thread-safe: evthread_use_pthreads() is on */
+}
+
+void worker_join(struct worker *w)
+{
+    if (!w)
+        return;
+    if (w->thread)
+        pthread_join(w->thread, NULL);
+    if (w->listener)
+        evconnlistener_free(w->listener);
+    if (w->records)
+        record_queue_free(w->records);
+    if (w->redis)
+        redis_free(w->redis);
+    if (w->pools) {
+        for (size_t i = 0; i < w->cfg->n_upstreams; i++)
+            if (w->pools[i])
+                upstream_pool_free(w->pools[i]);
+        free(w->pools);
+    }
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->tick)
+        event_free(w->tick);
+    if (w->dns)
+        evdns_base_free(w->dns, 0);
+    if (w->base)
+        event_base_free(w->base);
+    config_unref(w->cfg);
+    free(w);
+}

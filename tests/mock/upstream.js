@@ -1,0 +1,509 @@
+#!/usr/bin/env node
+'use strict';
+// Mock LLM upstream for tollgate's tests and benchmark: one Node process, stdlib only.
+// Speaks the wire formats of shared/reference/provider-wire-formats.md:
+//   OpenAI   POST /v1/chat/completions (JSON, SSE with/without stream_options.include_usage),
+//            POST /v1/responses (JSON, SSE), /v1/embeddings, /v1/completions (JSON, SSE),
+//            GET /v1/models
+//   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
+//   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
+//            (also /v1/models/{m}:...)
+// Steered by words in the last user message text (or input / prompt / contents):
+//   mock:tokens=IN,OUT  prompt and completion tokens reported (default 12,5)
+//   mock:cached=N       of IN, N were cache reads     mock:reasoning=N  of OUT, N were reasoning
+//   mock:chunks=N       content chunks (default 3)    mock:slow=MS      delay between chunks
+//                       (non-streamed answers wait MS once before the headers)
+//   mock:delay=MS       wait MS before the response headers
+//   mock:status=CODE    error body in the provider's dialect with that status
+//   mock:reset          destroy the socket mid-body (after 2 chunks); mock:reset-early: before headers
+//   mock:hang           send headers, then nothing;    mock:hang-early: send nothing at all
+//   mock:nousage        omit usage even when asked for it
+// Token mapping, so one directive means the same in every dialect (normalised per
+// provider-wire-formats.md §8, the record gets input=IN, cached=N, output=OUT, reasoning=R):
+//   OpenAI chat/completions: prompt_tokens=IN, cached_tokens=N, completion_tokens=OUT, reasoning_tokens=R
+//   Responses: input_tokens=IN, cached_tokens=N, output_tokens=OUT, reasoning_tokens=R
+//   Anthropic: input_tokens=IN-N, cache_read_input_tokens=N, output_tokens=OUT,
+//              output_tokens_details.thinking_tokens=R
+//   Gemini:    promptTokenCount=IN, cachedContentTokenCount=N, candidatesTokenCount=OUT-R,
+//              thoughtsTokenCount=R
+// Usage: node upstream.js --cert FILE --key FILE [--port N] [--http-port N] [--log FILE]
+//   --port is the HTTPS port (0 = any free one); --http-port adds a plain HTTP listener
+//   (0 = any free one). Prints {"https":P,"http":P,"pid":N} on stdout once listening.
+//   Every request received is appended to --log as one JSON line (flushed at once):
+//   {"n","t","method","path","query","headers","body","json"}; clientError lines too.
+//   SIGTERM/SIGINT: close every socket and exit 0.
+
+const fs = require('node:fs');
+const http = require('node:http');
+const https = require('node:https');
+
+const DEFAULT_IN = 12;
+const DEFAULT_OUT = 5;
+const DEFAULT_CHUNKS = 3;
+
+// ---- steering --------------------------------------------------------------------------
+
+function textOf(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) return content.map(textOf).join(' ');
+  if (content && typeof content === 'object') {
+    if (typeof content.text === 'string') return content.text;
+    if (content.content !== undefined) return textOf(content.content);
+    if (Array.isArray(content.parts)) return textOf(content.parts);
+  }
+  return '';
+}
+
+function lastUser(list) {
+  if (!Array.isArray(list)) return textOf(list);
+  for (let i = list.length - 1; i >= 0; i--) {
+    const m = list[i];
+    if (m && typeof m === 'object' && (m.role === undefined || m.role === 'user')) return textOf(m);
+    if (typeof m === 'string') return m;
+  }
+  return '';
+}
+
+// The text the directives are read from, per route.
+function steeringText(json) {
+  if (!json || typeof json !== 'object') return '';
+  if (json.messages !== undefined) return lastUser(json.messages);
+  if (json.contents !== undefined) return lastUser(json.contents);
+  if (json.input !== undefined) return lastUser(json.input);
+  if (json.prompt !== undefined) return textOf(json.prompt);
+  return '';
+}
+
+function parseDirectives(text) {
+  const d = {
+    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, reasoning: 0, chunks: DEFAULT_CHUNKS,
+    slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
+    hangEarly: false, nousage: false,
+  };
+  const re = /mock:([a-z-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
+  let m;
+  while ((m = re.exec(text)) !== null) {
+    const v = m[2];
+    switch (m[1]) {
+      case 'tokens': {
+        const [a, b] = (v || '').split(',');
+        if (a !== undefined && a !== '') d.in = +a;
+        if (b !== undefined && b !== '') d.out = +b;
+        break;
+      }
+      case 'cached': d.cached = +(v || 0); break;
+      case 'reasoning': d.reasoning = +(v || 0); break;
+      case 'chunks': d.chunks = Math.max(1, +(v || 1)); break;
+      case 'slow': d.slow = +(v || 0); break;
+      case 'delay': d.delay = +(v || 0); break;
+      case 'status': d.status = +(v || 500); break;
+      case 'reset': d.reset = true; break;
+      case 'reset-early': d.resetEarly = true; break;
+      case 'hang': d.hang = true; break;
+      case 'hang-early': d.hangEarly = true; break;
+      case 'nousage': d.nousage = true; break;
+      default: break;
+    }
+  }
+  return d;
+}
+
+// ---- bodies ----------------------------------------------------------------------------
+
+let seq = 0;
+const now = () => Math.floor(Date.now() / 1000);
+const pieces = (d) => Array.from({ length: d.chunks }, (_, i) => `tok${i} `);
+
+const STATUS_TEXT = {
+  400: ['invalid_request_error', 'INVALID_ARGUMENT'], 401: ['authentication_error', 'UNAUTHENTICATED'],
+  403: ['permission_error', 'PERMISSION_DENIED'], 404: ['not_found_error', 'NOT_FOUND'],
+  429: ['rate_limit_error', 'RESOURCE_EXHAUSTED'], 500: ['api_error', 'INTERNAL'],
+  503: ['overloaded_error', 'UNAVAILABLE'], 529: ['overloaded_error', 'UNAVAILABLE'],
+};
+
+// Error body in the dialect of provider ('openai' | 'anthropic' | 'gemini'). Exported so
+// tests can compare what the client got with what the mock sent, byte for byte.
+function errorBody(provider, status) {
+  const message = `mock upstream error ${status}`;
+  const [atype, gstatus] = STATUS_TEXT[status] || ['api_error', 'UNKNOWN'];
+  if (provider === 'anthropic') {
+    return JSON.stringify({ type: 'error', error: { type: atype, message }, request_id: 'req_mock' });
+  }
+  if (provider === 'gemini') {
+    return JSON.stringify({ error: { code: status, message, status: gstatus } });
+  }
+  let type = status >= 500 ? 'server_error' : 'invalid_request_error';
+  let code = null;
+  if (status === 429) { type = 'requests'; code = 'rate_limit_exceeded'; }
+  return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+function chatUsage(d) {
+  return {
+    prompt_tokens: d.in, completion_tokens: d.out, total_tokens: d.in + d.out,
+    prompt_tokens_details: { cached_tokens: d.cached, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: d.reasoning, audio_tokens: 0,
+      accepted_prediction_tokens: 0, rejected_prediction_tokens: 0,
+    },
+  };
+}
+
+function responsesUsage(d) {
+  return {
+    input_tokens: d.in, input_tokens_details: { cached_tokens: d.cached },
+    output_tokens: d.out, output_tokens_details: { reasoning_tokens: d.reasoning },
+    total_tokens: d.in + d.out,
+  };
+}
+
+function anthropicUsage(d, output) {
+  return {
+    input_tokens: Math.max(0, d.in - d.cached), cache_creation_input_tokens: 0,
+    cache_read_input_tokens: d.cached, output_tokens: output,
+    output_tokens_details: { thinking_tokens: d.reasoning }, service_tier: 'standard',
+  };
+}
+
+function geminiUsage(d, final) {
+  if (!final) return { promptTokenCount: d.in, totalTokenCount: d.in };
+  const u = {
+    promptTokenCount: d.in, candidatesTokenCount: Math.max(0, d.out - d.reasoning),
+    totalTokenCount: d.in + d.out,
+  };
+  if (d.cached) u.cachedContentTokenCount = d.cached;
+  if (d.reasoning) u.thoughtsTokenCount = d.reasoning;
+  return u;
+}
+
+// Each builder returns {json} for a plain answer or {events} (strings already framed) for SSE.
+const builders = {
+  chat(req, d, stream) {
+    const id = `chatcmpl-mock${++seq}`;
+    const created = now();
+    const model = req.json.model || 'unknown';
+    const text = pieces(d);
+    if (!stream) {
+      const body = {
+        id, object: 'chat.completion', created, model,
+        choices: [{ index: 0, message: { role: 'assistant', content: text.join(''), refusal: null, annotations: [] },
+          logprobs: null, finish_reason: 'stop' }],
+        service_tier: 'default', system_fingerprint: 'fp_mock',
+      };
+      if (!d.nousage) body.usage = chatUsage(d);
+      return { json: body };
+    }
+    const withUsage = !!(req.json.stream_options && req.json.stream_options.include_usage) && !d.nousage;
+    const chunk = (choices, extra) => {
+      const c = { id, object: 'chat.completion.chunk', created, model, service_tier: 'default',
+        system_fingerprint: 'fp_mock', choices };
+      if (withUsage) c.usage = null;
+      return `data: ${JSON.stringify(Object.assign(c, extra || {}))}\n\n`;
+    };
+    const events = [chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }])];
+    for (const t of text) events.push(chunk([{ index: 0, delta: { content: t }, logprobs: null, finish_reason: null }]));
+    events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
+    if (withUsage) events.push(chunk([], { usage: chatUsage(d) }));
+    events.push('data: [DONE]\n\n');
+    return { events, contentEvents: 1 };
+  },
+
+  completions(req, d, stream) {
+    const id = `cmpl-mock${++seq}`;
+    const created = now();
+    const model = req.json.model || 'unknown';
+    const text = pieces(d);
+    if (!stream) {
+      const body = { id, object: 'text_completion', created, model,
+        choices: [{ text: text.join(''), index: 0, logprobs: null, finish_reason: 'stop' }] };
+      if (!d.nousage) body.usage = chatUsage(d);
+      return { json: body };
+    }
+    const withUsage = !!(req.json.stream_options && req.json.stream_options.include_usage) && !d.nousage;
+    const chunk = (choices, extra) => {
+      const c = { id, object: 'text_completion', created, model, choices };
+      if (withUsage) c.usage = null;
+      return `data: ${JSON.stringify(Object.assign(c, extra || {}))}\n\n`;
+    };
+    const events = text.map((t, i) => chunk([{ text: t, index: 0, logprobs: null,
+      finish_reason: i === text.length - 1 ? 'stop' : null }]));
+    if (withUsage) events.push(chunk([], { usage: chatUsage(d) }));
+    events.push('data: [DONE]\n\n');
+    return { events, contentEvents: 0 };
+  },
+
+  responses(req, d, stream) {
+    const id = `resp_mock${++seq}`;
+    const msgId = `msg_mock${seq}`;
+    const model = req.json.model || 'unknown';
+    const text = pieces(d);
+    const full = text.join('');
+    const resp = (status, output, usage) => ({
+      id, object: 'response', created_at: now(), status, error: null, incomplete_details: null,
+      instructions: null, model, output, parallel_tool_calls: true, tool_choice: 'auto', tools: [],
+      usage, metadata: {},
+    });
+    const item = { id: msgId, type: 'message', status: 'completed', role: 'assistant',
+      content: [{ type: 'output_text', text: full, annotations: [] }] };
+    if (!stream) return { json: resp('completed', [item], d.nousage ? null : responsesUsage(d)) };
+    let n = 0;
+    const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify(Object.assign({ type, sequence_number: n++ }, data))}\n\n`;
+    const events = [
+      ev('response.created', { response: resp('in_progress', [], null) }),
+      ev('response.in_progress', { response: resp('in_progress', [], null) }),
+      ev('response.output_item.added', { output_index: 0, item: { id: msgId, type: 'message', status: 'in_progress', role: 'assistant', content: [] } }),
+      ev('response.content_part.added', { item_id: msgId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
+    ];
+    const first = events.length;
+    for (const t of text) events.push(ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta: t }));
+    events.push(ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text: full }));
+    events.push(ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part: { type: 'output_text', text: full, annotations: [] } }));
+    events.push(ev('response.output_item.done', { output_index: 0, item }));
+    events.push(ev('response.completed', { response: resp('completed', [item], d.nousage ? null : responsesUsage(d)) }));
+    return { events, contentEvents: first };
+  },
+
+  embeddings(req, d) {
+    const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
+    const b64 = req.json.encoding_format === 'base64';
+    const vec = [0.25, -0.5, 0.125, 1];
+    const data = inputs.map((_, index) => ({ object: 'embedding', index,
+      embedding: b64 ? Buffer.from(new Float32Array(vec).buffer).toString('base64') : vec }));
+    const body = { object: 'list', data, model: req.json.model || 'unknown' };
+    if (!d.nousage) body.usage = { prompt_tokens: d.in, total_tokens: d.in };
+    return { json: body };
+  },
+
+  models() {
+    const created = now();
+    return { json: { object: 'list', data: ['gpt-4o', 'gpt-4o-mini'].map((id) => ({ id, object: 'model', created, owned_by: 'openai' })) } };
+  },
+
+  messages(req, d, stream) {
+    const id = `msg_mock${++seq}`;
+    const model = req.json.model || 'unknown';
+    const text = pieces(d);
+    if (!stream) {
+      const body = { id, type: 'message', role: 'assistant', model,
+        content: [{ type: 'text', text: text.join('') }], stop_reason: 'end_turn', stop_sequence: null };
+      if (!d.nousage) body.usage = anthropicUsage(d, d.out);
+      return { json: body };
+    }
+    const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify(Object.assign({ type }, data))}\n\n`;
+    const startMsg = { id, type: 'message', role: 'assistant', content: [], model, stop_reason: null, stop_sequence: null };
+    if (!d.nousage) startMsg.usage = anthropicUsage(d, Math.min(1, d.out));
+    const events = [
+      ev('message_start', { message: startMsg }),
+      ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+      ev('ping', {}),
+    ];
+    const first = events.length;
+    for (const t of text) events.push(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: t } }));
+    events.push(ev('content_block_stop', { index: 0 }));
+    const delta = { delta: { stop_reason: 'end_turn', stop_sequence: null } };
+    if (!d.nousage) delta.usage = { output_tokens: d.out };
+    events.push(ev('message_delta', delta));
+    events.push(ev('message_stop', {}));
+    return { events, contentEvents: first };
+  },
+
+  countTokens(req, d) {
+    return { json: { input_tokens: d.in } };
+  },
+
+  gemini(req, d, stream, model) {
+    const text = pieces(d);
+    const responseId = `mockresp${++seq}`;
+    const cand = (t, fin) => {
+      const c = { content: { parts: [{ text: t }], role: 'model' }, index: 0 };
+      if (fin) c.finishReason = 'STOP';
+      return c;
+    };
+    if (!stream) {
+      const body = { candidates: [cand(text.join(''), true)], modelVersion: model, responseId };
+      if (!d.nousage) body.usageMetadata = geminiUsage(d, true);
+      return { json: body };
+    }
+    const events = text.map((t, i) => {
+      const last = i === text.length - 1;
+      const body = { candidates: [cand(t, last)], modelVersion: model, responseId };
+      if (!d.nousage) body.usageMetadata = geminiUsage(d, last);
+      return `data: ${JSON.stringify(body)}\r\n\r\n`;
+    });
+    return { events, contentEvents: 0 };
+  },
+};
+
+// Route: [provider, builder name, model (gemini), stream forced] or null.
+function route(method, path, json) {
+  if (method === 'GET' && path === '/v1/models') return ['openai', 'models'];
+  if (method !== 'POST') return null;
+  switch (path) {
+    case '/v1/chat/completions': return ['openai', 'chat'];
+    case '/v1/completions': return ['openai', 'completions'];
+    case '/v1/responses': return ['openai', 'responses'];
+    case '/v1/embeddings': return ['openai', 'embeddings'];
+    case '/v1/messages': return ['anthropic', 'messages'];
+    case '/v1/messages/count_tokens': return ['anthropic', 'countTokens'];
+    default: break;
+  }
+  const g = /^\/(?:v1beta|v1)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(path);
+  if (g) return ['gemini', 'gemini', decodeURIComponent(g[1]), g[2] === 'streamGenerateContent'];
+  return null;
+}
+
+// ---- serving ---------------------------------------------------------------------------
+
+let opts = null;
+let logFd = null;
+let nReq = 0;
+const sockets = new Set();
+
+function parseArgs(argv) {
+  const o = { port: 0, httpPort: null, log: null, cert: null, key: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = () => argv[++i];
+    if (a === '--port') o.port = +v();
+    else if (a === '--http-port') o.httpPort = +v();
+    else if (a === '--log') o.log = v();
+    else if (a === '--cert') o.cert = v();
+    else if (a === '--key') o.key = v();
+    else throw new Error(`upstream.js: unknown argument ${a}`);
+  }
+  return o;
+}
+
+function logLine(obj) {
+  if (logFd === null) return;
+  fs.writeSync(logFd, `${JSON.stringify(obj)}\n`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function sendJson(res, status, bodyText, extraHeaders) {
+  const buf = Buffer.from(bodyText);
+  res.writeHead(status, Object.assign({ 'content-type': 'application/json', 'content-length': buf.length,
+    'x-request-id': `req_mock${seq}` }, extraHeaders || {}));
+  res.end(buf);
+}
+
+async function handle(req, res, raw) {
+  const url = new URL(req.url, 'http://mock');
+  let json = null;
+  try { json = raw.length ? JSON.parse(raw.toString('utf8')) : null; } catch { json = null; }
+  const n = ++nReq;
+  if (logFd !== null) {
+    logLine({ n, t: Date.now(), method: req.method, path: url.pathname, query: url.search,
+      headers: req.headers, rawHeaders: req.rawHeaders, body: raw.toString('utf8'), json });
+  }
+  const r = route(req.method, url.pathname, json);
+  if (!r) { sendJson(res, 404, errorBody('openai', 404)); return; }
+  const [provider, name, model, forcedStream] = r;
+  const d = parseDirectives(steeringText(json));
+  const stream = forcedStream || !!(json && json.stream === true);
+
+  if (d.hangEarly) return; // keep the socket open, say nothing
+  if (d.resetEarly) { req.socket.destroy(); return; }
+  if (d.delay) await sleep(d.delay);
+  if (d.status) {
+    sendJson(res, d.status, errorBody(provider, d.status), d.status === 429 ? { 'retry-after': '7' } : {});
+    return;
+  }
+  const built = builders[name]({ json: json || {} }, d, stream, model);
+  if (built.json) {
+    if (d.slow) await sleep(d.slow);
+    const buf = Buffer.from(JSON.stringify(built.json));
+    if (d.hang) { res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length }); res.flushHeaders(); return; }
+    if (d.reset) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length });
+      res.write(buf.subarray(0, buf.length >> 1), () => setTimeout(() => req.socket.destroy(), 20));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length, 'x-request-id': `req_mock${seq}` });
+    res.end(buf);
+    return;
+  }
+  // SSE
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache',
+    'x-request-id': `req_mock${seq}` });
+  res.flushHeaders();
+  if (d.hang) return;
+  const events = built.events;
+  const resetAfter = d.reset ? Math.min(events.length - 1, built.contentEvents + 2) : -1;
+  for (let i = 0; i < events.length; i++) {
+    if (res.destroyed || req.socket.destroyed) return;
+    if (i === resetAfter) {
+      // let the written bytes leave before the reset
+      await new Promise((r) => res.write('', r));
+      await sleep(20);
+      req.socket.destroy();
+      return;
+    }
+    if (d.slow && i > 0) await sleep(d.slow);
+    res.write(events[i]);
+  }
+  res.end();
+}
+
+function onRequest(req, res) {
+  const parts = [];
+  req.on('data', (c) => parts.push(c));
+  req.on('end', () => {
+    handle(req, res, Buffer.concat(parts)).catch((e) => {
+      process.stderr.write(`upstream.js: ${e.stack}\n`);
+      if (!res.headersSent) sendJson(res, 500, errorBody('openai', 500));
+      else res.destroy();
+    });
+  });
+  req.on('error', () => {});
+}
+
+function configure(server) {
+  server.keepAliveTimeout = 65000;
+  server.headersTimeout = 66000;
+  server.requestTimeout = 0;
+  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('secureConnection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('clientError', (err, socket) => {
+    logLine({ n: ++nReq, t: Date.now(), clientError: err.code || err.message });
+    socket.destroy();
+  });
+  server.on('tlsClientError', () => {});
+  return server;
+}
+
+function listen(server, port) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server.address().port));
+  });
+}
+
+async function main() {
+  opts = parseArgs(process.argv.slice(2));
+  if (!opts.cert || !opts.key) throw new Error('upstream.js: --cert and --key are required');
+  if (opts.log) logFd = fs.openSync(opts.log, 'a');
+  const tlsServer = configure(https.createServer({ cert: fs.readFileSync(opts.cert), key: fs.readFileSync(opts.key) }, onRequest));
+  const servers = [tlsServer];
+  const out = { https: await listen(tlsServer, opts.port), http: null, pid: process.pid };
+  if (opts.httpPort !== null) {
+    const plain = configure(http.createServer(onRequest));
+    servers.push(plain);
+    out.http = await listen(plain, opts.httpPort);
+  }
+  const stop = () => {
+    for (const s of servers) s.close();
+    for (const s of sockets) s.destroy();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+module.exports = { errorBody, parseDirectives, steeringText };
+
+if (require.main === module) {
+  main().catch((e) => { process.stderr.write(`${e.stack}\n`); process.exit(1); });
+}

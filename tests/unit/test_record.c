@@ -1,0 +1,303 @@
+/* test_record.c: the usage record line (field order, nulls, escaping, one
+ * exact line, parse-back of every field) and the queue -> sink -> file path
+ * under two worker threads. */
+#include "record.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "check.h"
+
+static struct record base_record(void)
+{
+    struct record r = {
+        .ts = {.tv_sec = 1795348800, .tv_nsec = 123456789}, /* 2026-11-22T12:00:00.123Z */
+        .id = "req_1",
+        .tenant = "acme",
+        .user = "u_1",
+        .feature = "summary",
+        .plan = "pro",
+        .provider = "openai",
+        .endpoint = "/v1/chat/completions",
+        .model_requested = "gpt-4o",
+        .model = "gpt-4o-mini",
+        .downgraded = true,
+        .stream = true,
+        .status = 200,
+        .outcome = "ok",
+        .usage = {.input = 1000, .cached = 200, .output = 500, .reasoning = 0},
+        .cost = 405000,
+        .priced = true,
+        .latency_ms = 812.4,
+        .ttfb_ms = 301.2,
+    };
+    return r;
+}
+
+static void test_exact_line(void)
+{
+    struct record r = base_record();
+    char buf[2048];
+    int n = record_format(&r, buf, sizeof(buf));
+    const char *want =
+        "{\"ts\":\"2026-11-22T12:00:00.123Z\",\"id\":\"req_1\",\"tenant\":\"acme\",\"user\":\"u_1\","
+        "\"feature\":\"summary\",\"plan\":\"pro\",\"provider\":\"openai\","
+        "\"endpoint\":\"/v1/chat/completions\",\"model_requested\":\"gpt-4o\","
+        "\"model\":\"gpt-4o-mini\",\"downgraded\":true,\"stream\":true,\"status\":200,"
+        "\"outcome\":\"ok\",\"input_tokens\":1000,\"cached_tokens\":200,\"output_tokens\":500,"
+        "\"reasoning_tokens\":0,\"cost_usd\":0.000405,\"priced\":true,\"estimated\":false,"
+        "\"latency_ms\":812.4,\"ttfb_ms\":301.2}\n";
+    CHECK_INT(n, strlen(want));
+    CHECK_STR(buf, want);
+}
+
+/* Every field parsed back with jansson, in the contract's order. */
+static void test_parse_back(void)
+{
+    struct record r = base_record();
+    r.usage.estimated = true;
+    r.downgraded = false;
+    r.cost = 31500000000; /* 31.5 USD */
+    char buf[2048];
+    int n = record_format(&r, buf, sizeof(buf));
+    CHECK(n > 0);
+    json_error_t e;
+    json_t *j = json_loadb(buf, (size_t)(n > 0 ? n : 0), 0, &e);
+    CHECK(j != NULL);
+    if (!j)
+        return;
+    static const char *const order[] = {
+        "ts", "id", "tenant", "user", "feature", "plan", "provider", "endpoint",
+        "model_requested", "model", "downgraded", "stream", "status", "outcome",
+        "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost_usd",
+        "priced", "estimated", "latency_ms", "ttfb_ms",
+    };
+    CHECK_INT(json_object_size(j), ARRAY_LEN(order));
+    /* the order in the text, as the contract shows it */
+    const char *at = buf;
+    for (size_t i = 0; i < ARRAY_LEN(order); i++) {
+        char key[40];
+        snprintf(key, sizeof(key), "\"%s\":", order[i]);
+        const char *p = strstr(at, key);
+        CHECK(p != NULL);
+        if (p)
+            at = p;
+    }
+    CHECK_STR(json_string_value(json_object_get(j, "ts")), "2026-11-22T12:00:00.123Z");
+    CHECK_STR(json_string_value(json_object_get(j, "id")), "req_1");
+    CHECK_STR(json_string_value(json_object_get(j, "tenant")), "acme");
+    CHECK_STR(json_string_value(json_object_get(j, "user")), "u_1");
+    CHECK_STR(json_string_value(json_object_get(j, "feature")), "summary");
+    CHECK_STR(json_string_value(json_object_get(j, "plan")), "pro");
+    CHECK_STR(json_string_value(json_object_get(j, "provider")), "openai");
+    CHECK_STR(json_string_value(json_object_get(j, "endpoint")), "/v1/chat/completions");
+    CHECK_STR(json_string_value(json_object_get(j, "model_requested")), "gpt-4o");
+    CHECK_STR(json_string_value(json_object_get(j, "model")), "gpt-4o-mini");
+    CHECK(json_is_false(json_object_get(j, "downgraded")));
+    CHECK(json_is_true(json_object_get(j, "stream")));
+    CHECK_INT(json_integer_value(json_object_get(j, "status")), 200);
+    CHECK_STR(json_string_value(json_object_get(j, "outcome")), "ok");
+    CHECK_INT(json_integer_value(json_object_get(j, "input_tokens")), 1000);
+    CHECK_INT(json_integer_value(json_object_get(j, "cached_tokens")), 200);
+    CHECK_INT(json_integer_value(json_object_get(j, "output_tokens")), 500);
+    CHECK_INT(json_integer_value(json_object_get(j, "reasoning_tokens")), 0);
+    CHECK(json_number_value(json_object_get(j, "cost_usd")) == 31.5);
+    CHECK(json_is_true(json_object_get(j, "priced")));
+    CHECK(json_is_true(json_object_get(j, "estimated")));
+    CHECK(json_real_value(json_object_get(j, "latency_ms")) == 812.4);
+    CHECK(json_real_value(json_object_get(j, "ttfb_ms")) == 301.2);
+    json_decref(j);
+}
+
+/* Strings as the line must show them, and what jansson reads back. */
+static const struct {
+    const char *in;
+    const char *json;    /* between the quotes in the line */
+    const char *decoded; /* jansson's value */
+} escapes[] = {
+    {"plain", "plain", "plain"},
+    {"a\"b", "a\\\"b", "a\"b"},
+    {"back\\slash", "back\\\\slash", "back\\slash"},
+    {"two\nlines\r\t", "two\\nlines\\r\\t", "two\nlines\r\t"},
+    {"bell\x07", "bell\\u0007", "bell\x07"},
+    {"del\x7f", "del\\u007f", "del\x7f"},
+    {"caf\xc3\xa9", "caf\xc3\xa9", "caf\xc3\xa9"},
+    {"emoji\xf0\x9f\x98\x80", "emoji\xf0\x9f\x98\x80", "emoji\xf0\x9f\x98\x80"},
+    {"bad\xff", "bad\\ufffd", "bad\xef\xbf\xbd"},
+    {"trunc\xe2\x82", "trunc\\ufffd\\ufffd", "trunc\xef\xbf\xbd\xef\xbf\xbd"},
+    {"overlong\xc0\xaf", "overlong\\ufffd\\ufffd", "overlong\xef\xbf\xbd\xef\xbf\xbd"},
+    {"surrogate\xed\xa0\x80", "surrogate\\ufffd\\ufffd\\ufffd",
+     "surrogate\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+};
+
+static void test_escaping(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(escapes); i++) {
+        struct record r = base_record();
+        r.user = escapes[i].in;
+        char buf[2048], want[256];
+        int n = record_format(&r, buf, sizeof(buf));
+        CHECK(n > 0);
+        snprintf(want, sizeof(want), "\"user\":\"%s\",\"feature\"", escapes[i].json);
+        if (!strstr(buf, want))
+            fprintf(stderr, "  case %zu: %s\n", i, buf);
+        CHECK(strstr(buf, want) != NULL);
+        json_error_t e;
+        json_t *j = json_loads(buf, 0, &e);
+        if (!j)
+            fprintf(stderr, "  case %zu: %s\n", i, e.text);
+        CHECK(j != NULL);
+        if (j)
+            CHECK_STR(json_string_value(json_object_get(j, "user")), escapes[i].decoded);
+        json_decref(j);
+    }
+}
+
+static void test_nulls(void)
+{
+    struct record r = base_record();
+    r.user = NULL;
+    r.feature = NULL;
+    r.model_requested = NULL;
+    r.model = NULL;
+    r.ttfb_ms = -1;
+    r.cost = 0;
+    r.priced = false;
+    char buf[2048];
+    CHECK(record_format(&r, buf, sizeof(buf)) > 0);
+    static const char *const want[] = {
+        "\"user\":null,", "\"feature\":null,", "\"model_requested\":null,", "\"model\":null,",
+        "\"ttfb_ms\":null}", "\"cost_usd\":0,", "\"priced\":false,",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+        if (!strstr(buf, want[i]))
+            fprintf(stderr, "  missing %s in %s", want[i], buf);
+        CHECK(strstr(buf, want[i]) != NULL);
+    }
+}
+
+/* Every buffer too small fails cleanly; the exact one works. */
+static void test_small_buffer(void)
+{
+    struct record r = base_record();
+    char full[2048], buf[2048];
+    int n = record_format(&r, full, sizeof(full));
+    CHECK(n > 0);
+    for (int k = 0; k <= n; k++) /* the NUL needs a byte too */
+        CHECK_INT(record_format(&r, buf, (size_t)k), -1);
+    CHECK_INT(record_format(&r, buf, (size_t)n + 1), n);
+    CHECK_STR(buf, full);
+}
+
+/* ---- sink + queues ------------------------------------------------------ */
+
+#define PER_THREAD 5000
+
+struct worker {
+    struct record_sink *sink;
+    int n;
+    int ok;
+};
+
+static void *run_worker(void *arg)
+{
+    struct worker *w = arg;
+    struct event_base *base = event_base_new();
+    struct record_queue *q = base ? record_queue_new(w->sink, base) : NULL;
+    if (!q)
+        goto done;
+    for (int i = 0; i < w->n; i++) {
+        struct record r = base_record();
+        char id[32];
+        snprintf(id, sizeof(id), "req_%d_%d", w->n, i);
+        r.id = id;
+        record_queue_push(q, &r);
+        if (i % 500 == 0) /* let the 20 ms timer fire now and then */
+            event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    /* run the loop so the timer path hands over the tail too */
+    struct timeval tv = {0, 60 * 1000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    w->ok = 1;
+    record_queue_free(q);
+done:
+    if (base)
+        event_base_free(base);
+    return NULL;
+}
+
+static void test_sink_two_threads(void)
+{
+    char dir[] = "/tmp/tollgate-rec-XXXXXX";
+    char path[256], err[256] = "";
+    CHECK(mkdtemp(dir) != NULL);
+    /* a missing parent directory is created */
+    snprintf(path, sizeof(path), "%s/sub/usage.jsonl", dir);
+    struct record_sink *s = record_sink_open(path, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    struct worker w[2] = {{s, PER_THREAD, 0}, {s, PER_THREAD, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_create(&t[i], NULL, run_worker, &w[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK(w[0].ok && w[1].ok);
+    CHECK_INT(record_sink_written(s), 2 * PER_THREAD);
+    CHECK_INT(record_sink_failed(s), 0);
+    record_sink_close(s);
+
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    char line[4096];
+    int lines = 0, valid = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lines++;
+        json_t *j = json_loads(line, 0, NULL);
+        if (j && json_is_object(j) && json_object_size(j) == 23 && strchr(line, '\n'))
+            valid++;
+        json_decref(j);
+    }
+    fclose(f);
+    CHECK_INT(lines, 2 * PER_THREAD);
+    CHECK_INT(valid, 2 * PER_THREAD);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
+static void test_sink_open_fails(void)
+{
+    char err[256] = "";
+    struct record_sink *s = record_sink_open("/proc/nonexistent/x/usage.jsonl", err, sizeof(err));
+    CHECK(s == NULL);
+    CHECK(err[0] != '\0');
+    record_sink_close(s);
+}
+
+static const struct check_test tests[] = {
+    {"exact_line", test_exact_line},
+    {"parse_back", test_parse_back},
+    {"escaping", test_escaping},
+    {"nulls", test_nulls},
+    {"small_buffer", test_small_buffer},
+    {"sink_two_threads", test_sink_two_threads},
+    {"sink_open_fails", test_sink_open_fails},
+};
+
+int main(void)
+{
+    return CHECK_MAIN("record", tests);
+}
