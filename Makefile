@@ -34,25 +34,28 @@ $(BUILD)/.pkg-flags: | deps
 
 $(BUILD)/%.o: src/%.c $(BUILD)/.pkg-flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $$(cat $(BUILD)/.pkg-flags.c) -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) $$(cat $(BUILD)/.pkg-flags.c) -c $< -o $@
 
 # Lua scripts are embedded as C strings, runnable by hand with redis-cli --eval.
 $(BUILD)/lua_scripts.c: $(LUA) scripts/embed-lua.sh
 	@mkdir -p $(BUILD)
-	scripts/embed-lua.sh $(LUA) > $@
+	@scripts/embed-lua.sh $(LUA) > $@
 $(BUILD)/lua_scripts.o: $(BUILD)/lua_scripts.c $(BUILD)/.pkg-flags
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libtollgate.a: $(OBJS)
-	ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/tollgate: $(BUILD)/main.o $(BUILD)/libtollgate.a
-	$(CC) $(LDFLAGS) -o $@ $^ $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
 
 # Unit tests link one module (and what it needs) from the library.
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libtollgate.a tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $$(cat $(BUILD)/.pkg-flags.c) $(LDFLAGS) -o $@ $< \
+	@echo "  TEST  $@"
+	@$(CC) $(CFLAGS) -Itests/unit $$(cat $(BUILD)/.pkg-flags.c) $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/libtollgate.a $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
 
 run: all

@@ -28,8 +28,7 @@ static void prepare_scripts(void)
     redis_script_prepare(&settle_script);
 }
 
-int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char kind,
-               time_t when)
+int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char kind, time_t when)
 {
     struct tm tm;
     int len;
@@ -46,8 +45,7 @@ int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char
     return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 
-static int settled_key(char *buf, size_t n, const char *prefix, const char *tenant,
-                       const char *id)
+static int settled_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *id)
 {
     if (!id || !*id || strpbrk(tenant, "{}"))
         return -1;
@@ -98,8 +96,8 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
     snprintf(num[4], sizeof(num[4]), "%" PRId64, s->usage.reasoning);
     snprintf(num[5], sizeof(num[5]), "%d", SETTLED_TTL_S);
     const char *args[] = {
-        marker, month, day, num[0], num[1], num[2], num[3], num[4],
-        s->usage.estimated ? "1" : "0", num[5],
+        marker, month, day, num[0], num[1], num[2], num[3], num[4], s->usage.estimated ? "1" : "0",
+        num[5],
     };
     if (!(call = malloc(sizeof(*call))))
         goto fail;

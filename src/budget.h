@@ -26,7 +26,7 @@ struct settle {
     const char *key_prefix; /* "tollgate:" */
     const char *tenant;
     const char *request_id;
-    time_t when;            /* the request's start: picks the month and day */
+    time_t when; /* the request's start: picks the month and day */
     money_t cost;
     struct usage usage;
 };

@@ -63,6 +63,8 @@ struct client {
     size_t nh;
     size_t target_end;  /* hbuf[0..target_end) is the target */
     bool in_value;      /* the last header callback was a value */
+    char prev[2];       /* the two bytes before the scan point (obs-fold check) */
+    bool head_scanned;  /* the blank line ending the headers was seen */
     int error_status;   /* set by a parser callback that refuses the request */
     const char *error_msg;
     struct evbuffer *body;
@@ -115,6 +117,8 @@ static void reset_request(struct client *c)
     c->nh = 0;
     c->target_end = 0;
     c->in_value = false;
+    c->prev[0] = c->prev[1] = '\0';
+    c->head_scanned = false;
     c->error_status = 0;
     c->error_msg = NULL;
     free(c->path);
@@ -307,6 +311,13 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         c->nh++;
         c->in_value = false;
     }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        /* RFC 9110 token characters only: a proxy that reads "X A" or "X_A"
+         * as another name is the smuggler's friend */
+        if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)) || ch == '\0')
+            return refuse(c, 400, "invalid character in a header name");
+    }
     return hbuf_add(c, at, len);
 }
 
@@ -466,6 +477,26 @@ static void framing_error(struct client *c, int status, const char *msg)
     client_error(c, status, code, msg);
 }
 
+/* http_parser joins obs-folded header lines silently; a folded line is
+ * refused instead (RFC 9112 5.2), since another parser may not join it.
+ * Scans the header bytes of the current request for a line break followed
+ * by a space or tab, until the blank line that ends the headers. */
+static bool obs_fold(struct client *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && !c->head_scanned; i++) {
+        char ch = p[i];
+        if (c->prev[1] == '\n') {
+            if (ch == ' ' || ch == '\t')
+                return true;
+        }
+        if (ch == '\n' && (c->prev[1] == '\n' || (c->prev[1] == '\r' && c->prev[0] == '\n')))
+            c->head_scanned = true;
+        c->prev[0] = c->prev[1];
+        c->prev[1] = ch;
+    }
+    return false;
+}
+
 /* Feeds buffered input to the parser until a request is complete, the input
  * is used up, or the request is refused. */
 static void parse_input(struct client *c)
@@ -483,6 +514,11 @@ static void parse_input(struct client *c)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             return;
+        if (c->state == CS_HEAD && obs_fold(c, v.iov_base, v.iov_len)) {
+            evbuffer_drain(in, evbuffer_get_length(in));
+            framing_error(c, 400, "folded header lines (obs-fold) are not accepted");
+            return;
+        }
         size_t done = http_parser_execute(&c->parser, &c->settings, v.iov_base, v.iov_len);
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
         if (err == HPE_PAUSED) {
@@ -497,6 +533,10 @@ static void parse_input(struct client *c)
                          : err == HPE_HEADER_OVERFLOW ? 431
                                                       : 400;
             const char *msg = c->error_msg ? c->error_msg : http_errno_description(err);
+            if (!c->error_msg && c->state == CS_BODY)
+                msg = "malformed request body framing (chunk size or length)";
+            else if (!c->error_msg && err == HPE_UNEXPECTED_CONTENT_LENGTH)
+                msg = "Content-Length repeated or combined with Transfer-Encoding";
             evbuffer_drain(in, evbuffer_get_length(in)); /* never answer what follows */
             framing_error(c, status, msg);
             return;
@@ -632,7 +672,9 @@ void client_start(struct client *c, int status, const struct http_header *h, siz
     if (content_length < 0 && minor == 0)
         c->keep_alive = false; /* close-delimited body */
     c->chunked = content_length < 0 && minor >= 1;
-    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", minor >= 1 ? 1 : 0, status, reason(status));
+    /* a server answers with its own version (RFC 9110 2.5); 1.0 clients
+     * only change the framing chosen above */
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
     for (size_t i = 0; i < n; i++)
         evbuffer_add_printf(out, "%s: %s\r\n", h[i].name, h[i].value);
     if (content_length >= 0)

@@ -19,7 +19,17 @@
 #include "pricing.h"
 
 /* Sections. Named ones are templates: [plan NAME] may appear many times. */
-enum sect { S_NONE, S_SERVER, S_REDIS, S_UPSTREAM, S_PRICING, S_RECORDS, S_ALERTS, S_PLAN, S_TENANT };
+enum sect {
+    S_NONE,
+    S_SERVER,
+    S_REDIS,
+    S_UPSTREAM,
+    S_PRICING,
+    S_RECORDS,
+    S_ALERTS,
+    S_PLAN,
+    S_TENANT
+};
 
 static const struct {
     const char *name;
@@ -203,7 +213,8 @@ static const struct key keys[] = {
      .doc = "model rewrites once over budget: a > b, c > d"},
     {S_PLAN, "hard_limit", T_MONEY, PL(hard_limit), NULL, 0,
      .doc = "USD per month past which even downgraded calls are blocked"},
-    {S_PLAN, "rpm", T_I64, PL(rpm), "0", 0, 0, INT64_MAX, .doc = "requests per minute; 0: no limit"},
+    {S_PLAN, "rpm", T_I64, PL(rpm), "0", 0, 0, INT64_MAX,
+     .doc = "requests per minute; 0: no limit"},
     {S_PLAN, "tpm", T_I64, PL(tpm), "0", 0, 0, INT64_MAX, .doc = "tokens per minute; 0: no limit"},
     {S_PLAN, "block_message", T_STR, PL(block_message), NULL, K_OPT,
      .doc = "error message when blocked; unset: a default naming the cap"},
@@ -236,9 +247,10 @@ static const struct {
  * found after the whole file is read. */
 struct seen {
     enum sect sect;
-    size_t idx;           /* instance of a template section; 0 otherwise */
-    const struct key *k;  /* NULL: the section header itself */
+    size_t idx;          /* instance of a template section; 0 otherwise */
+    const struct key *k; /* NULL: the section header itself */
     int line;
+    bool rejected; /* the value was reported bad: no follow-up errors */
 };
 
 /* State of one load. The reader and the handler run interleaved (inih asks
@@ -250,10 +262,10 @@ struct parser {
     char *buf; /* getline buffer */
     size_t cap;
     int line;
-    enum sect sect;  /* current section; S_NONE before the first */
-    size_t idx;      /* its instance, for templates */
-    bool skip;       /* the header was rejected: its keys are not reported again */
-    char label[64];  /* "plan free", for messages */
+    enum sect sect; /* current section; S_NONE before the first */
+    size_t idx;     /* its instance, for templates */
+    bool skip;      /* the header was rejected: its keys are not reported again */
+    char label[64]; /* "plan free", for messages */
     struct seen *seen;
     size_t n_seen, cap_seen;
     char *err;
@@ -417,8 +429,7 @@ static int parse_hostport(const char *s, size_t len, int *port)
     const char *colon;
     if (len && s[0] == '[') {
         const char *rb = memchr(s, ']', len);
-        if (!rb || !host_ok(s + 1, (size_t)(rb - s - 1), true) || rb + 1 >= s + len ||
-            rb[1] != ':')
+        if (!rb || !host_ok(s + 1, (size_t)(rb - s - 1), true) || rb + 1 >= s + len || rb[1] != ':')
             return -1;
         colon = rb + 1;
     } else {
@@ -818,8 +829,8 @@ static int set_text(char **field, const struct key *k, const char *v, char *msg,
 static int range_error(const struct key *k, char *msg, size_t n)
 {
     const char *unit = k->type == T_DUR ? "ms" : k->type == T_SIZE ? " bytes" : "";
-    snprintf(msg, n, "must be between %lld%s and %lld%s", (long long)k->lo, unit,
-             (long long)k->hi, unit);
+    snprintf(msg, n, "must be between %lld%s and %lld%s", (long long)k->lo, unit, (long long)k->hi,
+             unit);
     return -1;
 }
 
@@ -979,7 +990,12 @@ static int add_instance(struct config *c, enum sect s, const char *name, size_t 
     *arr = grown;
     void *obj = (char *)grown + *cnt * size;
     memset(obj, 0, size);
-    *(char **)obj = copy; /* name is the first field of each instance struct */
+    if (s == S_UPSTREAM)
+        ((struct cfg_upstream *)obj)->name = copy;
+    else if (s == S_PLAN)
+        ((struct cfg_plan *)obj)->name = copy;
+    else
+        ((struct cfg_tenant *)obj)->name = copy;
     *idx = (*cnt)++;
     return apply_defaults(obj, s);
 }
@@ -1005,7 +1021,7 @@ static int remember(struct parser *p, const struct key *k)
         p->seen = s;
         p->cap_seen = cap;
     }
-    p->seen[p->n_seen++] = (struct seen){p->sect, p->idx, k, p->line};
+    p->seen[p->n_seen++] = (struct seen){p->sect, p->idx, k, p->line, false};
     return 0;
 }
 
@@ -1015,11 +1031,21 @@ static int seen_at(const struct parser *p, enum sect s, size_t idx, const char *
 {
     for (size_t i = 0; i < p->n_seen; i++) {
         const struct seen *e = &p->seen[i];
-        if (e->sect == s && e->idx == idx &&
-            (name ? e->k && strcmp(e->k->name, name) == 0 : !e->k))
+        if (e->sect == s && e->idx == idx && (name ? e->k && strcmp(e->k->name, name) == 0 : !e->k))
             return e->line;
     }
     return 0;
+}
+
+/* The key was written but its value reported bad. */
+static bool rejected(const struct parser *p, enum sect s, size_t idx, const char *name)
+{
+    for (size_t i = 0; i < p->n_seen; i++) {
+        const struct seen *e = &p->seen[i];
+        if (e->sect == s && e->idx == idx && e->k && strcmp(e->k->name, name) == 0)
+            return e->rejected;
+    }
+    return false;
 }
 
 /* Where to point an error about key name: its line, else its section's
@@ -1185,8 +1211,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     int first = seen_at(p, p->sect, p->idx, name);
     if (first) {
-        fail_at(p, p->line, "duplicate key '%s' in [%s] (first at line %d)", name, p->label,
-                first);
+        fail_at(p, p->line, "duplicate key '%s' in [%s] (first at line %d)", name, p->label, first);
         return 1;
     }
     if (remember(p, k) < 0) {
@@ -1212,8 +1237,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
         }
         value = trim(env);
     }
-    if (apply(instance(p->c, p->sect, p->idx), k, value, msg, sizeof msg) < 0)
+    if (apply(instance(p->c, p->sect, p->idx), k, value, msg, sizeof msg) < 0) {
         fail_at(p, p->line, "%s: %s", name, msg);
+        p->seen[p->n_seen - 1].rejected = true;
+    }
     free(env);
     return 1;
 }
@@ -1242,7 +1269,8 @@ static void finish_upstreams(struct parser *p)
         int head = i < in_file ? line_of(p, S_UPSTREAM, i, NULL) : 0;
         if (!u->url && builtin && set_url(u, builtin_url(u->name), msg, sizeof msg) < 0)
             fail_at(p, head, "%s", msg);
-        if (!u->url && !builtin)
+        /* A url or prefix that was written but rejected is reported already. */
+        if (!u->url && !builtin && !rejected(p, S_UPSTREAM, i, "url"))
             fail_at(p, head, "[upstream %s] needs url = https://host[/base]", u->name);
         if (builtin && u->kind && strcmp(u->kind, u->name) != 0)
             fail_at(p, line_of(p, S_UPSTREAM, i, "kind"),
@@ -1250,9 +1278,11 @@ static void finish_upstreams(struct parser *p)
                     u->name);
         if (!u->kind && !(u->kind = strdup(builtin ? u->name : "openai")))
             fail_at(p, head, "out of memory");
-        if (!builtin && !u->prefix)
-            fail_at(p, head, "[upstream %s] needs prefix = /%s (only openai, anthropic and "
-                    "gemini have built-in routes)", u->name, u->name);
+        if (!builtin && !u->prefix && !rejected(p, S_UPSTREAM, i, "prefix"))
+            fail_at(p, head,
+                    "[upstream %s] needs prefix = /%s (only openai, anthropic and "
+                    "gemini have built-in routes)",
+                    u->name, u->name);
         for (size_t j = 0; j < i && u->prefix; j++)
             if (c->upstreams[j].prefix && strcmp(c->upstreams[j].prefix, u->prefix) == 0)
                 fail_at(p, line_of(p, S_UPSTREAM, i, "prefix"),
@@ -1270,18 +1300,18 @@ static void finish_plans(struct parser *p)
         /* No plans: one without caps, so a minimal file runs. */
         if (add_instance(c, S_PLAN, c->default_plan, &idx) < 0)
             fail_at(p, 0, "out of memory");
-    } else if (!config_plan(c, c->default_plan)) {
+    } else if (!config_plan(c, c->default_plan) && !rejected(p, S_SERVER, 0, "default_plan")) {
         int line = line_of(p, S_SERVER, 0, "default_plan");
         fail_at(p, line ? line : line_of(p, S_PLAN, 0, NULL),
                 "default_plan: no [plan %s] (tenants without a plan get it)", c->default_plan);
     }
     for (size_t i = 0; i < c->n_plans; i++) {
         const struct cfg_plan *pl = &c->plans[i];
-        if (pl->on_exceed == ON_EXCEED_DOWNGRADE && pl->n_downgrade == 0)
+        if (pl->on_exceed == ON_EXCEED_DOWNGRADE && pl->n_downgrade == 0 &&
+            !rejected(p, S_PLAN, i, "downgrade"))
             fail_at(p, line_of(p, S_PLAN, i, "on_exceed"),
                     "on_exceed: downgrade needs downgrade = from > to in [plan %s]", pl->name);
-        if (pl->hard_limit >= 0 && pl->budget_monthly >= 0 &&
-            pl->hard_limit < pl->budget_monthly)
+        if (pl->hard_limit >= 0 && pl->budget_monthly >= 0 && pl->hard_limit < pl->budget_monthly)
             fail_at(p, line_of(p, S_PLAN, i, "hard_limit"),
                     "hard_limit: is below budget_monthly in [plan %s]", pl->name);
     }
@@ -1298,9 +1328,9 @@ static void finish(struct parser *p)
     struct config *c = p->c;
     char perr[1024] = "";
 
-    if (c->tls_listen && (!c->tls_cert || !c->tls_key))
-        fail_at(p, line_of(p, S_SERVER, 0, "tls_listen"),
-                "tls_listen: needs tls_cert and tls_key");
+    if (c->tls_listen && (!c->tls_cert || !c->tls_key) && !rejected(p, S_SERVER, 0, "tls_cert") &&
+        !rejected(p, S_SERVER, 0, "tls_key"))
+        fail_at(p, line_of(p, S_SERVER, 0, "tls_listen"), "tls_listen: needs tls_cert and tls_key");
     finish_upstreams(p);
     finish_plans(p);
 
@@ -1309,8 +1339,7 @@ static void finish(struct parser *p)
         if (perr[0])
             fail_raw(p, perr);
         else
-            fail_at(p, line_of(p, S_PRICING, 0, "file"), "file: cannot load %s",
-                    c->pricing_file);
+            fail_at(p, line_of(p, S_PRICING, 0, "file"), "file: cannot load %s", c->pricing_file);
     } else if (c->unknown_model == UNKNOWN_MODEL_PRICE_AS &&
                !pricing_lookup(c->pricing, c->price_as_model)) {
         fail_at(p, line_of(p, S_PRICING, 0, "unknown_model"),
@@ -1503,8 +1532,8 @@ size_t config_restart_keys(const struct config *old, const struct config *nw, ch
             continue;
         count++;
         if (used < n) {
-            int w = snprintf(buf + used, n - used, "%s%s.%s", used ? ", " : "",
-                             sects[k->sect].name, k->name);
+            int w = snprintf(buf + used, n - used, "%s%s.%s", used ? ", " : "", sects[k->sect].name,
+                             k->name);
             if (w > 0)
                 used += (size_t)w;
         }

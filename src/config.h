@@ -30,7 +30,7 @@ struct cfg_upstream {
     char *host;      /* from url */
     int port;        /* from url (default 443/80) */
     char *base_path; /* path part of url without trailing '/', "" if none */
-    char *prefix;    /* "/groq": requests under it go here, prefix stripped; NULL for the three built-ins */
+    char *prefix;    /* "/groq": requests under it come here, stripped; NULL: none (built-ins) */
     char *api_key;   /* NULL: the client's key passes through */
     char *ca_file;   /* extra CA bundle, NULL if none */
 };
@@ -44,17 +44,17 @@ struct cfg_downgrade {
 /* [plan NAME] */
 struct cfg_plan {
     char *name;
-    money_t price;               /* subscription revenue per price_period */
+    money_t price; /* subscription revenue per price_period */
     enum price_period price_period;
-    money_t budget_monthly;      /* -1: no cap */
-    money_t budget_daily;        /* -1: no cap */
+    money_t budget_monthly; /* -1: no cap */
+    money_t budget_daily;   /* -1: no cap */
     enum on_exceed on_exceed;
     struct cfg_downgrade *downgrade;
     size_t n_downgrade;
-    money_t hard_limit;          /* -1: none */
-    int64_t rpm;                 /* 0: unlimited */
-    int64_t tpm;                 /* 0: unlimited */
-    char *block_message;         /* NULL: a default naming the cap */
+    money_t hard_limit;  /* -1: none */
+    int64_t rpm;         /* 0: unlimited */
+    int64_t tpm;         /* 0: unlimited */
+    char *block_message; /* NULL: a default naming the cap */
 };
 
 /* [tenant NAME]: per-customer overrides; -1 / NULL means "from the plan". */
@@ -73,27 +73,27 @@ struct config {
     char *path;
 
     /* [server] */
-    char *listen;            /* host:port */
-    char *tls_listen;        /* NULL: off */
+    char *listen;     /* host:port */
+    char *tls_listen; /* NULL: off */
     char *tls_cert;
     char *tls_key;
-    char *admin_listen;      /* NULL: off */
-    char *admin_token;       /* NULL: admin API refuses everything but /healthz, /readyz */
+    char *admin_listen; /* NULL: off */
+    char *admin_token;  /* NULL: admin API refuses everything but /healthz, /readyz */
     char *tenant_header;
     char *user_header;
     char *feature_header;
-    char *plan_header;       /* NULL: off */
+    char *plan_header; /* NULL: off */
     enum missing_tenant missing_tenant;
     char *default_plan;
-    size_t max_body;         /* bytes */
-    size_t max_header_size;  /* bytes of request line + headers */
-    int workers;             /* 0: one per core */
-    int max_connections;     /* per worker */
-    int header_timeout_ms;   /* request line + headers must arrive within this */
-    int body_timeout_ms;     /* the whole body must arrive within this */
-    int keepalive_timeout_ms;/* idle client connection */
-    int send_timeout_ms;     /* client not reading a response */
-    int drain_timeout_ms;    /* SIGTERM: how long streams may finish */
+    size_t max_body;          /* bytes */
+    size_t max_header_size;   /* bytes of request line + headers */
+    int workers;              /* 0: one per core */
+    int max_connections;      /* per worker */
+    int header_timeout_ms;    /* request line + headers must arrive within this */
+    int body_timeout_ms;      /* the whole body must arrive within this */
+    int keepalive_timeout_ms; /* idle client connection */
+    int send_timeout_ms;      /* client not reading a response */
+    int drain_timeout_ms;     /* SIGTERM: how long streams may finish */
     char *log_level;
     bool log_json;
 
@@ -117,11 +117,11 @@ struct config {
 
     /* [records] */
     char *records_file;
-    char *redis_stream;      /* NULL: off */
+    char *redis_stream; /* NULL: off */
 
     /* [alerts] */
-    char *webhook;           /* NULL: off */
-    int thresholds[8];       /* percent, ascending */
+    char *webhook;     /* NULL: off */
+    int thresholds[8]; /* percent, ascending */
     size_t n_thresholds;
 
     struct cfg_upstream *upstreams;
@@ -135,7 +135,8 @@ struct config {
 /* Loads and validates path, and the pricing file it names (relative paths
  * are taken from the current directory). On error returns NULL and writes
  * "file:line: message" lines (one per problem) into err. The result has
- * refs == 1. */
+ * refs == 1. Call from one thread at a time: libinih's options are process
+ * globals and this flips one (multi-line values) for the parse. */
 struct config *config_load(const char *path, char *err, size_t errlen) MUST_CHECK;
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
@@ -158,9 +159,9 @@ int config_parse_duration_ms(const char *s, int *out) MUST_CHECK;
 struct config_key_info {
     const char *section; /* "server", or a template: "upstream *" */
     const char *key;
-    const char *def;     /* default as written in the file; NULL: unset */
-    bool reloadable;     /* false: a changed value needs a restart */
-    const char *doc;     /* one line */
+    const char *def; /* default as written in the file; NULL: unset */
+    bool reloadable; /* false: a changed value needs a restart */
+    const char *doc; /* one line */
 };
 void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg), void *arg);
 
@@ -178,7 +179,6 @@ const struct cfg_upstream *config_upstream_for_path(const struct config *c, cons
 /* For SIGHUP: writes the names ("server.listen, redis.url") of keys that
  * differ between old and nw but only take effect on restart into buf ("" if
  * none). Returns how many differ. */
-size_t config_restart_keys(const struct config *old, const struct config *nw, char *buf,
-                           size_t n);
+size_t config_restart_keys(const struct config *old, const struct config *nw, char *buf, size_t n);
 
 #endif

@@ -69,16 +69,18 @@ static void puts_(struct line *l, const char *s)
     put(l, s, strlen(s));
 }
 
-/* After a cut, drops a UTF-8 sequence left incomplete at the end. */
-static void trim_partial_utf8(struct line *l)
+/* The length of s[0..len) without a UTF-8 sequence a cut left incomplete
+ * at its end (a complete last character may go too; only after a cut). */
+static size_t utf8_prefix(const char *s, size_t len)
 {
-    size_t i = l->len, k = 0;
-    while (i > 0 && k < 3 && ((unsigned char)l->buf[i - 1] & 0xc0) == 0x80) {
+    size_t i = len, k = 0;
+    while (i > 0 && k < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) {
         i--;
         k++;
     }
-    if (i > 0 && ((unsigned char)l->buf[i - 1] & 0xc0) == 0xc0)
-        l->len = i - 1;
+    if (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0xc0)
+        return i - 1;
+    return len;
 }
 
 /* Copies s, making control bytes visible: in JSON as \uXXXX escapes (and
@@ -111,7 +113,7 @@ static void put_escaped(struct line *l, const char *s, bool json, size_t reserve
         }
         if (l->len + n + reserve > sizeof(l->buf) - 1) {
             l->cut = true;
-            trim_partial_utf8(l);
+            l->len = utf8_prefix(l->buf, l->len);
             return;
         }
         put(l, esc, n);
@@ -125,9 +127,9 @@ static void put_time(struct line *l)
     char buf[40];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000);
+    int n =
+        snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
     if (n > 0)
         put(l, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
@@ -158,6 +160,8 @@ void log_msg(enum log_level level, const char *reqid, const char *fmt, ...)
     bool cut = mn < 0 || (size_t)mn >= sizeof(msg);
     if (mn < 0)
         msg[0] = '\0';
+    if (cut) /* vsnprintf may have split a UTF-8 character */
+        msg[utf8_prefix(msg, strlen(msg))] = '\0';
 
     const char *lvl = (unsigned)level < ARRAY_LEN(level_names) ? level_names[level] : "?";
     bool json = atomic_load(&as_json);

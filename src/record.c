@@ -27,8 +27,8 @@
 
 #define BATCH_BYTES (64 * 1024)
 #define BATCH_MS 20
-#define LINE_STACK 4096   /* most lines fit */
-#define LINE_HEAP 131072  /* the longest line we accept (long paths, escapes) */
+#define LINE_STACK 4096  /* most lines fit */
+#define LINE_HEAP 131072 /* the longest line we accept (long paths, escapes) */
 
 /* ---- formatting ------------------------------------------------------- */
 
@@ -158,9 +158,8 @@ int record_format(const struct record *r, char *buf, size_t n)
 
     if (!gmtime_r(&sec, &tm) || money_format(r->cost, cost, sizeof(cost)) < 0)
         return -1;
-    putf(&o, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900,
-         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-         (long)(r->ts.tv_nsec / 1000000) % 1000);
+    putf(&o, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
+         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(r->ts.tv_nsec / 1000000) % 1000);
     puts_(&o, ",\"id\":");
     put_str(&o, r->id);
     puts_(&o, ",\"tenant\":");
@@ -263,8 +262,8 @@ static void *writer(void *arg)
 
         int rc = evbuffer_get_length(batch) ? write_all(s->fd, batch) : 0;
         if (rc < 0)
-            log_error("records: writing %s failed (%s); %lu records lost", s->path,
-                      strerror(errno), lines);
+            log_error("records: writing %s failed (%s); %lu records lost", s->path, strerror(errno),
+                      lines);
 
         pthread_mutex_lock(&s->mu);
         if (rc < 0)
@@ -430,8 +429,7 @@ void record_queue_push(struct record_queue *q, const struct record *r)
     if (n < 0) {
         /* rare: long endpoint or many escapes */
         if (!(line = malloc(LINE_HEAP)) || (n = record_format(r, line, LINE_HEAP)) < 0) {
-            log_error("records: record %.64s could not be formatted; dropped",
-                      r->id ? r->id : "?");
+            log_error("records: record %.64s could not be formatted; dropped", r->id ? r->id : "?");
             goto done;
         }
     }

@@ -33,7 +33,7 @@ struct record {
     money_t cost;
     bool priced;
     double latency_ms;
-    double ttfb_ms;      /* < 0: null */
+    double ttfb_ms; /* < 0: null */
 };
 
 /* Formats r as one JSON object and a '\n'. Strings are escaped (control

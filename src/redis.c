@@ -49,8 +49,8 @@ struct redis_cmd {
     redis_cb cb;
     void *arg;
     void (*release)(void *arg); /* runs instead of cb when cancelled */
-    struct event *ev;  /* the deadline; also the deferred error delivery */
-    const char *fail;  /* set: queueing failed, ev delivers this error */
+    struct event *ev;           /* the deadline; also the deferred error delivery */
+    const char *fail;           /* set: queueing failed, ev delivers this error */
     bool cancelled;
     bool eval_retried;
     /* EVAL fallback for redis_eval: argv[0..2] rewritten on NOSCRIPT */

@@ -29,8 +29,8 @@ typedef void (*redis_cb)(struct redisReply *reply, const char *err, void *arg);
 
 /* url: redis://[:password@]host[:port][/db] or unix:///path[?db=N].
  * Connects in the background; returns NULL only for a malformed url. */
-struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms,
-                        char *err, size_t errlen) MUST_CHECK;
+struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
+                        size_t errlen) MUST_CHECK;
 /* Fails every pending command and frees. The callbacks run synchronously,
  * inside redis_free, with err "disconnected": call it only at worker
  * shutdown, never from a redis callback, and only while the callbacks' args

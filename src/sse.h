@@ -18,8 +18,9 @@ struct sse_event {
                         only with keep_raw, else NULL */
     size_t raw_len;
     size_t raw_lead; /* 0 or 1: raw starts with the LF of a CRLF whose CR ended
-                        the previous event at the end of a feed; forward these
-                        bytes even when dropping this event */
+                        the previous event at the end of a feed; these bytes
+                        belong to the previous event: forward them only if
+                        that event was forwarded */
 };
 
 /* Called once per event; the event's memory lives only during the call. */
@@ -69,6 +70,9 @@ bool sse_finish(struct sse_parser *p, void (*raw_cb)(const char *raw, size_t len
 /* Note on raw: when a CR ends an event's blank line and the next byte is in
  * the same feed, a following LF is part of that event's raw. When the CR is the
  * last byte of a feed the event is delivered at once (no waiting for input) and
- * the LF, if it comes, starts the next raw (raw_lead = 1). */
+ * the LF, if it comes, starts the next raw (raw_lead = 1). The same holds for
+ * the bytes sse_finish hands back: if they start with '\n' and the last event
+ * ended with '\r', that LF is the event's (harmless to forward either way: a
+ * lone blank line dispatches nothing). */
 
 #endif

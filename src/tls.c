@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -64,6 +65,11 @@ struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
         goto fail;
     }
     SSL_CTX_set_verify(tc->ctx, SSL_VERIFY_PEER, NULL);
+    /* OpenSSL 3 reports a close without close_notify as a fatal error that
+     * libevent's allow_dirty_shutdown does not recognise, and the fatal alert
+     * would also void the session. Many servers close that way; the HTTP
+     * framing decides whether the response was complete. */
+    SSL_CTX_set_options(tc->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (SSL_CTX_set_min_proto_version(tc->ctx, TLS1_2_VERSION) != 1) {
         openssl_reason("setting TLS 1.2 minimum", err, errlen);
         goto fail;
@@ -143,6 +149,19 @@ fail:
     ERR_clear_error();
     SSL_free(ssl);
     return NULL;
+}
+
+void tls_client_close(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (!ssl || !SSL_is_init_finished(ssl))
+        return;
+    /* Only when our write side is idle: libevent retries a partial SSL_write
+     * with the same buffer, and a close_notify in between would break it. */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        (void)SSL_shutdown(ssl);
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+    ERR_clear_error();
 }
 
 void tls_client_error(struct bufferevent *bev, char *buf, size_t n)

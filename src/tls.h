@@ -29,6 +29,12 @@ SSL *tls_client_ssl(struct tls_client *tc, const char *host) MUST_CHECK;
 /* True when host is an IPv4 or IPv6 literal (brackets allowed). */
 bool tls_host_is_ip(const char *host);
 
+/* Call before freeing a TLS bufferevent: sends close_notify when our write
+ * side is idle and marks the SSL as shut down, because OpenSSL voids the
+ * session of an SSL freed without that and the next connection could not
+ * resume. Best effort, never fails. */
+void tls_client_close(struct bufferevent *bev);
+
 /* Formats why a TLS bufferevent failed: drains its OpenSSL error queue and
  * adds the certificate verification result ("certificate verify failed
  * (hostname mismatch)"). Writes "" when there is no TLS error. */

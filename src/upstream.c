@@ -144,8 +144,11 @@ static void conn_free(struct conn *c)
     if (c->idle_timer)
         event_free(c->idle_timer);
     /* Safe inside the bufferevent's own callbacks: libevent refcounts it. */
-    if (c->bev)
+    if (c->bev) {
+        if (c->pool->tls)
+            tls_client_close(c->bev);
         bufferevent_free(c->bev);
+    }
     free(c);
 }
 

@@ -51,6 +51,21 @@ function useStack(opts = {}) {
     start(overrides = {}) {
       return startTollgate({ redis: env.redis, mock: env.mock, overrides });
     },
+    // Runs fn(tg) against a separate tollgate with these overrides, then stops it and
+    // checks the run was clean (a failure inside fn wins over the stop's).
+    async withTollgate(overrides, fn) {
+      const tg = await env.start(overrides);
+      let failed = false;
+      try {
+        return await fn(tg);
+      } catch (e) {
+        failed = true;
+        throw e;
+      } finally {
+        if (failed) await tg.stop();
+        else await tg.stopAndCheck();
+      }
+    },
     openai: (tenant, extra = {}) => openaiClient(env.tg, tenant, extra),
     anthropic: (tenant, extra = {}) => anthropicClient(env.tg, tenant, extra),
     gemini: (tenant, extra = {}) => geminiClient(env.tg, tenant, extra),

@@ -47,7 +47,8 @@ static void test_exact_line(void)
     char buf[2048];
     int n = record_format(&r, buf, sizeof(buf));
     const char *want =
-        "{\"ts\":\"2026-11-22T12:00:00.123Z\",\"id\":\"req_1\",\"tenant\":\"acme\",\"user\":\"u_1\","
+        "{\"ts\":\"2026-11-22T12:00:00.123Z\",\"id\":\"req_1\",\"tenant\":\"acme\",\"user\":\"u_"
+        "1\","
         "\"feature\":\"summary\",\"plan\":\"pro\",\"provider\":\"openai\","
         "\"endpoint\":\"/v1/chat/completions\",\"model_requested\":\"gpt-4o\","
         "\"model\":\"gpt-4o-mini\",\"downgraded\":true,\"stream\":true,\"status\":200,"
@@ -74,10 +75,29 @@ static void test_parse_back(void)
     if (!j)
         return;
     static const char *const order[] = {
-        "ts", "id", "tenant", "user", "feature", "plan", "provider", "endpoint",
-        "model_requested", "model", "downgraded", "stream", "status", "outcome",
-        "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost_usd",
-        "priced", "estimated", "latency_ms", "ttfb_ms",
+        "ts",
+        "id",
+        "tenant",
+        "user",
+        "feature",
+        "plan",
+        "provider",
+        "endpoint",
+        "model_requested",
+        "model",
+        "downgraded",
+        "stream",
+        "status",
+        "outcome",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cost_usd",
+        "priced",
+        "estimated",
+        "latency_ms",
+        "ttfb_ms",
     };
     CHECK_INT(json_object_size(j), ARRAY_LEN(order));
     /* the order in the text, as the contract shows it */
@@ -173,8 +193,8 @@ static void test_nulls(void)
     char buf[2048];
     CHECK(record_format(&r, buf, sizeof(buf)) > 0);
     static const char *const want[] = {
-        "\"user\":null,", "\"feature\":null,", "\"model_requested\":null,", "\"model\":null,",
-        "\"ttfb_ms\":null}", "\"cost_usd\":0,", "\"priced\":false,",
+        "\"user\":null,",    "\"feature\":null,", "\"model_requested\":null,", "\"model\":null,",
+        "\"ttfb_ms\":null}", "\"cost_usd\":0,",   "\"priced\":false,",
     };
     for (size_t i = 0; i < ARRAY_LEN(want); i++) {
         if (!strstr(buf, want[i]))

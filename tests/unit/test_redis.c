@@ -72,7 +72,8 @@ static int free_port(void)
 
 static int can_connect(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
@@ -414,8 +415,8 @@ static void test_cancel(void)
     CHECK(c != NULL);
     redis_cancel(c);
     struct settled st = {0};
-    struct settle s = {.key_prefix = "tollgate:", .tenant = tenant, .request_id = "req-x",
-                       .when = 1795348800};
+    struct settle s = {
+        .key_prefix = "tollgate:", .tenant = tenant, .request_id = "req-x", .when = 1795348800};
     struct redis_cmd *b = budget_settle(r, &s, on_settled, &st);
     CHECK(b != NULL);
     redis_cancel(b); /* its internal state is released, no callback */

@@ -1,0 +1,21 @@
+-- post.lua: wrk script of `make bench`. POSTs the file named by BENCH_BODY as an
+-- OpenAI chat completion for tenant "bench"; at the end prints one line
+-- "BENCHJSON {...}" with the counts and latency percentiles (microseconds).
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.path = "/v1/chat/completions"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench"
+wrk.headers["X-Tenant-Id"] = "bench"
+
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format(
+        'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p99_us":%d,' ..
+        '"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d}\n',
+        summary.requests, summary.duration, summary.bytes,
+        latency:percentile(50), latency:percentile(99),
+        e.connect, e.read, e.write, e.status, e.timeout))
+end
