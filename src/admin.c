@@ -172,7 +172,7 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *a = (struct admin){.base = base, .cfg = cfg, .workers = workers, .n_workers = n_workers,
+    *a = (struct admin){.base = base, .cfg = config_ref(cfg), .workers = workers, .n_workers = n_workers,
                         .sink = sink};
     a->limits = (struct client_limits){.max_header_size = 16384,
                                        .max_body = 65536,
@@ -184,6 +184,7 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
     int len = sizeof(ss);
     if (evutil_parse_sockaddr_port(cfg->admin_listen, (struct sockaddr *)&ss, &len) < 0) {
         snprintf(err, errlen, "admin_listen: cannot parse '%s'", cfg->admin_listen);
+        config_unref(a->cfg);
         free(a);
         return NULL;
     }
@@ -192,10 +193,19 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
                                           (struct sockaddr *)&ss, len);
     if (!a->listener) {
         snprintf(err, errlen, "admin_listen on %s: cannot bind", cfg->admin_listen);
+        config_unref(a->cfg);
         free(a);
         return NULL;
     }
     return a;
+}
+
+void admin_set_config(struct admin *a, struct config *cfg)
+{
+    if (!a)
+        return;
+    config_unref(a->cfg);
+    a->cfg = config_ref(cfg);
 }
 
 void admin_free(struct admin *a)
@@ -204,5 +214,6 @@ void admin_free(struct admin *a)
         return;
     evconnlistener_free(a->listener);
     client_close_all();
+    config_unref(a->cfg);
     free(a);
 }

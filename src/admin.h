@@ -15,6 +15,8 @@ struct admin;
 struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
                         size_t n_workers, struct record_sink *sink, char *err,
                         size_t errlen) MUST_CHECK;
+/* After a reload (main thread): the admin token and on_failure may change. */
+void admin_set_config(struct admin *a, struct config *cfg);
 void admin_free(struct admin *a);
 
 #endif

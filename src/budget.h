@@ -58,4 +58,65 @@ int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char
 #define BUDGET_F_REASONING "reasoning_tokens"
 #define BUDGET_F_ESTIMATED "estimated"
 
+/* ---- admission: rate limits and caps, before forwarding ----
+ * One atomic script (src/lua/admit.lua) checks the tenant's rpm and tpm,
+ * then its caps against spent + reserved + this request's estimate, and on
+ * admission reserves the estimate as a lease: {prefix}{TENANT}:leases (a
+ * sorted set of request ids by expiry) and {prefix}{TENANT}:lease:ID. A
+ * lease whose tollgate died expires after lease_ttl and its reservation is
+ * given back by the next admit; budget_settle releases the lease and adds
+ * the exact cost, once. Month and day hashes gain the field "reserved". */
+
+enum budget_decision {
+    BUDGET_ADMIT,        /* under the caps: forward as asked */
+    BUDGET_DOWNGRADE,    /* over the budget, under hard_limit: forward with the cheaper model */
+    BUDGET_BLOCK,        /* over the cap (or hard_limit, or no downgrade): 429 */
+    BUDGET_RATE_LIMITED, /* over rpm or tpm: 429 with a short Retry-After */
+};
+
+enum budget_reason {
+    BUDGET_REASON_NONE,
+    BUDGET_REASON_MONTHLY, /* budget_monthly reached */
+    BUDGET_REASON_DAILY,   /* budget_daily reached */
+    BUDGET_REASON_HARD,    /* hard_limit reached (even downgraded calls) */
+    BUDGET_REASON_RPM,
+    BUDGET_REASON_TPM,
+};
+
+struct admit {
+    const char *key_prefix;
+    const char *tenant;
+    const char *request_id;
+    time_t when;          /* request start: month, day and minute buckets */
+    money_t estimate;     /* estimated cost as asked */
+    money_t estimate_down;/* estimated cost with the downgrade model; -1: no downgrade */
+    money_t cap_monthly;  /* -1: none */
+    money_t cap_daily;    /* -1: none */
+    money_t hard_limit;   /* -1: none (downgrade is then unbounded by a hard cap) */
+    int64_t rpm, tpm;     /* 0: unlimited */
+    int64_t est_tokens;   /* input + output estimate, for tpm */
+    int lease_ttl_s;      /* how long a reservation outlives a dead tollgate */
+};
+
+struct admit_result {
+    enum budget_decision decision;
+    enum budget_reason reason;
+    money_t spent_month;    /* settled cost this month, before this request */
+    money_t reserved_month; /* in flight this month, before this request */
+    money_t spent_day;
+    int retry_after_s;      /* rate limits: seconds to the next minute */
+};
+
+typedef void (*budget_admit_cb)(const struct admit_result *res, const char *err, void *arg);
+
+/* Runs the admission script; exactly one callback (res NULL and err set on
+ * a Redis failure) unless NULL is returned (not queued). */
+struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
+                               void *arg) MUST_CHECK;
+
+/* Gives back the reservation of a request that was admitted but never
+ * forwarded (or whose settlement is abandoned). Fire and forget. */
+void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
+                    const char *request_id);
+
 #endif

@@ -29,6 +29,7 @@ static const char usage_text[] =
     "       tollgate --version | --help\n";
 
 struct daemon {
+    const char *path;
     struct event_base *base;
     struct config *cfg;
     struct record_sink *sink;
@@ -44,11 +45,30 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(d->base);
 }
 
+/* SIGHUP: build the new config to the side; if it is valid, hand it to every
+ * worker (new requests use it, requests in flight keep theirs); if not, keep
+ * serving with the old one and say why, file:line. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    /* Reloading caps and plans without a restart arrives with the budgets
-     * work; until then say so instead of pretending. */
-    log_warn("SIGHUP: config reload is not supported yet; restart tollgate to apply changes");
+    struct daemon *d = arg;
+    char err[8192] = "";
+    struct config *cfg = config_load(d->path, err, sizeof(err));
+    if (!cfg) {
+        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+            log_error("reload: %s", line);
+        log_error("reload failed: keeping the previous config");
+        return;
+    }
+    char keys[512];
+    if (config_restart_keys(d->cfg, cfg, keys, sizeof(keys)) > 0)
+        log_warn("reload: %s changed; these take effect only after a restart", keys);
+    for (size_t i = 0; i < d->n_workers; i++)
+        worker_reload(d->workers[i], cfg);
+    admin_set_config(d->admin, cfg);
+    config_unref(d->cfg);
+    d->cfg = cfg;
+    log_info("reload: %s loaded (%zu plans, %zu tenants, %zu priced models)", d->path,
+             cfg->n_plans, cfg->n_tenants, pricing_count(cfg->pricing));
 }
 
 static int check_config(const char *path)
@@ -69,7 +89,7 @@ static int check_config(const char *path)
 
 static int run(const char *path)
 {
-    struct daemon d = {0};
+    struct daemon d = {.path = path};
     char err[8192] = "";
     int rc = 1;
 

@@ -90,8 +90,8 @@ void provider_copy_str(char *dst, size_t cap, const json_t *v)
 static bool skip_key(const char *k)
 {
     static const char *const skip[] = {
-        "image_url", "input_audio", "file", "file_data", "source",
-        "inlineData", "inline_data", "fileData", "file_id", "image",
+        "image_url",  "input_audio", "file",     "file_data", "source",
+        "inlineData", "inline_data", "fileData", "file_id",   "image",
     };
     for (size_t i = 0; i < ARRAY_LEN(skip); i++)
         if (strcmp(k, skip[i]) == 0)
@@ -184,8 +184,8 @@ int provider_body_bool(const json_t *body, const char *key, bool *out, char *err
     return 0;
 }
 
-int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max,
-                        int64_t *out, char *err, size_t errlen)
+int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max, int64_t *out,
+                        char *err, size_t errlen)
 {
     const json_t *v = json_is_object(body) ? json_object_get(body, key) : NULL;
     if (!v || json_is_null(v))

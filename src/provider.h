@@ -30,24 +30,26 @@ struct provider_call {
 /* What the response taught us; filled by on_event / on_json. */
 struct meter {
     struct usage usage;
-    char model[128];     /* model named by the response, "" if none */
-    size_t text_bytes;   /* generated text seen in stream deltas, for estimates */
-    bool done;           /* completion marker seen ([DONE], message_stop, ...) */
-    bool stream_error;   /* an error event arrived mid-stream */
-    int step;            /* provider's private progress */
+    char model[128];   /* model named by the response, "" if none */
+    size_t text_bytes; /* generated text seen in stream deltas, for estimates */
+    bool done;         /* completion marker seen ([DONE], message_stop, ...) */
+    bool stream_error; /* an error event arrived mid-stream */
+    int step;          /* provider's private progress */
 };
 
 struct provider {
     const char *name; /* "openai" */
-    /* Reads the parsed body (a JSON object, or NULL for a bodyless request),
-     * fills call->model, stream and estimates, and may edit body (e.g. add
-     * stream_options.include_usage); sets *modified when it did. Returns 0,
-     * or -1 with a message for the client in err (a 400). */
+    /* Reads the parsed body (a JSON object, or NULL for a bodyless request
+     * or one that is not valid JSON), fills call->model, stream and
+     * estimates, and may edit body (e.g. add stream_options.include_usage);
+     * sets *modified when it did. call->metered comes from the endpoint
+     * alone, body or not. Returns 0, or -1 with a message for the client in
+     * err (a 400). */
     int (*prepare)(struct provider_call *call, json_t *body, bool *modified, char *err,
                    size_t errlen);
     /* One SSE event of a streamed answer; set *drop to keep it from the client. */
-    void (*on_event)(struct meter *m, const struct provider_call *call,
-                     const struct sse_event *ev, bool *drop);
+    void (*on_event)(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
+                     bool *drop);
     /* A whole JSON answer (status 2xx). */
     void (*on_json)(struct meter *m, const struct provider_call *call, const char *body,
                     size_t len);
@@ -98,8 +100,8 @@ int provider_body_bool(const json_t *body, const char *key, bool *out, char *err
                        size_t errlen) MUST_CHECK;
 /* body[key] must be an integer >= min if present (null counts as absent);
  * *out is set to it, clamped to max; left alone when absent. */
-int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max,
-                        int64_t *out, char *err, size_t errlen) MUST_CHECK;
+int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max, int64_t *out,
+                        char *err, size_t errlen) MUST_CHECK;
 
 /* a * b and a + b for non-negative counts, saturating at INT64_MAX. */
 int64_t provider_sat_mul(int64_t a, int64_t b);

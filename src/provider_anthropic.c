@@ -144,9 +144,9 @@ static const char *error_type(int status)
 
 static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
 {
-    json_t *v = json_pack("{s:s,s:{s:s,s:o?}}", "type", "error", "error", "type",
-                          error_type(status), "message",
-                          provider_json_message(message ? message : "request rejected by tollgate"));
+    json_t *v = json_pack(
+        "{s:s,s:{s:s,s:o?}}", "type", "error", "error", "type", error_type(status), "message",
+        provider_json_message(message ? message : "request rejected by tollgate"));
     provider_write_json(out, v,
                         "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
                         "\"message\":\"tollgate error\"}}");

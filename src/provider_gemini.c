@@ -57,6 +57,8 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
         return 0; /* files, cachedContents, model listing: forwarded as is */
     bool stream = strcmp(verb, "streamGenerateContent") == 0;
     bool metered = stream || strcmp(verb, "generateContent") == 0;
+    /* From the path alone, body or not (see provider_openai.c). */
+    call->metered = metered;
     if (!model_ok(model, model_len, sizeof(call->model))) {
         if (!metered)
             return 0;
@@ -75,7 +77,6 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
-    call->metered = true;
     const json_t *gc = json_object_get(body, "generationConfig");
     if (gc && !json_is_null(gc) && !json_is_object(gc)) {
         snprintf(err, errlen, "`generationConfig` must be an object");
@@ -157,8 +158,7 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
     if (json_is_array(j)) {
         size_t i;
         json_t *e;
-        json_array_foreach(j, i, e)
-            response(m, e);
+        json_array_foreach(j, i, e) response(m, e);
     } else {
         response(m, j);
     }

@@ -70,8 +70,11 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->model[0] = '\0';
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
+    /* Set from the path alone, body or not: the caller rejects an invalid
+     * JSON body (passed as NULL) only on a metered endpoint. */
+    call->metered = kind != EP_OTHER;
     if (!body)
-        return 0; /* bodyless (GET /v1/models, ...): nothing to meter */
+        return 0;
     if (kind == EP_OTHER) {
         /* Forwarded untouched; only learn whether an SSE answer is coming. */
         call->stream = json_is_true(json_object_get(body, "stream"));
@@ -83,7 +86,6 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
-    call->metered = true;
     /* Responses may take the model from a stored prompt; the answer names it. */
     bool need_model = !(kind == EP_RESP && provider_json_has(body, "prompt"));
     if (provider_body_model(body, need_model, call->model, sizeof(call->model), err, errlen) < 0)
@@ -99,7 +101,8 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     int64_t bound = 0;
     for (size_t i = 0; i < ARRAY_LEN(bounds); i++) {
         int64_t b = 0;
-        if (provider_body_count(body, bounds[i], 0, PROVIDER_MAX_OUTPUT_TOKENS, &b, err, errlen) < 0)
+        if (provider_body_count(body, bounds[i], 0, PROVIDER_MAX_OUTPUT_TOKENS, &b, err, errlen) <
+            0)
             return -1;
         if (b > bound)
             bound = b;
@@ -186,8 +189,8 @@ static size_t chunk_text(const json_t *choices)
         const json_t *d = json_object_get(c, "delta");
         total += str_len(json_object_get(d, "content")) + str_len(json_object_get(d, "refusal")) +
                  str_len(json_object_get(c, "text"));
-        json_array_foreach(json_object_get(d, "tool_calls"), k, tc)
-            total += str_len(json_object_get(json_object_get(tc, "function"), "arguments"));
+        json_array_foreach(json_object_get(d, "tool_calls"), k, tc) total +=
+            str_len(json_object_get(json_object_get(tc, "function"), "arguments"));
     }
     return total;
 }

@@ -49,7 +49,8 @@ enum req_state {
 struct req {
     struct worker *w;
     struct client *client; /* NULL once the client is gone */
-    struct config *cfg;    /* snapshot taken at the start, ref held */
+    struct generation *gen; /* config and pools as of the start, ref held */
+    struct config *cfg;     /* gen->cfg */
     struct upstream_req *up;
     struct route route;
     struct provider_call call;
@@ -103,7 +104,7 @@ void proxy_error_body(const char *path, int status, const char *code, const char
                       struct evbuffer *out, void *arg)
 {
     struct worker *w = arg;
-    const struct provider *p = route_dialect(w->cfg, path);
+    const struct provider *p = route_dialect(w->gen->cfg, path);
     p->error_body(out, status, code, message);
 }
 
@@ -320,7 +321,8 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     }
     r->w = w;
     r->client = c;
-    r->cfg = config_ref(w->cfg);
+    r->gen = worker_gen_ref(w);
+    r->cfg = r->gen->cfg;
     r->ttfb_ms = -1;
     r->outcome = "ok";
     clock_gettime(CLOCK_REALTIME, &r->wall);
@@ -391,7 +393,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     struct evbuffer *out = build_upstream_request(r, hr, body, body_len);
     free(owned);
     if (out)
-        r->up = upstream_send(r->w->pools[r->route.upstream], out, hr->method == HTTP_HEAD,
+        r->up = upstream_send(r->gen->pools[r->route.upstream], out, hr->method == HTTP_HEAD,
                               &up_handlers, r);
     if (!r->up) {
         reject(r, 503, "overloaded", "out of memory", "upstream_error");
@@ -706,6 +708,6 @@ static void finish(struct req *r)
         sse_free(&r->sse);
     if (r->json)
         evbuffer_free(r->json);
-    config_unref(r->cfg);
+    worker_gen_unref(r->gen);
     free(r);
 }

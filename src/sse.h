@@ -27,21 +27,21 @@ struct sse_event {
 typedef void (*sse_event_cb)(const struct sse_event *ev, void *arg);
 
 struct sse_parser {
-    char *line;  /* current partial line */
+    char *line; /* current partial line */
     size_t line_len, line_cap;
-    char *data;  /* data of the current event */
+    char *data; /* data of the current event */
     size_t data_len, data_cap;
-    char *raw;   /* raw bytes of the current event (keep_raw) */
+    char *raw; /* raw bytes of the current event (keep_raw) */
     size_t raw_len, raw_cap;
     char event[64];
     size_t event_len;
-    size_t max_event;  /* bound on line, data and raw buffers */
+    size_t max_event; /* bound on line, data and raw buffers */
     bool keep_raw;
-    bool saw_cr;       /* last byte was '\r': a following '\n' belongs to it */
-    bool has_data;     /* a data: field was seen in the current event */
-    bool overflow;     /* the current event passed max_event: skipped */
-    size_t overflows;  /* events skipped for size */
-    size_t raw_lead;   /* see struct sse_event */
+    bool saw_cr;      /* last byte was '\r': a following '\n' belongs to it */
+    bool has_data;    /* a data: field was seen in the current event */
+    bool overflow;    /* the current event passed max_event: skipped */
+    size_t overflows; /* events skipped for size */
+    size_t raw_lead;  /* see struct sse_event */
     void (*skip_raw)(const char *raw, size_t len, void *arg); /* see sse_set_skip_raw */
 };
 
@@ -63,7 +63,7 @@ void sse_set_skip_raw(struct sse_parser *p, void (*fn)(const char *raw, size_t l
 /* At end of body: true if a partial event (or line) was pending, which means
  * the stream was cut inside an event. Pending bytes are discarded; with
  * keep_raw they are first handed to raw_cb (may be NULL) so they can still
- * be forwarded. */
+ * be forwarded. The parser is then empty and may take a new stream. */
 bool sse_finish(struct sse_parser *p, void (*raw_cb)(const char *raw, size_t len, void *arg),
                 void *arg);
 

@@ -101,14 +101,14 @@ struct upstream_req {
     size_t nh;
     bool in_value; /* last header callback was a value */
 
-    int depth;             /* libevent entry points on the stack */
-    bool dead;             /* cancelled or finished: no more callbacks */
+    int depth; /* libevent entry points on the stack */
+    bool dead; /* cancelled or finished: no more callbacks */
     bool is_head;
     bool paused;
-    bool got_byte;         /* a response byte arrived: no retry any more */
-    bool written;          /* the whole request left our buffers */
-    bool complete;         /* on_message_complete for the final response */
-    bool eof;              /* the upstream closed; handled once input is drained */
+    bool got_byte; /* a response byte arrived: no retry any more */
+    bool written;  /* the whole request left our buffers */
+    bool complete; /* on_message_complete for the final response */
+    bool eof;      /* the upstream closed; handled once input is drained */
     bool retried;
     enum upstream_result fail_res; /* for defer: a failure found inside upstream_send */
     bool fail_pending;
@@ -255,7 +255,7 @@ static struct conn *conn_open(struct upstream_req *r)
      * including an immediate refusal, reaches conn_eventcb later (deferred
      * callbacks), never from inside this call. */
     if (bufferevent_socket_connect_hostname(c->bev, p->dns, AF_UNSPEC, p->host, p->port) < 0) {
-        snprintf(r->errbuf, sizeof(r->errbuf), "connect to %s:%d: %s", p->host, p->port,
+        snprintf(r->errbuf, sizeof(r->errbuf), "connect: %s",
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         conn_free(c);
         return NULL;
@@ -523,8 +523,8 @@ static bool in_token_list(const char *list, const char *name)
  * number and frames itself. */
 static bool drop_header(const struct upstream_req *r, const char *name)
 {
-    static const char *const hop[] = {"connection", "keep-alive",        "te",
-                                      "trailer",    "transfer-encoding", "upgrade",
+    static const char *const hop[] = {"connection",    "keep-alive",        "te",
+                                      "trailer",       "transfer-encoding", "upgrade",
                                       "content-length"};
     for (size_t i = 0; i < ARRAY_LEN(hop); i++)
         if (strcasecmp(name, hop[i]) == 0)
@@ -544,7 +544,7 @@ static long long body_length(const struct upstream_req *r, int status)
         return -1;
     if (r->parser.flags & F_CONTENTLENGTH)
         return r->parser.content_length > (uint64_t)LLONG_MAX ? -1
-                                                               : (long long)r->parser.content_length;
+                                                              : (long long)r->parser.content_length;
     if (status == 204 || status == 304)
         return 0;
     return -1;
@@ -691,11 +691,11 @@ static void close_reason(struct upstream_req *r, struct bufferevent *bev, short 
         snprintf(r->errbuf, sizeof(r->errbuf), "resolving %s: %s", p->host,
                  evutil_gai_strerror(dnserr));
     else if (tls[0])
-        snprintf(r->errbuf, sizeof(r->errbuf), "%s:%d: %s", p->host, p->port, tls);
+        snprintf(r->errbuf, sizeof(r->errbuf), "%s", tls);
     else if (what & BEV_EVENT_EOF)
-        snprintf(r->errbuf, sizeof(r->errbuf), "%s:%d: connection closed", p->host, p->port);
+        snprintf(r->errbuf, sizeof(r->errbuf), "connection closed");
     else
-        snprintf(r->errbuf, sizeof(r->errbuf), "%s:%d: %s", p->host, p->port,
+        snprintf(r->errbuf, sizeof(r->errbuf), "%s",
                  err ? evutil_socket_error_to_string(err) : "connection error");
 }
 
@@ -800,8 +800,7 @@ static void timercb(evutil_socket_t fd, short what, void *arg)
     size_t n = sizeof(r->errbuf);
     switch (r->st) {
     case RS_CONNECTING:
-        snprintf(e, n, "connect to %s:%d timed out after %d ms", r->pool->host, r->pool->port,
-                 l->connect_timeout_ms);
+        snprintf(e, n, "connect timed out after %d ms", l->connect_timeout_ms);
         finish(r, UPSTREAM_CONNECT_TIMEOUT, e, false);
         break;
     case RS_WRITING:
@@ -837,8 +836,7 @@ static void defercb(evutil_socket_t fd, short what, void *arg)
 
 struct upstream_pool *upstream_pool_new(struct event_base *base, struct evdns_base *dns,
                                         const struct cfg_upstream *cfg,
-                                        const struct upstream_limits *lim, char *err,
-                                        size_t errlen)
+                                        const struct upstream_limits *lim, char *err, size_t errlen)
 {
     struct upstream_pool *p = calloc(1, sizeof(*p));
     if (!p) {
@@ -932,7 +930,8 @@ void upstream_pause(struct upstream_req *r, bool paused)
         else
             bufferevent_enable(r->c->bev, EV_READ);
     }
-    arm(r);
+    if (r->st != RS_CONNECTING)
+        arm(r); /* the connect deadline is not the client's to stretch */
     /* Input may already hold bytes (or an EOF) no read event will announce. */
     if (!paused && live)
         event_active(r->defer, EV_TIMEOUT, 1);

@@ -45,7 +45,9 @@ struct upstream_handlers {
     /* Response headers arrived. Hop-by-hop headers (Connection, Keep-Alive,
      * TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*, and names listed in
      * Connection) and Content-Length are removed; content_length is -1 when
-     * the body is chunked or runs to EOF. The arrays live only during the call. */
+     * the body is chunked or runs to EOF (0 for a 204/304 without one; for
+     * HEAD it is the header's value though no body follows). 1xx responses
+     * are skipped. The arrays live only during the call. */
     void (*on_head)(void *arg, int status, const struct upstream_header *h, size_t n,
                     long long content_length);
     /* Body bytes, de-chunked, as they arrive; live only during the call. */
@@ -65,15 +67,17 @@ struct upstream_pool *upstream_pool_new(struct event_base *base, struct evdns_ba
 void upstream_pool_free(struct upstream_pool *p);
 
 /* Sends request (the complete bytes: request line, headers with Host and
- * Content-Length, body), taking ownership of the evbuffer. Uses an idle
+ * Content-Length, body), taking ownership of the evbuffer (on NULL it stays
+ * the caller's). Uses an idle
  * pooled connection when one is alive, else connects. is_head: the request
  * method is HEAD (no body in the response). Callbacks never run from inside
  * this call. Returns NULL only when out of memory. */
-struct upstream_req *upstream_send(struct upstream_pool *p, struct evbuffer *request,
-                                   bool is_head, const struct upstream_handlers *h,
-                                   void *arg) MUST_CHECK;
+struct upstream_req *upstream_send(struct upstream_pool *p, struct evbuffer *request, bool is_head,
+                                   const struct upstream_handlers *h, void *arg) MUST_CHECK;
 
-/* Backpressure: while paused, no more body is read from the upstream. */
+/* Backpressure: while paused, no more body is read from the upstream or
+ * delivered (even mid-batch when called from on_body), and the response
+ * deadlines are suspended: the client is slow, not the upstream. */
 void upstream_pause(struct upstream_req *r, bool paused);
 
 /* Abandons the exchange: no callback runs after this, the connection is

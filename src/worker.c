@@ -30,7 +30,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
     struct worker *w = arg;
-    if (client_open_count() >= (unsigned long)w->cfg->max_connections) {
+    if (client_open_count() >= (unsigned long)w->gen->cfg->max_connections) {
         /* over the limit: refuse this one, never disturb the others */
         evutil_closesocket(fd);
         return;
@@ -84,13 +84,109 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         w->listener = NULL;
     }
     clock_gettime(CLOCK_MONOTONIC, &w->stop_deadline);
-    w->stop_deadline.tv_sec += w->cfg->drain_timeout_ms / 1000;
-    w->stop_deadline.tv_nsec += (long)(w->cfg->drain_timeout_ms % 1000) * 1000000L;
+    int drain = w->gen->cfg->drain_timeout_ms;
+    w->stop_deadline.tv_sec += drain / 1000;
+    w->stop_deadline.tv_nsec += (long)(drain % 1000) * 1000000L;
     if (w->stop_deadline.tv_nsec >= 1000000000L) {
         w->stop_deadline.tv_sec++;
         w->stop_deadline.tv_nsec -= 1000000000L;
     }
     on_tick(-1, 0, w);
+}
+
+static void gen_free(struct generation *g)
+{
+    if (g->pools) {
+        for (size_t i = 0; i < g->cfg->n_upstreams; i++)
+            if (g->pools[i])
+                upstream_pool_free(g->pools[i]);
+        free(g->pools);
+    }
+    config_unref(g->cfg);
+    free(g);
+}
+
+static struct generation *gen_new(struct worker *w, struct config *cfg, char *err, size_t errlen)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->cfg = config_ref(cfg);
+    g->refs = 1;
+    g->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*g->pools));
+    if (!g->pools) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    const struct upstream_limits lim = {
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .first_byte_timeout_ms = cfg->first_byte_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .pool_size = cfg->pool_size,
+    };
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        g->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], &lim, err, errlen);
+        if (!g->pools[i])
+            goto fail;
+    }
+    return g;
+fail:
+    gen_free(g);
+    return NULL;
+}
+
+struct generation *worker_gen_ref(struct worker *w)
+{
+    w->gen->refs++;
+    return w->gen;
+}
+
+void worker_gen_unref(struct generation *g)
+{
+    if (--g->refs == 0)
+        gen_free(g);
+}
+
+static void set_limits(struct worker *w, const struct config *cfg)
+{
+    w->limits = (struct client_limits){
+        .max_header_size = cfg->max_header_size,
+        .max_body = cfg->max_body,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
+        .send_timeout_ms = cfg->send_timeout_ms,
+    };
+}
+
+/* On the worker's thread: swap in the config the main thread handed over. */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    struct config *cfg = atomic_exchange(&w->next_cfg, NULL);
+    if (!cfg)
+        return;
+    char err[512];
+    struct generation *g = gen_new(w, cfg, err, sizeof(err));
+    config_unref(cfg);
+    if (!g) {
+        log_error("worker %d: reload: %s; keeping the previous config", w->id, err);
+        return;
+    }
+    struct generation *old = w->gen;
+    w->gen = g;
+    set_limits(w, g->cfg);
+    worker_gen_unref(old);
+}
+
+void worker_reload(struct worker *w, struct config *cfg)
+{
+    struct config *prev = atomic_exchange(&w->next_cfg, config_ref(cfg));
+    if (prev) /* a reload the worker had not picked up yet: superseded */
+        config_unref(prev);
+    event_active(w->reload_ev, 0, 0);
 }
 
 static void *run(void *arg)
@@ -130,17 +226,9 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
         return NULL;
     }
     w->id = id;
-    w->cfg = config_ref(cfg);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)id + 1;
-    w->limits = (struct client_limits){
-        .max_header_size = cfg->max_header_size,
-        .max_body = cfg->max_body,
-        .header_timeout_ms = cfg->header_timeout_ms,
-        .body_timeout_ms = cfg->body_timeout_ms,
-        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
-        .send_timeout_ms = cfg->send_timeout_ms,
-    };
+    set_limits(w, cfg);
     w->base = event_base_new();
     if (!w->base) {
         snprintf(err, errlen, "event_base_new failed");
@@ -153,22 +241,9 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
         snprintf(err, errlen, "evdns_base_new failed");
         goto fail;
     }
-    const struct upstream_limits lim = {
-        .connect_timeout_ms = cfg->connect_timeout_ms,
-        .first_byte_timeout_ms = cfg->first_byte_timeout_ms,
-        .idle_timeout_ms = cfg->idle_timeout_ms,
-        .pool_size = cfg->pool_size,
-    };
-    w->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*w->pools));
-    if (!w->pools) {
-        snprintf(err, errlen, "out of memory");
+    w->gen = gen_new(w, cfg, err, errlen);
+    if (!w->gen)
         goto fail;
-    }
-    for (size_t i = 0; i < cfg->n_upstreams; i++) {
-        w->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], &lim, err, errlen);
-        if (!w->pools[i])
-            goto fail;
-    }
     w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
     if (!w->redis)
         goto fail;
@@ -182,7 +257,8 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
         goto fail;
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    if (!w->stop_ev || !w->tick) {
+    w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
+    if (!w->stop_ev || !w->tick || !w->reload_ev) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -217,12 +293,13 @@ void worker_join(struct worker *w)
         record_queue_free(w->records);
     if (w->redis)
         redis_free(w->redis);
-    if (w->pools) {
-        for (size_t i = 0; i < w->cfg->n_upstreams; i++)
-            if (w->pools[i])
-                upstream_pool_free(w->pools[i]);
-        free(w->pools);
-    }
+    if (w->gen)
+        worker_gen_unref(w->gen);
+    struct config *pending = atomic_exchange(&w->next_cfg, NULL);
+    if (pending)
+        config_unref(pending);
+    if (w->reload_ev)
+        event_free(w->reload_ev);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->tick)
@@ -231,6 +308,5 @@ void worker_join(struct worker *w)
         evdns_base_free(w->dns, 0);
     if (w->base)
         event_base_free(w->base);
-    config_unref(w->cfg);
     free(w);
 }

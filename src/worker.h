@@ -35,13 +35,24 @@ struct worker_stats {
     atomic_long inflight;
 };
 
+/* A config and the upstream pools built for it. Requests hold the
+ * generation they started with; a reload makes a new one, and the old one is
+ * freed by the last request that used it. Touched only on its worker's
+ * thread, so the count is a plain int. */
+struct generation {
+    struct config *cfg;
+    struct upstream_pool **pools; /* one per cfg->upstreams[i] */
+    int refs;
+};
+
 struct worker {
     int id;
     pthread_t thread;
     struct event_base *base;
     struct evdns_base *dns;
-    struct config *cfg;              /* the snapshot new requests take */
-    struct upstream_pool **pools;    /* one per cfg->upstreams[i] */
+    struct generation *gen;          /* what new requests take */
+    _Atomic(struct config *) next_cfg; /* main -> worker: a reloaded config */
+    struct event *reload_ev;
     struct redis *redis;
     struct record_queue *records;
     struct evconnlistener *listener;
@@ -59,6 +70,13 @@ struct worker {
 struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, char *err,
                           size_t errlen) MUST_CHECK;
 int worker_start(struct worker *w) MUST_CHECK;
+/* Hands the worker a reloaded config (thread-safe; takes a reference). New
+ * requests use it; requests in flight keep theirs. */
+void worker_reload(struct worker *w, struct config *cfg);
+/* A request takes and drops the current generation (worker thread only). */
+struct generation *worker_gen_ref(struct worker *w);
+void worker_gen_unref(struct generation *g);
+
 /* Asks the worker to stop accepting and finish its requests (thread-safe). */
 void worker_stop(struct worker *w);
 /* Waits for the thread and frees everything. */

@@ -41,6 +41,7 @@ describe('client input and framing', () => {
 
   test('A1 missing tenant: 400 naming X-Tenant-Id, nothing upstream, record bad_request', async () => {
     const nonce = h.uniq('n');
+    const t0 = Date.now();
     const r = await h.post(env.tg, '/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: nonce }] });
     assert.equal(r.status, 400);
     assert.ok(r.json && r.json.error, `OpenAI dialect: ${r.text}`);
@@ -48,10 +49,13 @@ describe('client input and framing', () => {
     assert.equal(typeof r.json.error.type, 'string');
     await h.sleep(h.ms(200));
     assert.equal(env.mock.requestsWith(nonce).length, 0, 'nothing forwarded');
-    const rec = await env.tg.record(r.headers.get('x-tollgate-request-id'));
+    const id = r.headers.get('x-tollgate-request-id');
+    const [rec] = id ? await env.tg.records({ id })
+      : await env.tg.records((x) => x.outcome === 'bad_request' && Date.parse(x.ts) >= t0 - 1000);
     assert.equal(rec.outcome, 'bad_request');
     assert.equal(rec.status, 400);
     assert.equal(rec.cost_usd, 0);
+    assert.ok(id, 'the 400 lacks X-Tollgate-Request-Id (contract: every response carries it)');
     const c = env.openai(null);
     await assert.rejects(c.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }),
       (e) => e.status === 400 && /X-Tenant-Id/.test(e.message), 'the SDK raises BadRequestError naming the header');

@@ -6,6 +6,14 @@ const assert = require('node:assert/strict');
 const { describe, test } = require('node:test');
 const h = require('../lib/harness');
 
+// Every response carries X-Tollgate-Request-Id, tollgate's own error answers too, and it
+// names the request's record.
+function assertIdHeader(r, rec) {
+  const id = r.headers.get('x-tollgate-request-id');
+  assert.ok(id, 'tollgate\'s own error response lacks X-Tollgate-Request-Id (contract: every response carries it)');
+  assert.equal(id, rec.id, 'X-Tollgate-Request-Id names the record');
+}
+
 describe('upstream faults', () => {
   const env = h.useStack({ overrides: { server: { first_byte_timeout: '1s', idle_timeout: '1s' } } });
 
@@ -54,26 +62,30 @@ describe('upstream faults', () => {
   });
 
   test('C42 upstream resets before response headers: 502 in the OpenAI dialect', async () => {
+    const tenant = h.uniq('reset-early');
     const r = await h.post(env.tg, '/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'mock:reset-early' }] },
-      { 'X-Tenant-Id': h.uniq('reset-early') });
+      { 'X-Tenant-Id': tenant });
     assert.equal(r.status, 502);
     assert.equal(typeof r.json.error.message, 'string');
-    const rec = await env.tg.record(r.headers.get('x-tollgate-request-id'));
+    const [rec] = await env.tg.records({ tenant });
     assert.equal(rec.outcome, 'upstream_error');
     assert.equal(rec.status, 502);
+    assertIdHeader(r, rec);
   });
 
   test('C44 upstream says nothing (mock:hang-early): 504 at first_byte_timeout', async () => {
+    const tenant = h.uniq('hang-early');
     const t0 = Date.now();
     const r = await h.post(env.tg, '/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'mock:hang-early' }] },
-      { 'X-Tenant-Id': h.uniq('hang-early') });
+      { 'X-Tenant-Id': tenant });
     const took = Date.now() - t0;
     assert.equal(r.status, 504);
     assert.equal(typeof r.json.error.message, 'string');
     assert.ok(took >= 900 && took < h.ms(5000), `answered after ${took} ms (first_byte_timeout 1s)`);
-    const rec = await env.tg.record(r.headers.get('x-tollgate-request-id'));
+    const [rec] = await env.tg.records({ tenant });
     assert.equal(rec.outcome, 'upstream_error');
     assert.equal(rec.status, 504);
+    assertIdHeader(r, rec);
   });
 
   test('C44 upstream silent after headers (mock:hang): stream closed at idle_timeout, record written', async () => {
@@ -92,8 +104,9 @@ describe('upstream faults', () => {
     assert.ok(took >= 900 && took < h.ms(6000), `closed after ${took} ms (idle_timeout 1s)`);
     if (res.status === 200) assert.equal(ended, 'error', 'a cut 200 stream must not look complete');
     else assert.equal(res.status, 504);
-    const rec = await env.tg.record(res.headers.get('x-tollgate-request-id'));
+    const [rec] = await env.tg.records({ tenant });
     assert.equal(rec.outcome, 'upstream_error');
+    assertIdHeader({ headers: res.headers }, rec);
   });
 
   test('C35 connect refused: 502 in the OpenAI dialect within a second, record upstream_error, no charge', async () => {
@@ -107,12 +120,13 @@ describe('upstream faults', () => {
       assert.ok(Date.now() - t0 < h.ms(1500), 'fast failure');
       assert.ok(r.json && r.json.error && typeof r.json.error.message === 'string' && 'type' in r.json.error,
         `OpenAI error dialect: ${r.text}`);
-      const rec = await tg.record(r.headers.get('x-tollgate-request-id'));
+      const [rec] = await tg.records({ tenant });
       assert.equal(rec.outcome, 'upstream_error');
       assert.equal(rec.status, 502);
       assert.equal(rec.cost_usd, 0);
       const m = await env.redis.counters(tenant);
       assert.equal(m.cost || 0, 0, 'nothing charged');
+      assertIdHeader(r, rec);
     });
   });
 

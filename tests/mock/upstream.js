@@ -291,7 +291,11 @@ const builders = {
     }
     const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify(Object.assign({ type }, data))}\n\n`;
     const startMsg = { id, type: 'message', role: 'assistant', content: [], model, stop_reason: null, stop_sequence: null };
-    if (!d.nousage) startMsg.usage = anthropicUsage(d, Math.min(1, d.out));
+    if (!d.nousage) {
+      // message_start knows the input side; thinking is only known at the end (message_delta).
+      startMsg.usage = anthropicUsage(d, Math.min(1, d.out));
+      delete startMsg.usage.output_tokens_details;
+    }
     const events = [
       ev('message_start', { message: startMsg }),
       ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
@@ -301,7 +305,7 @@ const builders = {
     for (const t of text) events.push(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: t } }));
     events.push(ev('content_block_stop', { index: 0 }));
     const delta = { delta: { stop_reason: 'end_turn', stop_sequence: null } };
-    if (!d.nousage) delta.usage = { output_tokens: d.out };
+    if (!d.nousage) delta.usage = { output_tokens: d.out, output_tokens_details: { thinking_tokens: d.reasoning } };
     events.push(ev('message_delta', delta));
     events.push(ev('message_stop', {}));
     return { events, contentEvents: first };

@@ -170,8 +170,7 @@ static void feed(const char *in, size_t len, size_t split, size_t step, bool kee
         CHECK(sse_feed(&p, in + off, n, on_ev, r) == 0);
         off += n;
     }
-    CHECK(p.line_cap <= max_event + 1 && p.data_cap <= max_event + 1 &&
-          p.raw_cap <= max_event + 1);
+    CHECK(p.line_cap <= max_event + 1 && p.data_cap <= max_event + 1 && p.raw_cap <= max_event + 1);
     r->overflows = p.overflows;
     r->partial = sse_finish(&p, on_finish_raw, r);
     sse_free(&p);
@@ -198,8 +197,8 @@ static void oracle(const char *in, size_t len, struct run *r)
         i = j + (in[j] == '\r' && j + 1 < len && in[j + 1] == '\n' ? 2 : 1);
         if (n == 0) {
             if (has_data) {
-                struct sse_event e = {name.p ? name.p : "", name.n, data.p ? data.p : "",
-                                      data.n, NULL, 0, 0};
+                struct sse_event e = {
+                    name.p ? name.p : "", name.n, data.p ? data.p : "", data.n, NULL, 0, 0};
                 on_ev(&e, r);
             }
             data.n = name.n = 0;
@@ -298,7 +297,8 @@ static void exercise(const char *name, const char *in, size_t len)
             bool ok = run_matches(&r, &ref, in, len, keep_raw, want_drop);
             run_free(&r);
             if (!ok) {
-                fprintf(stderr, "  %s: split at %zu (keep_raw %d) differs\n", name, split, keep_raw);
+                fprintf(stderr, "  %s: split at %zu (keep_raw %d) differs\n", name, split,
+                        keep_raw);
                 CHECK(ok);
                 break;
             }
@@ -346,8 +346,8 @@ static char *load(const char *rel, size_t *len)
     } else {
         /* __FILE__ is tests/unit/test_sse.c: the root is two up. */
         const char *f = __FILE__, *slash = strrchr(f, '/');
-        snprintf(path, sizeof(path), "%.*s/../../%s", slash ? (int)(slash - f) : 1,
-                 slash ? f : ".", rel);
+        snprintf(path, sizeof(path), "%.*s/../../%s", slash ? (int)(slash - f) : 1, slash ? f : ".",
+                 rel);
     }
     FILE *fp = fopen(path, "rb");
     if (!fp) {
@@ -549,8 +549,8 @@ static void test_overflow(void)
             for (size_t s = 0; s < ARRAY_LEN(steps) + ARRAY_LEN(splits); s++) {
                 bool by_step = s < ARRAY_LEN(steps);
                 struct run r;
-                feed(in, len, by_step ? 0 : splits[s - ARRAY_LEN(steps)],
-                     by_step ? steps[s] : 0, keep_raw, 1 << 20, &r);
+                feed(in, len, by_step ? 0 : splits[s - ARRAY_LEN(steps)], by_step ? steps[s] : 0,
+                     keep_raw, 1 << 20, &r);
                 size_t want_ev = kind == 3 ? 1 : 2;
                 CHECK_INT(r.n_ev, want_ev);
                 if (r.n_ev >= 1)

@@ -64,11 +64,11 @@ enum srv_mode {
 };
 
 enum after {
-    AFTER_KEEP,       /* keep the connection, answer the next request */
-    AFTER_HANG,       /* keep it, never answer again */
-    AFTER_CLOSE,      /* close right after the response */
-    AFTER_CLOSE_LATER,/* close 20 ms later (client has pooled the connection) */
-    AFTER_RESET,      /* RST 30 ms later (client has read the bytes) */
+    AFTER_KEEP,        /* keep the connection, answer the next request */
+    AFTER_HANG,        /* keep it, never answer again */
+    AFTER_CLOSE,       /* close right after the response */
+    AFTER_CLOSE_LATER, /* close 20 ms later (client has pooled the connection) */
+    AFTER_RESET,       /* RST 30 ms later (client has read the bytes) */
 };
 
 struct mconn {
@@ -166,8 +166,8 @@ static void m_eventcb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-static void m_acceptcb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                       int salen, void *arg)
+static void m_acceptcb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                       void *arg)
 {
     struct mock *m = arg;
     struct mconn *mc = calloc(1, sizeof(*mc));
@@ -263,7 +263,7 @@ static void nx_readcb(evutil_socket_t fd, short what, void *arg)
     ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
     if (n < 12)
         return;
-    buf[2] |= 0x80;                    /* QR: a response */
+    buf[2] |= 0x80;                     /* QR: a response */
     buf[3] = (unsigned char)(0x80 | 3); /* RA, RCODE 3: NXDOMAIN */
     (void)sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, flen);
 }
@@ -306,19 +306,20 @@ struct ucase {
     enum cancel_at cancel;
     int pause_ms; /* pause at the first on_body for this long */
     enum upstream_result want;
-    int want_status;        /* 0: no check */
-    const char *want_body;  /* NULL: no check */
-    long long want_clen;    /* NOCHECK: no check */
-    const char *want_hdrs;  /* "Name: value\n"..., NULL: no check */
-    int want_connects;      /* -1: no check */
-    int want_resumed;       /* -1: no check */
-    int want_requests;      /* requests the server saw; -1: no check */
-    const char *want_err;   /* substring of errstr, NULL: no check */
-    int max_ms;             /* bound on the whole case, 0: none */
+    int want_status;       /* 0: no check */
+    const char *want_body; /* NULL: no check */
+    long long want_clen;   /* NOCHECK: no check */
+    const char *want_hdrs; /* "Name: value\n"..., NULL: no check */
+    int want_connects;     /* -1: no check */
+    int want_resumed;      /* -1: no check */
+    int want_requests;     /* requests the server saw; -1: no check */
+    const char *want_err;  /* substring of errstr, NULL: no check */
+    int max_ms;            /* bound on the whole case, 0: none */
 };
 
 #define OK200(extra, body) "HTTP/1.1 200 OK\r\n" extra "\r\n" body
-#define R(...) .want = UPSTREAM_OK, .want_clen = NOCHECK, .want_connects = -1, .want_resumed = -1, \
+#define R(...)                                                                                     \
+    .want = UPSTREAM_OK, .want_clen = NOCHECK, .want_connects = -1, .want_resumed = -1,            \
     .want_requests = -1, .n_req = 1, __VA_ARGS__
 
 /* R() gives the defaults and a case overrides some: intended here. */
@@ -326,10 +327,11 @@ struct ucase {
 
 static const struct ucase cases[] = {
     /* framing */
-    {"content_length", SRV_PLAIN, R(.resp = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
-                                             "Content-Length: 7\r\n\r\n{\"a\":1}",
-                                    .want_status = 201, .want_body = "{\"a\":1}", .want_clen = 7,
-                                    .want_hdrs = "Content-Type: application/json\n")},
+    {"content_length", SRV_PLAIN,
+     R(.resp = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+               "Content-Length: 7\r\n\r\n{\"a\":1}",
+       .want_status = 201, .want_body = "{\"a\":1}", .want_clen = 7,
+       .want_hdrs = "Content-Type: application/json\n")},
     {"chunked_dechunked", SRV_PLAIN,
      R(.resp = OK200("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
        .want_status = 200, .want_body = "hello world", .want_clen = -1, .want_hdrs = "")},
@@ -337,7 +339,8 @@ static const struct ucase cases[] = {
      R(.resp = OK200("", "hello"), .after = AFTER_CLOSE, .want_body = "hello", .want_clen = -1)},
     {"hop_by_hop_removed", SRV_PLAIN,
      R(.resp = OK200("Connection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\n"
-                     "Proxy-Authenticate: x\r\nX-Keep: 2\r\nContent-Length: 0\r\n", ""),
+                     "Proxy-Authenticate: x\r\nX-Keep: 2\r\nContent-Length: 0\r\n",
+                     ""),
        .want_hdrs = "X-Keep: 2\n", .want_body = "", .want_clen = 0)},
     {"continue_100_skipped", SRV_PLAIN,
      R(.resp = "HTTP/1.1 100 Continue\r\n\r\n" OK200("Content-Length: 2\r\n", "ok"),
@@ -346,7 +349,8 @@ static const struct ucase cases[] = {
      R(.resp = OK200("Content-Length: 5\r\n", ""), .is_head = true, .n_req = 2, .gap_ms = 10,
        .want_body = "", .want_clen = 5, .want_connects = 1)},
     {"te_and_cl", SRV_PLAIN,
-     R(.resp = OK200("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
+     R(.resp =
+           OK200("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
        .want = UPSTREAM_BAD_RESPONSE)},
     {"two_content_lengths", SRV_PLAIN,
      R(.resp = OK200("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"),
@@ -378,16 +382,16 @@ static const struct ucase cases[] = {
      R(.resp = OK200("Content-Length: 10\r\n", "abc"), .after = AFTER_HANG,
        .want = UPSTREAM_IDLE_TIMEOUT, .want_body = "abc", .max_ms = 1000)},
     {"reset_mid_body", SRV_PLAIN,
-     R(.resp = OK200("Content-Length: 10\r\n", "abc"), .after = AFTER_RESET,
-       .want = UPSTREAM_RESET, .want_body = "abc")},
-    {"reset_before_head", SRV_PLAIN,
-     R(.resp = "", .after = AFTER_RESET, .want = UPSTREAM_RESET)},
+     R(.resp = OK200("Content-Length: 10\r\n", "abc"), .after = AFTER_RESET, .want = UPSTREAM_RESET,
+       .want_body = "abc")},
+    {"reset_before_head", SRV_PLAIN, R(.resp = "", .after = AFTER_RESET, .want = UPSTREAM_RESET)},
     {"short_body_then_close", SRV_PLAIN,
-     R(.resp = OK200("Content-Length: 10\r\n", "abc"), .after = AFTER_CLOSE, .want = UPSTREAM_RESET)},
+     R(.resp = OK200("Content-Length: 10\r\n", "abc"), .after = AFTER_CLOSE,
+       .want = UPSTREAM_RESET)},
     /* pool */
     {"keepalive_reuse", SRV_PLAIN,
-     R(.resp = OK200("Content-Length: 2\r\n", "ok"), .n_req = 2, .gap_ms = 10,
-       .want_body = "ok", .want_connects = 1, .want_requests = 2)},
+     R(.resp = OK200("Content-Length: 2\r\n", "ok"), .n_req = 2, .gap_ms = 10, .want_body = "ok",
+       .want_connects = 1, .want_requests = 2)},
     {"extra_bytes_not_reused", SRV_PLAIN,
      R(.resp = OK200("Content-Length: 2\r\n", "okEXTRA"), .n_req = 2, .gap_ms = 10,
        .want_body = "ok", .want_connects = 2)},
@@ -398,13 +402,14 @@ static const struct ucase cases[] = {
      R(.resp = OK200("Content-Length: 2\r\n", "ok"), .after = AFTER_CLOSE_LATER, .n_req = 2,
        .gap_ms = 100, .want_body = "ok", .want_connects = 2, .want_requests = 2)},
     {"pooled_closed_retry_once", SRV_PLAIN,
-     R(.resp = OK200("Content-Length: 2\r\n", "ok"), .after = AFTER_CLOSE, .n_req = 2,
-       .gap_ms = -1, .want_body = "ok", .want_connects = 2, .want_requests = 2)},
+     R(.resp = OK200("Content-Length: 2\r\n", "ok"), .after = AFTER_CLOSE, .n_req = 2, .gap_ms = -1,
+       .want_body = "ok", .want_connects = 2, .want_requests = 2)},
     /* cancel and pause */
     {"cancel_at_send", SRV_PLAIN,
      R(.resp = OK200("Content-Length: 2\r\n", "ok"), .cancel = CANCEL_AT_SEND)},
     {"cancel_in_head", SRV_PLAIN,
-     R(.resp = OK200("Content-Length: 2\r\n", "ok"), .after = AFTER_HANG, .cancel = CANCEL_IN_HEAD)},
+     R(.resp = OK200("Content-Length: 2\r\n", "ok"), .after = AFTER_HANG,
+       .cancel = CANCEL_IN_HEAD)},
     {"cancel_in_body", SRV_PLAIN,
      R(.resp = OK200("Transfer-Encoding: chunked\r\n", "2\r\nab\r\n2\r\ncd\r\n"),
        .after = AFTER_HANG, .cancel = CANCEL_IN_BODY)},
@@ -577,7 +582,8 @@ static void run_case(const struct ucase *c)
     snprintf(hosts, sizeof(hosts), "%s/hosts", dir);
     snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
     run.base = event_base_new();
-    struct evdns_base *dns = evdns_base_new(run.base, 0); /* no nameservers: never leaves the host */
+    struct evdns_base *dns =
+        evdns_base_new(run.base, 0); /* no nameservers: never leaves the host */
     CHECK(evdns_base_load_hosts(dns, hosts) == 0);
     struct nxdns nx = {.fd = -1};
     char ns[32];
@@ -590,11 +596,15 @@ static void run_case(const struct ucase *c)
     CHECK(mock_start(&run.m, run.base) == 0);
     run.pause_timer = evtimer_new(run.base, pausecb, &run.ex[0]);
 
-    struct cfg_upstream cfg = {.name = "test", .tls = tls,
+    struct cfg_upstream cfg = {.name = "test",
+                               .tls = tls,
                                .host = (char *)(c->host ? c->host : "127.0.0.1"),
-                               .port = run.m.port, .ca_file = c->ca ? ca : NULL};
-    struct upstream_limits lim = {.connect_timeout_ms = 300, .first_byte_timeout_ms = 300,
-                                  .idle_timeout_ms = 200, .pool_size = 4};
+                               .port = run.m.port,
+                               .ca_file = c->ca ? ca : NULL};
+    struct upstream_limits lim = {.connect_timeout_ms = 300,
+                                  .first_byte_timeout_ms = 300,
+                                  .idle_timeout_ms = 200,
+                                  .pool_size = 4};
     run.pool = upstream_pool_new(run.base, dns, &cfg, &lim, err, sizeof(err));
     CHECK(run.pool != NULL);
     if (!run.pool) {
@@ -706,8 +716,8 @@ static void test_headers_too_big(void)
 static void test_bad_ca_file(void)
 {
     struct event_base *base = event_base_new();
-    struct cfg_upstream cfg = {.name = "t", .tls = true, .host = "127.0.0.1", .port = 1,
-                               .ca_file = "/nonexistent/ca.pem"};
+    struct cfg_upstream cfg = {
+        .name = "t", .tls = true, .host = "127.0.0.1", .port = 1, .ca_file = "/nonexistent/ca.pem"};
     struct upstream_limits lim = {100, 100, 100, 1};
     char err[256] = "";
     struct upstream_pool *p = upstream_pool_new(base, NULL, &cfg, &lim, err, sizeof(err));

@@ -1,0 +1,282 @@
+#!/bin/bash
+# bench/run.sh BINARY: `make bench`. One run on this machine, same mock upstream and the same
+# wrk load against three targets:
+#   direct    the mock itself (its plain HTTP port: no proxy, no TLS)
+#   nginx     nginx proxy_pass to the mock over HTTPS (the pure-proxy baseline)
+#   tollgate  BINARY to the mock over HTTPS, metering on, settling into a real redis-server
+# Rows: 1 KB and 100 KB chat-completion bodies x non-streamed / SSE x 16 / 256 connections.
+# Both proxies run pinned to core 0 (one worker each); wrk, the mock and Redis run on the other
+# cores. Then "first stream event" latency, sequential, over keep-alive connections. Prints a
+# table and the targets, PASS/MISS (bench/summary.js).
+# Environment: BENCH_DURATION (s, default 5), BENCH_WARMUP (s, 1), BENCH_FIRST_EVENT_N (200),
+#   BENCH_WRK_THREADS (1), BENCH_MOCK_WORKERS (node cluster workers of the mock; default 1 on
+#   <= 3 cores), BENCH_PERF (1: perf profile of tollgate when its CPU target is missed),
+#   BENCH_STRICT (1: exit 1 on a MISS), BENCH_KEEP (1: keep the temp dir), BENCH_TIMEOUT (900 s).
+set -eu
+set -o pipefail
+
+[ $# -ge 1 ] || { echo "usage: bench/run.sh BINARY" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+[ -x "$bin" ] || { echo "bench: $1: not an executable" >&2; exit 2; }
+cd "$root"
+
+DUR=${BENCH_DURATION:-5}
+WARM=${BENCH_WARMUP:-1}
+FE_N=${BENCH_FIRST_EVENT_N:-200}
+THREADS=${BENCH_WRK_THREADS:-1}
+TIMEOUT=${BENCH_TIMEOUT:-900}
+
+# ---- what it needs ----------------------------------------------------------------------
+need=""
+for c in nginx wrk redis-server redis-cli node openssl curl taskset; do
+    command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || need="$need $c"
+done
+if [ -n "$need" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "bench: missing$need; installing"
+        TOLLGATE_EXTRA_PKGS="nginx-light wrk" scripts/deps.sh
+    else
+        echo "bench: missing$need; as root: TOLLGATE_EXTRA_PKGS=\"nginx-light wrk\" scripts/deps.sh" >&2
+        exit 1
+    fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+ncpu=$(nproc)
+if [ "$ncpu" -ge 2 ]; then other="1-$((ncpu - 1))"; else other=0; fi
+MOCK_WORKERS=${BENCH_MOCK_WORKERS:-$(( ncpu <= 3 ? 1 : (ncpu - 2 > 4 ? 4 : ncpu - 2) ))}
+
+# ---- start/stop -------------------------------------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
+pids=""
+cleanup() {
+    local rc=$? p i
+    trap - EXIT INT TERM
+    for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+    for i in $(seq 50); do
+        local alive=""
+        for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+        [ -z "$alive" ] && break
+        sleep 0.1
+    done
+    for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $tmp"; else rm -rf "$tmp"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# bounded in time: the whole run is stopped after BENCH_TIMEOUT seconds
+(
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    sleep "$TIMEOUT" & sp=$!
+    wait "$sp" && { echo "bench: over ${TIMEOUT}s, stopping" >&2; kill -TERM $$; }
+) 2>/dev/null &
+pids="$pids $!"
+
+die() { echo "bench: $*" >&2; for f in "$tmp"/*.err "$tmp"/*.log; do [ -s "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done; exit 1; }
+wait_for() { # wait_for SECONDS CMD...: retry CMD every 0.1 s
+    local n=$(( $1 * 10 )); shift
+    until "$@" >/dev/null 2>&1; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
+}
+free_ports() { # free_ports N: N distinct free TCP ports on 127.0.0.1
+    node -e '
+      const net = require("node:net"); const n = +process.argv[1]; const socks = [];
+      (async () => { for (let i = 0; i < n; i++) socks.push(await new Promise((r) => {
+        const s = net.createServer(); s.listen(0, "127.0.0.1", () => r(s)); }));
+        console.log(socks.map((s) => s.address().port).join(" ")); socks.forEach((s) => s.close()); })();' "$1"
+}
+cpu_ticks() { # cpu_ticks PID: "utime stime" in clock ticks (all threads)
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# ---- certificates (as tests/lib/certs.js: EC P-256 CA + server cert for 127.0.0.1) --------
+(
+    cd "$tmp"
+    ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    # shellcheck disable=SC2086
+    openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj "/CN=tollgate bench CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    # shellcheck disable=SC2086
+    openssl req $ec -keyout server.key -out server.csr -subj /CN=localhost
+    printf '%s\n' subjectAltName=IP:127.0.0.1,DNS:localhost basicConstraints=CA:FALSE \
+        keyUsage=critical,digitalSignature,keyEncipherment extendedKeyUsage=serverAuth > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+        -days 2 -extfile ext.cnf
+) >/dev/null 2>"$tmp/openssl.err" || die "openssl failed"
+node bench/bodies.js "$tmp"
+
+# ---- the mock upstream --------------------------------------------------------------------
+mock_args="--cert $tmp/server.pem --key $tmp/server.key --port 0 --http-port 0" # no --log
+if [ "$MOCK_WORKERS" -gt 1 ]; then
+    # shellcheck disable=SC2086
+    taskset -c "$other" node bench/mock_cluster.js "$MOCK_WORKERS" $mock_args >"$tmp/mock.out" 2>"$tmp/mock.err" &
+else
+    # shellcheck disable=SC2086
+    taskset -c "$other" node tests/mock/upstream.js $mock_args >"$tmp/mock.out" 2>"$tmp/mock.err" &
+fi
+mock_pid=$!
+pids="$pids $mock_pid"
+wait_for 10 grep -q '"https"' "$tmp/mock.out" || die "the mock did not start"
+mock_tls=$(sed -n 's/.*"https":\([0-9]*\).*/\1/p' "$tmp/mock.out" | head -1)
+mock_http=$(sed -n 's/.*"http":\([0-9]*\).*/\1/p' "$tmp/mock.out" | head -1)
+
+# ---- redis-server ------------------------------------------------------------------------
+read -r redis_port tg_port tg_admin nginx_port <<<"$(free_ports 4)"
+taskset -c "$other" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+    --dir "$tmp" --logfile "$tmp/redis.log" >/dev/null 2>"$tmp/redis.err" &
+redis_pid=$!
+pids="$pids $redis_pid"
+wait_for 10 redis-cli -p "$redis_port" ping || die "redis-server did not start"
+
+# ---- tollgate ----------------------------------------------------------------------------
+cat >"$tmp/tollgate.conf" <<EOF
+; written by bench/run.sh
+[server]
+listen = 127.0.0.1:$tg_port
+admin_listen = 127.0.0.1:$tg_admin
+admin_token = bench-admin-token
+workers = 1
+log_level = warn
+drain_timeout = 2s
+[redis]
+url = redis://127.0.0.1:$redis_port/0
+[upstream openai]
+url = https://127.0.0.1:$mock_tls
+ca_file = $tmp/ca.pem
+[upstream anthropic]
+url = https://127.0.0.1:$mock_tls
+ca_file = $tmp/ca.pem
+[upstream gemini]
+url = https://127.0.0.1:$mock_tls
+ca_file = $tmp/ca.pem
+[pricing]
+file = $root/conf/pricing.conf
+[records]
+file = $tmp/usage.jsonl
+; no caps: every bench request is served, metered, settled and recorded
+[plan free]
+price = 0
+EOF
+taskset -c 0 "$bin" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
+tg_pid=$!
+pids="$pids $tg_pid"
+wait_for 10 curl -sf "http://127.0.0.1:$tg_admin/healthz" || die "tollgate did not start"
+
+# ---- nginx -------------------------------------------------------------------------------
+mkdir -p "$tmp/nginx-body" "$tmp/nginx-proxy" "$tmp/nginx-fastcgi" "$tmp/nginx-uwsgi" "$tmp/nginx-scgi"
+sed -e "s|@TMP@|$tmp|g" -e "s|@PORT@|$nginx_port|g" -e "s|@MOCKPORT@|$mock_tls|g" \
+    -e "s|@CA@|$tmp/ca.pem|g" bench/nginx.conf.in >"$tmp/nginx.conf"
+taskset -c 0 "$NGINX" -e "$tmp/nginx-error.log" -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' \
+    >"$tmp/nginx.log" 2>"$tmp/nginx.err" &
+nginx_pid=$!
+pids="$pids $nginx_pid"
+worker_of() { # the nginx worker: the master's only child
+    local c
+    c=$(cat "/proc/$1/task/$1/children" 2>/dev/null || pgrep -P "$1" || true)
+    set -- $c
+    [ $# -ge 1 ] && echo "$1"
+}
+wait_for 10 worker_of "$nginx_pid" || die "nginx did not start"
+nginx_worker=$(worker_of "$nginx_pid")
+
+# ---- one request through each target first ------------------------------------------------
+port_of() { case $1 in direct) echo "$mock_http" ;; nginx) echo "$nginx_port" ;; tollgate) echo "$tg_port" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; nginx) echo "$nginx_worker" ;; tollgate) echo "$tg_pid" ;; esac; }
+for t in direct nginx tollgate; do
+    for b in body-1k.json body-100k-stream.json; do
+        code=$(curl -s -o "$tmp/check.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+            -H 'X-Tenant-Id: bench' -H 'Authorization: Bearer sk-bench' --data-binary "@$tmp/$b" \
+            "http://127.0.0.1:$(port_of $t)/v1/chat/completions" || true)
+        [ "$code" = 200 ] || die "$t answered $code to $b: $(head -c 300 "$tmp/check.out")"
+    done
+done
+
+runs=$(( 8 * 3 ))
+echo "bench: $ncpu cores; nginx worker (pid $nginx_worker) and tollgate (pid $tg_pid) on core 0;" \
+    "wrk ($THREADS thread), mock ($MOCK_WORKERS node process), redis on cores $other"
+echo "bench: $runs runs of ${WARM}s warm-up + ${DUR}s, then $FE_N first-event requests per target (~$(( runs * (WARM + DUR + 1) / 60 + 1 )) min)"
+
+# ---- the load ----------------------------------------------------------------------------
+results="$tmp/results.jsonl"
+: >"$results"
+wrk_run() { # wrk_run SECONDS CONNS PORT BODYFILE [--latency]
+    local d=$1 c=$2 p=$3 b=$4; shift 4
+    BENCH_BODY="$b" timeout $(( d + 30 )) taskset -c "$other" wrk -t "$THREADS" -c "$c" -d "${d}s" \
+        --timeout 5s "$@" -s bench/post.lua "http://127.0.0.1:$p"
+}
+i=0
+for size in 1k 100k; do
+    for stream in 0 1; do
+        body="$tmp/body-$size.json"
+        [ $stream = 1 ] && body="$tmp/body-$size-stream.json"
+        for conns in 16 256; do
+            for t in direct nginx tollgate; do
+                i=$((i + 1))
+                port=$(port_of $t)
+                pid=$(pid_of $t)
+                wrk_run "$WARM" "$conns" "$port" "$body" >/dev/null 2>&1 || true
+                c0="0 0"; [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+                r0=$(cpu_ticks "$redis_pid")
+                out=$(wrk_run "$DUR" "$conns" "$port" "$body" --latency 2>&1) || die "wrk failed: $out"
+                c1="0 0"; [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
+                r1=$(cpu_ticks "$redis_pid")
+                rss=0; [ -n "$pid" ] && rss=$(rss_kb "$pid")
+                w=$(echo "$out" | sed -n 's/^BENCHJSON //p')
+                [ -n "$w" ] || die "no wrk summary: $out"
+                set -- $c0 $c1 $r0 $r1
+                printf '{"size":"%s","stream":%s,"conns":%s,"target":"%s","utime":%s,"stime":%s,"redis_ticks":%s,"rss_kb":%s,"wrk":%s}\n' \
+                    "$size" "$stream" "$conns" "$t" $(( $3 - $1 )) $(( $4 - $2 )) $(( $7 + $8 - $5 - $6 )) \
+                    "$rss" "$w" >>"$results"
+                printf 'bench: [%2d/%d] %-4s %-6s %3s conns %-8s %s\n' "$i" "$runs" "$size" \
+                    "$([ $stream = 1 ] && echo sse || echo json)" "$conns" "$t" \
+                    "$(echo "$w" | sed 's/.*"requests":\([0-9]*\).*"duration_us":\([0-9]*\).*/\1 \2/' |
+                        awk '{ printf "%.0f req/s", $1 / ($2 / 1e6) }')"
+            done
+        done
+    done
+done
+
+# ---- first stream event ------------------------------------------------------------------
+timeout 300 taskset -c "$other" node bench/first_event.js "$tmp/body-1k-stream.json" "$FE_N" \
+    "direct=$mock_http" "nginx=$nginx_port" "tollgate=$tg_port" >"$tmp/first_event.json" ||
+    die "first_event.js failed"
+
+# ---- what tollgate metered -----------------------------------------------------------------
+month=$(date -u +%Y-%m)
+settled=$(redis-cli -p "$redis_port" hget "tollgate:{bench}:m:$month" requests 2>/dev/null || true)
+records=$(wc -l <"$tmp/usage.jsonl" 2>/dev/null || echo 0)
+cat >"$tmp/meta.json" <<EOF
+{"ncpu":$ncpu,"other":"$other","threads":$THREADS,"mock_workers":$MOCK_WORKERS,"duration":$DUR,"warmup":$WARM,
+ "clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"first_event_n":$FE_N}
+EOF
+
+# ---- the table -----------------------------------------------------------------------------
+echo
+node bench/summary.js "$tmp" || die "summary.js failed"
+verdict=$(cat "$tmp/verdict")
+
+# ---- where tollgate's time goes, when its CPU target was missed ------------------------------
+if [ -s "$tmp/cpu_miss" ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
+    read -r size stream conns <"$tmp/cpu_miss"
+    body="$tmp/body-$size.json"
+    [ "$stream" = 1 ] && body="$tmp/body-$size-stream.json"
+    echo
+    echo "where tollgate's time goes ($size, stream=$stream, $conns conns; perf record, 3 s):"
+    wrk_run 5 "$conns" "$tg_port" "$body" >/dev/null 2>&1 &
+    wpid=$!
+    sleep 1
+    if timeout 20 perf record -q -F 999 -g -o "$tmp/perf.data" -p "$tg_pid" -- sleep 3 >/dev/null 2>&1; then
+        perf report -i "$tmp/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | head -25
+    else
+        echo "  (perf record failed here)"
+    fi
+    wait "$wpid" 2>/dev/null || true
+fi
+
+[ "${BENCH_STRICT:-0}" = 1 ] && [ "$verdict" != PASS ] && exit 1
+exit 0
