@@ -269,9 +269,14 @@ if [ -s "$tmp/cpu_miss" ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev
     wrk_run 5 "$conns" "$tg_port" "$body" >/dev/null 2>&1 &
     wpid=$!
     sleep 1
-    if timeout 20 perf record -q -F 999 -g -o "$tmp/perf.data" -p "$tg_pid" -- sleep 3 >/dev/null 2>&1; then
-        perf report -i "$tmp/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
-            grep -E '^ +[0-9.]+%' | head -25
+    if timeout 20 perf record -q -F 499 --call-graph dwarf,16384 -o "$tmp/perf.data" -p "$tg_pid" \
+        -- sleep 3 >/dev/null 2>&1; then
+        echo "  by library (self):"
+        timeout 120 perf report -i "$tmp/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | head -8
+        echo "  by function, including callees (tollgate's own, >= 2%):"
+        timeout 120 perf report -i "$tmp/perf.data" --stdio --children --sort symbol -g none \
+            --dsos "$(basename "$bin")" --percent-limit 2 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25
     else
         echo "  (perf record failed here)"
     fi

@@ -173,6 +173,8 @@ static const struct key keys[] = {
      .doc = "open: serve, keep records locally | closed: 503 while Redis is unreachable"},
     {S_REDIS, "timeout", T_DUR, CF(redis_timeout_ms), "250ms", 0, 1, 60000,
      .doc = "per Redis command; past it the budget store counts as unreachable"},
+    {S_REDIS, "journal_dir", T_STR, CF(journal_dir), "var/journal", K_RESTART,
+     .doc = "on_failure = open: settlements Redis missed, replayed when it is back"},
 
     {S_UPSTREAM, "url", T_FUNC, 0, NULL, 0, .set = set_url,
      .doc = "https://host[:port][/base]; built-ins default to the provider's API"},

@@ -108,6 +108,7 @@ struct config {
     char *key_prefix;
     enum on_failure on_failure;
     int redis_timeout_ms;
+    char *journal_dir; /* worker-N.jsonl: settlements Redis missed (journal.h) */
 
     /* [pricing] */
     char *pricing_file;

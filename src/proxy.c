@@ -61,6 +61,7 @@ struct req {
     const char *outcome;
     int status;
     bool sse_on, metering, json_too_big, paused, stream_cut;
+    bool last_dropped; /* the previous SSE event was kept from the client */
     char id[33];
     char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
     char endpoint[256];
@@ -76,6 +77,8 @@ static void on_done(void *arg, enum upstream_result res, const char *errstr);
 static void on_gone(void *ctx);
 static void on_drained(void *ctx);
 static void finish(struct req *r);
+
+static void forward_raw(const char *raw, size_t len, void *arg);
 
 static const struct upstream_handlers up_handlers = {on_head, on_body, on_done};
 static const struct client_events client_events = {on_gone, on_drained};
@@ -288,6 +291,11 @@ static const char *prepare_body(struct req *r, const struct http_request *hr, si
     char err[256] = "";
     bool modified = false;
     int rc = r->route.prov->prepare(&r->call, doc, &modified, err, sizeof(err));
+    if (hr->method != HTTP_POST) {
+        /* only POSTs create completions; a GET of a stored one is free */
+        r->call.metered = false;
+        rc = 0;
+    }
     if (bad_json && r->call.metered) {
         char msg[320];
         snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)",
@@ -437,6 +445,9 @@ static void on_head(void *arg, int status, const struct upstream_header *h, size
     if (r->metering && sse) {
         r->sse_on = true;
         sse_init(&r->sse, MAX_SSE_EVENT, r->call.strip_usage);
+        /* an event too large to parse is still the client's */
+        if (r->call.strip_usage)
+            sse_set_skip_raw(&r->sse, forward_raw);
     } else if (r->metering) {
         r->json = evbuffer_new();
     }
@@ -468,8 +479,13 @@ static void on_event(const struct sse_event *ev, void *arg)
     struct req *r = arg;
     bool drop = false;
     r->route.prov->on_event(&r->meter, &r->call, ev, &drop);
-    if (ev->raw && !drop)
-        forward(r, ev->raw, ev->raw_len);
+    if (ev->raw) {
+        /* a leading LF that belongs to the previous event follows its fate */
+        size_t lead = r->last_dropped ? ev->raw_lead : 0;
+        if (!drop)
+            forward(r, ev->raw + lead, ev->raw_len - lead);
+        r->last_dropped = drop;
+    }
 }
 
 static void forward_raw(const char *raw, size_t len, void *arg)
