@@ -11,7 +11,9 @@
 # Environment: BENCH_DURATION (s, default 5), BENCH_WARMUP (s, 1), BENCH_FIRST_EVENT_N (200),
 #   BENCH_WRK_THREADS (1), BENCH_MOCK_WORKERS (node cluster workers of the mock; default 1 on
 #   <= 3 cores), BENCH_PERF (1: perf profile of tollgate when its CPU target is missed),
-#   BENCH_STRICT (1: exit 1 on a MISS), BENCH_KEEP (1: keep the temp dir), BENCH_TIMEOUT (900 s).
+#   BENCH_CAPS (1: the tenant's plan has budget and rate caps that never bind, so every request
+#   is admitted in Redis as well as settled; 0: no caps, settlement only), BENCH_STRICT (1: exit 1
+#   on a MISS), BENCH_KEEP (1: keep the temp dir), BENCH_TIMEOUT (900 s).
 set -eu
 set -o pipefail
 
@@ -50,6 +52,7 @@ MOCK_WORKERS=${BENCH_MOCK_WORKERS:-$(( ncpu <= 3 ? 1 : (ncpu - 2 > 4 ? 4 : ncpu 
 # ---- start/stop -------------------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
 pids=""
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local rc=$? p i
     trap - EXIT INT TERM
@@ -133,6 +136,7 @@ pids="$pids $redis_pid"
 wait_for 10 redis-cli -p "$redis_port" ping || die "redis-server did not start"
 
 # ---- tollgate ----------------------------------------------------------------------------
+# upstream_pool_size = 64 matches nginx's "keepalive 64" (tollgate's default is 32)
 cat >"$tmp/tollgate.conf" <<EOF
 ; written by bench/run.sh
 [server]
@@ -142,6 +146,7 @@ admin_token = bench-admin-token
 workers = 1
 log_level = warn
 drain_timeout = 2s
+upstream_pool_size = 64
 [redis]
 url = redis://127.0.0.1:$redis_port/0
 [upstream openai]
@@ -157,11 +162,18 @@ ca_file = $tmp/ca.pem
 file = $root/conf/pricing.conf
 [records]
 file = $tmp/usage.jsonl
-; no caps: every bench request is served, metered, settled and recorded
 [plan free]
 price = 0
 EOF
-taskset -c 0 "$bin" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
+if [ "${BENCH_CAPS:-1}" = 1 ]; then
+    # caps that never bind: every request still goes through admission (rate limits and
+    # budget in Redis) before it is forwarded, as a capped tenant's would
+    printf '%s\n' 'budget_monthly = 1000000' 'budget_daily = 1000000' 'rpm = 1000000000' \
+        'tpm = 1000000000000' >>"$tmp/tollgate.conf"
+fi
+# a copy: the binary under test stays the same (and perf finds its symbols) if it is rebuilt meanwhile
+cp "$bin" "$tmp/tollgate"
+taskset -c 0 "$tmp/tollgate" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
 tg_pid=$!
 pids="$pids $tg_pid"
 wait_for 10 curl -sf "http://127.0.0.1:$tg_admin/healthz" || die "tollgate did not start"
@@ -177,6 +189,7 @@ pids="$pids $nginx_pid"
 worker_of() { # the nginx worker: the master's only child
     local c
     c=$(cat "/proc/$1/task/$1/children" 2>/dev/null || pgrep -P "$1" || true)
+    # shellcheck disable=SC2086 # split on purpose
     set -- $c
     [ $# -ge 1 ] && echo "$1"
 }
@@ -227,6 +240,7 @@ for size in 1k 100k; do
                 rss=0; [ -n "$pid" ] && rss=$(rss_kb "$pid")
                 w=$(echo "$out" | sed -n 's/^BENCHJSON //p')
                 [ -n "$w" ] || die "no wrk summary: $out"
+                # shellcheck disable=SC2086 # split on purpose
                 set -- $c0 $c1 $r0 $r1
                 printf '{"size":"%s","stream":%s,"conns":%s,"target":"%s","utime":%s,"stime":%s,"redis_ticks":%s,"rss_kb":%s,"wrk":%s}\n' \
                     "$size" "$stream" "$conns" "$t" $(( $3 - $1 )) $(( $4 - $2 )) $(( $7 + $8 - $5 - $6 )) \
@@ -251,7 +265,7 @@ settled=$(redis-cli -p "$redis_port" hget "tollgate:{bench}:m:$month" requests 2
 records=$(wc -l <"$tmp/usage.jsonl" 2>/dev/null || echo 0)
 cat >"$tmp/meta.json" <<EOF
 {"ncpu":$ncpu,"other":"$other","threads":$THREADS,"mock_workers":$MOCK_WORKERS,"duration":$DUR,"warmup":$WARM,
- "clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"first_event_n":$FE_N}
+ "caps":${BENCH_CAPS:-1},"clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"first_event_n":$FE_N}
 EOF
 
 # ---- the table -----------------------------------------------------------------------------
@@ -261,26 +275,29 @@ verdict=$(cat "$tmp/verdict")
 
 # ---- where tollgate's time goes, when its CPU target was missed ------------------------------
 if [ -s "$tmp/cpu_miss" ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
-    read -r size stream conns <"$tmp/cpu_miss"
-    body="$tmp/body-$size.json"
-    [ "$stream" = 1 ] && body="$tmp/body-$size-stream.json"
-    echo
-    echo "where tollgate's time goes ($size, stream=$stream, $conns conns; perf record, 3 s):"
-    wrk_run 5 "$conns" "$tg_port" "$body" >/dev/null 2>&1 &
-    wpid=$!
-    sleep 1
-    if timeout 20 perf record -q -F 499 --call-graph dwarf,16384 -o "$tmp/perf.data" -p "$tg_pid" \
-        -- sleep 3 >/dev/null 2>&1; then
-        echo "  by library (self):"
-        timeout 120 perf report -i "$tmp/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
-            grep -E '^ +[0-9.]+%' | head -8
-        echo "  by function, including callees (tollgate's own, >= 2%):"
-        timeout 120 perf report -i "$tmp/perf.data" --stdio --children --sort symbol -g none \
-            --dsos "$(basename "$bin")" --percent-limit 2 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25
-    else
-        echo "  (perf record failed here)"
-    fi
-    wait "$wpid" 2>/dev/null || true
+    while read -r size stream conns; do
+        body="$tmp/body-$size.json"
+        [ "$stream" = 1 ] && body="$tmp/body-$size-stream.json"
+        echo
+        echo "where tollgate's time goes ($size, stream=$stream, $conns conns; perf record, 3 s):"
+        wrk_run 5 "$conns" "$tg_port" "$body" </dev/null >/dev/null 2>&1 &
+        wpid=$!
+        sleep 1
+        if timeout 20 perf record -q -F 499 --call-graph dwarf,16384 -o "$tmp/perf.data" -p "$tg_pid" \
+            -- sleep 3 </dev/null >/dev/null 2>&1; then
+            echo "  by library (self):"
+            timeout 120 perf report -i "$tmp/perf.data" --stdio --no-children --sort dso -g none </dev/null 2>/dev/null |
+                grep -E '^ +[0-9.]+%' | head -8 || true
+            echo "  by function (named ones, >= 2%), children% (with callees) and self%:"
+            timeout 120 perf report -i "$tmp/perf.data" --stdio --children --sort dso,symbol -g none \
+                --percent-limit 2 </dev/null 2>/dev/null | grep -E '^ +[0-9.]+%' | grep -v '\] 0x' |
+                grep -Ev '\] (clone3|start_thread|event_base_loop|run|entry_SYSCALL_64_after_hwframe|do_syscall_64)$' |
+                sed 's/ *- *- *$//' | head -25 || true
+        else
+            echo "  (perf record failed here)"
+        fi
+        wait "$wpid" 2>/dev/null || true
+    done <"$tmp/cpu_miss"
 fi
 
 [ "${BENCH_STRICT:-0}" = 1 ] && [ "$verdict" != PASS ] && exit 1

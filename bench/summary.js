@@ -4,8 +4,8 @@
 //   results.jsonl     one line per wrk run: {size,stream,conns,target,utime,stime,redis_ticks,rss_kb,wrk:{...}}
 //   first_event.json  {direct|nginx|tollgate: {n,errors,p50_us,p90_us,min_us}}
 //   meta.json         {ncpu,other,threads,mock_workers,duration,warmup,clk_tck,settled,records,...}
-// Writes DIR/verdict (PASS | MISS) and, when tollgate's CPU target is missed, DIR/cpu_miss
-// ("SIZE STREAM CONNS" of the worst row) for run.sh's perf profile.
+// Writes DIR/verdict (PASS | MISS) and DIR/cpu_miss: per body size, the row where tollgate's
+// CPU/req ratio is worst over its limit ("SIZE STREAM CONNS" lines), for run.sh's perf profile.
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -63,6 +63,7 @@ out.push(`tollgate bench: ${meta.ncpu} cores; nginx (1 worker) and tollgate (wor
   + `and redis-server on core(s) ${meta.other}; each cell: one ${meta.warmup} s warm-up + one ${meta.duration} s wrk run.`);
 out.push('cpu: proxy process utime+stime over the run / 2xx responses (sys%: share in the kernel); core%: of core 0;');
 out.push('rss: VmRSS after the run (nginx: the worker); redis: redis-server CPU per request (tollgate only, not in its cpu).');
+out.push(`tollgate: metering on, records to a file, Redis ${meta.caps ? 'admission (caps that never bind) and settlement' : 'settlement only (no caps)'} per request.`);
 out.push('');
 const hdr = `${padr('body  mode  conns', 18)}${padr('target', 9)}${pad('req/s', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}`
   + `${pad('errors', 7)}${pad('cpu us/req', 11)}${pad('sys%', 5)}${pad('core%', 6)}${pad('redis', 6)}${pad('rss MB', 7)}`
@@ -143,4 +144,6 @@ out.push(`overall: ${verdict}`);
 process.stdout.write(`${out.join('\n')}\n`);
 
 fs.writeFileSync(path.join(dir, 'verdict'), verdict);
-if (!cpuOk && cpuWorst) fs.writeFileSync(path.join(dir, 'cpu_miss'), `${cpuWorst.row.size} ${cpuWorst.row.stream} ${cpuWorst.row.conns}\n`);
+// the worst row over the CPU limit, per body size
+const misses = [...new Set(rows.map((r) => r.size))].map((size) => worst(cpuRatios.filter((x) => x.row.size === size && x.v > LIMIT.cpu), (a, b) => a >= b)).filter(Boolean);
+fs.writeFileSync(path.join(dir, 'cpu_miss'), misses.map((x) => `${x.row.size} ${x.row.stream} ${x.row.conns}\n`).join(''));

@@ -69,13 +69,14 @@ static void metrics(struct admin *a, struct client *c)
 #define X(name, doc) unsigned long name = 0;
     WORKER_STATS(X)
 #undef X
-    long inflight = 0;
+    long inflight = 0, journal = 0;
     for (size_t i = 0; i < a->n_workers; i++) {
         struct worker_stats *s = &a->workers[i]->stats;
 #define X(name, doc) name += atomic_load_explicit(&s->name, memory_order_relaxed);
         WORKER_STATS(X)
 #undef X
         inflight += atomic_load_explicit(&s->inflight, memory_order_relaxed);
+        journal += atomic_load_explicit(&s->journal_pending, memory_order_relaxed);
     }
     evbuffer_add_printf(b, "# HELP tollgate_requests_total Requests by outcome.\n"
                            "# TYPE tollgate_requests_total counter\n");
@@ -91,6 +92,19 @@ static void metrics(struct admin *a, struct client *c)
     for (size_t i = 0; i < ARRAY_LEN(outcomes); i++)
         evbuffer_add_printf(b, "tollgate_requests_total{outcome=\"%s\"} %lu\n",
                             outcomes[i].outcome, outcomes[i].n);
+    evbuffer_add_printf(b, "# HELP tollgate_budget_decisions_total Admission decisions.\n"
+                           "# TYPE tollgate_budget_decisions_total counter\n");
+    const struct {
+        const char *decision;
+        unsigned long n;
+    } decisions[] = {{"admit", budget_admit},
+                     {"downgrade", budget_downgrade},
+                     {"block", budget_block},
+                     {"rate_limited", budget_rate_limited},
+                     {"unverified", budget_unverified}};
+    for (size_t i = 0; i < ARRAY_LEN(decisions); i++)
+        evbuffer_add_printf(b, "tollgate_budget_decisions_total{decision=\"%s\"} %lu\n",
+                            decisions[i].decision, decisions[i].n);
     char usd[32];
     if (money_format((money_t)cost_nano, usd, sizeof(usd)) < 0)
         snprintf(usd, sizeof(usd), "0");
@@ -110,13 +124,16 @@ static void metrics(struct admin *a, struct client *c)
                         "# HELP tollgate_redis_errors_total Settlements Redis did not take.\n"
                         "# TYPE tollgate_redis_errors_total counter\n"
                         "tollgate_redis_errors_total %lu\n"
+                        "# HELP tollgate_journal_pending Settlements waiting for Redis.\n"
+                        "# TYPE tollgate_journal_pending gauge\n"
+                        "tollgate_journal_pending %ld\n"
                         "# HELP tollgate_records_written_total Usage records written.\n"
                         "# TYPE tollgate_records_written_total counter\n"
                         "tollgate_records_written_total %lu\n"
                         "# HELP tollgate_connections Open client connections.\n"
                         "# TYPE tollgate_connections gauge\n"
                         "tollgate_connections %lu\n",
-                        usd, inflight, unpriced, estimated, settle_failed,
+                        usd, inflight, unpriced, estimated, settle_failed, journal,
                         record_sink_written(a->sink), client_open_count());
     static const struct http_header h[] = {{"Content-Type", "text/plain; version=0.0.4"}};
     size_t n = evbuffer_get_length(b);
@@ -160,7 +177,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct admin *a = arg;
     evutil_make_socket_nonblocking(fd);
     const struct client_hooks hooks = {handle, error_body, a};
-    if (!client_new(a->base, fd, &a->limits, &hooks))
+    if (!client_new(a->base, fd, NULL, &a->limits, &hooks))
         log_warn("admin: out of memory accepting a connection");
 }
 

@@ -1,13 +1,24 @@
 /* budget.h: per-tenant spend and request counters in Redis, per UTC month
- * and day. A request's cost is settled exactly once (idempotent by request
- * id) by one Lua script (src/lua/settle.lua). Keys carry the tenant in a
- * hash tag so the layout works on Redis Cluster:
+ * and day, and admission against them. A request is admitted (rate limits,
+ * caps, a reservation of its estimate) by src/lua/admit.lua and its cost is
+ * settled exactly once (idempotent by request id) by src/lua/settle.lua,
+ * which also ends the reservation. Keys carry the tenant in a hash tag so
+ * the layout works on Redis Cluster:
  *   {prefix}{TENANT}:m:YYYY-MM      hash (expires after ~400 days), fields:
  *       cost (nano-USD), requests, input_tokens, cached_tokens, output_tokens,
  *       reasoning_tokens, estimated (requests with estimated usage; absent
- *       while 0); every field an integer, only ever changed by HINCRBY
+ *       while 0), reserved (nano-USD held by leases in flight); every field
+ *       an integer, only ever changed by HINCRBY
  *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): same fields
  *   {prefix}{TENANT}:settled:ID     "1", expires after 8 days
+ *   {prefix}{TENANT}:leases         sorted set: request id by lease expiry (unix ms)
+ *   {prefix}{TENANT}:lease:ID       hash: est (reserved nano-USD), mkey, dkey,
+ *       tkey (the month, day and tpm keys it reserved in), tokens (reserved
+ *       for tpm); deleted when settled, released or purged after expiry;
+ *       Redis drops it (and the zset) only 32 days past the lease's expiry
+ *   {prefix}{TENANT}:rpm:YYYYMMDDHHMM  admitted requests in that UTC minute
+ *   {prefix}{TENANT}:tpm:YYYYMMDDHHMM  their tokens: the estimates, corrected
+ *       to the actual tokens at settlement (both expire after 120 s)
  * The tenant must not contain '{' or '}' (it would break the hash tag): the
  * functions below refuse such a tenant. */
 #ifndef TOLLGATE_BUDGET_H
@@ -28,10 +39,11 @@ struct settle {
     const char *request_id;
     time_t when; /* the request's start: picks the month and day */
     money_t cost;
-    struct usage usage;
+    struct usage usage; /* input + output also correct the admission's tpm bucket */
 };
 
-/* ok: settled now or already settled before (duplicate). */
+/* ok: settled now or already settled before (duplicate). Either way the
+ * request's lease, if one is left, is released. */
 typedef void (*budget_cb)(bool ok, const char *err, void *arg);
 
 /* Settles s; exactly one callback unless NULL is returned (not queued: Redis
@@ -83,39 +95,56 @@ enum budget_reason {
     BUDGET_REASON_TPM,
 };
 
+/* A request fits when spent + reserved + estimate <= cap, for each cap set.
+ * Over budget_monthly or budget_daily with an estimate_down, it is
+ * downgraded while spent + reserved + estimate_down <= hard_limit; the full
+ * estimate must fit under hard_limit too. Sums are exact below 2^53 nano-USD
+ * (~$9M per tenant-month, see admit.lua). tpm: a request larger than the
+ * whole tpm passes when the tenant has used nothing in that minute. */
 struct admit {
     const char *key_prefix;
     const char *tenant;
     const char *request_id;
-    time_t when;          /* request start: month, day and minute buckets */
-    money_t estimate;     /* estimated cost as asked */
-    money_t estimate_down;/* estimated cost with the downgrade model; -1: no downgrade */
-    money_t cap_monthly;  /* -1: none */
-    money_t cap_daily;    /* -1: none */
-    money_t hard_limit;   /* -1: none (downgrade is then unbounded by a hard cap) */
-    int64_t rpm, tpm;     /* 0: unlimited */
-    int64_t est_tokens;   /* input + output estimate, for tpm */
-    int lease_ttl_s;      /* how long a reservation outlives a dead tollgate */
+    time_t when;           /* request start: month, day and minute buckets */
+    int64_t now_ms;        /* wall clock (unix ms) for leases; 0: read it here */
+    money_t estimate;      /* estimated cost as asked (below 0: taken as 0) */
+    money_t estimate_down; /* estimated cost with the downgrade model; -1: no downgrade */
+    money_t cap_monthly;   /* -1: none */
+    money_t cap_daily;     /* -1: none */
+    money_t hard_limit;    /* -1: none (downgrade is then unbounded by a hard cap) */
+    int64_t rpm, tpm;      /* 0: unlimited */
+    int64_t est_tokens;    /* input + output estimate, for tpm */
+    int lease_ttl_s;       /* how long a reservation outlives a dead tollgate; 0: 600 */
 };
 
 struct admit_result {
     enum budget_decision decision;
-    enum budget_reason reason;
-    money_t spent_month;    /* settled cost this month, before this request */
-    money_t reserved_month; /* in flight this month, before this request */
+    enum budget_reason reason; /* NONE when admitted; the cap passed when downgraded */
+    money_t spent_month;       /* settled cost this month, before this request */
+    money_t reserved_month;    /* in flight this month, before this request */
     money_t spent_day;
-    int retry_after_s;      /* rate limits: seconds to the next minute */
+    int retry_after_s; /* rate limits: seconds to the next minute (1..60); blocks:
+                          seconds from when to the next UTC day (daily) or month */
 };
 
 typedef void (*budget_admit_cb)(const struct admit_result *res, const char *err, void *arg);
 
-/* Runs the admission script; exactly one callback (res NULL and err set on
- * a Redis failure) unless NULL is returned (not queued). */
+/* Runs the admission script; on BUDGET_ADMIT and BUDGET_DOWNGRADE a lease
+ * now holds the estimate, which budget_settle or budget_release must end
+ * (else it expires after lease_ttl_s). Exactly one callback (res NULL and
+ * err set on a Redis failure or an unexpected reply; res lives only during
+ * the call), never inside this call, unless NULL is returned (not queued:
+ * Redis not connected, too many pending, or a tenant/request id that cannot
+ * form a key). a is copied. redis_cancel() of the returned command: no
+ * callback, nothing leaks (the admission may still happen: its lease then
+ * expires). */
 struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
                                void *arg) MUST_CHECK;
 
 /* Gives back the reservation of a request that was admitted but never
- * forwarded (or whose settlement is abandoned). Fire and forget. */
+ * forwarded (or whose settlement is abandoned), and its tokens to the tpm
+ * bucket; no request or cost is counted. Fire and forget: no callback; if
+ * Redis is unreachable the lease simply expires. */
 void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
                     const char *request_id);
 

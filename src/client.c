@@ -26,7 +26,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 
@@ -139,8 +141,8 @@ static void reset_request(struct client *c)
     c->parser.data = c;
 }
 
-struct client *client_new(struct event_base *base, int fd, const struct client_limits *lim,
-                          const struct client_hooks *hooks)
+struct client *client_new(struct event_base *base, int fd, void *tls,
+                          const struct client_limits *lim, const struct client_hooks *hooks)
 {
     struct client *c = calloc(1, sizeof(*c));
     if (!c)
@@ -148,7 +150,16 @@ struct client *client_new(struct event_base *base, int fd, const struct client_l
     c->base = base;
     c->lim = *lim;
     c->hooks = *hooks;
-    c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (tls) {
+        SSL *ssl = SSL_new(tls);
+        c->bev = ssl ? bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (!c->bev && ssl)
+            SSL_free(ssl);
+    } else {
+        c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->timer = evtimer_new(base, on_timer, c);
     c->defer = event_new(base, -1, 0, on_defer, c);
     c->body = evbuffer_new();
@@ -744,6 +755,12 @@ void client_respond(struct client *c, int status, const struct http_header *h, s
 
 void client_error(struct client *c, int status, const char *code, const char *message)
 {
+    client_error_with(c, status, code, message, NULL, 0);
+}
+
+void client_error_with(struct client *c, int status, const char *code, const char *message,
+                       const struct http_header *extra, size_t n_extra)
+{
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         close_after_flush(c);
@@ -752,10 +769,13 @@ void client_error(struct client *c, int status, const char *code, const char *me
     c->hooks.error_body(c->path ? c->path : "", status, code, message, b, c->hooks.arg);
     size_t len = evbuffer_get_length(b);
     const char *body = (const char *)evbuffer_pullup(b, -1);
-    static const struct http_header h[] = {{"Content-Type", "application/json"}};
+    struct http_header h[8] = {{"Content-Type", "application/json"}};
+    size_t nh = 1;
+    for (size_t i = 0; i < n_extra && nh < ARRAY_LEN(h); i++)
+        h[nh++] = extra[i];
     if (status == 413 || status == 431 || status == 408)
         c->keep_alive = false; /* the rest of the request was not read */
-    client_respond(c, status, h, 1, body ? body : "", body ? len : 0);
+    client_respond(c, status, h, nh, body ? body : "", body ? len : 0);
     evbuffer_free(b);
 }
 

@@ -66,8 +66,10 @@ struct client_hooks {
     void *arg;
 };
 
-/* Takes over fd (non-blocking). Returns NULL when out of memory (fd closed). */
-struct client *client_new(struct event_base *base, int fd, const struct client_limits *lim,
+/* Takes over fd (non-blocking); with tls (an SSL_CTX), the connection is
+ * TLS, server side. Returns NULL when out of memory (fd closed). */
+struct client *client_new(struct event_base *base, int fd, void *tls,
+                          const struct client_limits *lim,
                           const struct client_hooks *hooks) MUST_CHECK;
 
 /* The handler registers itself for the request it was handed. */
@@ -79,6 +81,9 @@ void client_respond(struct client *c, int status, const struct http_header *h, s
                     const char *body, size_t len);
 /* tollgate's own error in the dialect of the request's path. */
 void client_error(struct client *c, int status, const char *code, const char *message);
+/* The same with extra response headers (Retry-After, x-should-retry). */
+void client_error_with(struct client *c, int status, const char *code, const char *message,
+                       const struct http_header *extra, size_t n_extra);
 
 /* Starts a streamed response. content_length < 0: chunked (HTTP/1.1) or
  * close-delimited (HTTP/1.0). */

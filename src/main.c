@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "pricing.h"
@@ -201,6 +202,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    clock_init();
     if (evthread_use_pthreads() < 0) {
         fprintf(stderr, "tollgate: libevent without thread support\n");
         return 1;

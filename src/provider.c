@@ -226,3 +226,10 @@ void provider_write_json(struct evbuffer *out, json_t *v, const char *fallback)
     free(s);
     json_decref(v);
 }
+
+int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char *model)
+{
+    if (!json_is_object(body))
+        return -1;
+    return json_object_set_new(body, "model", json_string(model));
+}

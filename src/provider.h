@@ -57,7 +57,14 @@ struct provider {
      * tollgate's code ("missing_tenant", "budget_exceeded",
      * "rate_limit_exceeded", "upstream_unreachable", ...). */
     void (*error_body)(struct evbuffer *out, int status, const char *code, const char *message);
+    /* Downgrade: makes the request ask for model instead, rewriting only
+     * the top-level "model" of body, or the model segment of path (size
+     * pathlen) for providers that name it there. Returns 0 or -1. */
+    int (*set_model)(json_t *body, char *path, size_t pathlen, const char *model);
 };
+
+/* set_model for providers that name the model in the body's top level. */
+int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char *model);
 
 /* The table: "openai", "anthropic", "gemini"; NULL if unknown. */
 const struct provider *provider_find(const char *name);

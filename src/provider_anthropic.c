@@ -158,4 +158,5 @@ const struct provider provider_anthropic = {
     .on_event = on_event,
     .on_json = on_json,
     .error_body = error_body,
+    .set_model = provider_set_body_model,
 };

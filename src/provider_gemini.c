@@ -197,10 +197,26 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
                         "\"status\":\"INTERNAL\"}}");
 }
 
+/* Gemini names the model in the path: rewrite models/{model}:{verb} there. */
+static int set_model(json_t *body, char *path, size_t pathlen, const char *model)
+{
+    const char *old, *verb;
+    size_t old_len;
+    if (!split_path(path, &old, &old_len, &verb) || !model_ok(model, strlen(model), 128))
+        return -1;
+    char out[512];
+    int n = snprintf(out, sizeof(out), "%.*s%s:%s", (int)(old - path), path, model, verb);
+    if (n < 0 || (size_t)n >= sizeof(out) || (size_t)n >= pathlen)
+        return -1;
+    memcpy(path, out, (size_t)n + 1);
+    return 0;
+}
+
 const struct provider provider_gemini = {
     .name = "gemini",
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,
     .error_body = error_body,
+    .set_model = set_model,
 };

@@ -331,4 +331,5 @@ const struct provider provider_openai = {
     .on_event = on_event,
     .on_json = on_json,
     .error_body = error_body,
+    .set_model = provider_set_body_model,
 };

@@ -1,7 +1,10 @@
 /* proxy.c: the life of one request, top to bottom.
  *
  *   proxy_handle      route -> tenant, user, feature, plan -> body and
- *                     provider prepare -> price check -> upstream_send
+ *                     provider prepare -> price check
+ *   admit / admitted  rate limits and caps in one Redis script: forward,
+ *                     downgrade the model, or answer 429
+ *   forward_request   upstream_send
  *   on_head           response headers to the client; choose how to meter
  *   on_body           bytes to the client as they arrive (backpressure),
  *                     a copy through the SSE parser or into the JSON buffer
@@ -23,9 +26,13 @@
 
 #include <event2/buffer.h>
 
+#include "alert.h"
 #include "budget.h"
+#include "clock.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
+#include "plan.h"
 #include "pricing.h"
 #include "provider.h"
 #include "record.h"
@@ -39,8 +46,12 @@
 #define MAX_SSE_EVENT (1 << 20)
 #define MAX_JSON_COPY (8 << 20) /* a non-streamed answer larger than this is estimated */
 #define MAX_RESP_HEADERS 64
+#define DEFAULT_OUTPUT_ESTIMATE 1000 /* output tokens assumed when the request sets no bound */
+#define LEASE_TTL_S 600              /* a reservation outlives a dead tollgate this long */
 
 enum req_state {
+    REQ_READ,      /* parsed, not yet admitted */
+    REQ_ADMITTING, /* waiting for the admission script */
     REQ_WAITING,   /* sent upstream, no response headers yet */
     REQ_STREAMING, /* response headers sent to the client, body flowing */
     REQ_FINISHED,  /* the record is written; only the free is left */
@@ -52,6 +63,11 @@ struct req {
     struct generation *gen; /* config and pools as of the start, ref held */
     struct config *cfg;     /* gen->cfg */
     struct upstream_req *up;
+    struct redis_cmd *admit_cmd; /* admission in flight */
+    const struct http_request *hr; /* the client's request, valid until client_end */
+    json_t *doc;                 /* the parsed body, while it may still be edited */
+    char *body;                  /* the body to forward when edited (owned), else NULL */
+    struct plan plan_eff;
     struct route route;
     struct provider_call call;
     struct meter meter;
@@ -62,6 +78,13 @@ struct req {
     int status;
     bool sse_on, metering, json_too_big, paused, stream_cut;
     bool last_dropped; /* the previous SSE event was kept from the client */
+    bool forwarded;    /* the request went upstream: it is settled and billed */
+    bool downgraded;
+    money_t remaining; /* budget left this month before the request; -1: unknown */
+    money_t spent_before; /* month's spend at admission; -1: not admitted through Redis */
+    char model_requested[128];
+    char downgrade_hdr[300];
+    char remaining_hdr[32];
     char id[33];
     char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
     char endpoint[256];
@@ -163,16 +186,6 @@ static int identity(const struct http_request *hr, const char *name, char *out, 
     return 0;
 }
 
-static const char *plan_for(const struct config *cfg, const char *tenant, const char *asked)
-{
-    const struct cfg_tenant *t = config_tenant(cfg, tenant);
-    if (t && t->plan)
-        return t->plan;
-    if (asked[0] && config_plan(cfg, asked))
-        return asked;
-    return cfg->default_plan;
-}
-
 static bool is_hop_by_hop(const char *name)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
@@ -231,7 +244,7 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
     if (!b)
         return NULL;
     evbuffer_add_printf(b, "%s %s%s%s%s HTTP/1.1\r\n", hr->method_name, u->base_path,
-                        r->route.endpoint, hr->query ? "?" : "", hr->query ? hr->query : "");
+                        r->endpoint, hr->query ? "?" : "", hr->query ? hr->query : "");
     bool default_port = u->port == (u->tls ? 443 : 80);
     if (default_port)
         evbuffer_add_printf(b, "Host: %s\r\n", u->host);
@@ -261,19 +274,15 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
     return b;
 }
 
-/* Parses the body, lets the provider read (and maybe edit) it. Returns the
- * body to forward (a new string in *owned when edited), or NULL after
- * rejecting the request. */
-static const char *prepare_body(struct req *r, const struct http_request *hr, size_t *len,
-                                char **owned)
+/* Parses the body and lets the provider read (and maybe edit) it; the
+ * parsed document stays in r->doc for a later downgrade. Returns 0, or -1
+ * after rejecting the request. */
+static int prepare_body(struct req *r, const struct http_request *hr)
 {
-    *owned = NULL;
     size_t n = evbuffer_get_length(hr->body);
     const char *raw = n ? (const char *)evbuffer_pullup(hr->body, -1) : "";
-    *len = n;
-    r->call.endpoint = r->route.endpoint;
+    r->call.endpoint = r->endpoint;
 
-    json_t *doc = NULL;
     json_error_t jerr;
     bool bad_json = false;
     if (n > 0) {
@@ -282,15 +291,15 @@ static const char *prepare_body(struct req *r, const struct http_request *hr, si
             reject(r, 415, "unsupported_content_encoding",
                    "compressed request bodies are not accepted: send the body uncompressed",
                    "bad_request");
-            return NULL;
+            return -1;
         }
         /* duplicate keys are refused: a second "model" must never pick the price */
-        doc = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
-        bad_json = doc == NULL;
+        r->doc = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
+        bad_json = r->doc == NULL;
     }
     char err[256] = "";
     bool modified = false;
-    int rc = r->route.prov->prepare(&r->call, doc, &modified, err, sizeof(err));
+    int rc = r->route.prov->prepare(&r->call, r->doc, &modified, err, sizeof(err));
     if (hr->method != HTTP_POST) {
         /* only POSTs create completions; a GET of a stored one is free */
         r->call.metered = false;
@@ -301,23 +310,25 @@ static const char *prepare_body(struct req *r, const struct http_request *hr, si
         snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)",
                  jerr.text, jerr.position);
         reject(r, 400, "invalid_json", msg, "bad_request");
-        return NULL;
+        return -1;
     }
-    if (rc < 0 && (doc || r->call.metered)) {
-        json_decref(doc);
+    if (rc < 0 && (r->doc || r->call.metered)) {
         reject(r, 400, "invalid_request", err, "bad_request");
-        return NULL;
+        return -1;
     }
-    if (modified && doc) {
-        *owned = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (*owned) {
-            raw = *owned;
-            *len = strlen(*owned);
+    if (modified && r->doc) {
+        r->body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!r->body) {
+            reject(r, 503, "overloaded", "out of memory", "bad_request");
+            return -1;
         }
     }
-    json_decref(doc);
-    return raw;
+    snprintf(r->model_requested, sizeof(r->model_requested), "%s", r->call.model);
+    return 0;
 }
+
+static void forward_request(struct req *r);
+static void admit(struct req *r);
 
 void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 {
@@ -332,8 +343,10 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     r->gen = worker_gen_ref(w);
     r->cfg = r->gen->cfg;
     r->ttfb_ms = -1;
+    r->remaining = -1;
+    r->spent_before = -1;
     r->outcome = "ok";
-    clock_gettime(CLOCK_REALTIME, &r->wall);
+    clock_wall(&r->wall);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     make_id(w, r->id);
     snprintf(r->endpoint, sizeof(r->endpoint), "%s", hr->path);
@@ -379,34 +392,245 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         }
         snprintf(r->tenant, sizeof(r->tenant), "anonymous");
     }
-    snprintf(r->plan, sizeof(r->plan), "%s", plan_for(r->cfg, r->tenant, asked_plan));
 
     /* 3. what: the body, read by the provider (model, stream, estimates) */
-    size_t body_len;
-    char *owned;
-    const char *body = prepare_body(r, hr, &body_len, &owned);
-    if (!body)
+    r->hr = hr;
+    if (plan_resolve(r->cfg, r->tenant, asked_plan, &r->plan_eff) < 0) {
+        reject(r, 500, "no_plan", "no plan configured for this tenant", "bad_request");
+        return;
+    }
+    snprintf(r->plan, sizeof(r->plan), "%s", r->plan_eff.base->name);
+    if (prepare_body(r, hr) < 0)
         return;
 
     /* 4. price check: an unpriced model is forwarded or refused per config */
     if (r->call.metered && r->cfg->unknown_model == UNKNOWN_MODEL_BLOCK &&
         !pricing_lookup(r->cfg->pricing, r->call.model)) {
-        free(owned);
         snprintf(err, sizeof(err), "model '%.100s' has no price configured", r->call.model);
         reject(r, 400, "unknown_model", err, "bad_request");
         return;
     }
 
-    /* 5. forward */
+    /* 5. admission, then forward */
+    admit(r);
+}
+
+/* ---- admission: rate limits and caps ---- */
+
+static const struct price *price_of(const struct req *r, const char *model)
+{
+    const struct price *pr = model && *model ? pricing_lookup(r->cfg->pricing, model) : NULL;
+    if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
+        pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
+    return pr;
+}
+
+/* What the request may cost if it uses all the output it asked for. */
+static money_t estimate(const struct req *r, const char *model)
+{
+    const struct price *pr = price_of(r, model);
+    if (!pr)
+        return 0;
+    struct usage u = {.input = r->call.est_input_tokens,
+                      .output = r->call.max_output_tokens > 0 ? r->call.max_output_tokens
+                                                              : DEFAULT_OUTPUT_ESTIMATE};
+    return pricing_cost(pr, &u);
+}
+
+static bool needs_admission(const struct req *r)
+{
+    const struct plan *p = &r->plan_eff;
+    return r->call.metered && (p->budget_monthly >= 0 || p->budget_daily >= 0 ||
+                               p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0);
+}
+
+static void admitted(const struct admit_result *res, const char *errstr, void *arg);
+
+static void admit(struct req *r)
+{
+    if (!needs_admission(r)) {
+        forward_request(r);
+        return;
+    }
+    const struct plan *p = &r->plan_eff;
+    const char *down = p->base->on_exceed == ON_EXCEED_DOWNGRADE
+                           ? plan_downgrade(p, r->call.model)
+                           : NULL;
+    int64_t out_tokens =
+        r->call.max_output_tokens > 0 ? r->call.max_output_tokens : DEFAULT_OUTPUT_ESTIMATE;
+    struct admit a = {
+        .key_prefix = r->cfg->key_prefix,
+        .tenant = r->tenant,
+        .request_id = r->id,
+        .when = r->wall.tv_sec,
+        .estimate = estimate(r, r->call.model),
+        .estimate_down = down ? estimate(r, down) : -1,
+        .cap_monthly = p->budget_monthly,
+        .cap_daily = p->budget_daily,
+        .hard_limit = p->hard_limit,
+        .rpm = p->rpm,
+        .tpm = p->tpm,
+        .est_tokens = r->call.est_input_tokens + out_tokens,
+        .lease_ttl_s = LEASE_TTL_S,
+    };
+    r->state = REQ_ADMITTING;
+    r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
+    if (!r->admit_cmd)
+        admitted(NULL, "redis unavailable", r);
+}
+
+static void retry_after(char *buf, size_t n, long s)
+{
+    snprintf(buf, n, "%ld", s > 0 ? s : 1);
+}
+
+static void block(struct req *r, const struct admit_result *res)
+{
+    const struct plan *p = &r->plan_eff;
+    char msg[512], cap[32], ra[24];
+    char period = res->reason == BUDGET_REASON_DAILY ? 'd' : 'm';
+    money_t c = res->reason == BUDGET_REASON_DAILY  ? p->budget_daily
+                : res->reason == BUDGET_REASON_HARD ? p->hard_limit
+                                                    : p->budget_monthly;
+    if (money_format(c, cap, sizeof(cap)) < 0)
+        snprintf(cap, sizeof(cap), "?");
+    if (p->base->block_message)
+        snprintf(msg, sizeof(msg), "%s", p->base->block_message);
+    else
+        snprintf(msg, sizeof(msg), "tenant '%s' has used its %s AI budget of $%s (plan %s)",
+                 r->tenant,
+                 res->reason == BUDGET_REASON_DAILY  ? "daily"
+                 : res->reason == BUDGET_REASON_HARD ? "hard monthly limit, an"
+                                                     : "monthly",
+                 cap, p->base->name);
+    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
+    /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
+     * block must tell them not to */
+    const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"},
+                                    {"X-Tollgate-Request-Id", r->id},
+                                    {"X-Tollgate-Tenant", r->tenant}};
+    r->status = 429;
+    r->outcome = "blocked";
+    struct client *cl = r->client;
+    r->client = NULL;
+    client_error_with(cl, 429, "budget_exceeded", msg, h, ARRAY_LEN(h));
+    finish(r);
+}
+
+static void rate_limited(struct req *r, const struct admit_result *res)
+{
+    char msg[256], ra[24];
+    snprintf(msg, sizeof(msg), "tenant '%s' is over its %s limit (plan %s): retry shortly",
+             r->tenant, res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
+             r->plan_eff.base->name);
+    retry_after(ra, sizeof(ra), res->retry_after_s);
+    const struct http_header h[] = {{"Retry-After", ra},
+                                    {"X-Tollgate-Request-Id", r->id},
+                                    {"X-Tollgate-Tenant", r->tenant}};
+    r->status = 429;
+    r->outcome = "rate_limited";
+    struct client *cl = r->client;
+    r->client = NULL;
+    client_error_with(cl, 429, "rate_limit_exceeded", msg, h, ARRAY_LEN(h));
+    finish(r);
+}
+
+static int downgrade(struct req *r)
+{
+    const char *to = plan_downgrade(&r->plan_eff, r->call.model);
+    if (!to || !r->doc || r->route.prov->set_model(r->doc, r->endpoint, sizeof(r->endpoint), to) < 0)
+        return -1;
+    char *body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!body)
+        return -1;
+    free(r->body);
+    r->body = body;
+    snprintf(r->downgrade_hdr, sizeof(r->downgrade_hdr), "%s -> %s", r->call.model, to);
+    snprintf(r->call.model, sizeof(r->call.model), "%s", to);
+    r->downgraded = true;
+    return 0;
+}
+
+static void admitted(const struct admit_result *res, const char *errstr, void *arg)
+{
+    struct req *r = arg;
+    r->admit_cmd = NULL;
+    if (!res) {
+        /* the budget store did not answer in time */
+        atomic_fetch_add_explicit(&r->w->stats.budget_unverified, 1, memory_order_relaxed);
+        if (r->cfg->on_failure == ON_FAILURE_CLOSED) {
+            req_log(LOG_WARN, r->id, "budget store unreachable (%s): refusing (on_failure = closed)",
+                    errstr ? errstr : "?");
+            reject(r, 503, "budget_store_unavailable",
+                   "the budget store is unreachable; try again shortly", "upstream_error");
+            return;
+        }
+        req_log(LOG_WARN, r->id, "budget store unreachable (%s): serving (on_failure = open)",
+                errstr ? errstr : "?");
+        forward_request(r);
+        return;
+    }
+    r->spent_before = res->spent_month;
+    if (r->plan_eff.budget_monthly >= 0) {
+        r->remaining = r->plan_eff.budget_monthly - res->spent_month - res->reserved_month;
+        if (r->remaining < 0)
+            r->remaining = 0;
+    }
+    switch (res->decision) {
+    case BUDGET_ADMIT:
+        atomic_fetch_add_explicit(&r->w->stats.budget_admit, 1, memory_order_relaxed);
+        forward_request(r);
+        return;
+    case BUDGET_DOWNGRADE:
+        atomic_fetch_add_explicit(&r->w->stats.budget_downgrade, 1, memory_order_relaxed);
+        if (downgrade(r) < 0) {
+            struct admit_result b = *res;
+            b.decision = BUDGET_BLOCK;
+            budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+            atomic_fetch_add_explicit(&r->w->stats.budget_block, 1, memory_order_relaxed);
+            block(r, &b);
+            return;
+        }
+        forward_request(r);
+        return;
+    case BUDGET_BLOCK:
+        atomic_fetch_add_explicit(&r->w->stats.budget_block, 1, memory_order_relaxed);
+        block(r, res);
+        return;
+    case BUDGET_RATE_LIMITED:
+        atomic_fetch_add_explicit(&r->w->stats.budget_rate_limited, 1, memory_order_relaxed);
+        rate_limited(r, res);
+        return;
+    }
+}
+
+/* ---- forwarding ---- */
+
+static void forward_request(struct req *r)
+{
+    const struct http_request *hr = r->hr;
+    const char *body = r->body;
+    size_t body_len = r->body ? strlen(r->body) : 0;
+    if (!body) {
+        body_len = evbuffer_get_length(hr->body);
+        body = body_len ? (const char *)evbuffer_pullup(hr->body, -1) : "";
+    }
+    json_decref(r->doc); /* no more edits */
+    r->doc = NULL;
     struct evbuffer *out = build_upstream_request(r, hr, body, body_len);
-    free(owned);
+    free(r->body);
+    r->body = NULL;
     if (out)
         r->up = upstream_send(r->gen->pools[r->route.upstream], out, hr->method == HTTP_HEAD,
                               &up_handlers, r);
     if (!r->up) {
+        if (out)
+            evbuffer_free(out);
+        budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
         reject(r, 503, "overloaded", "out of memory", "upstream_error");
         return;
     }
+    r->forwarded = true;
     r->state = REQ_WAITING;
 }
 
@@ -415,7 +639,7 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
 {
     size_t k = 0;
     *sse = false;
-    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 2; i++) {
+    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 4; i++) {
         if (strcasecmp(h[i].name, "content-type") == 0 &&
             strncasecmp(h[i].value, "text/event-stream", 17) == 0)
             *sse = true;
@@ -427,6 +651,15 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
     out[k++].value = r->id;
     out[k].name = "X-Tollgate-Tenant";
     out[k++].value = r->tenant;
+    if (r->downgraded) {
+        out[k].name = "X-Tollgate-Downgraded";
+        out[k++].value = r->downgrade_hdr;
+    }
+    if (r->remaining >= 0 && money_format(r->remaining, r->remaining_hdr,
+                                          sizeof(r->remaining_hdr)) > 0) {
+        out[k].name = "X-Tollgate-Budget-Remaining";
+        out[k++].value = r->remaining_hdr;
+    }
     *nout = k;
 }
 
@@ -592,6 +825,11 @@ static void on_gone(void *ctx)
     r->client = NULL;
     if (r->state == REQ_FINISHED)
         return;
+    if (r->admit_cmd) { /* left while being admitted: nothing was forwarded */
+        redis_cancel(r->admit_cmd);
+        r->admit_cmd = NULL;
+        budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+    }
     /* cut the upstream call: the client will not read the rest */
     if (r->up) {
         upstream_cancel(r->up);
@@ -603,13 +841,73 @@ static void on_gone(void *ctx)
     finish(r);
 }
 
+/* A settlement on its way to Redis: what the journal needs if Redis does
+ * not take it, and what the alerter needs if it does. */
+struct settling {
+    struct worker *w;
+    struct settle s;
+    money_t spent_before, cap_monthly;
+    char prefix[64], tenant[ID_MAX], id[33], plan[ID_MAX];
+};
+
+static void journal_settle(struct worker *w, const struct settle *s)
+{
+    if (journal_append(w->journal, s) < 0)
+        log_error("settlement of request %s for %s lost: Redis and the journal both failed",
+                  s->request_id, s->tenant);
+}
+
 static void settled(bool ok, const char *err, void *arg)
 {
-    struct worker *w = arg;
+    struct settling *st = arg;
+    struct worker *w = st->w;
+    w->settles_pending--;
     if (!ok) {
         atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
-        log_warn("redis: settlement failed: %s", err ? err : "?");
+        log_warn("redis: settlement of %s failed (%s): journaled for replay", st->id,
+                 err ? err : "?");
+        journal_settle(w, &st->s); /* idempotent by id: a late success is not counted twice */
+    } else if (st->spent_before >= 0 && st->cap_monthly > 0) {
+        alerter_check(w->alerter, st->tenant, st->plan, st->spent_before,
+                      st->spent_before + st->s.cost, st->cap_monthly, st->s.when);
     }
+    free(st);
+}
+
+/* Counts the request in Redis, or journals it when Redis is away. */
+static void settle(struct req *r, money_t cost, const struct usage *u)
+{
+    struct worker *w = r->w;
+    struct settling *st = calloc(1, sizeof(*st));
+    struct settle s = {.key_prefix = r->cfg->key_prefix,
+                       .tenant = r->tenant,
+                       .request_id = r->id,
+                       .when = r->wall.tv_sec,
+                       .cost = cost,
+                       .usage = *u};
+    if (!st) {
+        journal_settle(w, &s);
+        return;
+    }
+    st->w = w;
+    snprintf(st->prefix, sizeof(st->prefix), "%s", r->cfg->key_prefix);
+    snprintf(st->tenant, sizeof(st->tenant), "%s", r->tenant);
+    snprintf(st->id, sizeof(st->id), "%s", r->id);
+    snprintf(st->plan, sizeof(st->plan), "%s", r->plan);
+    st->s = s;
+    st->s.key_prefix = st->prefix;
+    st->s.tenant = st->tenant;
+    st->s.request_id = st->id;
+    st->spent_before = r->spent_before;
+    st->cap_monthly = r->plan_eff.budget_monthly;
+    if (!budget_settle(w->redis, &st->s, settled, st)) {
+        atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
+        req_log(LOG_WARN, r->id, "redis unavailable: settlement journaled for replay");
+        journal_settle(w, &st->s);
+        free(st);
+        return;
+    }
+    w->settles_pending++;
 }
 
 /* The usage to bill: what the provider reported, else an estimate when the
@@ -617,11 +915,11 @@ static void settled(bool ok, const char *err, void *arg)
 static void final_usage(struct req *r, struct usage *u)
 {
     *u = r->meter.usage;
-    if (!r->call.metered || u->seen)
+    if (!r->call.metered || u->seen || !r->forwarded)
         return;
     bool answered = r->status >= 200 && r->status < 300;
-    bool sent = strcmp(r->outcome, "client_aborted") == 0 && r->status == 499;
-    if (!answered && !sent)
+    bool unanswered = r->status == 499; /* the client left before the answer */
+    if (!answered && !unanswered)
         return; /* an upstream error answer bills nothing */
     u->input = r->call.est_input_tokens;
     u->output = provider_estimate_tokens(r->meter.text_bytes);
@@ -674,23 +972,8 @@ static void finish(struct req *r)
         }
     }
     money_t cost = pr ? pricing_cost(pr, &u) : 0;
-    bool reached_upstream = strcmp(r->outcome, "bad_request") != 0 &&
-                            strcmp(r->outcome, "blocked") != 0 &&
-                            strcmp(r->outcome, "rate_limited") != 0;
-
-    if (reached_upstream) {
-        struct settle s = {.key_prefix = r->cfg->key_prefix,
-                           .tenant = r->tenant,
-                           .request_id = r->id,
-                           .when = r->wall.tv_sec,
-                           .cost = cost,
-                           .usage = u};
-        if (!budget_settle(w->redis, &s, settled, w)) {
-            atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
-            req_log(LOG_WARN, r->id, "redis unavailable: settlement of %s not counted",
-                    r->tenant);
-        }
-    }
+    if (r->forwarded)
+        settle(r, cost, &u);
 
     struct record rec = {
         .ts = r->wall,
@@ -701,9 +984,9 @@ static void finish(struct req *r)
         .plan = r->plan[0] ? r->plan : r->cfg->default_plan,
         .provider = r->route.prov ? r->route.prov->name : "-",
         .endpoint = r->endpoint,
-        .model_requested = model,
+        .model_requested = r->model_requested[0] ? r->model_requested : NULL,
         .model = model,
-        .downgraded = false,
+        .downgraded = r->downgraded,
         .stream = r->call.stream,
         .status = r->status,
         .outcome = r->outcome,
@@ -724,6 +1007,8 @@ static void finish(struct req *r)
         sse_free(&r->sse);
     if (r->json)
         evbuffer_free(r->json);
+    json_decref(r->doc);
+    free(r->body);
     worker_gen_unref(r->gen);
     free(r);
 }

@@ -182,3 +182,30 @@ void tls_client_error(struct bufferevent *bev, char *buf, size_t n)
     else
         snprintf(buf, n, "TLS: %s", why ? why : "error");
 }
+
+SSL_CTX *tls_server_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errlen, "tls: cannot create a server context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        snprintf(err, errlen, "tls_cert %s: %s", cert_file,
+                 ERR_reason_error_string(ERR_get_error()));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "tls_key %s: %s", key_file,
+                 ERR_reason_error_string(ERR_get_error()));
+        goto fail;
+    }
+    return ctx;
+fail:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}

@@ -40,4 +40,9 @@ void tls_client_close(struct bufferevent *bev);
  * (hostname mismatch)"). Writes "" when there is no TLS error. */
 void tls_client_error(struct bufferevent *bev, char *buf, size_t n);
 
+/* The server side, for [server] tls_listen: a context with the certificate
+ * chain and key (PEM files), TLS 1.2 at least. NULL with err on failure. */
+SSL_CTX *tls_server_new(const char *cert_file, const char *key_file, char *err,
+                        size_t errlen) MUST_CHECK;
+
 #endif

@@ -17,19 +17,22 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include <openssl/ssl.h>
+
+#include "alert.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "proxy.h"
 #include "record.h"
 #include "redis.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define TICK_MS 250
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-                      void *arg)
+static void accept_conn(struct worker *w, evutil_socket_t fd, SSL_CTX *tls)
 {
-    struct worker *w = arg;
     if (client_open_count() >= (unsigned long)w->gen->cfg->max_connections) {
         /* over the limit: refuse this one, never disturb the others */
         evutil_closesocket(fd);
@@ -37,8 +40,21 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     evutil_make_socket_nonblocking(fd);
     const struct client_hooks hooks = {proxy_handle, proxy_error_body, w};
-    if (!client_new(w->base, fd, &w->limits, &hooks))
+    if (!client_new(w->base, fd, tls, &w->limits, &hooks))
         log_warn("worker %d: out of memory accepting a connection", w->id);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    accept_conn(arg, fd, NULL);
+}
+
+static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int len, void *arg)
+{
+    struct worker *w = arg;
+    accept_conn(w, fd, w->tls);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -61,10 +77,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     atomic_store(&w->redis_up, redis_connected(w->redis));
+    journal_tick(w->journal, w->redis);
+    atomic_store(&w->stats.journal_pending, (long)journal_pending(w->journal));
     if (!w->stopping)
         return;
     long inflight = atomic_load(&w->stats.inflight);
-    if (inflight == 0 || past(&w->stop_deadline)) {
+    if ((inflight == 0 && w->settles_pending == 0) || past(&w->stop_deadline)) {
         if (inflight)
             log_warn("worker %d: drain deadline: cutting %ld requests", w->id, inflight);
         client_close_all(); /* idle keep-alive connections, and what did not finish */
@@ -82,6 +100,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (w->listener) {
         evconnlistener_free(w->listener);
         w->listener = NULL;
+    }
+    if (w->tls_listener) {
+        evconnlistener_free(w->tls_listener);
+        w->tls_listener = NULL;
     }
     clock_gettime(CLOCK_MONOTONIC, &w->stop_deadline);
     int drain = w->gen->cfg->drain_timeout_ms;
@@ -196,8 +218,8 @@ static void *run(void *arg)
     return NULL;
 }
 
-static struct evconnlistener *listen_on(struct worker *w, const char *addr, char *err,
-                                        size_t errlen)
+static struct evconnlistener *listen_on(struct worker *w, const char *addr, evconnlistener_cb cb,
+                                        char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
@@ -206,7 +228,7 @@ static struct evconnlistener *listen_on(struct worker *w, const char *addr, char
         return NULL;
     }
     struct evconnlistener *l = evconnlistener_new_bind(
-        w->base, on_accept, w,
+        w->base, cb, w,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
         (struct sockaddr *)&ss, len);
     if (!l) {
@@ -247,14 +269,28 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
     w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
     if (!w->redis)
         goto fail;
+    w->journal = journal_open(w->base, cfg->journal_dir, w->id, err, errlen);
+    if (!w->journal)
+        goto fail;
+    w->alerter = alerter_new(w->base, w->dns, cfg, w->redis, err, errlen);
+    if (!w->alerter)
+        goto fail;
     w->records = record_queue_new(sink, w->base);
     if (!w->records) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    w->listener = listen_on(w, cfg->listen, err, errlen);
+    w->listener = listen_on(w, cfg->listen, on_accept, err, errlen);
     if (!w->listener)
         goto fail;
+    if (cfg->tls_listen) {
+        w->tls = tls_server_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+        if (!w->tls)
+            goto fail;
+        w->tls_listener = listen_on(w, cfg->tls_listen, on_accept_tls, err, errlen);
+        if (!w->tls_listener)
+            goto fail;
+    }
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
@@ -289,10 +325,20 @@ void worker_join(struct worker *w)
         pthread_join(w->thread, NULL);
     if (w->listener)
         evconnlistener_free(w->listener);
+    if (w->tls_listener)
+        evconnlistener_free(w->tls_listener);
+    if (w->tls)
+        SSL_CTX_free(w->tls);
     if (w->records)
         record_queue_free(w->records);
+    /* alerts first (their Redis commands are cancelled); then Redis, whose
+     * failing settlements still reach the open journal; then the journal */
+    if (w->alerter)
+        alerter_free(w->alerter);
     if (w->redis)
         redis_free(w->redis);
+    if (w->journal)
+        journal_close(w->journal);
     if (w->gen)
         worker_gen_unref(w->gen);
     struct config *pending = atomic_exchange(&w->next_cfg, NULL);

@@ -26,6 +26,11 @@ struct record_sink;
     X(unpriced, "metered requests whose model has no price")                                    \
     X(estimated, "requests whose usage was estimated")                                          \
     X(settle_failed, "settlements Redis did not take")                                          \
+    X(budget_admit, "admission decisions: admit")                                               \
+    X(budget_downgrade, "admission decisions: downgrade")                                       \
+    X(budget_block, "admission decisions: block")                                               \
+    X(budget_rate_limited, "admission decisions: rate limited")                                 \
+    X(budget_unverified, "admissions the budget store did not answer")                          \
     X(cost_nano, "cost of all requests, nano-USD")
 
 struct worker_stats {
@@ -33,6 +38,7 @@ struct worker_stats {
     WORKER_STATS(X)
 #undef X
     atomic_long inflight;
+    atomic_long journal_pending;
 };
 
 /* A config and the upstream pools built for it. Requests hold the
@@ -54,8 +60,13 @@ struct worker {
     _Atomic(struct config *) next_cfg; /* main -> worker: a reloaded config */
     struct event *reload_ev;
     struct redis *redis;
+    struct journal *journal;         /* settlements Redis did not take */
+    struct alerter *alerter;         /* soft-limit webhooks */
+    long settles_pending;            /* settlements sent, not yet answered */
     struct record_queue *records;
     struct evconnlistener *listener;
+    struct evconnlistener *tls_listener; /* [server] tls_listen, NULL if off */
+    struct ssl_ctx_st *tls;              /* its SSL_CTX */
     struct event *stop_ev;           /* main -> worker: stop accepting, drain */
     struct event *tick;              /* periodic: readiness, drain check */
     struct client_limits limits;

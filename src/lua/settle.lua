@@ -1,14 +1,57 @@
 -- settle.lua: adds one request's cost and tokens to its tenant's month and
--- day counters, exactly once per request id (budget.c, budget_settle).
+-- day counters, exactly once per request id, and ends the request's lease
+-- from admit.lua: its reservation is given back and its minute's tpm bucket
+-- corrected from the estimate to the actual tokens (budget.c, budget_settle).
 -- KEYS[1] settled marker  KEYS[2] month hash  KEYS[3] day hash
+-- KEYS[4] leases zset  KEYS[5] this request's lease hash (4 and 5 optional)
 -- ARGV[1] cost (nano-USD)  ARGV[2] input  ARGV[3] cached  ARGV[4] output
 -- ARGV[5] reasoning  ARGV[6] estimated (0|1)  ARGV[7] marker TTL (seconds)
+-- ARGV[8] actual tokens (input + output)  ARGV[9] request id (optional)
 -- Returns 1 when settled now, 0 when this id was settled before.
 -- Only HINCRBY touches the counters, with the arguments as strings: numbers
 -- that pass through Lua become doubles and lose cents past 2^53 nano-USD.
+-- The lease names its month and day hashes and tpm bucket (same hash tag,
+-- so same cluster slot); those keys are not in KEYS.
 -- By hand: redis-cli --eval src/lua/settle.lua \
 --   'tollgate:{acme}:settled:r1' 'tollgate:{acme}:m:2026-11' \
---   'tollgate:{acme}:d:2026-11-22' , 405000 1000 200 500 0 0 691200
+--   'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
+--   'tollgate:{acme}:lease:r1' , 405000 1000 200 500 0 0 691200 1500 r1
+
+-- HINCRBY rejects "-0", so amounts are negated as strings.
+local function neg(s)
+    if s == '0' then
+        return '0'
+    end
+    return '-' .. s
+end
+
+-- The lease goes on a duplicate too: one left behind by an earlier settle
+-- that did not pass it must not hold its reservation until it expires.
+-- Deleting the lease hash is what makes the give-back happen once.
+if KEYS[5] then
+    local l = redis.call('HMGET', KEYS[5], 'est', 'mkey', 'dkey', 'tkey', 'tokens')
+    if l[1] then
+        redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
+        redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
+        -- The bucket is the admission minute's; once it expired there is
+        -- nothing to correct (INCRBY would recreate it without a TTL).
+        if ARGV[8] and l[4] and redis.call('EXISTS', l[4]) == 1 then
+            local cur = tonumber(redis.call('GET', l[4])) or 0
+            local delta = (tonumber(ARGV[8]) or 0) - (tonumber(l[5]) or 0)
+            if cur + delta < 0 then
+                delta = -cur
+            end
+            if delta ~= 0 then
+                redis.call('INCRBY', l[4], string.format('%d', delta))
+            end
+        end
+        redis.call('DEL', KEYS[5])
+    end
+    if KEYS[4] and ARGV[9] then
+        redis.call('ZREM', KEYS[4], ARGV[9])
+    end
+end
+
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) then
     return 0
 end

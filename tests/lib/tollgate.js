@@ -108,8 +108,8 @@ class Tollgate {
   readRecords() {
     let text = '';
     try { text = fs.readFileSync(this.recordsFile, 'utf8'); } catch { return []; }
-    const lines = text.split('\n');
-    const complete = text.endsWith('\n') ? lines.slice(0, -1) : lines.slice(0, -1); // drop a partial last line
+    // The last element is '' after a final newline, or a line still being written: drop it.
+    const complete = text.split('\n').slice(0, -1);
     return complete.filter((l) => l.length).map((l) => {
       try { return JSON.parse(l); } catch (e) { throw new Error(`records file line is not JSON: ${l.slice(0, 200)}`); }
     });

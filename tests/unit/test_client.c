@@ -79,7 +79,7 @@ static void exchange(const char *input, size_t len, bool trickle, int ms, struct
     struct event_base *base = event_base_new();
     evutil_make_socket_nonblocking(sv[0]);
     static const struct client_hooks hooks = {handler, error_body, NULL};
-    struct client *c = client_new(base, sv[0], &limits, &hooks);
+    struct client *c = client_new(base, sv[0], NULL, &limits, &hooks);
     CHECK(c != NULL);
     struct trickle t = {sv[1], input, NULL};
     if (trickle) {
@@ -261,7 +261,7 @@ static void test_split_points(void)
         evutil_make_socket_nonblocking(sv[0]);
         static const struct client_hooks hooks = {handler, error_body, NULL};
         handled = 0;
-        CHECK(client_new(base, sv[0], &limits, &hooks) != NULL);
+        CHECK(client_new(base, sv[0], NULL, &limits, &hooks) != NULL);
         CHECK(write(sv[1], req, cut) == (ssize_t)cut);
         struct timeval tv = {0, 5000};
         event_base_loopexit(base, &tv);

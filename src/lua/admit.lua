@@ -1,0 +1,168 @@
+-- admit.lua: budget admission of one request (budget.c, budget_admit), in
+-- one atomic step so that concurrent requests of a tenant cannot all pass a
+-- check that only one of them fits: rate limits, then the caps against
+-- spent + reserved + this request's estimate, and on admission a lease that
+-- reserves the estimate until settle.lua or release.lua gives it back (or,
+-- if its tollgate died, the first admit after the lease's expiry does).
+-- KEYS[1] month hash  KEYS[2] day hash  KEYS[3] leases zset (id by expiry)
+-- KEYS[4] this request's lease hash  KEYS[5] rpm bucket  KEYS[6] tpm bucket
+-- ARGV[1] request id  ARGV[2] now (unix ms)  ARGV[3] lease ttl (ms)
+-- ARGV[4] estimate (nano-USD)  ARGV[5] estimate with the downgrade model
+-- (-1: no downgrade)  ARGV[6] cap_monthly  ARGV[7] cap_daily
+-- ARGV[8] hard_limit (caps: -1 none)  ARGV[9] rpm  ARGV[10] tpm (0: off)
+-- ARGV[11] estimated tokens  ARGV[12] lease key prefix (KEYS[4] minus id)
+-- Returns {decision, reason, spent_month, reserved_month, spent_day,
+-- retry_after}: decision admit|downgrade|block|rate_limited, reason
+-- none|monthly|daily|hard|rpm|tpm, amounts in nano-USD as decimal strings,
+-- as they were before this request; retry_after in seconds (rate limits).
+--
+-- Precision: the comparisons add spent + reserved + estimate as Lua numbers
+-- (doubles), exact below 2^53 nano-USD (~$9M per tenant-month). Counters are
+-- only ever written by HINCRBY/INCRBY with decimal strings, so they stay
+-- exact beyond that; only a decision that close to a $9M cap could be off
+-- by a few nano-USD.
+-- Expired leases name their month and day hashes and tpm bucket (same hash
+-- tag, so same cluster slot); those keys are not in KEYS.
+-- By hand (2026-11-22 12:00:15 UTC, $0.001 estimate, $0.50 monthly cap):
+--   redis-cli --eval src/lua/admit.lua 'tollgate:{acme}:m:2026-11' \
+--     'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
+--     'tollgate:{acme}:lease:r1' 'tollgate:{acme}:rpm:202611221200' \
+--     'tollgate:{acme}:tpm:202611221200' , r1 1795348815000 600000 \
+--     1000000 -1 500000000 -1 -1 20 40000 1500 'tollgate:{acme}:lease:'
+
+-- A lease outlives its ttl this long before Redis forgets it on its own: it
+-- must stay until a later admit purges it (giving its reservation back), or
+-- the reservation would stay counted. After 32 days its month is over.
+local LEASE_KEEP_MS = 32 * 24 * 3600 * 1000
+local MONTH_TTL_S = 34560000 -- as settle.lua: ~400 days
+local DAY_TTL_S = 3456000    -- ~40 days
+local BUCKET_TTL_S = 120     -- a minute bucket, plus clock skew between tollgates
+
+local id, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local est_s, down_s = ARGV[4], ARGV[5]
+local est, down = tonumber(est_s), tonumber(down_s)
+local cap_m, cap_d, hard = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local rpm, tpm, tokens = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+
+-- HINCRBY rejects "-0", so amounts are negated as strings.
+local function neg(s)
+    if s == '0' then
+        return '0'
+    end
+    return '-' .. s
+end
+
+-- Gives back a lease's reservation and deletes it (not its zset entry).
+local function give_back(lkey)
+    local l = redis.call('HMGET', lkey, 'est', 'mkey', 'dkey')
+    if l[1] then
+        redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
+        redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
+        redis.call('DEL', lkey)
+    end
+end
+
+-- (a) Leases whose tollgate never settled them. Bounded per call, so one
+-- admit after a mass crash stays short; the next admits take the rest.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, 1000)
+for _, old in ipairs(expired) do
+    give_back(ARGV[12] .. old)
+    redis.call('ZREM', KEYS[3], old)
+end
+-- The same id admitted again (a retried admit): its first reservation must
+-- not count against it, nor stay counted.
+give_back(KEYS[4])
+redis.call('ZREM', KEYS[3], id)
+
+local m = redis.call('HMGET', KEYS[1], 'cost', 'reserved')
+local spent_m_s = m[1] or '0'
+local spent_m = tonumber(m[1]) or 0
+local res_m = math.max(tonumber(m[2]) or 0, 0) -- below 0 only by a bug; never a credit
+local res_m_s = m[2] or '0'
+if res_m == 0 then
+    res_m_s = '0'
+end
+local d = redis.call('HMGET', KEYS[2], 'cost', 'reserved')
+local spent_d_s = d[1] or '0'
+local spent_d = tonumber(d[1]) or 0
+local res_d = math.max(tonumber(d[2]) or 0, 0)
+
+local function reply(decision, reason, retry)
+    return {decision, reason, spent_m_s, res_m_s, spent_d_s, tostring(retry)}
+end
+
+-- (b) Rate limits, per UTC minute. Rejected requests do not count.
+local retry = 60 - math.floor(now / 1000) % 60 -- 1..60: to the next minute
+if rpm > 0 and (tonumber(redis.call('GET', KEYS[5])) or 0) + 1 > rpm then
+    return reply('rate_limited', 'rpm', retry)
+end
+if tpm > 0 then
+    -- A request larger than the whole tpm passes when the minute is still
+    -- empty; otherwise it could never pass at all.
+    local used = tonumber(redis.call('GET', KEYS[6])) or 0
+    if used > 0 and used + tokens > tpm then
+        return reply('rate_limited', 'tpm', retry)
+    end
+end
+
+-- (c) Caps: spent + in flight + this estimate. hard_limit bounds every
+-- call, downgraded or not. An estimate is an upper bound (output from
+-- max_tokens), so a tenant with money left is not refused because the bound
+-- is larger than what is left: the request goes ahead reserving what is
+-- left, which still stops every concurrent request, and the overspend is at
+-- most this one request's error. Returns the amount to reserve, or nil and
+-- the reason when a cap has nothing left.
+local function take(amount, caps)
+    local r = amount
+    for _, c in ipairs(caps) do
+        local cap, spent, reserved, why = c[1], c[2], c[3], c[4]
+        if cap >= 0 then
+            local left = cap - spent - reserved
+            if left <= 0 then
+                return nil, why
+            end
+            if left < r then
+                r = left
+            end
+        end
+    end
+    return r
+end
+local monthly = {cap_m, spent_m, res_m, 'monthly'}
+local daily = {cap_d, spent_d, res_d, 'daily'}
+local hard_cap = {hard, spent_m, res_m, 'hard'}
+local decision, reason = nil, 'none'
+local amount, why = take(est, {monthly, daily, hard_cap})
+if amount then
+    decision = 'admit'
+else
+    reason = why
+    -- Over a cap: the plan's cheaper model, when it has one for this model,
+    -- goes ahead while it still fits under hard_limit. Daily overruns
+    -- downgrade like monthly ones.
+    if down < 0 or reason == 'hard' then
+        return reply('block', reason, 0)
+    end
+    amount = take(down, {hard_cap})
+    if not amount then
+        return reply('block', 'hard', 0)
+    end
+    decision = 'downgrade'
+end
+local reserve = string.format('%d', amount)
+
+-- (d) Count the request and reserve its estimate under a lease.
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], BUCKET_TTL_S)
+redis.call('INCRBY', KEYS[6], ARGV[11])
+redis.call('EXPIRE', KEYS[6], BUCKET_TTL_S)
+redis.call('HINCRBY', KEYS[1], 'reserved', reserve)
+redis.call('HINCRBY', KEYS[2], 'reserved', reserve)
+redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
+redis.call('EXPIRE', KEYS[2], DAY_TTL_S)
+redis.call('HSET', KEYS[4], 'est', reserve, 'mkey', KEYS[1], 'dkey', KEYS[2], 'tkey', KEYS[6],
+    'tokens', ARGV[11])
+redis.call('PEXPIRE', KEYS[4], ttl + LEASE_KEEP_MS)
+redis.call('ZADD', KEYS[3], now + ttl, id)
+redis.call('PEXPIRE', KEYS[3], ttl + LEASE_KEEP_MS)
+return reply(decision, reason, 0)

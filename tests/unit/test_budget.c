@@ -1,0 +1,1158 @@
+/* test_budget.c: budget admission (admit.lua), settlement and release of its
+ * leases (settle.lua, release.lua) through budget.c, against a real
+ * redis-server started on a free 127.0.0.1 port in a temp dir (killed at
+ * exit, and by the kernel if this process dies first; the helpers are
+ * test_redis.c's). Every test uses its own tenant, so counters start at
+ * zero; time is pinned through admit.now_ms except where expiry is real.
+ * The race tests queue 200 admissions before any reply, on one connection
+ * and on four connections in four threads, and print the measured
+ * overspend. Every wait is bounded. */
+#include "budget.h"
+#include "log.h"
+#include "redis.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "check.h"
+
+#define TIMEOUT_MS 3000 /* per command: generous for ASan builds */
+#define PREFIX "tollgate:"
+#define WHEN 1795348800                       /* 2026-11-22 12:00:00 UTC */
+#define NOW_MS ((int64_t)WHEN * 1000 + 15000) /* 12:00:15 */
+#define TO_MONTH_END (1796083200 - WHEN)      /* to 2026-12-01 00:00 */
+#define TO_DAY_END (12 * 3600)
+
+static pid_t server_pid = -1;
+static int server_port;
+static char server_dir[] = "/tmp/tollgate-budget-XXXXXX";
+static char url[64];
+static char run_id[64]; /* unique per run: every tenant starts at zero */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the server (as test_redis.c) --------------------------------------- */
+
+static void stop_server(void)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGCONT);
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+        server_pid = -1;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "%s/dump.rdb", server_dir);
+    unlink(path);
+    rmdir(server_dir);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int can_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static int start_server(void)
+{
+    char port[16];
+    if (!mkdtemp(server_dir) || (server_port = free_port()) < 0)
+        return -1;
+    snprintf(port, sizeof(port), "%d", server_port);
+    atexit(stop_server);
+    server_pid = fork();
+    if (server_pid < 0)
+        return -1;
+    if (server_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl("/usr/bin/redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--dir", server_dir, (char *)NULL);
+        _exit(127);
+    }
+    for (long long end = now_ms() + 5000; now_ms() < end; usleep(20000))
+        if (can_connect(server_port))
+            return 0;
+    return -1;
+}
+
+/* ---- waiting on the loop (as test_redis.c) ------------------------------ */
+
+struct wait {
+    struct event_base *base;
+    int (*cond)(void *);
+    void *arg;
+};
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct wait *w = arg;
+    if (w->cond && w->cond(w->arg))
+        event_base_loopbreak(w->base);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+/* Runs base until cond holds or ms pass (cond NULL: just ms). */
+static int wait_for(struct event_base *base, int (*cond)(void *), void *arg, int ms)
+{
+    struct wait w = {base, cond, arg};
+    struct event *poll = event_new(base, -1, EV_PERSIST, on_poll, &w);
+    struct event *deadline = evtimer_new(base, on_deadline, base);
+    struct timeval p = {0, 2000}, d = {ms / 1000, (ms % 1000) * 1000};
+    event_add(poll, &p);
+    evtimer_add(deadline, &d);
+    if (!(cond && cond(arg)))
+        event_base_dispatch(base);
+    event_free(poll);
+    event_free(deadline);
+    return cond ? cond(arg) : 1;
+}
+
+static int is_connected(void *r)
+{
+    return redis_connected(r);
+}
+
+static struct redis *connect_new(struct event_base *base)
+{
+    char err[256];
+    struct redis *r = redis_new(base, url, TIMEOUT_MS, err, sizeof(err));
+    if (!r) {
+        fprintf(stderr, "  redis_new: %s\n", err);
+        return NULL;
+    }
+    if (!wait_for(base, is_connected, r, 3000))
+        fprintf(stderr, "  not connected after 3 s\n");
+    return r;
+}
+
+/* ---- plain commands ----------------------------------------------------- */
+
+struct result {
+    int calls;
+    int type;
+    long long integer;
+    char str[128];
+    char err[128];
+};
+
+static void on_result(struct redisReply *reply, const char *err, void *arg)
+{
+    struct result *res = arg;
+    res->calls++;
+    if (err) {
+        snprintf(res->err, sizeof(res->err), "%s", err);
+        return;
+    }
+    res->type = reply->type;
+    res->integer = reply->integer;
+    if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS)
+        snprintf(res->str, sizeof(res->str), "%.*s", (int)reply->len, reply->str);
+}
+
+static int done_one(void *arg)
+{
+    return ((struct result *)arg)->calls > 0;
+}
+
+/* Runs a command of up to 4 words and waits for its reply. */
+static void run(struct event_base *base, struct redis *r, struct result *res, const char *a0,
+                const char *a1, const char *a2, const char *a3)
+{
+    const char *argv[] = {a0, a1, a2, a3};
+    int argc = a3 ? 4 : a2 ? 3 : a1 ? 2 : 1;
+    memset(res, 0, sizeof(*res));
+    struct redis_cmd *c = redis_command(r, on_result, res, argc, argv, NULL);
+    CHECK(c != NULL);
+    if (c)
+        wait_for(base, done_one, res, 5000);
+    CHECK_INT(res->calls, 1);
+}
+
+/* An integer field, string or counter; missing: 0. */
+static long long hget(struct event_base *base, struct redis *r, const char *key, const char *f)
+{
+    struct result res;
+    run(base, r, &res, f ? "HGET" : "GET", key, f, NULL);
+    CHECK_STR(res.err, "");
+    return res.type == REDIS_REPLY_STRING ? strtoll(res.str, NULL, 10) : 0;
+}
+
+static long long integer(struct event_base *base, struct redis *r, const char *cmd, const char *key)
+{
+    struct result res;
+    run(base, r, &res, cmd, key, NULL, NULL);
+    CHECK_INT(res.type, REDIS_REPLY_INTEGER);
+    return res.integer;
+}
+
+/* ---- keys of a tenant --------------------------------------------------- */
+
+struct keys {
+    char tenant[96];
+    char month[160], day[160], leases[160], rpm[160], tpm[160];
+};
+
+/* The minute keys are spelled out here, independently of budget.c. */
+static void keys_for(struct keys *k, const char *name, time_t when)
+{
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    snprintf(k->tenant, sizeof(k->tenant), "%s-%s", run_id, name);
+    CHECK_INT(budget_key(k->month, sizeof(k->month), PREFIX, k->tenant, 'm', when), 0);
+    CHECK_INT(budget_key(k->day, sizeof(k->day), PREFIX, k->tenant, 'd', when), 0);
+    snprintf(k->leases, sizeof(k->leases), PREFIX "{%s}:leases", k->tenant);
+    snprintf(k->rpm, sizeof(k->rpm), PREFIX "{%s}:rpm:%04d%02d%02d%02d%02d", k->tenant,
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+    snprintf(k->tpm, sizeof(k->tpm), PREFIX "{%s}:tpm:%04d%02d%02d%02d%02d", k->tenant,
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+}
+
+static void lease_key(char *buf, size_t n, const struct keys *k, const char *id)
+{
+    snprintf(buf, n, PREFIX "{%s}:lease:%s", k->tenant, id);
+}
+
+/* ---- admit and settle, waited for ---------------------------------------- */
+
+struct admitted {
+    int calls;
+    bool ok;
+    struct admit_result res;
+    char err[128];
+};
+
+static void on_admitted(const struct admit_result *res, const char *err, void *arg)
+{
+    struct admitted *a = arg;
+    a->calls++;
+    a->ok = res != NULL;
+    if (res)
+        a->res = *res;
+    snprintf(a->err, sizeof(a->err), "%s", err ? err : "");
+    if (!res != !!err)
+        snprintf(a->err, sizeof(a->err), "BUG: res and err");
+}
+
+static int admitted_done(void *arg)
+{
+    return ((struct admitted *)arg)->calls > 0;
+}
+
+/* An admission with no limits, pinned to WHEN / NOW_MS; tests change fields. */
+static struct admit admit_of(const struct keys *k, const char *id, money_t est)
+{
+    return (struct admit){
+        .key_prefix = PREFIX,
+        .tenant = k->tenant,
+        .request_id = id,
+        .when = WHEN,
+        .now_ms = NOW_MS,
+        .estimate = est,
+        .estimate_down = -1,
+        .cap_monthly = -1,
+        .cap_daily = -1,
+        .hard_limit = -1,
+        .est_tokens = 100,
+    };
+}
+
+static struct admitted admit_wait(struct event_base *base, struct redis *r, const struct admit *a)
+{
+    struct admitted out = {0};
+    struct admit copy = *a;
+    struct redis_cmd *c = budget_admit(r, &copy, on_admitted, &out);
+    memset(&copy, 0xa5, sizeof(copy)); /* budget_admit copied what it needs */
+    CHECK(c != NULL);
+    CHECK_INT(out.calls, 0); /* never from inside the call */
+    if (c)
+        wait_for(base, admitted_done, &out, 5000);
+    CHECK_INT(out.calls, 1);
+    if (!out.ok)
+        fprintf(stderr, "  admit %s: %s\n", a->request_id, out.err);
+    return out;
+}
+
+struct settled {
+    int calls;
+    bool ok;
+    char err[128];
+};
+
+static void on_settled(bool ok, const char *err, void *arg)
+{
+    struct settled *s = arg;
+    s->calls++;
+    s->ok = ok;
+    snprintf(s->err, sizeof(s->err), "%s", err ? err : "");
+}
+
+static int settled_done(void *arg)
+{
+    return ((struct settled *)arg)->calls > 0;
+}
+
+static void settle_wait(struct event_base *base, struct redis *r, const struct keys *k,
+                        const char *id, money_t cost, int64_t input, int64_t output)
+{
+    struct settle s = {.key_prefix = PREFIX,
+                       .tenant = k->tenant,
+                       .request_id = id,
+                       .when = WHEN,
+                       .cost = cost,
+                       .usage = {.input = input, .output = output, .seen = true}};
+    struct settled res = {0};
+    struct redis_cmd *c = budget_settle(r, &s, on_settled, &res);
+    CHECK(c != NULL);
+    if (c)
+        wait_for(base, settled_done, &res, 5000);
+    CHECK_INT(res.calls, 1);
+    CHECK(res.ok);
+}
+
+/* One event loop and connection per test. */
+struct env {
+    struct event_base *base;
+    struct redis *r;
+};
+
+static bool env_open(struct env *e)
+{
+    e->base = event_base_new();
+    e->r = e->base ? connect_new(e->base) : NULL;
+    CHECK(e->r && redis_connected(e->r));
+    return e->r && redis_connected(e->r);
+}
+
+static void env_close(struct env *e)
+{
+    redis_free(e->r);
+    if (e->base)
+        event_base_free(e->base);
+}
+
+/* ---- caps, table-driven --------------------------------------------------- */
+
+static const struct cap_case {
+    const char *name;
+    money_t spent_m, spent_d; /* seeded "cost" (0: the field is missing) */
+    money_t held;             /* reserved by an earlier admission still in flight */
+    money_t est, down, cap_m, cap_d, hard;
+    enum budget_decision want;
+    enum budget_reason why;
+    money_t reserved_after; /* the month's "reserved" afterwards */
+} caps[] = {
+    {"under_cap", 0, 0, 0, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
+    {"no_caps", 5000000000000, 0, 0, 100, -1, -1, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
+    {"exactly_cap", 900, 0, 0, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
+    {"monthly_over", 901, 0, 0, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
+    {"in_flight_fits", 400, 0, 500, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 600},
+    {"in_flight_over", 401, 0, 500, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY,
+     500},
+    {"zero_cap", 0, 0, 0, 1, -1, 0, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
+    {"daily_over", 500, 450, 0, 100, -1, 1000, 500, -1, BUDGET_BLOCK, BUDGET_REASON_DAILY, 0},
+    {"daily_fits", 500, 400, 0, 100, -1, 1000, 500, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
+    {"daily_downgrade", 500, 450, 0, 100, 10, 1000, 500, -1, BUDGET_DOWNGRADE, BUDGET_REASON_DAILY,
+     10},
+    {"downgrade", 950, 0, 0, 100, 10, 1000, -1, -1, BUDGET_DOWNGRADE, BUDGET_REASON_MONTHLY, 10},
+    {"downgrade_hard_ok", 950, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
+     BUDGET_REASON_MONTHLY, 10},
+    {"downgrade_hard_exact", 1990, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
+     BUDGET_REASON_MONTHLY, 10},
+    {"hard_blocks_downgrade", 1991, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_HARD,
+     0},
+    {"hard_counts_in_flight", 1000, 0, 991, 100, 10, 1000, -1, 2000, BUDGET_BLOCK,
+     BUDGET_REASON_HARD, 991},
+    {"no_mapping", 950, 0, 0, 100, -1, 1000, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
+    /* sums stay exact up to 2^53 nano-USD (~$9M) */
+    {"near_2e53_fits", 8999999999999900, 0, 0, 100, -1, 9000000000000000, -1, -1, BUDGET_ADMIT,
+     BUDGET_REASON_NONE, 100},
+    {"near_2e53_over", 8999999999999901, 0, 0, 100, -1, 9000000000000000, -1, -1, BUDGET_BLOCK,
+     BUDGET_REASON_MONTHLY, 0},
+};
+
+static void test_caps(void)
+{
+    struct env e = {0};
+    if (!env_open(&e))
+        goto done;
+    for (size_t i = 0; i < ARRAY_LEN(caps); i++) {
+        const struct cap_case *c = &caps[i];
+        struct keys k;
+        struct result res;
+        char num[32];
+        int failed_before = check_failed_now;
+        check_failed_now = 0;
+        keys_for(&k, c->name, WHEN);
+        if (c->spent_m) {
+            snprintf(num, sizeof(num), "%" PRId64, c->spent_m);
+            run(e.base, e.r, &res, "HSET", k.month, "cost", num);
+        }
+        if (c->spent_d) {
+            snprintf(num, sizeof(num), "%" PRId64, c->spent_d);
+            run(e.base, e.r, &res, "HSET", k.day, "cost", num);
+        }
+        if (c->held) {
+            struct admit h = admit_of(&k, "held", c->held);
+            CHECK_INT(admit_wait(e.base, e.r, &h).res.decision, BUDGET_ADMIT);
+        }
+        struct admit a = admit_of(&k, "req", c->est);
+        a.estimate_down = c->down;
+        a.cap_monthly = c->cap_m;
+        a.cap_daily = c->cap_d;
+        a.hard_limit = c->hard;
+        struct admitted got = admit_wait(e.base, e.r, &a);
+        CHECK(got.ok);
+        CHECK_INT(got.res.decision, c->want);
+        CHECK_INT(got.res.reason, c->why);
+        CHECK_INT(got.res.spent_month, c->spent_m);
+        CHECK_INT(got.res.spent_day, c->spent_d);
+        CHECK_INT(got.res.reserved_month, c->held);
+        CHECK_INT(hget(e.base, e.r, k.month, "reserved"), c->reserved_after);
+        CHECK_INT(hget(e.base, e.r, k.day, "reserved"), c->reserved_after);
+        bool holds = c->want == BUDGET_ADMIT || c->want == BUDGET_DOWNGRADE;
+        CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), (c->held ? 1 : 0) + holds);
+        /* a block counts no request and sets Retry-After to the period's end */
+        CHECK_INT(hget(e.base, e.r, k.rpm, NULL), (c->held ? 1 : 0) + holds);
+        if (c->want == BUDGET_BLOCK)
+            CHECK_INT(got.res.retry_after_s,
+                      c->why == BUDGET_REASON_DAILY ? TO_DAY_END : TO_MONTH_END);
+        if (check_failed_now)
+            fprintf(stderr, "  ^ case %s\n", c->name);
+        check_failed_now |= failed_before;
+    }
+done:
+    env_close(&e);
+}
+
+/* ---- rate limits -------------------------------------------------------- */
+
+static void test_rpm(void)
+{
+    struct env e = {0};
+    struct keys k;
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "rpm", WHEN);
+    const char *ids[] = {"r1", "r2", "r3"};
+    for (int i = 0; i < 3; i++) {
+        struct admit a = admit_of(&k, ids[i], 100);
+        a.rpm = 2;
+        a.cap_monthly = 1000000;
+        struct admitted got = admit_wait(e.base, e.r, &a);
+        CHECK_INT(got.res.decision, i < 2 ? BUDGET_ADMIT : BUDGET_RATE_LIMITED);
+        CHECK_INT(got.res.reason, i < 2 ? BUDGET_REASON_NONE : BUDGET_REASON_RPM);
+        if (i == 2)
+            CHECK_INT(got.res.retry_after_s, 45); /* 12:00:15 → 12:01:00 */
+    }
+    /* the limited one reserved nothing and was not counted */
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 200);
+    CHECK_INT(hget(e.base, e.r, k.rpm, NULL), 2);
+    CHECK(integer(e.base, e.r, "TTL", k.rpm) > 0);
+    CHECK(integer(e.base, e.r, "TTL", k.rpm) <= 120);
+    /* the next minute has its own bucket */
+    struct admit next = admit_of(&k, "r4", 100);
+    next.rpm = 2;
+    next.when = WHEN + 60;
+    next.now_ms = NOW_MS + 60000;
+    CHECK_INT(admit_wait(e.base, e.r, &next).res.decision, BUDGET_ADMIT);
+
+    /* the wall clock: retry_after is within a minute */
+    struct keys w;
+    time_t t = time(NULL);
+    keys_for(&w, "rpm-wall", t);
+    for (int i = 0; i < 3; i++) {
+        struct admit a = admit_of(&w, ids[i], 100);
+        a.rpm = 2;
+        a.when = t;
+        a.now_ms = 0;
+        struct admitted got = admit_wait(e.base, e.r, &a);
+        if (i < 2)
+            continue;
+        CHECK_INT(got.res.decision, BUDGET_RATE_LIMITED);
+        CHECK(got.res.retry_after_s >= 1 && got.res.retry_after_s <= 60);
+    }
+done:
+    env_close(&e);
+}
+
+static void test_tpm(void)
+{
+    struct env e = {0};
+    struct keys k, big;
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "tpm", WHEN);
+    static const struct {
+        const char *id;
+        int64_t tokens;
+        enum budget_decision want;
+    } steps[] = {
+        {"t1", 600, BUDGET_ADMIT},
+        {"t2", 600, BUDGET_RATE_LIMITED}, /* 1200 > 1000 */
+        {"t3", 400, BUDGET_ADMIT},        /* exactly 1000 */
+        {"t4", 1, BUDGET_RATE_LIMITED},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(steps); i++) {
+        struct admit a = admit_of(&k, steps[i].id, 100);
+        a.tpm = 1000;
+        a.est_tokens = steps[i].tokens;
+        struct admitted got = admit_wait(e.base, e.r, &a);
+        CHECK_INT(got.res.decision, steps[i].want);
+        if (steps[i].want == BUDGET_RATE_LIMITED) {
+            CHECK_INT(got.res.reason, BUDGET_REASON_TPM);
+            CHECK_INT(got.res.retry_after_s, 45);
+        }
+    }
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1000);
+    /* settling t1 with fewer tokens than estimated makes room in its minute */
+    settle_wait(e.base, e.r, &k, "t1", 50, 300, 100);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 800);
+    struct admit a = admit_of(&k, "t5", 100);
+    a.tpm = 1000;
+    a.est_tokens = 200;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+
+    /* a single request larger than tpm passes in an empty minute, then the
+     * minute is full */
+    keys_for(&big, "tpm-big", WHEN);
+    struct admit b = admit_of(&big, "b1", 100);
+    b.tpm = 1000;
+    b.est_tokens = 5000;
+    CHECK_INT(admit_wait(e.base, e.r, &b).res.decision, BUDGET_ADMIT);
+    b.request_id = "b2";
+    b.est_tokens = 1;
+    struct admitted got = admit_wait(e.base, e.r, &b);
+    CHECK_INT(got.res.decision, BUDGET_RATE_LIMITED);
+    CHECK_INT(got.res.reason, BUDGET_REASON_TPM);
+done:
+    env_close(&e);
+}
+
+/* ---- leases --------------------------------------------------------------- */
+
+static void test_lease_expiry(void)
+{
+    struct env e = {0};
+    struct keys k;
+    char lk[200];
+    if (!env_open(&e))
+        goto done;
+    /* real time: a 1 s lease, 1.2 s later */
+    keys_for(&k, "expiry", WHEN);
+    struct admit a = admit_of(&k, "dead", 100);
+    a.now_ms = 0;
+    a.lease_ttl_s = 1;
+    a.cap_monthly = 1000;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 100);
+    wait_for(e.base, NULL, NULL, 1200);
+    struct admit b = admit_of(&k, "next", 50);
+    b.now_ms = 0;
+    b.cap_monthly = 1000;
+    struct admitted got = admit_wait(e.base, e.r, &b);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.reserved_month, 0); /* the dead one's reservation came back first */
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 50);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 50);
+    lease_key(lk, sizeof(lk), &k, "dead");
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1);
+    /* the lease outlives its ttl in Redis, so only a purge forgets it */
+    lease_key(lk, sizeof(lk), &k, "next");
+    CHECK(integer(e.base, e.r, "PTTL", lk) > 600 * 1000);
+
+    /* pinned time: an unexpired lease stays counted, an expired one not */
+    keys_for(&k, "expiry-pinned", WHEN);
+    a = admit_of(&k, "p1", 700);
+    a.lease_ttl_s = 10;
+    a.cap_monthly = 1000;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    b = admit_of(&k, "p2", 700);
+    b.cap_monthly = 1000;
+    b.now_ms = NOW_MS + 9999;
+    CHECK_INT(admit_wait(e.base, e.r, &b).res.decision, BUDGET_BLOCK);
+    b.now_ms = NOW_MS + 10000;
+    got = admit_wait(e.base, e.r, &b);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.reserved_month, 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 700);
+    /* the same id admitted twice holds one reservation */
+    b.now_ms = NOW_MS + 10001;
+    CHECK_INT(admit_wait(e.base, e.r, &b).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 700);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1);
+done:
+    env_close(&e);
+}
+
+static void test_settle_releases(void)
+{
+    struct env e = {0};
+    struct keys k;
+    char lk[200];
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "settle", WHEN);
+    struct admit a = admit_of(&k, "s1", 1000);
+    a.est_tokens = 600;
+    a.cap_monthly = 100000;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    lease_key(lk, sizeof(lk), &k, "s1");
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 1);
+    settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
+    CHECK_INT(hget(e.base, e.r, k.day, "cost"), 1234);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 450); /* estimate 600 → actual 450 */
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 0);
+
+    /* a duplicate counts nothing and leaves no lease */
+    settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
+    CHECK_INT(hget(e.base, e.r, k.month, "requests"), 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 450);
+
+    /* a lease left behind (here: the same id admitted again) goes with a
+     * duplicate settle, its reservation given back, nothing counted twice */
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
+    settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 900); /* 450 + 600 - 150 */
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 0);
+
+    /* more tokens than estimated fill the bucket; never below 0 either way */
+    a.request_id = "s2";
+    a.est_tokens = 100;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1000);
+    settle_wait(e.base, e.r, &k, "s2", 10, 1000, 100);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 2000);
+    struct result res;
+    a.request_id = "s3";
+    a.est_tokens = 100;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    run(e.base, e.r, &res, "SET", k.tpm, "5", "KEEPTTL"); /* e.g. another tollgate's doing */
+    settle_wait(e.base, e.r, &k, "s3", 10, 0, 0);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1254);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+done:
+    env_close(&e);
+}
+
+struct poll_field {
+    struct event_base *base;
+    struct redis *r;
+    const char *key;
+    long long want;
+    struct result res;
+    bool asked;
+};
+
+static void on_polled(struct redisReply *reply, const char *err, void *arg)
+{
+    struct poll_field *p = arg;
+    on_result(reply, err, &p->res);
+    p->asked = false;
+}
+
+/* Whether month "reserved" reached want; asks again when not. */
+static int reserved_is(void *arg)
+{
+    struct poll_field *p = arg;
+    if (p->res.calls && !p->asked && p->res.type == REDIS_REPLY_STRING &&
+        strtoll(p->res.str, NULL, 10) == p->want)
+        return 1;
+    if (!p->asked) {
+        const char *argv[] = {"HGET", p->key, "reserved"};
+        memset(&p->res, 0, sizeof(p->res));
+        p->asked = redis_command(p->r, on_polled, p, 3, argv, NULL) != NULL;
+    }
+    return 0;
+}
+
+static void test_release(void)
+{
+    struct env e = {0};
+    struct keys k;
+    char lk[200];
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "release", WHEN);
+    struct admit a = admit_of(&k, "x1", 5000);
+    a.est_tokens = 700;
+    a.cap_monthly = 6000;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    a.request_id = "x2";
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_BLOCK);
+    budget_release(e.r, PREFIX, k.tenant, "x1");
+    struct poll_field p = {e.base, e.r, k.month, 0, {0}, false};
+    CHECK(wait_for(e.base, reserved_is, &p, 5000));
+    wait_for(e.base, NULL, NULL, 20); /* an outstanding poll, if any */
+    lease_key(lk, sizeof(lk), &k, "x1");
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 0);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "requests"), 0);
+    /* the room is back; a second release is harmless */
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    budget_release(e.r, PREFIX, k.tenant, "x1");
+    budget_release(e.r, PREFIX, k.tenant, "x9");     /* no such lease */
+    budget_release(e.r, PREFIX, "bad{tenant", "x1"); /* no key: nothing sent */
+    budget_release(e.r, PREFIX, k.tenant, "");
+    wait_for(e.base, NULL, NULL, 50);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 5000);
+done:
+    env_close(&e);
+}
+
+/* ---- contract edges ------------------------------------------------------- */
+
+static void test_refused(void)
+{
+    struct env e = {0};
+    struct keys k;
+    struct admitted out = {0};
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "refused", WHEN);
+    struct admit a = admit_of(&k, "", 100);
+    CHECK(budget_admit(e.r, &a, on_admitted, &out) == NULL); /* empty id */
+    a.request_id = "ok";
+    a.tenant = "br{ace";
+    CHECK(budget_admit(e.r, &a, on_admitted, &out) == NULL);
+    a.tenant = k.tenant;
+    a.key_prefix = NULL;
+    CHECK(budget_admit(e.r, &a, on_admitted, &out) == NULL);
+    wait_for(e.base, NULL, NULL, 20);
+    CHECK_INT(out.calls, 0);
+    /* cancelled: no callback, nothing leaks (ASan) */
+    a.key_prefix = PREFIX;
+    struct redis_cmd *c = budget_admit(e.r, &a, on_admitted, &out);
+    CHECK(c != NULL);
+    redis_cancel(c);
+    wait_for(e.base, NULL, NULL, 100);
+    CHECK_INT(out.calls, 0);
+done:
+    env_close(&e);
+}
+
+/* A Redis error reply is a failure, never "spent 0"; NOSCRIPT is not. */
+static void test_errors(void)
+{
+    struct env e = {0};
+    struct keys k;
+    struct result res;
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "wrongtype", WHEN);
+    run(e.base, e.r, &res, "SET", k.month, "not a hash", NULL);
+    struct admit a = admit_of(&k, "w1", 100);
+    a.cap_monthly = 1000;
+    struct admitted got = {0};
+    CHECK(budget_admit(e.r, &a, on_admitted, &got) != NULL);
+    wait_for(e.base, admitted_done, &got, 5000);
+    CHECK_INT(got.calls, 1);
+    CHECK(!got.ok);
+    CHECK(strstr(got.err, "WRONGTYPE") != NULL);
+
+    keys_for(&k, "noscript", WHEN);
+    run(e.base, e.r, &res, "SCRIPT", "FLUSH", NULL, NULL);
+    a = admit_of(&k, "n1", 100);
+    got = admit_wait(e.base, e.r, &a);
+    CHECK(got.ok);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    run(e.base, e.r, &res, "SCRIPT", "FLUSH", NULL, NULL);
+    settle_wait(e.base, e.r, &k, "n1", 77, 1, 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 77);
+done:
+    env_close(&e);
+}
+
+/* The last second of a month blocks until the next one; the first second
+ * of the next month has a fresh budget and its own counters. */
+static void test_month_boundary(void)
+{
+    struct env e = {0};
+    struct keys k;
+    struct result res;
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "boundary", WHEN);
+    run(e.base, e.r, &res, "HSET", k.month, "cost", "1000");
+    struct admit a = admit_of(&k, "late", 1);
+    a.when = 1796083199; /* 2026-11-30 23:59:59 */
+    a.now_ms = (int64_t)a.when * 1000;
+    a.cap_monthly = 1000;
+    struct admitted got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.retry_after_s, 1);
+    a.request_id = "early";
+    a.when = 1796083200;
+    a.now_ms = (int64_t)a.when * 1000;
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.spent_month, 0);
+done:
+    env_close(&e);
+}
+
+/* ---- the race --------------------------------------------------------------- */
+
+#define RACE_N 200
+#define RACE_EST 1000000 /* $0.001 */
+#define RACE_CAP (10 * RACE_EST)
+
+enum race_costs {
+    COSTS_EXACT, /* settled cost == estimate */
+    COSTS_MIXED, /* estimate ±20%, spread over the range */
+    COSTS_OVER,  /* estimate +20% on every request: the worst case */
+};
+
+/* The settled cost of request i. */
+static money_t race_cost(enum race_costs mode, int i)
+{
+    if (mode == COSTS_EXACT)
+        return RACE_EST;
+    if (mode == COSTS_OVER)
+        return RACE_EST * 120 / 100;
+    return RACE_EST + RACE_EST * ((i * 7919) % 41 - 20) / 100; /* -20%..+20% */
+}
+
+struct race_totals {
+    atomic_int admitted, blocked, failed, settled;
+    atomic_llong settled_sum, over_err; /* costs; sum of errors above the estimate */
+};
+
+struct race_req;
+
+struct race {
+    struct redis *r;
+    const char *tenant;
+    enum race_costs mode;
+    bool serial; /* one request at a time per connection, else all at once */
+    struct race_totals *tot;
+    int first, n;
+    int issued, done;
+    struct race_req *reqs;
+};
+
+struct race_req {
+    struct race *race;
+    int i;
+    char id[32];
+};
+
+static void race_issue(struct race *race);
+
+/* One request has ended (settled, refused or failed). */
+static void race_end(struct race *race)
+{
+    race->done++;
+    if (race->serial && race->issued < race->n)
+        race_issue(race);
+}
+
+static void race_settled(bool ok, const char *err, void *arg)
+{
+    struct race_req *q = arg;
+    if (ok)
+        atomic_fetch_add(&q->race->tot->settled, 1);
+    else
+        atomic_fetch_add(&q->race->tot->failed, 1);
+    race_end(q->race);
+}
+
+static void race_admitted(const struct admit_result *res, const char *err, void *arg)
+{
+    struct race_req *q = arg;
+    struct race *race = q->race;
+    if (!res) {
+        atomic_fetch_add(&race->tot->failed, 1);
+        race_end(race);
+        return;
+    }
+    if (res->decision != BUDGET_ADMIT) {
+        atomic_fetch_add(&race->tot->blocked, 1);
+        race_end(race);
+        return;
+    }
+    /* the "upstream call" is instant: settle as soon as admitted */
+    money_t cost = race_cost(race->mode, q->i);
+    atomic_fetch_add(&race->tot->admitted, 1);
+    atomic_fetch_add(&race->tot->settled_sum, cost);
+    if (cost > RACE_EST)
+        atomic_fetch_add(&race->tot->over_err, cost - RACE_EST);
+    struct settle s = {.key_prefix = PREFIX,
+                       .tenant = race->tenant,
+                       .request_id = q->id,
+                       .when = WHEN,
+                       .cost = cost,
+                       .usage = {.input = 100, .output = 50, .seen = true}};
+    if (!budget_settle(race->r, &s, race_settled, q)) {
+        atomic_fetch_add(&race->tot->failed, 1);
+        race_end(race);
+    }
+}
+
+/* Sends the admission of the next request. */
+static void race_issue(struct race *race)
+{
+    struct race_req *q = &race->reqs[race->issued++];
+    q->race = race;
+    q->i = race->first + (int)(q - race->reqs);
+    snprintf(q->id, sizeof(q->id), "race-%d", q->i);
+    struct admit a = {
+        .key_prefix = PREFIX,
+        .tenant = race->tenant,
+        .request_id = q->id,
+        .when = WHEN,
+        .now_ms = NOW_MS,
+        .estimate = RACE_EST,
+        .estimate_down = -1,
+        .cap_monthly = RACE_CAP,
+        .cap_daily = -1,
+        .hard_limit = -1,
+        .est_tokens = 150,
+    };
+    if (!budget_admit(race->r, &a, race_admitted, q)) {
+        atomic_fetch_add(&race->tot->failed, 1);
+        race_end(race);
+    }
+}
+
+static int race_done(void *arg)
+{
+    struct race *race = arg;
+    return race->done >= race->n;
+}
+
+/* Queues race->n admissions on race->r before any reply (serial: the first
+ * only, each end sends the next), then runs base until every one has ended
+ * (admitted and settled, or refused). */
+static void race_run(struct event_base *base, struct race *race)
+{
+    if (!(race->reqs = calloc((size_t)race->n, sizeof(*race->reqs))))
+        return;
+    if (race->serial)
+        race_issue(race);
+    else
+        while (race->issued < race->n)
+            race_issue(race);
+    wait_for(base, race_done, race, 20000);
+    CHECK_INT(race->done, race->n);
+    free(race->reqs);
+}
+
+struct race_thread {
+    pthread_t th;
+    pthread_barrier_t *start;
+    struct race race;
+};
+
+static void *race_thread(void *arg)
+{
+    struct race_thread *t = arg;
+    struct event_base *base = event_base_new();
+    struct redis *r = base ? connect_new(base) : NULL;
+    t->race.r = r;
+    pthread_barrier_wait(t->start); /* every connection up: go together */
+    if (r && redis_connected(r))
+        race_run(base, &t->race);
+    else
+        atomic_fetch_add(&t->race.tot->failed, t->race.n);
+    redis_free(r);
+    if (base)
+        event_base_free(base);
+    return NULL;
+}
+
+static const char *const mode_names[] = {"exact", "+-20%", "+20%"};
+
+static void race_check(struct event_base *base, struct redis *r, const struct keys *k,
+                       enum race_costs mode, const char *how, struct race_totals *tot)
+{
+    long long cost = hget(base, r, k->month, "cost");
+    long long overspend = cost - RACE_CAP;
+    CHECK_INT(atomic_load(&tot->failed), 0);
+    CHECK_INT(atomic_load(&tot->admitted) + atomic_load(&tot->blocked), RACE_N);
+    CHECK_INT(atomic_load(&tot->settled), atomic_load(&tot->admitted));
+    if (mode == COSTS_EXACT)
+        CHECK_INT(atomic_load(&tot->admitted), 10);
+    /* to the nano-dollar, and nothing left in flight */
+    CHECK_INT(cost, atomic_load(&tot->settled_sum));
+    CHECK_INT(hget(base, r, k->day, "cost"), atomic_load(&tot->settled_sum));
+    CHECK_INT(hget(base, r, k->month, "requests"), atomic_load(&tot->admitted));
+    CHECK_INT(hget(base, r, k->month, "reserved"), 0);
+    CHECK_INT(hget(base, r, k->day, "reserved"), 0);
+    CHECK_INT(integer(base, r, "ZCARD", k->leases), 0);
+    /* Reservation bounds the overspend by the errors of the requests in
+     * flight together: at most cap / estimate = 10 of them, each at most
+     * +20%. Exact estimates cannot overspend at all. */
+    if (mode == COSTS_EXACT)
+        CHECK_INT(overspend, 0);
+    CHECK(overspend <= atomic_load(&tot->over_err));
+    CHECK(overspend <= 10 * RACE_EST / 5);
+    printf("  race %-5s %-26s admitted %3d of %d, cost %lld, cap %d, overspend %lld "
+           "nano-USD (%.2f estimates)\n",
+           mode_names[mode], how, atomic_load(&tot->admitted), RACE_N, cost, RACE_CAP, overspend,
+           (double)overspend / RACE_EST);
+}
+
+static void race_one_conn(enum race_costs mode, const char *name)
+{
+    struct env e = {0};
+    struct keys k;
+    struct race_totals tot = {0};
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, name, WHEN);
+    struct race race = {.r = e.r, .tenant = k.tenant, .mode = mode, .tot = &tot, .n = RACE_N};
+    race_run(e.base, &race);
+    race_check(e.base, e.r, &k, mode, "1 conn, all at once", &tot);
+    if (mode == COSTS_OVER) /* all admitted together: every error adds up */
+        CHECK_INT(hget(e.base, e.r, k.month, "cost") - RACE_CAP, 2 * RACE_EST);
+done:
+    env_close(&e);
+}
+
+#define RACE_THREADS 4
+
+/* serial: each connection keeps one request in flight, so admissions
+ * keep coming while others settle (and mixed errors free room). */
+static void race_threads(enum race_costs mode, bool serial, const char *name)
+{
+    struct env e = {0};
+    struct keys k;
+    struct race_totals tot = {0};
+    struct race_thread th[RACE_THREADS];
+    pthread_barrier_t start;
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, name, WHEN);
+    pthread_barrier_init(&start, NULL, RACE_THREADS);
+    for (int i = 0; i < RACE_THREADS; i++) {
+        th[i] = (struct race_thread){.start = &start};
+        th[i].race = (struct race){.tenant = k.tenant,
+                                   .mode = mode,
+                                   .serial = serial,
+                                   .tot = &tot,
+                                   .first = i * (RACE_N / RACE_THREADS),
+                                   .n = RACE_N / RACE_THREADS};
+        CHECK_INT(pthread_create(&th[i].th, NULL, race_thread, &th[i]), 0);
+    }
+    for (int i = 0; i < RACE_THREADS; i++)
+        pthread_join(th[i].th, NULL);
+    pthread_barrier_destroy(&start);
+    race_check(e.base, e.r, &k, mode, serial ? "4 conns, 1 each in flight" : "4 conns, all at once",
+               &tot);
+done:
+    env_close(&e);
+}
+
+static void test_race_exact(void)
+{
+    race_one_conn(COSTS_EXACT, "race-exact-1");
+    race_threads(COSTS_EXACT, false, "race-exact-4");
+    race_threads(COSTS_EXACT, true, "race-exact-4s");
+}
+
+static void test_race_mixed(void)
+{
+    race_one_conn(COSTS_MIXED, "race-mixed-1");
+    race_threads(COSTS_MIXED, false, "race-mixed-4");
+    race_threads(COSTS_MIXED, true, "race-mixed-4s");
+}
+
+static void test_race_over(void)
+{
+    race_one_conn(COSTS_OVER, "race-over-1");
+    race_threads(COSTS_OVER, false, "race-over-4");
+    race_threads(COSTS_OVER, true, "race-over-4s");
+}
+
+static const struct check_test tests[] = {
+    {"caps", test_caps},
+    {"rpm", test_rpm},
+    {"tpm", test_tpm},
+    {"lease_expiry", test_lease_expiry},
+    {"settle_releases", test_settle_releases},
+    {"release", test_release},
+    {"refused", test_refused},
+    {"errors", test_errors},
+    {"month_boundary", test_month_boundary},
+    {"race_exact", test_race_exact},
+    {"race_mixed", test_race_mixed},
+    {"race_over", test_race_over},
+};
+
+int main(void)
+{
+    log_setup(LOG_ERROR, false);
+    signal(SIGPIPE, SIG_IGN);
+    if (start_server() < 0) {
+        fprintf(stderr, "cannot start /usr/bin/redis-server\n");
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", server_port);
+    snprintf(run_id, sizeof(run_id), "tb-%d-%lld", (int)getpid(), now_ms());
+    return CHECK_MAIN("budget", tests);
+}

@@ -1,0 +1,624 @@
+/* test_journal.c: journal.c against a real redis-server started on a free
+ * 127.0.0.1 port in a temp dir (killed at exit, and by the kernel if this
+ * process dies first). Each test uses its own tenant so the counters start
+ * at zero, and its own journal dir. Every wait is bounded. */
+#include "budget.h"
+#include "journal.h"
+#include "log.h"
+#include "redis.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "check.h"
+
+#define TIMEOUT_MS 300
+#define WHEN 1795348800 /* 2026-11-22 */
+
+static pid_t server_pid = -1;
+static int server_port;
+static char server_dir[] = "/tmp/tollgate-redis-XXXXXX";
+static char jroot[] = "/tmp/tollgate-journal-XXXXXX";
+static char url[64];
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the server (as in test_redis.c) ------------------------------------ */
+
+static void stop_server(void)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGCONT);
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+        server_pid = -1;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "%s/dump.rdb", server_dir);
+    unlink(path);
+    rmdir(server_dir);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int can_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static int start_server(void)
+{
+    char port[16];
+    if (!mkdtemp(server_dir) || (server_port = free_port()) < 0)
+        return -1;
+    snprintf(port, sizeof(port), "%d", server_port);
+    atexit(stop_server);
+    server_pid = fork();
+    if (server_pid < 0)
+        return -1;
+    if (server_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl("/usr/bin/redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--dir", server_dir, (char *)NULL);
+        _exit(127);
+    }
+    for (long long end = now_ms() + 5000; now_ms() < end; usleep(20000))
+        if (can_connect(server_port))
+            return 0;
+    return -1;
+}
+
+/* ---- waiting on the loop ----------------------------------------------- */
+
+struct wait {
+    struct event_base *base;
+    int (*cond)(void *);
+    void *arg;
+};
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct wait *w = arg;
+    if (w->cond && w->cond(w->arg))
+        event_base_loopbreak(w->base);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+static int wait_for(struct event_base *base, int (*cond)(void *), void *arg, int ms)
+{
+    struct wait w = {base, cond, arg};
+    struct event *poll = event_new(base, -1, EV_PERSIST, on_poll, &w);
+    struct event *deadline = evtimer_new(base, on_deadline, base);
+    struct timeval p = {0, 1000}, d = {ms / 1000, (ms % 1000) * 1000};
+    event_add(poll, &p);
+    evtimer_add(deadline, &d);
+    if (!(cond && cond(arg)))
+        event_base_dispatch(base);
+    event_free(poll);
+    event_free(deadline);
+    return cond ? cond(arg) : 1;
+}
+
+static int is_connected(void *r)
+{
+    return redis_connected(r);
+}
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+struct fx {
+    struct event_base *base;
+    struct redis *r;
+    char dir[256];
+    char tenant[64];
+};
+
+static int fx_open(struct fx *f, const char *name)
+{
+    char err[256];
+    memset(f, 0, sizeof(*f));
+    f->base = event_base_new();
+    snprintf(f->dir, sizeof(f->dir), "%s/%s/journal", jroot, name); /* two levels: mkdir -p */
+    snprintf(f->tenant, sizeof(f->tenant), "jt-%s-%d-%lld", name, (int)getpid(), now_ms());
+    f->r = redis_new(f->base, url, TIMEOUT_MS, err, sizeof(err));
+    if (!f->r) {
+        fprintf(stderr, "  redis_new: %s\n", err);
+        return -1;
+    }
+    if (!wait_for(f->base, is_connected, f->r, 3000)) {
+        fprintf(stderr, "  not connected after 3 s\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void fx_close(struct fx *f)
+{
+    redis_free(f->r);
+    event_base_free(f->base);
+}
+
+static struct journal *jopen(struct fx *f)
+{
+    char err[256];
+    struct journal *j = journal_open(f->base, f->dir, 3, err, sizeof(err));
+    if (!j)
+        fprintf(stderr, "  journal_open: %s\n", err);
+    return j;
+}
+
+/* Request i costs 1000 + i nano-USD and i % 7 output tokens. */
+static struct settle mk(struct fx *f, int i, char *id, size_t idn)
+{
+    snprintf(id, idn, "req-%d", i);
+    return (struct settle){
+        .key_prefix = "tollgate:",
+        .tenant = f->tenant,
+        .request_id = id,
+        .when = WHEN,
+        .cost = 1000 + i,
+        .usage = {.input = 10,
+                  .cached = 1,
+                  .cache_write = 2,
+                  .output = i % 7,
+                  .reasoning = 0,
+                  .seen = true,
+                  .estimated = i % 2 == 0},
+    };
+}
+
+static int append_range(struct fx *f, struct journal *j, int from, int to)
+{
+    int failed = 0;
+    for (int i = from; i < to; i++) {
+        char id[32];
+        struct settle s = mk(f, i, id, sizeof(id));
+        failed += journal_append(j, &s) != 0;
+    }
+    return failed;
+}
+
+static long long sum_cost(int from, int to)
+{
+    long long sum = 0;
+    for (int i = from; i < to; i++)
+        sum += 1000 + i;
+    return sum;
+}
+
+struct replayed {
+    int calls;
+    size_t settled;
+    char err[160];
+};
+
+static void on_replayed(size_t settled, const char *err, void *arg)
+{
+    struct replayed *rp = arg;
+    rp->calls++;
+    rp->settled = settled;
+    snprintf(rp->err, sizeof(rp->err), "%s", err ? err : "");
+}
+
+static int replay_done(void *arg)
+{
+    return ((struct replayed *)arg)->calls > 0;
+}
+
+/* Replays and waits for the callback; checks it came exactly once. */
+static struct replayed replay(struct fx *f, struct journal *j)
+{
+    struct replayed rp = {0};
+    CHECK_INT(journal_replay(j, f->r, on_replayed, &rp), 0);
+    CHECK_INT(rp.calls, 0); /* never from inside the call */
+    CHECK(journal_replaying(j));
+    wait_for(f->base, replay_done, &rp, 5000);
+    CHECK_INT(rp.calls, 1);
+    CHECK(!journal_replaying(j));
+    return rp;
+}
+
+struct field {
+    int calls;
+    long long v;
+};
+
+static void on_field(struct redisReply *reply, const char *err, void *arg)
+{
+    struct field *fl = arg;
+    fl->calls++;
+    if (reply && reply->type == REDIS_REPLY_STRING)
+        fl->v = strtoll(reply->str, NULL, 10);
+}
+
+static int field_done(void *arg)
+{
+    return ((struct field *)arg)->calls > 0;
+}
+
+/* HGET of the tenant's month counter (0 when absent). */
+static long long counter(struct fx *f, const char *name)
+{
+    char key[256];
+    struct field fl = {0};
+    if (budget_key(key, sizeof(key), "tollgate:", f->tenant, 'm', WHEN) < 0)
+        return -1;
+    const char *argv[] = {"HGET", key, name};
+    struct redis_cmd *c = redis_command(f->r, on_field, &fl, 3, argv, NULL);
+    CHECK(c != NULL);
+    if (c)
+        wait_for(f->base, field_done, &fl, 3000);
+    CHECK_INT(fl.calls, 1);
+    return fl.v;
+}
+
+static bool exists(struct fx *f, const char *suffix)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/worker-3.%s", f->dir, suffix);
+    return access(path, F_OK) == 0;
+}
+
+static off_t file_size(struct fx *f, const char *suffix)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/worker-3.%s", f->dir, suffix);
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+#define N 2000 /* 20 windows of JOURNAL_INFLIGHT: the tests catch a replay midway */
+
+static void test_append_format(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "format") < 0 || !(j = jopen(&f)))
+        goto done;
+    char id[32];
+    struct settle s = mk(&f, 4, id, sizeof(id));
+    CHECK_INT(journal_append(j, &s), 0);
+    CHECK_INT(journal_pending(j), 1);
+    char path[512], line[1024] = "", want[1024];
+    snprintf(path, sizeof(path), "%s/worker-3.jsonl", f.dir);
+    FILE *in = fopen(path, "r");
+    CHECK(in != NULL);
+    if (in) {
+        CHECK(fgets(line, sizeof(line), in) != NULL);
+        fclose(in);
+    }
+    snprintf(want, sizeof(want),
+             "{\"v\":1,\"key_prefix\":\"tollgate:\",\"tenant\":\"%s\",\"request_id\":\"req-4\","
+             "\"when\":1795348800,\"cost\":1004,\"input\":10,\"cached\":1,\"cache_write\":2,"
+             "\"output\":4,\"reasoning\":0,\"seen\":true,\"estimated\":true}\n",
+             f.tenant);
+    CHECK_STR(line, want);
+    /* refused: budget_settle could never take these, they would block replay */
+    struct settle bad = s;
+    bad.tenant = "a{b}";
+    CHECK_INT(journal_append(j, &bad), -1);
+    bad = s;
+    bad.request_id = "";
+    CHECK_INT(journal_append(j, &bad), -1);
+    CHECK_INT(journal_pending(j), 1);
+    /* reopened: the count survives */
+    journal_close(j);
+    j = jopen(&f);
+    CHECK(j != NULL);
+    if (j)
+        CHECK_INT(journal_pending(j), 1);
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+static void test_replay_sum_and_twice(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "sum") < 0 || !(j = jopen(&f)))
+        goto done;
+    CHECK_INT(append_range(&f, j, 0, N), 0);
+    CHECK_INT(journal_pending(j), N);
+    struct replayed rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, N);
+    CHECK_INT(journal_pending(j), 0);
+    CHECK(!exists(&f, "replaying"));
+    CHECK_INT(file_size(&f, "jsonl"), 0);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N));
+    CHECK_INT(counter(&f, "requests"), N);
+    CHECK_INT(counter(&f, "input_tokens"), 10 * N);
+    CHECK_INT(counter(&f, "estimated"), N / 2);
+    /* the same settlements journaled again (a retry after a timeout that did
+     * reach Redis): replayed, acknowledged, not counted twice */
+    CHECK_INT(append_range(&f, j, 0, N), 0);
+    rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, N);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N));
+    CHECK_INT(counter(&f, "requests"), N);
+    /* nothing pending: still exactly one callback, later */
+    rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, 0);
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+static int some_settled(void *arg)
+{
+    struct journal *j = arg;
+    return journal_pending(j) < N;
+}
+
+/* A crash mid-replay (journal_close with settles in flight, as an exit
+ * would leave it): the .replaying file stays, the next open finds it and
+ * the replay that follows counts every request exactly once. A torn last
+ * line in the append file is ended and dropped. */
+static void test_crash_mid_replay(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "crash") < 0 || !(j = jopen(&f)))
+        goto done;
+    CHECK_INT(append_range(&f, j, 0, N), 0);
+    struct replayed rp = {0};
+    CHECK_INT(journal_replay(j, f.r, on_replayed, &rp), 0);
+    wait_for(f.base, some_settled, j, 3000);
+    CHECK(journal_pending(j) < N);
+    CHECK(journal_pending(j) > 0);
+    journal_close(j); /* "crash": no callback, files stay */
+    j = NULL;
+    wait_for(f.base, NULL, NULL, 50);
+    CHECK_INT(rp.calls, 0);
+    CHECK(exists(&f, "replaying"));
+    long long partial = counter(&f, "requests");
+    CHECK(partial > 0 && partial < N);
+
+    /* a torn line, as a power loss mid-write leaves it */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/worker-3.jsonl", f.dir);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, "{\"v\":1,\"key_pre", 15) == 15);
+        close(fd);
+    }
+
+    j = jopen(&f);
+    CHECK(j != NULL);
+    if (!j)
+        goto done;
+    CHECK_INT(journal_pending(j), N + 1);
+    CHECK_INT(append_range(&f, j, N, N + 10), 0); /* after the torn one: whole */
+    rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, N + 10);
+    CHECK_INT(journal_pending(j), 0);
+    CHECK(!exists(&f, "replaying"));
+    CHECK_INT(counter(&f, "requests"), N + 10);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 10));
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+/* Appends while a replay runs go to the fresh file and are replayed in the
+ * same run, never truncated with the old one. */
+static void test_append_during_replay(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "during") < 0 || !(j = jopen(&f)))
+        goto done;
+    CHECK_INT(append_range(&f, j, 0, N), 0);
+    struct replayed rp = {0};
+    CHECK_INT(journal_replay(j, f.r, on_replayed, &rp), 0);
+    CHECK_INT(append_range(&f, j, N, N + 5), 0); /* before the rotation */
+    wait_for(f.base, some_settled, j, 3000);
+    CHECK(exists(&f, "replaying"));
+    CHECK_INT(append_range(&f, j, N + 5, N + 20), 0); /* mid-replay */
+    CHECK(file_size(&f, "jsonl") > 0);
+    wait_for(f.base, replay_done, &rp, 5000);
+    CHECK_INT(rp.calls, 1);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, N + 20);
+    CHECK_INT(journal_pending(j), 0);
+    CHECK_INT(counter(&f, "requests"), N + 20);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 20));
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+/* Redis stalls mid-replay: the replay stops with an error, keeps every line
+ * (and those appended meanwhile), and a later replay completes exactly. */
+static void test_redis_fails_midway(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "fails") < 0 || !(j = jopen(&f)))
+        goto done;
+    CHECK_INT(append_range(&f, j, 0, N), 0);
+    struct replayed rp = {0};
+    CHECK_INT(journal_replay(j, f.r, on_replayed, &rp), 0);
+    wait_for(f.base, some_settled, j, 3000);
+    CHECK_INT(kill(server_pid, SIGSTOP), 0);
+    CHECK_INT(append_range(&f, j, N, N + 3), 0);
+    wait_for(f.base, replay_done, &rp, TIMEOUT_MS + 2000);
+    CHECK_INT(rp.calls, 1);
+    CHECK(rp.err[0] != '\0');
+    CHECK(exists(&f, "replaying"));
+    CHECK_INT(journal_pending(j), N + 3); /* all of the file goes again */
+    /* not connected: refused, no callback */
+    CHECK_INT(kill(server_pid, SIGCONT), 0);
+    struct replayed none = {0};
+    if (!redis_connected(f.r))
+        CHECK_INT(journal_replay(j, f.r, on_replayed, &none), -1);
+    CHECK(wait_for(f.base, is_connected, f.r, 8000));
+    rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(journal_pending(j), 0);
+    CHECK_INT(counter(&f, "requests"), N + 3);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 3));
+    CHECK_INT(none.calls, 0);
+done:
+    kill(server_pid, SIGCONT);
+    journal_close(j);
+    fx_close(&f);
+}
+
+/* Lines that are not settlements are dropped with a log, not retried forever. */
+static void test_bad_lines_dropped(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "bad") < 0 || !(j = jopen(&f)))
+        goto done;
+    CHECK_INT(append_range(&f, j, 0, 2), 0);
+    journal_close(j);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/worker-3.jsonl", f.dir);
+    FILE *out = fopen(path, "a");
+    CHECK(out != NULL);
+    if (out) {
+        fputs("not json\n{\"v\":1}\n", out);
+        fprintf(out,
+                "{\"v\":1,\"key_prefix\":\"tollgate:\",\"tenant\":\"x{y}\",\"request_id\":\"r\","
+                "\"when\":1,\"cost\":1,\"input\":0,\"cached\":0,\"cache_write\":0,\"output\":0,"
+                "\"reasoning\":0,\"seen\":true,\"estimated\":false}\n");
+        fclose(out);
+    }
+    j = jopen(&f);
+    CHECK(j != NULL);
+    if (!j)
+        goto done;
+    CHECK_INT(journal_pending(j), 5);
+    CHECK_INT(append_range(&f, j, 2, 4), 0);
+    struct replayed rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, 4);
+    CHECK_INT(journal_pending(j), 0);
+    CHECK_INT(counter(&f, "requests"), 4);
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+static int pending_zero(void *arg)
+{
+    return journal_pending(arg) == 0 && !journal_replaying(arg);
+}
+
+/* The worker's tick replays by itself once Redis answers. */
+static void test_tick(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    if (fx_open(&f, "tick") < 0 || !(j = jopen(&f)))
+        goto done;
+    journal_tick(j, f.r); /* nothing pending: nothing happens */
+    CHECK(!journal_replaying(j));
+    CHECK_INT(append_range(&f, j, 0, 7), 0);
+    journal_tick(j, f.r);
+    CHECK(journal_replaying(j));
+    CHECK(wait_for(f.base, pending_zero, j, 3000));
+    CHECK_INT(counter(&f, "requests"), 7);
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+static void test_open_errors(void)
+{
+    char err[256] = "";
+    struct event_base *base = event_base_new();
+    struct journal *j = journal_open(base, "/proc/nope/journal", 0, err, sizeof(err));
+    CHECK(j == NULL);
+    CHECK(strstr(err, "/proc/nope") != NULL);
+    event_base_free(base);
+}
+
+static const struct check_test tests[] = {
+    {"append_format", test_append_format},
+    {"replay_sum_and_twice", test_replay_sum_and_twice},
+    {"crash_mid_replay", test_crash_mid_replay},
+    {"append_during_replay", test_append_during_replay},
+    {"bad_lines_dropped", test_bad_lines_dropped},
+    {"tick", test_tick},
+    {"open_errors", test_open_errors},
+    {"redis_fails_midway", test_redis_fails_midway},
+};
+
+static void rm_tree(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", jroot);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", jroot);
+}
+
+int main(void)
+{
+    /* quiet: the tests feed bad lines on purpose, each logged at error */
+    log_setup((enum log_level) - 1, false);
+    signal(SIGPIPE, SIG_IGN);
+    if (!mkdtemp(jroot) || start_server() < 0) {
+        fprintf(stderr, "cannot start /usr/bin/redis-server\n");
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    atexit(rm_tree);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", server_port);
+    return CHECK_MAIN("journal", tests);
+}
