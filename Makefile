@@ -1,5 +1,5 @@
 # tollgate: hand-written Makefile. Debian packages through pkg-config.
-# make run | test | asan | valgrind | bench | format | format-check | clean
+# make run | test | asan | valgrind | bench | fuzz | format | format-check | clean
 
 CC      ?= cc
 PKGS     = libevent libevent_openssl libevent_pthreads openssl hiredis inih jansson
@@ -21,7 +21,7 @@ LUA      = $(wildcard src/lua/*.lua)
 OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o
 UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test asan valgrind bench format format-check clean unit
+.PHONY: all deps run test asan valgrind bench fuzz format format-check clean unit
 all: $(BUILD)/tollgate $(UNIT)
 
 # Install missing Debian packages (when root) and the npm test clients.
@@ -74,6 +74,11 @@ valgrind: all
 
 bench: all
 	@bench/run.sh $(BUILD)/tollgate
+
+# Fuzz targets (fuzz/): libFuzzer + ASan + UBSan with clang, else corpus replay with gcc.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@fuzz/run.sh $(FUZZ_SECONDS)
 
 FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h)
 format:

@@ -221,6 +221,16 @@ wrk_run() { # wrk_run SECONDS CONNS PORT BODYFILE [--latency]
     BENCH_BODY="$b" timeout $(( d + 30 )) taskset -c "$other" wrk -t "$THREADS" -c "$c" -d "${d}s" \
         --timeout 5s "$@" -s bench/post.lua "http://127.0.0.1:$p"
 }
+alive_or_die() { # alive_or_die WHEN: stop, with its exit status, if a server went away
+    local name p rc
+    for name in mock:$mock_pid redis:$redis_pid tollgate:$tg_pid nginx:$nginx_pid; do
+        p=${name#*:}
+        kill -0 "$p" 2>/dev/null && continue
+        rc=0; wait "$p" || rc=$?
+        [ $rc -gt 128 ] && rc="$rc (signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128))))"
+        die "${name%%:*} (pid $p) exited $1, status $rc"
+    done
+}
 i=0
 for size in 1k 100k; do
     for stream in 0 1; do
@@ -232,9 +242,11 @@ for size in 1k 100k; do
                 port=$(port_of $t)
                 pid=$(pid_of $t)
                 wrk_run "$WARM" "$conns" "$port" "$body" >/dev/null 2>&1 || true
+                alive_or_die "before $size stream=$stream $conns conns"
                 c0="0 0"; [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
                 r0=$(cpu_ticks "$redis_pid")
                 out=$(wrk_run "$DUR" "$conns" "$port" "$body" --latency 2>&1) || die "wrk failed: $out"
+                alive_or_die "during $size stream=$stream $conns conns against $t"
                 c1="0 0"; [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
                 r1=$(cpu_ticks "$redis_pid")
                 rss=0; [ -n "$pid" ] && rss=$(rss_kb "$pid")
@@ -255,6 +267,7 @@ for size in 1k 100k; do
 done
 
 # ---- first stream event ------------------------------------------------------------------
+alive_or_die "after the load"
 timeout 300 taskset -c "$other" node bench/first_event.js "$tmp/body-1k-stream.json" "$FE_N" \
     "direct=$mock_http" "nginx=$nginx_port" "tollgate=$tg_port" >"$tmp/first_event.json" ||
     die "first_event.js failed"

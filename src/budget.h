@@ -40,6 +40,11 @@ struct settle {
     time_t when; /* the request's start: picks the month and day */
     money_t cost;
     struct usage usage; /* input + output also correct the admission's tpm bucket */
+    /* for the per-period breakdowns (report, admin API); NULL: none */
+    const char *model;
+    const char *feature;
+    const char *user;
+    const char *plan;
 };
 
 /* ok: settled now or already settled before (duplicate). Either way the

@@ -848,6 +848,7 @@ struct settling {
     struct settle s;
     money_t spent_before, cap_monthly;
     char prefix[64], tenant[ID_MAX], id[33], plan[ID_MAX];
+    char model[128], feature[ID_MAX], user[ID_MAX];
 };
 
 static void journal_settle(struct worker *w, const struct settle *s)
@@ -898,6 +899,13 @@ static void settle(struct req *r, money_t cost, const struct usage *u)
     st->s.key_prefix = st->prefix;
     st->s.tenant = st->tenant;
     st->s.request_id = st->id;
+    snprintf(st->model, sizeof(st->model), "%s", r->call.model);
+    snprintf(st->feature, sizeof(st->feature), "%s", r->feature);
+    snprintf(st->user, sizeof(st->user), "%s", r->user);
+    st->s.model = st->model[0] ? st->model : NULL;
+    st->s.feature = st->feature[0] ? st->feature : NULL;
+    st->s.user = st->user[0] ? st->user : NULL;
+    st->s.plan = st->plan;
     st->spent_before = r->spent_before;
     st->cap_monthly = r->plan_eff.budget_monthly;
     if (!budget_settle(w->redis, &st->s, settled, st)) {
