@@ -18,7 +18,8 @@ endif
 SRCS     = $(wildcard src/*.c)
 LIB_SRCS = $(filter-out src/main.c,$(SRCS))
 LUA      = $(wildcard src/lua/*.lua)
-OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o
+WEB      = $(wildcard src/web/*)
+OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o $(BUILD)/web_assets.o
 UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all deps run test asan valgrind bench fuzz format format-check clean unit
@@ -44,6 +45,13 @@ $(BUILD)/lua_scripts.c: $(LUA) scripts/embed-lua.sh
 $(BUILD)/lua_scripts.o: $(BUILD)/lua_scripts.c $(BUILD)/.pkg-flags
 	@$(CC) $(CFLAGS) -c $< -o $@
 
+# Web assets (the dashboard) are embedded too: web_NAME, one self-contained page.
+$(BUILD)/web_assets.c: $(WEB) scripts/embed-lua.sh
+	@mkdir -p $(BUILD)
+	@EMBED_PREFIX=web_ scripts/embed-lua.sh $(WEB) > $@
+$(BUILD)/web_assets.o: $(BUILD)/web_assets.c $(BUILD)/.pkg-flags
+	@$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/libtollgate.a: $(OBJS)
 	@rm -f $@ && ar rcs $@ $^
 
@@ -62,9 +70,11 @@ run: all
 	@scripts/run.sh $(BUILD)/tollgate
 
 test: all
+	@scripts/deps.sh test
 	@TOLLGATE_BUILD=$(BUILD) tests/run.sh
 
 asan:
+	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory FLAVOR=asan all
 	@TOLLGATE_BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh

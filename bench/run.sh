@@ -276,9 +276,10 @@ timeout 300 taskset -c "$other" node bench/first_event.js "$tmp/body-1k-stream.j
 month=$(date -u +%Y-%m)
 settled=$(redis-cli -p "$redis_port" hget "tollgate:{bench}:m:$month" requests 2>/dev/null || true)
 records=$(wc -l <"$tmp/usage.jsonl" 2>/dev/null || echo 0)
+records_ok=$(grep -c '"outcome":"ok"' "$tmp/usage.jsonl" 2>/dev/null || true)
 cat >"$tmp/meta.json" <<EOF
 {"ncpu":$ncpu,"other":"$other","threads":$THREADS,"mock_workers":$MOCK_WORKERS,"duration":$DUR,"warmup":$WARM,
- "caps":${BENCH_CAPS:-1},"clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"first_event_n":$FE_N}
+ "caps":${BENCH_CAPS:-1},"clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"records_ok":${records_ok:-0},"first_event_n":$FE_N}
 EOF
 
 # ---- the table -----------------------------------------------------------------------------
@@ -301,11 +302,10 @@ if [ -s "$tmp/cpu_miss" ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev
             echo "  by library (self):"
             timeout 120 perf report -i "$tmp/perf.data" --stdio --no-children --sort dso -g none </dev/null 2>/dev/null |
                 grep -E '^ +[0-9.]+%' | head -8 || true
-            echo "  by function (named ones, >= 2%), children% (with callees) and self%:"
+            echo "  by user-space function (named, >= 2%), children% (with callees) and self%:"
             timeout 120 perf report -i "$tmp/perf.data" --stdio --children --sort dso,symbol -g none \
-                --percent-limit 2 </dev/null 2>/dev/null | grep -E '^ +[0-9.]+%' | grep -v '\] 0x' |
-                grep -Ev '\] (clone3|start_thread|event_base_loop|run|entry_SYSCALL_64_after_hwframe|do_syscall_64)$' |
-                sed 's/ *- *- *$//' | head -25 || true
+                --percent-limit 2 </dev/null 2>/dev/null | grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' |
+                grep -Ev '\] (0x[0-9a-f]+|clone3|start_thread|event_base_loop|run)$|\[k\]' | head -20 || true
         else
             echo "  (perf record failed here)"
         fi

@@ -134,7 +134,8 @@ t(`tollgate RSS after load <= ${LIMIT.rssKb / 1024} MB`, `max ${f(rssMax, 1)} MB
 
 const verdict = cpuOk && rpsOk && feOk && rssOk ? 'PASS' : 'MISS';
 out.push('');
-out.push(`metering check: Redis settled ${meta.settled} requests for tenant "bench" this month; ${meta.records} records written.`);
+out.push(`metering check: Redis settled ${meta.settled} requests for tenant "bench"; ${meta.records} records written, `
+  + `${meta.records_ok} of them "ok" (the others: requests cut by wrk at the end of a run).`);
 if (errorsSeen) out.push(`warning: the proxies answered ${errorsSeen} requests with errors (see the errors column); their numbers are suspect.`);
 if (unsaturated.length) {
   out.push(`note: nginx used < 90% of core 0 in ${unsaturated.length} row(s) (${unsaturated.join(', ')}): there req/s is bounded by`);

@@ -1,11 +1,16 @@
 #!/bin/sh
-# Installs the Debian packages tollgate needs to build, run and test, when
-# some are missing. As root it runs apt-get; otherwise it names what is
+# Installs the Debian packages tollgate needs, when some are missing: to
+# build and run (no argument), or also to test (`deps.sh test`: the npm
+# test clients' Node, clang's libFuzzer for the fuzz targets, Chromium for
+# the dashboard test). As root it runs apt-get; otherwise it names what is
 # missing and stops. Quiet when everything is there.
 set -e
 pkgs="gcc libc6-dev make pkg-config ca-certificates openssl curl \
 libevent-dev libssl-dev libhiredis-dev libinih-dev libjansson-dev libhttp-parser-dev \
-redis-server nodejs npm"
+redis-server"
+if [ "$1" = test ]; then
+    pkgs="$pkgs nodejs npm clang libclang-rt-14-dev chromium valgrind"
+fi
 [ -n "$TOLLGATE_EXTRA_PKGS" ] && pkgs="$pkgs $TOLLGATE_EXTRA_PKGS"
 missing=""
 for p in $pkgs; do

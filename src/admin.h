@@ -1,5 +1,6 @@
 /* admin.h: the admin listener (admin_listen) on the main thread:
- * /healthz, /readyz, and with the admin token /metrics. */
+ * /healthz, /readyz, /dashboard, and with the admin token /metrics and the
+ * JSON API (/admin/api/tenants[/ID]?period=, /admin/api/config). */
 #ifndef TOLLGATE_ADMIN_H
 #define TOLLGATE_ADMIN_H
 

@@ -58,6 +58,25 @@ int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char
     return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 
+int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *suffix,
+                     time_t when)
+{
+    if (!suffix || budget_key(buf, n, prefix, tenant, 'm', when) < 0)
+        return -1;
+    size_t len = strlen(buf);
+    int more = snprintf(buf + len, n - len, ":%s", suffix);
+    return more < 0 || (size_t)more >= n - len ? -1 : 0;
+}
+
+int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when)
+{
+    struct tm tm;
+    if (!prefix || !gmtime_r(&when, &tm))
+        return -1;
+    int len = snprintf(buf, n, "%stenants:%04d-%02d", prefix, tm.tm_year + 1900, tm.tm_mon + 1);
+    return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
 /* "{prefix}{tenant}:" followed by fmt; -1 when it does not fit or the
  * tenant would break the hash tag. */
 PRINTF_LIKE(4, 5)
@@ -118,19 +137,60 @@ static void on_settled(struct redisReply *reply, const char *err, void *arg)
     cb(true, NULL, cb_arg);
 }
 
+static void on_noted(struct redisReply *reply, const char *err, void *arg)
+{
+    /* Nobody waits: a lost SADD only hides a tenant without a [tenant]
+     * section from that month's report until its next settlement. */
+    if (!reply)
+        log_debug("budget: tenants set not updated (%s)", err ? err : "?");
+}
+
+/* Adds the tenant to the month's tenant set (not under its hash tag, so not
+ * in the script: on a Cluster it lives in another slot). Fire and forget. */
+static void note_tenant(struct redis *r, const struct settle *s)
+{
+    char key[KEY_MAX], ttl[24];
+    if (budget_tenants_key(key, sizeof(key), s->key_prefix, s->when) < 0)
+        return;
+    snprintf(ttl, sizeof(ttl), "%d", BUDGET_MONTH_TTL_S);
+    const char *sadd[] = {"SADD", key, s->tenant};
+    const char *expire[] = {"EXPIRE", key, ttl};
+    if (!redis_command(r, on_noted, NULL, 3, sadd, NULL) ||
+        !redis_command(r, on_noted, NULL, 3, expire, NULL))
+        log_debug("budget: tenants set update not queued");
+}
+
+/* A breakdown name: "-" when absent; '|' separates name and field, and the
+ * report splits at the last one, so a name may contain it. */
+static const char *by_name(const char *name)
+{
+    return name && *name ? name : BUDGET_NO_NAME;
+}
+
 struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_cb cb, void *arg)
 {
     char marker[KEY_MAX], month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
-    char num[7][24];
+    char by_model[KEY_MAX], by_feature[KEY_MAX], by_user[KEY_MAX], by_plan[KEY_MAX];
+    char num[7][24], mday[4];
     struct settle_call *call = NULL;
     struct redis_cmd *cmd;
+    struct tm tm;
 
     pthread_once(&scripts_once, prepare_scripts);
-    if (!s->key_prefix || !s->tenant ||
+    if (!s->key_prefix || !s->tenant || !gmtime_r(&s->when, &tm) ||
         budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', s->when) < 0 ||
         budget_key(day, sizeof(day), s->key_prefix, s->tenant, 'd', s->when) < 0 ||
+        budget_month_key(by_model, sizeof(by_model), s->key_prefix, s->tenant, BUDGET_BY_MODEL,
+                         s->when) < 0 ||
+        budget_month_key(by_feature, sizeof(by_feature), s->key_prefix, s->tenant,
+                         BUDGET_BY_FEATURE, s->when) < 0 ||
+        budget_month_key(by_user, sizeof(by_user), s->key_prefix, s->tenant, BUDGET_BY_USER,
+                         s->when) < 0 ||
+        budget_month_key(by_plan, sizeof(by_plan), s->key_prefix, s->tenant, BUDGET_BY_PLAN,
+                         s->when) < 0 ||
         request_keys(s->key_prefix, s->tenant, s->request_id, marker, leases, lease) < 0)
         goto fail;
+    snprintf(mday, sizeof(mday), "%02d", tm.tm_mday);
     snprintf(num[0], sizeof(num[0]), "%" PRId64, (int64_t)s->cost);
     snprintf(num[1], sizeof(num[1]), "%" PRId64, s->usage.input);
     snprintf(num[2], sizeof(num[2]), "%" PRId64, s->usage.cached);
@@ -141,13 +201,17 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
     int64_t tokens =
         (s->usage.input > 0 ? s->usage.input : 0) + (s->usage.output > 0 ? s->usage.output : 0);
     snprintf(num[6], sizeof(num[6]), "%" PRId64, tokens);
-    /* KEYS[1..5], then ARGV[1..9], as settle.lua lists them */
+    /* KEYS[1..9], then ARGV[1..14], as settle.lua lists them */
     const char *args[] = {
         marker,
         month,
         day,
         leases,
         lease,
+        by_model,
+        by_feature,
+        by_user,
+        by_plan,
         num[0],
         num[1],
         num[2],
@@ -157,16 +221,22 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
         num[5],
         num[6],
         s->request_id,
+        by_name(s->model),
+        by_name(s->feature),
+        by_name(s->user),
+        s->plan ? s->plan : "",
+        mday,
     };
     if (!(call = malloc(sizeof(*call))))
         goto fail;
     call->cb = cb;
     call->arg = arg;
-    cmd = redis_eval(r, &settle_script, on_settled, call, 5, (int)ARRAY_LEN(args), args, NULL);
+    cmd = redis_eval(r, &settle_script, on_settled, call, 9, (int)ARRAY_LEN(args), args, NULL);
     if (!cmd)
         goto fail;
     /* call belongs to on_settled; if the caller cancels, free it then */
     redis_cmd_set_release(cmd, free);
+    note_tenant(r, s);
     return cmd;
 fail:
     free(call);

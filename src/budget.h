@@ -10,6 +10,15 @@
  *       while 0), reserved (nano-USD held by leases in flight); every field
  *       an integer, only ever changed by HINCRBY
  *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): same fields
+ *   {prefix}{TENANT}:m:YYYY-MM:model    hash, per model: NAME|cost,
+ *       NAME|requests, NAME|input_tokens, NAME|cached_tokens,
+ *       NAME|output_tokens (NAME "-" when absent; HINCRBY only)
+ *   {prefix}{TENANT}:m:YYYY-MM:feature  the same per feature
+ *   {prefix}{TENANT}:m:YYYY-MM:user     the same per user
+ *   {prefix}{TENANT}:m:YYYY-MM:plan     hash: day of month "01".."31" -> the
+ *       plan of that day's last settlement (all four expire with the month)
+ *   {prefix}tenants:YYYY-MM         set of tenants settled in that month; no
+ *       hash tag (it spans tenants), so it is written outside the script
  *   {prefix}{TENANT}:settled:ID     "1", expires after 8 days
  *   {prefix}{TENANT}:leases         sorted set: request id by lease expiry (unix ms)
  *   {prefix}{TENANT}:lease:ID       hash: est (reserved nano-USD), mkey, dkey,
@@ -65,6 +74,20 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
  * small, kind is unknown or tenant has a brace. */
 int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char kind,
                time_t when) MUST_CHECK;
+
+/* "{prefix}{tenant}:m:2026-11:SUFFIX" for a month breakdown hash, SUFFIX
+ * one of BUDGET_BY_*; -1 as budget_key. */
+int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *suffix,
+                     time_t when) MUST_CHECK;
+/* "{prefix}tenants:2026-11": the tenants settled in the month of when. */
+int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUST_CHECK;
+
+#define BUDGET_BY_MODEL "model"
+#define BUDGET_BY_FEATURE "feature"
+#define BUDGET_BY_USER "user"
+#define BUDGET_BY_PLAN "plan"
+#define BUDGET_NO_NAME "-"             /* breakdown name of a request without one */
+#define BUDGET_MONTH_TTL_S 34560000    /* ~400 days, for year-over-year reports */
 
 /* The hash fields, for readers of the counters (report, admin API). */
 #define BUDGET_F_COST "cost"

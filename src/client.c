@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -77,6 +79,7 @@ struct client {
     /* the response */
     bool keep_alive;      /* the connection may carry another request */
     bool chunked;         /* response body is chunked */
+    bool head;            /* the request was HEAD: the response has no body */
     bool started;         /* status line written */
     bool above_high;      /* told the handler to pause */
     bool lingering;       /* output flushed, write side shut, draining input */
@@ -134,6 +137,7 @@ static void reset_request(struct client *c)
     memset(&c->req, 0, sizeof(c->req));
     c->started = false;
     c->chunked = false;
+    c->head = false;
     c->above_high = false;
     c->ev = NULL;
     c->ctx = NULL;
@@ -165,6 +169,10 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     c->body = evbuffer_new();
     if (!c->bev || !c->timer || !c->defer || !c->body)
         goto fail;
+    /* responses and SSE events are small writes that must leave at once,
+     * not wait for the client's delayed ACK (Nagle) */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fd = -1; /* owned by the bufferevent now */
 
     struct sockaddr_storage ss;
@@ -440,6 +448,7 @@ static int on_headers_complete(http_parser *p)
     c->req.path = c->path;
     c->req.query = q ? q + 1 : NULL;
     c->keep_alive = http_should_keep_alive(p);
+    c->head = p->method == HTTP_HEAD;
 
     c->state = CS_BODY;
     evtimer_del(c->timer);
@@ -682,7 +691,7 @@ void client_start(struct client *c, int status, const struct http_header *h, siz
     int minor = c->req.http_minor;
     if (content_length < 0 && minor == 0)
         c->keep_alive = false; /* close-delimited body */
-    c->chunked = content_length < 0 && minor >= 1;
+    c->chunked = content_length < 0 && minor >= 1 && !c->head;
     /* a server answers with its own version (RFC 9110 2.5); 1.0 clients
      * only change the framing chosen above */
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
@@ -692,6 +701,8 @@ void client_start(struct client *c, int status, const struct http_header *h, siz
         evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
     else if (c->chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (c->head && content_length < 0)
+        c->keep_alive = minor >= 1; /* nothing follows the head, so no framing is needed */
     if (!c->keep_alive)
         evbuffer_add(out, "Connection: close\r\n\r\n", 21);
     else if (minor == 0)
@@ -704,7 +715,7 @@ void client_start(struct client *c, int status, const struct http_header *h, siz
 bool client_write(struct client *c, const char *buf, size_t len)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (len > 0) {
+    if (len > 0 && !c->head) {
         if (c->chunked) {
             evbuffer_add_printf(out, "%zx\r\n", len);
             evbuffer_add(out, buf, len);

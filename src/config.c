@@ -162,7 +162,7 @@ static const struct key keys[] = {
      .doc = "upstream request sent -> response headers"},
     {S_SERVER, "idle_timeout", T_DUR, CF(idle_timeout_ms), "120s", 0, 1, MS_MAX,
      .doc = "upstream silence between two reads of a response"},
-    {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "32", K_RESTART, 0, 10000,
+    {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "128", K_RESTART, 0, 10000,
      .doc = "idle keep-alive connections per upstream per worker"},
 
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,

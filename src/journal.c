@@ -164,6 +164,15 @@ static bool settleable(const struct settle *s)
            strlen(s->key_prefix) + strlen(s->tenant) + strlen(s->request_id) < KEY_BUDGET;
 }
 
+/* The breakdown names of s (model, feature, user, plan), each only when set. */
+static const char *const names[] = {"model", "feature", "user", "plan"};
+
+static const char **name_slot(struct settle *s, size_t i)
+{
+    const char **slots[] = {&s->model, &s->feature, &s->user, &s->plan};
+    return slots[i];
+}
+
 /* The line for s, '\n'-terminated, malloc'd; NULL when out of memory. */
 static char *encode(const struct settle *s, size_t *len)
 {
@@ -174,6 +183,14 @@ static char *encode(const struct settle *s, size_t *len)
         "cached", (json_int_t)s->usage.cached, "cache_write", (json_int_t)s->usage.cache_write,
         "output", (json_int_t)s->usage.output, "reasoning", (json_int_t)s->usage.reasoning, "seen",
         s->usage.seen, "estimated", s->usage.estimated);
+    struct settle copy = *s;
+    for (size_t i = 0; o && i < ARRAY_LEN(names); i++) {
+        const char *v = *name_slot(&copy, i);
+        if (v && json_object_set_new(o, names[i], json_string(v)) < 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     char *line = NULL;
     json_decref(o);
@@ -208,6 +225,11 @@ static json_t *decode(const char *line, struct settle *s)
     s->when = (time_t)when;
     s->cost = cost;
     s->usage = (struct usage){in, cached, cw, out, reas, seen, est};
+    /* optional: lines written before the breakdowns existed lack them */
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+        const char *v = json_string_value(json_object_get(o, names[i]));
+        *name_slot(s, i) = v && *v ? v : NULL;
+    }
     return o;
 }
 

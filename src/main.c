@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pricing.h"
 #include "record.h"
+#include "report.h"
 #include "worker.h"
 
 #define TOLLGATE_VERSION "0.1.0"
@@ -182,9 +183,8 @@ int main(int argc, char **argv)
     const char *conf = "proxy.conf";
     bool test = false;
     if (argc > 1 && strcmp(argv[1], "report") == 0) {
-        fprintf(stderr, "tollgate report: not available in this build yet (the margin report "
-                        "is its own piece of work); records are in [records] file\n");
-        return 2;
+        clock_init(); /* the default period is the current month by tollgate's clock */
+        return report_main(argc - 1, argv + 1);
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {

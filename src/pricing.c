@@ -604,12 +604,26 @@ struct pricing *pricing_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail;
     }
-    buf = malloc(MAX_FILE_BYTES + 1);
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        goto fail;
+    /* read what the file holds (growing), never more than MAX_FILE_BYTES */
+    size_t cap = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap > MAX_FILE_BYTES)
+                break;
+            size_t ncap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                snprintf(err, errlen, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
     }
-    len = fread(buf, 1, MAX_FILE_BYTES + 1, f);
     if (ferror(f)) {
         snprintf(err, errlen, "%s: read error", path);
         goto fail;

@@ -32,6 +32,7 @@
 #include "config.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "plan.h"
 #include "pricing.h"
 #include "provider.h"
@@ -557,7 +558,8 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     r->admit_cmd = NULL;
     if (!res) {
         /* the budget store did not answer in time */
-        atomic_fetch_add_explicit(&r->w->stats.budget_unverified, 1, memory_order_relaxed);
+        metrics_budget(r->w->metrics, "unverified");
+        metrics_inc(r->w->metrics, METRIC_REDIS_ERRORS, 1);
         if (r->cfg->on_failure == ON_FAILURE_CLOSED) {
             req_log(LOG_WARN, r->id, "budget store unreachable (%s): refusing (on_failure = closed)",
                     errstr ? errstr : "?");
@@ -578,27 +580,27 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     }
     switch (res->decision) {
     case BUDGET_ADMIT:
-        atomic_fetch_add_explicit(&r->w->stats.budget_admit, 1, memory_order_relaxed);
+        metrics_budget(r->w->metrics, "admit");
         forward_request(r);
         return;
     case BUDGET_DOWNGRADE:
-        atomic_fetch_add_explicit(&r->w->stats.budget_downgrade, 1, memory_order_relaxed);
+        metrics_budget(r->w->metrics, "downgrade");
         if (downgrade(r) < 0) {
             struct admit_result b = *res;
             b.decision = BUDGET_BLOCK;
             budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
-            atomic_fetch_add_explicit(&r->w->stats.budget_block, 1, memory_order_relaxed);
+            metrics_budget(r->w->metrics, "block");
             block(r, &b);
             return;
         }
         forward_request(r);
         return;
     case BUDGET_BLOCK:
-        atomic_fetch_add_explicit(&r->w->stats.budget_block, 1, memory_order_relaxed);
+        metrics_budget(r->w->metrics, "block");
         block(r, res);
         return;
     case BUDGET_RATE_LIMITED:
-        atomic_fetch_add_explicit(&r->w->stats.budget_rate_limited, 1, memory_order_relaxed);
+        metrics_budget(r->w->metrics, "rate_limited");
         rate_limited(r, res);
         return;
     }
@@ -864,7 +866,7 @@ static void settled(bool ok, const char *err, void *arg)
     struct worker *w = st->w;
     w->settles_pending--;
     if (!ok) {
-        atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
+        metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
         log_warn("redis: settlement of %s failed (%s): journaled for replay", st->id,
                  err ? err : "?");
         journal_settle(w, &st->s); /* idempotent by id: a late success is not counted twice */
@@ -909,7 +911,7 @@ static void settle(struct req *r, money_t cost, const struct usage *u)
     st->spent_before = r->spent_before;
     st->cap_monthly = r->plan_eff.budget_monthly;
     if (!budget_settle(w->redis, &st->s, settled, st)) {
-        atomic_fetch_add_explicit(&w->stats.settle_failed, 1, memory_order_relaxed);
+        metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
         req_log(LOG_WARN, r->id, "redis unavailable: settlement journaled for replay");
         journal_settle(w, &st->s);
         free(st);
@@ -932,23 +934,6 @@ static void final_usage(struct req *r, struct usage *u)
     u->input = r->call.est_input_tokens;
     u->output = provider_estimate_tokens(r->meter.text_bytes);
     u->estimated = true;
-}
-
-static void count_outcome(struct worker *w, const char *outcome)
-{
-    struct worker_stats *s = &w->stats;
-    atomic_ulong *c = &s->requests_ok;
-    if (strcmp(outcome, "upstream_error") == 0)
-        c = &s->requests_upstream_error;
-    else if (strcmp(outcome, "client_aborted") == 0)
-        c = &s->requests_client_aborted;
-    else if (strcmp(outcome, "bad_request") == 0)
-        c = &s->requests_bad_request;
-    else if (strcmp(outcome, "blocked") == 0)
-        c = &s->requests_blocked;
-    else if (strcmp(outcome, "rate_limited") == 0)
-        c = &s->requests_rate_limited;
-    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
 static void finish(struct req *r)
@@ -974,7 +959,6 @@ static void finish(struct req *r)
         if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
             pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
         if (!pr) {
-            atomic_fetch_add_explicit(&w->stats.unpriced, 1, memory_order_relaxed);
             req_log(LOG_WARN, r->id, "model '%.100s' has no price: recorded unpriced",
                     price_model);
         }
@@ -1005,10 +989,9 @@ static void finish(struct req *r)
         .ttfb_ms = r->ttfb_ms,
     };
     record_queue_push(w->records, &rec);
-    count_outcome(w, r->outcome);
-    if (u.estimated)
-        atomic_fetch_add_explicit(&w->stats.estimated, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->stats.cost_nano, (unsigned long)cost, memory_order_relaxed);
+    bool unpriced = r->call.metered && price_model && !pr;
+    metrics_request(w->metrics, r->route.prov ? r->route.prov->name : NULL, model, r->outcome, &u,
+                    cost, unpriced, rec.latency_ms / 1e3, r->ttfb_ms < 0 ? -1 : r->ttfb_ms / 1e3);
     atomic_fetch_sub_explicit(&w->stats.inflight, 1, memory_order_relaxed);
 
     if (r->sse_on)

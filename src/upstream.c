@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -114,6 +116,16 @@ struct upstream_req {
     bool fail_pending;
     char errbuf[256];
 };
+
+/* Requests and SSE events are small writes that must leave at once: Nagle's
+ * algorithm would hold them for the peer's delayed ACK (~40 ms). */
+static void nodelay(struct bufferevent *bev)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    int one = 1;
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
 
 static int p_message_begin(http_parser *hp);
 static int p_header_field(http_parser *hp, const char *at, size_t len);
@@ -260,6 +272,7 @@ static struct conn *conn_open(struct upstream_req *r)
         conn_free(c);
         return NULL;
     }
+    nodelay(c->bev); /* an IP literal has its socket already */
     return c;
 oom:
     if (ssl)
@@ -780,6 +793,8 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
 
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
+    if (what & BEV_EVENT_CONNECTED)
+        nodelay(bev);
     struct upstream_req *r = ((struct conn *)arg)->req;
     enter(r);
     if (!r->dead) {

@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "config.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "record.h"
 #include "redis.h"
@@ -77,6 +79,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     atomic_store(&w->redis_up, redis_connected(w->redis));
+    /* after a burst, give the freed buffers back to the system so RSS
+     * follows the load down (glibc keeps them per thread arena otherwise) */
+    long now_inflight = atomic_load(&w->stats.inflight);
+    if (now_inflight == 0 && w->busy_since_trim) {
+        malloc_trim(0);
+        w->busy_since_trim = false;
+    } else if (now_inflight > 0) {
+        w->busy_since_trim = true;
+    }
     journal_tick(w->journal, w->redis);
     atomic_store(&w->stats.journal_pending, (long)journal_pending(w->journal));
     if (!w->stopping)
@@ -248,6 +259,11 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
         return NULL;
     }
     w->id = id;
+    w->metrics = metrics_new();
+    if (!w->metrics) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)id + 1;
     set_limits(w, cfg);
@@ -354,5 +370,6 @@ void worker_join(struct worker *w)
         evdns_base_free(w->dns, 0);
     if (w->base)
         event_base_free(w->base);
+    metrics_free(w->metrics);
     free(w);
 }

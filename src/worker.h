@@ -13,30 +13,12 @@
 #include "util.h"
 
 struct config;
+struct metrics;
 struct record_sink;
 
-/* Counters a worker keeps and the admin thread sums (relaxed atomics). */
-#define WORKER_STATS(X)                                                                            \
-    X(requests_ok, "requests answered with outcome ok")                                          \
-    X(requests_upstream_error, "requests with outcome upstream_error")                          \
-    X(requests_client_aborted, "requests with outcome client_aborted")                          \
-    X(requests_bad_request, "requests with outcome bad_request")                                \
-    X(requests_blocked, "requests with outcome blocked")                                        \
-    X(requests_rate_limited, "requests with outcome rate_limited")                              \
-    X(unpriced, "metered requests whose model has no price")                                    \
-    X(estimated, "requests whose usage was estimated")                                          \
-    X(settle_failed, "settlements Redis did not take")                                          \
-    X(budget_admit, "admission decisions: admit")                                               \
-    X(budget_downgrade, "admission decisions: downgrade")                                       \
-    X(budget_block, "admission decisions: block")                                               \
-    X(budget_rate_limited, "admission decisions: rate limited")                                 \
-    X(budget_unverified, "admissions the budget store did not answer")                          \
-    X(cost_nano, "cost of all requests, nano-USD")
-
+/* Gauges the drain logic and the admin thread read (relaxed atomics);
+ * every other figure is in the worker's metrics (metrics.h). */
 struct worker_stats {
-#define X(name, doc) atomic_ulong name;
-    WORKER_STATS(X)
-#undef X
     atomic_long inflight;
     atomic_long journal_pending;
 };
@@ -71,8 +53,10 @@ struct worker {
     struct event *tick;              /* periodic: readiness, drain check */
     struct client_limits limits;
     struct worker_stats stats;
+    struct metrics *metrics;         /* written by this worker only */
     atomic_bool redis_up;
     bool stopping;
+    bool busy_since_trim;            /* requests ran since the last malloc_trim */
     struct timespec stop_deadline;
     uint64_t rng;                    /* request ids */
 };

@@ -91,13 +91,19 @@ fi
 setsid "$node" "${args[@]}" "${files[@]}" &
 pid=$!
 limit=${TOLLGATE_INTEGRATION_TIMEOUT:-900}
-( sleep "$limit" && echo "run: integration tests exceeded ${limit}s, stopping them" >&2 &&
-    kill -TERM -- -"$pid" 2>/dev/null && sleep 10 && kill -KILL -- -"$pid" 2>/dev/null ) &
-watchdog=$!
+deadline=$((SECONDS + limit))
+while kill -0 "$pid" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "run: integration tests exceeded ${limit}s, stopping them" >&2
+        kill -TERM -- -"$pid" 2>/dev/null
+        sleep 10
+        kill -KILL -- -"$pid" 2>/dev/null
+        break
+    fi
+    sleep 1
+done
 wait "$pid"
 rc=$?
-kill "$watchdog" 2>/dev/null
-wait "$watchdog" 2>/dev/null
 kill -KILL -- -"$pid" 2>/dev/null # leftovers of this run's process group only
 
 tap=$work/integration.tap

@@ -54,10 +54,13 @@ end
 
 -- Gives back a lease's reservation and deletes it (not its zset entry).
 local function give_back(lkey)
-    local l = redis.call('HMGET', lkey, 'est', 'mkey', 'dkey')
+    local l = redis.call('HMGET', lkey, 'est', 'mkey', 'dkey', 'capped')
     if l[1] then
         redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
         redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
+        if l[4] == '1' then
+            redis.call('HINCRBY', l[2], 'capped', -1)
+        end
         redis.call('DEL', lkey)
     end
 end
@@ -74,7 +77,8 @@ end
 give_back(KEYS[4])
 redis.call('ZREM', KEYS[3], id)
 
-local m = redis.call('HMGET', KEYS[1], 'cost', 'reserved')
+local m = redis.call('HMGET', KEYS[1], 'cost', 'reserved', 'capped')
+local capped_in_flight = tonumber(m[3]) or 0
 local spent_m_s = m[1] or '0'
 local spent_m = tonumber(m[1]) or 0
 local res_m = math.max(tonumber(m[2]) or 0, 0) -- below 0 only by a bug; never a credit
@@ -110,8 +114,10 @@ end
 -- max_tokens), so a tenant with money left is not refused because the bound
 -- is larger than what is left: the request goes ahead reserving what is
 -- left, which still stops every concurrent request, and the overspend is at
--- most this one request's error. Returns the amount to reserve, or nil and
--- the reason when a cap has nothing left.
+-- most this one request's error. Only one such short reservation is in
+-- flight per tenant at a time (the month hash's "capped"): with two, each
+-- could overspend by its own error. Returns the amount to reserve, or nil
+-- and the reason when a cap has nothing left.
 local function take(amount, caps)
     local r = amount
     for _, c in ipairs(caps) do
@@ -122,6 +128,9 @@ local function take(amount, caps)
                 return nil, why
             end
             if left < r then
+                if capped_in_flight > 0 then
+                    return nil, why
+                end
                 r = left
             end
         end
@@ -150,6 +159,7 @@ else
     decision = 'downgrade'
 end
 local reserve = string.format('%d', amount)
+local capped = amount < (decision == 'admit' and est or down)
 
 -- (d) Count the request and reserve its estimate under a lease.
 redis.call('INCR', KEYS[5])
@@ -161,7 +171,10 @@ redis.call('HINCRBY', KEYS[2], 'reserved', reserve)
 redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
 redis.call('EXPIRE', KEYS[2], DAY_TTL_S)
 redis.call('HSET', KEYS[4], 'est', reserve, 'mkey', KEYS[1], 'dkey', KEYS[2], 'tkey', KEYS[6],
-    'tokens', ARGV[11])
+    'tokens', ARGV[11], 'capped', capped and '1' or '0')
+if capped then
+    redis.call('HINCRBY', KEYS[1], 'capped', 1)
+end
 redis.call('PEXPIRE', KEYS[4], ttl + LEASE_KEEP_MS)
 redis.call('ZADD', KEYS[3], now + ttl, id)
 redis.call('PEXPIRE', KEYS[3], ttl + LEASE_KEEP_MS)

@@ -19,12 +19,15 @@ local function neg(s)
 end
 
 redis.call('ZREM', KEYS[1], ARGV[1])
-local l = redis.call('HMGET', KEYS[2], 'est', 'mkey', 'dkey', 'tkey', 'tokens')
+local l = redis.call('HMGET', KEYS[2], 'est', 'mkey', 'dkey', 'tkey', 'tokens', 'capped')
 if not l[1] then
     return 0
 end
 redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
 redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
+if l[6] == '1' then
+    redis.call('HINCRBY', l[2], 'capped', -1)
+end
 -- No tokens were used; an expired bucket is left alone (INCRBY would
 -- recreate it without a TTL).
 if l[4] and redis.call('EXISTS', l[4]) == 1 then

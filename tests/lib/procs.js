@@ -7,7 +7,17 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const { ms, sleep } = require('./util');
 
+
 const live = new Set();
+const TIMEOUT = Symbol('timeout');
+
+// p or TIMEOUT after `timeout` ms, whichever first; the timer never outlives the race
+// (a pending timer would keep the test process alive).
+function raceTimeout(p, timeout) {
+  let timer;
+  const t = new Promise((resolve) => { timer = setTimeout(() => resolve(TIMEOUT), timeout); });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
 
 function killAll() {
   for (const p of live) {
@@ -80,11 +90,10 @@ class Proc {
   async stop(signal = 'SIGTERM', timeout = ms(10000)) {
     if (!this.running) return { ...this.exit, killed: false };
     try { this.child.kill(signal); } catch { /* gone */ }
-    const t = sleep(timeout).then(() => 'timeout');
-    const r = await Promise.race([this.exited, t]);
-    if (r === 'timeout') {
+    const r = await raceTimeout(this.exited, timeout);
+    if (r === TIMEOUT) {
       try { this.child.kill('SIGKILL'); } catch { /* gone */ }
-      await Promise.race([this.exited, sleep(5000)]);
+      await raceTimeout(this.exited, 5000);
       return { ...(this.exit || {}), killed: true };
     }
     return { ...r, killed: false };

@@ -392,29 +392,57 @@ static const struct cap_case {
     {"under_cap", 0, 0, 0, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
     {"no_caps", 5000000000000, 0, 0, 100, -1, -1, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
     {"exactly_cap", 900, 0, 0, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
-    {"monthly_over", 901, 0, 0, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
+    /* an estimate is an upper bound: with money left it goes ahead,
+     * reserving only what is left; with nothing left it blocks */
+    {"monthly_left_less", 901, 0, 0, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 99},
+    {"monthly_left_1", 999, 0, 0, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 1},
+    {"monthly_full", 1000, 0, 0, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
+    {"monthly_over", 1001, 0, 0, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
     {"in_flight_fits", 400, 0, 500, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 600},
-    {"in_flight_over", 401, 0, 500, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY,
+    {"in_flight_left_less", 401, 0, 500, 100, -1, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE,
+     599},
+    {"in_flight_full", 500, 0, 500, 100, -1, 1000, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY,
      500},
     {"zero_cap", 0, 0, 0, 1, -1, 0, -1, -1, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
-    {"daily_over", 500, 450, 0, 100, -1, 1000, 500, -1, BUDGET_BLOCK, BUDGET_REASON_DAILY, 0},
+    {"daily_left_less", 500, 450, 0, 100, -1, 1000, 500, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 50},
+    {"daily_full", 500, 500, 0, 100, -1, 1000, 500, -1, BUDGET_BLOCK, BUDGET_REASON_DAILY, 0},
     {"daily_fits", 500, 400, 0, 100, -1, 1000, 500, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 100},
-    {"daily_downgrade", 500, 450, 0, 100, 10, 1000, 500, -1, BUDGET_DOWNGRADE, BUDGET_REASON_DAILY,
+    /* the smallest room left of monthly, daily and hard is reserved */
+    {"min_of_caps_daily", 920, 470, 0, 100, -1, 1000, 500, 2000, BUDGET_ADMIT, BUDGET_REASON_NONE,
+     30},
+    {"min_of_caps_hard", 900, 0, 0, 100, -1, 1000, -1, 960, BUDGET_ADMIT, BUDGET_REASON_NONE, 60},
+    {"hard_only_left_less", 1950, 0, 0, 100, 10, -1, -1, 2000, BUDGET_ADMIT, BUDGET_REASON_NONE,
+     50},
+    {"hard_only_full", 2000, 0, 0, 100, 10, -1, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_HARD, 0},
+    /* money left under the cap admits, even with a mapping: no downgrade */
+    {"left_not_downgraded", 950, 0, 0, 100, 10, 1000, -1, -1, BUDGET_ADMIT, BUDGET_REASON_NONE, 50},
+    {"daily_left_not_downgraded", 500, 450, 0, 100, 10, 1000, 500, -1, BUDGET_ADMIT,
+     BUDGET_REASON_NONE, 50},
+    {"daily_downgrade", 500, 500, 0, 100, 10, 1000, 500, -1, BUDGET_DOWNGRADE, BUDGET_REASON_DAILY,
      10},
-    {"downgrade", 950, 0, 0, 100, 10, 1000, -1, -1, BUDGET_DOWNGRADE, BUDGET_REASON_MONTHLY, 10},
-    {"downgrade_hard_ok", 950, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
+    {"downgrade", 1000, 0, 0, 100, 10, 1000, -1, -1, BUDGET_DOWNGRADE, BUDGET_REASON_MONTHLY, 10},
+    {"downgrade_hard_ok", 1000, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
      BUDGET_REASON_MONTHLY, 10},
     {"downgrade_hard_exact", 1990, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
      BUDGET_REASON_MONTHLY, 10},
-    {"hard_blocks_downgrade", 1991, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_HARD,
+    /* the downgrade too reserves only what is left under hard_limit */
+    {"downgrade_hard_left_less", 1991, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
+     BUDGET_REASON_MONTHLY, 9},
+    {"hard_blocks_downgrade", 2000, 0, 0, 100, 10, 1000, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_HARD,
      0},
-    {"hard_counts_in_flight", 1000, 0, 991, 100, 10, 1000, -1, 2000, BUDGET_BLOCK,
-     BUDGET_REASON_HARD, 991},
-    {"no_mapping", 950, 0, 0, 100, -1, 1000, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
+    {"hard_in_flight_left_less", 1000, 0, 991, 100, 10, 1000, -1, 2000, BUDGET_DOWNGRADE,
+     BUDGET_REASON_MONTHLY, 1000},
+    {"hard_counts_in_flight", 1000, 0, 1000, 100, 10, 1000, -1, 2000, BUDGET_BLOCK,
+     BUDGET_REASON_HARD, 1000},
+    {"no_mapping_left_less", 950, 0, 0, 100, -1, 1000, -1, 2000, BUDGET_ADMIT, BUDGET_REASON_NONE,
+     50},
+    {"no_mapping", 1000, 0, 0, 100, -1, 1000, -1, 2000, BUDGET_BLOCK, BUDGET_REASON_MONTHLY, 0},
     /* sums stay exact up to 2^53 nano-USD (~$9M) */
     {"near_2e53_fits", 8999999999999900, 0, 0, 100, -1, 9000000000000000, -1, -1, BUDGET_ADMIT,
      BUDGET_REASON_NONE, 100},
-    {"near_2e53_over", 8999999999999901, 0, 0, 100, -1, 9000000000000000, -1, -1, BUDGET_BLOCK,
+    {"near_2e53_left_less", 8999999999999901, 0, 0, 100, -1, 9000000000000000, -1, -1, BUDGET_ADMIT,
+     BUDGET_REASON_NONE, 99},
+    {"near_2e53_full", 9000000000000000, 0, 0, 100, -1, 9000000000000000, -1, -1, BUDGET_BLOCK,
      BUDGET_REASON_MONTHLY, 0},
 };
 
@@ -459,11 +487,22 @@ static void test_caps(void)
         CHECK_INT(hget(e.base, e.r, k.day, "reserved"), c->reserved_after);
         bool holds = c->want == BUDGET_ADMIT || c->want == BUDGET_DOWNGRADE;
         CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), (c->held ? 1 : 0) + holds);
+        /* the request's lease holds exactly what it reserved */
+        char lk[200];
+        lease_key(lk, sizeof(lk), &k, "req");
+        CHECK_INT(integer(e.base, e.r, "EXISTS", lk), holds);
+        CHECK_INT(hget(e.base, e.r, lk, "est"), holds ? c->reserved_after - c->held : 0);
+        if (holds)
+            CHECK(c->reserved_after - c->held <= (c->want == BUDGET_DOWNGRADE ? c->down : c->est));
+        else
+            CHECK_INT(c->reserved_after, c->held);
         /* a block counts no request and sets Retry-After to the period's end */
         CHECK_INT(hget(e.base, e.r, k.rpm, NULL), (c->held ? 1 : 0) + holds);
         if (c->want == BUDGET_BLOCK)
             CHECK_INT(got.res.retry_after_s,
                       c->why == BUDGET_REASON_DAILY ? TO_DAY_END : TO_MONTH_END);
+        else
+            CHECK_INT(got.res.retry_after_s, 0);
         if (check_failed_now)
             fprintf(stderr, "  ^ case %s\n", c->name);
         check_failed_now |= failed_before;
@@ -615,15 +654,42 @@ static void test_lease_expiry(void)
     a.lease_ttl_s = 10;
     a.cap_monthly = 1000;
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    /* 1 ms before p1 expires it still counts: p2 gets only the 300 left,
+     * and then nothing is left for p3 */
     b = admit_of(&k, "p2", 700);
     b.cap_monthly = 1000;
     b.now_ms = NOW_MS + 9999;
-    CHECK_INT(admit_wait(e.base, e.r, &b).res.decision, BUDGET_BLOCK);
+    got = admit_wait(e.base, e.r, &b);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.reason, BUDGET_REASON_NONE);
+    CHECK_INT(got.res.reserved_month, 700);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
+    lease_key(lk, sizeof(lk), &k, "p2");
+    CHECK_INT(hget(e.base, e.r, lk, "est"), 300);
+    struct admit c = admit_of(&k, "p3", 1);
+    c.cap_monthly = 1000;
+    c.now_ms = NOW_MS + 9999;
+    got = admit_wait(e.base, e.r, &c);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_MONTHLY);
+    CHECK_INT(got.res.reserved_month, 1000);
+    CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 2);
+    lease_key(lk, sizeof(lk), &k, "p3");
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    /* at its expiry p1 is purged, and p2 admitted again gives back its 300
+     * first: the whole 700 fits */
     b.now_ms = NOW_MS + 10000;
     got = admit_wait(e.base, e.r, &b);
     CHECK_INT(got.res.decision, BUDGET_ADMIT);
     CHECK_INT(got.res.reserved_month, 0);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 700);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 700);
+    lease_key(lk, sizeof(lk), &k, "p2");
+    CHECK_INT(hget(e.base, e.r, lk, "est"), 700);
+    lease_key(lk, sizeof(lk), &k, "p1");
+    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
     /* the same id admitted twice holds one reservation */
     b.now_ms = NOW_MS + 10001;
     CHECK_INT(admit_wait(e.base, e.r, &b).res.decision, BUDGET_ADMIT);
@@ -690,6 +756,25 @@ static void test_settle_releases(void)
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1254);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+
+    /* a lease that reserved only what was left gives back exactly that, and
+     * the actual cost is counted in full: the overspend is the estimate's */
+    a.request_id = "s4";
+    a.cap_monthly = 1254 + 300;
+    struct admitted got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.spent_month, 1254);
+    lease_key(lk, sizeof(lk), &k, "s4");
+    CHECK_INT(hget(e.base, e.r, lk, "est"), 300);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 300);
+    settle_wait(e.base, e.r, &k, "s4", 900, 10, 10);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 2154);
+    a.request_id = "s5";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_MONTHLY);
 done:
     env_close(&e);
 }
@@ -737,27 +822,52 @@ static void test_release(void)
     a.est_tokens = 700;
     a.cap_monthly = 6000;
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    /* x2 gets the 1000 left, x3 nothing */
     a.request_id = "x2";
-    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_BLOCK);
+    struct admitted got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.reserved_month, 5000);
+    lease_key(lk, sizeof(lk), &k, "x2");
+    CHECK_INT(hget(e.base, e.r, lk, "est"), 1000);
+    a.request_id = "x3";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_MONTHLY);
+    CHECK_INT(got.res.reserved_month, 6000);
+    CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 6000);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1400);
     budget_release(e.r, PREFIX, k.tenant, "x1");
-    struct poll_field p = {e.base, e.r, k.month, 0, {0}, false};
+    struct poll_field p = {e.base, e.r, k.month, 1000, {0}, false};
     CHECK(wait_for(e.base, reserved_is, &p, 5000));
     wait_for(e.base, NULL, NULL, 20); /* an outstanding poll, if any */
     lease_key(lk, sizeof(lk), &k, "x1");
     CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 0);
-    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 0);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1); /* x2 */
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 1000);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "requests"), 0);
-    /* the room is back; a second release is harmless */
-    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    /* the room is back: x3 now fits whole; a second release is harmless */
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.reserved_month, 1000);
+    lease_key(lk, sizeof(lk), &k, "x3");
+    CHECK_INT(hget(e.base, e.r, lk, "est"), 5000);
     budget_release(e.r, PREFIX, k.tenant, "x1");
     budget_release(e.r, PREFIX, k.tenant, "x9");     /* no such lease */
     budget_release(e.r, PREFIX, "bad{tenant", "x1"); /* no key: nothing sent */
     budget_release(e.r, PREFIX, k.tenant, "");
     wait_for(e.base, NULL, NULL, 50);
-    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 5000);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 6000);
+    /* releasing x2 gives back the 1000 it reserved, not its estimate */
+    budget_release(e.r, PREFIX, k.tenant, "x2");
+    p = (struct poll_field){e.base, e.r, k.month, 5000, {0}, false};
+    CHECK(wait_for(e.base, reserved_is, &p, 5000));
+    wait_for(e.base, NULL, NULL, 20);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 5000);
+    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
+    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1); /* x3 */
 done:
     env_close(&e);
 }
@@ -864,6 +974,7 @@ enum race_costs {
     COSTS_EXACT, /* settled cost == estimate */
     COSTS_MIXED, /* estimate ±20%, spread over the range */
     COSTS_OVER,  /* estimate +20% on every request: the worst case */
+    COSTS_UNDER, /* 80..100% of the estimate: an upper bound, as it is meant */
 };
 
 /* The settled cost of request i. */
@@ -873,12 +984,16 @@ static money_t race_cost(enum race_costs mode, int i)
         return RACE_EST;
     if (mode == COSTS_OVER)
         return RACE_EST * 120 / 100;
+    if (mode == COSTS_UNDER)
+        return RACE_EST - RACE_EST * ((i * 7919) % 21) / 100;  /* 80%..100% */
     return RACE_EST + RACE_EST * ((i * 7919) % 41 - 20) / 100; /* -20%..+20% */
 }
 
 struct race_totals {
     atomic_int admitted, blocked, failed, settled;
-    atomic_llong settled_sum, over_err; /* costs; sum of errors above the estimate */
+    atomic_int capped;    /* admitted reserving less than the estimate */
+    atomic_int wrong_est; /* a lease not holding min(estimate, cap - spent - reserved) */
+    atomic_llong settled_sum, over_err; /* costs; sum of max(0, cost - reserved) */
 };
 
 struct race_req;
@@ -898,6 +1013,8 @@ struct race_req {
     struct race *race;
     int i;
     char id[32];
+    char lease[200];         /* its lease hash */
+    struct admit_result res; /* its admission */
 };
 
 static void race_issue(struct race *race);
@@ -920,6 +1037,41 @@ static void race_settled(bool ok, const char *err, void *arg)
     race_end(q->race);
 }
 
+/* The lease's "est" read back: what the admission reserved. Settles. */
+static void race_lease_read(struct redisReply *reply, const char *err, void *arg)
+{
+    struct race_req *q = arg;
+    struct race *race = q->race;
+    if (err || reply->type != REDIS_REPLY_STRING) {
+        atomic_fetch_add(&race->tot->failed, 1);
+        race_end(race);
+        return;
+    }
+    money_t reserved = strtoll(reply->str, NULL, 10);
+    /* only the monthly cap is set: min(estimate, what was left) */
+    money_t left = RACE_CAP - q->res.spent_month - q->res.reserved_month;
+    if (reserved != (left < RACE_EST ? left : RACE_EST) || reserved <= 0)
+        atomic_fetch_add(&race->tot->wrong_est, 1);
+    if (reserved < RACE_EST)
+        atomic_fetch_add(&race->tot->capped, 1);
+    /* the "upstream call" is instant: settle as soon as admitted */
+    money_t cost = race_cost(race->mode, q->i);
+    atomic_fetch_add(&race->tot->admitted, 1);
+    atomic_fetch_add(&race->tot->settled_sum, cost);
+    if (cost > reserved)
+        atomic_fetch_add(&race->tot->over_err, cost - reserved);
+    struct settle s = {.key_prefix = PREFIX,
+                       .tenant = race->tenant,
+                       .request_id = q->id,
+                       .when = WHEN,
+                       .cost = cost,
+                       .usage = {.input = 100, .output = 50, .seen = true}};
+    if (!budget_settle(race->r, &s, race_settled, q)) {
+        atomic_fetch_add(&race->tot->failed, 1);
+        race_end(race);
+    }
+}
+
 static void race_admitted(const struct admit_result *res, const char *err, void *arg)
 {
     struct race_req *q = arg;
@@ -930,23 +1082,18 @@ static void race_admitted(const struct admit_result *res, const char *err, void 
         return;
     }
     if (res->decision != BUDGET_ADMIT) {
+        /* money may be left only while another request holds the one short
+         * (capped) reservation a tenant may have in flight */
+        if (res->decision != BUDGET_BLOCK || res->reason != BUDGET_REASON_MONTHLY)
+            atomic_fetch_add(&race->tot->wrong_est, 1);
         atomic_fetch_add(&race->tot->blocked, 1);
         race_end(race);
         return;
     }
-    /* the "upstream call" is instant: settle as soon as admitted */
-    money_t cost = race_cost(race->mode, q->i);
-    atomic_fetch_add(&race->tot->admitted, 1);
-    atomic_fetch_add(&race->tot->settled_sum, cost);
-    if (cost > RACE_EST)
-        atomic_fetch_add(&race->tot->over_err, cost - RACE_EST);
-    struct settle s = {.key_prefix = PREFIX,
-                       .tenant = race->tenant,
-                       .request_id = q->id,
-                       .when = WHEN,
-                       .cost = cost,
-                       .usage = {.input = 100, .output = 50, .seen = true}};
-    if (!budget_settle(race->r, &s, race_settled, q)) {
+    q->res = *res;
+    snprintf(q->lease, sizeof(q->lease), PREFIX "{%s}:lease:%s", race->tenant, q->id);
+    const char *argv[] = {"HGET", q->lease, "est"};
+    if (!redis_command(race->r, race_lease_read, q, 3, argv, NULL)) {
         atomic_fetch_add(&race->tot->failed, 1);
         race_end(race);
     }
@@ -1024,7 +1171,7 @@ static void *race_thread(void *arg)
     return NULL;
 }
 
-static const char *const mode_names[] = {"exact", "+-20%", "+20%"};
+static const char *const mode_names[] = {"exact", "+-20%", "+20%", "80-100%"};
 
 static void race_check(struct event_base *base, struct redis *r, const struct keys *k,
                        enum race_costs mode, const char *how, struct race_totals *tot)
@@ -1043,17 +1190,33 @@ static void race_check(struct event_base *base, struct redis *r, const struct ke
     CHECK_INT(hget(base, r, k->month, "reserved"), 0);
     CHECK_INT(hget(base, r, k->day, "reserved"), 0);
     CHECK_INT(integer(base, r, "ZCARD", k->leases), 0);
-    /* Reservation bounds the overspend by the errors of the requests in
-     * flight together: at most cap / estimate = 10 of them, each at most
-     * +20%. Exact estimates cannot overspend at all. */
-    if (mode == COSTS_EXACT)
-        CHECK_INT(overspend, 0);
+    CHECK_INT(atomic_load(&tot->wrong_est), 0);
+    /* Every admission leaves spent + reserved <= cap (it reserves at most
+     * what is left), and a settle moves it by cost - reserved: the
+     * overspend is at most the sum of the positive errors against what was
+     * reserved. Exact estimates fill the cap exactly and cannot overspend. */
     CHECK(overspend <= atomic_load(&tot->over_err));
-    CHECK(overspend <= 10 * RACE_EST / 5);
-    printf("  race %-5s %-26s admitted %3d of %d, cost %lld, cap %d, overspend %lld "
-           "nano-USD (%.2f estimates)\n",
-           mode_names[mode], how, atomic_load(&tot->admitted), RACE_N, cost, RACE_CAP, overspend,
-           (double)overspend / RACE_EST);
+    if (mode == COSTS_EXACT) {
+        CHECK_INT(overspend, 0);
+        CHECK_INT(atomic_load(&tot->capped), 0);
+        CHECK_INT(atomic_load(&tot->over_err), 0);
+    } else if (mode == COSTS_UNDER) {
+        /* Upper bounds: only a capped admission (reserving less than its
+         * estimate) can cost more than it reserved, by less than one
+         * estimate, and admit.lua lets a tenant hold one capped reservation
+         * at a time: a later one can only take what the earlier one left
+         * unspent. So the overspend is at most one estimate, always. */
+        CHECK(atomic_load(&tot->over_err) <= (long long)atomic_load(&tot->capped) * RACE_EST);
+        CHECK(overspend <= RACE_EST);
+    } else {
+        /* under-estimates: the 10 in flight at +20% each, plus one capped */
+        CHECK(overspend <= 10 * RACE_EST / 5 + RACE_EST);
+    }
+    printf("  race %-7s %-26s admitted %3d of %d (capped %2d), cost %lld, cap %d, overspend "
+           "%lld nano-USD (%.2f estimates; bound %.2f)\n",
+           mode_names[mode], how, atomic_load(&tot->admitted), RACE_N, atomic_load(&tot->capped),
+           cost, RACE_CAP, overspend, (double)overspend / RACE_EST,
+           (double)atomic_load(&tot->over_err) / RACE_EST);
 }
 
 static void race_one_conn(enum race_costs mode, const char *name)
@@ -1067,6 +1230,12 @@ static void race_one_conn(enum race_costs mode, const char *name)
     struct race race = {.r = e.r, .tenant = k.tenant, .mode = mode, .tot = &tot, .n = RACE_N};
     race_run(e.base, &race);
     race_check(e.base, e.r, &k, mode, "1 conn, all at once", &tot);
+    /* every admission runs before any settle: 10 fill the cap exactly, none
+     * is capped, and upper-bound estimates cannot overspend at all */
+    CHECK_INT(atomic_load(&tot.admitted), 10);
+    CHECK_INT(atomic_load(&tot.capped), 0);
+    if (mode == COSTS_UNDER)
+        CHECK(hget(e.base, e.r, k.month, "cost") <= RACE_CAP);
     if (mode == COSTS_OVER) /* all admitted together: every error adds up */
         CHECK_INT(hget(e.base, e.r, k.month, "cost") - RACE_CAP, 2 * RACE_EST);
 done:
@@ -1128,6 +1297,13 @@ static void test_race_over(void)
     race_threads(COSTS_OVER, true, "race-over-4s");
 }
 
+static void test_race_under(void)
+{
+    race_one_conn(COSTS_UNDER, "race-under-1");
+    race_threads(COSTS_UNDER, false, "race-under-4");
+    race_threads(COSTS_UNDER, true, "race-under-4s");
+}
+
 static const struct check_test tests[] = {
     {"caps", test_caps},
     {"rpm", test_rpm},
@@ -1141,6 +1317,7 @@ static const struct check_test tests[] = {
     {"race_exact", test_race_exact},
     {"race_mixed", test_race_mixed},
     {"race_over", test_race_over},
+    {"race_under", test_race_under},
 };
 
 int main(void)

@@ -252,7 +252,7 @@ static void test_defaults(void)
     CHECK_INT(c->connect_timeout_ms, 10000);
     CHECK_INT(c->first_byte_timeout_ms, 300000);
     CHECK_INT(c->idle_timeout_ms, 120000);
-    CHECK_INT(c->pool_size, 32);
+    CHECK_INT(c->pool_size, 128);
     CHECK_STR(c->redis_url, "redis://127.0.0.1:6379/0");
     CHECK_STR(c->key_prefix, "tollgate:");
     CHECK_INT(c->on_failure, ON_FAILURE_OPEN);

@@ -1,0 +1,609 @@
+/* test_report.c: report.c against a real redis-server on a free 127.0.0.1
+ * port: requests of several tenants, models, features, users and days are
+ * settled through budget_settle (settle.lua), then the report is computed
+ * and rendered: worst margin first, revenue from monthly and yearly plans,
+ * a mid-month plan change prorated by days, "n/a" for no revenue, a day
+ * period, the breakdowns, and exact JSON / CSV / table output. */
+#include "budget.h"
+#include "config.h"
+#include "log.h"
+#include "redis.h"
+#include "report.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "check.h"
+
+static pid_t server_pid = -1;
+static int server_port;
+static char server_dir[] = "/tmp/tollgate-report-XXXXXX";
+static char url[64];
+static struct config *cfg;
+static redisContext *rc;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the server (as in test_redis.c) ------------------------------------ */
+
+static void stop_server(void)
+{
+    char path[128];
+    if (server_pid > 0) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+        server_pid = -1;
+    }
+    const char *files[] = {"dump.rdb", "t.conf", "usage.jsonl"};
+    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+        snprintf(path, sizeof(path), "%s/%s", server_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(server_dir);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int can_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static int start_server(void)
+{
+    char port[16];
+    if (!mkdtemp(server_dir) || (server_port = free_port()) < 0)
+        return -1;
+    snprintf(port, sizeof(port), "%d", server_port);
+    atexit(stop_server);
+    server_pid = fork();
+    if (server_pid < 0)
+        return -1;
+    if (server_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl("/usr/bin/redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--dir", server_dir, (char *)NULL);
+        _exit(127);
+    }
+    for (long long end = now_ms() + 5000; now_ms() < end; usleep(20000))
+        if (can_connect(server_port))
+            return 0;
+    return -1;
+}
+
+/* ---- settling through budget_settle ------------------------------------- */
+
+struct done {
+    int calls, ok;
+};
+
+static void on_settled(bool ok, const char *err, void *arg)
+{
+    struct done *d = arg;
+    d->calls++;
+    d->ok = ok;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct event_base *base = arg;
+    event_base_loopbreak(base);
+}
+
+/* Runs the loop in 10 ms slices until *calls > 0 or 3 s passed. */
+static void wait_calls(struct event_base *base, const int *calls)
+{
+    struct event *tick = evtimer_new(base, on_tick, base);
+    struct timeval tv = {0, 10000};
+    for (long long end = now_ms() + 3000; *calls == 0 && now_ms() < end;) {
+        evtimer_add(tick, &tv);
+        event_base_dispatch(base);
+    }
+    event_free(tick);
+}
+
+/* One request to settle: tenant, day of 2026-11, cost in micro-USD. */
+struct req {
+    const char *tenant;
+    int day;
+    const char *id;
+    int64_t micro;
+    const char *model, *feature, *user, *plan;
+    int64_t input, cached, output;
+};
+
+static const struct req reqs[] = {
+    /* acme: [tenant] plan pro, $120 a year = $10 a month; cost $2.50 */
+    {"acme", 3, "a1", 1500000, "gpt-4o", "summary", "u1", "pro", 1000, 200, 500},
+    {"acme", 5, "a2", 250000, "gpt-4o-mini", "chat", "u2", "pro", 300, 0, 40},
+    {"acme", 5, "a3", 750000, "gpt-4o", NULL, "u1", "pro", 100, 0, 10},
+    {"acme", 5, "a3", 750000, "gpt-4o", NULL, "u1", "pro", 100, 0, 10}, /* retried: once */
+    /* bob: starter ($9) days 1-15, free from the 16th: $4.50; cost $40 */
+    {"bob", 1, "b1", 10000000, "gpt-4o", "agent", "b", "starter", 10, 0, 10},
+    {"bob", 11, "b2", 10000000, "gpt-4o", "agent", "b", "starter", 10, 0, 10},
+    {"bob", 16, "b3", 20000000, "gpt-4o", "agent", "b", "free", 10, 0, 10},
+    /* carol: free all month, no revenue; cost $0.01 */
+    {"carol", 2, "c1", 10000, "gpt-4o-mini", NULL, NULL, "free", 1, 0, 1},
+    /* dave: free (the config's plan) until the 10th, starter from then: $6.30 */
+    {"dave", 10, "d1", 300000, "claude-haiku-4-5", "search", "x", "starter", 5, 0, 5},
+};
+
+static void settle_all(void)
+{
+    char err[256];
+    struct event_base *base = event_base_new();
+    struct redis *r = redis_new(base, url, 1000, err, sizeof(err));
+    CHECK(r != NULL);
+    if (!r)
+        return;
+    for (size_t i = 0; i < ARRAY_LEN(reqs); i++) {
+        const struct req *q = &reqs[i];
+        struct tm tm = {.tm_year = 126, .tm_mon = 10, .tm_mday = q->day, .tm_hour = 13};
+        struct settle s = {.key_prefix = "rt:",
+                           .tenant = q->tenant,
+                           .request_id = q->id,
+                           .when = timegm(&tm),
+                           .cost = q->micro * 1000,
+                           .usage = {.input = q->input, .cached = q->cached, .output = q->output},
+                           .model = q->model,
+                           .feature = q->feature,
+                           .user = q->user,
+                           .plan = q->plan};
+        struct done d = {0};
+        struct redis_cmd *c = NULL;
+        for (long long end = now_ms() + 3000; !c && now_ms() < end;) {
+            if (!(c = budget_settle(r, &s, on_settled, &d))) {
+                struct event *tick = evtimer_new(base, on_tick, base);
+                struct timeval tv = {0, 20000};
+                evtimer_add(tick, &tv);
+                event_base_dispatch(base); /* not connected yet */
+                event_free(tick);
+            }
+        }
+        CHECK(c != NULL);
+        wait_calls(base, &d.calls);
+        CHECK_INT(d.calls, 1);
+        CHECK(d.ok);
+    }
+    /* let the fire-and-forget SADDs land */
+    struct event *tick = evtimer_new(base, on_tick, base);
+    struct timeval tv = {0, 100000};
+    evtimer_add(tick, &tv);
+    event_base_dispatch(base);
+    event_free(tick);
+    redis_free(r);
+    event_base_free(base);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static struct report_period period(const char *s)
+{
+    struct report_period p;
+    CHECK_INT(report_parse_period(s, &p), 0);
+    return p;
+}
+
+static struct report *build(const char *per, const char *tenant)
+{
+    char err[256] = "";
+    struct report_period p = period(per);
+    struct report *r = report_build(rc, cfg, &p, tenant, err, sizeof(err));
+    if (!r)
+        fprintf(stderr, "  report_build: %s\n", err);
+    CHECK(r != NULL);
+    return r;
+}
+
+static char *render(const char *per, const char *tenant, enum report_format f)
+{
+    struct report *r = build(per, tenant);
+    char *text = r ? report_render(r, f) : NULL;
+    report_free(r);
+    CHECK(text != NULL);
+    return text;
+}
+
+static struct report_breakdown *breakdown(const char *per, const char *tenant, enum report_by by)
+{
+    char err[256] = "";
+    struct report_period p = period(per);
+    struct report_breakdown *b = report_breakdown(rc, cfg, &p, tenant, by, err, sizeof(err));
+    if (!b)
+        fprintf(stderr, "  report_breakdown: %s\n", err);
+    CHECK(b != NULL);
+    return b;
+}
+
+#define USD(x) ((money_t)((x)*1000000LL) * 1000) /* exact for up to 6 decimals */
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_periods(void)
+{
+    static const struct {
+        const char *s;
+        int ok, day, days;
+    } cases[] = {
+        {"2026-11", 1, 0, 30},     {"2026-11-22", 1, 22, 30}, {"2024-02", 1, 0, 29},
+        {"2026-02-29", 0, 0, 0},   {"2026-13", 0, 0, 0},      {"2026-1", 0, 0, 0},
+        {"2026-11-31", 0, 0, 0},   {"2026-11-2x", 0, 0, 0},   {"", 0, 0, 0},
+        {"2026-11-22x", 0, 0, 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct report_period p;
+        int rc_ = report_parse_period(cases[i].s, &p);
+        CHECK_INT(rc_ == 0, cases[i].ok);
+        if (rc_ == 0 && cases[i].ok) {
+            CHECK_INT(p.day, cases[i].day);
+            CHECK_INT(p.days_in_month, cases[i].days);
+            CHECK_STR(p.text, cases[i].s);
+        }
+    }
+    struct report_period p;
+    report_month_of(1795348800, &p); /* 2026-11-22 */
+    CHECK_STR(p.text, "2026-11");
+}
+
+static void test_month(void)
+{
+    static const struct {
+        const char *tenant, *plan;
+        money_t revenue, cost;
+        int64_t requests;
+    } want[] = {
+        {"bob", "free", USD(4.5), USD(40), 3},     /* worst first */
+        {"carol", "free", 0, USD(0.01), 1},        /* n/a */
+        {"dave", "starter", USD(6.3), USD(0.3), 1}, /* 21 of 30 days on starter */
+        {"acme", "pro", USD(10), USD(2.5), 3},     /* yearly: 120 / 12 */
+        {"idle", "starter", USD(9), 0, 0},         /* configured, no traffic */
+    };
+    struct report *r = build("2026-11", NULL);
+    if (!r)
+        return;
+    CHECK_INT(r->n, ARRAY_LEN(want));
+    for (size_t i = 0; i < r->n && i < ARRAY_LEN(want); i++) {
+        CHECK_STR(r->rows[i].tenant, want[i].tenant);
+        CHECK_STR(r->rows[i].plan, want[i].plan);
+        CHECK_INT(r->rows[i].revenue, want[i].revenue);
+        CHECK_INT(r->rows[i].n.cost, want[i].cost);
+        CHECK_INT(r->rows[i].n.requests, want[i].requests);
+    }
+    CHECK_INT(r->rows[3].n.input_tokens, 1400);
+    CHECK_INT(r->rows[3].n.cached_tokens, 200);
+    CHECK_INT(r->rows[3].n.output_tokens, 550);
+    report_free(r);
+
+    /* an empty month: only the configured tenants */
+    r = build("2026-10", NULL);
+    if (r) {
+        CHECK_INT(r->n, 2);
+        CHECK_STR(r->rows[0].tenant, "idle");
+        CHECK_INT(r->rows[0].revenue, USD(9));
+        CHECK_STR(r->rows[1].tenant, "acme");
+        CHECK_INT(r->rows[1].revenue, USD(10));
+    }
+    report_free(r);
+}
+
+static void test_json_csv(void)
+{
+    char *s = render("2026-11", "carol", REPORT_JSON);
+    CHECK_STR(s, "{\"period\":\"2026-11\",\"tenants\":[{\"tenant\":\"carol\",\"plan\":\"free\","
+                 "\"revenue_usd\":0,\"cost_usd\":0.01,\"margin_usd\":-0.01,\"margin_pct\":null,"
+                 "\"requests\":1,\"input_tokens\":1,\"cached_tokens\":0,\"output_tokens\":1}],"
+                 "\"totals\":{\"tenants\":1,\"revenue_usd\":0,\"cost_usd\":0.01,"
+                 "\"margin_usd\":-0.01,\"margin_pct\":null,\"blended_cost_per_tenant_usd\":0.01,"
+                 "\"tenants_under_water\":1}}\n");
+    free(s);
+    s = render("2026-11", NULL, REPORT_CSV);
+    CHECK_STR(s, "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
+                 "cached_tokens,output_tokens\n"
+                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30\n"
+                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1\n"
+                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5\n"
+                 "acme,pro,10,2.5,7.5,75,3,1400,200,550\n"
+                 "idle,starter,9,0,9,100,0,0,0,0\n");
+    free(s);
+    s = render("2026-11", NULL, REPORT_JSON);
+    CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":29.8,\"cost_usd\":42.81,"
+                         "\"margin_usd\":-13.01,\"margin_pct\":-43.66,"
+                         "\"blended_cost_per_tenant_usd\":8.562,\"tenants_under_water\":2}}\n"));
+    CHECK(s && strstr(s, "{\"tenant\":\"bob\",\"plan\":\"free\",\"revenue_usd\":4.5,"
+                         "\"cost_usd\":40,\"margin_usd\":-35.5,\"margin_pct\":-788.89,"));
+    free(s);
+}
+
+/* Every line of the grid (header, rows, rule, totals) is as wide as the
+ * others, and the columns line up. */
+static void test_table(void)
+{
+    char *s = render("2026-11", NULL, REPORT_TABLE);
+    if (!s)
+        return;
+    char *save = NULL, *line = strtok_r(s, "\n", &save);
+    CHECK_STR(line, "period 2026-11");
+    size_t width = 0, lines = 0;
+    const char *rows[16] = {0};
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "blended", 7) == 0) {
+            CHECK_STR(line, "blended cost per tenant $8.5620, 2 under water");
+            break;
+        }
+        if (!width)
+            width = strlen(line);
+        CHECK_INT(strlen(line), width);
+        if (lines < ARRAY_LEN(rows))
+            rows[lines] = line;
+        lines++;
+    }
+    CHECK_INT(lines, 8); /* header, 5 tenants, rule, totals */
+    if (lines == 8) {
+        CHECK(strncmp(rows[0], "TENANT", 6) == 0);
+        CHECK(strncmp(rows[1], "bob ", 4) == 0);
+        CHECK(strstr(rows[1], "$4.50") && strstr(rows[1], "$40.0000") &&
+              strstr(rows[1], "-$35.50") && strstr(rows[1], "-788.89%"));
+        CHECK(strstr(rows[2], "n/a") != NULL);
+        CHECK(rows[6][0] == '-');
+        CHECK(strncmp(rows[7], "TOTAL (5)", 9) == 0);
+        CHECK(strstr(rows[7], "$29.80") && strstr(rows[7], "-43.66%"));
+        /* the REVENUE header ends where the revenue cells end */
+        const char *h = strstr(rows[0], "REVENUE"), *v = strstr(rows[1], "$4.50");
+        CHECK(h && v && (h - rows[0]) + 7 == (v - rows[1]) + 5);
+    }
+    free(s);
+}
+
+static void test_day(void)
+{
+    struct report *r = build("2026-11-05", NULL);
+    if (!r)
+        return;
+    /* acme: $1 spent, a day of $10/month; bob: starter day; idle: starter */
+    money_t third = 333333333; /* 120 / 12 / 30, rounded to the nano-dollar */
+    int seen = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct report_row *row = &r->rows[i];
+        if (strcmp(row->tenant, "acme") == 0) {
+            CHECK_INT(row->n.cost, USD(1));
+            CHECK_INT(row->n.requests, 2);
+            CHECK_INT(row->revenue, third);
+            seen++;
+        } else if (strcmp(row->tenant, "bob") == 0 || strcmp(row->tenant, "idle") == 0) {
+            CHECK_INT(row->revenue, USD(0.3));
+            CHECK_STR(row->plan, "starter");
+            CHECK_INT(row->n.cost, 0);
+            seen++;
+        } else if (strcmp(row->tenant, "dave") == 0) {
+            CHECK_INT(row->revenue, 0); /* before its first traffic: the config's plan, free */
+            CHECK_STR(row->plan, "free");
+            seen++;
+        }
+    }
+    CHECK_INT(seen, 4);
+    CHECK_STR(r->rows[0].tenant, "acme"); /* $0.33 of revenue, $1 spent */
+    CHECK_STR(r->rows[1].tenant, "carol"); /* margin 0, ties by name */
+    CHECK_STR(r->rows[2].tenant, "dave");
+    report_free(r);
+}
+
+static void test_breakdowns(void)
+{
+    struct report_breakdown *b = breakdown("2026-11", "acme", REPORT_BY_MODEL);
+    if (b) {
+        CHECK_INT(b->n, 2);
+        CHECK_STR(b->items[0].name, "gpt-4o");
+        CHECK_INT(b->items[0].n.cost, USD(2.25));
+        CHECK_INT(b->items[0].n.requests, 2);
+        CHECK_INT(b->items[0].n.input_tokens, 1100);
+        CHECK_INT(b->items[0].n.cached_tokens, 200);
+        CHECK_INT(b->items[0].n.output_tokens, 510);
+        CHECK_STR(b->items[1].name, "gpt-4o-mini");
+        CHECK_INT(b->items[1].n.cost, USD(0.25));
+        char *s = report_breakdown_render(b, REPORT_CSV);
+        CHECK_STR(s, "model,cost_usd,requests,input_tokens,cached_tokens,output_tokens\n"
+                     "gpt-4o,2.25,2,1100,200,510\n"
+                     "gpt-4o-mini,0.25,1,300,0,40\n");
+        free(s);
+        s = report_breakdown_render(b, REPORT_JSON);
+        CHECK_STR(s, "{\"period\":\"2026-11\",\"tenant\":\"acme\",\"by\":\"model\",\"rows\":["
+                     "{\"model\":\"gpt-4o\",\"cost_usd\":2.25,\"requests\":2,\"input_tokens\":1100,"
+                     "\"cached_tokens\":200,\"output_tokens\":510},{\"model\":\"gpt-4o-mini\","
+                     "\"cost_usd\":0.25,\"requests\":1,\"input_tokens\":300,\"cached_tokens\":0,"
+                     "\"output_tokens\":40}]}\n");
+        free(s);
+    }
+    report_breakdown_free(b);
+
+    b = breakdown("2026-11", "acme", REPORT_BY_FEATURE);
+    if (b) {
+        CHECK_INT(b->n, 3);
+        CHECK_STR(b->items[0].name, "summary");
+        CHECK_STR(b->items[1].name, "-"); /* no feature header */
+        CHECK_INT(b->items[1].n.cost, USD(0.75));
+        CHECK_STR(b->items[2].name, "chat");
+    }
+    report_breakdown_free(b);
+
+    b = breakdown("2026-11", "acme", REPORT_BY_USER);
+    if (b) {
+        CHECK_INT(b->n, 2);
+        CHECK_STR(b->items[0].name, "u1");
+        CHECK_INT(b->items[0].n.cost, USD(2.25));
+    }
+    report_breakdown_free(b);
+
+    b = breakdown("2026-11", "acme", REPORT_BY_DAY);
+    if (b) {
+        CHECK_INT(b->n, 30);
+        money_t sum = 0;
+        for (size_t i = 0; i < b->n; i++)
+            sum += b->items[i].n.cost;
+        CHECK_INT(sum, USD(2.5));
+        CHECK_STR(b->items[2].name, "2026-11-03");
+        CHECK_INT(b->items[2].n.cost, USD(1.5));
+        CHECK_INT(b->items[4].n.requests, 2);
+    }
+    report_breakdown_free(b);
+
+    /* every tenant: gpt-4o of acme and bob together */
+    b = breakdown("2026-11", NULL, REPORT_BY_MODEL);
+    if (b) {
+        CHECK_INT(b->n, 3);
+        CHECK_STR(b->items[0].name, "gpt-4o");
+        CHECK_INT(b->items[0].n.cost, USD(42.25));
+        CHECK_INT(b->items[0].n.requests, 5);
+        CHECK_STR(b->items[1].name, "claude-haiku-4-5");
+        CHECK_STR(b->items[2].name, "gpt-4o-mini");
+        CHECK_INT(b->items[2].n.cost, USD(0.26));
+        char *s = report_breakdown_render(b, REPORT_TABLE);
+        CHECK(s && strstr(s, "TOTAL") && strstr(s, "$42.8100"));
+        free(s);
+    }
+    report_breakdown_free(b);
+
+    b = breakdown("2026-11-16", NULL, REPORT_BY_DAY);
+    if (b) {
+        CHECK_INT(b->n, 1);
+        CHECK_INT(b->items[0].n.cost, USD(20));
+    }
+    report_breakdown_free(b);
+
+    /* by model needs a month */
+    char err[256] = "";
+    struct report_period p = period("2026-11-05");
+    CHECK(report_breakdown(rc, cfg, &p, "acme", REPORT_BY_MODEL, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "per month") != NULL);
+}
+
+static void test_tenant_json(void)
+{
+    char err[256] = "";
+    int status = 0;
+    struct report_period p = period("2026-11");
+    char *s = report_tenant_json(rc, cfg, &p, "acme", &status, err, sizeof(err));
+    CHECK_INT(status, 200);
+    CHECK(s && strncmp(s, "{\"tenant\":\"acme\",\"plan\":\"pro\",\"period\":\"2026-11\","
+                          "\"revenue_usd\":10,\"cost_usd\":2.5,\"margin_usd\":7.5,"
+                          "\"margin_pct\":75,\"requests\":3,\"input_tokens\":1400,"
+                          "\"cached_tokens\":200,\"output_tokens\":550,"
+                          "\"budget_monthly_usd\":100,\"daily\":[{\"day\":\"2026-11-01\","
+                          "\"cost_usd\":0,",
+                          250) == 0);
+    CHECK(s && strstr(s, "\"by_model\":[{\"model\":\"gpt-4o\",\"cost_usd\":2.25,"));
+    CHECK(s && strstr(s, "\"by_user\":[{\"user\":\"u1\","));
+    free(s);
+    s = report_tenant_json(rc, cfg, &p, "carol", &status, err, sizeof(err));
+    CHECK_INT(status, 200);
+    CHECK(s && strstr(s, "\"budget_monthly_usd\":null"));
+    free(s);
+    s = report_tenant_json(rc, cfg, &p, "nobody", &status, err, sizeof(err));
+    CHECK(s == NULL);
+    CHECK_INT(status, 404);
+    p = period("2026-11-05");
+    s = report_tenant_json(rc, cfg, &p, "acme", &status, err, sizeof(err));
+    CHECK(s == NULL);
+    CHECK_INT(status, 400);
+}
+
+static void test_unreachable(void)
+{
+    char err[256] = "";
+    redisContext *c = report_connect("redis://127.0.0.1:1/0", 500, err, sizeof(err));
+    CHECK(c == NULL);
+    CHECK(strstr(err, "cannot reach Redis at 127.0.0.1:1") != NULL);
+    c = report_connect("redis://:secret@127.0.0.1:1/0", 500, err, sizeof(err));
+    CHECK(c == NULL);
+    CHECK(strstr(err, "secret") == NULL);
+    c = report_connect("http://x", 500, err, sizeof(err));
+    CHECK(c == NULL);
+    CHECK(strstr(err, "bad redis url") != NULL);
+}
+
+static const struct check_test tests[] = {
+    {"periods", test_periods},         {"month", test_month},
+    {"json_csv", test_json_csv},       {"table", test_table},
+    {"day", test_day},                 {"breakdowns", test_breakdowns},
+    {"tenant_json", test_tenant_json}, {"unreachable", test_unreachable},
+};
+
+int main(void)
+{
+    char path[256], err[4096] = "", cwd[200];
+    log_setup(LOG_ERROR, false);
+    if (start_server() < 0) {
+        fprintf(stderr, "cannot start /usr/bin/redis-server\n");
+        return 1;
+    }
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", server_port);
+    if (!getcwd(cwd, sizeof(cwd)))
+        return 1;
+    snprintf(path, sizeof(path), "%s/t.conf", server_dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return 1;
+    fprintf(f,
+            "[server]\nlisten = 127.0.0.1:1\ndefault_plan = free\n"
+            "[redis]\nurl = %s\nkey_prefix = rt:\n"
+            "[pricing]\nfile = %s/conf/pricing.conf\n"
+            "[records]\nfile = %s/usage.jsonl\n"
+            "[plan free]\nprice = 0\n"
+            "[plan starter]\nprice = 9\nbudget_monthly = 9\n"
+            "[plan pro]\nprice = 120\nprice_period = year\nbudget_monthly = 100\n"
+            "[tenant acme]\nplan = pro\n"
+            "[tenant idle]\nplan = starter\n",
+            url, cwd, server_dir);
+    fclose(f);
+    if (!(cfg = config_load(path, err, sizeof(err)))) {
+        fprintf(stderr, "config: %s\n", err);
+        return 1;
+    }
+    settle_all();
+    if (!(rc = report_connect(url, 2000, err, sizeof(err)))) {
+        fprintf(stderr, "connect: %s\n", err);
+        return 1;
+    }
+    int failed = CHECK_MAIN("report", tests);
+    redisFree(rc);
+    config_unref(cfg);
+    return failed;
+}
