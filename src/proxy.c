@@ -144,7 +144,9 @@ static void reject(struct req *r, int status, const char *code, const char *mess
     r->outcome = outcome;
     struct client *c = r->client;
     r->client = NULL;
-    client_error(c, status, code, message);
+    const struct http_header h[] = {{"X-Tollgate-Request-Id", r->id},
+                                    {"X-Tollgate-Tenant", r->tenant[0] ? r->tenant : "-"}};
+    client_error_with(c, status, code, message, h, ARRAY_LEN(h));
     finish(r);
 }
 
@@ -786,7 +788,9 @@ static void upstream_failed(struct req *r, enum upstream_result res, const char 
         r->status = status;
         struct client *c = r->client;
         r->client = NULL;
-        client_error(c, status, code, msg);
+        const struct http_header h[] = {{"X-Tollgate-Request-Id", r->id},
+                                        {"X-Tollgate-Tenant", r->tenant}};
+        client_error_with(c, status, code, msg, h, ARRAY_LEN(h));
     } else if (r->client) {
         /* headers already went out: the client must see the cut */
         r->stream_cut = true;
@@ -944,7 +948,9 @@ static void finish(struct req *r)
         client_attach(r->client, NULL, NULL);
         r->client = NULL;
     }
-    if (r->stream_cut && strcmp(r->outcome, "ok") == 0)
+    /* a stream cut short, or one that carried an error event (Responses
+     * "error", Anthropic "event: error"), did not end well upstream */
+    if ((r->stream_cut || r->meter.stream_error) && strcmp(r->outcome, "ok") == 0)
         r->outcome = "upstream_error";
 
     struct usage u;

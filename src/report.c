@@ -210,7 +210,8 @@ void report_month_of(time_t t, struct report_period *p)
 /* Noon UTC of that day of the period's month: picks the month and day keys. */
 static time_t day_time(const struct report_period *p, int day)
 {
-    struct tm tm = {.tm_year = p->year - 1900, .tm_mon = p->month - 1, .tm_mday = day, .tm_hour = 12};
+    struct tm tm = {
+        .tm_year = p->year - 1900, .tm_mon = p->month - 1, .tm_mday = day, .tm_hour = 12};
     return timegm(&tm);
 }
 
@@ -342,8 +343,9 @@ struct redisContext *report_connect(const char *url, int timeout_ms, char *err, 
     }
     goto done;
 bad:
-    snprintf(err, errlen, "bad redis url (want redis://[:password@]host[:port][/db] or "
-                          "unix:///path[?db=N])");
+    snprintf(err, errlen,
+             "bad redis url (want redis://[:password@]host[:port][/db] or "
+             "unix:///path[?db=N])");
 fail:
     if (c)
         redisFree(c);
@@ -637,8 +639,8 @@ struct report *report_build(redisContext *c, const struct config *cfg,
     /* per tenant: counters, plan per day, membership of the tenant set */
     for (size_t i = 0; i < t.n; i++) {
         if (budget_key(key, sizeof(key), cfg->key_prefix, t.v[i], p->day ? 'd' : 'm', when) < 0 ||
-            budget_month_key(plans, sizeof(plans), cfg->key_prefix, t.v[i], BUDGET_BY_PLAN,
-                             when) < 0) {
+            budget_month_key(plans, sizeof(plans), cfg->key_prefix, t.v[i], BUDGET_BY_PLAN, when) <
+                0) {
             snprintf(err, errlen, "tenant '%s' cannot form a key", t.v[i]);
             goto fail;
         }
@@ -654,8 +656,8 @@ struct report *report_build(redisContext *c, const struct config *cfg,
         const char *plan = NULL;
         add_counts(&row->n, b.replies[3 * i]);
         row->revenue = revenue(cfg, t.v[i], p, b.replies[3 * i + 1], &plan);
-        row->known = config_tenant(cfg, t.v[i]) || to_i64(b.replies[3 * i + 2]) == 1 ||
-                     row->n.requests > 0;
+        row->known =
+            config_tenant(cfg, t.v[i]) || to_i64(b.replies[3 * i + 2]) == 1 || row->n.requests > 0;
         row->tenant = t.v[i];
         t.v[i] = NULL;
         r->n++;
@@ -693,8 +695,8 @@ static void totals_of(const struct report *r, struct totals *t)
 }
 
 static const char *const columns[] = {
-    "tenant",       "plan",     "revenue_usd",  "cost_usd",      "margin_usd",
-    "margin_pct",   "requests", "input_tokens", "cached_tokens", "output_tokens",
+    "tenant",     "plan",     "revenue_usd",  "cost_usd",      "margin_usd",
+    "margin_pct", "requests", "input_tokens", "cached_tokens", "output_tokens",
 };
 
 /* ---- aligned tables ------------------------------------------------------ */
@@ -1067,8 +1069,7 @@ char *report_breakdown_render(const struct report_breakdown *b, enum report_form
         items_json(b, &o);
         put(&o, "}\n");
     } else if (f == REPORT_CSV) {
-        put(&o, "%s,cost_usd,requests,input_tokens,cached_tokens,output_tokens\n",
-            by_names[b->by]);
+        put(&o, "%s,cost_usd,requests,input_tokens,cached_tokens,output_tokens\n", by_names[b->by]);
         for (size_t i = 0; i < b->n; i++) {
             const struct report_item *it = &b->items[i];
             put_csv_str(&o, it->name);
@@ -1199,8 +1200,8 @@ static int lookup_word(const char *s, const char *const *words, size_t n)
 
 int report_main(int argc, char **argv)
 {
-    static const char *const formats[] = {[REPORT_TABLE] = "table", [REPORT_JSON] = "json",
-                                          [REPORT_CSV] = "csv"};
+    static const char *const formats[] = {
+        [REPORT_TABLE] = "table", [REPORT_JSON] = "json", [REPORT_CSV] = "csv"};
     const char *conf = "proxy.conf", *period = NULL, *tenant = NULL;
     int format = REPORT_TABLE, by = -1;
     struct report_period p;

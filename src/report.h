@@ -94,8 +94,7 @@ char *report_render(const struct report *r, enum report_format f) MUST_CHECK;
  * day of a month period; the day itself for a day period). */
 struct report_breakdown *report_breakdown(struct redisContext *c, const struct config *cfg,
                                           const struct report_period *p, const char *tenant,
-                                          enum report_by by, char *err,
-                                          size_t errlen) MUST_CHECK;
+                                          enum report_by by, char *err, size_t errlen) MUST_CHECK;
 void report_breakdown_free(struct report_breakdown *b);
 char *report_breakdown_render(const struct report_breakdown *b, enum report_format f) MUST_CHECK;
 

@@ -67,9 +67,22 @@ echo "unit summary: $u_bins binaries, $u_pass passed, $u_fail failed"
 passed=$((passed + u_pass))
 failed=$((failed + u_fail))
 
+# ---- 2b. fuzz targets: seed corpora as a regression test, a few seconds of fuzzing with clang
+if [ -z "$filter" ] || [[ fuzz == *"$filter"* ]]; then
+    fuzz/run.sh "${TOLLGATE_FUZZ_SECONDS:-3}" >"$work/fuzz.out" 2>&1
+    line=$(tail -1 "$work/fuzz.out")
+    fp=$(echo "$line" | sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1/p')
+    ff=$(echo "$line" | sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\2/p')
+    [ -z "$fp" ] && fp=0 && ff=1
+    if [ "$ff" -ne 0 ]; then sed 's/^/    /' "$work/fuzz.out" | tail -n 60; else grep '^fuzz: ' "$work/fuzz.out"; fi
+    echo "fuzz summary: $fp passed, $ff failed"
+    passed=$((passed + fp))
+    failed=$((failed + ff))
+fi
+
 # ---- 3. integration tests ----------------------------------------------------------------
 shopt -s nullglob
-files=(tests/integration/*.test.js)
+files=(tests/integration/*.test.js tests/deploy/*.test.js)
 if [ -z "$node" ]; then
     echo "integration summary: not run (no node), counted as 1 failed"
     failed=$((failed + 1))

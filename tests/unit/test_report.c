@@ -264,9 +264,9 @@ static void test_periods(void)
         const char *s;
         int ok, day, days;
     } cases[] = {
-        {"2026-11", 1, 0, 30},     {"2026-11-22", 1, 22, 30}, {"2024-02", 1, 0, 29},
-        {"2026-02-29", 0, 0, 0},   {"2026-13", 0, 0, 0},      {"2026-1", 0, 0, 0},
-        {"2026-11-31", 0, 0, 0},   {"2026-11-2x", 0, 0, 0},   {"", 0, 0, 0},
+        {"2026-11", 1, 0, 30},    {"2026-11-22", 1, 22, 30}, {"2024-02", 1, 0, 29},
+        {"2026-02-29", 0, 0, 0},  {"2026-13", 0, 0, 0},      {"2026-1", 0, 0, 0},
+        {"2026-11-31", 0, 0, 0},  {"2026-11-2x", 0, 0, 0},   {"", 0, 0, 0},
         {"2026-11-22x", 0, 0, 0},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -291,11 +291,11 @@ static void test_month(void)
         money_t revenue, cost;
         int64_t requests;
     } want[] = {
-        {"bob", "free", USD(4.5), USD(40), 3},     /* worst first */
-        {"carol", "free", 0, USD(0.01), 1},        /* n/a */
+        {"bob", "free", USD(4.5), USD(40), 3},      /* worst first */
+        {"carol", "free", 0, USD(0.01), 1},         /* n/a */
         {"dave", "starter", USD(6.3), USD(0.3), 1}, /* 21 of 30 days on starter */
-        {"acme", "pro", USD(10), USD(2.5), 3},     /* yearly: 120 / 12 */
-        {"idle", "starter", USD(9), 0, 0},         /* configured, no traffic */
+        {"acme", "pro", USD(10), USD(2.5), 3},      /* yearly: 120 / 12 */
+        {"idle", "starter", USD(9), 0, 0},          /* configured, no traffic */
     };
     struct report *r = build("2026-11", NULL);
     if (!r)
@@ -360,6 +360,8 @@ static void test_table(void)
     char *s = render("2026-11", NULL, REPORT_TABLE);
     if (!s)
         return;
+    if (getenv("REPORT_SHOW")) /* to look at it */
+        fputs(s, stderr);
     char *save = NULL, *line = strtok_r(s, "\n", &save);
     CHECK_STR(line, "period 2026-11");
     size_t width = 0, lines = 0;
@@ -420,7 +422,7 @@ static void test_day(void)
         }
     }
     CHECK_INT(seen, 4);
-    CHECK_STR(r->rows[0].tenant, "acme"); /* $0.33 of revenue, $1 spent */
+    CHECK_STR(r->rows[0].tenant, "acme");  /* $0.33 of revenue, $1 spent */
     CHECK_STR(r->rows[1].tenant, "carol"); /* margin 0, ties by name */
     CHECK_STR(r->rows[2].tenant, "dave");
     report_free(r);
@@ -497,6 +499,8 @@ static void test_breakdowns(void)
         CHECK_INT(b->items[2].n.cost, USD(0.26));
         char *s = report_breakdown_render(b, REPORT_TABLE);
         CHECK(s && strstr(s, "TOTAL") && strstr(s, "$42.8100"));
+        if (s && getenv("REPORT_SHOW"))
+            fputs(s, stderr);
         free(s);
     }
     report_breakdown_free(b);
@@ -522,13 +526,14 @@ static void test_tenant_json(void)
     struct report_period p = period("2026-11");
     char *s = report_tenant_json(rc, cfg, &p, "acme", &status, err, sizeof(err));
     CHECK_INT(status, 200);
-    CHECK(s && strncmp(s, "{\"tenant\":\"acme\",\"plan\":\"pro\",\"period\":\"2026-11\","
-                          "\"revenue_usd\":10,\"cost_usd\":2.5,\"margin_usd\":7.5,"
-                          "\"margin_pct\":75,\"requests\":3,\"input_tokens\":1400,"
-                          "\"cached_tokens\":200,\"output_tokens\":550,"
-                          "\"budget_monthly_usd\":100,\"daily\":[{\"day\":\"2026-11-01\","
-                          "\"cost_usd\":0,",
-                          250) == 0);
+    CHECK(s && strncmp(s,
+                       "{\"tenant\":\"acme\",\"plan\":\"pro\",\"period\":\"2026-11\","
+                       "\"revenue_usd\":10,\"cost_usd\":2.5,\"margin_usd\":7.5,"
+                       "\"margin_pct\":75,\"requests\":3,\"input_tokens\":1400,"
+                       "\"cached_tokens\":200,\"output_tokens\":550,"
+                       "\"budget_monthly_usd\":100,\"daily\":[{\"day\":\"2026-11-01\","
+                       "\"cost_usd\":0,",
+                       250) == 0);
     CHECK(s && strstr(s, "\"by_model\":[{\"model\":\"gpt-4o\",\"cost_usd\":2.25,"));
     CHECK(s && strstr(s, "\"by_user\":[{\"user\":\"u1\","));
     free(s);
@@ -560,10 +565,14 @@ static void test_unreachable(void)
 }
 
 static const struct check_test tests[] = {
-    {"periods", test_periods},         {"month", test_month},
-    {"json_csv", test_json_csv},       {"table", test_table},
-    {"day", test_day},                 {"breakdowns", test_breakdowns},
-    {"tenant_json", test_tenant_json}, {"unreachable", test_unreachable},
+    {"periods", test_periods},
+    {"month", test_month},
+    {"json_csv", test_json_csv},
+    {"table", test_table},
+    {"day", test_day},
+    {"breakdowns", test_breakdowns},
+    {"tenant_json", test_tenant_json},
+    {"unreachable", test_unreachable},
 };
 
 int main(void)
