@@ -116,11 +116,11 @@ static void metrics(struct admin *a, struct client *c)
         journal +=
             atomic_load_explicit(&a->workers[i]->stats.journal_pending, memory_order_relaxed);
     }
-    struct metrics_extra x = {.value = {[METRIC_INFLIGHT] = inflight,
-                                        [METRIC_JOURNAL_PENDING] = journal,
-                                        [METRIC_RECORDS_WRITTEN] =
-                                            (int64_t)record_sink_written(a->sink),
-                                        [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
+    struct metrics_extra x = {
+        .value = {[METRIC_INFLIGHT] = inflight,
+                  [METRIC_JOURNAL_PENDING] = journal,
+                  [METRIC_RECORDS_WRITTEN] = (int64_t)record_sink_written(a->sink),
+                  [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
     if (!b || !ms || metrics_render(b, ms, a->n_workers, &x) < 0) {
         free(ms);
         if (b)
@@ -238,8 +238,9 @@ static void on_job_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct job *j = arg;
     if (j->c) {
-        client_error(j->c, 503, "timeout", "the report did not finish within 2 s (Redis slow or "
-                                           "unreachable)");
+        client_error(j->c, 503, "timeout",
+                     "the report did not finish within 2 s (Redis slow or "
+                     "unreachable)");
         j->c = NULL;
     }
     /* the thread ends by its own Redis timeouts; on_job_done frees the job */
@@ -341,19 +342,18 @@ static json_t *redis_url_json(const char *url)
 /* The effective config, secrets masked. */
 static char *config_json(const struct config *cfg)
 {
-    static const char *const on_exceed[] = {[ON_EXCEED_BLOCK] = "block",
-                                            [ON_EXCEED_DOWNGRADE] = "downgrade"};
+    static const char *const on_exceed[] = {
+        [ON_EXCEED_BLOCK] = "block", [ON_EXCEED_DOWNGRADE] = "downgrade"};
     static const char *const unknown[] = {[UNKNOWN_MODEL_ALLOW] = "allow",
                                           [UNKNOWN_MODEL_BLOCK] = "block",
                                           [UNKNOWN_MODEL_PRICE_AS] = "price_as"};
-    json_t *ups = json_array(), *plans = json_array(), *tenants = json_array(),
-           *th = json_array();
+    json_t *ups = json_array(), *plans = json_array(), *tenants = json_array(), *th = json_array();
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct cfg_upstream *u = &cfg->upstreams[i];
-        json_array_append_new(ups, json_pack("{s:s,s:s,s:s?,s:o,s:o,s:s?}", "name", u->name,
-                                             "url", u->url, "kind", u->kind, "prefix",
-                                             str_or_null(u->prefix), "api_key",
-                                             secret(u->api_key), "ca_file", u->ca_file));
+        json_array_append_new(ups,
+                              json_pack("{s:s,s:s,s:s?,s:o,s:o,s:s?}", "name", u->name, "url",
+                                        u->url, "kind", u->kind, "prefix", str_or_null(u->prefix),
+                                        "api_key", secret(u->api_key), "ca_file", u->ca_file));
     }
     for (size_t i = 0; i < cfg->n_plans; i++) {
         const struct cfg_plan *p = &cfg->plans[i];
@@ -362,24 +362,24 @@ static char *config_json(const struct config *cfg)
             json_array_append_new(down, json_pack("{s:s,s:s}", "from", p->downgrade[k].from, "to",
                                                   p->downgrade[k].to));
         json_array_append_new(
-            plans, json_pack("{s:s,s:o,s:s,s:o,s:o,s:s,s:o,s:o,s:I,s:I,s:s?}", "name", p->name,
-                             "price_usd", usd_json(p->price), "price_period",
-                             p->price_period == PRICE_PERIOD_YEAR ? "year" : "month",
-                             "budget_monthly_usd", cap_json(p->budget_monthly),
-                             "budget_daily_usd", cap_json(p->budget_daily), "on_exceed",
-                             on_exceed[p->on_exceed], "downgrade", down, "hard_limit_usd",
-                             cap_json(p->hard_limit), "rpm", (json_int_t)p->rpm, "tpm",
-                             (json_int_t)p->tpm, "block_message", p->block_message));
+            plans,
+            json_pack("{s:s,s:o,s:s,s:o,s:o,s:s,s:o,s:o,s:I,s:I,s:s?}", "name", p->name,
+                      "price_usd", usd_json(p->price), "price_period",
+                      p->price_period == PRICE_PERIOD_YEAR ? "year" : "month", "budget_monthly_usd",
+                      cap_json(p->budget_monthly), "budget_daily_usd", cap_json(p->budget_daily),
+                      "on_exceed", on_exceed[p->on_exceed], "downgrade", down, "hard_limit_usd",
+                      cap_json(p->hard_limit), "rpm", (json_int_t)p->rpm, "tpm", (json_int_t)p->tpm,
+                      "block_message", p->block_message));
     }
     for (size_t i = 0; i < cfg->n_tenants; i++) {
         const struct cfg_tenant *t = &cfg->tenants[i];
-        json_array_append_new(
-            tenants, json_pack("{s:s,s:s?,s:o,s:o,s:o,s:o,s:o}", "name", t->name, "plan", t->plan,
-                               "budget_monthly_usd", cap_json(t->budget_monthly),
-                               "budget_daily_usd", cap_json(t->budget_daily), "hard_limit_usd",
-                               cap_json(t->hard_limit),
-                               "rpm", t->rpm < 0 ? json_null() : json_integer(t->rpm), "tpm",
-                               t->tpm < 0 ? json_null() : json_integer(t->tpm)));
+        json_array_append_new(tenants,
+                              json_pack("{s:s,s:s?,s:o,s:o,s:o,s:o,s:o}", "name", t->name, "plan",
+                                        t->plan, "budget_monthly_usd", cap_json(t->budget_monthly),
+                                        "budget_daily_usd", cap_json(t->budget_daily),
+                                        "hard_limit_usd", cap_json(t->hard_limit), "rpm",
+                                        t->rpm < 0 ? json_null() : json_integer(t->rpm), "tpm",
+                                        t->tpm < 0 ? json_null() : json_integer(t->tpm)));
     }
     for (size_t i = 0; i < cfg->n_thresholds; i++)
         json_array_append_new(th, json_integer(cfg->thresholds[i]));
@@ -388,18 +388,18 @@ static char *config_json(const struct config *cfg)
         "s:{s:o,s:s,s:s},s:o,s:{s:s,s:I,s:s,s:s?},s:{s:s,s:s?},s:{s:o,s:o},s:o,s:o}",
         "server", "listen", cfg->listen, "tls_listen", cfg->tls_listen, "admin_listen",
         cfg->admin_listen, "admin_token", secret(cfg->admin_token), "tenant_header",
-        cfg->tenant_header, "user_header", cfg->user_header, "feature_header",
-        cfg->feature_header, "plan_header", cfg->plan_header, "missing_tenant",
+        cfg->tenant_header, "user_header", cfg->user_header, "feature_header", cfg->feature_header,
+        "plan_header", cfg->plan_header, "missing_tenant",
         cfg->missing_tenant == MISSING_TENANT_ALLOW ? "allow" : "reject", "default_plan",
-        cfg->default_plan, "max_body", (json_int_t)cfg->max_body, "workers", cfg->workers,
-        "redis", "url", redis_url_json(cfg->redis_url), "key_prefix", cfg->key_prefix,
-        "on_failure", cfg->on_failure == ON_FAILURE_CLOSED ? "closed" : "open", "upstreams", ups,
-        "pricing", "file", cfg->pricing_file, "models", (json_int_t)pricing_count(cfg->pricing),
+        cfg->default_plan, "max_body", (json_int_t)cfg->max_body, "workers", cfg->workers, "redis",
+        "url", redis_url_json(cfg->redis_url), "key_prefix", cfg->key_prefix, "on_failure",
+        cfg->on_failure == ON_FAILURE_CLOSED ? "closed" : "open", "upstreams", ups, "pricing",
+        "file", cfg->pricing_file, "models", (json_int_t)pricing_count(cfg->pricing),
         "unknown_model", unknown[cfg->unknown_model], "price_as", cfg->price_as_model, "records",
         "file", cfg->records_file, "redis_stream", cfg->redis_stream, "alerts", "webhook",
         secret(cfg->webhook), "thresholds", th, "plans", plans, "tenants", tenants);
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
-                   : NULL;
+    char *text =
+        o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     return text;
 }
@@ -511,7 +511,10 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *a = (struct admin){.base = base, .cfg = config_ref(cfg), .workers = workers, .n_workers = n_workers,
+    *a = (struct admin){.base = base,
+                        .cfg = config_ref(cfg),
+                        .workers = workers,
+                        .n_workers = n_workers,
                         .sink = sink};
     LIST_INIT(&a->jobs);
     a->limits = (struct client_limits){.max_header_size = 16384,
@@ -528,9 +531,9 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
         free(a);
         return NULL;
     }
-    a->listener = evconnlistener_new_bind(base, on_accept, a,
-                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-                                          (struct sockaddr *)&ss, len);
+    a->listener =
+        evconnlistener_new_bind(base, on_accept, a, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
+                                (struct sockaddr *)&ss, len);
     if (!a->listener) {
         snprintf(err, errlen, "admin_listen on %s: cannot bind", cfg->admin_listen);
         config_unref(a->cfg);

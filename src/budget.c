@@ -58,8 +58,8 @@ int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char
     return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 
-int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *suffix,
-                     time_t when)
+int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant,
+                     const char *suffix, time_t when)
 {
     if (!suffix || budget_key(buf, n, prefix, tenant, 'm', when) < 0)
         return -1;

@@ -77,8 +77,8 @@ int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char
 
 /* "{prefix}{tenant}:m:2026-11:SUFFIX" for a month breakdown hash, SUFFIX
  * one of BUDGET_BY_*; -1 as budget_key. */
-int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *suffix,
-                     time_t when) MUST_CHECK;
+int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant,
+                     const char *suffix, time_t when) MUST_CHECK;
 /* "{prefix}tenants:2026-11": the tenants settled in the month of when. */
 int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUST_CHECK;
 
@@ -86,8 +86,8 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUS
 #define BUDGET_BY_FEATURE "feature"
 #define BUDGET_BY_USER "user"
 #define BUDGET_BY_PLAN "plan"
-#define BUDGET_NO_NAME "-"             /* breakdown name of a request without one */
-#define BUDGET_MONTH_TTL_S 34560000    /* ~400 days, for year-over-year reports */
+#define BUDGET_NO_NAME "-"          /* breakdown name of a request without one */
+#define BUDGET_MONTH_TTL_S 34560000 /* ~400 days, for year-over-year reports */
 
 /* The hash fields, for readers of the counters (report, admin API). */
 #define BUDGET_F_COST "cost"

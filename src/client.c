@@ -51,8 +51,8 @@ enum client_state {
 struct client {
     struct event_base *base;
     struct bufferevent *bev;
-    struct event *timer;  /* the deadline of the current phase */
-    struct event *defer;  /* next request / close, on a fresh loop turn */
+    struct event *timer; /* the deadline of the current phase */
+    struct event *defer; /* next request / close, on a fresh loop turn */
     struct client_limits lim;
     struct client_hooks hooks;
     http_parser parser;
@@ -65,11 +65,11 @@ struct client {
     size_t hlen, hcap;
     size_t name_off[MAX_HEADERS], value_off[MAX_HEADERS];
     size_t nh;
-    size_t target_end;  /* hbuf[0..target_end) is the target */
-    bool in_value;      /* the last header callback was a value */
-    char prev[2];       /* the two bytes before the scan point (obs-fold check) */
-    bool head_scanned;  /* the blank line ending the headers was seen */
-    int error_status;   /* set by a parser callback that refuses the request */
+    size_t target_end; /* hbuf[0..target_end) is the target */
+    bool in_value;     /* the last header callback was a value */
+    char prev[2];      /* the two bytes before the scan point (obs-fold check) */
+    bool head_scanned; /* the blank line ending the headers was seen */
+    int error_status;  /* set by a parser callback that refuses the request */
     const char *error_msg;
     struct evbuffer *body;
     struct http_request req;
@@ -77,12 +77,12 @@ struct client {
     char *path;
 
     /* the response */
-    bool keep_alive;      /* the connection may carry another request */
-    bool chunked;         /* response body is chunked */
-    bool head;            /* the request was HEAD: the response has no body */
-    bool started;         /* status line written */
-    bool above_high;      /* told the handler to pause */
-    bool lingering;       /* output flushed, write side shut, draining input */
+    bool keep_alive; /* the connection may carry another request */
+    bool chunked;    /* response body is chunked */
+    bool head;       /* the request was HEAD: the response has no body */
+    bool started;    /* status line written */
+    bool above_high; /* told the handler to pause */
+    bool lingering;  /* output flushed, write side shut, draining input */
     const struct client_events *ev;
     void *ctx;
     LIST_ENTRY(client) link; /* on this thread's list, for client_close_all */
@@ -321,7 +321,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (!continues) {
         if (c->nh == 0 && hbuf_add(c, "", 1) < 0) /* terminate the target */
             return -1;
-        if (c->nh > 0 && hbuf_add(c, "", 1) < 0)  /* terminate the previous value */
+        if (c->nh > 0 && hbuf_add(c, "", 1) < 0) /* terminate the previous value */
             return -1;
         if (c->nh == MAX_HEADERS)
             return refuse(c, 431, "too many request headers");
@@ -484,8 +484,8 @@ static void framing_error(struct client *c, int status, const char *msg)
         int status;
         const char *code;
     } codes[] = {
-        {400, "bad_request"},    {405, "method_not_allowed"},       {413, "request_too_large"},
-        {417, "bad_request"},    {431, "request_header_too_large"}, {505, "http_version"},
+        {400, "bad_request"}, {405, "method_not_allowed"},       {413, "request_too_large"},
+        {417, "bad_request"}, {431, "request_header_too_large"}, {505, "http_version"},
         {503, "overloaded"},
     };
     const char *code = "bad_request";
@@ -549,9 +549,7 @@ static void parse_input(struct client *c)
             return;
         }
         if (err != HPE_OK || c->error_status) {
-            int status = c->error_status ? c->error_status
-                         : err == HPE_HEADER_OVERFLOW ? 431
-                                                      : 400;
+            int status = c->error_status ? c->error_status : err == HPE_HEADER_OVERFLOW ? 431 : 400;
             const char *msg = c->error_msg ? c->error_msg : http_errno_description(err);
             if (!c->error_msg && c->state == CS_BODY)
                 msg = "malformed request body framing (chunk size or length)";
@@ -654,27 +652,48 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Status";
     }
 }
 

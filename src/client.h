@@ -25,12 +25,12 @@ struct http_header {
 
 /* A complete request; owned by the client, valid until client_end. */
 struct http_request {
-    int method;            /* enum http_method of http_parser */
+    int method; /* enum http_method of http_parser */
     const char *method_name;
-    const char *target;    /* the request-target as received */
-    const char *path;      /* target without the query, NUL-terminated copy */
-    const char *query;     /* after '?', NULL if none */
-    int http_minor;        /* HTTP/1.x */
+    const char *target; /* the request-target as received */
+    const char *path;   /* target without the query, NUL-terminated copy */
+    const char *query;  /* after '?', NULL if none */
+    int http_minor;     /* HTTP/1.x */
     const struct http_header *headers;
     size_t n_headers;
     struct evbuffer *body; /* de-chunked */

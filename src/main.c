@@ -69,8 +69,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     admin_set_config(d->admin, cfg);
     config_unref(d->cfg);
     d->cfg = cfg;
-    log_info("reload: %s loaded (%zu plans, %zu tenants, %zu priced models)", d->path,
-             cfg->n_plans, cfg->n_tenants, pricing_count(cfg->pricing));
+    log_info("reload: %s loaded (%zu plans, %zu tenants, %zu priced models)", d->path, cfg->n_plans,
+             cfg->n_tenants, pricing_count(cfg->pricing));
 }
 
 static int check_config(const char *path)

@@ -5,8 +5,7 @@
 
 #include <string.h>
 
-int plan_resolve(const struct config *cfg, const char *tenant, const char *asked,
-                 struct plan *out)
+int plan_resolve(const struct config *cfg, const char *tenant, const char *asked, struct plan *out)
 {
     const struct cfg_tenant *t = config_tenant(cfg, tenant);
     const struct cfg_plan *p = NULL;

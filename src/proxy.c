@@ -43,7 +43,7 @@
 #include "upstream.h"
 #include "worker.h"
 
-#define ID_MAX 129           /* tenant, user, feature ids: up to 128 bytes */
+#define ID_MAX 129 /* tenant, user, feature ids: up to 128 bytes */
 #define MAX_SSE_EVENT (1 << 20)
 #define MAX_JSON_COPY (8 << 20) /* a non-streamed answer larger than this is estimated */
 #define MAX_RESP_HEADERS 64
@@ -60,14 +60,14 @@ enum req_state {
 
 struct req {
     struct worker *w;
-    struct client *client; /* NULL once the client is gone */
+    struct client *client;  /* NULL once the client is gone */
     struct generation *gen; /* config and pools as of the start, ref held */
     struct config *cfg;     /* gen->cfg */
     struct upstream_req *up;
-    struct redis_cmd *admit_cmd; /* admission in flight */
+    struct redis_cmd *admit_cmd;   /* admission in flight */
     const struct http_request *hr; /* the client's request, valid until client_end */
-    json_t *doc;                 /* the parsed body, while it may still be edited */
-    char *body;                  /* the body to forward when edited (owned), else NULL */
+    json_t *doc;                   /* the parsed body, while it may still be edited */
+    char *body;                    /* the body to forward when edited (owned), else NULL */
     struct plan plan_eff;
     struct route route;
     struct provider_call call;
@@ -81,7 +81,7 @@ struct req {
     bool last_dropped; /* the previous SSE event was kept from the client */
     bool forwarded;    /* the request went upstream: it is settled and billed */
     bool downgraded;
-    money_t remaining; /* budget left this month before the request; -1: unknown */
+    money_t remaining;    /* budget left this month before the request; -1: unknown */
     money_t spent_before; /* month's spend at admission; -1: not admitted through Redis */
     char model_requested[128];
     char downgrade_hdr[300];
@@ -89,8 +89,8 @@ struct req {
     char id[33];
     char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
     char endpoint[256];
-    struct timespec wall;  /* start, UTC */
-    struct timespec t0;    /* start, monotonic */
+    struct timespec wall; /* start, UTC */
+    struct timespec t0;   /* start, monotonic */
     double ttfb_ms;
 };
 
@@ -191,9 +191,10 @@ static int identity(const struct http_request *hr, const char *name, char *out, 
 
 static bool is_hop_by_hop(const char *name)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "trailer",    "transfer-encoding", "upgrade",
-                                      "proxy-authorization", "proxy-authenticate"};
+    static const char *const hop[] = {
+        "connection",        "keep-alive",        "proxy-connection", "te",
+        "trailer",           "transfer-encoding", "upgrade",          "proxy-authorization",
+        "proxy-authenticate"};
     for (size_t i = 0; i < ARRAY_LEN(hop); i++)
         if (strcasecmp(name, hop[i]) == 0)
             return true;
@@ -232,9 +233,9 @@ static bool drop_request_header(const struct req *r, const char *name, const cha
     for (size_t i = 0; i < ARRAY_LEN(identity_headers); i++)
         if (identity_headers[i] && strcasecmp(name, identity_headers[i]) == 0)
             return true;
-    if (r->route.up->api_key && (strcasecmp(name, "authorization") == 0 ||
-                                 strcasecmp(name, "x-api-key") == 0 ||
-                                 strcasecmp(name, "x-goog-api-key") == 0))
+    if (r->route.up->api_key &&
+        (strcasecmp(name, "authorization") == 0 || strcasecmp(name, "x-api-key") == 0 ||
+         strcasecmp(name, "x-goog-api-key") == 0))
         return true; /* the configured key replaces the client's */
     return false;
 }
@@ -246,8 +247,8 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
     struct evbuffer *b = evbuffer_new();
     if (!b)
         return NULL;
-    evbuffer_add_printf(b, "%s %s%s%s%s HTTP/1.1\r\n", hr->method_name, u->base_path,
-                        r->endpoint, hr->query ? "?" : "", hr->query ? hr->query : "");
+    evbuffer_add_printf(b, "%s %s%s%s%s HTTP/1.1\r\n", hr->method_name, u->base_path, r->endpoint,
+                        hr->query ? "?" : "", hr->query ? hr->query : "");
     bool default_port = u->port == (u->tls ? 443 : 80);
     if (default_port)
         evbuffer_add_printf(b, "Host: %s\r\n", u->host);
@@ -310,8 +311,8 @@ static int prepare_body(struct req *r, const struct http_request *hr)
     }
     if (bad_json && r->call.metered) {
         char msg[320];
-        snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)",
-                 jerr.text, jerr.position);
+        snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)", jerr.text,
+                 jerr.position);
         reject(r, 400, "invalid_json", msg, "bad_request");
         return -1;
     }
@@ -456,9 +457,8 @@ static void admit(struct req *r)
         return;
     }
     const struct plan *p = &r->plan_eff;
-    const char *down = p->base->on_exceed == ON_EXCEED_DOWNGRADE
-                           ? plan_downgrade(p, r->call.model)
-                           : NULL;
+    const char *down =
+        p->base->on_exceed == ON_EXCEED_DOWNGRADE ? plan_downgrade(p, r->call.model) : NULL;
     int64_t out_tokens =
         r->call.max_output_tokens > 0 ? r->call.max_output_tokens : DEFAULT_OUTPUT_ESTIMATE;
     struct admit a = {
@@ -509,7 +509,8 @@ static void block(struct req *r, const struct admit_result *res)
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
     /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
      * block must tell them not to */
-    const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"},
+    const struct http_header h[] = {{"Retry-After", ra},
+                                    {"x-should-retry", "false"},
                                     {"X-Tollgate-Request-Id", r->id},
                                     {"X-Tollgate-Tenant", r->tenant}};
     r->status = 429;
@@ -524,12 +525,12 @@ static void rate_limited(struct req *r, const struct admit_result *res)
 {
     char msg[256], ra[24];
     snprintf(msg, sizeof(msg), "tenant '%s' is over its %s limit (plan %s): retry shortly",
-             r->tenant, res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
+             r->tenant,
+             res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
              r->plan_eff.base->name);
     retry_after(ra, sizeof(ra), res->retry_after_s);
-    const struct http_header h[] = {{"Retry-After", ra},
-                                    {"X-Tollgate-Request-Id", r->id},
-                                    {"X-Tollgate-Tenant", r->tenant}};
+    const struct http_header h[] = {
+        {"Retry-After", ra}, {"X-Tollgate-Request-Id", r->id}, {"X-Tollgate-Tenant", r->tenant}};
     r->status = 429;
     r->outcome = "rate_limited";
     struct client *cl = r->client;
@@ -541,7 +542,8 @@ static void rate_limited(struct req *r, const struct admit_result *res)
 static int downgrade(struct req *r)
 {
     const char *to = plan_downgrade(&r->plan_eff, r->call.model);
-    if (!to || !r->doc || r->route.prov->set_model(r->doc, r->endpoint, sizeof(r->endpoint), to) < 0)
+    if (!to || !r->doc ||
+        r->route.prov->set_model(r->doc, r->endpoint, sizeof(r->endpoint), to) < 0)
         return -1;
     char *body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!body)
@@ -563,7 +565,8 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
         metrics_budget(r->w->metrics, "unverified");
         metrics_inc(r->w->metrics, METRIC_REDIS_ERRORS, 1);
         if (r->cfg->on_failure == ON_FAILURE_CLOSED) {
-            req_log(LOG_WARN, r->id, "budget store unreachable (%s): refusing (on_failure = closed)",
+            req_log(LOG_WARN, r->id,
+                    "budget store unreachable (%s): refusing (on_failure = closed)",
                     errstr ? errstr : "?");
             reject(r, 503, "budget_store_unavailable",
                    "the budget store is unreachable; try again shortly", "upstream_error");
@@ -659,8 +662,8 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
         out[k].name = "X-Tollgate-Downgraded";
         out[k++].value = r->downgrade_hdr;
     }
-    if (r->remaining >= 0 && money_format(r->remaining, r->remaining_hdr,
-                                          sizeof(r->remaining_hdr)) > 0) {
+    if (r->remaining >= 0 &&
+        money_format(r->remaining, r->remaining_hdr, sizeof(r->remaining_hdr)) > 0) {
         out[k].name = "X-Tollgate-Budget-Remaining";
         out[k++].value = r->remaining_hdr;
     }
@@ -771,7 +774,8 @@ static void upstream_failed(struct req *r, enum upstream_result res, const char 
         {UPSTREAM_HEAD_TIMEOUT, 504, "upstream_timeout", "the upstream did not answer in time"},
         {UPSTREAM_IDLE_TIMEOUT, 504, "upstream_timeout", "the upstream stalled"},
         {UPSTREAM_RESET, 502, "upstream_reset", "the upstream closed the connection"},
-        {UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response", "the upstream's answer was malformed"},
+        {UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response",
+         "the upstream's answer was malformed"},
     };
     int status = 502;
     const char *code = "upstream_error", *msg = "upstream error";
@@ -814,8 +818,7 @@ static void on_done(void *arg, enum upstream_result res, const char *errstr)
             r->stream_cut = true;
     } else if (r->json && !r->json_too_big) {
         size_t n = evbuffer_get_length(r->json);
-        r->route.prov->on_json(&r->meter, &r->call, (const char *)evbuffer_pullup(r->json, -1),
-                               n);
+        r->route.prov->on_json(&r->meter, &r->call, (const char *)evbuffer_pullup(r->json, -1), n);
     }
     if (r->client) {
         struct client *c = r->client;
@@ -965,8 +968,7 @@ static void finish(struct req *r)
         if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
             pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
         if (!pr) {
-            req_log(LOG_WARN, r->id, "model '%.100s' has no price: recorded unpriced",
-                    price_model);
+            req_log(LOG_WARN, r->id, "model '%.100s' has no price: recorded unpriced", price_model);
         }
     }
     money_t cost = pr ? pricing_cost(pr, &u) : 0;

@@ -12,10 +12,10 @@ struct cfg_upstream;
 struct provider;
 
 struct route {
-    size_t upstream;            /* index into config->upstreams */
+    size_t upstream; /* index into config->upstreams */
     const struct cfg_upstream *up;
     const struct provider *prov;
-    const char *endpoint;       /* path as sent upstream (prefix stripped), points into path */
+    const char *endpoint; /* path as sent upstream (prefix stripped), points into path */
 };
 
 enum route_result {

@@ -199,8 +199,7 @@ SSL_CTX *tls_server_new(const char *cert_file, const char *key_file, char *err, 
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "tls_key %s: %s", key_file,
-                 ERR_reason_error_string(ERR_get_error()));
+        snprintf(err, errlen, "tls_key %s: %s", key_file, ERR_reason_error_string(ERR_get_error()));
         goto fail;
     }
     return ctx;

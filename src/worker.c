@@ -239,8 +239,7 @@ static struct evconnlistener *listen_on(struct worker *w, const char *addr, evco
         return NULL;
     }
     struct evconnlistener *l = evconnlistener_new_bind(
-        w->base, cb, w,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
+        w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
         (struct sockaddr *)&ss, len);
     if (!l) {
         snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));

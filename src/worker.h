@@ -38,27 +38,27 @@ struct worker {
     pthread_t thread;
     struct event_base *base;
     struct evdns_base *dns;
-    struct generation *gen;          /* what new requests take */
+    struct generation *gen;            /* what new requests take */
     _Atomic(struct config *) next_cfg; /* main -> worker: a reloaded config */
     struct event *reload_ev;
     struct redis *redis;
-    struct journal *journal;         /* settlements Redis did not take */
-    struct alerter *alerter;         /* soft-limit webhooks */
-    long settles_pending;            /* settlements sent, not yet answered */
+    struct journal *journal; /* settlements Redis did not take */
+    struct alerter *alerter; /* soft-limit webhooks */
+    long settles_pending;    /* settlements sent, not yet answered */
     struct record_queue *records;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener; /* [server] tls_listen, NULL if off */
     struct ssl_ctx_st *tls;              /* its SSL_CTX */
-    struct event *stop_ev;           /* main -> worker: stop accepting, drain */
-    struct event *tick;              /* periodic: readiness, drain check */
+    struct event *stop_ev;               /* main -> worker: stop accepting, drain */
+    struct event *tick;                  /* periodic: readiness, drain check */
     struct client_limits limits;
     struct worker_stats stats;
-    struct metrics *metrics;         /* written by this worker only */
+    struct metrics *metrics; /* written by this worker only */
     atomic_bool redis_up;
     bool stopping;
-    bool busy_since_trim;            /* requests ran since the last malloc_trim */
+    bool busy_since_trim; /* requests ran since the last malloc_trim */
     struct timespec stop_deadline;
-    uint64_t rng;                    /* request ids */
+    uint64_t rng; /* request ids */
 };
 
 /* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it. */

@@ -138,7 +138,7 @@ static void statuses(const struct run *r, char *buf, size_t n)
 struct framing_case {
     const char *name;
     const char *input;
-    const char *want;   /* statuses of the responses, in order */
+    const char *want; /* statuses of the responses, in order */
     bool want_closed;
     int want_handled;
 };
@@ -187,9 +187,10 @@ static const struct framing_case cases[] = {
      POST("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") GET("\r\n"), "400",
      true, 0},
     {"body over max_body by length", POST("Content-Length: 101\r\n\r\n"), "413", true, 0},
-    {"body over max_body chunked", POST("Transfer-Encoding: chunked\r\n\r\n65\r\n"
-                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"),
+    {"body over max_body chunked",
+     POST("Transfer-Encoding: chunked\r\n\r\n65\r\n"
+          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"),
      "413", true, 0},
     {"expect 100-continue refused when too large",
      POST("Content-Length: 500\r\nExpect: 100-continue\r\n\r\n"), "413", true, 0},
@@ -199,8 +200,8 @@ static const struct framing_case cases[] = {
     {"obs-fold", GET("X-A: a\r\n b\r\n\r\n"), "400", true, 0},
     {"space in a header name", GET("X A: b\r\n\r\n"), "400", true, 0},
     {"empty header name", GET(": b\r\n\r\n"), "400", true, 0},
-    {"absolute-form target", "GET http://evil.example/v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
-     "400", true, 0},
+    {"absolute-form target", "GET http://evil.example/v1/models HTTP/1.1\r\nHost: x\r\n\r\n", "400",
+     true, 0},
     {"asterisk target", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", "400", true, 0},
     {"connect", "CONNECT evil.example:443 HTTP/1.1\r\nHost: x\r\n\r\n", "405", true, 0},
     {"http/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", true, 0},
@@ -240,10 +241,10 @@ static void test_framing_table(void)
         statuses(&r, got, sizeof(got));
         if (strcmp(got, fc->want) != 0 || r.closed != fc->want_closed ||
             handled != fc->want_handled) {
-            fprintf(stderr, "  case '%s': statuses '%s' (want '%s'), closed %d (want %d), "
-                            "handled %d (want %d)\n",
-                    fc->name, got, fc->want, r.closed, fc->want_closed, handled,
-                    fc->want_handled);
+            fprintf(stderr,
+                    "  case '%s': statuses '%s' (want '%s'), closed %d (want %d), "
+                    "handled %d (want %d)\n",
+                    fc->name, got, fc->want, r.closed, fc->want_closed, handled, fc->want_handled);
             check_failed_now = 1;
         }
     }
@@ -252,7 +253,8 @@ static void test_framing_table(void)
 /* Every split point of a chunked request gives the same body. */
 static void test_split_points(void)
 {
-    static const char req[] = POST("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    static const char req[] =
+        POST("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     size_t len = sizeof(req) - 1;
     for (size_t cut = 1; cut < len; cut += 7) {
         int sv[2];
@@ -282,7 +284,8 @@ static void test_split_points(void)
 /* Headers trickled one byte every 50 ms cannot outlive the 300 ms deadline. */
 static void test_slowloris(void)
 {
-    static const char req[] = GET("X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
+    static const char req[] =
+        GET("X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
     struct run r;
     exchange(req, sizeof(req) - 1, true, 700, &r);
     char got[64];
