@@ -2,19 +2,19 @@
  * refcounted struct config. One key table drives parsing, defaults,
  * validation, `tollgate -t`, the reload check and the docs test. Every
  * problem is reported as "file:line: message", all of them at once, so an
- * operator fixes a file in one pass. */
+ * operator fixes a file in one pass. The parsers for single values (sizes,
+ * durations, URLs, lists, env:) are in config_values.c. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "config_values.h"
 #include "log.h"
 #include "pricing.h"
 
@@ -84,17 +84,7 @@ struct key {
     const char *doc;
 };
 
-static int set_url(void *obj, const char *v, char *msg, size_t n);
-static int set_downgrade(void *obj, const char *v, char *msg, size_t n);
-static int set_unknown_model(void *obj, const char *v, char *msg, size_t n);
-static int set_log_format(void *obj, const char *v, char *msg, size_t n);
-static int set_thresholds(void *obj, const char *v, char *msg, size_t n);
-static int check_log_level(const char *v, char *msg, size_t n);
-static int check_redis_url(const char *v, char *msg, size_t n);
-static int check_webhook(const char *v, char *msg, size_t n);
 static int check_kind(const char *v, char *msg, size_t n);
-static int check_prefix(const char *v, char *msg, size_t n);
-static int check_name(const char *v, char *msg, size_t n);
 
 static const char *const missing_tenant_names[] = {"reject", "allow", NULL};
 static const char *const on_failure_names[] = {"open", "closed", NULL};
@@ -132,7 +122,7 @@ static const struct key keys[] = {
      .doc = "optional request header naming the plan; unset: off"},
     {S_SERVER, "missing_tenant", T_ENUM, CF(missing_tenant), "reject", 0,
      .names = missing_tenant_names, .doc = "reject (400) | allow (as tenant \"anonymous\")"},
-    {S_SERVER, "default_plan", T_STR, CF(default_plan), "free", 0, .check = check_name,
+    {S_SERVER, "default_plan", T_STR, CF(default_plan), "free", 0, .check = config_check_name,
      .doc = "plan of tenants without [tenant] section or plan header"},
     {S_SERVER, "max_body", T_SIZE, CF(max_body), "8m", 0, 1, GB,
      .doc = "largest request body, larger: 413"},
@@ -152,9 +142,9 @@ static const struct key keys[] = {
      .doc = "client not reading the response is cut after this"},
     {S_SERVER, "drain_timeout", T_DUR, CF(drain_timeout_ms), "30s", 0, 0, MS_MAX,
      .doc = "on SIGTERM, how long open streams may finish"},
-    {S_SERVER, "log_level", T_STR, CF(log_level), "info", 0, .check = check_log_level,
+    {S_SERVER, "log_level", T_STR, CF(log_level), "info", 0, .check = config_check_log_level,
      .doc = "error | warn | info | debug"},
-    {S_SERVER, "log_format", T_FUNC, 0, "plain", 0, .set = set_log_format,
+    {S_SERVER, "log_format", T_FUNC, 0, "plain", 0, .set = config_set_log_format,
      .doc = "plain | json (one object per line)"},
     {S_SERVER, "connect_timeout", T_DUR, CF(connect_timeout_ms), "10s", 0, 1, MS_MAX,
      .doc = "upstream TCP connect + TLS handshake"},
@@ -166,7 +156,7 @@ static const struct key keys[] = {
      .doc = "idle keep-alive connections per upstream per worker"},
 
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
-     .check = check_redis_url, .doc = "redis://host:port/db or unix:///path.sock"},
+     .check = config_check_redis_url, .doc = "redis://host:port/db or unix:///path.sock"},
     {S_REDIS, "key_prefix", T_STR, CF(key_prefix), "tollgate:", K_RESTART,
      .doc = "prefix of every Redis key"},
     {S_REDIS, "on_failure", T_ENUM, CF(on_failure), "open", 0, .names = on_failure_names,
@@ -176,11 +166,11 @@ static const struct key keys[] = {
     {S_REDIS, "journal_dir", T_STR, CF(journal_dir), "var/journal", K_RESTART,
      .doc = "on_failure = open: settlements Redis missed, replayed when it is back"},
 
-    {S_UPSTREAM, "url", T_FUNC, 0, NULL, 0, .set = set_url,
+    {S_UPSTREAM, "url", T_FUNC, 0, NULL, 0, .set = config_set_url,
      .doc = "https://host[:port][/base]; built-ins default to the provider's API"},
     {S_UPSTREAM, "kind", T_STR, UP(kind), NULL, K_OPT, .check = check_kind,
      .doc = "openai | anthropic | gemini dialect; default: the name, else openai"},
-    {S_UPSTREAM, "prefix", T_STR, UP(prefix), NULL, K_OPT, .check = check_prefix,
+    {S_UPSTREAM, "prefix", T_STR, UP(prefix), NULL, K_OPT, .check = config_check_prefix,
      .doc = "/NAME: requests under it go here, prefix stripped; required unless built-in"},
     {S_UPSTREAM, "api_key", T_STR, UP(api_key), NULL, K_OPT,
      .doc = "sent upstream instead of the client's key; unset: the client's key passes"},
@@ -189,7 +179,7 @@ static const struct key keys[] = {
 
     {S_PRICING, "file", T_STR, CF(pricing_file), "conf/pricing.conf", 0,
      .doc = "prices in USD per 1M tokens (INI, or LiteLLM JSON)"},
-    {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = set_unknown_model,
+    {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = config_set_unknown_model,
      .doc = "allow (record unpriced) | block (400) | price_as:MODEL"},
 
     {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART,
@@ -197,9 +187,9 @@ static const struct key keys[] = {
     {S_RECORDS, "redis_stream", T_STR, CF(redis_stream), NULL, K_OPT,
      .doc = "also XADD every record to this stream; unset: off"},
 
-    {S_ALERTS, "webhook", T_STR, CF(webhook), NULL, K_OPT, .check = check_webhook,
+    {S_ALERTS, "webhook", T_STR, CF(webhook), NULL, K_OPT, .check = config_check_webhook,
      .doc = "Slack-compatible JSON POST target; unset: off"},
-    {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = set_thresholds,
+    {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = config_set_thresholds,
      .doc = "percent of the monthly budget, each fired once per tenant per month"},
 
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
@@ -211,7 +201,7 @@ static const struct key keys[] = {
      .doc = "AI cost cap in USD per day (UTC); unset: none"},
     {S_PLAN, "on_exceed", T_ENUM, PL(on_exceed), "block", 0, .names = on_exceed_names,
      .doc = "block | downgrade (needs downgrade)"},
-    {S_PLAN, "downgrade", T_FUNC, 0, NULL, 0, .set = set_downgrade,
+    {S_PLAN, "downgrade", T_FUNC, 0, NULL, 0, .set = config_set_downgrade,
      .doc = "model rewrites once over budget: a > b, c > d"},
     {S_PLAN, "hard_limit", T_MONEY, PL(hard_limit), NULL, 0,
      .doc = "USD per month past which even downgraded calls are blocked"},
@@ -221,7 +211,7 @@ static const struct key keys[] = {
     {S_PLAN, "block_message", T_STR, PL(block_message), NULL, K_OPT,
      .doc = "error message when blocked; unset: a default naming the cap"},
 
-    {S_TENANT, "plan", T_STR, TN(plan), NULL, K_OPT, .check = check_name,
+    {S_TENANT, "plan", T_STR, TN(plan), NULL, K_OPT, .check = config_check_name,
      .doc = "the tenant's plan"},
     {S_TENANT, "budget_monthly", T_MONEY, TN(budget_monthly), NULL, 0,
      .doc = "overrides the plan's monthly cap, USD"},
@@ -314,228 +304,10 @@ static void fail_raw(struct parser *p, const char *lines)
     }
 }
 
-/* -------- small parsers -------- */
+/* -------- applying a value through the table -------- */
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
-static int parse_u64(const char *s, unsigned long long *out, const char **end)
-{
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    unsigned long long v = 0;
-    for (; isdigit((unsigned char)*s); s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (ULLONG_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    *end = s;
-    return 0;
-}
-
-int config_parse_size(const char *s, size_t *out)
-{
-    unsigned long long v, mul = 1;
-    const char *end;
-    if (!s || parse_u64(s, &v, &end) < 0)
-        return -1;
-    switch (tolower((unsigned char)*end)) {
-    case '\0':
-        break;
-    case 'k':
-        mul = 1ULL << 10;
-        end++;
-        break;
-    case 'm':
-        mul = 1ULL << 20;
-        end++;
-        break;
-    case 'g':
-        mul = 1ULL << 30;
-        end++;
-        break;
-    default:
-        return -1;
-    }
-    if (*end || v > SIZE_MAX / mul)
-        return -1;
-    *out = (size_t)(v * mul);
-    return 0;
-}
-
-int config_parse_duration_ms(const char *s, int *out)
-{
-    unsigned long long v, mul;
-    const char *end;
-    if (!s || parse_u64(s, &v, &end) < 0)
-        return -1;
-    if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else if (*end == '\0' && v == 0)
-        mul = 1; /* "0" needs no unit; any other bare number is ambiguous */
-    else
-        return -1;
-    if (v > (unsigned long long)INT_MAX / mul)
-        return -1;
-    *out = (int)(v * mul);
-    return 0;
-}
-
-static bool host_ok(const char *h, size_t len, bool v6)
-{
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)h[i];
-        if (v6 ? !(isxdigit(ch) || ch == ':' || ch == '.')
-               : !(isalnum(ch) || ch == '.' || ch == '-' || ch == '_' || ch == '*'))
-            return false;
-    }
-    return true;
-}
-
-static int parse_port(const char *s, size_t len, int *out)
-{
-    int v = 0;
-    if (len == 0 || len > 5)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* host:port, or [v6]:port. */
-static int parse_hostport(const char *s, size_t len, int *port)
-{
-    const char *colon;
-    if (len && s[0] == '[') {
-        const char *rb = memchr(s, ']', len);
-        if (!rb || !host_ok(s + 1, (size_t)(rb - s - 1), true) || rb + 1 >= s + len || rb[1] != ':')
-            return -1;
-        colon = rb + 1;
-    } else {
-        colon = memrchr(s, ':', len);
-        if (!colon || !host_ok(s, (size_t)(colon - s), false))
-            return -1;
-    }
-    return parse_port(colon + 1, len - (size_t)(colon + 1 - s), port);
-}
-
-int config_parse_url(const char *url, bool *tls, char **host, int *port, char **base_path)
-{
-    const char *p;
-    bool t;
-    if (strncmp(url, "https://", 8) == 0) {
-        t = true;
-        p = url + 8;
-    } else if (strncmp(url, "http://", 7) == 0) {
-        t = false;
-        p = url + 7;
-    } else {
-        return -1;
-    }
-    for (const char *q = p; *q; q++)
-        if (strchr("?#@\\", *q) || isspace((unsigned char)*q) || iscntrl((unsigned char)*q))
-            return -1;
-    size_t alen = strcspn(p, "/");
-    const char *hs = p, *he, *after;
-    bool v6 = p[0] == '[';
-    if (v6) {
-        const char *rb = memchr(p, ']', alen);
-        if (!rb)
-            return -1;
-        hs = p + 1;
-        he = rb;
-        after = rb + 1;
-    } else {
-        const char *colon = memchr(p, ':', alen);
-        he = colon ? colon : p + alen;
-        after = he;
-    }
-    if (!host_ok(hs, (size_t)(he - hs), v6))
-        return -1;
-    int pt = t ? 443 : 80;
-    if (after < p + alen) {
-        if (*after != ':' || parse_port(after + 1, (size_t)(p + alen - after - 1), &pt) < 0)
-            return -1;
-    }
-    const char *bp = p + alen;
-    size_t blen = strlen(bp);
-    while (blen && bp[blen - 1] == '/')
-        blen--;
-    char *h = strndup(hs, (size_t)(he - hs));
-    char *b = strndup(bp, blen);
-    if (!h || !b) {
-        free(h);
-        free(b);
-        return -1;
-    }
-    *tls = t;
-    *host = h;
-    *port = pt;
-    *base_path = b;
-    return 0;
-}
-
-/* -------- checks and setters named in the table -------- */
-
-static bool is_tchar(unsigned char ch)
-{
-    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static int check_log_level(const char *v, char *msg, size_t n)
-{
-    if (log_level_parse(v) >= 0)
-        return 0;
-    snprintf(msg, n, "'%s' is not one of error, warn, info, debug", v);
-    return -1;
-}
-
-static int check_redis_url(const char *v, char *msg, size_t n)
-{
-    if ((strncmp(v, "redis://", 8) == 0 && v[8]) || (strncmp(v, "unix://", 7) == 0 && v[7]))
-        return 0;
-    snprintf(msg, n, "expected redis://host:port/db or unix:///path.sock");
-    return -1;
-}
-
-static int check_webhook(const char *v, char *msg, size_t n)
-{
-    bool tls;
-    char *host, *base;
-    int port;
-    if (config_parse_url(v, &tls, &host, &port, &base) == 0) {
-        free(host);
-        free(base);
-        return 0;
-    }
-    /* Webhook URLs carry a secret in their path: never echo them. */
-    snprintf(msg, n, "expected an http:// or https:// URL");
-    return -1;
-}
-
+/* Upstream kinds are the built-in providers; the other value checks and
+ * setters named in the table are in config_values.c. */
 static int check_kind(const char *v, char *msg, size_t n)
 {
     for (size_t i = 0; i < ARRAY_LEN(builtins); i++)
@@ -545,236 +317,6 @@ static int check_kind(const char *v, char *msg, size_t n)
     return -1;
 }
 
-static int check_prefix(const char *v, char *msg, size_t n)
-{
-    if (v[0] != '/' || v[1] == '\0' || v[strlen(v) - 1] == '/') {
-        snprintf(msg, n, "must look like /name (a leading '/', no trailing '/')");
-        return -1;
-    }
-    for (const char *q = v; *q; q++) {
-        if (!isalnum((unsigned char)*q) && !strchr("/-._~", *q)) {
-            snprintf(msg, n, "may only hold letters, digits and / - . _ ~");
-            return -1;
-        }
-    }
-    size_t seg = strcspn(v + 1, "/");
-    if ((seg == 2 && strncmp(v + 1, "v1", 2) == 0) ||
-        (seg == 6 && strncmp(v + 1, "v1beta", 6) == 0)) {
-        snprintf(msg, n, "%s would take over the provider routes (/v1, /v1beta)", v);
-        return -1;
-    }
-    return 0;
-}
-
-/* Plan and tenant names: they appear in Redis keys and metrics labels. */
-static bool name_ok(const char *v)
-{
-    if (!*v || strlen(v) > 48)
-        return false;
-    for (const char *q = v; *q; q++)
-        if (!isalnum((unsigned char)*q) && !strchr("-._:@", *q))
-            return false;
-    return true;
-}
-
-static int check_name(const char *v, char *msg, size_t n)
-{
-    if (name_ok(v))
-        return 0;
-    snprintf(msg, n, "'%s' is not a valid name (letters, digits, - . _ : @)", v);
-    return -1;
-}
-
-static int set_url(void *obj, const char *v, char *msg, size_t n)
-{
-    struct cfg_upstream *u = obj;
-    bool tls;
-    char *host, *base, *url;
-    int port;
-    if (config_parse_url(v, &tls, &host, &port, &base) < 0) {
-        snprintf(msg, n, "'%s' is not http[s]://host[:port][/base]", v);
-        return -1;
-    }
-    if (!(url = strdup(v))) {
-        free(host);
-        free(base);
-        snprintf(msg, n, "out of memory");
-        return -1;
-    }
-    free(u->url);
-    free(u->host);
-    free(u->base_path);
-    u->url = url;
-    u->tls = tls;
-    u->host = host;
-    u->port = port;
-    u->base_path = base;
-    return 0;
-}
-
-static void free_downgrades(struct cfg_plan *pl)
-{
-    for (size_t i = 0; i < pl->n_downgrade; i++) {
-        free(pl->downgrade[i].from);
-        free(pl->downgrade[i].to);
-    }
-    free(pl->downgrade);
-    pl->downgrade = NULL;
-    pl->n_downgrade = 0;
-}
-
-static bool model_ok(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (isspace((unsigned char)*s) || iscntrl((unsigned char)*s) || *s == '>' || *s == ',')
-            return false;
-    return true;
-}
-
-/* "gpt-4o > gpt-4o-mini, claude-sonnet-4-5 > claude-haiku-4-5" */
-static int set_downgrade(void *obj, const char *v, char *msg, size_t n)
-{
-    struct cfg_plan *pl = obj;
-    struct cfg_plan tmp = {0};
-    char *copy = strdup(v), *save = NULL;
-    if (!copy)
-        goto oom;
-    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        char *gt = strchr(item, '>');
-        if (!gt || strchr(gt + 1, '>')) {
-            snprintf(msg, n, "expected 'from > to' pairs separated by ','");
-            goto fail;
-        }
-        *gt = '\0';
-        char *from = trim(item), *to = trim(gt + 1);
-        if (!model_ok(from) || !model_ok(to)) {
-            snprintf(msg, n, "expected 'from > to' pairs separated by ','");
-            goto fail;
-        }
-        if (strcmp(from, to) == 0) {
-            snprintf(msg, n, "%s is downgraded to itself", from);
-            goto fail;
-        }
-        for (size_t i = 0; i < tmp.n_downgrade; i++) {
-            if (strcmp(tmp.downgrade[i].from, from) == 0) {
-                snprintf(msg, n, "%s is listed twice", from);
-                goto fail;
-            }
-        }
-        struct cfg_downgrade *d =
-            realloc(tmp.downgrade, (tmp.n_downgrade + 1) * sizeof *tmp.downgrade);
-        if (!d)
-            goto oom;
-        tmp.downgrade = d;
-        d[tmp.n_downgrade].from = strdup(from);
-        d[tmp.n_downgrade].to = strdup(to);
-        tmp.n_downgrade++;
-        if (!d[tmp.n_downgrade - 1].from || !d[tmp.n_downgrade - 1].to)
-            goto oom;
-    }
-    free(copy);
-    free_downgrades(pl);
-    pl->downgrade = tmp.downgrade;
-    pl->n_downgrade = tmp.n_downgrade;
-    return 0;
-oom:
-    snprintf(msg, n, "out of memory");
-fail:
-    free(copy);
-    free_downgrades(&tmp);
-    return -1;
-}
-
-static int set_unknown_model(void *obj, const char *v, char *msg, size_t n)
-{
-    struct config *c = obj;
-    char *model = NULL;
-    enum unknown_model um;
-    if (strcmp(v, "allow") == 0) {
-        um = UNKNOWN_MODEL_ALLOW;
-    } else if (strcmp(v, "block") == 0) {
-        um = UNKNOWN_MODEL_BLOCK;
-    } else if (strncmp(v, "price_as:", 9) == 0) {
-        char *copy = strdup(v + 9);
-        if (!copy) {
-            snprintf(msg, n, "out of memory");
-            return -1;
-        }
-        char *m = trim(copy);
-        if (!model_ok(m) || !(model = strdup(m))) {
-            free(copy);
-            snprintf(msg, n, "price_as needs a model: price_as:gpt-4o");
-            return -1;
-        }
-        free(copy);
-        um = UNKNOWN_MODEL_PRICE_AS;
-    } else {
-        snprintf(msg, n, "'%s' is not one of allow, block, price_as:MODEL", v);
-        return -1;
-    }
-    free(c->price_as_model);
-    c->price_as_model = model;
-    c->unknown_model = um;
-    return 0;
-}
-
-static int set_log_format(void *obj, const char *v, char *msg, size_t n)
-{
-    struct config *c = obj;
-    if (strcmp(v, "plain") == 0 || strcmp(v, "json") == 0) {
-        c->log_json = v[0] == 'j';
-        return 0;
-    }
-    snprintf(msg, n, "'%s' is not one of plain, json", v);
-    return -1;
-}
-
-/* "80%, 100%": ascending percents of the monthly budget. */
-static int set_thresholds(void *obj, const char *v, char *msg, size_t n)
-{
-    struct config *c = obj;
-    int t[ARRAY_LEN(c->thresholds)];
-    size_t cnt = 0;
-    const char *s = v;
-    while (*s) {
-        while (isspace((unsigned char)*s))
-            s++;
-        unsigned long long x;
-        const char *end;
-        if (parse_u64(s, &x, &end) < 0 || x < 1 || x > 1000) {
-            snprintf(msg, n, "expected percents from 1%% to 1000%% separated by ','");
-            return -1;
-        }
-        s = end;
-        if (*s == '%')
-            s++;
-        while (isspace((unsigned char)*s))
-            s++;
-        if (*s && *s != ',') {
-            snprintf(msg, n, "expected percents from 1%% to 1000%% separated by ','");
-            return -1;
-        }
-        if (*s == ',')
-            s++;
-        if (cnt == ARRAY_LEN(t)) {
-            snprintf(msg, n, "at most %zu thresholds", ARRAY_LEN(t));
-            return -1;
-        }
-        if (cnt && (int)x <= t[cnt - 1]) {
-            snprintf(msg, n, "thresholds must be in ascending order");
-            return -1;
-        }
-        t[cnt++] = (int)x;
-    }
-    memcpy(c->thresholds, t, cnt * sizeof t[0]);
-    c->n_thresholds = cnt;
-    return 0;
-}
-
-/* -------- applying a value through the table -------- */
-
 static bool is_text(enum type t)
 {
     return t == T_STR || t == T_ADDR || t == T_HEADER || t == T_FILE;
@@ -782,7 +324,6 @@ static bool is_text(enum type t)
 
 static int set_text(char **field, const struct key *k, const char *v, char *msg, size_t n)
 {
-    int port;
     if (!*v) {
         if (!(k->flags & K_OPT)) {
             snprintf(msg, n, "needs a value");
@@ -792,30 +333,12 @@ static int set_text(char **field, const struct key *k, const char *v, char *msg,
         *field = NULL;
         return 0;
     }
-    switch (k->type) {
-    case T_ADDR:
-        if (parse_hostport(v, strlen(v), &port) < 0) {
-            snprintf(msg, n, "'%s' is not host:port", v);
-            return -1;
-        }
-        break;
-    case T_HEADER:
-        for (const char *q = v; *q; q++) {
-            if (!is_tchar((unsigned char)*q)) {
-                snprintf(msg, n, "'%s' is not a header name", v);
-                return -1;
-            }
-        }
-        break;
-    case T_FILE:
-        if (access(v, R_OK) < 0) {
-            snprintf(msg, n, "cannot read %s: %s", v, strerror(errno));
-            return -1;
-        }
-        break;
-    default:
-        break;
-    }
+    checker kind = k->type == T_ADDR     ? config_check_addr
+                   : k->type == T_HEADER ? config_check_header
+                   : k->type == T_FILE   ? config_check_file
+                                         : NULL;
+    if (kind && kind(v, msg, n) < 0)
+        return -1;
     if (k->check && k->check(v, msg, n) < 0)
         return -1;
     char *copy = strdup(v);
@@ -872,7 +395,7 @@ static int apply(void *obj, const struct key *k, const char *v, char *msg, size_
         return 0;
     case T_INT:
     case T_I64:
-        if (parse_u64(v, &u, &end) < 0 || *end) {
+        if (config_parse_u64(v, &u, &end) < 0 || *end) {
             snprintf(msg, n, "'%s' is not a whole number", v);
             return -1;
         }
@@ -884,21 +407,7 @@ static int apply(void *obj, const struct key *k, const char *v, char *msg, size_
             *(int64_t *)(void *)field = (int64_t)u;
         return 0;
     case T_ENUM:
-        for (int i = 0; k->names[i]; i++) {
-            if (strcmp(v, k->names[i]) == 0) {
-                *(int *)(void *)field = i;
-                return 0;
-            }
-        }
-        {
-            char list[128] = "";
-            for (int i = 0; k->names[i]; i++) {
-                size_t len = strlen(list);
-                snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", k->names[i]);
-            }
-            snprintf(msg, n, "'%s' is not one of %s", v, list);
-        }
-        return -1;
+        return config_parse_enum(v, k->names, (int *)(void *)field, msg, n);
     case T_MONEY:
         if (money_parse_usd(v, &m) < 0 || m < 0) {
             snprintf(msg, n, "'%s' is not a USD amount like 9 or 0.50", v);
@@ -1073,9 +582,9 @@ static const char *find_sep(const char *s, const char *chars)
 
 static void begin_section(struct parser *p, char *text)
 {
-    char *name = trim(text);
+    char *name = config_trim(text);
     size_t wlen = strcspn(name, " \t");
-    char *rest = trim(name + wlen);
+    char *rest = config_trim(name + wlen);
     name[wlen] = '\0';
     snprintf(p->label, sizeof p->label, "%s%s%s", name, *rest ? " " : "", rest);
     p->sect = S_NONE;
@@ -1102,7 +611,7 @@ static void begin_section(struct parser *p, char *text)
             return;
         }
         char msg[128];
-        if (check_name(rest, msg, sizeof msg) < 0) {
+        if (config_check_name(rest, msg, sizeof msg) < 0) {
             fail_at(p, p->line, "[%s]: %s", p->label, msg);
             return;
         }
@@ -1133,7 +642,7 @@ static bool scan_line(struct parser *p, char *s)
 {
     if (p->line == 1 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
         s += 3;
-    s = trim(s);
+    s = config_trim(s);
     if (!*s || strchr(ini_start_comment_prefixes, *s))
         return true;
     if (*s == '[') {
@@ -1220,25 +729,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
         fail_at(p, p->line, "out of memory");
         return 1;
     }
-    if (strncmp(value, "env:", 4) == 0) {
-        const char *var = value + 4;
-        while (isspace((unsigned char)*var))
-            var++;
-        const char *got = getenv(var);
-        if (!*var) {
-            fail_at(p, p->line, "%s: env: needs a variable name", name);
-            return 1;
-        }
-        if (!got) {
-            fail_at(p, p->line, "%s: environment variable %s is not set", name, var);
-            return 1;
-        }
-        if (!(env = strdup(got))) {
-            fail_at(p, p->line, "out of memory");
-            return 1;
-        }
-        value = trim(env);
+    if (config_resolve_env(name, value, &env, msg, sizeof msg) < 0) {
+        fail_at(p, p->line, "%s", msg);
+        return 1;
     }
+    if (env)
+        value = config_trim(env);
     if (apply(instance(p->c, p->sect, p->idx), k, value, msg, sizeof msg) < 0) {
         fail_at(p, p->line, "%s: %s", name, msg);
         p->seen[p->n_seen - 1].rejected = true;
@@ -1260,7 +756,7 @@ static void finish_upstreams(struct parser *p)
         if (config_upstream(c, builtins[b].name))
             continue;
         if (add_instance(c, S_UPSTREAM, builtins[b].name, &idx) < 0 ||
-            set_url(&c->upstreams[idx], builtins[b].url, msg, sizeof msg) < 0) {
+            config_set_url(&c->upstreams[idx], builtins[b].url, msg, sizeof msg) < 0) {
             fail_at(p, 0, "out of memory");
             return;
         }
@@ -1269,7 +765,7 @@ static void finish_upstreams(struct parser *p)
         struct cfg_upstream *u = &c->upstreams[i];
         bool builtin = builtin_url(u->name) != NULL;
         int head = i < in_file ? line_of(p, S_UPSTREAM, i, NULL) : 0;
-        if (!u->url && builtin && set_url(u, builtin_url(u->name), msg, sizeof msg) < 0)
+        if (!u->url && builtin && config_set_url(u, builtin_url(u->name), msg, sizeof msg) < 0)
             fail_at(p, head, "%s", msg);
         /* A url or prefix that was written but rejected is reported already. */
         if (!u->url && !builtin && !rejected(p, S_UPSTREAM, i, "url"))
@@ -1367,7 +863,7 @@ static void config_free(struct config *c)
     }
     for (size_t i = 0; i < c->n_plans; i++) {
         free_fields(&c->plans[i], S_PLAN);
-        free_downgrades(&c->plans[i]);
+        config_free_downgrades(&c->plans[i]);
         free(c->plans[i].name);
     }
     for (size_t i = 0; i < c->n_tenants; i++) {

@@ -12,7 +12,10 @@
  * day without traffic takes the plan of the nearest earlier day with
  * traffic, else the tenant's plan in the config today. A plan no longer in
  * the config counts as price 0. A day's revenue is its plan's monthly price
- * / days in the month. margin = revenue - cost; all amounts are nano-USD. */
+ * / days in the month. margin = revenue - cost; all amounts are nano-USD.
+ *
+ * report.c reads and computes, report_format.c renders (report_render,
+ * report_breakdown_render, report_tenant_json), report_cli.c is report_main. */
 #ifndef TOLLGATE_REPORT_H
 #define TOLLGATE_REPORT_H
 
@@ -97,6 +100,13 @@ struct report_breakdown *report_breakdown(struct redisContext *c, const struct c
                                           enum report_by by, char *err, size_t errlen) MUST_CHECK;
 void report_breakdown_free(struct report_breakdown *b);
 char *report_breakdown_render(const struct report_breakdown *b, enum report_format f) MUST_CHECK;
+/* The word for a breakdown ("model", "feature", "user", "day"): its hash in
+ * Redis, its JSON field, its --by value. A static string. */
+const char *report_by_name(enum report_by by);
+/* a += b, field by field. */
+void report_counts_add(struct report_counts *a, const struct report_counts *b);
+/* a / b rounded half away from zero; b > 0. */
+int64_t report_div_round(__int128 a, __int128 b);
 
 /* The admin API's /admin/api/tenants/{id} body for a month period. NULL
  * with *status 400 (day period), 404 (tenant unknown in that month) or 503
