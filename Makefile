@@ -1,5 +1,5 @@
 # tollgate: hand-written Makefile. Debian packages through pkg-config.
-# make run | test | asan | valgrind | bench | fuzz | format | format-check | clean
+# make run | test | asan | valgrind | bench | fuzz | demo | format | format-check | clean
 
 CC      ?= cc
 PKGS     = libevent libevent_openssl libevent_pthreads openssl hiredis inih jansson
@@ -22,7 +22,7 @@ WEB      = $(wildcard src/web/*)
 OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o $(BUILD)/web_assets.o
 UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test asan valgrind bench fuzz format format-check clean unit
+.PHONY: all deps run test asan valgrind bench fuzz demo format format-check clean unit
 all: $(BUILD)/tollgate $(UNIT)
 
 # Install missing Debian packages (when root) and the npm test clients.
@@ -84,6 +84,10 @@ valgrind: all
 
 bench: all
 	@bench/run.sh $(BUILD)/tollgate
+
+# A month of synthetic traffic for ~30 tenants, then the margin report.
+demo: all
+	@demo/run.sh $(BUILD)/tollgate
 
 # Fuzz targets (fuzz/): libFuzzer + ASan + UBSan with clang, else corpus replay with gcc.
 FUZZ_SECONDS ?= 300

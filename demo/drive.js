@@ -94,7 +94,6 @@ const pickWeighted = (mix) => {
   return mix[mix.length - 1];
 };
 const sleep = (n) => new Promise((r) => setTimeout(r, n));
-const usd = (n) => `$${n.toFixed(2)}`;
 
 function args() {
   const o = {};

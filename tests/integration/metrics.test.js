@@ -112,20 +112,26 @@ test('traffic through the SDKs: ok, streamed, upstream 500, blocked, rate limite
   }
   assert.ok(seen.rateLimited >= 1, 'rpm = 1 refused none of three calls');
 
-  // Every request has its record; then the counters catch up (bounded).
-  const sent = 14;
+  // Every request has its record (6 openai + 2 anthropic + 1 gemini + 3 block + 2 downgrade
+  // + 3 rpm); then the counters catch up (bounded).
+  const sent = 17;
   records = await env.tg.records(() => true, sent, h.ms(5000));
   assert.equal(records.length, sent, `records: ${records.length}`);
+  let last = 'no answer';
   await h.waitFor(async () => {
     const r = await getMetrics();
-    if (r.status !== 200) return false;
+    if (r.status !== 200) { last = `status ${r.status}`; return false; }
     const m = prom.parse(r.text);
     const total = m.samples('tollgate_requests_total').reduce((s, x) => s + x.value, 0);
-    if (total !== records.length || m.value('tollgate_inflight_requests') !== 0) return false;
+    const inflight = m.value('tollgate_inflight_requests');
+    last = `requests_total ${total}, inflight ${inflight}`;
+    if (total !== records.length || inflight !== 0) return false;
     metricsText = r.text;
     metrics = m;
     return true;
-  }, { timeout: h.ms(5000), what: `/metrics counting ${records.length} requests with none in flight` });
+  }, { timeout: h.ms(5000), what: `/metrics counting ${records.length} requests with none in flight` })
+    .catch((e) => { throw new Error(`${e.message}; last seen: ${last}`); });
+  assert.equal(env.tg.readRecords().length, sent, 'a record appeared after the metrics were read');
 });
 
 test('/metrics answers 200 text/plain version=0.0.4, parses strictly and has the contract\'s families', async () => {

@@ -393,7 +393,7 @@ describe('redis faults', () => {
     }
   });
 
-  test('D59 error replies (OOM: maxmemory 1, noeviction): open serves, closed 503; spend never recorded as zero, replayed once memory is back', { timeout: h.ms(60000) }, async () => {
+  test('D59 error replies (OOM: maxmemory 1, noeviction): open serves, closed never 429; spend never recorded as zero, replayed once memory is back', { timeout: h.ms(60000) }, async () => {
     const rc = await RedisCtl.reserve();
     await rc.start();
     const t = { oc: h.uniq('d59oc'), of: h.uniq('d59of'), cc: h.uniq('d59cc') };
