@@ -431,23 +431,49 @@ fail:
     return NULL;
 }
 
+struct releasing {
+    budget_cb cb;
+    void *arg;
+};
+
 static void on_released(struct redisReply *reply, const char *err, void *arg)
 {
-    /* Nobody waits: a lease that could not be released expires by itself. */
+    struct releasing *rl = arg;
     if (!reply)
-        log_debug("budget: release not done (%s): the lease will expire", err ? err : "?");
+        log_debug("budget: release not done (%s)", err ? err : "?");
+    if (rl) {
+        if (rl->cb)
+            rl->cb(reply != NULL, err, rl->arg);
+        free(rl);
+    }
 }
 
-void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
-                    const char *request_id)
+struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
+                                    const char *request_id, budget_cb cb, void *arg)
 {
     char marker[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
 
     pthread_once(&scripts_once, prepare_scripts);
     if (request_keys(key_prefix, tenant, request_id, marker, leases, lease) < 0)
-        return;
+        return NULL;
+    struct releasing *rl = malloc(sizeof(*rl));
+    if (!rl)
+        return NULL;
+    *rl = (struct releasing){cb, arg};
     const char *args[] = {leases, lease, request_id};
+    struct redis_cmd *cmd =
+        redis_eval(r, &release_script, on_released, rl, 2, (int)ARRAY_LEN(args), args, NULL);
+    if (!cmd)
+        free(rl);
+    else
+        redis_cmd_set_release(cmd, free); /* a cancelled release frees its context */
+    return cmd;
+}
+
+void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
+                    const char *request_id)
+{
     /* not queued: the same as a lost reply, the lease expires */
-    if (!redis_eval(r, &release_script, on_released, NULL, 2, (int)ARRAY_LEN(args), args, NULL))
+    if (!budget_release_cb(r, key_prefix, tenant, request_id, NULL, NULL))
         log_debug("budget: release not queued: the lease will expire");
 }

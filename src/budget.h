@@ -175,5 +175,11 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
  * Redis is unreachable the lease simply expires. */
 void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
                     const char *request_id);
+/* The same with an outcome: exactly one callback (ok: the release ran)
+ * unless NULL is returned (not queued). The release also leaves a
+ * tombstone, so an admission of the id that reaches Redis later reserves
+ * nothing: retrying a release is always safe. */
+struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
+                                    const char *request_id, budget_cb cb, void *arg) MUST_CHECK;
 
 #endif

@@ -561,6 +561,10 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     struct req *r = arg;
     r->admit_cmd = NULL;
     if (!res) {
+        /* the script may still run once Redis answers again: release now
+         * (or once Redis is back), which also stops that late admission
+         * from reserving */
+        worker_release(r->w, r->cfg->key_prefix, r->tenant, r->id);
         /* the budget store did not answer in time */
         metrics_budget(r->w->metrics, "unverified");
         metrics_inc(r->w->metrics, METRIC_REDIS_ERRORS, 1);
@@ -932,12 +936,24 @@ static void settle(struct req *r, money_t cost, const struct usage *u)
 static void final_usage(struct req *r, struct usage *u)
 {
     *u = r->meter.usage;
-    if (!r->call.metered || u->seen || !r->forwarded)
+    if (!r->call.metered || !r->forwarded)
+        return;
+    /* usage is final once the answer is whole (a JSON body, or a stream up
+     * to its completion marker); Anthropic and Gemini streams report
+     * partial counts on the way, which are not the bill */
+    if (u->seen && (!r->call.stream || r->meter.done))
         return;
     bool answered = r->status >= 200 && r->status < 300;
     bool unanswered = r->status == 499; /* the client left before the answer */
     if (!answered && !unanswered)
-        return; /* an upstream error answer bills nothing */
+        return;    /* an upstream error answer bills nothing */
+    if (u->seen) { /* the provider's input count, the output estimated */
+        int64_t out = provider_estimate_tokens(r->meter.text_bytes);
+        if (out > u->output)
+            u->output = out;
+        u->estimated = true;
+        return;
+    }
     u->input = r->call.est_input_tokens;
     u->output = provider_estimate_tokens(r->meter.text_bytes);
     u->estimated = true;

@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 
 #include "alert.h"
+#include "budget.h"
 #include "config.h"
 #include "journal.h"
 #include "log.h"
@@ -67,6 +68,64 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     log_warn("worker %d: accept: %s", w->id, evutil_socket_error_to_string(e));
 }
 
+struct release_ctx {
+    struct worker *w;
+    struct pending_release p;
+};
+
+static void keep_release(struct worker *w, const struct pending_release *p)
+{
+    if (w->n_releases == WORKER_MAX_RELEASES) {
+        log_warn("worker %d: too many releases waiting for Redis: dropping one (its lease "
+                 "expires by itself)",
+                 w->id);
+        return;
+    }
+    w->releases[w->n_releases++] = *p;
+}
+
+static void released(bool ok, const char *err, void *arg)
+{
+    struct release_ctx *rc = arg;
+    if (!ok)
+        keep_release(rc->w, &rc->p); /* retried from the tick */
+    free(rc);
+}
+
+static bool send_release(struct worker *w, const struct pending_release *p)
+{
+    struct release_ctx *rc = malloc(sizeof(*rc));
+    if (!rc)
+        return false;
+    rc->w = w;
+    rc->p = *p;
+    if (!budget_release_cb(w->redis, p->prefix, p->tenant, p->id, released, rc)) {
+        free(rc);
+        return false;
+    }
+    return true;
+}
+
+void worker_release(struct worker *w, const char *prefix, const char *tenant, const char *id)
+{
+    struct pending_release p;
+    snprintf(p.prefix, sizeof(p.prefix), "%s", prefix);
+    snprintf(p.tenant, sizeof(p.tenant), "%s", tenant);
+    snprintf(p.id, sizeof(p.id), "%s", id);
+    if (!send_release(w, &p))
+        keep_release(w, &p);
+}
+
+/* From the tick, while Redis answers: send what waited. */
+static void retry_releases(struct worker *w)
+{
+    size_t n = w->n_releases;
+    w->n_releases = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!send_release(w, &w->releases[i]))
+            keep_release(w, &w->releases[i]);
+}
+
 static bool past(const struct timespec *deadline)
 {
     struct timespec now;
@@ -89,6 +148,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         w->busy_since_trim = true;
     }
     journal_tick(w->journal, w->redis);
+    if (w->n_releases && redis_connected(w->redis))
+        retry_releases(w);
     atomic_store(&w->stats.journal_pending, (long)journal_pending(w->journal));
     if (!w->stopping)
         return;
@@ -284,6 +345,11 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
     w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
     if (!w->redis)
         goto fail;
+    w->releases = calloc(WORKER_MAX_RELEASES, sizeof(*w->releases));
+    if (!w->releases) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     w->journal = journal_open(w->base, cfg->journal_dir, w->id, err, errlen);
     if (!w->journal)
         goto fail;
@@ -370,5 +436,6 @@ void worker_join(struct worker *w)
     if (w->base)
         event_base_free(w->base);
     metrics_free(w->metrics);
+    free(w->releases);
     free(w);
 }

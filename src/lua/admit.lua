@@ -65,6 +65,12 @@ local function give_back(lkey)
     end
 end
 
+-- A request released before its admission got here (tollgate gave up
+-- waiting and released it): admitting it now would reserve for nothing.
+if redis.call('HEXISTS', KEYS[4], 'released') == 1 then
+    return {'block', 'none', '0', '0', '0', '0'}
+end
+
 -- (a) Leases whose tollgate never settled them. Bounded per call, so one
 -- admit after a mass crash stays short; the next admits take the rest.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, 1000)

@@ -5,6 +5,9 @@
 -- KEYS[1] leases zset  KEYS[2] this request's lease hash
 -- ARGV[1] request id
 -- Returns 1 when a lease was released, 0 when there was none.
+-- Either way the lease hash is left as a tombstone ("released") for an
+-- hour: an admission of the same id that reaches Redis later (it timed out
+-- in tollgate, which then refused or served the request) must not reserve.
 -- The lease names its month and day hashes and tpm bucket (same hash tag,
 -- so same cluster slot); those keys are not in KEYS.
 -- By hand: redis-cli --eval src/lua/release.lua \
@@ -18,9 +21,18 @@ local function neg(s)
     return '-' .. s
 end
 
+local TOMBSTONE_S = 3600
+
+local function tombstone()
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], 'released', '1')
+    redis.call('EXPIRE', KEYS[2], TOMBSTONE_S)
+end
+
 redis.call('ZREM', KEYS[1], ARGV[1])
 local l = redis.call('HMGET', KEYS[2], 'est', 'mkey', 'dkey', 'tkey', 'tokens', 'capped')
 if not l[1] then
+    tombstone()
     return 0
 end
 redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
@@ -37,5 +49,5 @@ if l[4] and redis.call('EXISTS', l[4]) == 1 then
         redis.call('INCRBY', l[4], string.format('%d', -take))
     end
 end
-redis.call('DEL', KEYS[2])
+tombstone()
 return 1

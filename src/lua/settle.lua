@@ -27,6 +27,18 @@
 --   'tollgate:{acme}:m:2026-11:plan' , 405000 1000 200 500 0 0 691200 1500 r1 \
 --   gpt-4o-mini summary u_1 pro 22
 
+-- A write that fails after the marker is set would abort the script with the
+-- marker kept and the spend lost (a replay would see "settled"): refuse up
+-- front any counter key of the wrong type, before anything is written.
+for i = 2, #KEYS do
+    if i ~= 4 and i ~= 5 then
+        local t = redis.call('TYPE', KEYS[i]).ok
+        if t ~= 'none' and t ~= 'hash' then
+            return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t .. ', not a hash')
+        end
+    end
+end
+
 -- HINCRBY rejects "-0", so amounts are negated as strings.
 local function neg(s)
     if s == '0' then

@@ -720,12 +720,20 @@ static void test_release(void)
     CHECK(wait_for(e.base, reserved_is, &p, 5000));
     wait_for(e.base, NULL, NULL, 20); /* an outstanding poll, if any */
     lease_key(lk, sizeof(lk), &k, "x1");
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    /* what is left of the lease is a tombstone that stops a late admit */
+    CHECK_INT(hget(e.base, e.r, lk, "est"), 0);
+    CHECK_INT(hget(e.base, e.r, lk, "released"), 1);
     CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1); /* x2 */
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 1000);
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "requests"), 0);
+    /* an admission of x1 arriving after its release reserves nothing */
+    a.request_id = "x1";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
+    a.request_id = "x3";
     /* the room is back: x3 now fits whole; a second release is harmless */
     got = admit_wait(e.base, e.r, &a);
     CHECK_INT(got.res.decision, BUDGET_ADMIT);
