@@ -273,6 +273,7 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     w->gen = g;
     set_limits(w, g->cfg);
     worker_gen_unref(old);
+    log_info("worker %d: new requests use the reloaded config", w->id);
 }
 
 void worker_reload(struct worker *w, struct config *cfg)

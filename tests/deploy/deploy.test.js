@@ -515,6 +515,8 @@ test('Dockerfile: the runtime packages provide every library the binary links (D
         const lib = m[1];
         if (/\/(libc|libm|libpthread|libdl|ld-linux[^/]*)\.so/.test(lib) || /\/libc\.so/.test(lib))
             continue; // libc6: in every Debian image
+        if (/\/lib(asan|ubsan|lsan|tsan)\.so/.test(lib))
+            continue; // sanitizer runtimes: only in `make asan` builds, never in the image
         const real = fs.realpathSync(lib);
         let owner = '';
         for (const p of [lib, real, lib.replace(/^\/lib\//, '/usr/lib/'), real.replace(/^\/lib\//, '/usr/lib/')]) {

@@ -136,13 +136,15 @@ describe('lifecycle', () => {
       });
 
       const loaded0 = count(tg, /reload: .* loaded/);
+      const applied0 = count(tg, /worker \d+: new requests use the reloaded config/);
       await h.sleep(h.ms(600));
       // v2: the tiny plan's budget raised, rpm of two plans changed.
       const v2 = { ...v1, 'plan tiny': { budget_monthly: '100' }, 'plan metered': { rpm: '50000' }, 'plan limited': { rpm: '2' } };
       fs.writeFileSync(tg.configFile, h.renderConfig(tg.cfg, v2).text);
       tg.proc.child.kill('SIGHUP');
       await h.waitFor(() => count(tg, /reload: .* loaded/) > loaded0, { timeout: h.ms(3000), what: 'reload: ... loaded in stderr' });
-      await h.sleep(50); // workers pick the new config up on their next loop turn
+      // every worker (2) has swapped in the new config
+      await h.waitFor(() => count(tg, /worker \d+: new requests use the reloaded config/) >= applied0 + 2, { timeout: h.ms(3000), what: 'both workers applied the reload' });
 
       const c = await request(tg.port, false, tiny, 'mock:tokens=10,10', 'gpt-4o');
       assert.equal(c.status, 200, `after raising the budget the tenant is admitted: ${c.status} ${JSON.stringify(c.json)}`);

@@ -126,7 +126,7 @@ static void test_round_trip(void)
 
 static void test_format_small_buffer(void)
 {
-    char buf[8];
+    char buf[16];
     CHECK_INT(money_format(1500000000, buf, sizeof(buf)), 3);
     CHECK_STR(buf, "1.5");
     CHECK_INT(money_format(405000, buf, 8), -1); /* "0.000405" needs 9 bytes */
