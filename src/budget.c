@@ -145,6 +145,26 @@ static void on_noted(struct redisReply *reply, const char *err, void *arg)
         log_debug("budget: tenants set not updated (%s)", err ? err : "?");
 }
 
+/* Tenants this thread has put in the month's set within the last minute: a
+ * small direct-mapped cache of key hashes, so a busy tenant costs two
+ * commands a minute per worker, not two per request. Entries age out so a
+ * Redis restarted empty learns the tenant again within a minute; a
+ * collision only sends again. */
+#define NOTED_SLOTS 4096
+static _Thread_local uint64_t noted[NOTED_SLOTS];
+static _Thread_local time_t noted_at[NOTED_SLOTS];
+
+static uint64_t fnv1a(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h | 1; /* never 0: 0 marks an empty slot */
+}
+
 /* Adds the tenant to the month's tenant set (not under its hash tag, so not
  * in the script: on a Cluster it lives in another slot). Fire and forget. */
 static void note_tenant(struct redis *r, const struct settle *s)
@@ -152,6 +172,13 @@ static void note_tenant(struct redis *r, const struct settle *s)
     char key[KEY_MAX], ttl[24];
     if (budget_tenants_key(key, sizeof(key), s->key_prefix, s->when) < 0)
         return;
+    uint64_t h = fnv1a(key, s->tenant);
+    time_t now = time(NULL);
+    size_t slot = h % NOTED_SLOTS;
+    if (noted[slot] == h && now - noted_at[slot] < 60)
+        return;
+    noted[slot] = h;
+    noted_at[slot] = now;
     snprintf(ttl, sizeof(ttl), "%d", BUDGET_MONTH_TTL_S);
     const char *sadd[] = {"SADD", key, s->tenant};
     const char *expire[] = {"EXPIRE", key, ttl};

@@ -22,6 +22,9 @@ struct provider_call {
     bool metered;              /* a priced endpoint */
     bool stream;               /* the answer is an SSE stream */
     bool strip_usage;          /* prepare added include_usage: drop the usage-only chunk */
+    bool splice_usage;         /* the body has no stream_options: the proxy inserts
+                                  "stream_options":{"include_usage":true} as text, which
+                                  spares re-serialising the whole body */
     char model[128];           /* from the body (gemini: from the path); "" if none */
     int64_t est_input_tokens;  /* estimated from the body text */
     int64_t max_output_tokens; /* requested bound on output, 0 if none */

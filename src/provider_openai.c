@@ -45,6 +45,11 @@ static int want_usage(struct provider_call *call, json_t *body, bool *modified, 
     }
     if (json_is_true(json_object_get(so, "include_usage")))
         return 0;
+    call->strip_usage = true;
+    if (!so) { /* absent: inserted as text by the proxy (provider.h) */
+        call->splice_usage = true;
+        return 0;
+    }
     if (!json_is_object(so)) {
         so = json_object();
         if (json_object_set_new(body, "stream_options", so) < 0)
@@ -53,7 +58,6 @@ static int want_usage(struct provider_call *call, json_t *body, bool *modified, 
     if (json_object_set_new(so, "include_usage", json_true()) < 0)
         goto fail;
     *modified = true;
-    call->strip_usage = true;
     return 0;
 fail:
     snprintf(err, errlen, "out of memory while preparing the request");

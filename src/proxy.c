@@ -240,6 +240,15 @@ static bool drop_request_header(const struct req *r, const char *name, const cha
     return false;
 }
 
+/* printf-free: a header line is four appends */
+static void add_header(struct evbuffer *b, const char *name, const char *value)
+{
+    evbuffer_add(b, name, strlen(name));
+    evbuffer_add(b, ": ", 2);
+    evbuffer_add(b, value, strlen(value));
+    evbuffer_add(b, "\r\n", 2);
+}
+
 static struct evbuffer *build_upstream_request(struct req *r, const struct http_request *hr,
                                                const char *body, size_t body_len)
 {
@@ -258,7 +267,7 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
     for (size_t i = 0; i < hr->n_headers; i++) {
         const struct http_header *h = &hr->headers[i];
         if (!drop_request_header(r, h->name, conn))
-            evbuffer_add_printf(b, "%s: %s\r\n", h->name, h->value);
+            add_header(b, h->name, h->value);
     }
     if (u->api_key) {
         if (strcmp(u->kind, "anthropic") == 0)
@@ -270,11 +279,38 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
     }
     /* identity: usage must be readable from the answer */
     evbuffer_add_printf(b, "Accept-Encoding: identity\r\n");
+    /* the member a stream needs for its usage chunk, inserted right after
+     * the object's opening brace (provider.h, splice_usage) */
+    static const char usage_member[] = "\"stream_options\":{\"include_usage\":true}";
+    size_t open_at = body_len, extra = 0;
+    bool comma = false;
+    if (r->call.splice_usage) {
+        open_at = 0;
+        while (open_at < body_len && strchr(" \t\r\n", body[open_at]))
+            open_at++;
+        if (open_at < body_len && body[open_at] == '{') {
+            size_t next = open_at + 1;
+            while (next < body_len && strchr(" \t\r\n", body[next]))
+                next++;
+            comma = next < body_len && body[next] != '}';
+            extra = sizeof(usage_member) - 1 + comma;
+        } else {
+            open_at = body_len; /* not an object: prepare refused it already */
+        }
+    }
     if (body_len > 0 || hr->method == HTTP_POST || hr->method == HTTP_PUT ||
         hr->method == HTTP_PATCH)
-        evbuffer_add_printf(b, "Content-Length: %zu\r\n", body_len);
+        evbuffer_add_printf(b, "Content-Length: %zu\r\n", body_len + extra);
     evbuffer_add(b, "\r\n", 2);
-    evbuffer_add(b, body, body_len);
+    if (extra) {
+        evbuffer_add(b, body, open_at + 1);
+        evbuffer_add(b, usage_member, sizeof(usage_member) - 1);
+        if (comma)
+            evbuffer_add(b, ",", 1);
+        evbuffer_add(b, body + open_at + 1, body_len - open_at - 1);
+    } else {
+        evbuffer_add(b, body, body_len);
+    }
     return b;
 }
 
