@@ -142,7 +142,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
      * follows the load down (glibc keeps them per thread arena otherwise) */
     long now_inflight = atomic_load(&w->stats.inflight);
     if (now_inflight == 0 && w->busy_since_trim) {
+#ifndef __SANITIZE_ADDRESS__ /* ASan's allocator is not glibc's: nothing to trim */
         malloc_trim(0);
+#endif
         w->busy_since_trim = false;
     } else if (now_inflight > 0) {
         w->busy_since_trim = true;

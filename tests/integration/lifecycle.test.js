@@ -157,7 +157,7 @@ describe('lifecycle', () => {
         const rs = [];
         for (let i = 0; i < 3; i++) rs.push(await request(tg.port, false, lt, 'mock:tokens=5,1', 'gpt-4o-mini', { 'X-Tenant-Plan': 'limited' }));
         if (new Date().getUTCMinutes() !== m0) continue;
-        assert.deepEqual(rs.map((r) => r.status), [200, 200, 429], 'rpm = 2 applies after the reload');
+        assert.deepEqual(rs.map((r) => r.status), [200, 200, 429], `rpm = 2 applies after the reload; tollgate said: ${tg.stderr.split('\n').filter((l) => /unreachable|timeout|reload|worker/.test(l)).slice(-12).join(' | ')}`);
         assert.equal(rs[2].json.error.code, 'rate_limit_exceeded');
         limitedOk = true;
       }
