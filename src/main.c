@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pricing.h"
 #include "record.h"
+#include "tls.h"
 #include "report.h"
 #include "worker.h"
 
@@ -47,6 +48,17 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(d->base);
 }
 
+/* Loads the upstreams' trust stores here, on the main thread, so workers
+ * building their TLS contexts find them cached and their loops never stall
+ * on parsing certificates. */
+static int prepare_tls(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (cfg->upstreams[i].tls && tls_client_prepare(cfg->upstreams[i].ca_file, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
 /* SIGHUP: build the new config to the side; if it is valid, hand it to every
  * worker (new requests use it, requests in flight keep theirs); if not, keep
  * serving with the old one and say why, file:line. */
@@ -59,6 +71,11 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
             log_error("reload: %s", line);
         log_error("reload failed: keeping the previous config");
+        return;
+    }
+    if (prepare_tls(cfg, err, sizeof(err)) < 0) {
+        log_error("reload: %s; keeping the previous config", err);
+        config_unref(cfg);
         return;
     }
     char keys[512];
@@ -112,6 +129,10 @@ static int run(const char *path)
     d.sink = record_sink_open(d.cfg->records_file, err, sizeof(err));
     if (!d.sink) {
         log_error("records: %s", err);
+        goto fail;
+    }
+    if (prepare_tls(d.cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
         goto fail;
     }
     long n = d.cfg->workers > 0 ? d.cfg->workers : sysconf(_SC_NPROCESSORS_ONLN);

@@ -8,6 +8,9 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <pthread.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +45,78 @@ static void openssl_reason(const char *what, char *err, size_t errlen)
     ERR_clear_error();
 }
 
+/* Trust stores, built once per CA file and shared by every context (an
+ * X509_STORE is reference counted and safe to share across threads).
+ * Loading the system bundle parses ~150 certificates; doing it for every
+ * upstream of every worker on every reload stalled the workers' loops long
+ * enough to time out their Redis commands. Keyed by the file's path, size
+ * and mtime, so a replaced ca_file is read again on the next reload; the
+ * system store is read once per process. */
+#define MAX_STORES 32
+static pthread_mutex_t stores_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char path[512]; /* "" for the system store alone */
+    time_t mtime;
+    off_t size;
+    X509_STORE *store;
+} stores[MAX_STORES];
+static size_t n_stores;
+
+/* Returns a new reference to the store for ca_file (NULL: system CAs only). */
+static X509_STORE *store_for(const char *ca_file, char *err, size_t errlen)
+{
+    struct stat st = {0};
+    if (ca_file && stat(ca_file, &st) != 0) {
+        snprintf(err, errlen, "cannot load ca_file %s: %s", ca_file, strerror(errno));
+        return NULL;
+    }
+    const char *key = ca_file ? ca_file : "";
+    X509_STORE *found = NULL;
+    pthread_mutex_lock(&stores_lock);
+    for (size_t i = 0; i < n_stores && !found; i++)
+        if (strcmp(stores[i].path, key) == 0 && stores[i].mtime == st.st_mtime &&
+            stores[i].size == st.st_size)
+            found = stores[i].store;
+    if (found && X509_STORE_up_ref(found) == 1) {
+        pthread_mutex_unlock(&stores_lock);
+        return found;
+    }
+    X509_STORE *store = X509_STORE_new();
+    if (!store || X509_STORE_set_default_paths(store) != 1) {
+        openssl_reason("loading the system CA store", err, errlen);
+        goto fail;
+    }
+    if (ca_file && X509_STORE_load_file(store, ca_file) != 1) {
+        char what[600];
+        snprintf(what, sizeof(what), "cannot load ca_file %s", ca_file);
+        openssl_reason(what, err, errlen);
+        goto fail;
+    }
+    if (n_stores < MAX_STORES && strlen(key) < sizeof(stores[0].path) &&
+        X509_STORE_up_ref(store) == 1) {
+        snprintf(stores[n_stores].path, sizeof(stores[0].path), "%s", key);
+        stores[n_stores].mtime = st.st_mtime;
+        stores[n_stores].size = st.st_size;
+        stores[n_stores].store = store; /* the cache's reference */
+        n_stores++;
+    }
+    pthread_mutex_unlock(&stores_lock);
+    return store;
+fail:
+    pthread_mutex_unlock(&stores_lock);
+    X509_STORE_free(store);
+    return NULL;
+}
+
+int tls_client_prepare(const char *ca_file, char *err, size_t errlen)
+{
+    X509_STORE *store = store_for(ca_file, err, errlen);
+    if (!store)
+        return -1;
+    X509_STORE_free(store);
+    return 0;
+}
+
 struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
 {
     struct tls_client *tc = calloc(1, sizeof(*tc));
@@ -54,16 +129,10 @@ struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
         openssl_reason("SSL_CTX_new", err, errlen);
         goto fail;
     }
-    if (SSL_CTX_set_default_verify_paths(tc->ctx) != 1) {
-        openssl_reason("loading the system CA store", err, errlen);
+    X509_STORE *store = store_for(ca_file, err, errlen);
+    if (!store)
         goto fail;
-    }
-    if (ca_file && SSL_CTX_load_verify_locations(tc->ctx, ca_file, NULL) != 1) {
-        char what[300];
-        snprintf(what, sizeof(what), "cannot load ca_file %s", ca_file);
-        openssl_reason(what, err, errlen);
-        goto fail;
-    }
+    SSL_CTX_set_cert_store(tc->ctx, store); /* takes our reference */
     SSL_CTX_set_verify(tc->ctx, SSL_VERIFY_PEER, NULL);
     /* OpenSSL 3 reports a close without close_notify as a fatal error that
      * libevent's allow_dirty_shutdown does not recognise, and the fatal alert

@@ -19,6 +19,10 @@ struct tls_client;
  * reason to err when the CA bundle cannot be loaded or OpenSSL fails. */
 struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen) MUST_CHECK;
 void tls_client_free(struct tls_client *tc);
+/* Loads (and caches) the trust store for ca_file ahead of time, so the
+ * workers' tls_client_new finds it ready: the main thread calls it for each
+ * upstream before a (re)load reaches the workers. 0, or -1 with err. */
+int tls_client_prepare(const char *ca_file, char *err, size_t errlen) MUST_CHECK;
 
 /* A new SSL for one connection to host: hostname (or IP for a literal)
  * verification, SNI for names, and the last saved session if there is one.
