@@ -34,7 +34,7 @@ static pid_t server_pid = -1;
 static int server_port;
 static char server_dir[64];
 
-static long long now_ms(void)
+static __attribute__((unused)) long long now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -43,7 +43,7 @@ static long long now_ms(void)
 
 /* ---- the server --------------------------------------------------------- */
 
-static void stop_server(void)
+static __attribute__((unused)) void stop_server(void)
 {
     if (server_pid > 0) {
         kill(server_pid, SIGCONT);
@@ -57,7 +57,7 @@ static void stop_server(void)
     rmdir(server_dir);
 }
 
-static int free_port(void)
+static __attribute__((unused)) int free_port(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
@@ -70,7 +70,7 @@ static int free_port(void)
     return port;
 }
 
-static int can_connect(int port)
+static __attribute__((unused)) int can_connect(int port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
@@ -84,7 +84,7 @@ static int can_connect(int port)
 
 /* Starts the server in /tmp/tollgate-NAME-XXXXXX and waits up to 5 s for it
  * to accept connections: 0, or -1. */
-static int start_server(const char *name)
+static __attribute__((unused)) int start_server(const char *name)
 {
     char port[16];
     snprintf(server_dir, sizeof(server_dir), "/tmp/tollgate-%s-XXXXXX", name);
@@ -118,21 +118,22 @@ struct wait {
     void *arg;
 };
 
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+static __attribute__((unused)) void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct wait *w = arg;
     if (w->cond && w->cond(w->arg))
         event_base_loopbreak(w->base);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
+static __attribute__((unused)) void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     event_base_loopbreak(arg);
 }
 
 /* Runs base until cond holds or ms pass (cond NULL: just ms). Own timers,
  * freed here, so no stray loopexit ends a later wait early. */
-static int wait_for(struct event_base *base, int (*cond)(void *), void *arg, int ms)
+static __attribute__((unused)) int wait_for(struct event_base *base, int (*cond)(void *), void *arg,
+                                            int ms)
 {
     struct wait w = {base, cond, arg};
     struct event *poll = event_new(base, -1, EV_PERSIST, on_poll, &w);
@@ -147,7 +148,7 @@ static int wait_for(struct event_base *base, int (*cond)(void *), void *arg, int
     return cond ? cond(arg) : 1;
 }
 
-static int is_connected(void *r)
+static __attribute__((unused)) int is_connected(void *r)
 {
     return redis_connected(r);
 }

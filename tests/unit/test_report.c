@@ -27,88 +27,11 @@
 #include <hiredis/hiredis.h>
 
 #include "check.h"
+#include "redis_server.h"
 
-static pid_t server_pid = -1;
-static int server_port;
-static char server_dir[] = "/tmp/tollgate-report-XXXXXX";
 static char url[64];
 static struct config *cfg;
 static redisContext *rc;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- the server (as in test_redis.c) ------------------------------------ */
-
-static void stop_server(void)
-{
-    char path[128];
-    if (server_pid > 0) {
-        kill(server_pid, SIGKILL);
-        waitpid(server_pid, NULL, 0);
-        server_pid = -1;
-    }
-    const char *files[] = {"dump.rdb", "t.conf", "usage.jsonl"};
-    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
-        snprintf(path, sizeof(path), "%s/%s", server_dir, files[i]);
-        unlink(path);
-    }
-    rmdir(server_dir);
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static int can_connect(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static int start_server(void)
-{
-    char port[16];
-    if (!mkdtemp(server_dir) || (server_port = free_port()) < 0)
-        return -1;
-    snprintf(port, sizeof(port), "%d", server_port);
-    atexit(stop_server);
-    server_pid = fork();
-    if (server_pid < 0)
-        return -1;
-    if (server_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execl("/usr/bin/redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-              "--save", "", "--appendonly", "no", "--dir", server_dir, (char *)NULL);
-        _exit(127);
-    }
-    for (long long end = now_ms() + 5000; now_ms() < end; usleep(20000))
-        if (can_connect(server_port))
-            return 0;
-    return -1;
-}
 
 /* ---- settling through budget_settle ------------------------------------- */
 
@@ -579,7 +502,7 @@ int main(void)
 {
     char path[256], err[4096] = "", cwd[200];
     log_setup(LOG_ERROR, false);
-    if (start_server() < 0) {
+    if (start_server("report") < 0) {
         fprintf(stderr, "cannot start /usr/bin/redis-server\n");
         return 1;
     }
