@@ -5,6 +5,7 @@
 #include "provider.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum endpoint {
@@ -255,6 +256,70 @@ static bool is_done_marker(const char *d, size_t n)
 
 /* Every chunk is parsed: text_bytes needs the deltas, and a chunk is a few
  * hundred bytes, so jansson's cost is small next to the network. */
+/* True when the JSON text names key followed (after blanks and ':') by c.
+ * A quoted key inside a string value is escaped (\"usage\") and does not
+ * match, so a false match only costs the slow path. */
+static bool key_then(const char *d, size_t n, const char *key, char c)
+{
+    size_t k = strlen(key);
+    for (const char *p = d, *end = d + n; (p = memmem(p, (size_t)(end - p), key, k)); p += k) {
+        const char *q = p + k;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n' || *q == ':'))
+            q++;
+        if (c == 0 || (q < end && *q == c))
+            return true;
+    }
+    return false;
+}
+
+/* UTF-8 bytes of the JSON string starting after its opening quote at p,
+ * as json_string_length would count them; stops at the closing quote. */
+static size_t json_str_bytes(const char *p, const char *end)
+{
+    size_t n = 0;
+    while (p < end && *p != '"') {
+        if (*p != '\\') {
+            n++;
+            p++;
+            continue;
+        }
+        if (p + 1 < end && p[1] == 'u' && p + 6 <= end) {
+            unsigned v = (unsigned)strtoul((char[5]){p[2], p[3], p[4], p[5], 0}, NULL, 16);
+            n += v < 0x80 ? 1 : v < 0x800 ? 2 : (v >= 0xd800 && v < 0xe000) ? 2 : 3;
+            p += 6; /* a surrogate pair counts 2 + 2: the 4 bytes of its code point */
+        } else {
+            n++;
+            p += 2;
+        }
+    }
+    return n;
+}
+
+/* The hot path of a chat stream: most chunks carry only a few bytes of
+ * delta content. When the model is known and the chunk has no usage
+ * object, no error and no "type" (Responses events), its only use is the
+ * text count for estimates, which a scan gives without building JSON. */
+static bool plain_chunk(struct meter *m, const struct sse_event *ev)
+{
+    const char *d = ev->data, *end = ev->data + ev->data_len;
+    if (!m->model[0] || ev->data_len == 0 || d[0] != '{' ||
+        key_then(d, ev->data_len, "\"usage\"", '{') || key_then(d, ev->data_len, "\"error\"", 0) ||
+        key_then(d, ev->data_len, "\"type\"", 0) || key_then(d, ev->data_len, "\"tool_calls\"", 0))
+        return false;
+    static const char *const keys[] = {"\"content\"", "\"refusal\"", "\"text\""};
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        size_t k = strlen(keys[i]);
+        for (const char *p = d; (p = memmem(p, (size_t)(end - p), keys[i], k)); p += k) {
+            const char *q = p + k;
+            while (q < end && (*q == ' ' || *q == ':'))
+                q++;
+            if (q < end && *q == '"')
+                m->text_bytes += json_str_bytes(q + 1, end);
+        }
+    }
+    return true;
+}
+
 static void on_event(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
                      bool *drop)
 {
@@ -264,6 +329,8 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
     }
     if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)
         m->stream_error = true;
+    if (plain_chunk(m, ev))
+        return;
     json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!json_is_object(j))
         goto out;
