@@ -60,7 +60,7 @@ $(BUILD)/tollgate: $(BUILD)/main.o $(BUILD)/libtollgate.a
 	@$(CC) $(LDFLAGS) -o $@ $^ $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
 
 # Unit tests link one module (and what it needs) from the library.
-$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libtollgate.a tests/unit/check.h tests/unit/redis_server.h
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libtollgate.a tests/unit/check.h tests/unit/redis_server.h tests/unit/capture.h
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	@$(CC) $(CFLAGS) -Itests/unit $$(cat $(BUILD)/.pkg-flags.c) $(LDFLAGS) -o $@ $< \

@@ -8,59 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "capture.h"
 #include "check.h"
 #include "provider.h"
-
-struct buf {
-    char *p;
-    size_t n, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p)
-            abort();
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static char *load(const char *file, size_t *len)
-{
-    char path[600];
-    const char *env = getenv("TOLLGATE_SRCDIR");
-    if (env) {
-        snprintf(path, sizeof(path), "%s/tests/captures/%s", env, file);
-    } else {
-        /* __FILE__ is tests/unit/test_provider.c: the root is two up. */
-        const char *f = __FILE__, *slash = strrchr(f, '/');
-        snprintf(path, sizeof(path), "%.*s/../../tests/captures/%s", slash ? (int)(slash - f) : 1,
-                 slash ? f : ".", file);
-    }
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fprintf(stderr, "  cannot open %s\n", path);
-        return NULL;
-    }
-    struct buf b = {0};
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof(tmp), fp)) > 0)
-        buf_add(&b, tmp, n);
-    fclose(fp);
-    if (!b.p)
-        buf_add(&b, "", 0);
-    *len = b.n;
-    return b.p;
-}
 
 static bool same_usage(const struct usage *a, const struct usage *b)
 {

@@ -10,32 +10,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "capture.h"
 #include "check.h"
 #include "sse.h"
 
 /* ---- growable byte buffer ---- */
-
-struct buf {
-    char *p;
-    size_t n, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p)
-            abort();
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
 
 static void buf_free(struct buf *b)
 {
@@ -337,35 +316,6 @@ static void exercise(const char *name, const char *in, size_t len)
 
 /* ---- captures ---- */
 
-static char *load(const char *rel, size_t *len)
-{
-    char path[600];
-    const char *env = getenv("TOLLGATE_SRCDIR");
-    if (env) {
-        snprintf(path, sizeof(path), "%s/%s", env, rel);
-    } else {
-        /* __FILE__ is tests/unit/test_sse.c: the root is two up. */
-        const char *f = __FILE__, *slash = strrchr(f, '/');
-        snprintf(path, sizeof(path), "%.*s/../../%s", slash ? (int)(slash - f) : 1, slash ? f : ".",
-                 rel);
-    }
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fprintf(stderr, "  cannot open %s\n", path);
-        return NULL;
-    }
-    struct buf b = {0};
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof(tmp), fp)) > 0)
-        buf_add(&b, tmp, n);
-    fclose(fp);
-    if (!b.p)
-        buf_add(&b, "", 0);
-    *len = b.n;
-    return b.p;
-}
-
 /* What each capture must contain: the events' names, and the data of the
  * first and last event, so the reference parser is checked too. */
 static const struct {
@@ -396,10 +346,9 @@ static const struct {
 static void test_captures(void)
 {
     for (size_t i = 0; i < ARRAY_LEN(captures); i++) {
-        char rel[256];
-        snprintf(rel, sizeof(rel), "tests/captures/%s", captures[i].file);
+
         size_t len;
-        char *in = load(rel, &len);
+        char *in = load(captures[i].file, &len);
         CHECK(in != NULL);
         if (!in)
             continue;
