@@ -813,11 +813,6 @@ void client_error_with(struct client *c, int status, const char *code, const cha
     evbuffer_free(b);
 }
 
-const char *client_peer(const struct client *c)
-{
-    return c->peer;
-}
-
 const char *client_header(const struct http_request *r, const char *name, int *count)
 {
     const char *found = NULL;

@@ -96,8 +96,6 @@ bool client_write(struct client *c, const char *buf, size_t len);
  * must see an error: no final chunk, and the connection is closed. */
 void client_end(struct client *c, bool complete);
 
-/* Remote address for logs. */
-const char *client_peer(const struct client *c);
 /* Headers lookup (case-insensitive); *count gets how many matched. */
 const char *client_header(const struct http_request *r, const char *name, int *count);
 

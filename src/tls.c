@@ -186,7 +186,7 @@ static bool strip_brackets(const char *host, char *buf, size_t n)
     return true;
 }
 
-bool tls_host_is_ip(const char *host)
+static bool host_is_ip(const char *host)
 {
     char buf[INET6_ADDRSTRLEN + 8];
     unsigned char addr[sizeof(struct in6_addr)];
@@ -200,7 +200,7 @@ SSL *tls_client_ssl(struct tls_client *tc, const char *host)
     SSL *ssl = SSL_new(tc->ctx);
     if (!ssl)
         return NULL;
-    if (tls_host_is_ip(host)) {
+    if (host_is_ip(host)) {
         /* SNI must not carry an IP (RFC 6066); check the cert's IP SAN instead. */
         char buf[INET6_ADDRSTRLEN + 8];
         if (!strip_brackets(host, buf, sizeof(buf)) ||

@@ -30,9 +30,6 @@ int tls_client_prepare(const char *ca_file, char *err, size_t errlen) MUST_CHECK
  * BEV_OPT_CLOSE_ON_FREE). Returns NULL when out of memory. */
 SSL *tls_client_ssl(struct tls_client *tc, const char *host) MUST_CHECK;
 
-/* True when host is an IPv4 or IPv6 literal (brackets allowed). */
-bool tls_host_is_ip(const char *host);
-
 /* Call before freeing a TLS bufferevent: sends close_notify when our write
  * side is idle and marks the SSL as shut down, because OpenSSL voids the
  * session of an SSL freed without that and the next connection could not
