@@ -15,10 +15,10 @@ CFLAGS  += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-SRCS     = $(wildcard src/*.c)
-LIB_SRCS = $(filter-out src/main.c,$(SRCS))
-LUA      = $(wildcard src/lua/*.lua)
-WEB      = $(wildcard src/web/*)
+SRCS     = $(wildcard src/*/*.c)
+LIB_SRCS = $(filter-out src/core/main.c,$(SRCS))
+LUA      = $(wildcard src/budget/lua/*.lua)
+WEB      = $(wildcard src/report/web/*)
 OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o $(BUILD)/web_assets.o
 UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
@@ -55,7 +55,7 @@ $(BUILD)/web_assets.o: $(BUILD)/web_assets.c $(BUILD)/.pkg-flags
 $(BUILD)/libtollgate.a: $(OBJS)
 	@rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tollgate: $(BUILD)/main.o $(BUILD)/libtollgate.a
+$(BUILD)/tollgate: $(BUILD)/core/main.o $(BUILD)/libtollgate.a
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
 
@@ -94,7 +94,7 @@ FUZZ_SECONDS ?= 300
 fuzz:
 	@fuzz/run.sh $(FUZZ_SECONDS)
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h)
+FORMAT_FILES = $(wildcard src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
@@ -103,4 +103,4 @@ format-check:
 clean:
 	rm -rf build var/test
 
--include $(wildcard build/*/*.d)
+-include $(wildcard build/*/*/*.d build/*/unit/*.d)

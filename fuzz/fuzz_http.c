@@ -27,12 +27,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "client.h"
+#include "http/client.h"
 
 #define CHECKF(cond)                                                                               \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_http: invariant failed: %s (line %d)\n", #cond, __LINE__);    \
+            fprintf(stderr, "fuzz_http: invariant failed: %s (line %d)\n", #cond, __LINE__);       \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -56,10 +56,10 @@ struct pending {
 
 static struct run {
     struct event_base *base;
-    int handled;          /* requests that reached the handler */
-    int answered;         /* requests the handler answered */
-    int framing_errors;   /* client_error from client.c itself */
-    int handler_errors;   /* client_error from the handler */
+    int handled;        /* requests that reached the handler */
+    int answered;       /* requests the handler answered */
+    int framing_errors; /* client_error from client.c itself */
+    int handler_errors; /* client_error from the handler */
     bool in_handler;
     struct pending async; /* at most one: one request at a time */
     bool async_armed;
@@ -187,9 +187,9 @@ static void settle(int fd)
 /* ---- what came back, parsed as responses ---- */
 
 struct resp_scan {
-    int responses;       /* final responses, 1xx excluded */
-    int framing_seen;    /* responses carrying FRAMING_MARK */
-    size_t framing_end;  /* offset just after that response */
+    int responses;      /* final responses, 1xx excluded */
+    int framing_seen;   /* responses carrying FRAMING_MARK */
+    size_t framing_end; /* offset just after that response */
     bool in_framing;
     int status;
 };

@@ -11,12 +11,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "pricing.h"
+#include "providers/pricing.h"
 
 #define CHECKF(cond)                                                                               \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_pricing: invariant failed: %s (line %d)\n", #cond, __LINE__); \
+            fprintf(stderr, "fuzz_pricing: invariant failed: %s (line %d)\n", #cond, __LINE__);    \
             abort();                                                                               \
         }                                                                                          \
     } while (0)

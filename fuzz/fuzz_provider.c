@@ -17,19 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider.h"
+#include "providers/provider.h"
 
 #define CHECKF(cond)                                                                               \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_provider: invariant failed: %s (line %d)\n", #cond, __LINE__);\
+            fprintf(stderr, "fuzz_provider: invariant failed: %s (line %d)\n", #cond, __LINE__);   \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
 
 static const char *const endpoints[3][8] = {
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models",
-     "", NULL},
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models", "",
+     NULL},
     {"/v1/messages", "/v1/messages/count_tokens", "/v1/models", "", NULL},
     {"/v1beta/models/gemini-2.0-flash:generateContent",
      "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
@@ -57,7 +57,7 @@ static void check_usage(const struct usage *u, const struct usage *prev)
     if (u->input || u->cached || u->cache_write || u->output || u->reasoning)
         CHECKF(u->seen); /* counts only come from a reported usage */
     if (prev->seen)
-        CHECKF(u->seen); /* once reported, usage is never lost */
+        CHECKF(u->seen);   /* once reported, usage is never lost */
     CHECKF(!u->estimated); /* providers report, never estimate */
 }
 
@@ -76,7 +76,7 @@ static void on_sse(const struct sse_event *ev, void *arg)
     size_t was_text = s->m.text_bytes;
     s->prov->on_event(&s->m, &s->call, ev, &drop);
     check_meter(s);
-    CHECKF(!was_done || s->m.done);           /* flags only go up */
+    CHECKF(!was_done || s->m.done); /* flags only go up */
     CHECKF(!was_error || s->m.stream_error);
     CHECKF(s->m.text_bytes >= was_text);
     if (drop)

@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sse.h"
+#include "http/sse.h"
 
 #define CHECKF(cond)                                                                               \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_sse: invariant failed: %s (line %d)\n", #cond, __LINE__);     \
+            fprintf(stderr, "fuzz_sse: invariant failed: %s (line %d)\n", #cond, __LINE__);        \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -188,8 +188,7 @@ static uint32_t next(uint32_t *s)
     return *s;
 }
 
-static bool run(struct sse_parser *p, const uint8_t *in, size_t len, uint32_t seed,
-                struct out *o)
+static bool run(struct sse_parser *p, const uint8_t *in, size_t len, uint32_t seed, struct out *o)
 {
     size_t off = 0;
     while (off < len) {

@@ -20,10 +20,10 @@ case "$seconds" in '' | *[!0-9]*) echo "usage: fuzz/run.sh [seconds]" >&2; exit 
 PKGS="libevent libevent_openssl libevent_pthreads openssl hiredis inih jansson"
 # Each target links only the modules it exercises.
 declare -A MODULES=(
-    [sse]="src/sse.c"
-    [provider]="src/sse.c src/provider.c src/provider_openai.c src/provider_anthropic.c src/provider_gemini.c"
-    [http]="src/client.c src/log.c"
-    [pricing]="src/pricing.c src/money.c"
+    [sse]="src/http/sse.c"
+    [provider]="src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
+    [http]="src/http/client.c src/core/log.c"
+    [pricing]="src/providers/pricing.c src/core/money.c"
 )
 all_targets="sse provider http pricing"
 targets=${FUZZ_TARGETS:-$all_targets}
@@ -148,7 +148,7 @@ for t in $targets; do
         echo "    replay: $bin build/fuzz/crashes/$t-$a"
     done
     # the report, with the stack frames in tollgate's own code
-    grep -E 'ERROR: |invariant|SUMMARY|runtime error|^ +#[0-9]+ .* [^ ]*(src|fuzz)/[^ /]+\.c:[0-9]+' "$log" |
+    grep -E 'ERROR: |invariant|SUMMARY|runtime error|^ +#[0-9]+ .* [^ ]*(src|fuzz)/[^ ]+\.c:[0-9]+' "$log" |
         head -n 30 | sed 's/^/    /'
 done
 

@@ -1,5 +1,5 @@
 'use strict';
-// The dashboard (src/web/dashboard.html) in a real headless Chromium (Debian's chromium,
+// The dashboard (src/report/web/dashboard.html) in a real headless Chromium (Debian's chromium,
 // driven by playwright-core): first against a fake admin API with fixed data (tests/web/
 // fake-admin.js), then served by tollgate itself against its real admin API.
 // Screenshots go to build/test-artifacts/. CHROMIUM=/path overrides /usr/bin/chromium.
@@ -279,7 +279,7 @@ describe('dashboard served by tollgate', () => {
     });
     const onDisk = fs.readFileSync(PAGE);
     assert.ok(served.equals(onDisk), `GET /dashboard (${served.length} bytes) is not byte-identical to ` +
-      `src/web/dashboard.html (${onDisk.length} bytes): rebuild tollgate after editing the page (make)`);
+      `src/report/web/dashboard.html (${onDisk.length} bytes): rebuild tollgate after editing the page (make)`);
 
     // A little traffic: a heavy $9 customer, a free one, a profitable pro one.
     const send = (tenant, model, tokens, feature) => env.openai(tenant, { headers: { 'X-Feature': feature, 'X-User-Id': `${tenant}-u1` } })

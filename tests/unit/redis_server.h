@@ -8,7 +8,7 @@
 #ifndef TOLLGATE_REDIS_SERVER_H
 #define TOLLGATE_REDIS_SERVER_H
 
-#include "redis.h"
+#include "redis/redis.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

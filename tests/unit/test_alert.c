@@ -3,10 +3,10 @@
  * on 127.0.0.1:0 in this process that records what it receives and can
  * answer 500 to the first requests. Each test uses its own tenant, so the
  * dedupe keys start fresh. Every wait is bounded. */
-#include "alert.h"
-#include "config.h"
-#include "log.h"
-#include "redis.h"
+#include "budget/alert.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "redis/redis.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

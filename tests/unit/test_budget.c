@@ -7,9 +7,9 @@
  * The race tests queue 200 admissions before any reply, on one connection
  * and on four connections in four threads, and print the measured
  * overspend. Every wait is bounded. */
-#include "budget.h"
-#include "log.h"
-#include "redis.h"
+#include "budget/budget.h"
+#include "core/log.h"
+#include "redis/redis.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -12,7 +12,7 @@
 #include <event2/event.h>
 
 #include "check.h"
-#include "client.h"
+#include "http/client.h"
 
 static const struct client_limits limits = {
     .max_header_size = 1024,

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
-#include "pricing.h"
+#include "core/config.h"
+#include "providers/pricing.h"
 
 static char tmpdir[] = "/tmp/tollgate-test-config-XXXXXX";
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "config.h"
+#include "core/config.h"
 
 #define EXAMPLE "proxy.conf.example"
 

@@ -2,10 +2,10 @@
  * 127.0.0.1 port in a temp dir (killed at exit, and by the kernel if this
  * process dies first). Each test uses its own tenant so the counters start
  * at zero, and its own journal dir. Every wait is bounded. */
-#include "budget.h"
-#include "journal.h"
-#include "log.h"
-#include "redis.h"
+#include "budget/budget.h"
+#include "budget/journal.h"
+#include "core/log.h"
+#include "redis/redis.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* test_log.c: log lines as written to stderr (captured through a pipe):
  * plain and JSON shapes, escaping, the level threshold, truncation. */
-#include "log.h"
+#include "core/log.h"
 
 #include <jansson.h>
 #include <stdio.h>

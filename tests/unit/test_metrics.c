@@ -16,9 +16,9 @@
 #include <event2/buffer.h>
 
 #include "check.h"
-#include "metrics.h"
-#include "money.h"
-#include "usage.h"
+#include "core/metrics.h"
+#include "core/money.h"
+#include "providers/usage.h"
 
 /* ---- a strict parser ---- */
 

@@ -3,7 +3,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "money.h"
+#include "core/money.h"
 
 struct parse_case {
     const char *in;

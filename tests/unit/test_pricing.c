@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "pricing.h"
+#include "providers/pricing.h"
 
 static char root[512];
 

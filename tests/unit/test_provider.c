@@ -10,7 +10,7 @@
 
 #include "capture.h"
 #include "check.h"
-#include "provider.h"
+#include "providers/provider.h"
 
 static bool same_usage(const struct usage *a, const struct usage *b)
 {

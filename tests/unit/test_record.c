@@ -1,7 +1,7 @@
 /* test_record.c: the usage record line (field order, nulls, escaping, one
  * exact line, parse-back of every field) and the queue -> sink -> file path
  * under two worker threads. */
-#include "record.h"
+#include "records/record.h"
 
 #include <errno.h>
 #include <jansson.h>

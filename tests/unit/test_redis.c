@@ -2,9 +2,9 @@
  * a free 127.0.0.1 port in a temp dir (killed at exit, and by the kernel if
  * this process dies first). The tests run in table order on one server: the
  * last ones stop it (SIGSTOP) and kill it. Every wait is bounded. */
-#include "budget.h"
-#include "log.h"
-#include "redis.h"
+#include "budget/budget.h"
+#include "core/log.h"
+#include "redis/redis.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -4,11 +4,11 @@
  * and rendered: worst margin first, revenue from monthly and yearly plans,
  * a mid-month plan change prorated by days, "n/a" for no revenue, a day
  * period, the breakdowns, and exact JSON / CSV / table output. */
-#include "budget.h"
-#include "config.h"
-#include "log.h"
-#include "redis.h"
-#include "report.h"
+#include "budget/budget.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "redis/redis.h"
+#include "report/report.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

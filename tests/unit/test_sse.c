@@ -12,7 +12,7 @@
 
 #include "capture.h"
 #include "check.h"
-#include "sse.h"
+#include "http/sse.h"
 
 /* ---- growable byte buffer ---- */
 

@@ -25,9 +25,9 @@
 #include <openssl/ssl.h>
 
 #include "check.h"
-#include "config.h"
-#include "log.h"
-#include "upstream.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "http/upstream.h"
 
 #ifdef UPSTREAM_TEST_LOG_STUB
 /* Only for building this test against upstream.o alone (log.c absent). */

@@ -1,0 +1,506 @@
+/* budget.c: admits a request against its tenant's rate limits and caps in
+ * Redis, reserving its estimate under a lease (src/lua/admit.lua), and
+ * settles its cost and tokens into the month and day counters exactly once
+ * per request id, ending the lease (src/lua/settle.lua, or release.lua when
+ * it never ran). The scripts are embedded by scripts/embed-lua.sh. Keys are
+ * built here and only here, so the layout documented in budget.h has one
+ * source. */
+#include "budget/budget.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "core/log.h"
+#include "redis/redis.h"
+
+#define SETTLED_TTL_S (8 * 24 * 3600) /* retries of a request end well within this */
+#define KEY_MAX 512
+#define LEASE_TTL_DEFAULT_S 600 /* well past any upstream timeout */
+
+extern const char lua_settle[];
+extern const char lua_admit[];
+extern const char lua_release[];
+
+static struct redis_script settle_script = {"settle", lua_settle, ""};
+static struct redis_script admit_script = {"admit", lua_admit, ""};
+static struct redis_script release_script = {"release", lua_release, ""};
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+/* The sha is computed once, before any worker reads it. */
+static void prepare_scripts(void)
+{
+    redis_script_prepare(&settle_script);
+    redis_script_prepare(&admit_script);
+    redis_script_prepare(&release_script);
+}
+
+int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char kind, time_t when)
+{
+    struct tm tm;
+    int len;
+    if (!prefix || !tenant || strpbrk(tenant, "{}") || !gmtime_r(&when, &tm))
+        return -1;
+    if (kind == 'm')
+        len = snprintf(buf, n, "%s{%s}:m:%04d-%02d", prefix, tenant, tm.tm_year + 1900,
+                       tm.tm_mon + 1);
+    else if (kind == 'd')
+        len = snprintf(buf, n, "%s{%s}:d:%04d-%02d-%02d", prefix, tenant, tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday);
+    else
+        return -1;
+    return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant,
+                     const char *suffix, time_t when)
+{
+    if (!suffix || budget_key(buf, n, prefix, tenant, 'm', when) < 0)
+        return -1;
+    size_t len = strlen(buf);
+    int more = snprintf(buf + len, n - len, ":%s", suffix);
+    return more < 0 || (size_t)more >= n - len ? -1 : 0;
+}
+
+int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when)
+{
+    struct tm tm;
+    if (!prefix || !gmtime_r(&when, &tm))
+        return -1;
+    int len = snprintf(buf, n, "%stenants:%04d-%02d", prefix, tm.tm_year + 1900, tm.tm_mon + 1);
+    return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+/* "{prefix}{tenant}:" followed by fmt; -1 when it does not fit or the
+ * tenant would break the hash tag. */
+PRINTF_LIKE(4, 5)
+static int tenant_key(char *buf, size_t n, const char *tenant, const char *fmt, ...)
+{
+    va_list ap;
+    if (!tenant || strpbrk(tenant, "{}"))
+        return -1;
+    int len = snprintf(buf, n, "{%s}:", tenant);
+    if (len < 0 || (size_t)len >= n)
+        return -1;
+    va_start(ap, fmt);
+    int more = vsnprintf(buf + len, n - (size_t)len, fmt, ap);
+    va_end(ap);
+    return more < 0 || (size_t)more >= n - (size_t)len ? -1 : 0;
+}
+
+/* The per-request keys: settled marker, lease hash; plus the leases zset.
+ * The id may not be empty (every request would share one marker). */
+static int request_keys(const char *prefix, const char *tenant, const char *id, char *marker,
+                        char *leases, char *lease)
+{
+    char tail[KEY_MAX];
+    if (!prefix || !id || !*id)
+        return -1;
+    if (tenant_key(tail, sizeof(tail), tenant, "settled:%s", id) < 0 ||
+        snprintf(marker, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
+        return -1;
+    if (tenant_key(tail, sizeof(tail), tenant, "leases") < 0 ||
+        snprintf(leases, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
+        return -1;
+    if (tenant_key(tail, sizeof(tail), tenant, "lease:%s", id) < 0 ||
+        snprintf(lease, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
+        return -1;
+    return 0;
+}
+
+struct settle_call {
+    budget_cb cb;
+    void *arg;
+};
+
+static void on_settled(struct redisReply *reply, const char *err, void *arg)
+{
+    struct settle_call *call = arg;
+    budget_cb cb = call->cb;
+    void *cb_arg = call->arg;
+    free(call);
+    if (!reply) {
+        cb(false, err, cb_arg);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        cb(false, "unexpected reply from settle.lua", cb_arg);
+        return;
+    }
+    /* 1: settled now, 0: a duplicate; both leave the counters right */
+    cb(true, NULL, cb_arg);
+}
+
+static void on_noted(struct redisReply *reply, const char *err, void *arg)
+{
+    /* Nobody waits: a lost SADD only hides a tenant without a [tenant]
+     * section from that month's report until its next settlement. */
+    if (!reply)
+        log_debug("budget: tenants set not updated (%s)", err ? err : "?");
+}
+
+/* Tenants this thread has put in the month's set within the last minute: a
+ * small direct-mapped cache of key hashes, so a busy tenant costs two
+ * commands a minute per worker, not two per request. Entries age out so a
+ * Redis restarted empty learns the tenant again within a minute; a
+ * collision only sends again. */
+#define NOTED_SLOTS 4096
+static _Thread_local uint64_t noted[NOTED_SLOTS];
+static _Thread_local time_t noted_at[NOTED_SLOTS];
+
+static uint64_t fnv1a(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h | 1; /* never 0: 0 marks an empty slot */
+}
+
+/* Adds the tenant to the month's tenant set (not under its hash tag, so not
+ * in the script: on a Cluster it lives in another slot). Fire and forget. */
+static void note_tenant(struct redis *r, const struct settle *s)
+{
+    char key[KEY_MAX], ttl[24];
+    if (budget_tenants_key(key, sizeof(key), s->key_prefix, s->when) < 0)
+        return;
+    uint64_t h = fnv1a(key, s->tenant);
+    time_t now = time(NULL);
+    size_t slot = h % NOTED_SLOTS;
+    if (noted[slot] == h && now - noted_at[slot] < 60)
+        return;
+    noted[slot] = h;
+    noted_at[slot] = now;
+    snprintf(ttl, sizeof(ttl), "%d", BUDGET_MONTH_TTL_S);
+    const char *sadd[] = {"SADD", key, s->tenant};
+    const char *expire[] = {"EXPIRE", key, ttl};
+    if (!redis_command(r, on_noted, NULL, 3, sadd, NULL) ||
+        !redis_command(r, on_noted, NULL, 3, expire, NULL))
+        log_debug("budget: tenants set update not queued");
+}
+
+/* A breakdown name: "-" when absent; '|' separates name and field, and the
+ * report splits at the last one, so a name may contain it. */
+static const char *by_name(const char *name)
+{
+    return name && *name ? name : BUDGET_NO_NAME;
+}
+
+struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_cb cb, void *arg)
+{
+    char marker[KEY_MAX], month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
+    char by_model[KEY_MAX], by_feature[KEY_MAX], by_user[KEY_MAX], by_plan[KEY_MAX];
+    char num[7][24], mday[4];
+    struct settle_call *call = NULL;
+    struct redis_cmd *cmd;
+    struct tm tm;
+
+    pthread_once(&scripts_once, prepare_scripts);
+    if (!s->key_prefix || !s->tenant || !gmtime_r(&s->when, &tm) ||
+        budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', s->when) < 0 ||
+        budget_key(day, sizeof(day), s->key_prefix, s->tenant, 'd', s->when) < 0 ||
+        budget_month_key(by_model, sizeof(by_model), s->key_prefix, s->tenant, BUDGET_BY_MODEL,
+                         s->when) < 0 ||
+        budget_month_key(by_feature, sizeof(by_feature), s->key_prefix, s->tenant,
+                         BUDGET_BY_FEATURE, s->when) < 0 ||
+        budget_month_key(by_user, sizeof(by_user), s->key_prefix, s->tenant, BUDGET_BY_USER,
+                         s->when) < 0 ||
+        budget_month_key(by_plan, sizeof(by_plan), s->key_prefix, s->tenant, BUDGET_BY_PLAN,
+                         s->when) < 0 ||
+        request_keys(s->key_prefix, s->tenant, s->request_id, marker, leases, lease) < 0)
+        goto fail;
+    snprintf(mday, sizeof(mday), "%02d", tm.tm_mday);
+    snprintf(num[0], sizeof(num[0]), "%" PRId64, (int64_t)s->cost);
+    snprintf(num[1], sizeof(num[1]), "%" PRId64, s->usage.input);
+    snprintf(num[2], sizeof(num[2]), "%" PRId64, s->usage.cached);
+    snprintf(num[3], sizeof(num[3]), "%" PRId64, s->usage.output);
+    snprintf(num[4], sizeof(num[4]), "%" PRId64, s->usage.reasoning);
+    snprintf(num[5], sizeof(num[5]), "%d", SETTLED_TTL_S);
+    /* tpm counts what the provider processed: every input and output token */
+    int64_t tokens =
+        (s->usage.input > 0 ? s->usage.input : 0) + (s->usage.output > 0 ? s->usage.output : 0);
+    snprintf(num[6], sizeof(num[6]), "%" PRId64, tokens);
+    /* KEYS[1..9], then ARGV[1..14], as settle.lua lists them */
+    const char *args[] = {
+        marker,
+        month,
+        day,
+        leases,
+        lease,
+        by_model,
+        by_feature,
+        by_user,
+        by_plan,
+        num[0],
+        num[1],
+        num[2],
+        num[3],
+        num[4],
+        s->usage.estimated ? "1" : "0",
+        num[5],
+        num[6],
+        s->request_id,
+        by_name(s->model),
+        by_name(s->feature),
+        by_name(s->user),
+        s->plan ? s->plan : "",
+        mday,
+    };
+    if (!(call = malloc(sizeof(*call))))
+        goto fail;
+    call->cb = cb;
+    call->arg = arg;
+    cmd = redis_eval(r, &settle_script, on_settled, call, 9, (int)ARRAY_LEN(args), args, NULL);
+    if (!cmd)
+        goto fail;
+    /* call belongs to on_settled; if the caller cancels, free it then */
+    redis_cmd_set_release(cmd, free);
+    note_tenant(r, s);
+    return cmd;
+fail:
+    free(call);
+    return NULL;
+}
+
+/* ---- admission ---------------------------------------------------------- */
+
+struct admit_call {
+    budget_admit_cb cb;
+    void *arg;
+    time_t when; /* for a block's Retry-After */
+};
+
+static const char *const decisions[] = {
+    [BUDGET_ADMIT] = "admit",
+    [BUDGET_DOWNGRADE] = "downgrade",
+    [BUDGET_BLOCK] = "block",
+    [BUDGET_RATE_LIMITED] = "rate_limited",
+};
+
+static const char *const reasons[] = {
+    [BUDGET_REASON_NONE] = "none",   [BUDGET_REASON_MONTHLY] = "monthly",
+    [BUDGET_REASON_DAILY] = "daily", [BUDGET_REASON_HARD] = "hard",
+    [BUDGET_REASON_RPM] = "rpm",     [BUDGET_REASON_TPM] = "tpm",
+};
+
+/* Index of the reply string e in names, or -1. */
+static int lookup(const struct redisReply *e, const char *const *names, size_t n)
+{
+    if (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(names[i]) == e->len && memcmp(names[i], e->str, e->len) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* A reply element as an int64: an integer, or a string of one. */
+static int reply_i64(const struct redisReply *e, int64_t *out)
+{
+    char buf[32], *end;
+    if (e->type == REDIS_REPLY_INTEGER) {
+        *out = e->integer;
+        return 0;
+    }
+    if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len >= sizeof(buf))
+        return -1;
+    memcpy(buf, e->str, e->len);
+    buf[e->len] = '\0';
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Seconds from when to the start of the next UTC day or month. */
+static int to_period_end(time_t when, bool daily)
+{
+    struct tm tm;
+    if (daily)
+        return (int)(86400 - (when % 86400 + 86400) % 86400);
+    if (!gmtime_r(&when, &tm))
+        return 0;
+    tm.tm_mon++; /* timegm carries December into January */
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    time_t next = timegm(&tm);
+    return next > when ? (int)(next - when) : 0;
+}
+
+static int parse_admit(const struct redisReply *reply, time_t when, struct admit_result *res)
+{
+    int64_t retry;
+    int d, why;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6)
+        return -1;
+    struct redisReply **e = reply->element;
+    if ((d = lookup(e[0], decisions, ARRAY_LEN(decisions))) < 0 ||
+        (why = lookup(e[1], reasons, ARRAY_LEN(reasons))) < 0 ||
+        reply_i64(e[2], &res->spent_month) < 0 || reply_i64(e[3], &res->reserved_month) < 0 ||
+        reply_i64(e[4], &res->spent_day) < 0 || reply_i64(e[5], &retry) < 0 || retry < 0 ||
+        retry > 3600)
+        return -1;
+    res->decision = (enum budget_decision)d;
+    res->reason = (enum budget_reason)why;
+    res->retry_after_s = (int)retry;
+    if (res->decision == BUDGET_BLOCK)
+        res->retry_after_s = to_period_end(when, res->reason == BUDGET_REASON_DAILY);
+    return 0;
+}
+
+static void on_admitted(struct redisReply *reply, const char *err, void *arg)
+{
+    struct admit_call *call = arg;
+    budget_admit_cb cb = call->cb;
+    void *cb_arg = call->arg;
+    time_t when = call->when;
+    struct admit_result res = {0};
+    free(call);
+    if (!reply) {
+        cb(NULL, err, cb_arg);
+        return;
+    }
+    if (parse_admit(reply, when, &res) < 0) {
+        cb(NULL, "unexpected reply from admit.lua", cb_arg);
+        return;
+    }
+    cb(&res, NULL, cb_arg);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "{prefix}{tenant}:rpm:YYYYMMDDHHMM" for the UTC minute of when. */
+static int minute_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *kind,
+                      time_t when)
+{
+    struct tm tm;
+    char tail[KEY_MAX];
+    if (!gmtime_r(&when, &tm) ||
+        tenant_key(tail, sizeof(tail), tenant, "%s:%04d%02d%02d%02d%02d", kind, tm.tm_year + 1900,
+                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min) < 0)
+        return -1;
+    int len = snprintf(buf, n, "%s%s", prefix, tail);
+    return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+static int64_t at_least(int64_t v, int64_t floor)
+{
+    return v < floor ? floor : v;
+}
+
+struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
+                               void *arg)
+{
+    char marker[KEY_MAX], month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
+    char rpm_key[KEY_MAX], tpm_key[KEY_MAX], lease_prefix[KEY_MAX];
+    char num[10][24];
+    struct admit_call *call = NULL;
+    struct redis_cmd *cmd;
+
+    pthread_once(&scripts_once, prepare_scripts);
+    if (!cb || !a->key_prefix || !a->tenant ||
+        budget_key(month, sizeof(month), a->key_prefix, a->tenant, 'm', a->when) < 0 ||
+        budget_key(day, sizeof(day), a->key_prefix, a->tenant, 'd', a->when) < 0 ||
+        request_keys(a->key_prefix, a->tenant, a->request_id, marker, leases, lease) < 0 ||
+        minute_key(rpm_key, sizeof(rpm_key), a->key_prefix, a->tenant, "rpm", a->when) < 0 ||
+        minute_key(tpm_key, sizeof(tpm_key), a->key_prefix, a->tenant, "tpm", a->when) < 0)
+        goto fail;
+    /* admit.lua finds an expired lease's hash as this prefix + its id */
+    size_t plen = strlen(lease) - strlen(a->request_id);
+    memcpy(lease_prefix, lease, plen);
+    lease_prefix[plen] = '\0';
+
+    int ttl_s = a->lease_ttl_s > 0 ? a->lease_ttl_s : LEASE_TTL_DEFAULT_S;
+    /* Negative caps all mean "none"; the script reads exactly -1 or more. */
+    snprintf(num[0], sizeof(num[0]), "%" PRId64, a->now_ms > 0 ? a->now_ms : wall_ms());
+    snprintf(num[1], sizeof(num[1]), "%" PRId64, (int64_t)ttl_s * 1000);
+    snprintf(num[2], sizeof(num[2]), "%" PRId64, at_least(a->estimate, 0));
+    snprintf(num[3], sizeof(num[3]), "%" PRId64, at_least(a->estimate_down, -1));
+    snprintf(num[4], sizeof(num[4]), "%" PRId64, at_least(a->cap_monthly, -1));
+    snprintf(num[5], sizeof(num[5]), "%" PRId64, at_least(a->cap_daily, -1));
+    snprintf(num[6], sizeof(num[6]), "%" PRId64, at_least(a->hard_limit, -1));
+    snprintf(num[7], sizeof(num[7]), "%" PRId64, at_least(a->rpm, 0));
+    snprintf(num[8], sizeof(num[8]), "%" PRId64, at_least(a->tpm, 0));
+    snprintf(num[9], sizeof(num[9]), "%" PRId64, at_least(a->est_tokens, 0));
+    /* KEYS[1..6], then ARGV[1..12], as admit.lua lists them */
+    const char *args[] = {
+        month,  day,    leases, lease,  rpm_key, tpm_key, a->request_id, num[0], num[1],
+        num[2], num[3], num[4], num[5], num[6],  num[7],  num[8],        num[9], lease_prefix,
+    };
+    if (!(call = malloc(sizeof(*call))))
+        goto fail;
+    call->cb = cb;
+    call->arg = arg;
+    call->when = a->when;
+    cmd = redis_eval(r, &admit_script, on_admitted, call, 6, (int)ARRAY_LEN(args), args, NULL);
+    if (!cmd)
+        goto fail;
+    /* call belongs to on_admitted; if the caller cancels, free it then */
+    redis_cmd_set_release(cmd, free);
+    return cmd;
+fail:
+    free(call);
+    return NULL;
+}
+
+struct releasing {
+    budget_cb cb;
+    void *arg;
+};
+
+static void on_released(struct redisReply *reply, const char *err, void *arg)
+{
+    struct releasing *rl = arg;
+    if (!reply)
+        log_debug("budget: release not done (%s)", err ? err : "?");
+    if (rl) {
+        if (rl->cb)
+            rl->cb(reply != NULL, err, rl->arg);
+        free(rl);
+    }
+}
+
+struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
+                                    const char *request_id, budget_cb cb, void *arg)
+{
+    char marker[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
+
+    pthread_once(&scripts_once, prepare_scripts);
+    if (request_keys(key_prefix, tenant, request_id, marker, leases, lease) < 0)
+        return NULL;
+    struct releasing *rl = malloc(sizeof(*rl));
+    if (!rl)
+        return NULL;
+    *rl = (struct releasing){cb, arg};
+    const char *args[] = {leases, lease, request_id};
+    struct redis_cmd *cmd =
+        redis_eval(r, &release_script, on_released, rl, 2, (int)ARRAY_LEN(args), args, NULL);
+    if (!cmd)
+        free(rl);
+    else
+        redis_cmd_set_release(cmd, free); /* a cancelled release frees its context */
+    return cmd;
+}
+
+void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
+                    const char *request_id)
+{
+    /* not queued: the same as a lost reply, the lease expires */
+    if (!budget_release_cb(r, key_prefix, tenant, request_id, NULL, NULL))
+        log_debug("budget: release not queued: the lease will expire");
+}

@@ -1,0 +1,185 @@
+/* budget.h: per-tenant spend and request counters in Redis, per UTC month
+ * and day, and admission against them. A request is admitted (rate limits,
+ * caps, a reservation of its estimate) by src/lua/admit.lua and its cost is
+ * settled exactly once (idempotent by request id) by src/lua/settle.lua,
+ * which also ends the reservation. Keys carry the tenant in a hash tag so
+ * the layout works on Redis Cluster:
+ *   {prefix}{TENANT}:m:YYYY-MM      hash (expires after ~400 days), fields:
+ *       cost (nano-USD), requests, input_tokens, cached_tokens, output_tokens,
+ *       reasoning_tokens, estimated (requests with estimated usage; absent
+ *       while 0), reserved (nano-USD held by leases in flight); every field
+ *       an integer, only ever changed by HINCRBY
+ *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): same fields
+ *   {prefix}{TENANT}:m:YYYY-MM:model    hash, per model: NAME|cost,
+ *       NAME|requests, NAME|input_tokens, NAME|cached_tokens,
+ *       NAME|output_tokens (NAME "-" when absent; HINCRBY only)
+ *   {prefix}{TENANT}:m:YYYY-MM:feature  the same per feature
+ *   {prefix}{TENANT}:m:YYYY-MM:user     the same per user
+ *   {prefix}{TENANT}:m:YYYY-MM:plan     hash: day of month "01".."31" -> the
+ *       plan of that day's last settlement (all four expire with the month)
+ *   {prefix}tenants:YYYY-MM         set of tenants settled in that month; no
+ *       hash tag (it spans tenants), so it is written outside the script
+ *   {prefix}{TENANT}:settled:ID     "1", expires after 8 days
+ *   {prefix}{TENANT}:leases         sorted set: request id by lease expiry (unix ms)
+ *   {prefix}{TENANT}:lease:ID       hash: est (reserved nano-USD), mkey, dkey,
+ *       tkey (the month, day and tpm keys it reserved in), tokens (reserved
+ *       for tpm); deleted when settled, released or purged after expiry;
+ *       Redis drops it (and the zset) only 32 days past the lease's expiry
+ *   {prefix}{TENANT}:rpm:YYYYMMDDHHMM  admitted requests in that UTC minute
+ *   {prefix}{TENANT}:tpm:YYYYMMDDHHMM  their tokens: the estimates, corrected
+ *       to the actual tokens at settlement (both expire after 120 s)
+ * The tenant must not contain '{' or '}' (it would break the hash tag): the
+ * functions below refuse such a tenant. */
+#ifndef TOLLGATE_BUDGET_H
+#define TOLLGATE_BUDGET_H
+
+#include <stdbool.h>
+#include <time.h>
+#include "core/money.h"
+#include "providers/usage.h"
+#include "core/util.h"
+
+struct redis;
+struct redis_cmd;
+
+struct settle {
+    const char *key_prefix; /* "tollgate:" */
+    const char *tenant;
+    const char *request_id;
+    time_t when; /* the request's start: picks the month and day */
+    money_t cost;
+    struct usage usage; /* input + output also correct the admission's tpm bucket */
+    /* for the per-period breakdowns (report, admin API); NULL: none */
+    const char *model;
+    const char *feature;
+    const char *user;
+    const char *plan;
+};
+
+/* ok: settled now or already settled before (duplicate). Either way the
+ * request's lease, if one is left, is released. */
+typedef void (*budget_cb)(bool ok, const char *err, void *arg);
+
+/* Settles s; exactly one callback unless NULL is returned (not queued: Redis
+ * not connected, too many pending, or a tenant/request id that cannot form
+ * a key). The callback never runs inside this call. s is copied. If the
+ * caller redis_cancel()s the returned command, no callback runs and nothing
+ * leaks (the settle may still happen on the server). */
+struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_cb cb,
+                                void *arg) MUST_CHECK;
+
+/* Writes "{prefix}{tenant}:m:2026-11" (kind 'm') or
+ * "{prefix}{tenant}:d:2026-11-22" (kind 'd') for the UTC month or day of
+ * when into buf; for tests and the report. Returns -1 when buf is too
+ * small, kind is unknown or tenant has a brace. */
+int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char kind,
+               time_t when) MUST_CHECK;
+
+/* "{prefix}{tenant}:m:2026-11:SUFFIX" for a month breakdown hash, SUFFIX
+ * one of BUDGET_BY_*; -1 as budget_key. */
+int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant,
+                     const char *suffix, time_t when) MUST_CHECK;
+/* "{prefix}tenants:2026-11": the tenants settled in the month of when. */
+int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUST_CHECK;
+
+#define BUDGET_BY_MODEL "model"
+#define BUDGET_BY_FEATURE "feature"
+#define BUDGET_BY_USER "user"
+#define BUDGET_BY_PLAN "plan"
+#define BUDGET_NO_NAME "-"          /* breakdown name of a request without one */
+#define BUDGET_MONTH_TTL_S 34560000 /* ~400 days, for year-over-year reports */
+
+/* The hash fields, for readers of the counters (report, admin API). */
+#define BUDGET_F_COST "cost"
+#define BUDGET_F_REQUESTS "requests"
+#define BUDGET_F_INPUT "input_tokens"
+#define BUDGET_F_CACHED "cached_tokens"
+#define BUDGET_F_OUTPUT "output_tokens"
+#define BUDGET_F_REASONING "reasoning_tokens"
+#define BUDGET_F_ESTIMATED "estimated"
+
+/* ---- admission: rate limits and caps, before forwarding ----
+ * One atomic script (src/lua/admit.lua) checks the tenant's rpm and tpm,
+ * then its caps against spent + reserved + this request's estimate, and on
+ * admission reserves the estimate as a lease: {prefix}{TENANT}:leases (a
+ * sorted set of request ids by expiry) and {prefix}{TENANT}:lease:ID. A
+ * lease whose tollgate died expires after lease_ttl and its reservation is
+ * given back by the next admit; budget_settle releases the lease and adds
+ * the exact cost, once. Month and day hashes gain the field "reserved". */
+
+enum budget_decision {
+    BUDGET_ADMIT,        /* under the caps: forward as asked */
+    BUDGET_DOWNGRADE,    /* over the budget, under hard_limit: forward with the cheaper model */
+    BUDGET_BLOCK,        /* over the cap (or hard_limit, or no downgrade): 429 */
+    BUDGET_RATE_LIMITED, /* over rpm or tpm: 429 with a short Retry-After */
+};
+
+enum budget_reason {
+    BUDGET_REASON_NONE,
+    BUDGET_REASON_MONTHLY, /* budget_monthly reached */
+    BUDGET_REASON_DAILY,   /* budget_daily reached */
+    BUDGET_REASON_HARD,    /* hard_limit reached (even downgraded calls) */
+    BUDGET_REASON_RPM,
+    BUDGET_REASON_TPM,
+};
+
+/* A request fits when spent + reserved + estimate <= cap, for each cap set.
+ * Over budget_monthly or budget_daily with an estimate_down, it is
+ * downgraded while spent + reserved + estimate_down <= hard_limit; the full
+ * estimate must fit under hard_limit too. Sums are exact below 2^53 nano-USD
+ * (~$9M per tenant-month, see admit.lua). tpm: a request larger than the
+ * whole tpm passes when the tenant has used nothing in that minute. */
+struct admit {
+    const char *key_prefix;
+    const char *tenant;
+    const char *request_id;
+    time_t when;           /* request start: month, day and minute buckets */
+    int64_t now_ms;        /* wall clock (unix ms) for leases; 0: read it here */
+    money_t estimate;      /* estimated cost as asked (below 0: taken as 0) */
+    money_t estimate_down; /* estimated cost with the downgrade model; -1: no downgrade */
+    money_t cap_monthly;   /* -1: none */
+    money_t cap_daily;     /* -1: none */
+    money_t hard_limit;    /* -1: none (downgrade is then unbounded by a hard cap) */
+    int64_t rpm, tpm;      /* 0: unlimited */
+    int64_t est_tokens;    /* input + output estimate, for tpm */
+    int lease_ttl_s;       /* how long a reservation outlives a dead tollgate; 0: 600 */
+};
+
+struct admit_result {
+    enum budget_decision decision;
+    enum budget_reason reason; /* NONE when admitted; the cap passed when downgraded */
+    money_t spent_month;       /* settled cost this month, before this request */
+    money_t reserved_month;    /* in flight this month, before this request */
+    money_t spent_day;
+    int retry_after_s; /* rate limits: seconds to the next minute (1..60); blocks:
+                          seconds from when to the next UTC day (daily) or month */
+};
+
+typedef void (*budget_admit_cb)(const struct admit_result *res, const char *err, void *arg);
+
+/* Runs the admission script; on BUDGET_ADMIT and BUDGET_DOWNGRADE a lease
+ * now holds the estimate, which budget_settle or budget_release must end
+ * (else it expires after lease_ttl_s). Exactly one callback (res NULL and
+ * err set on a Redis failure or an unexpected reply; res lives only during
+ * the call), never inside this call, unless NULL is returned (not queued:
+ * Redis not connected, too many pending, or a tenant/request id that cannot
+ * form a key). a is copied. redis_cancel() of the returned command: no
+ * callback, nothing leaks (the admission may still happen: its lease then
+ * expires). */
+struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
+                               void *arg) MUST_CHECK;
+
+/* Gives back the reservation of a request that was admitted but never
+ * forwarded (or whose settlement is abandoned), and its tokens to the tpm
+ * bucket; no request or cost is counted. Fire and forget: no callback; if
+ * Redis is unreachable the lease simply expires. */
+void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
+                    const char *request_id);
+/* The same with an outcome: exactly one callback (ok: the release ran)
+ * unless NULL is returned (not queued). The release also leaves a
+ * tombstone, so an admission of the id that reaches Redis later reserves
+ * nothing: retrying a release is always safe. */
+struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
+                                    const char *request_id, budget_cb cb, void *arg) MUST_CHECK;
+
+#endif

@@ -1,0 +1,1040 @@
+/* config.c: reads proxy.conf (INI, through libinih) into an immutable,
+ * refcounted struct config. One key table drives parsing, defaults,
+ * validation, `tollgate -t`, the reload check and the docs test. Every
+ * problem is reported as "file:line: message", all of them at once, so an
+ * operator fixes a file in one pass. The parsers for single values (sizes,
+ * durations, URLs, lists, env:) are in config_values.c. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config_values.h"
+#include "core/log.h"
+#include "providers/pricing.h"
+
+/* Sections. Named ones are templates: [plan NAME] may appear many times. */
+enum sect {
+    S_NONE,
+    S_SERVER,
+    S_REDIS,
+    S_UPSTREAM,
+    S_PRICING,
+    S_RECORDS,
+    S_ALERTS,
+    S_PLAN,
+    S_TENANT
+};
+
+static const struct {
+    const char *name;
+    const char *doc_name; /* as config_each_key names it */
+    bool named;           /* a template: [upstream NAME] */
+} sects[] = {
+    [S_NONE] = {"", "", false},
+    [S_SERVER] = {"server", "server", false},
+    [S_REDIS] = {"redis", "redis", false},
+    [S_UPSTREAM] = {"upstream", "upstream *", true},
+    [S_PRICING] = {"pricing", "pricing", false},
+    [S_RECORDS] = {"records", "records", false},
+    [S_ALERTS] = {"alerts", "alerts", false},
+    [S_PLAN] = {"plan", "plan *", true},
+    [S_TENANT] = {"tenant", "tenant *", true},
+};
+
+/* How a value is parsed and where it is stored (at key.off in the section's
+ * struct: struct config, cfg_upstream, cfg_plan or cfg_tenant). */
+enum type {
+    T_STR,    /* char *, any text; key.check may restrict it */
+    T_ADDR,   /* char *, host:port to listen on */
+    T_HEADER, /* char *, an HTTP header name */
+    T_FILE,   /* char *, a path that must be readable at load time */
+    T_SIZE,   /* size_t bytes: 1024, 64k, 8m */
+    T_DUR,    /* int milliseconds: 500ms, 10s, 2m */
+    T_INT,    /* int, within lo..hi */
+    T_I64,    /* int64_t, within lo..hi; unset: -1 */
+    T_ENUM,   /* an enum, the index of the value in key.names */
+    T_MONEY,  /* money_t, USD >= 0; unset: -1 */
+    T_FUNC,   /* key.set parses and stores */
+};
+
+#define K_OPT 1u     /* may be empty or absent: stored as NULL */
+#define K_RESTART 2u /* a change takes effect only on restart */
+
+/* Setters and checks write a message (without file:line or key) into msg. */
+typedef int (*setter)(void *obj, const char *val, char *msg, size_t n);
+typedef int (*checker)(const char *val, char *msg, size_t n);
+
+struct key {
+    enum sect sect;
+    const char *name;
+    enum type type;
+    size_t off;
+    const char *def; /* parsed like a value from the file; NULL: unset */
+    unsigned flags;
+    int64_t lo, hi;           /* T_INT, T_I64, T_SIZE, T_DUR */
+    const char *const *names; /* T_ENUM, NULL-terminated, in enum order */
+    setter set;               /* T_FUNC */
+    checker check;            /* text types: extra validation */
+    const char *doc;
+};
+
+static int check_kind(const char *v, char *msg, size_t n);
+
+static const char *const missing_tenant_names[] = {"reject", "allow", NULL};
+static const char *const on_failure_names[] = {"open", "closed", NULL};
+static const char *const on_exceed_names[] = {"block", "downgrade", NULL};
+static const char *const price_period_names[] = {"month", "year", NULL};
+
+#define CF(f) offsetof(struct config, f)
+#define UP(f) offsetof(struct cfg_upstream, f)
+#define PL(f) offsetof(struct cfg_plan, f)
+#define TN(f) offsetof(struct cfg_tenant, f)
+#define MS_MAX (24LL * 3600 * 1000)
+#define GB (1LL << 30)
+
+/* The one key table, in the order proxy.conf.example documents it. */
+static const struct key keys[] = {
+    {S_SERVER, "listen", T_ADDR, CF(listen), "127.0.0.1:8080", K_RESTART,
+     .doc = "host:port where apps connect (plain HTTP)"},
+    {S_SERVER, "tls_listen", T_ADDR, CF(tls_listen), NULL, K_OPT | K_RESTART,
+     .doc = "optional HTTPS listener, host:port"},
+    {S_SERVER, "tls_cert", T_FILE, CF(tls_cert), NULL, K_OPT | K_RESTART,
+     .doc = "PEM certificate chain for tls_listen"},
+    {S_SERVER, "tls_key", T_FILE, CF(tls_key), NULL, K_OPT | K_RESTART,
+     .doc = "PEM private key for tls_listen"},
+    {S_SERVER, "admin_listen", T_ADDR, CF(admin_listen), "127.0.0.1:9090", K_OPT | K_RESTART,
+     .doc = "host:port of /healthz /readyz /metrics /dashboard /admin/api; empty: off"},
+    {S_SERVER, "admin_token", T_STR, CF(admin_token), NULL, K_OPT,
+     .doc = "bearer token for the admin API; unset: only /healthz and /readyz answer"},
+    {S_SERVER, "tenant_header", T_HEADER, CF(tenant_header), "X-Tenant-Id", 0,
+     .doc = "request header naming the tenant"},
+    {S_SERVER, "user_header", T_HEADER, CF(user_header), "X-User-Id", 0,
+     .doc = "request header naming the end user (recorded)"},
+    {S_SERVER, "feature_header", T_HEADER, CF(feature_header), "X-Feature", 0,
+     .doc = "request header naming the app feature (recorded)"},
+    {S_SERVER, "plan_header", T_HEADER, CF(plan_header), NULL, K_OPT,
+     .doc = "optional request header naming the plan; unset: off"},
+    {S_SERVER, "missing_tenant", T_ENUM, CF(missing_tenant), "reject", 0,
+     .names = missing_tenant_names, .doc = "reject (400) | allow (as tenant \"anonymous\")"},
+    {S_SERVER, "default_plan", T_STR, CF(default_plan), "free", 0, .check = config_check_name,
+     .doc = "plan of tenants without [tenant] section or plan header"},
+    {S_SERVER, "max_body", T_SIZE, CF(max_body), "8m", 0, 1, GB,
+     .doc = "largest request body, larger: 413"},
+    {S_SERVER, "max_header_size", T_SIZE, CF(max_header_size), "32k", 0, 1024, 1 << 20,
+     .doc = "largest request line + headers, larger: 431"},
+    {S_SERVER, "workers", T_INT, CF(workers), "0", K_RESTART, 0, 1024,
+     .doc = "worker threads; 0: one per core"},
+    {S_SERVER, "max_connections", T_INT, CF(max_connections), "10000", K_RESTART, 1, 1000000,
+     .doc = "client connections per worker"},
+    {S_SERVER, "header_timeout", T_DUR, CF(header_timeout_ms), "10s", 0, 1, MS_MAX,
+     .doc = "request line + headers must arrive within this"},
+    {S_SERVER, "body_timeout", T_DUR, CF(body_timeout_ms), "60s", 0, 1, MS_MAX,
+     .doc = "the whole request body must arrive within this"},
+    {S_SERVER, "keepalive_timeout", T_DUR, CF(keepalive_timeout_ms), "75s", 0, 1, MS_MAX,
+     .doc = "idle client connection is closed after this"},
+    {S_SERVER, "send_timeout", T_DUR, CF(send_timeout_ms), "60s", 0, 1, MS_MAX,
+     .doc = "client not reading the response is cut after this"},
+    {S_SERVER, "drain_timeout", T_DUR, CF(drain_timeout_ms), "30s", 0, 0, MS_MAX,
+     .doc = "on SIGTERM, how long open streams may finish"},
+    {S_SERVER, "log_level", T_STR, CF(log_level), "info", 0, .check = config_check_log_level,
+     .doc = "error | warn | info | debug"},
+    {S_SERVER, "log_format", T_FUNC, 0, "plain", 0, .set = config_set_log_format,
+     .doc = "plain | json (one object per line)"},
+    {S_SERVER, "connect_timeout", T_DUR, CF(connect_timeout_ms), "10s", 0, 1, MS_MAX,
+     .doc = "upstream TCP connect + TLS handshake"},
+    {S_SERVER, "first_byte_timeout", T_DUR, CF(first_byte_timeout_ms), "300s", 0, 1, MS_MAX,
+     .doc = "upstream request sent -> response headers"},
+    {S_SERVER, "idle_timeout", T_DUR, CF(idle_timeout_ms), "120s", 0, 1, MS_MAX,
+     .doc = "upstream silence between two reads of a response"},
+    {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "128", K_RESTART, 0, 10000,
+     .doc = "idle keep-alive connections per upstream per worker"},
+
+    {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
+     .check = config_check_redis_url, .doc = "redis://host:port/db or unix:///path.sock"},
+    {S_REDIS, "key_prefix", T_STR, CF(key_prefix), "tollgate:", K_RESTART,
+     .doc = "prefix of every Redis key"},
+    {S_REDIS, "on_failure", T_ENUM, CF(on_failure), "open", 0, .names = on_failure_names,
+     .doc = "open: serve, keep records locally | closed: 503 while Redis is unreachable"},
+    {S_REDIS, "timeout", T_DUR, CF(redis_timeout_ms), "250ms", 0, 1, 60000,
+     .doc = "per Redis command; past it the budget store counts as unreachable"},
+    {S_REDIS, "journal_dir", T_STR, CF(journal_dir), "var/journal", K_RESTART,
+     .doc = "on_failure = open: settlements Redis missed, replayed when it is back"},
+
+    {S_UPSTREAM, "url", T_FUNC, 0, NULL, 0, .set = config_set_url,
+     .doc = "https://host[:port][/base]; built-ins default to the provider's API"},
+    {S_UPSTREAM, "kind", T_STR, UP(kind), NULL, K_OPT, .check = check_kind,
+     .doc = "openai | anthropic | gemini dialect; default: the name, else openai"},
+    {S_UPSTREAM, "prefix", T_STR, UP(prefix), NULL, K_OPT, .check = config_check_prefix,
+     .doc = "/NAME: requests under it go here, prefix stripped; required unless built-in"},
+    {S_UPSTREAM, "api_key", T_STR, UP(api_key), NULL, K_OPT,
+     .doc = "sent upstream instead of the client's key; unset: the client's key passes"},
+    {S_UPSTREAM, "ca_file", T_FILE, UP(ca_file), NULL, K_OPT,
+     .doc = "extra CA bundle (PEM) for private upstreams and tests"},
+
+    {S_PRICING, "file", T_STR, CF(pricing_file), "conf/pricing.conf", 0,
+     .doc = "prices in USD per 1M tokens (INI, or LiteLLM JSON)"},
+    {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = config_set_unknown_model,
+     .doc = "allow (record unpriced) | block (400) | price_as:MODEL"},
+
+    {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART,
+     .doc = "one JSON line per request"},
+    {S_RECORDS, "redis_stream", T_STR, CF(redis_stream), NULL, K_OPT,
+     .doc = "also XADD every record to this stream; unset: off"},
+
+    {S_ALERTS, "webhook", T_STR, CF(webhook), NULL, K_OPT, .check = config_check_webhook,
+     .doc = "Slack-compatible JSON POST target; unset: off"},
+    {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = config_set_thresholds,
+     .doc = "percent of the monthly budget, each fired once per tenant per month"},
+
+    {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
+    {S_PLAN, "price_period", T_ENUM, PL(price_period), "month", 0, .names = price_period_names,
+     .doc = "month | year: what price is for"},
+    {S_PLAN, "budget_monthly", T_MONEY, PL(budget_monthly), NULL, 0,
+     .doc = "AI cost cap in USD per calendar month (UTC); unset: none"},
+    {S_PLAN, "budget_daily", T_MONEY, PL(budget_daily), NULL, 0,
+     .doc = "AI cost cap in USD per day (UTC); unset: none"},
+    {S_PLAN, "on_exceed", T_ENUM, PL(on_exceed), "block", 0, .names = on_exceed_names,
+     .doc = "block | downgrade (needs downgrade)"},
+    {S_PLAN, "downgrade", T_FUNC, 0, NULL, 0, .set = config_set_downgrade,
+     .doc = "model rewrites once over budget: a > b, c > d"},
+    {S_PLAN, "hard_limit", T_MONEY, PL(hard_limit), NULL, 0,
+     .doc = "USD per month past which even downgraded calls are blocked"},
+    {S_PLAN, "rpm", T_I64, PL(rpm), "0", 0, 0, INT64_MAX,
+     .doc = "requests per minute; 0: no limit"},
+    {S_PLAN, "tpm", T_I64, PL(tpm), "0", 0, 0, INT64_MAX, .doc = "tokens per minute; 0: no limit"},
+    {S_PLAN, "block_message", T_STR, PL(block_message), NULL, K_OPT,
+     .doc = "error message when blocked; unset: a default naming the cap"},
+
+    {S_TENANT, "plan", T_STR, TN(plan), NULL, K_OPT, .check = config_check_name,
+     .doc = "the tenant's plan"},
+    {S_TENANT, "budget_monthly", T_MONEY, TN(budget_monthly), NULL, 0,
+     .doc = "overrides the plan's monthly cap, USD"},
+    {S_TENANT, "budget_daily", T_MONEY, TN(budget_daily), NULL, 0,
+     .doc = "overrides the plan's daily cap, USD"},
+    {S_TENANT, "hard_limit", T_MONEY, TN(hard_limit), NULL, 0,
+     .doc = "overrides the plan's hard limit, USD"},
+    {S_TENANT, "rpm", T_I64, TN(rpm), NULL, 0, 0, INT64_MAX,
+     .doc = "overrides the plan's requests per minute"},
+    {S_TENANT, "tpm", T_I64, TN(tpm), NULL, 0, 0, INT64_MAX,
+     .doc = "overrides the plan's tokens per minute"},
+};
+
+/* The three providers the built-in routes send to, and their public APIs. */
+static const struct {
+    const char *name;
+    const char *url;
+} builtins[] = {
+    {"openai", "https://api.openai.com"},
+    {"anthropic", "https://api.anthropic.com"},
+    {"gemini", "https://generativelanguage.googleapis.com"},
+};
+
+/* Where a key or section header was seen, for duplicates and for errors
+ * found after the whole file is read. */
+struct seen {
+    enum sect sect;
+    size_t idx;          /* instance of a template section; 0 otherwise */
+    const struct key *k; /* NULL: the section header itself */
+    int line;
+    bool rejected; /* the value was reported bad: no follow-up errors */
+};
+
+/* State of one load. The reader and the handler run interleaved (inih asks
+ * for a line, then reports its key), so p->line is the current key's line. */
+struct parser {
+    struct config *c;
+    const char *path;
+    FILE *f;
+    char *buf; /* getline buffer */
+    size_t cap;
+    int line;
+    enum sect sect; /* current section; S_NONE before the first */
+    size_t idx;     /* its instance, for templates */
+    bool skip;      /* the header was rejected: its keys are not reported again */
+    char label[64]; /* "plan free", for messages */
+    struct seen *seen;
+    size_t n_seen, cap_seen;
+    char *err;
+    size_t errlen, used;
+    int n_err;
+};
+
+static void failv(struct parser *p, int line, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    p->n_err++;
+    if (!p->err || p->errlen == 0 || p->used + 1 >= p->errlen)
+        return;
+    int w;
+    if (line < 0) /* already "file:line: message" */
+        w = snprintf(p->err + p->used, p->errlen - p->used, "%s%s", p->used ? "\n" : "", msg);
+    else if (line > 0)
+        w = snprintf(p->err + p->used, p->errlen - p->used, "%s%s:%d: %s", p->used ? "\n" : "",
+                     p->path, line, msg);
+    else
+        w = snprintf(p->err + p->used, p->errlen - p->used, "%s%s: %s", p->used ? "\n" : "",
+                     p->path, msg);
+    if (w > 0)
+        p->used += (size_t)w < p->errlen - p->used ? (size_t)w : p->errlen - p->used - 1;
+}
+
+static void PRINTF_LIKE(3, 4) fail_at(struct parser *p, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    failv(p, line, fmt, ap);
+    va_end(ap);
+}
+
+/* Adds already formatted "file:line: message" lines (from the pricing loader). */
+static void fail_raw(struct parser *p, const char *lines)
+{
+    while (*lines) {
+        size_t len = strcspn(lines, "\n");
+        if (len)
+            fail_at(p, -1, "%.*s", (int)len, lines);
+        lines += len + (lines[len] == '\n');
+    }
+}
+
+/* -------- applying a value through the table -------- */
+
+/* Upstream kinds are the built-in providers; the other value checks and
+ * setters named in the table are in config_values.c. */
+static int check_kind(const char *v, char *msg, size_t n)
+{
+    for (size_t i = 0; i < ARRAY_LEN(builtins); i++)
+        if (strcmp(v, builtins[i].name) == 0)
+            return 0;
+    snprintf(msg, n, "'%s' is not one of openai, anthropic, gemini", v);
+    return -1;
+}
+
+static bool is_text(enum type t)
+{
+    return t == T_STR || t == T_ADDR || t == T_HEADER || t == T_FILE;
+}
+
+static int set_text(char **field, const struct key *k, const char *v, char *msg, size_t n)
+{
+    if (!*v) {
+        if (!(k->flags & K_OPT)) {
+            snprintf(msg, n, "needs a value");
+            return -1;
+        }
+        free(*field);
+        *field = NULL;
+        return 0;
+    }
+    checker kind = k->type == T_ADDR     ? config_check_addr
+                   : k->type == T_HEADER ? config_check_header
+                   : k->type == T_FILE   ? config_check_file
+                                         : NULL;
+    if (kind && kind(v, msg, n) < 0)
+        return -1;
+    if (k->check && k->check(v, msg, n) < 0)
+        return -1;
+    char *copy = strdup(v);
+    if (!copy) {
+        snprintf(msg, n, "out of memory");
+        return -1;
+    }
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static int range_error(const struct key *k, char *msg, size_t n)
+{
+    const char *unit = k->type == T_DUR ? "ms" : k->type == T_SIZE ? " bytes" : "";
+    snprintf(msg, n, "must be between %lld%s and %lld%s", (long long)k->lo, unit, (long long)k->hi,
+             unit);
+    return -1;
+}
+
+/* Parses v as k says and stores it in obj. v is trimmed and env-resolved. */
+static int apply(void *obj, const struct key *k, const char *v, char *msg, size_t n)
+{
+    char *field = (char *)obj + k->off;
+    unsigned long long u;
+    const char *end;
+    size_t sz;
+    int ms;
+    money_t m;
+
+    switch (k->type) {
+    case T_STR:
+    case T_ADDR:
+    case T_HEADER:
+    case T_FILE:
+        return set_text((char **)(void *)field, k, v, msg, n);
+    case T_SIZE:
+        if (config_parse_size(v, &sz) < 0) {
+            snprintf(msg, n, "'%s' is not a size (1024, 64k, 8m, 1g)", v);
+            return -1;
+        }
+        if ((long long)sz < k->lo || (long long)sz > k->hi)
+            return range_error(k, msg, n);
+        *(size_t *)(void *)field = sz;
+        return 0;
+    case T_DUR:
+        if (config_parse_duration_ms(v, &ms) < 0) {
+            snprintf(msg, n, "'%s' is not a duration (500ms, 10s, 2m, 1h)", v);
+            return -1;
+        }
+        if (ms < k->lo || ms > k->hi)
+            return range_error(k, msg, n);
+        *(int *)(void *)field = ms;
+        return 0;
+    case T_INT:
+    case T_I64:
+        if (config_parse_u64(v, &u, &end) < 0 || *end) {
+            snprintf(msg, n, "'%s' is not a whole number", v);
+            return -1;
+        }
+        if (u > (unsigned long long)k->hi || (long long)u < k->lo)
+            return range_error(k, msg, n);
+        if (k->type == T_INT)
+            *(int *)(void *)field = (int)u;
+        else
+            *(int64_t *)(void *)field = (int64_t)u;
+        return 0;
+    case T_ENUM:
+        return config_parse_enum(v, k->names, (int *)(void *)field, msg, n);
+    case T_MONEY:
+        if (money_parse_usd(v, &m) < 0 || m < 0) {
+            snprintf(msg, n, "'%s' is not a USD amount like 9 or 0.50", v);
+            return -1;
+        }
+        *(money_t *)(void *)field = m;
+        return 0;
+    case T_FUNC:
+        return k->set(obj, v, msg, n);
+    }
+    return -1;
+}
+
+/* Gives every key of sect its default in obj. Defaults are written in the
+ * table as text and parsed like a file's value, so they obey the same rules. */
+static int apply_defaults(void *obj, enum sect s)
+{
+    char msg[256];
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        const struct key *k = &keys[i];
+        if (k->sect != s)
+            continue;
+        if (k->def) {
+            if (apply(obj, k, k->def, msg, sizeof msg) < 0)
+                return -1;
+        } else if (k->type == T_MONEY) {
+            *(money_t *)(void *)((char *)obj + k->off) = -1;
+        } else if (k->type == T_I64) {
+            *(int64_t *)(void *)((char *)obj + k->off) = -1;
+        }
+    }
+    return 0;
+}
+
+/* Frees the text fields the table owns in obj. */
+static void free_fields(void *obj, enum sect s)
+{
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        if (keys[i].sect == s && is_text(keys[i].type)) {
+            char **f = (char **)(void *)((char *)obj + keys[i].off);
+            free(*f);
+            *f = NULL;
+        }
+    }
+}
+
+/* -------- template instances -------- */
+
+static void *instance(struct config *c, enum sect s, size_t idx)
+{
+    switch (s) {
+    case S_UPSTREAM:
+        return &c->upstreams[idx];
+    case S_PLAN:
+        return &c->plans[idx];
+    case S_TENANT:
+        return &c->tenants[idx];
+    default:
+        return c;
+    }
+}
+
+static const char *instance_name(struct config *c, enum sect s, size_t idx)
+{
+    return s == S_UPSTREAM ? c->upstreams[idx].name
+           : s == S_PLAN   ? c->plans[idx].name
+                           : c->tenants[idx].name;
+}
+
+static size_t *instance_count(struct config *c, enum sect s)
+{
+    return s == S_UPSTREAM ? &c->n_upstreams : s == S_PLAN ? &c->n_plans : &c->n_tenants;
+}
+
+/* Appends a [s name] instance with its defaults; *idx is its index. */
+static int add_instance(struct config *c, enum sect s, const char *name, size_t *idx)
+{
+    size_t *cnt = instance_count(c, s);
+    size_t size = s == S_UPSTREAM ? sizeof(struct cfg_upstream)
+                  : s == S_PLAN   ? sizeof(struct cfg_plan)
+                                  : sizeof(struct cfg_tenant);
+    void **arr = s == S_UPSTREAM ? (void **)&c->upstreams
+                 : s == S_PLAN   ? (void **)&c->plans
+                                 : (void **)&c->tenants;
+    char *copy = strdup(name);
+    void *grown = copy ? realloc(*arr, (*cnt + 1) * size) : NULL;
+    if (!grown) {
+        free(copy);
+        return -1;
+    }
+    *arr = grown;
+    void *obj = (char *)grown + *cnt * size;
+    memset(obj, 0, size);
+    if (s == S_UPSTREAM)
+        ((struct cfg_upstream *)obj)->name = copy;
+    else if (s == S_PLAN)
+        ((struct cfg_plan *)obj)->name = copy;
+    else
+        ((struct cfg_tenant *)obj)->name = copy;
+    *idx = (*cnt)++;
+    return apply_defaults(obj, s);
+}
+
+/* The default url of a built-in upstream; NULL for any other name. */
+static const char *builtin_url(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(builtins); i++)
+        if (strcmp(name, builtins[i].name) == 0)
+            return builtins[i].url;
+    return NULL;
+}
+
+/* -------- where things were seen -------- */
+
+static int remember(struct parser *p, const struct key *k)
+{
+    if (p->n_seen == p->cap_seen) {
+        size_t cap = p->cap_seen ? p->cap_seen * 2 : 64;
+        struct seen *s = realloc(p->seen, cap * sizeof *s);
+        if (!s)
+            return -1;
+        p->seen = s;
+        p->cap_seen = cap;
+    }
+    p->seen[p->n_seen++] = (struct seen){p->sect, p->idx, k, p->line, false};
+    return 0;
+}
+
+/* The line of key name (NULL: of the header) in section (s, idx); 0 if it
+ * is not in the file. */
+static int seen_at(const struct parser *p, enum sect s, size_t idx, const char *name)
+{
+    for (size_t i = 0; i < p->n_seen; i++) {
+        const struct seen *e = &p->seen[i];
+        if (e->sect == s && e->idx == idx && (name ? e->k && strcmp(e->k->name, name) == 0 : !e->k))
+            return e->line;
+    }
+    return 0;
+}
+
+/* The key was written but its value reported bad. */
+static bool rejected(const struct parser *p, enum sect s, size_t idx, const char *name)
+{
+    for (size_t i = 0; i < p->n_seen; i++) {
+        const struct seen *e = &p->seen[i];
+        if (e->sect == s && e->idx == idx && e->k && strcmp(e->k->name, name) == 0)
+            return e->rejected;
+    }
+    return false;
+}
+
+/* Where to point an error about key name: its line, else its section's
+ * header, else 0 (the file as a whole). */
+static int line_of(const struct parser *p, enum sect s, size_t idx, const char *name)
+{
+    int line = name ? seen_at(p, s, idx, name) : 0;
+    return line ? line : seen_at(p, s, idx, NULL);
+}
+
+/* -------- the reader: lines, sections, syntax -------- */
+
+static const char *find_sep(const char *s, const char *chars)
+{
+    bool was_space = false;
+    while (*s && !strchr(chars, *s) &&
+           !(ini_allow_inline_comments && was_space && strchr(ini_inline_comment_prefixes, *s))) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+static void begin_section(struct parser *p, char *text)
+{
+    char *name = config_trim(text);
+    size_t wlen = strcspn(name, " \t");
+    char *rest = config_trim(name + wlen);
+    name[wlen] = '\0';
+    snprintf(p->label, sizeof p->label, "%s%s%s", name, *rest ? " " : "", rest);
+    p->sect = S_NONE;
+    p->skip = true;
+    p->idx = 0;
+
+    enum sect s = S_NONE;
+    for (size_t i = 1; i < ARRAY_LEN(sects); i++)
+        if (strcmp(name, sects[i].name) == 0)
+            s = (enum sect)i;
+    if (s == S_NONE) {
+        fail_at(p, p->line, "unknown section [%s]", p->label);
+        return;
+    }
+    size_t idx = 0;
+    if (!sects[s].named) {
+        if (*rest) {
+            fail_at(p, p->line, "section [%s] takes no name", name);
+            return;
+        }
+    } else {
+        if (!*rest) {
+            fail_at(p, p->line, "section [%s] needs a name: [%s NAME]", name, name);
+            return;
+        }
+        char msg[128];
+        if (config_check_name(rest, msg, sizeof msg) < 0) {
+            fail_at(p, p->line, "[%s]: %s", p->label, msg);
+            return;
+        }
+        size_t cnt = *instance_count(p->c, s);
+        for (idx = 0; idx < cnt && strcmp(instance_name(p->c, s, idx), rest) != 0; idx++)
+            ;
+    }
+    int first = seen_at(p, s, idx, NULL);
+    if (first) {
+        fail_at(p, p->line, "duplicate section [%s] (first at line %d)", p->label, first);
+        return;
+    }
+    if (sects[s].named && add_instance(p->c, s, rest, &idx) < 0) {
+        fail_at(p, p->line, "out of memory");
+        return;
+    }
+    p->sect = s;
+    p->idx = idx;
+    p->skip = false;
+    if (remember(p, NULL) < 0)
+        fail_at(p, p->line, "out of memory");
+}
+
+/* Looks at a line before inih does: section headers change p->sect (inih
+ * calls the handler only for keys), and lines inih would reject are
+ * reported here with their line. Returns false if the line is to be hidden. */
+static bool scan_line(struct parser *p, char *s)
+{
+    if (p->line == 1 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3;
+    s = config_trim(s);
+    if (!*s || strchr(ini_start_comment_prefixes, *s))
+        return true;
+    if (*s == '[') {
+        char *end = (char *)find_sep(s + 1, "]");
+        if (*end != ']') {
+            fail_at(p, p->line, "missing ']' in section header");
+            p->sect = S_NONE;
+            p->skip = true;
+            return false;
+        }
+        char *after = end + 1;
+        while (isspace((unsigned char)*after))
+            after++;
+        if (*after && !strchr(ini_start_comment_prefixes, *after)) {
+            fail_at(p, p->line, "unexpected text after ']'");
+            p->sect = S_NONE;
+            p->skip = true;
+            return false;
+        }
+        *end = '\0';
+        begin_section(p, s + 1);
+        return true;
+    }
+    const char *sep = find_sep(s, "=:");
+    if (*sep != '=' && *sep != ':') {
+        fail_at(p, p->line, "expected 'key = value' or '[section]'");
+        return false;
+    }
+    return true;
+}
+
+/* An ini_reader: one physical line per call, so p->line is exact. A line
+ * longer than inih's buffer is an error, never split into two lines. */
+static char *reader(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    ssize_t got = getline(&p->buf, &p->cap, p->f);
+    if (got < 0 || num < 3)
+        return NULL;
+    p->line++;
+    size_t len = strlen(p->buf);
+    while (len && (p->buf[len - 1] == '\n' || p->buf[len - 1] == '\r'))
+        p->buf[--len] = '\0';
+    str[0] = '\0';
+    if (len > (size_t)num - 3) {
+        fail_at(p, p->line, "line is longer than %d characters", num - 3);
+        return str;
+    }
+    memcpy(str, p->buf, len + 1);
+    if (!scan_line(p, p->buf))
+        str[0] = '\0';
+    return str;
+}
+
+/* The inih handler: one key = value of the current section. */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *p = user;
+    char msg[384], *env = NULL;
+    if (p->skip)
+        return 1; /* the section header was reported already */
+    if (p->sect == S_NONE) {
+        fail_at(p, p->line, "key '%s' outside any section", name);
+        return 1;
+    }
+    if (!*name) {
+        fail_at(p, p->line, "missing key name before '='");
+        return 1;
+    }
+    const struct key *k = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(keys) && !k; i++)
+        if (keys[i].sect == p->sect && strcmp(keys[i].name, name) == 0)
+            k = &keys[i];
+    if (!k) {
+        fail_at(p, p->line, "unknown key '%s' in [%s]", name, p->label);
+        return 1;
+    }
+    int first = seen_at(p, p->sect, p->idx, name);
+    if (first) {
+        fail_at(p, p->line, "duplicate key '%s' in [%s] (first at line %d)", name, p->label, first);
+        return 1;
+    }
+    if (remember(p, k) < 0) {
+        fail_at(p, p->line, "out of memory");
+        return 1;
+    }
+    if (config_resolve_env(name, value, &env, msg, sizeof msg) < 0) {
+        fail_at(p, p->line, "%s", msg);
+        return 1;
+    }
+    if (env)
+        value = config_trim(env);
+    if (apply(instance(p->c, p->sect, p->idx), k, value, msg, sizeof msg) < 0) {
+        fail_at(p, p->line, "%s: %s", name, msg);
+        p->seen[p->n_seen - 1].rejected = true;
+    }
+    free(env);
+    return 1;
+}
+
+/* -------- checks across keys, after the whole file -------- */
+
+static void finish_upstreams(struct parser *p)
+{
+    struct config *c = p->c;
+    char msg[256];
+    size_t in_file = c->n_upstreams;
+
+    for (size_t b = 0; b < ARRAY_LEN(builtins); b++) {
+        size_t idx;
+        if (config_upstream(c, builtins[b].name))
+            continue;
+        if (add_instance(c, S_UPSTREAM, builtins[b].name, &idx) < 0 ||
+            config_set_url(&c->upstreams[idx], builtins[b].url, msg, sizeof msg) < 0) {
+            fail_at(p, 0, "out of memory");
+            return;
+        }
+    }
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        struct cfg_upstream *u = &c->upstreams[i];
+        bool builtin = builtin_url(u->name) != NULL;
+        int head = i < in_file ? line_of(p, S_UPSTREAM, i, NULL) : 0;
+        if (!u->url && builtin && config_set_url(u, builtin_url(u->name), msg, sizeof msg) < 0)
+            fail_at(p, head, "%s", msg);
+        /* A url or prefix that was written but rejected is reported already. */
+        if (!u->url && !builtin && !rejected(p, S_UPSTREAM, i, "url"))
+            fail_at(p, head, "[upstream %s] needs url = https://host[/base]", u->name);
+        if (builtin && u->kind && strcmp(u->kind, u->name) != 0)
+            fail_at(p, line_of(p, S_UPSTREAM, i, "kind"),
+                    "kind: [upstream %s] is a built-in route and must be kind %s", u->name,
+                    u->name);
+        if (!u->kind && !(u->kind = strdup(builtin ? u->name : "openai")))
+            fail_at(p, head, "out of memory");
+        if (!builtin && !u->prefix && !rejected(p, S_UPSTREAM, i, "prefix"))
+            fail_at(p, head,
+                    "[upstream %s] needs prefix = /%s (only openai, anthropic and "
+                    "gemini have built-in routes)",
+                    u->name, u->name);
+        for (size_t j = 0; j < i && u->prefix; j++)
+            if (c->upstreams[j].prefix && strcmp(c->upstreams[j].prefix, u->prefix) == 0)
+                fail_at(p, line_of(p, S_UPSTREAM, i, "prefix"),
+                        "prefix: %s is already used by [upstream %s]", u->prefix,
+                        c->upstreams[j].name);
+    }
+}
+
+static void finish_plans(struct parser *p)
+{
+    struct config *c = p->c;
+    size_t idx;
+
+    if (c->n_plans == 0) {
+        /* No plans: one without caps, so a minimal file runs. */
+        if (add_instance(c, S_PLAN, c->default_plan, &idx) < 0)
+            fail_at(p, 0, "out of memory");
+    } else if (!config_plan(c, c->default_plan) && !rejected(p, S_SERVER, 0, "default_plan")) {
+        int line = line_of(p, S_SERVER, 0, "default_plan");
+        fail_at(p, line ? line : line_of(p, S_PLAN, 0, NULL),
+                "default_plan: no [plan %s] (tenants without a plan get it)", c->default_plan);
+    }
+    for (size_t i = 0; i < c->n_plans; i++) {
+        const struct cfg_plan *pl = &c->plans[i];
+        if (pl->on_exceed == ON_EXCEED_DOWNGRADE && pl->n_downgrade == 0 &&
+            !rejected(p, S_PLAN, i, "downgrade"))
+            fail_at(p, line_of(p, S_PLAN, i, "on_exceed"),
+                    "on_exceed: downgrade needs downgrade = from > to in [plan %s]", pl->name);
+        if (pl->hard_limit >= 0 && pl->budget_monthly >= 0 && pl->hard_limit < pl->budget_monthly)
+            fail_at(p, line_of(p, S_PLAN, i, "hard_limit"),
+                    "hard_limit: is below budget_monthly in [plan %s]", pl->name);
+    }
+    for (size_t i = 0; i < c->n_tenants; i++) {
+        const struct cfg_tenant *t = &c->tenants[i];
+        if (t->plan && !config_plan(c, t->plan))
+            fail_at(p, line_of(p, S_TENANT, i, "plan"), "plan: no [plan %s] for [tenant %s]",
+                    t->plan, t->name);
+    }
+}
+
+static void finish(struct parser *p)
+{
+    struct config *c = p->c;
+    char perr[1024] = "";
+
+    if (c->tls_listen && (!c->tls_cert || !c->tls_key) && !rejected(p, S_SERVER, 0, "tls_cert") &&
+        !rejected(p, S_SERVER, 0, "tls_key"))
+        fail_at(p, line_of(p, S_SERVER, 0, "tls_listen"), "tls_listen: needs tls_cert and tls_key");
+    finish_upstreams(p);
+    finish_plans(p);
+
+    c->pricing = pricing_load(c->pricing_file, perr, sizeof perr);
+    if (!c->pricing) {
+        if (perr[0])
+            fail_raw(p, perr);
+        else
+            fail_at(p, line_of(p, S_PRICING, 0, "file"), "file: cannot load %s", c->pricing_file);
+    } else if (c->unknown_model == UNKNOWN_MODEL_PRICE_AS &&
+               !pricing_lookup(c->pricing, c->price_as_model)) {
+        fail_at(p, line_of(p, S_PRICING, 0, "unknown_model"),
+                "unknown_model: price_as:%s has no price in %s", c->price_as_model,
+                c->pricing_file);
+    }
+}
+
+/* -------- public -------- */
+
+static void config_free(struct config *c)
+{
+    for (enum sect s = S_SERVER; s <= S_ALERTS; s++)
+        if (!sects[s].named)
+            free_fields(c, s);
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        struct cfg_upstream *u = &c->upstreams[i];
+        free_fields(u, S_UPSTREAM);
+        free(u->name);
+        free(u->url);
+        free(u->host);
+        free(u->base_path);
+    }
+    for (size_t i = 0; i < c->n_plans; i++) {
+        free_fields(&c->plans[i], S_PLAN);
+        config_free_downgrades(&c->plans[i]);
+        free(c->plans[i].name);
+    }
+    for (size_t i = 0; i < c->n_tenants; i++) {
+        free_fields(&c->tenants[i], S_TENANT);
+        free(c->tenants[i].name);
+    }
+    free(c->upstreams);
+    free(c->plans);
+    free(c->tenants);
+    free(c->price_as_model);
+    if (c->pricing)
+        pricing_free(c->pricing);
+    free(c->path);
+    free(c);
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    struct parser p = {.path = path, .err = err, .errlen = errlen};
+    if (err && errlen)
+        err[0] = '\0';
+
+    p.c = calloc(1, sizeof *p.c);
+    if (!p.c || !(p.c->path = strdup(path))) {
+        fail_at(&p, 0, "out of memory");
+        goto fail;
+    }
+    atomic_init(&p.c->refs, 1);
+    for (enum sect s = S_SERVER; s <= S_ALERTS; s++) {
+        if (!sects[s].named && apply_defaults(p.c, s) < 0) {
+            fail_at(&p, 0, "out of memory");
+            goto fail;
+        }
+    }
+    if (!(p.f = fopen(path, "r"))) {
+        fail_at(&p, 0, "cannot open: %s", strerror(errno));
+        goto fail;
+    }
+    /* Continuation lines would make an indented key part of the previous
+     * value; this flag is process-wide, so it is restored right after. */
+    bool multiline = ini_allow_multiline;
+    ini_allow_multiline = false;
+    int rc = ini_parse_stream(reader, &p, on_key, &p);
+    ini_allow_multiline = multiline;
+    if (rc == -2)
+        fail_at(&p, 0, "out of memory");
+    else if (rc > 0 && p.n_err == 0)
+        fail_at(&p, rc, "syntax error");
+    if (ferror(p.f))
+        fail_at(&p, 0, "read error");
+    finish(&p);
+    if (p.n_err)
+        goto fail;
+    fclose(p.f);
+    free(p.buf);
+    free(p.seen);
+    return p.c;
+fail:
+    if (p.f)
+        fclose(p.f);
+    free(p.buf);
+    free(p.seen);
+    if (p.c)
+        config_free(p.c);
+    return NULL;
+}
+
+struct config *config_ref(struct config *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void config_unref(struct config *c)
+{
+    /* acq_rel: the last holder sees every write made by the others. */
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        config_free(c);
+}
+
+const struct cfg_upstream *config_upstream(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_upstreams; i++)
+        if (strcmp(c->upstreams[i].name, name) == 0)
+            return &c->upstreams[i];
+    return NULL;
+}
+
+const struct cfg_plan *config_plan(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_plans; i++)
+        if (strcmp(c->plans[i].name, name) == 0)
+            return &c->plans[i];
+    return NULL;
+}
+
+const struct cfg_tenant *config_tenant(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_tenants; i++)
+        if (strcmp(c->tenants[i].name, name) == 0)
+            return &c->tenants[i];
+    return NULL;
+}
+
+const struct cfg_upstream *config_upstream_for_path(const struct config *c, const char *path)
+{
+    const struct cfg_upstream *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        const char *pre = c->upstreams[i].prefix;
+        size_t len = pre ? strlen(pre) : 0;
+        if (len > best_len && strncmp(path, pre, len) == 0 &&
+            (path[len] == '\0' || path[len] == '/')) {
+            best = &c->upstreams[i];
+            best_len = len;
+        }
+    }
+    return best;
+}
+
+void config_each_key(void (*fn)(const char *section, const char *key, void *arg), void *arg)
+{
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+        fn(sects[keys[i].sect].doc_name, keys[i].name, arg);
+}
+
+void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg), void *arg)
+{
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        struct config_key_info info = {
+            .section = sects[keys[i].sect].doc_name,
+            .key = keys[i].name,
+            .def = keys[i].def,
+            .reloadable = !(keys[i].flags & K_RESTART),
+            .doc = keys[i].doc,
+        };
+        fn(&info, arg);
+    }
+}
+
+static bool same(const struct config *a, const struct config *b, const struct key *k)
+{
+    const char *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+    if (is_text(k->type)) {
+        const char *sa = *(char *const *)(const void *)fa, *sb = *(char *const *)(const void *)fb;
+        return (!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0);
+    }
+    size_t size = k->type == T_SIZE    ? sizeof(size_t)
+                  : k->type == T_I64   ? sizeof(int64_t)
+                  : k->type == T_MONEY ? sizeof(money_t)
+                                       : sizeof(int);
+    return memcmp(fa, fb, size) == 0;
+}
+
+size_t config_restart_keys(const struct config *old, const struct config *nw, char *buf, size_t n)
+{
+    size_t count = 0, used = 0;
+    if (n)
+        buf[0] = '\0';
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        const struct key *k = &keys[i];
+        if (!(k->flags & K_RESTART) || sects[k->sect].named || k->type == T_FUNC ||
+            same(old, nw, k))
+            continue;
+        count++;
+        if (used < n) {
+            int w = snprintf(buf + used, n - used, "%s%s.%s", used ? ", " : "", sects[k->sect].name,
+                             k->name);
+            if (w > 0)
+                used += (size_t)w;
+        }
+    }
+    return count;
+}

@@ -1,0 +1,185 @@
+/* config.h: the daemon's configuration, read from an INI file through
+ * libinih. One key table (config.c) drives parsing, `tollgate -t` and the
+ * docs check. A loaded config is immutable and refcounted: a reload builds a
+ * new one to the side and swaps it; requests keep the snapshot they started
+ * with. */
+#ifndef TOLLGATE_CONFIG_H
+#define TOLLGATE_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/money.h"
+#include "core/util.h"
+
+struct pricing;
+
+enum missing_tenant { MISSING_TENANT_REJECT, MISSING_TENANT_ALLOW };
+enum on_failure { ON_FAILURE_OPEN, ON_FAILURE_CLOSED };
+enum on_exceed { ON_EXCEED_BLOCK, ON_EXCEED_DOWNGRADE };
+enum unknown_model { UNKNOWN_MODEL_ALLOW, UNKNOWN_MODEL_BLOCK, UNKNOWN_MODEL_PRICE_AS };
+enum price_period { PRICE_PERIOD_MONTH, PRICE_PERIOD_YEAR };
+
+/* [upstream NAME]: where one provider's traffic goes. */
+struct cfg_upstream {
+    char *name;      /* section name: openai, anthropic, gemini, or any */
+    char *kind;      /* provider dialect: openai | anthropic | gemini (default: name) */
+    char *url;       /* as written: https://api.openai.com[/base] */
+    bool tls;        /* scheme is https */
+    char *host;      /* from url */
+    int port;        /* from url (default 443/80) */
+    char *base_path; /* path part of url without trailing '/', "" if none */
+    char *prefix;    /* "/groq": requests under it come here, stripped; NULL: none (built-ins) */
+    char *api_key;   /* NULL: the client's key passes through */
+    char *ca_file;   /* extra CA bundle, NULL if none */
+};
+
+/* A downgrade mapping "gpt-4o > gpt-4o-mini". */
+struct cfg_downgrade {
+    char *from;
+    char *to;
+};
+
+/* [plan NAME] */
+struct cfg_plan {
+    char *name;
+    money_t price; /* subscription revenue per price_period */
+    enum price_period price_period;
+    money_t budget_monthly; /* -1: no cap */
+    money_t budget_daily;   /* -1: no cap */
+    enum on_exceed on_exceed;
+    struct cfg_downgrade *downgrade;
+    size_t n_downgrade;
+    money_t hard_limit;  /* -1: none */
+    int64_t rpm;         /* 0: unlimited */
+    int64_t tpm;         /* 0: unlimited */
+    char *block_message; /* NULL: a default naming the cap */
+};
+
+/* [tenant NAME]: per-customer overrides; -1 / NULL means "from the plan". */
+struct cfg_tenant {
+    char *name;
+    char *plan;
+    money_t budget_monthly;
+    money_t budget_daily;
+    money_t hard_limit;
+    int64_t rpm;
+    int64_t tpm;
+};
+
+struct config {
+    atomic_int refs; /* config_ref / config_unref */
+    char *path;
+
+    /* [server] */
+    char *listen;     /* host:port */
+    char *tls_listen; /* NULL: off */
+    char *tls_cert;
+    char *tls_key;
+    char *admin_listen; /* NULL: off */
+    char *admin_token;  /* NULL: admin API refuses everything but /healthz, /readyz */
+    char *tenant_header;
+    char *user_header;
+    char *feature_header;
+    char *plan_header; /* NULL: off */
+    enum missing_tenant missing_tenant;
+    char *default_plan;
+    size_t max_body;          /* bytes */
+    size_t max_header_size;   /* bytes of request line + headers */
+    int workers;              /* 0: one per core */
+    int max_connections;      /* per worker */
+    int header_timeout_ms;    /* request line + headers must arrive within this */
+    int body_timeout_ms;      /* the whole body must arrive within this */
+    int keepalive_timeout_ms; /* idle client connection */
+    int send_timeout_ms;      /* client not reading a response */
+    int drain_timeout_ms;     /* SIGTERM: how long streams may finish */
+    char *log_level;
+    bool log_json;
+
+    /* upstream timeouts and pool, shared by every [upstream] */
+    int connect_timeout_ms;    /* TCP connect + TLS handshake */
+    int first_byte_timeout_ms; /* request sent -> response headers */
+    int idle_timeout_ms;       /* gap between two body reads */
+    int pool_size;             /* idle keep-alive connections per upstream per worker */
+
+    /* [redis] */
+    char *redis_url;
+    char *key_prefix;
+    enum on_failure on_failure;
+    int redis_timeout_ms;
+    char *journal_dir; /* worker-N.jsonl: settlements Redis missed (journal.h) */
+
+    /* [pricing] */
+    char *pricing_file;
+    enum unknown_model unknown_model;
+    char *price_as_model;    /* with UNKNOWN_MODEL_PRICE_AS */
+    struct pricing *pricing; /* loaded with the config, owned */
+
+    /* [records] */
+    char *records_file;
+    char *redis_stream; /* NULL: off */
+
+    /* [alerts] */
+    char *webhook;     /* NULL: off */
+    int thresholds[8]; /* percent, ascending */
+    size_t n_thresholds;
+
+    struct cfg_upstream *upstreams;
+    size_t n_upstreams;
+    struct cfg_plan *plans;
+    size_t n_plans;
+    struct cfg_tenant *tenants;
+    size_t n_tenants;
+};
+
+/* Loads and validates path, and the pricing file it names (relative paths
+ * are taken from the current directory). On error returns NULL and writes
+ * "file:line: message" lines (one per problem) into err. The result has
+ * refs == 1. Call from one thread at a time: libinih's options are process
+ * globals and this flips one (multi-line values) for the parse. */
+struct config *config_load(const char *path, char *err, size_t errlen) MUST_CHECK;
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+/* Lookups; NULL when absent. */
+const struct cfg_upstream *config_upstream(const struct config *c, const char *name);
+const struct cfg_plan *config_plan(const struct config *c, const char *name);
+const struct cfg_tenant *config_tenant(const struct config *c, const char *name);
+
+/* The key table, for the docs check: calls fn for every fixed key
+ * ("server", "listen"), and for section templates with section "upstream *",
+ * "plan *", "tenant *". */
+void config_each_key(void (*fn)(const char *section, const char *key, void *arg), void *arg);
+
+/* Parses "8m", "64k", "1024" into bytes; "10s", "500ms", "2m" into ms. */
+int config_parse_size(const char *s, size_t *out) MUST_CHECK;
+int config_parse_duration_ms(const char *s, int *out) MUST_CHECK;
+
+/* One row of the key table, for `tollgate -t`, the docs check and reload. */
+struct config_key_info {
+    const char *section; /* "server", or a template: "upstream *" */
+    const char *key;
+    const char *def; /* default as written in the file; NULL: unset */
+    bool reloadable; /* false: a changed value needs a restart */
+    const char *doc; /* one line */
+};
+void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg), void *arg);
+
+/* Splits "https://host[:port][/base]" (also http, and "[v6addr]" hosts).
+ * port defaults to 443 / 80; base_path has no trailing '/' and is "" when
+ * absent. On success *host and *base_path are malloc'd and owned by the
+ * caller; returns -1 on anything else (query, fragment, userinfo, bad port). */
+int config_parse_url(const char *url, bool *tls, char **host, int *port,
+                     char **base_path) MUST_CHECK;
+
+/* The upstream whose prefix starts path ("/groq/v1/x" -> [upstream groq]
+ * with prefix = /groq; the longest prefix wins); NULL if none. */
+const struct cfg_upstream *config_upstream_for_path(const struct config *c, const char *path);
+
+/* For SIGHUP: writes the names ("server.listen, redis.url") of keys that
+ * differ between old and nw but only take effect on restart into buf ("" if
+ * none). Returns how many differ. */
+size_t config_restart_keys(const struct config *old, const struct config *nw, char *buf, size_t n);
+
+#endif

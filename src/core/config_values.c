@@ -1,0 +1,537 @@
+/* config_values.c: turns one value of proxy.conf, as text, into what the
+ * config stores: sizes, durations, host:port and URLs, names and prefixes,
+ * the downgrade list, alert percents, and env: references. No file, no key
+ * table: each function sees one value and writes its complaint (without
+ * file:line or key) into msg, so config.c reports it where it was read. */
+#include "core/config_values.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+/* -------- small parsers -------- */
+
+char *config_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int config_parse_u64(const char *s, unsigned long long *out, const char **end)
+{
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long long v = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (ULLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *end = s;
+    return 0;
+}
+
+int config_parse_size(const char *s, size_t *out)
+{
+    unsigned long long v, mul = 1;
+    const char *end;
+    if (!s || config_parse_u64(s, &v, &end) < 0)
+        return -1;
+    switch (tolower((unsigned char)*end)) {
+    case '\0':
+        break;
+    case 'k':
+        mul = 1ULL << 10;
+        end++;
+        break;
+    case 'm':
+        mul = 1ULL << 20;
+        end++;
+        break;
+    case 'g':
+        mul = 1ULL << 30;
+        end++;
+        break;
+    default:
+        return -1;
+    }
+    if (*end || v > SIZE_MAX / mul)
+        return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+int config_parse_duration_ms(const char *s, int *out)
+{
+    unsigned long long v, mul;
+    const char *end;
+    if (!s || config_parse_u64(s, &v, &end) < 0)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else if (*end == '\0' && v == 0)
+        mul = 1; /* "0" needs no unit; any other bare number is ambiguous */
+    else
+        return -1;
+    if (v > (unsigned long long)INT_MAX / mul)
+        return -1;
+    *out = (int)(v * mul);
+    return 0;
+}
+
+static bool host_ok(const char *h, size_t len, bool v6)
+{
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (v6 ? !(isxdigit(ch) || ch == ':' || ch == '.')
+               : !(isalnum(ch) || ch == '.' || ch == '-' || ch == '_' || ch == '*'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_port(const char *s, size_t len, int *out)
+{
+    int v = 0;
+    if (len == 0 || len > 5)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* host:port, or [v6]:port. */
+static int parse_hostport(const char *s, size_t len, int *port)
+{
+    const char *colon;
+    if (len && s[0] == '[') {
+        const char *rb = memchr(s, ']', len);
+        if (!rb || !host_ok(s + 1, (size_t)(rb - s - 1), true) || rb + 1 >= s + len || rb[1] != ':')
+            return -1;
+        colon = rb + 1;
+    } else {
+        colon = memrchr(s, ':', len);
+        if (!colon || !host_ok(s, (size_t)(colon - s), false))
+            return -1;
+    }
+    return parse_port(colon + 1, len - (size_t)(colon + 1 - s), port);
+}
+
+int config_parse_url(const char *url, bool *tls, char **host, int *port, char **base_path)
+{
+    const char *p;
+    bool t;
+    if (strncmp(url, "https://", 8) == 0) {
+        t = true;
+        p = url + 8;
+    } else if (strncmp(url, "http://", 7) == 0) {
+        t = false;
+        p = url + 7;
+    } else {
+        return -1;
+    }
+    for (const char *q = p; *q; q++)
+        if (strchr("?#@\\", *q) || isspace((unsigned char)*q) || iscntrl((unsigned char)*q))
+            return -1;
+    size_t alen = strcspn(p, "/");
+    const char *hs = p, *he, *after;
+    bool v6 = p[0] == '[';
+    if (v6) {
+        const char *rb = memchr(p, ']', alen);
+        if (!rb)
+            return -1;
+        hs = p + 1;
+        he = rb;
+        after = rb + 1;
+    } else {
+        const char *colon = memchr(p, ':', alen);
+        he = colon ? colon : p + alen;
+        after = he;
+    }
+    if (!host_ok(hs, (size_t)(he - hs), v6))
+        return -1;
+    int pt = t ? 443 : 80;
+    if (after < p + alen) {
+        if (*after != ':' || parse_port(after + 1, (size_t)(p + alen - after - 1), &pt) < 0)
+            return -1;
+    }
+    const char *bp = p + alen;
+    size_t blen = strlen(bp);
+    while (blen && bp[blen - 1] == '/')
+        blen--;
+    char *h = strndup(hs, (size_t)(he - hs));
+    char *b = strndup(bp, blen);
+    if (!h || !b) {
+        free(h);
+        free(b);
+        return -1;
+    }
+    *tls = t;
+    *host = h;
+    *port = pt;
+    *base_path = b;
+    return 0;
+}
+
+/* -------- checks and setters named in the table -------- */
+
+static bool is_tchar(unsigned char ch)
+{
+    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+int config_check_log_level(const char *v, char *msg, size_t n)
+{
+    if (log_level_parse(v) >= 0)
+        return 0;
+    snprintf(msg, n, "'%s' is not one of error, warn, info, debug", v);
+    return -1;
+}
+
+int config_check_redis_url(const char *v, char *msg, size_t n)
+{
+    if ((strncmp(v, "redis://", 8) == 0 && v[8]) || (strncmp(v, "unix://", 7) == 0 && v[7]))
+        return 0;
+    snprintf(msg, n, "expected redis://host:port/db or unix:///path.sock");
+    return -1;
+}
+
+int config_check_webhook(const char *v, char *msg, size_t n)
+{
+    bool tls;
+    char *host, *base;
+    int port;
+    if (config_parse_url(v, &tls, &host, &port, &base) == 0) {
+        free(host);
+        free(base);
+        return 0;
+    }
+    /* Webhook URLs carry a secret in their path: never echo them. */
+    snprintf(msg, n, "expected an http:// or https:// URL");
+    return -1;
+}
+
+int config_check_prefix(const char *v, char *msg, size_t n)
+{
+    if (v[0] != '/' || v[1] == '\0' || v[strlen(v) - 1] == '/') {
+        snprintf(msg, n, "must look like /name (a leading '/', no trailing '/')");
+        return -1;
+    }
+    for (const char *q = v; *q; q++) {
+        if (!isalnum((unsigned char)*q) && !strchr("/-._~", *q)) {
+            snprintf(msg, n, "may only hold letters, digits and / - . _ ~");
+            return -1;
+        }
+    }
+    size_t seg = strcspn(v + 1, "/");
+    if ((seg == 2 && strncmp(v + 1, "v1", 2) == 0) ||
+        (seg == 6 && strncmp(v + 1, "v1beta", 6) == 0)) {
+        snprintf(msg, n, "%s would take over the provider routes (/v1, /v1beta)", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* Plan and tenant names: they appear in Redis keys and metrics labels. */
+static bool name_ok(const char *v)
+{
+    if (!*v || strlen(v) > 48)
+        return false;
+    for (const char *q = v; *q; q++)
+        if (!isalnum((unsigned char)*q) && !strchr("-._:@", *q))
+            return false;
+    return true;
+}
+
+int config_check_name(const char *v, char *msg, size_t n)
+{
+    if (name_ok(v))
+        return 0;
+    snprintf(msg, n, "'%s' is not a valid name (letters, digits, - . _ : @)", v);
+    return -1;
+}
+
+int config_check_addr(const char *v, char *msg, size_t n)
+{
+    int port;
+    if (parse_hostport(v, strlen(v), &port) == 0)
+        return 0;
+    snprintf(msg, n, "'%s' is not host:port", v);
+    return -1;
+}
+
+int config_check_header(const char *v, char *msg, size_t n)
+{
+    for (const char *q = v; *q; q++) {
+        if (!is_tchar((unsigned char)*q)) {
+            snprintf(msg, n, "'%s' is not a header name", v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int config_check_file(const char *v, char *msg, size_t n)
+{
+    if (access(v, R_OK) == 0)
+        return 0;
+    snprintf(msg, n, "cannot read %s: %s", v, strerror(errno));
+    return -1;
+}
+
+int config_parse_enum(const char *v, const char *const *names, int *out, char *msg, size_t n)
+{
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    char list[128] = "";
+    for (int i = 0; names[i]; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", names[i]);
+    }
+    snprintf(msg, n, "'%s' is not one of %s", v, list);
+    return -1;
+}
+
+int config_set_url(void *obj, const char *v, char *msg, size_t n)
+{
+    struct cfg_upstream *u = obj;
+    bool tls;
+    char *host, *base, *url;
+    int port;
+    if (config_parse_url(v, &tls, &host, &port, &base) < 0) {
+        snprintf(msg, n, "'%s' is not http[s]://host[:port][/base]", v);
+        return -1;
+    }
+    if (!(url = strdup(v))) {
+        free(host);
+        free(base);
+        snprintf(msg, n, "out of memory");
+        return -1;
+    }
+    free(u->url);
+    free(u->host);
+    free(u->base_path);
+    u->url = url;
+    u->tls = tls;
+    u->host = host;
+    u->port = port;
+    u->base_path = base;
+    return 0;
+}
+
+void config_free_downgrades(struct cfg_plan *pl)
+{
+    for (size_t i = 0; i < pl->n_downgrade; i++) {
+        free(pl->downgrade[i].from);
+        free(pl->downgrade[i].to);
+    }
+    free(pl->downgrade);
+    pl->downgrade = NULL;
+    pl->n_downgrade = 0;
+}
+
+static bool model_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (isspace((unsigned char)*s) || iscntrl((unsigned char)*s) || *s == '>' || *s == ',')
+            return false;
+    return true;
+}
+
+/* "gpt-4o > gpt-4o-mini, claude-sonnet-4-5 > claude-haiku-4-5" */
+int config_set_downgrade(void *obj, const char *v, char *msg, size_t n)
+{
+    struct cfg_plan *pl = obj;
+    struct cfg_plan tmp = {0};
+    char *copy = strdup(v), *save = NULL;
+    if (!copy)
+        goto oom;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *gt = strchr(item, '>');
+        if (!gt || strchr(gt + 1, '>')) {
+            snprintf(msg, n, "expected 'from > to' pairs separated by ','");
+            goto fail;
+        }
+        *gt = '\0';
+        char *from = config_trim(item), *to = config_trim(gt + 1);
+        if (!model_ok(from) || !model_ok(to)) {
+            snprintf(msg, n, "expected 'from > to' pairs separated by ','");
+            goto fail;
+        }
+        if (strcmp(from, to) == 0) {
+            snprintf(msg, n, "%s is downgraded to itself", from);
+            goto fail;
+        }
+        for (size_t i = 0; i < tmp.n_downgrade; i++) {
+            if (strcmp(tmp.downgrade[i].from, from) == 0) {
+                snprintf(msg, n, "%s is listed twice", from);
+                goto fail;
+            }
+        }
+        struct cfg_downgrade *d =
+            realloc(tmp.downgrade, (tmp.n_downgrade + 1) * sizeof *tmp.downgrade);
+        if (!d)
+            goto oom;
+        tmp.downgrade = d;
+        d[tmp.n_downgrade].from = strdup(from);
+        d[tmp.n_downgrade].to = strdup(to);
+        tmp.n_downgrade++;
+        if (!d[tmp.n_downgrade - 1].from || !d[tmp.n_downgrade - 1].to)
+            goto oom;
+    }
+    free(copy);
+    config_free_downgrades(pl);
+    pl->downgrade = tmp.downgrade;
+    pl->n_downgrade = tmp.n_downgrade;
+    return 0;
+oom:
+    snprintf(msg, n, "out of memory");
+fail:
+    free(copy);
+    config_free_downgrades(&tmp);
+    return -1;
+}
+
+int config_set_unknown_model(void *obj, const char *v, char *msg, size_t n)
+{
+    struct config *c = obj;
+    char *model = NULL;
+    enum unknown_model um;
+    if (strcmp(v, "allow") == 0) {
+        um = UNKNOWN_MODEL_ALLOW;
+    } else if (strcmp(v, "block") == 0) {
+        um = UNKNOWN_MODEL_BLOCK;
+    } else if (strncmp(v, "price_as:", 9) == 0) {
+        char *copy = strdup(v + 9);
+        if (!copy) {
+            snprintf(msg, n, "out of memory");
+            return -1;
+        }
+        char *m = config_trim(copy);
+        if (!model_ok(m) || !(model = strdup(m))) {
+            free(copy);
+            snprintf(msg, n, "price_as needs a model: price_as:gpt-4o");
+            return -1;
+        }
+        free(copy);
+        um = UNKNOWN_MODEL_PRICE_AS;
+    } else {
+        snprintf(msg, n, "'%s' is not one of allow, block, price_as:MODEL", v);
+        return -1;
+    }
+    free(c->price_as_model);
+    c->price_as_model = model;
+    c->unknown_model = um;
+    return 0;
+}
+
+int config_set_log_format(void *obj, const char *v, char *msg, size_t n)
+{
+    struct config *c = obj;
+    if (strcmp(v, "plain") == 0 || strcmp(v, "json") == 0) {
+        c->log_json = v[0] == 'j';
+        return 0;
+    }
+    snprintf(msg, n, "'%s' is not one of plain, json", v);
+    return -1;
+}
+
+/* "80%, 100%": ascending percents of the monthly budget. */
+int config_set_thresholds(void *obj, const char *v, char *msg, size_t n)
+{
+    struct config *c = obj;
+    int t[ARRAY_LEN(c->thresholds)];
+    size_t cnt = 0;
+    const char *s = v;
+    while (*s) {
+        while (isspace((unsigned char)*s))
+            s++;
+        unsigned long long x;
+        const char *end;
+        if (config_parse_u64(s, &x, &end) < 0 || x < 1 || x > 1000) {
+            snprintf(msg, n, "expected percents from 1%% to 1000%% separated by ','");
+            return -1;
+        }
+        s = end;
+        if (*s == '%')
+            s++;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s && *s != ',') {
+            snprintf(msg, n, "expected percents from 1%% to 1000%% separated by ','");
+            return -1;
+        }
+        if (*s == ',')
+            s++;
+        if (cnt == ARRAY_LEN(t)) {
+            snprintf(msg, n, "at most %zu thresholds", ARRAY_LEN(t));
+            return -1;
+        }
+        if (cnt && (int)x <= t[cnt - 1]) {
+            snprintf(msg, n, "thresholds must be in ascending order");
+            return -1;
+        }
+        t[cnt++] = (int)x;
+    }
+    memcpy(c->thresholds, t, cnt * sizeof t[0]);
+    c->n_thresholds = cnt;
+    return 0;
+}
+
+/* -------- env: references -------- */
+
+int config_resolve_env(const char *key, const char *value, char **out, char *msg, size_t n)
+{
+    *out = NULL;
+    if (strncmp(value, "env:", 4) != 0)
+        return 0;
+    const char *var = value + 4;
+    while (isspace((unsigned char)*var))
+        var++;
+    const char *got = getenv(var);
+    if (!*var) {
+        snprintf(msg, n, "%s: env: needs a variable name", key);
+        return -1;
+    }
+    if (!got) {
+        snprintf(msg, n, "%s: environment variable %s is not set", key, var);
+        return -1;
+    }
+    if (!(*out = strdup(got))) {
+        snprintf(msg, n, "out of memory");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,232 @@
+/* main.c: the command line (run, -t, --version, --help), signals, and the
+ * main thread: it starts the workers, serves the admin listener, and on
+ * SIGTERM/SIGINT drains the workers and flushes the records. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "report/admin.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "providers/pricing.h"
+#include "records/record.h"
+#include "http/tls.h"
+#include "report/report.h"
+#include "core/worker.h"
+
+#define TOLLGATE_VERSION "0.1.0"
+#define MAX_WORKERS 64
+
+static const char usage_text[] =
+    "usage: tollgate [-c FILE]            run the daemon (default FILE: ./proxy.conf)\n"
+    "       tollgate -t [-c FILE]         check the config and pricing, exit 0/1\n"
+    "       tollgate report [-c FILE] [--period 2026-11|2026-11-22] [--format table|json|csv]\n"
+    "                       [--tenant ID] [--by model|feature|user|day]\n"
+    "       tollgate --version | --help\n";
+
+struct daemon {
+    const char *path;
+    struct event_base *base;
+    struct config *cfg;
+    struct record_sink *sink;
+    struct worker *workers[MAX_WORKERS];
+    size_t n_workers;
+    struct admin *admin;
+};
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    log_info("signal %d: draining (up to %d ms)", (int)sig, d->cfg->drain_timeout_ms);
+    event_base_loopbreak(d->base);
+}
+
+/* Loads the upstreams' trust stores here, on the main thread, so workers
+ * building their TLS contexts find them cached and their loops never stall
+ * on parsing certificates. */
+static int prepare_tls(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (cfg->upstreams[i].tls && tls_client_prepare(cfg->upstreams[i].ca_file, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+/* SIGHUP: build the new config to the side; if it is valid, hand it to every
+ * worker (new requests use it, requests in flight keep theirs); if not, keep
+ * serving with the old one and say why, file:line. */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    char err[8192] = "";
+    struct config *cfg = config_load(d->path, err, sizeof(err));
+    if (!cfg) {
+        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+            log_error("reload: %s", line);
+        log_error("reload failed: keeping the previous config");
+        return;
+    }
+    if (prepare_tls(cfg, err, sizeof(err)) < 0) {
+        log_error("reload: %s; keeping the previous config", err);
+        config_unref(cfg);
+        return;
+    }
+    char keys[512];
+    if (config_restart_keys(d->cfg, cfg, keys, sizeof(keys)) > 0)
+        log_warn("reload: %s changed; these take effect only after a restart", keys);
+    for (size_t i = 0; i < d->n_workers; i++)
+        worker_reload(d->workers[i], cfg);
+    admin_set_config(d->admin, cfg);
+    config_unref(d->cfg);
+    d->cfg = cfg;
+    log_info("reload: %s loaded (%zu plans, %zu tenants, %zu priced models)", d->path, cfg->n_plans,
+             cfg->n_tenants, pricing_count(cfg->pricing));
+}
+
+static int check_config(const char *path)
+{
+    char err[8192] = "";
+    struct config *cfg = config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s", err);
+        if (err[0] && err[strlen(err) - 1] != '\n')
+            fputc('\n', stderr);
+        return 1;
+    }
+    printf("%s: ok (%zu upstreams, %zu plans, %zu tenants, %zu priced models)\n", path,
+           cfg->n_upstreams, cfg->n_plans, cfg->n_tenants, pricing_count(cfg->pricing));
+    config_unref(cfg);
+    return 0;
+}
+
+static int run(const char *path)
+{
+    struct daemon d = {.path = path};
+    char err[8192] = "";
+    int rc = 1;
+
+    d.cfg = config_load(path, err, sizeof(err));
+    if (!d.cfg) {
+        fprintf(stderr, "%s", err);
+        if (err[0] && err[strlen(err) - 1] != '\n')
+            fputc('\n', stderr);
+        return 1;
+    }
+    int lvl = log_level_parse(d.cfg->log_level);
+    log_setup(lvl < 0 ? LOG_INFO : (enum log_level)lvl, d.cfg->log_json);
+    signal(SIGPIPE, SIG_IGN);
+
+    d.base = event_base_new();
+    if (!d.base)
+        goto fail;
+    d.sink = record_sink_open(d.cfg->records_file, err, sizeof(err));
+    if (!d.sink) {
+        log_error("records: %s", err);
+        goto fail;
+    }
+    if (prepare_tls(d.cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto fail;
+    }
+    long n = d.cfg->workers > 0 ? d.cfg->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > MAX_WORKERS)
+        n = MAX_WORKERS;
+    for (long i = 0; i < n; i++) {
+        d.workers[i] = worker_new((int)i, d.cfg, d.sink, err, sizeof(err));
+        if (!d.workers[i]) {
+            log_error("%s", err);
+            goto fail;
+        }
+        d.n_workers++;
+    }
+    if (d.cfg->admin_listen) {
+        d.admin = admin_new(d.base, d.cfg, d.workers, d.n_workers, d.sink, err, sizeof(err));
+        if (!d.admin) {
+            log_error("%s", err);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < d.n_workers; i++) {
+        if (worker_start(d.workers[i]) < 0) {
+            log_error("cannot start worker thread %zu", i);
+            goto fail;
+        }
+    }
+
+    struct event *sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
+    struct event *sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
+    struct event *sighup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+    if (!sigterm || !sigint || !sighup)
+        goto fail_signals;
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+    log_info("tollgate %s: %zu workers on %s, admin on %s, records to %s", TOLLGATE_VERSION,
+             d.n_workers, d.cfg->listen, d.cfg->admin_listen ? d.cfg->admin_listen : "(off)",
+             d.cfg->records_file);
+    event_base_dispatch(d.base);
+    rc = 0;
+
+fail_signals:
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (sighup)
+        event_free(sighup);
+fail:
+    for (size_t i = 0; i < d.n_workers; i++)
+        worker_stop(d.workers[i]);
+    for (size_t i = 0; i < d.n_workers; i++)
+        worker_join(d.workers[i]); /* threads never started join as no-ops */
+    admin_free(d.admin);
+    if (d.sink)
+        record_sink_close(d.sink);
+    if (d.base)
+        event_base_free(d.base);
+    config_unref(d.cfg);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = "proxy.conf";
+    bool test = false;
+    if (argc > 1 && strcmp(argv[1], "report") == 0) {
+        clock_init(); /* the default period is the current month by tollgate's clock */
+        return report_main(argc - 1, argv + 1);
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            conf = argv[++i];
+        } else if (strcmp(argv[i], "-t") == 0) {
+            test = true;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("tollgate %s\n", TOLLGATE_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "tollgate: unknown argument '%s'\n%s", argv[i], usage_text);
+            return 2;
+        }
+    }
+    clock_init();
+    if (evthread_use_pthreads() < 0) {
+        fprintf(stderr, "tollgate: libevent without thread support\n");
+        return 1;
+    }
+    return test ? check_config(conf) : run(conf);
+}

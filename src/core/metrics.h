@@ -1,0 +1,106 @@
+/* metrics.h: Prometheus metrics. Every family is defined once, in
+ * METRICS_FAMILIES; each worker owns one struct metrics that only its thread
+ * writes (no lock: relaxed atomics, so the admin thread may read while the
+ * worker writes), and the admin thread sums the workers' tables when it
+ * renders /metrics in text format 0.0.4. */
+#ifndef TOLLGATE_METRICS_H
+#define TOLLGATE_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/util.h"
+
+struct evbuffer;
+struct usage;
+
+/* X(id, name, type, labels, help). labels: comma-separated label names, ""
+ * for a family with a single sample; a histogram's "le" is implied. The
+ * unlabelled families are the plain ones metrics_inc/metrics_set and struct
+ * metrics_extra address by id. */
+#define METRICS_FAMILIES(X)                                                                        \
+    X(METRIC_REQUESTS, "tollgate_requests_total", COUNTER, "provider,model,outcome",               \
+      "Requests answered, by provider, model and outcome.")                                        \
+    X(METRIC_TOKENS, "tollgate_tokens_total", COUNTER, "provider,model,kind",                      \
+      "Tokens used (kind: input, cached, output, reasoning; cached is a subset of input, "         \
+      "reasoning of output).")                                                                     \
+    X(METRIC_COST, "tollgate_cost_usd_total", COUNTER, "provider,model", "AI cost, USD.")          \
+    X(METRIC_UNPRICED, "tollgate_unpriced_requests_total", COUNTER, "provider,model",              \
+      "Metered requests whose model has no price (recorded with priced false).")                   \
+    X(METRIC_DURATION, "tollgate_request_duration_seconds", HISTOGRAM, "provider",                 \
+      "Time from the request's arrival to its end, seconds.")                                      \
+    X(METRIC_TTFB, "tollgate_upstream_ttfb_seconds", HISTOGRAM, "provider",                        \
+      "Time from the request's arrival to the upstream's response headers, seconds.")              \
+    X(METRIC_BUDGET_DECISIONS, "tollgate_budget_decisions_total", COUNTER, "decision",             \
+      "Admission decisions of the budget store.")                                                  \
+    X(METRIC_ESTIMATED, "tollgate_estimated_requests_total", COUNTER, "",                          \
+      "Requests whose usage was estimated by tollgate, not reported by the provider.")             \
+    X(METRIC_REDIS_ERRORS, "tollgate_redis_errors_total", COUNTER, "",                             \
+      "Redis commands that failed or timed out.")                                                  \
+    X(METRIC_INFLIGHT, "tollgate_inflight_requests", GAUGE, "", "Requests being answered.")        \
+    X(METRIC_JOURNAL_PENDING, "tollgate_journal_pending", GAUGE, "",                               \
+      "Settlements waiting in the local journal for Redis.")                                       \
+    X(METRIC_RECORDS_WRITTEN, "tollgate_records_written_total", COUNTER, "",                       \
+      "Usage records written.")                                                                    \
+    X(METRIC_CONNECTIONS, "tollgate_connections", GAUGE, "", "Open client connections.")           \
+    X(METRIC_LABELS_FOLDED, "tollgate_metric_labels_folded_total", COUNTER, "",                    \
+      "Requests counted under model=\"other\" because a worker reached its label cap.")
+
+enum metric_id {
+#define X(id, name, type, labels, help) id,
+    METRICS_FAMILIES(X)
+#undef X
+        METRIC__COUNT
+};
+
+/* Distinct (provider, model) pairs a worker labels by name; later pairs are
+ * counted as (provider, "other") and in tollgate_metric_labels_folded_total. */
+#define METRICS_MODEL_CAP 200
+/* Longer label values are cut (at a UTF-8 boundary) to this many bytes. */
+#define METRICS_LABEL_MAX 127
+
+struct metrics;
+
+/* What the process, rather than a worker, knows: added to the workers' sums
+ * of the unlabelled family of the same id (other ids are ignored). Build it
+ * with designated initialisers: {.value = {[METRIC_CONNECTIONS] = n}}. */
+struct metrics_extra {
+    int64_t value[METRIC__COUNT];
+};
+
+/* One worker's table, allocated whole here: the hot path never allocates.
+ * Returns NULL when out of memory. */
+struct metrics *metrics_new(void);
+/* Frees m (NULL is fine). Only after its worker and every render are done. */
+void metrics_free(struct metrics *m);
+
+/* Counts one finished request (worker thread only). provider and model may
+ * be NULL or "" (label "none"); outcome is one of the contract's outcomes
+ * (others count as "other"); u may be NULL (no usage). cost_nano: nano-USD.
+ * unpriced: a metered request whose model had no price. latency_s: the whole
+ * request; ttfb_s < 0: no upstream response headers. Counts u->estimated in
+ * tollgate_estimated_requests_total. Never allocates. */
+void metrics_request(struct metrics *m, const char *provider, const char *model,
+                     const char *outcome, const struct usage *u, int64_t cost_nano, bool unpriced,
+                     double latency_s, double ttfb_s);
+
+/* Counts one admission decision: admit, downgrade, block, rate_limited,
+ * unverified (others count as "other"). Worker thread only. */
+void metrics_budget(struct metrics *m, const char *decision);
+
+/* Adds n (may be negative) to / sets an unlabelled family (worker thread
+ * only); ids of labelled families are ignored. */
+void metrics_inc(struct metrics *m, enum metric_id id, int64_t n);
+void metrics_set(struct metrics *m, enum metric_id id, int64_t v);
+
+/* Appends the text exposition of the n workers' tables (summed; any may be
+ * NULL) plus extra (may be NULL) to out. Any thread; allocates scratch.
+ * Returns 0, or -1 when out of memory. */
+int metrics_render(struct evbuffer *out, struct metrics *const *per_worker, size_t n,
+                   const struct metrics_extra *extra) MUST_CHECK;
+
+/* Distinct label series m holds (pairs plus per-provider histograms); for
+ * tests and the cap. */
+size_t metrics_series_count(const struct metrics *m);
+
+#endif

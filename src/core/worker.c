@@ -1,0 +1,444 @@
+/* worker.c: a worker thread and what it owns. Each worker binds its own
+ * listening socket with SO_REUSEPORT, so the kernel spreads connections
+ * across workers and no accept lock or hand-off is needed. Stopping is a
+ * drain: close the listener, let requests in flight finish until the drain
+ * deadline, then close what is left and flush the record batch. */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include <openssl/ssl.h>
+
+#include "budget/alert.h"
+#include "budget/budget.h"
+#include "core/config.h"
+#include "budget/journal.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "proxy/proxy.h"
+#include "records/record.h"
+#include "redis/redis.h"
+#include "http/tls.h"
+#include "http/upstream.h"
+
+#define TICK_MS 250
+
+static void accept_conn(struct worker *w, evutil_socket_t fd, SSL_CTX *tls)
+{
+    if (client_open_count() >= (unsigned long)w->gen->cfg->max_connections) {
+        /* over the limit: refuse this one, never disturb the others */
+        evutil_closesocket(fd);
+        return;
+    }
+    evutil_make_socket_nonblocking(fd);
+    const struct client_hooks hooks = {proxy_handle, proxy_error_body, w};
+    if (!client_new(w->base, fd, tls, &w->limits, &hooks))
+        log_warn("worker %d: out of memory accepting a connection", w->id);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    accept_conn(arg, fd, NULL);
+}
+
+static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int len, void *arg)
+{
+    struct worker *w = arg;
+    accept_conn(w, fd, w->tls);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends: keep listening, the next accept may succeed */
+    log_warn("worker %d: accept: %s", w->id, evutil_socket_error_to_string(e));
+}
+
+struct release_ctx {
+    struct worker *w;
+    struct pending_release p;
+};
+
+static void keep_release(struct worker *w, const struct pending_release *p)
+{
+    if (w->n_releases == WORKER_MAX_RELEASES) {
+        log_warn("worker %d: too many releases waiting for Redis: dropping one (its lease "
+                 "expires by itself)",
+                 w->id);
+        return;
+    }
+    w->releases[w->n_releases++] = *p;
+}
+
+static void released(bool ok, const char *err, void *arg)
+{
+    struct release_ctx *rc = arg;
+    if (!ok)
+        keep_release(rc->w, &rc->p); /* retried from the tick */
+    free(rc);
+}
+
+static bool send_release(struct worker *w, const struct pending_release *p)
+{
+    struct release_ctx *rc = malloc(sizeof(*rc));
+    if (!rc)
+        return false;
+    rc->w = w;
+    rc->p = *p;
+    if (!budget_release_cb(w->redis, p->prefix, p->tenant, p->id, released, rc)) {
+        free(rc);
+        return false;
+    }
+    return true;
+}
+
+void worker_release(struct worker *w, const char *prefix, const char *tenant, const char *id)
+{
+    struct pending_release p;
+    snprintf(p.prefix, sizeof(p.prefix), "%s", prefix);
+    snprintf(p.tenant, sizeof(p.tenant), "%s", tenant);
+    snprintf(p.id, sizeof(p.id), "%s", id);
+    if (!send_release(w, &p))
+        keep_release(w, &p);
+}
+
+/* From the tick, while Redis answers: send what waited. */
+static void retry_releases(struct worker *w)
+{
+    size_t n = w->n_releases;
+    w->n_releases = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!send_release(w, &w->releases[i]))
+            keep_release(w, &w->releases[i]);
+}
+
+static bool past(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    atomic_store(&w->redis_up, redis_connected(w->redis));
+    /* after a burst, give the freed buffers back to the system so RSS
+     * follows the load down (glibc keeps them per thread arena otherwise) */
+    long now_inflight = atomic_load(&w->stats.inflight);
+    if (now_inflight == 0 && w->busy_since_trim) {
+#ifndef __SANITIZE_ADDRESS__ /* ASan's allocator is not glibc's: nothing to trim */
+        malloc_trim(0);
+#endif
+        w->busy_since_trim = false;
+    } else if (now_inflight > 0) {
+        w->busy_since_trim = true;
+    }
+    journal_tick(w->journal, w->redis);
+    if (w->n_releases && redis_connected(w->redis))
+        retry_releases(w);
+    atomic_store(&w->stats.journal_pending, (long)journal_pending(w->journal));
+    if (!w->stopping)
+        return;
+    long inflight = atomic_load(&w->stats.inflight);
+    if ((inflight == 0 && w->settles_pending == 0) || past(&w->stop_deadline)) {
+        if (inflight)
+            log_warn("worker %d: drain deadline: cutting %ld requests", w->id, inflight);
+        client_close_all(); /* idle keep-alive connections, and what did not finish */
+        record_queue_flush(w->records);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    if (w->listener) {
+        evconnlistener_free(w->listener);
+        w->listener = NULL;
+    }
+    if (w->tls_listener) {
+        evconnlistener_free(w->tls_listener);
+        w->tls_listener = NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &w->stop_deadline);
+    int drain = w->gen->cfg->drain_timeout_ms;
+    w->stop_deadline.tv_sec += drain / 1000;
+    w->stop_deadline.tv_nsec += (long)(drain % 1000) * 1000000L;
+    if (w->stop_deadline.tv_nsec >= 1000000000L) {
+        w->stop_deadline.tv_sec++;
+        w->stop_deadline.tv_nsec -= 1000000000L;
+    }
+    on_tick(-1, 0, w);
+}
+
+static void gen_free(struct generation *g)
+{
+    if (g->pools) {
+        for (size_t i = 0; i < g->cfg->n_upstreams; i++)
+            if (g->pools[i])
+                upstream_pool_free(g->pools[i]);
+        free(g->pools);
+    }
+    config_unref(g->cfg);
+    free(g);
+}
+
+static struct generation *gen_new(struct worker *w, struct config *cfg, char *err, size_t errlen)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->cfg = config_ref(cfg);
+    g->refs = 1;
+    g->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*g->pools));
+    if (!g->pools) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    const struct upstream_limits lim = {
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .first_byte_timeout_ms = cfg->first_byte_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .pool_size = cfg->pool_size,
+    };
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        g->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], &lim, err, errlen);
+        if (!g->pools[i])
+            goto fail;
+    }
+    return g;
+fail:
+    gen_free(g);
+    return NULL;
+}
+
+struct generation *worker_gen_ref(struct worker *w)
+{
+    w->gen->refs++;
+    return w->gen;
+}
+
+void worker_gen_unref(struct generation *g)
+{
+    if (--g->refs == 0)
+        gen_free(g);
+}
+
+static void set_limits(struct worker *w, const struct config *cfg)
+{
+    w->limits = (struct client_limits){
+        .max_header_size = cfg->max_header_size,
+        .max_body = cfg->max_body,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
+        .send_timeout_ms = cfg->send_timeout_ms,
+    };
+}
+
+/* On the worker's thread: swap in the config the main thread handed over. */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    struct config *cfg = atomic_exchange(&w->next_cfg, NULL);
+    if (!cfg)
+        return;
+    char err[512];
+    struct generation *g = gen_new(w, cfg, err, sizeof(err));
+    config_unref(cfg);
+    if (!g) {
+        log_error("worker %d: reload: %s; keeping the previous config", w->id, err);
+        return;
+    }
+    struct generation *old = w->gen;
+    w->gen = g;
+    set_limits(w, g->cfg);
+    worker_gen_unref(old);
+    log_info("worker %d: new requests use the reloaded config", w->id);
+}
+
+void worker_reload(struct worker *w, struct config *cfg)
+{
+    struct config *prev = atomic_exchange(&w->next_cfg, config_ref(cfg));
+    if (prev) /* a reload the worker had not picked up yet: superseded */
+        config_unref(prev);
+    event_active(w->reload_ev, 0, 0);
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static struct evconnlistener *listen_on(struct worker *w, const char *addr, evconnlistener_cb cb,
+                                        char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(err, errlen, "listen: cannot parse '%s' (want host:port)", addr);
+        return NULL;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
+        (struct sockaddr *)&ss, len);
+    if (!l) {
+        snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));
+        return NULL;
+    }
+    evconnlistener_set_error_cb(l, on_accept_error);
+    return l;
+}
+
+struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, char *err,
+                          size_t errlen)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->id = id;
+    w->metrics = metrics_new();
+    if (!w->metrics) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)id + 1;
+    set_limits(w, cfg);
+    w->base = event_base_new();
+    if (!w->base) {
+        snprintf(err, errlen, "event_base_new failed");
+        goto fail;
+    }
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!w->dns) /* no resolv.conf: IP-literal upstreams still work */
+        w->dns = evdns_base_new(w->base, 0);
+    if (!w->dns) {
+        snprintf(err, errlen, "evdns_base_new failed");
+        goto fail;
+    }
+    w->gen = gen_new(w, cfg, err, errlen);
+    if (!w->gen)
+        goto fail;
+    w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
+    if (!w->redis)
+        goto fail;
+    w->releases = calloc(WORKER_MAX_RELEASES, sizeof(*w->releases));
+    if (!w->releases) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    w->journal = journal_open(w->base, cfg->journal_dir, w->id, err, errlen);
+    if (!w->journal)
+        goto fail;
+    w->alerter = alerter_new(w->base, w->dns, cfg, w->redis, err, errlen);
+    if (!w->alerter)
+        goto fail;
+    w->records = record_queue_new(sink, w->base);
+    if (!w->records) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    w->listener = listen_on(w, cfg->listen, on_accept, err, errlen);
+    if (!w->listener)
+        goto fail;
+    if (cfg->tls_listen) {
+        w->tls = tls_server_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+        if (!w->tls)
+            goto fail;
+        w->tls_listener = listen_on(w, cfg->tls_listen, on_accept_tls, err, errlen);
+        if (!w->tls_listener)
+            goto fail;
+    }
+    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
+    if (!w->stop_ev || !w->tick || !w->reload_ev) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    struct timeval tv = {0, TICK_MS * 1000};
+    event_add(w->tick, &tv);
+    return w;
+
+fail:
+    worker_join(w);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    return pthread_create(&w->thread, NULL, run, w) == 0 ? 0 : -1;
+}
+
+void worker_stop(struct worker *w)
+{
+    event_active(w->stop_ev, 0, 0); /* thread-safe: evthread_use_pthreads() is on */
+}
+
+void worker_join(struct worker *w)
+{
+    if (!w)
+        return;
+    if (w->thread)
+        pthread_join(w->thread, NULL);
+    if (w->listener)
+        evconnlistener_free(w->listener);
+    if (w->tls_listener)
+        evconnlistener_free(w->tls_listener);
+    if (w->tls)
+        SSL_CTX_free(w->tls);
+    if (w->records)
+        record_queue_free(w->records);
+    /* alerts first (their Redis commands are cancelled); then Redis, whose
+     * failing settlements still reach the open journal; then the journal */
+    if (w->alerter)
+        alerter_free(w->alerter);
+    if (w->redis)
+        redis_free(w->redis);
+    if (w->journal)
+        journal_close(w->journal);
+    if (w->gen)
+        worker_gen_unref(w->gen);
+    struct config *pending = atomic_exchange(&w->next_cfg, NULL);
+    if (pending)
+        config_unref(pending);
+    if (w->reload_ev)
+        event_free(w->reload_ev);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->tick)
+        event_free(w->tick);
+    if (w->dns)
+        evdns_base_free(w->dns, 0);
+    if (w->base)
+        event_base_free(w->base);
+    metrics_free(w->metrics);
+    free(w->releases);
+    free(w);
+}

@@ -1,0 +1,95 @@
+/* worker.h: one worker thread: its own event loop, DNS resolver, upstream
+ * pools, Redis connection and record batch, accepting on its own
+ * SO_REUSEPORT socket, so the request path shares nothing and takes no
+ * lock. The main thread starts and stops workers and reads their stats. */
+#ifndef TOLLGATE_WORKER_H
+#define TOLLGATE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "http/client.h"
+#include "core/util.h"
+
+struct config;
+struct metrics;
+struct record_sink;
+
+/* Gauges the drain logic and the admin thread read (relaxed atomics);
+ * every other figure is in the worker's metrics (metrics.h). */
+struct worker_stats {
+    atomic_long inflight;
+    atomic_long journal_pending;
+};
+
+/* A config and the upstream pools built for it. Requests hold the
+ * generation they started with; a reload makes a new one, and the old one is
+ * freed by the last request that used it. Touched only on its worker's
+ * thread, so the count is a plain int. */
+struct generation {
+    struct config *cfg;
+    struct upstream_pool **pools; /* one per cfg->upstreams[i] */
+    int refs;
+};
+
+/* A reservation to give back once Redis answers again (budget_release). */
+struct pending_release {
+    char prefix[64];
+    char tenant[129];
+    char id[33];
+};
+#define WORKER_MAX_RELEASES 1024
+
+struct worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct generation *gen;            /* what new requests take */
+    _Atomic(struct config *) next_cfg; /* main -> worker: a reloaded config */
+    struct event *reload_ev;
+    struct redis *redis;
+    struct journal *journal;          /* settlements Redis did not take */
+    struct alerter *alerter;          /* soft-limit webhooks */
+    long settles_pending;             /* settlements sent, not yet answered */
+    struct pending_release *releases; /* releases Redis has not taken yet */
+    size_t n_releases;
+    struct record_queue *records;
+    struct evconnlistener *listener;
+    struct evconnlistener *tls_listener; /* [server] tls_listen, NULL if off */
+    struct ssl_ctx_st *tls;              /* its SSL_CTX */
+    struct event *stop_ev;               /* main -> worker: stop accepting, drain */
+    struct event *tick;                  /* periodic: readiness, drain check */
+    struct client_limits limits;
+    struct worker_stats stats;
+    struct metrics *metrics; /* written by this worker only */
+    atomic_bool redis_up;
+    bool stopping;
+    bool busy_since_trim; /* requests ran since the last malloc_trim */
+    struct timespec stop_deadline;
+    uint64_t rng; /* request ids */
+};
+
+/* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it. */
+struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, char *err,
+                          size_t errlen) MUST_CHECK;
+int worker_start(struct worker *w) MUST_CHECK;
+/* Hands the worker a reloaded config (thread-safe; takes a reference). New
+ * requests use it; requests in flight keep theirs. */
+void worker_reload(struct worker *w, struct config *cfg);
+/* Gives back the reservation of request id (admission timed out or
+ * failed): now, or from the worker's tick once Redis answers again, so a
+ * late admission cannot leave a reservation behind. Worker thread only. */
+void worker_release(struct worker *w, const char *prefix, const char *tenant, const char *id);
+
+/* A request takes and drops the current generation (worker thread only). */
+struct generation *worker_gen_ref(struct worker *w);
+void worker_gen_unref(struct generation *g);
+
+/* Asks the worker to stop accepting and finish its requests (thread-safe). */
+void worker_stop(struct worker *w);
+/* Waits for the thread and frees everything. */
+void worker_join(struct worker *w);
+
+#endif

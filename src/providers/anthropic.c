@@ -1,0 +1,162 @@
+/* provider_anthropic.c: Anthropic's dialect (provider-wire-formats.md section
+ * 6): /v1/messages checks, usage from message_start + the last message_delta
+ * (output is cumulative; input and cache counts are overwritten when a later
+ * event names them), and {"type":"error",...} bodies. */
+#include "providers/provider.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
+                   size_t errlen)
+{
+    call->metered = call->endpoint && strcmp(call->endpoint, "/v1/messages") == 0;
+    call->stream = false;
+    call->strip_usage = false;
+    call->model[0] = '\0';
+    call->est_input_tokens = 0;
+    call->max_output_tokens = 0;
+    if (!body)
+        return 0;
+    if (!call->metered) {
+        /* count_tokens, batches, models: forwarded, never priced. */
+        call->stream = json_is_true(json_object_get(body, "stream"));
+        provider_copy_str(call->model, sizeof(call->model), json_object_get(body, "model"));
+        return 0;
+    }
+    if (!json_is_object(body)) {
+        snprintf(err, errlen, "the request body must be a JSON object");
+        return -1;
+    }
+    if (provider_body_model(body, true, call->model, sizeof(call->model), err, errlen) < 0 ||
+        provider_body_bool(body, "stream", &call->stream, err, errlen) < 0 ||
+        provider_body_count(body, "max_tokens", 0, PROVIDER_MAX_OUTPUT_TOKENS,
+                            &call->max_output_tokens, err, errlen) < 0)
+        return -1;
+    size_t bytes = provider_json_text_bytes(json_object_get(body, "messages"));
+    size_t sys = provider_json_text_bytes(json_object_get(body, "system"));
+    bytes = sys > SIZE_MAX - bytes ? SIZE_MAX : bytes + sys;
+    call->est_input_tokens = provider_estimate_tokens(bytes);
+    return 0;
+}
+
+/* Folds one Usage / MessageDeltaUsage object into u. Anthropic's input_tokens
+ * excludes cache reads and writes; the normalised input includes them, so the
+ * uncached part is kept implicitly as input - cached - cache_write. A member
+ * that is absent or null leaves the earlier value alone. */
+static void fold_usage(struct usage *u, const json_t *o)
+{
+    int64_t plain = u->input - u->cached - u->cache_write;
+    if (provider_json_has(o, "input_tokens"))
+        plain = provider_json_count(o, "input_tokens");
+    if (provider_json_has(o, "cache_read_input_tokens"))
+        u->cached = provider_json_count(o, "cache_read_input_tokens");
+    if (provider_json_has(o, "cache_creation_input_tokens"))
+        u->cache_write = provider_json_count(o, "cache_creation_input_tokens");
+    u->input = provider_sat_add(provider_sat_add(plain, u->cached), u->cache_write);
+    if (provider_json_has(o, "output_tokens"))
+        u->output = provider_json_count(o, "output_tokens");
+    const json_t *d = json_object_get(o, "output_tokens_details");
+    if (provider_json_has(d, "thinking_tokens"))
+        u->reasoning = provider_json_count(d, "thinking_tokens");
+    if (u->reasoning > u->output)
+        u->reasoning = u->output;
+    u->seen = true;
+}
+
+static size_t str_len(const json_t *v)
+{
+    return json_is_string(v) ? json_string_length(v) : 0;
+}
+
+/* Keyed by the JSON "type"; the event: line is only needed for errors whose
+ * data is not JSON. Unknown types (new ones appear) are ignored. */
+static void on_event(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
+                     bool *drop)
+{
+    if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)
+        m->stream_error = true;
+    json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (!json_is_object(j) || !type)
+        goto out;
+    if (strcmp(type, "message_start") == 0) {
+        const json_t *msg = json_object_get(j, "message");
+        provider_copy_str(m->model, sizeof(m->model), json_object_get(msg, "model"));
+        const json_t *u = json_object_get(msg, "usage");
+        if (json_is_object(u))
+            fold_usage(&m->usage, u);
+    } else if (strcmp(type, "message_delta") == 0) {
+        const json_t *u = json_object_get(j, "usage");
+        if (json_is_object(u))
+            fold_usage(&m->usage, u);
+    } else if (strcmp(type, "content_block_delta") == 0) {
+        /* Text, thinking and tool-input JSON are all billed output. */
+        const json_t *d = json_object_get(j, "delta");
+        m->text_bytes += str_len(json_object_get(d, "text")) +
+                         str_len(json_object_get(d, "thinking")) +
+                         str_len(json_object_get(d, "partial_json"));
+    } else if (strcmp(type, "message_stop") == 0) {
+        m->done = true;
+    } else if (strcmp(type, "error") == 0) {
+        m->stream_error = true;
+    }
+out:
+    json_decref(j);
+}
+
+static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    if (!json_is_object(j))
+        goto out;
+    provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
+    const json_t *u = json_object_get(j, "usage");
+    if (json_is_object(u)) {
+        m->usage = (struct usage){0};
+        fold_usage(&m->usage, u);
+    }
+out:
+    json_decref(j);
+}
+
+/* Types per docs.claude.com/en/api/errors; a budget 429 is rate_limit_error
+ * like Anthropic's own spend-limit 429. */
+static const char *error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
+{
+    json_t *v = json_pack(
+        "{s:s,s:{s:s,s:o?}}", "type", "error", "error", "type", error_type(status), "message",
+        provider_json_message(message ? message : "request rejected by tollgate"));
+    provider_write_json(out, v,
+                        "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+                        "\"message\":\"tollgate error\"}}");
+}
+
+const struct provider provider_anthropic = {
+    .name = "anthropic",
+    .prepare = prepare,
+    .on_event = on_event,
+    .on_json = on_json,
+    .error_body = error_body,
+    .set_model = provider_set_body_model,
+};

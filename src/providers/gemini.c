@@ -1,0 +1,222 @@
+/* provider_gemini.c: Gemini's dialect (provider-wire-formats.md section 7):
+ * the model and the verb come from the path (models/{model}:{verb}), usage
+ * from the last usageMetadata of a stream or answer (never summed, never
+ * reset by a chunk without it), and {"error":{"code","message","status"}}. */
+#include "providers/provider.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Model names travel in the URL and into records and metric labels: keep
+ * them to the characters Google's ids use. */
+static bool model_ok(const char *s, size_t n, size_t cap)
+{
+    if (n == 0 || n >= cap)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Splits ".../models/{model}:{verb}" (also tunedModels/). Returns false when
+ * the path has no such shape. */
+static bool split_path(const char *ep, const char **model, size_t *model_len, const char **verb)
+{
+    const char *colon = ep ? strrchr(ep, ':') : NULL;
+    if (!colon)
+        return false;
+    const char *name = colon;
+    while (name > ep && name[-1] != '/')
+        name--;
+    static const char coll[] = "odels/"; /* models/ or tunedModels/ */
+    if ((size_t)(name - ep) < sizeof(coll) - 1 ||
+        memcmp(name - (sizeof(coll) - 1), coll, sizeof(coll) - 1) != 0)
+        return false;
+    *model = name;
+    *model_len = (size_t)(colon - name);
+    *verb = colon + 1;
+    return true;
+}
+
+static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
+                   size_t errlen)
+{
+    call->metered = false;
+    call->stream = false;
+    call->strip_usage = false;
+    call->model[0] = '\0';
+    call->est_input_tokens = 0;
+    call->max_output_tokens = 0;
+    const char *model, *verb;
+    size_t model_len;
+    if (!split_path(call->endpoint, &model, &model_len, &verb))
+        return 0; /* files, cachedContents, model listing: forwarded as is */
+    bool stream = strcmp(verb, "streamGenerateContent") == 0;
+    bool metered = stream || strcmp(verb, "generateContent") == 0;
+    /* From the path alone, body or not (see provider_openai.c). */
+    call->metered = metered;
+    if (!model_ok(model, model_len, sizeof(call->model))) {
+        if (!metered)
+            return 0;
+        snprintf(err, errlen,
+                 "the model in the path (models/{model}:%s) must be 1 to %zu letters, digits, "
+                 "'-', '.' or '_'",
+                 verb, sizeof(call->model) - 1);
+        return -1;
+    }
+    memcpy(call->model, model, model_len);
+    call->model[model_len] = '\0';
+    call->stream = stream;
+    if (!body || !metered)
+        return 0;
+    if (!json_is_object(body)) {
+        snprintf(err, errlen, "the request body must be a JSON object");
+        return -1;
+    }
+    const json_t *gc = json_object_get(body, "generationConfig");
+    if (gc && !json_is_null(gc) && !json_is_object(gc)) {
+        snprintf(err, errlen, "`generationConfig` must be an object");
+        return -1;
+    }
+    int64_t max_out = 0, count = 1, thinking = 0;
+    if (provider_body_count(gc, "maxOutputTokens", 0, PROVIDER_MAX_OUTPUT_TOKENS, &max_out, err,
+                            errlen) < 0 ||
+        provider_body_count(gc, "candidateCount", 1, 8, &count, err, errlen) < 0)
+        return -1;
+    /* thinkingBudget adds to the bound (section 7.1); -1 means "dynamic". */
+    const json_t *tc = json_object_get(gc, "thinkingConfig");
+    if (max_out > 0)
+        thinking = provider_json_count(tc, "thinkingBudget");
+    if (thinking > PROVIDER_MAX_OUTPUT_TOKENS)
+        thinking = PROVIDER_MAX_OUTPUT_TOKENS;
+    call->max_output_tokens = provider_sat_mul(provider_sat_add(max_out, thinking), count);
+    if (max_out == 0)
+        call->max_output_tokens = 0;
+    size_t bytes = provider_json_text_bytes(json_object_get(body, "contents"));
+    size_t sys = provider_json_text_bytes(json_object_get(body, "systemInstruction"));
+    bytes = sys > SIZE_MAX - bytes ? SIZE_MAX : bytes + sys;
+    call->est_input_tokens = provider_estimate_tokens(bytes);
+    return 0;
+}
+
+static size_t str_len(const json_t *v)
+{
+    return json_is_string(v) ? json_string_length(v) : 0;
+}
+
+/* One GenerateContentResponse (a stream chunk or a whole answer). */
+static void response(struct meter *m, const json_t *j)
+{
+    if (!json_is_object(j))
+        return;
+    if (provider_json_has(j, "error"))
+        m->stream_error = true;
+    provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "modelVersion"));
+    const json_t *um = json_object_get(j, "usageMetadata");
+    if (json_is_object(um)) {
+        int64_t thoughts = provider_json_count(um, "thoughtsTokenCount");
+        struct usage x = {
+            .input = provider_sat_add(provider_json_count(um, "promptTokenCount"),
+                                      provider_json_count(um, "toolUsePromptTokenCount")),
+            .cached = provider_json_count(um, "cachedContentTokenCount"),
+            .output = provider_sat_add(provider_json_count(um, "candidatesTokenCount"), thoughts),
+            .reasoning = thoughts,
+            .seen = true,
+        };
+        if (x.cached > x.input)
+            x.cached = x.input;
+        m->usage = x;
+    }
+    size_t i, k;
+    json_t *c, *part;
+    json_array_foreach(json_object_get(j, "candidates"), i, c)
+    {
+        json_array_foreach(json_object_get(json_object_get(c, "content"), "parts"), k, part)
+            m->text_bytes += str_len(json_object_get(part, "text"));
+        if (str_len(json_object_get(c, "finishReason")) > 0)
+            m->done = true;
+    }
+}
+
+static void on_event(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
+                     bool *drop)
+{
+    json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
+    response(m, j);
+    json_decref(j);
+}
+
+/* A whole answer: one object, or (streamGenerateContent without alt=sse) a
+ * JSON array of chunks. */
+static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(j, i, e) response(m, e);
+    } else {
+        response(m, j);
+    }
+    json_decref(j);
+}
+
+/* google.rpc.Code names for the statuses tollgate answers with. */
+static const char *error_status(int status)
+{
+    switch (status) {
+    case 401:
+        return "UNAUTHENTICATED";
+    case 403:
+        return "PERMISSION_DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 429:
+        return "RESOURCE_EXHAUSTED";
+    case 502:
+    case 503:
+        return "UNAVAILABLE";
+    case 504:
+        return "DEADLINE_EXCEEDED";
+    default:
+        return status >= 500 ? "INTERNAL" : "INVALID_ARGUMENT";
+    }
+}
+
+static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
+{
+    json_t *v = json_pack("{s:{s:i,s:o?,s:s}}", "error", "code", status, "message",
+                          provider_json_message(message ? message : "request rejected by tollgate"),
+                          "status", error_status(status));
+    provider_write_json(out, v,
+                        "{\"error\":{\"code\":500,\"message\":\"tollgate error\","
+                        "\"status\":\"INTERNAL\"}}");
+}
+
+/* Gemini names the model in the path: rewrite models/{model}:{verb} there. */
+static int set_model(json_t *body, char *path, size_t pathlen, const char *model)
+{
+    const char *old, *verb;
+    size_t old_len;
+    if (!split_path(path, &old, &old_len, &verb) || !model_ok(model, strlen(model), 128))
+        return -1;
+    char out[512];
+    int n = snprintf(out, sizeof(out), "%.*s%s:%s", (int)(old - path), path, model, verb);
+    if (n < 0 || (size_t)n >= sizeof(out) || (size_t)n >= pathlen)
+        return -1;
+    memcpy(path, out, (size_t)n + 1);
+    return 0;
+}
+
+const struct provider provider_gemini = {
+    .name = "gemini",
+    .prepare = prepare,
+    .on_event = on_event,
+    .on_json = on_json,
+    .error_body = error_body,
+    .set_model = set_model,
+};

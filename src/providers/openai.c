@@ -1,0 +1,406 @@
+/* provider_openai.c: OpenAI's dialect (provider-wire-formats.md sections 2-5):
+ * request checks and stream_options.include_usage injection for chat and
+ * legacy completions, usage from chat chunks, Responses events and JSON
+ * answers, and error bodies shaped like OpenAI's own. */
+#include "providers/provider.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum endpoint {
+    EP_OTHER,  /* forwarded, not priced */
+    EP_CHAT,   /* /v1/chat/completions */
+    EP_LEGACY, /* /v1/completions */
+    EP_EMBED,  /* /v1/embeddings */
+    EP_RESP,   /* /v1/responses */
+};
+
+static enum endpoint classify(const char *ep)
+{
+    static const struct {
+        const char *path;
+        enum endpoint kind;
+    } paths[] = {
+        {"/v1/chat/completions", EP_CHAT},
+        {"/v1/completions", EP_LEGACY},
+        {"/v1/embeddings", EP_EMBED},
+        {"/v1/responses", EP_RESP},
+    };
+    for (size_t i = 0; ep && i < ARRAY_LEN(paths); i++)
+        if (strcmp(ep, paths[i].path) == 0)
+            return paths[i].kind;
+    return EP_OTHER;
+}
+
+/* Makes a chat/legacy stream carry its usage chunk: stream_options.include_usage
+ * = true, other stream_options members kept. The client did not ask for the
+ * chunk, so the proxy strips it again (call->strip_usage). */
+static int want_usage(struct provider_call *call, json_t *body, bool *modified, char *err,
+                      size_t errlen)
+{
+    json_t *so = json_object_get(body, "stream_options");
+    if (so && !json_is_null(so) && !json_is_object(so)) {
+        snprintf(err, errlen, "`stream_options` must be an object");
+        return -1;
+    }
+    if (json_is_true(json_object_get(so, "include_usage")))
+        return 0;
+    call->strip_usage = true;
+    if (!so) { /* absent: inserted as text by the proxy (provider.h) */
+        call->splice_usage = true;
+        return 0;
+    }
+    if (!json_is_object(so)) {
+        so = json_object();
+        if (json_object_set_new(body, "stream_options", so) < 0)
+            goto fail;
+    }
+    if (json_object_set_new(so, "include_usage", json_true()) < 0)
+        goto fail;
+    *modified = true;
+    return 0;
+fail:
+    snprintf(err, errlen, "out of memory while preparing the request");
+    return -1;
+}
+
+static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
+                   size_t errlen)
+{
+    enum endpoint kind = classify(call->endpoint);
+    call->metered = false;
+    call->stream = false;
+    call->strip_usage = false;
+    call->model[0] = '\0';
+    call->est_input_tokens = 0;
+    call->max_output_tokens = 0;
+    /* Set from the path alone, body or not: the caller rejects an invalid
+     * JSON body (passed as NULL) only on a metered endpoint. */
+    call->metered = kind != EP_OTHER;
+    if (!body)
+        return 0;
+    if (kind == EP_OTHER) {
+        /* Forwarded untouched; only learn whether an SSE answer is coming. */
+        call->stream = json_is_true(json_object_get(body, "stream"));
+        if (json_is_string(json_object_get(body, "model")))
+            provider_copy_str(call->model, sizeof(call->model), json_object_get(body, "model"));
+        return 0;
+    }
+    if (!json_is_object(body)) {
+        snprintf(err, errlen, "the request body must be a JSON object");
+        return -1;
+    }
+    /* Responses may take the model from a stored prompt; the answer names it. */
+    bool need_model = !(kind == EP_RESP && provider_json_has(body, "prompt"));
+    if (provider_body_model(body, need_model, call->model, sizeof(call->model), err, errlen) < 0)
+        return -1;
+    bool stream = false;
+    if (provider_body_bool(body, "stream", &stream, err, errlen) < 0)
+        return -1;
+    call->stream = stream && kind != EP_EMBED;
+
+    /* Any of the three bounds may be sent; reserve for the largest. */
+    static const char *const bounds[] = {"max_completion_tokens", "max_tokens",
+                                         "max_output_tokens"};
+    int64_t bound = 0;
+    for (size_t i = 0; i < ARRAY_LEN(bounds); i++) {
+        int64_t b = 0;
+        if (provider_body_count(body, bounds[i], 0, PROVIDER_MAX_OUTPUT_TOKENS, &b, err, errlen) <
+            0)
+            return -1;
+        if (b > bound)
+            bound = b;
+    }
+    /* n choices (best_of for legacy completions) are all billed. */
+    int64_t n = 1, best_of = 1;
+    if (provider_body_count(body, "n", 1, 128, &n, err, errlen) < 0 ||
+        provider_body_count(body, "best_of", 1, 128, &best_of, err, errlen) < 0)
+        return -1;
+    call->max_output_tokens = provider_sat_mul(bound, n > best_of ? n : best_of);
+
+    static const char *const texts[] = {"messages", "input", "prompt", "instructions"};
+    size_t bytes = 0;
+    for (size_t i = 0; i < ARRAY_LEN(texts); i++) {
+        size_t b = provider_json_text_bytes(json_object_get(body, texts[i]));
+        bytes = b > SIZE_MAX - bytes ? SIZE_MAX : bytes + b;
+    }
+    call->est_input_tokens = provider_estimate_tokens(bytes);
+
+    if (call->stream && (kind == EP_CHAT || kind == EP_LEGACY))
+        return want_usage(call, body, modified, err, errlen);
+    return 0;
+}
+
+/* CompletionUsage (chat, legacy, embeddings): the whole object replaces what
+ * an earlier chunk said (last wins). */
+static void chat_usage(struct usage *u, const json_t *o)
+{
+    const json_t *in = json_object_get(o, "prompt_tokens_details");
+    const json_t *out = json_object_get(o, "completion_tokens_details");
+    struct usage x = {
+        .input = provider_json_count(o, "prompt_tokens"),
+        .cached = provider_json_count(in, "cached_tokens"),
+        .cache_write = provider_json_count(in, "cache_write_tokens"),
+        .output = provider_json_count(o, "completion_tokens"),
+        .reasoning = provider_json_count(out, "reasoning_tokens"),
+        .seen = true,
+    };
+    /* Keep the subsets subsets even if a compatible backend disagrees. */
+    if (x.cached > x.input)
+        x.cached = x.input;
+    if (x.cache_write > x.input - x.cached)
+        x.cache_write = x.input - x.cached;
+    if (x.reasoning > x.output)
+        x.reasoning = x.output;
+    *u = x;
+}
+
+/* ResponseUsage. */
+static void resp_usage(struct usage *u, const json_t *o)
+{
+    const json_t *in = json_object_get(o, "input_tokens_details");
+    const json_t *out = json_object_get(o, "output_tokens_details");
+    struct usage x = {
+        .input = provider_json_count(o, "input_tokens"),
+        .cached = provider_json_count(in, "cached_tokens"),
+        .cache_write = provider_json_count(in, "cache_write_tokens"),
+        .output = provider_json_count(o, "output_tokens"),
+        .reasoning = provider_json_count(out, "reasoning_tokens"),
+        .seen = true,
+    };
+    if (x.cached > x.input)
+        x.cached = x.input;
+    if (x.cache_write > x.input - x.cached)
+        x.cache_write = x.input - x.cached;
+    if (x.reasoning > x.output)
+        x.reasoning = x.output;
+    *u = x;
+}
+
+static size_t str_len(const json_t *v)
+{
+    return json_is_string(v) ? json_string_length(v) : 0;
+}
+
+/* Generated text of one chunk: content, refusal, tool-call arguments (chat),
+ * text (legacy completions). Used only to estimate output when usage is lost. */
+static size_t chunk_text(const json_t *choices)
+{
+    size_t total = 0, i, k;
+    json_t *c, *tc;
+    json_array_foreach(choices, i, c)
+    {
+        const json_t *d = json_object_get(c, "delta");
+        total += str_len(json_object_get(d, "content")) + str_len(json_object_get(d, "refusal")) +
+                 str_len(json_object_get(c, "text"));
+        json_array_foreach(json_object_get(d, "tool_calls"), k, tc) total +=
+            str_len(json_object_get(json_object_get(tc, "function"), "arguments"));
+    }
+    return total;
+}
+
+static void chat_chunk(struct meter *m, const struct provider_call *call, const json_t *j,
+                       bool *drop)
+{
+    if (provider_json_has(j, "error"))
+        m->stream_error = true;
+    provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
+    const json_t *choices = json_object_get(j, "choices");
+    m->text_bytes += chunk_text(choices);
+    const json_t *u = json_object_get(j, "usage");
+    if (!json_is_object(u))
+        return;
+    chat_usage(&m->usage, u);
+    /* The usage-only chunk ("choices": [], null or absent) exists because
+     * prepare asked for it; a chunk that also carries choices is kept. */
+    bool usage_only = !choices || json_is_null(choices) ||
+                      (json_is_array(choices) && json_array_size(choices) == 0);
+    if (call->strip_usage && usage_only)
+        *drop = true;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Responses API events, keyed by the JSON "type" (fixtures omit event:). */
+static void resp_event(struct meter *m, const json_t *j, const char *type)
+{
+    const json_t *r = json_object_get(j, "response");
+    provider_copy_str(m->model, sizeof(m->model), json_object_get(r, "model"));
+    if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0 ||
+        strcmp(type, "response.failed") == 0) {
+        const json_t *u = json_object_get(r, "usage");
+        if (json_is_object(u))
+            resp_usage(&m->usage, u);
+        m->done = true;
+        if (strcmp(type, "response.failed") == 0)
+            m->stream_error = true;
+    } else if (strcmp(type, "error") == 0) {
+        m->stream_error = true;
+    } else if (ends_with(type, ".delta")) {
+        /* output_text, reasoning text, function arguments: all billed output. */
+        m->text_bytes += str_len(json_object_get(j, "delta"));
+    }
+}
+
+static bool is_done_marker(const char *d, size_t n)
+{
+    while (n && (d[n - 1] == ' ' || d[n - 1] == '\t'))
+        n--;
+    return n == 6 && memcmp(d, "[DONE]", 6) == 0;
+}
+
+/* Every chunk is parsed: text_bytes needs the deltas, and a chunk is a few
+ * hundred bytes, so jansson's cost is small next to the network. */
+/* True when the JSON text names key followed (after blanks and ':') by c.
+ * A quoted key inside a string value is escaped (\"usage\") and does not
+ * match, so a false match only costs the slow path. */
+static bool key_then(const char *d, size_t n, const char *key, char c)
+{
+    size_t k = strlen(key);
+    for (const char *p = d, *end = d + n; (p = memmem(p, (size_t)(end - p), key, k)); p += k) {
+        const char *q = p + k;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n' || *q == ':'))
+            q++;
+        if (c == 0 || (q < end && *q == c))
+            return true;
+    }
+    return false;
+}
+
+/* UTF-8 bytes of the JSON string starting after its opening quote at p,
+ * as json_string_length would count them; stops at the closing quote. */
+static size_t json_str_bytes(const char *p, const char *end)
+{
+    size_t n = 0;
+    while (p < end && *p != '"') {
+        if (*p != '\\') {
+            n++;
+            p++;
+            continue;
+        }
+        if (p + 1 < end && p[1] == 'u' && p + 6 <= end) {
+            unsigned v = (unsigned)strtoul((char[5]){p[2], p[3], p[4], p[5], 0}, NULL, 16);
+            n += v < 0x80 ? 1 : v < 0x800 ? 2 : (v >= 0xd800 && v < 0xe000) ? 2 : 3;
+            p += 6; /* a surrogate pair counts 2 + 2: the 4 bytes of its code point */
+        } else {
+            n++;
+            p += 2;
+        }
+    }
+    return n;
+}
+
+/* The hot path of a chat stream: most chunks carry only a few bytes of
+ * delta content. When the model is known and the chunk has no usage
+ * object, no error and no "type" (Responses events), its only use is the
+ * text count for estimates, which a scan gives without building JSON. */
+static bool plain_chunk(struct meter *m, const struct sse_event *ev)
+{
+    const char *d = ev->data, *end = ev->data + ev->data_len;
+    if (!m->model[0] || ev->data_len == 0 || d[0] != '{' ||
+        key_then(d, ev->data_len, "\"usage\"", '{') || key_then(d, ev->data_len, "\"error\"", 0) ||
+        key_then(d, ev->data_len, "\"type\"", 0) || key_then(d, ev->data_len, "\"tool_calls\"", 0))
+        return false;
+    static const char *const keys[] = {"\"content\"", "\"refusal\"", "\"text\""};
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        size_t k = strlen(keys[i]);
+        for (const char *p = d; (p = memmem(p, (size_t)(end - p), keys[i], k)); p += k) {
+            const char *q = p + k;
+            while (q < end && (*q == ' ' || *q == ':'))
+                q++;
+            if (q < end && *q == '"')
+                m->text_bytes += json_str_bytes(q + 1, end);
+        }
+    }
+    return true;
+}
+
+static void on_event(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
+                     bool *drop)
+{
+    if (is_done_marker(ev->data, ev->data_len)) {
+        m->done = true;
+        return;
+    }
+    if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)
+        m->stream_error = true;
+    if (plain_chunk(m, ev))
+        return;
+    json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
+    if (!json_is_object(j))
+        goto out;
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (type)
+        resp_event(m, j, type);
+    else
+        chat_chunk(m, call, j, drop);
+out:
+    json_decref(j);
+}
+
+static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    if (!json_is_object(j))
+        goto out;
+    provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
+    const json_t *u = json_object_get(j, "usage");
+    if (!json_is_object(u))
+        goto out;
+    /* Shape decides: Responses name input_tokens, the others prompt_tokens. */
+    if (json_object_get(u, "input_tokens") || json_object_get(u, "output_tokens"))
+        resp_usage(&m->usage, u);
+    else
+        chat_usage(&m->usage, u);
+    if (classify(call->endpoint) == EP_EMBED) {
+        m->usage.cached = m->usage.cache_write = 0;
+        m->usage.output = m->usage.reasoning = 0;
+    }
+out:
+    json_decref(j);
+}
+
+/* The type the SDKs expect for tollgate's own codes and statuses (section 5);
+ * both 429 types parse into RateLimitError. */
+static const char *error_type(int status, const char *code)
+{
+    if (code && strcmp(code, "budget_exceeded") == 0)
+        return "insufficient_quota";
+    if (code && strcmp(code, "rate_limit_exceeded") == 0)
+        return "rate_limit_exceeded";
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 429:
+        return "rate_limit_exceeded";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
+{
+    json_t *v = json_pack("{s:{s:o?,s:s,s:n,s:o?}}", "error", "message",
+                          provider_json_message(message ? message : "request rejected by tollgate"),
+                          "type", error_type(status, code), "param", "code",
+                          code ? provider_json_message(code) : NULL);
+    provider_write_json(out, v,
+                        "{\"error\":{\"message\":\"tollgate error\",\"type\":\"api_error\","
+                        "\"param\":null,\"code\":null}}");
+}
+
+const struct provider provider_openai = {
+    .name = "openai",
+    .prepare = prepare,
+    .on_event = on_event,
+    .on_json = on_json,
+    .error_body = error_body,
+    .set_model = provider_set_body_model,
+};

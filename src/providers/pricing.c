@@ -1,0 +1,744 @@
+/* pricing.c: the price table. Loads conf/pricing.conf (INI, USD per 1M
+ * tokens, parsed exactly) or LiteLLM's model_prices_and_context_window.json
+ * (USD per token floats), keeps the models sorted by name, and answers
+ * "exact name, else longest listed prefix" with binary searches over the
+ * few distinct key lengths, since a lookup happens on every request. */
+#include "providers/pricing.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FILE_BYTES (64 * 1024 * 1024)
+
+struct pricing {
+    struct price *v; /* sorted by model (strcmp), names unique */
+    size_t n;
+    size_t *lens; /* distinct strlen(model) values, longest first */
+    size_t nlens;
+};
+
+/* An entry while loading: where it came from, so duplicates can be reported
+ * at the right line (INI) or resolved by preference (LiteLLM). */
+struct entry {
+    struct price p;
+    int line;   /* INI: line of the [section] header */
+    size_t seq; /* order of appearance */
+    int rank;   /* LiteLLM: 0 for a provider tollgate speaks, else 1 */
+};
+
+struct builder {
+    struct entry *v;
+    size_t n, cap;
+};
+
+static void entry_release(struct entry *e)
+{
+    free(e->p.model);
+    free(e->p.provider);
+    e->p.model = e->p.provider = NULL;
+}
+
+static void builder_release(struct builder *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        entry_release(&b->v[i]);
+    free(b->v);
+    b->v = NULL;
+    b->n = b->cap = 0;
+}
+
+/* Appends e (taking its strings); on failure releases them. */
+MUST_CHECK static int builder_push(struct builder *b, struct entry *e)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct entry *v = realloc(b->v, cap * sizeof(*v));
+        if (!v) {
+            entry_release(e);
+            return -1;
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    e->seq = b->n;
+    b->v[b->n++] = *e;
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    int c = strcmp(x->p.model, y->p.model);
+    if (c)
+        return c;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static const char *known_provider(const char *s)
+{
+    static const char *const names[] = {"openai", "anthropic", "gemini"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (s && strcmp(s, names[i]) == 0)
+            return names[i];
+    return NULL;
+}
+
+/* 1.25 x price, rounded half up, saturating: the default cache-write price. */
+static price_t times_125(price_t p)
+{
+    price_t r;
+    price_t extra = p / 4 + (p % 4 >= 2);
+    if (__builtin_add_overflow(p, extra, &r))
+        return INT64_MAX;
+    return r;
+}
+
+/* Moves the sorted entries of b into a new table; of entries with the same
+ * name only the first (in cmp_entry order) is kept. Empties b. */
+static struct pricing *finish(struct builder *b)
+{
+    struct pricing *p = calloc(1, sizeof(*p));
+    if (!p)
+        goto fail;
+    p->v = calloc(b->n ? b->n : 1, sizeof(*p->v));
+    p->lens = calloc(b->n ? b->n : 1, sizeof(*p->lens));
+    if (!p->v || !p->lens)
+        goto fail;
+    for (size_t i = 0; i < b->n; i++) {
+        struct entry *e = &b->v[i];
+        if (p->n && strcmp(p->v[p->n - 1].model, e->p.model) == 0) {
+            entry_release(e);
+            continue;
+        }
+        p->v[p->n++] = e->p;
+        e->p.model = e->p.provider = NULL;
+    }
+    /* Distinct key lengths, longest first: the prefix search tries only
+     * lengths some key actually has. */
+    for (size_t i = 0; i < p->n; i++) {
+        size_t len = strlen(p->v[i].model), j;
+        for (j = 0; j < p->nlens && p->lens[j] != len; j++)
+            ;
+        if (j == p->nlens)
+            p->lens[p->nlens++] = len;
+    }
+    for (size_t i = 1; i < p->nlens; i++)
+        for (size_t j = i; j > 0 && p->lens[j - 1] < p->lens[j]; j--) {
+            size_t t = p->lens[j];
+            p->lens[j] = p->lens[j - 1];
+            p->lens[j - 1] = t;
+        }
+    builder_release(b);
+    return p;
+
+fail:
+    if (p) {
+        free(p->v);
+        free(p->lens);
+        free(p);
+    }
+    builder_release(b);
+    return NULL;
+}
+
+/* ---- INI ---------------------------------------------------------------- */
+
+enum key_kind {
+    K_PROVIDER,  /* openai | anthropic | gemini */
+    K_PRICE,     /* USD per 1M tokens */
+    K_THRESHOLD, /* prompt tokens */
+};
+
+static const struct ini_key {
+    const char *name;
+    enum key_kind kind;
+    size_t off; /* into struct price */
+} ini_keys[] = {
+    {"provider", K_PROVIDER, 0},
+    {"input", K_PRICE, offsetof(struct price, input)},
+    {"cached_input", K_PRICE, offsetof(struct price, cached_input)},
+    {"cache_write", K_PRICE, offsetof(struct price, cache_write)},
+    {"output", K_PRICE, offsetof(struct price, output)},
+    {"tier_threshold", K_THRESHOLD, offsetof(struct price, tier_threshold)},
+    {"tier_input", K_PRICE, offsetof(struct price, tier_input)},
+    {"tier_cached_input", K_PRICE, offsetof(struct price, tier_cached_input)},
+    {"tier_cache_write", K_PRICE, offsetof(struct price, tier_cache_write)},
+    {"tier_output", K_PRICE, offsetof(struct price, tier_output)},
+};
+#define KEY_BIT(name) (1u << key_index(name))
+
+static int key_index(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(ini_keys); i++)
+        if (strcmp(ini_keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+struct ini_ctx {
+    const char *path;
+    const char *pos, *end; /* the unread rest of the file */
+    int line;              /* of the line last handed to inih */
+    unsigned hdr_seq;      /* [section] headers seen so far */
+    int hdr_line;          /* line of the latest header */
+    unsigned hdr_keys;     /* keys seen since the latest header */
+    struct builder b;
+    struct entry cur; /* the section being read; cur.p.model NULL if none */
+    unsigned cur_seq; /* hdr_seq the current entry belongs to */
+    unsigned seen;    /* KEY_BIT of keys set in cur */
+    int err_line;     /* 0 until the first error */
+    int reject_line;  /* first line ini_key returned 0 for */
+    char err[256];
+    bool oom;
+};
+
+PRINTF_LIKE(3, 4) static void ini_fail(struct ini_ctx *c, int line, const char *fmt, ...)
+{
+    if (c->err_line)
+        return; /* the first error is the one worth reading */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    c->err_line = line;
+}
+
+/* fgets-style reader over the file in memory: one line per call, so our
+ * count matches inih's and handlers know which line they are on. A line
+ * longer than inih's buffer is an error rather than silently split. */
+static char *ini_read(char *str, int num, void *stream)
+{
+    struct ini_ctx *c = stream;
+    if (c->pos >= c->end || num < 2)
+        goto eof;
+    const char *nl = memchr(c->pos, '\n', (size_t)(c->end - c->pos));
+    size_t len = nl ? (size_t)(nl - c->pos) + 1 : (size_t)(c->end - c->pos);
+    c->line++;
+    if (len > (size_t)num - 1) {
+        ini_fail(c, c->line, "line longer than %d bytes", num - 2);
+        return NULL;
+    }
+    memcpy(str, c->pos, len);
+    str[len] = '\0';
+    c->pos += len;
+
+    const char *s = str;
+    while (*s == ' ' || *s == '\t' || *s == '\r')
+        s++;
+    if (*s == '[') {
+        if (c->hdr_seq && c->hdr_keys == 0)
+            ini_fail(c, c->hdr_line, "section has no prices");
+        c->hdr_seq++;
+        c->hdr_line = c->line;
+        c->hdr_keys = 0;
+    }
+    return str;
+
+eof:
+    if (c->hdr_seq && c->hdr_keys == 0)
+        ini_fail(c, c->hdr_line, "section has no prices");
+    return NULL;
+}
+
+/* Checks the finished section and fills defaults; it moves into the builder. */
+static void close_section(struct ini_ctx *c)
+{
+    struct entry *e = &c->cur;
+    struct price *p = &e->p;
+    const unsigned tier_prices = KEY_BIT("tier_input") | KEY_BIT("tier_cached_input") |
+                                 KEY_BIT("tier_cache_write") | KEY_BIT("tier_output");
+    if (!p->model)
+        return;
+    if (!(c->seen & KEY_BIT("input")))
+        ini_fail(c, e->line, "[%s]: missing input", p->model);
+    else if (!(c->seen & KEY_BIT("output")))
+        ini_fail(c, e->line, "[%s]: missing output", p->model);
+    else if ((c->seen & tier_prices) && !(c->seen & KEY_BIT("tier_threshold")))
+        ini_fail(c, e->line, "[%s]: tier prices without tier_threshold", p->model);
+    else if ((c->seen & KEY_BIT("tier_threshold")) &&
+             !(c->seen & KEY_BIT("tier_input") && c->seen & KEY_BIT("tier_output")))
+        ini_fail(c, e->line, "[%s]: tier_threshold needs tier_input and tier_output", p->model);
+    if (!(c->seen & KEY_BIT("cached_input")))
+        p->cached_input = p->input;
+    if (!(c->seen & KEY_BIT("cache_write")))
+        p->cache_write = times_125(p->input);
+    if (p->tier_threshold) {
+        if (!(c->seen & KEY_BIT("tier_cached_input")))
+            p->tier_cached_input = p->tier_input;
+        if (!(c->seen & KEY_BIT("tier_cache_write")))
+            p->tier_cache_write = times_125(p->tier_input);
+    }
+    if (builder_push(&c->b, e) < 0)
+        c->oom = true;
+    memset(e, 0, sizeof(*e));
+    c->seen = 0;
+}
+
+static bool valid_model_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s <= ' ' || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static int take_key(struct ini_ctx *c, const char *section, const char *name, const char *value);
+
+/* inih callback: one key of one section. Returns 0 on error; our message is
+ * kept in the context, and the line noted so inih's own count of errors can
+ * be told apart from syntax errors. */
+static int ini_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *c = user;
+    int ok = take_key(c, section, name, value);
+    if (!ok && !c->reject_line)
+        c->reject_line = c->line;
+    return ok;
+}
+
+static int take_key(struct ini_ctx *c, const char *section, const char *name, const char *value)
+{
+    c->hdr_keys++;
+    if (!*section) {
+        ini_fail(c, c->line, "\"%s\" outside a [model] section", name);
+        return 0;
+    }
+    if (c->cur_seq != c->hdr_seq) {
+        close_section(c);
+        c->cur_seq = c->hdr_seq;
+        if (!valid_model_name(section)) {
+            ini_fail(c, c->hdr_line, "bad model name [%s]", section);
+            return 0;
+        }
+        c->cur.p.model = strdup(section);
+        c->cur.line = c->hdr_line;
+        if (!c->cur.p.model) {
+            c->oom = true;
+            return 0;
+        }
+    }
+    if (!c->cur.p.model)
+        return 0; /* the section's name was rejected */
+
+    int k = key_index(name);
+    if (k < 0) {
+        ini_fail(c, c->line, "unknown key \"%s\"", name);
+        return 0;
+    }
+    if (c->seen & (1u << k)) {
+        ini_fail(c, c->line, "duplicate key \"%s\"", name);
+        return 0;
+    }
+    c->seen |= 1u << k;
+    const struct ini_key *key = &ini_keys[k];
+    int64_t *field = (int64_t *)((char *)&c->cur.p + key->off);
+    switch (key->kind) {
+    case K_PROVIDER:
+        if (!known_provider(value)) {
+            ini_fail(c, c->line, "unknown provider \"%s\" (openai, anthropic or gemini)", value);
+            return 0;
+        }
+        c->cur.p.provider = strdup(value);
+        if (!c->cur.p.provider) {
+            c->oom = true;
+            return 0;
+        }
+        break;
+    case K_PRICE:
+        if (money_parse_price_per_mtok(value, field) < 0) {
+            ini_fail(c, c->line,
+                     "%s: bad price \"%s\" (USD per 1M tokens, >= 0, at most 6 decimals)", name,
+                     value);
+            return 0;
+        }
+        break;
+    case K_THRESHOLD: {
+        char *endp;
+        errno = 0;
+        long long v = strtoll(value, &endp, 10);
+        if (errno || endp == value || *endp || v <= 0 || value[0] < '0' || value[0] > '9') {
+            ini_fail(c, c->line, "%s: bad token count \"%s\"", name, value);
+            return 0;
+        }
+        *field = v;
+        break;
+    }
+    }
+    return 1;
+}
+
+static struct pricing *load_ini(const char *path, const char *buf, size_t len, char *err,
+                                size_t errlen)
+{
+    struct ini_ctx c = {.path = path, .pos = buf, .end = buf + len};
+    int rc = ini_parse_stream(ini_read, &c, ini_key, &c);
+    /* The last section is checked here: no header follows to close it. A
+     * reader stopped by a long line skipped the end-of-file check too. */
+    ini_read(NULL, 0, &c);
+    close_section(&c);
+    if (c.oom) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    /* inih counts our handler's rejections too: a first error line that is
+     * not one we rejected is a syntax error, and the likely cause of any
+     * section-level complaint ("missing input") about an earlier line. */
+    if (rc > 0 && rc != c.reject_line) {
+        snprintf(err, errlen, "%s:%d: syntax error (expected [model] or key = value)", path, rc);
+        goto fail;
+    }
+    if (c.err_line) {
+        snprintf(err, errlen, "%s:%d: %s", path, c.err_line, c.err);
+        goto fail;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot parse", path);
+        goto fail;
+    }
+    if (c.b.n)
+        qsort(c.b.v, c.b.n, sizeof(*c.b.v), cmp_entry);
+    for (size_t i = 1; i < c.b.n; i++) {
+        if (strcmp(c.b.v[i - 1].p.model, c.b.v[i].p.model) == 0) {
+            const struct entry *later = &c.b.v[i];
+            snprintf(err, errlen, "%s:%d: duplicate section [%s] (first at line %d)", path,
+                     later->line, later->p.model, c.b.v[i - 1].line);
+            goto fail;
+        }
+    }
+    struct pricing *p = finish(&c.b);
+    if (!p)
+        snprintf(err, errlen, "%s: out of memory", path);
+    return p;
+
+fail:
+    entry_release(&c.cur);
+    builder_release(&c.b);
+    return NULL;
+}
+
+/* ---- LiteLLM JSON ------------------------------------------------------- */
+
+/* A per-token USD float to pico-USD per token. LiteLLM writes decimal
+ * values like 2.5e-06; rounding value * 1e12 recovers them exactly. */
+MUST_CHECK static int json_pico(json_t *v, price_t *out)
+{
+    if (!json_is_number(v))
+        return -1;
+    double d = json_number_value(v) * 1e12;
+    if (!(d >= 0) || d > 9.0e18)
+        return -1;
+    *out = (price_t)(d + 0.5);
+    return 0;
+}
+
+/* Finds the smallest long-context tier ("input_cost_per_token_above_200k_tokens")
+ * and returns its threshold in tokens and the key suffix ("200k"). */
+static int64_t json_tier(json_t *obj, char *suffix, size_t n)
+{
+    static const char pre[] = "input_cost_per_token_above_";
+    const char *key;
+    json_t *v;
+    int64_t best = 0;
+    json_object_foreach(obj, key, v)
+    {
+        if (strncmp(key, pre, sizeof(pre) - 1) != 0)
+            continue;
+        const char *s = key + sizeof(pre) - 1;
+        char *e;
+        long long t = strtoll(s, &e, 10);
+        if (e == s || t <= 0 || t > 1000000000LL)
+            continue;
+        int64_t mult = *e == 'k' ? 1000 : *e == 'm' ? 1000000 : 1;
+        if (mult > 1)
+            e++;
+        if (strcmp(e, "_tokens") != 0 || e - s >= (long)n)
+            continue;
+        if (!best || t * mult < best) {
+            best = t * mult;
+            snprintf(suffix, n, "%.*s", (int)(e - s), s);
+        }
+    }
+    return best;
+}
+
+/* Prices one LiteLLM entry. Returns 1 if e was filled, 0 if the entry has
+ * no token price (images, sample_spec), -1 on a bad value (err set). */
+static int json_entry(const char *path, const char *key, json_t *obj, struct entry *e, char *err,
+                      size_t errlen)
+{
+    struct price *p = &e->p;
+    json_t *v;
+    char suffix[32], name[96];
+
+    if (!json_is_object(obj) || strcmp(key, "sample_spec") == 0)
+        return 0;
+    if (!json_is_number(json_object_get(obj, "input_cost_per_token")))
+        return 0;
+    memset(e, 0, sizeof(*e));
+    if (json_pico(json_object_get(obj, "input_cost_per_token"), &p->input) < 0)
+        goto bad;
+    v = json_object_get(obj, "output_cost_per_token");
+    if (v && json_pico(v, &p->output) < 0)
+        goto bad;
+    v = json_object_get(obj, "cache_read_input_token_cost");
+    p->cached_input = p->input;
+    if (v && json_pico(v, &p->cached_input) < 0)
+        goto bad;
+    v = json_object_get(obj, "cache_creation_input_token_cost");
+    p->cache_write = times_125(p->input);
+    if (v && json_pico(v, &p->cache_write) < 0)
+        goto bad;
+
+    p->tier_threshold = json_tier(obj, suffix, sizeof(suffix));
+    if (p->tier_threshold) {
+        snprintf(name, sizeof(name), "input_cost_per_token_above_%s_tokens", suffix);
+        if (json_pico(json_object_get(obj, name), &p->tier_input) < 0)
+            goto bad;
+        snprintf(name, sizeof(name), "output_cost_per_token_above_%s_tokens", suffix);
+        v = json_object_get(obj, name);
+        p->tier_output = p->output;
+        if (v && json_pico(v, &p->tier_output) < 0)
+            goto bad;
+        snprintf(name, sizeof(name), "cache_read_input_token_cost_above_%s_tokens", suffix);
+        v = json_object_get(obj, name);
+        p->tier_cached_input = p->tier_input;
+        if (v && json_pico(v, &p->tier_cached_input) < 0)
+            goto bad;
+        snprintf(name, sizeof(name), "cache_creation_input_token_cost_above_%s_tokens", suffix);
+        v = json_object_get(obj, name);
+        p->tier_cache_write = times_125(p->tier_input);
+        if (v && json_pico(v, &p->tier_cache_write) < 0)
+            goto bad;
+    }
+
+    /* Gemini and Anthropic API entries are keyed "gemini/<model>"; requests
+     * name the bare model. */
+    static const char *const strip[] = {"gemini/", "anthropic/"};
+    const char *model = key;
+    for (size_t i = 0; i < ARRAY_LEN(strip); i++)
+        if (strncmp(key, strip[i], strlen(strip[i])) == 0)
+            model = key + strlen(strip[i]);
+    if (!*model)
+        return 0;
+    const char *prov = known_provider(json_string_value(json_object_get(obj, "litellm_provider")));
+    e->rank = prov ? 0 : 1;
+    p->model = strdup(model);
+    p->provider = prov ? strdup(prov) : NULL;
+    if (!p->model || (prov && !p->provider)) {
+        entry_release(e);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    return 1;
+
+bad:
+    snprintf(err, errlen, "%s: \"%s\": bad price (a non-negative number of USD per token)", path,
+             key);
+    return -1;
+}
+
+static struct pricing *load_litellm(const char *path, const char *buf, size_t len, char *err,
+                                    size_t errlen)
+{
+    struct builder b = {0};
+    json_error_t jerr;
+    const char *key;
+    json_t *v;
+    json_t *root = json_loadb(buf, len, JSON_DECODE_ANY, &jerr);
+
+    if (!root) {
+        snprintf(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "%s:1: expected a JSON object of models", path);
+        goto fail;
+    }
+    json_object_foreach(root, key, v)
+    {
+        struct entry e;
+        int rc = json_entry(path, key, v, &e, err, errlen);
+        if (rc < 0)
+            goto fail;
+        if (rc > 0 && builder_push(&b, &e) < 0) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+    }
+    json_decref(root);
+    root = NULL;
+    /* Same name twice: a provider tollgate speaks wins, then the first. */
+    if (b.n)
+        qsort(b.v, b.n, sizeof(*b.v), cmp_entry);
+    struct pricing *p = finish(&b);
+    if (!p)
+        snprintf(err, errlen, "%s: out of memory", path);
+    return p;
+
+fail:
+    builder_release(&b);
+    json_decref(root);
+    return NULL;
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+struct pricing *pricing_load(const char *path, char *err, size_t errlen)
+{
+    struct pricing *p = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "rb");
+
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* read what the file holds (growing), never more than MAX_FILE_BYTES */
+    size_t cap = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap > MAX_FILE_BYTES)
+                break;
+            size_t ncap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                snprintf(err, errlen, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        goto fail;
+    }
+    if (len > MAX_FILE_BYTES) {
+        snprintf(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_BYTES);
+        goto fail;
+    }
+    if (memchr(buf, '\0', len)) {
+        snprintf(err, errlen, "%s: contains a NUL byte", path);
+        goto fail;
+    }
+    buf[len] = '\0';
+
+    size_t i = 0;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
+        i++;
+    if (i < len && buf[i] == '{')
+        p = load_litellm(path, buf, len, err, errlen);
+    else
+        p = load_ini(path, buf, len, err, errlen);
+
+fail:
+    free(buf);
+    if (f)
+        fclose(f);
+    return p;
+}
+
+void pricing_free(struct pricing *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->v[i].model);
+        free(p->v[i].provider);
+    }
+    free(p->v);
+    free(p->lens);
+    free(p);
+}
+
+size_t pricing_count(const struct pricing *p)
+{
+    return p ? p->n : 0;
+}
+
+const struct price *pricing_at(const struct pricing *p, size_t i)
+{
+    return p && i < p->n ? &p->v[i] : NULL;
+}
+
+/* Binary search for the key equal to the first len bytes of name. */
+static const struct price *find(const struct pricing *p, const char *name, size_t len)
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *k = p->v[mid].model;
+        int c = strncmp(name, k, len);
+        if (c == 0 && k[len] != '\0')
+            c = -1; /* k is longer, so it sorts after name[0..len) */
+        if (c == 0)
+            return &p->v[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const struct price *pricing_lookup(const struct pricing *p, const char *model)
+{
+    if (!p || !model || !*model)
+        return NULL;
+    size_t len = strlen(model);
+    const struct price *pr = find(p, model, len);
+    if (pr)
+        return pr;
+    for (size_t i = 0; i < p->nlens; i++) {
+        if (p->lens[i] >= len)
+            continue;
+        pr = find(p, model, p->lens[i]);
+        if (pr)
+            return pr;
+    }
+    return NULL;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b < 0 ? INT64_MIN : INT64_MAX;
+    return r;
+}
+
+money_t pricing_cost(const struct price *pr, const struct usage *u)
+{
+    if (!pr || !u)
+        return 0;
+    bool tier = pr->tier_threshold > 0 && u->input > pr->tier_threshold;
+    price_t in = tier ? pr->tier_input : pr->input;
+    price_t cached = tier ? pr->tier_cached_input : pr->cached_input;
+    price_t write = tier ? pr->tier_cache_write : pr->cache_write;
+    price_t out = tier ? pr->tier_output : pr->output;
+    /* A provider reporting more cached than input must not earn a credit. */
+    int64_t plain = u->input - u->cached - u->cache_write;
+    if (plain < 0)
+        plain = 0;
+
+    int64_t pico = money_pico_mul(plain, in);
+    pico = add_sat(pico, money_pico_mul(u->cached, cached));
+    pico = add_sat(pico, money_pico_mul(u->cache_write, write));
+    pico = add_sat(pico, money_pico_mul(u->output, out));
+    return money_from_pico(pico);
+}

@@ -1,0 +1,235 @@
+/* provider.c: the provider table and the JSON helpers the provider_*.c files
+ * share (counts, text estimates, request checks, error body output). Adding a
+ * provider means one new file and one line in the table below. */
+#include "providers/provider.h"
+
+#include <event2/buffer.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct provider *const table[] = {
+    &provider_openai,
+    &provider_anthropic,
+    &provider_gemini,
+};
+
+const struct provider *provider_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < ARRAY_LEN(table); i++)
+        if (strcmp(table[i]->name, name) == 0)
+            return table[i];
+    return NULL;
+}
+
+int64_t provider_estimate_tokens(size_t bytes)
+{
+    if (bytes == 0)
+        return 0;
+    size_t t = bytes / 4 + (bytes % 4 != 0);
+    return t > (size_t)INT64_MAX ? INT64_MAX : (int64_t)t;
+}
+
+int64_t provider_sat_mul(int64_t a, int64_t b)
+{
+    if (a <= 0 || b <= 0)
+        return 0;
+    return a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+int64_t provider_sat_add(int64_t a, int64_t b)
+{
+    if (a < 0)
+        a = 0;
+    if (b < 0)
+        b = 0;
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+int64_t provider_json_count(const json_t *obj, const char *key)
+{
+    if (!json_is_object(obj))
+        return 0;
+    const json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        return n > 0 ? (int64_t)n : 0;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (!isfinite(d) || d <= 0)
+            return 0;
+        return d >= 9.2e18 ? INT64_MAX : (int64_t)d;
+    }
+    return 0;
+}
+
+bool provider_json_has(const json_t *obj, const char *key)
+{
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return v && !json_is_null(v);
+}
+
+void provider_copy_str(char *dst, size_t cap, const json_t *v)
+{
+    if (!json_is_string(v) || cap == 0)
+        return;
+    size_t n = json_string_length(v);
+    if (n > cap - 1)
+        n = cap - 1;
+    memcpy(dst, json_string_value(v), n);
+    dst[n] = '\0';
+}
+
+/* Members whose values are binary payloads (base64) or references, not text
+ * the model reads as tokens one-for-four: OpenAI image_url/input_audio/file,
+ * Anthropic image/document source, Gemini inlineData/fileData. */
+static bool skip_key(const char *k)
+{
+    static const char *const skip[] = {
+        "image_url",  "input_audio", "file",     "file_data", "source",
+        "inlineData", "inline_data", "fileData", "file_id",   "image",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(skip); i++)
+        if (strcmp(k, skip[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A data: URL with base64 payload ("data:image/png;base64,...") anywhere. */
+static bool is_data_url(const char *s, size_t n)
+{
+    return n > 5 && memcmp(s, "data:", 5) == 0 && memmem(s, n < 128 ? n : 128, ";base64,", 8);
+}
+
+size_t provider_json_text_bytes(const json_t *v)
+{
+    size_t total = 0;
+    if (json_is_string(v)) {
+        size_t n = json_string_length(v);
+        return is_data_url(json_string_value(v), n) ? 0 : n;
+    }
+    if (json_is_number(v))
+        return 4; /* token-id arrays (embeddings input): about one token each */
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            size_t n = provider_json_text_bytes(e);
+            total = n > SIZE_MAX - total ? SIZE_MAX : total + n;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach((json_t *)v, k, e)
+        {
+            if (skip_key(k))
+                continue;
+            size_t n = provider_json_text_bytes(e);
+            total = n > SIZE_MAX - total ? SIZE_MAX : total + n;
+        }
+    }
+    return total;
+}
+
+int provider_body_model(const json_t *body, bool required, char *model, size_t cap, char *err,
+                        size_t errlen)
+{
+    const json_t *v = json_is_object(body) ? json_object_get(body, "model") : NULL;
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        snprintf(err, errlen, "`model` is required: a string naming the model");
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "`model` must be a string naming the model");
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n == 0) {
+        snprintf(err, errlen, "`model` must not be empty");
+        return -1;
+    }
+    if (n >= cap) {
+        snprintf(err, errlen, "`model` is too long (at most %zu bytes)", cap - 1);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            snprintf(err, errlen, "`model` must not contain control characters");
+            return -1;
+        }
+    }
+    memcpy(model, s, n);
+    model[n] = '\0';
+    return 0;
+}
+
+int provider_body_bool(const json_t *body, const char *key, bool *out, char *err, size_t errlen)
+{
+    const json_t *v = json_is_object(body) ? json_object_get(body, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "`%s` must be true or false", key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max, int64_t *out,
+                        char *err, size_t errlen)
+{
+    const json_t *v = json_is_object(body) ? json_object_get(body, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < min) {
+        snprintf(err, errlen, "`%s` must be an integer of at least %lld", key, (long long)min);
+        return -1;
+    }
+    json_int_t n = json_integer_value(v);
+    *out = n > max ? max : (int64_t)n;
+    return 0;
+}
+
+json_t *provider_json_message(const char *msg)
+{
+    json_t *s = json_string(msg);
+    if (s)
+        return s;
+    /* Not UTF-8: keep the ASCII, mark the rest. */
+    size_t n = strlen(msg);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        copy[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
+    copy[n] = '\0';
+    s = json_string(copy);
+    free(copy);
+    return s;
+}
+
+void provider_write_json(struct evbuffer *out, json_t *v, const char *fallback)
+{
+    /* Encode to memory first so a failure never leaves half a body. */
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (!s || evbuffer_add(out, s, strlen(s)) < 0)
+        evbuffer_add(out, fallback, strlen(fallback));
+    free(s);
+    json_decref(v);
+}
+
+int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char *model)
+{
+    if (!json_is_object(body))
+        return -1;
+    return json_object_set_new(body, "model", json_string(model));
+}

@@ -1,0 +1,1065 @@
+/* proxy.c: the life of one request, top to bottom.
+ *
+ *   proxy_handle      route -> tenant, user, feature, plan -> body and
+ *                     provider prepare -> price check
+ *   admit / admitted  rate limits and caps in one Redis script: forward,
+ *                     downgrade the model, or answer 429
+ *   forward_request   upstream_send
+ *   on_head           response headers to the client; choose how to meter
+ *   on_body           bytes to the client as they arrive (backpressure),
+ *                     a copy through the SSE parser or into the JSON buffer
+ *   on_done / gone    the exchange ended, or the client left
+ *   finish            usage (reported or estimated) -> price -> settle in
+ *                     Redis -> record -> free
+ *
+ * A struct req lives from proxy_handle to finish and is owned by this file;
+ * the client and the upstream exchange only call back into it. */
+#include "proxy/proxy.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "budget/alert.h"
+#include "budget/budget.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "budget/journal.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "budget/plan.h"
+#include "providers/pricing.h"
+#include "providers/provider.h"
+#include "records/record.h"
+#include "redis/redis.h"
+#include "proxy/route.h"
+#include "http/sse.h"
+#include "http/upstream.h"
+#include "core/worker.h"
+
+#define ID_MAX 129 /* tenant, user, feature ids: up to 128 bytes */
+#define MAX_SSE_EVENT (1 << 20)
+#define MAX_JSON_COPY (8 << 20) /* a non-streamed answer larger than this is estimated */
+#define MAX_RESP_HEADERS 64
+#define DEFAULT_OUTPUT_ESTIMATE 1000 /* output tokens assumed when the request sets no bound */
+#define LEASE_TTL_S 600              /* a reservation outlives a dead tollgate this long */
+
+enum req_state {
+    REQ_READ,      /* parsed, not yet admitted */
+    REQ_ADMITTING, /* waiting for the admission script */
+    REQ_WAITING,   /* sent upstream, no response headers yet */
+    REQ_STREAMING, /* response headers sent to the client, body flowing */
+    REQ_FINISHED,  /* the record is written; only the free is left */
+};
+
+struct req {
+    struct worker *w;
+    struct client *client;  /* NULL once the client is gone */
+    struct generation *gen; /* config and pools as of the start, ref held */
+    struct config *cfg;     /* gen->cfg */
+    struct upstream_req *up;
+    struct redis_cmd *admit_cmd;   /* admission in flight */
+    const struct http_request *hr; /* the client's request, valid until client_end */
+    json_t *doc;                   /* the parsed body, while it may still be edited */
+    char *body;                    /* the body to forward when edited (owned), else NULL */
+    struct plan plan_eff;
+    struct route route;
+    struct provider_call call;
+    struct meter meter;
+    struct sse_parser sse;
+    struct evbuffer *json; /* copy of a non-streamed 2xx answer */
+    enum req_state state;
+    const char *outcome;
+    int status;
+    bool sse_on, metering, json_too_big, paused, stream_cut;
+    bool last_dropped; /* the previous SSE event was kept from the client */
+    bool forwarded;    /* the request went upstream: it is settled and billed */
+    bool downgraded;
+    money_t remaining;    /* budget left this month before the request; -1: unknown */
+    money_t spent_before; /* month's spend at admission; -1: not admitted through Redis */
+    char model_requested[128];
+    char downgrade_hdr[300];
+    char remaining_hdr[32];
+    char id[33];
+    char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
+    char endpoint[256];
+    struct timespec wall; /* start, UTC */
+    struct timespec t0;   /* start, monotonic */
+    double ttfb_ms;
+};
+
+static void on_head(void *arg, int status, const struct upstream_header *h, size_t n,
+                    long long content_length);
+static void on_body(void *arg, const char *buf, size_t len);
+static void on_done(void *arg, enum upstream_result res, const char *errstr);
+static void on_gone(void *ctx);
+static void on_drained(void *ctx);
+static void finish(struct req *r);
+
+static void forward_raw(const char *raw, size_t len, void *arg);
+
+static const struct upstream_handlers up_handlers = {on_head, on_body, on_done};
+static const struct client_events client_events = {on_gone, on_drained};
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void make_id(struct worker *w, char out[33])
+{
+    /* xorshift64*, seeded per worker from getrandom: unique and unguessable
+     * enough for a request id, and cheap */
+    for (int half = 0; half < 2; half++) {
+        w->rng ^= w->rng >> 12;
+        w->rng ^= w->rng << 25;
+        w->rng ^= w->rng >> 27;
+        uint64_t v = w->rng * 0x2545F4914F6CDD1DULL;
+        snprintf(out + half * 16, 17, "%016llx", (unsigned long long)v);
+    }
+}
+
+void proxy_error_body(const char *path, int status, const char *code, const char *message,
+                      struct evbuffer *out, void *arg)
+{
+    struct worker *w = arg;
+    const struct provider *p = route_dialect(w->gen->cfg, path);
+    p->error_body(out, status, code, message);
+}
+
+/* Answers with tollgate's own error and records the request. */
+static void reject(struct req *r, int status, const char *code, const char *message,
+                   const char *outcome)
+{
+    req_log(LOG_DEBUG, r->id, "%d %s", status, code);
+    r->status = status;
+    r->outcome = outcome;
+    struct client *c = r->client;
+    r->client = NULL;
+    const struct http_header h[] = {{"X-Tollgate-Request-Id", r->id},
+                                    {"X-Tollgate-Tenant", r->tenant[0] ? r->tenant : "-"}};
+    client_error_with(c, status, code, message, h, ARRAY_LEN(h));
+    finish(r);
+}
+
+/* Tenant, user and feature ids go into records, logs, Redis keys (inside a
+ * hash tag) and metric labels, so they are held to a plain alphabet. */
+static bool valid_id(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n >= ID_MAX)
+        return false;
+    for (const char *p = v; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("._:@+=/-", ch)))
+            return false;
+    }
+    return true;
+}
+
+/* Reads one identity header into out. Returns 0, 1 when absent, -1 when
+ * repeated or malformed (the message is written to err). */
+static int identity(const struct http_request *hr, const char *name, char *out, char *err,
+                    size_t errlen)
+{
+    out[0] = '\0';
+    if (!name)
+        return 1;
+    int count;
+    const char *v = client_header(hr, name, &count);
+    if (!v)
+        return 1;
+    if (count > 1 || !valid_id(v)) {
+        snprintf(err, errlen,
+                 "the %s header must appear once and hold 1-128 characters of A-Z a-z 0-9 . _ : "
+                 "@ + = / -",
+                 name);
+        return -1;
+    }
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+static bool is_hop_by_hop(const char *name)
+{
+    static const char *const hop[] = {
+        "connection",        "keep-alive",        "proxy-connection", "te",
+        "trailer",           "transfer-encoding", "upgrade",          "proxy-authorization",
+        "proxy-authenticate"};
+    for (size_t i = 0; i < ARRAY_LEN(hop); i++)
+        if (strcasecmp(name, hop[i]) == 0)
+            return true;
+    return false;
+}
+
+/* True when name is listed in the Connection header (RFC 9110 7.6.1). */
+static bool listed_in_connection(const char *conn, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = conn; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ' && *e != '\t')
+            e++;
+        if ((size_t)(e - p) == n && strncasecmp(p, name, n) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+/* Headers that are tollgate's or the connection's, not the upstream's. */
+static bool drop_request_header(const struct req *r, const char *name, const char *conn)
+{
+    const struct config *cfg = r->cfg;
+    if (is_hop_by_hop(name) || listed_in_connection(conn, name))
+        return true;
+    static const char *const ours[] = {"host", "content-length", "expect", "accept-encoding"};
+    for (size_t i = 0; i < ARRAY_LEN(ours); i++)
+        if (strcasecmp(name, ours[i]) == 0)
+            return true;
+    const char *identity_headers[] = {cfg->tenant_header, cfg->user_header, cfg->feature_header,
+                                      cfg->plan_header};
+    for (size_t i = 0; i < ARRAY_LEN(identity_headers); i++)
+        if (identity_headers[i] && strcasecmp(name, identity_headers[i]) == 0)
+            return true;
+    if (r->route.up->api_key &&
+        (strcasecmp(name, "authorization") == 0 || strcasecmp(name, "x-api-key") == 0 ||
+         strcasecmp(name, "x-goog-api-key") == 0))
+        return true; /* the configured key replaces the client's */
+    return false;
+}
+
+/* printf-free: a header line is four appends */
+static void add_header(struct evbuffer *b, const char *name, const char *value)
+{
+    evbuffer_add(b, name, strlen(name));
+    evbuffer_add(b, ": ", 2);
+    evbuffer_add(b, value, strlen(value));
+    evbuffer_add(b, "\r\n", 2);
+}
+
+static struct evbuffer *build_upstream_request(struct req *r, const struct http_request *hr,
+                                               const char *body, size_t body_len)
+{
+    const struct cfg_upstream *u = r->route.up;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return NULL;
+    evbuffer_add_printf(b, "%s %s%s%s%s HTTP/1.1\r\n", hr->method_name, u->base_path, r->endpoint,
+                        hr->query ? "?" : "", hr->query ? hr->query : "");
+    bool default_port = u->port == (u->tls ? 443 : 80);
+    if (default_port)
+        evbuffer_add_printf(b, "Host: %s\r\n", u->host);
+    else
+        evbuffer_add_printf(b, "Host: %s:%d\r\n", u->host, u->port);
+    const char *conn = client_header(hr, "connection", NULL);
+    for (size_t i = 0; i < hr->n_headers; i++) {
+        const struct http_header *h = &hr->headers[i];
+        if (!drop_request_header(r, h->name, conn))
+            add_header(b, h->name, h->value);
+    }
+    if (u->api_key) {
+        if (strcmp(u->kind, "anthropic") == 0)
+            evbuffer_add_printf(b, "x-api-key: %s\r\n", u->api_key);
+        else if (strcmp(u->kind, "gemini") == 0)
+            evbuffer_add_printf(b, "x-goog-api-key: %s\r\n", u->api_key);
+        else
+            evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", u->api_key);
+    }
+    /* identity: usage must be readable from the answer */
+    evbuffer_add_printf(b, "Accept-Encoding: identity\r\n");
+    /* the member a stream needs for its usage chunk, inserted right after
+     * the object's opening brace (provider.h, splice_usage) */
+    static const char usage_member[] = "\"stream_options\":{\"include_usage\":true}";
+    size_t open_at = body_len, extra = 0;
+    bool comma = false;
+    if (r->call.splice_usage) {
+        open_at = 0;
+        while (open_at < body_len && strchr(" \t\r\n", body[open_at]))
+            open_at++;
+        if (open_at < body_len && body[open_at] == '{') {
+            size_t next = open_at + 1;
+            while (next < body_len && strchr(" \t\r\n", body[next]))
+                next++;
+            comma = next < body_len && body[next] != '}';
+            extra = sizeof(usage_member) - 1 + comma;
+        } else {
+            open_at = body_len; /* not an object: prepare refused it already */
+        }
+    }
+    if (body_len > 0 || hr->method == HTTP_POST || hr->method == HTTP_PUT ||
+        hr->method == HTTP_PATCH)
+        evbuffer_add_printf(b, "Content-Length: %zu\r\n", body_len + extra);
+    evbuffer_add(b, "\r\n", 2);
+    if (extra) {
+        evbuffer_add(b, body, open_at + 1);
+        evbuffer_add(b, usage_member, sizeof(usage_member) - 1);
+        if (comma)
+            evbuffer_add(b, ",", 1);
+        evbuffer_add(b, body + open_at + 1, body_len - open_at - 1);
+    } else {
+        evbuffer_add(b, body, body_len);
+    }
+    return b;
+}
+
+/* Parses the body and lets the provider read (and maybe edit) it; the
+ * parsed document stays in r->doc for a later downgrade. Returns 0, or -1
+ * after rejecting the request. */
+static int prepare_body(struct req *r, const struct http_request *hr)
+{
+    size_t n = evbuffer_get_length(hr->body);
+    const char *raw = n ? (const char *)evbuffer_pullup(hr->body, -1) : "";
+    r->call.endpoint = r->endpoint;
+
+    json_error_t jerr;
+    bool bad_json = false;
+    if (n > 0) {
+        const char *enc = client_header(hr, "content-encoding", NULL);
+        if (enc && strcasecmp(enc, "identity") != 0) {
+            reject(r, 415, "unsupported_content_encoding",
+                   "compressed request bodies are not accepted: send the body uncompressed",
+                   "bad_request");
+            return -1;
+        }
+        /* duplicate keys are refused: a second "model" must never pick the price */
+        r->doc = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
+        bad_json = r->doc == NULL;
+    }
+    char err[256] = "";
+    bool modified = false;
+    int rc = r->route.prov->prepare(&r->call, r->doc, &modified, err, sizeof(err));
+    if (hr->method != HTTP_POST) {
+        /* only POSTs create completions; a GET of a stored one is free */
+        r->call.metered = false;
+        rc = 0;
+    }
+    if (bad_json && r->call.metered) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)", jerr.text,
+                 jerr.position);
+        reject(r, 400, "invalid_json", msg, "bad_request");
+        return -1;
+    }
+    if (rc < 0 && (r->doc || r->call.metered)) {
+        reject(r, 400, "invalid_request", err, "bad_request");
+        return -1;
+    }
+    if (modified && r->doc) {
+        r->body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!r->body) {
+            reject(r, 503, "overloaded", "out of memory", "bad_request");
+            return -1;
+        }
+    }
+    snprintf(r->model_requested, sizeof(r->model_requested), "%s", r->call.model);
+    return 0;
+}
+
+static void forward_request(struct req *r);
+static void admit(struct req *r);
+
+void proxy_handle(struct client *c, struct http_request *hr, void *arg)
+{
+    struct worker *w = arg;
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        client_error(c, 503, "overloaded", "out of memory");
+        return;
+    }
+    r->w = w;
+    r->client = c;
+    r->gen = worker_gen_ref(w);
+    r->cfg = r->gen->cfg;
+    r->ttfb_ms = -1;
+    r->remaining = -1;
+    r->spent_before = -1;
+    r->outcome = "ok";
+    clock_wall(&r->wall);
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    make_id(w, r->id);
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", hr->path);
+    atomic_fetch_add_explicit(&w->stats.inflight, 1, memory_order_relaxed);
+    client_attach(c, &client_events, r);
+
+    /* 1. route: only the configured upstreams, chosen by path */
+    enum route_result rr = route_match(r->cfg, hr->path, &r->route);
+    if (rr != ROUTE_OK) {
+        r->route.prov = route_dialect(r->cfg, hr->path);
+        if (rr == ROUTE_BAD_PATH)
+            reject(r, 400, "invalid_path",
+                   "the path has empty, '.' or '..' segments or encoded slashes or dots",
+                   "bad_request");
+        else
+            reject(r, 404, "not_found", "no route for this path", "bad_request");
+        return;
+    }
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->route.endpoint);
+    if (hr->method == HTTP_TRACE || hr->method == HTTP_CONNECT) {
+        reject(r, 405, "method_not_allowed", "method not allowed", "bad_request");
+        return;
+    }
+
+    /* 2. who: tenant, user, feature, plan */
+    char err[256];
+    char asked_plan[ID_MAX];
+    int t = identity(hr, r->cfg->tenant_header, r->tenant, err, sizeof(err));
+    if (t < 0 || identity(hr, r->cfg->user_header, r->user, err, sizeof(err)) < 0 ||
+        identity(hr, r->cfg->feature_header, r->feature, err, sizeof(err)) < 0 ||
+        identity(hr, r->cfg->plan_header, asked_plan, err, sizeof(err)) < 0) {
+        if (!r->tenant[0])
+            snprintf(r->tenant, sizeof(r->tenant), "invalid");
+        reject(r, 400, "invalid_header", err, "bad_request");
+        return;
+    }
+    if (t == 1) {
+        if (r->cfg->missing_tenant == MISSING_TENANT_REJECT) {
+            snprintf(err, sizeof(err), "missing the %s header: name the customer this call is for",
+                     r->cfg->tenant_header);
+            reject(r, 400, "missing_tenant", err, "bad_request");
+            return;
+        }
+        snprintf(r->tenant, sizeof(r->tenant), "anonymous");
+    }
+
+    /* 3. what: the body, read by the provider (model, stream, estimates) */
+    r->hr = hr;
+    if (plan_resolve(r->cfg, r->tenant, asked_plan, &r->plan_eff) < 0) {
+        reject(r, 500, "no_plan", "no plan configured for this tenant", "bad_request");
+        return;
+    }
+    snprintf(r->plan, sizeof(r->plan), "%s", r->plan_eff.base->name);
+    if (prepare_body(r, hr) < 0)
+        return;
+
+    /* 4. price check: an unpriced model is forwarded or refused per config */
+    if (r->call.metered && r->cfg->unknown_model == UNKNOWN_MODEL_BLOCK &&
+        !pricing_lookup(r->cfg->pricing, r->call.model)) {
+        snprintf(err, sizeof(err), "model '%.100s' has no price configured", r->call.model);
+        reject(r, 400, "unknown_model", err, "bad_request");
+        return;
+    }
+
+    /* 5. admission, then forward */
+    admit(r);
+}
+
+/* ---- admission: rate limits and caps ---- */
+
+static const struct price *price_of(const struct req *r, const char *model)
+{
+    const struct price *pr = model && *model ? pricing_lookup(r->cfg->pricing, model) : NULL;
+    if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
+        pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
+    return pr;
+}
+
+/* What the request may cost if it uses all the output it asked for. */
+static money_t estimate(const struct req *r, const char *model)
+{
+    const struct price *pr = price_of(r, model);
+    if (!pr)
+        return 0;
+    struct usage u = {.input = r->call.est_input_tokens,
+                      .output = r->call.max_output_tokens > 0 ? r->call.max_output_tokens
+                                                              : DEFAULT_OUTPUT_ESTIMATE};
+    return pricing_cost(pr, &u);
+}
+
+static bool needs_admission(const struct req *r)
+{
+    const struct plan *p = &r->plan_eff;
+    return r->call.metered && (p->budget_monthly >= 0 || p->budget_daily >= 0 ||
+                               p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0);
+}
+
+static void admitted(const struct admit_result *res, const char *errstr, void *arg);
+
+static void admit(struct req *r)
+{
+    if (!needs_admission(r)) {
+        forward_request(r);
+        return;
+    }
+    const struct plan *p = &r->plan_eff;
+    const char *down =
+        p->base->on_exceed == ON_EXCEED_DOWNGRADE ? plan_downgrade(p, r->call.model) : NULL;
+    int64_t out_tokens =
+        r->call.max_output_tokens > 0 ? r->call.max_output_tokens : DEFAULT_OUTPUT_ESTIMATE;
+    struct admit a = {
+        .key_prefix = r->cfg->key_prefix,
+        .tenant = r->tenant,
+        .request_id = r->id,
+        .when = r->wall.tv_sec,
+        .estimate = estimate(r, r->call.model),
+        .estimate_down = down ? estimate(r, down) : -1,
+        .cap_monthly = p->budget_monthly,
+        .cap_daily = p->budget_daily,
+        .hard_limit = p->hard_limit,
+        .rpm = p->rpm,
+        .tpm = p->tpm,
+        .est_tokens = r->call.est_input_tokens + out_tokens,
+        .lease_ttl_s = LEASE_TTL_S,
+    };
+    r->state = REQ_ADMITTING;
+    r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
+    if (!r->admit_cmd)
+        admitted(NULL, "redis unavailable", r);
+}
+
+static void retry_after(char *buf, size_t n, long s)
+{
+    snprintf(buf, n, "%ld", s > 0 ? s : 1);
+}
+
+static void block(struct req *r, const struct admit_result *res)
+{
+    const struct plan *p = &r->plan_eff;
+    char msg[512], cap[32], ra[24];
+    char period = res->reason == BUDGET_REASON_DAILY ? 'd' : 'm';
+    money_t c = res->reason == BUDGET_REASON_DAILY  ? p->budget_daily
+                : res->reason == BUDGET_REASON_HARD ? p->hard_limit
+                                                    : p->budget_monthly;
+    if (money_format(c, cap, sizeof(cap)) < 0)
+        snprintf(cap, sizeof(cap), "?");
+    if (p->base->block_message)
+        snprintf(msg, sizeof(msg), "%s", p->base->block_message);
+    else
+        snprintf(msg, sizeof(msg), "tenant '%s' has used its %s AI budget of $%s (plan %s)",
+                 r->tenant,
+                 res->reason == BUDGET_REASON_DAILY  ? "daily"
+                 : res->reason == BUDGET_REASON_HARD ? "hard monthly limit, an"
+                                                     : "monthly",
+                 cap, p->base->name);
+    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
+    /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
+     * block must tell them not to */
+    const struct http_header h[] = {{"Retry-After", ra},
+                                    {"x-should-retry", "false"},
+                                    {"X-Tollgate-Request-Id", r->id},
+                                    {"X-Tollgate-Tenant", r->tenant}};
+    r->status = 429;
+    r->outcome = "blocked";
+    struct client *cl = r->client;
+    r->client = NULL;
+    client_error_with(cl, 429, "budget_exceeded", msg, h, ARRAY_LEN(h));
+    finish(r);
+}
+
+static void rate_limited(struct req *r, const struct admit_result *res)
+{
+    char msg[256], ra[24];
+    snprintf(msg, sizeof(msg), "tenant '%s' is over its %s limit (plan %s): retry shortly",
+             r->tenant,
+             res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
+             r->plan_eff.base->name);
+    retry_after(ra, sizeof(ra), res->retry_after_s);
+    const struct http_header h[] = {
+        {"Retry-After", ra}, {"X-Tollgate-Request-Id", r->id}, {"X-Tollgate-Tenant", r->tenant}};
+    r->status = 429;
+    r->outcome = "rate_limited";
+    struct client *cl = r->client;
+    r->client = NULL;
+    client_error_with(cl, 429, "rate_limit_exceeded", msg, h, ARRAY_LEN(h));
+    finish(r);
+}
+
+static int downgrade(struct req *r)
+{
+    const char *to = plan_downgrade(&r->plan_eff, r->call.model);
+    if (!to || !r->doc ||
+        r->route.prov->set_model(r->doc, r->endpoint, sizeof(r->endpoint), to) < 0)
+        return -1;
+    char *body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!body)
+        return -1;
+    free(r->body);
+    r->body = body;
+    snprintf(r->downgrade_hdr, sizeof(r->downgrade_hdr), "%s -> %s", r->call.model, to);
+    snprintf(r->call.model, sizeof(r->call.model), "%s", to);
+    r->downgraded = true;
+    return 0;
+}
+
+static void admitted(const struct admit_result *res, const char *errstr, void *arg)
+{
+    struct req *r = arg;
+    r->admit_cmd = NULL;
+    if (!res) {
+        /* the script may still run once Redis answers again: release now
+         * (or once Redis is back), which also stops that late admission
+         * from reserving */
+        worker_release(r->w, r->cfg->key_prefix, r->tenant, r->id);
+        /* the budget store did not answer in time */
+        metrics_budget(r->w->metrics, "unverified");
+        metrics_inc(r->w->metrics, METRIC_REDIS_ERRORS, 1);
+        if (r->cfg->on_failure == ON_FAILURE_CLOSED) {
+            req_log(LOG_WARN, r->id,
+                    "budget store unreachable (%s): refusing (on_failure = closed)",
+                    errstr ? errstr : "?");
+            reject(r, 503, "budget_store_unavailable",
+                   "the budget store is unreachable; try again shortly", "upstream_error");
+            return;
+        }
+        req_log(LOG_WARN, r->id, "budget store unreachable (%s): serving (on_failure = open)",
+                errstr ? errstr : "?");
+        forward_request(r);
+        return;
+    }
+    r->spent_before = res->spent_month;
+    if (r->plan_eff.budget_monthly >= 0) {
+        r->remaining = r->plan_eff.budget_monthly - res->spent_month - res->reserved_month;
+        if (r->remaining < 0)
+            r->remaining = 0;
+    }
+    switch (res->decision) {
+    case BUDGET_ADMIT:
+        metrics_budget(r->w->metrics, "admit");
+        forward_request(r);
+        return;
+    case BUDGET_DOWNGRADE:
+        metrics_budget(r->w->metrics, "downgrade");
+        if (downgrade(r) < 0) {
+            struct admit_result b = *res;
+            b.decision = BUDGET_BLOCK;
+            budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+            metrics_budget(r->w->metrics, "block");
+            block(r, &b);
+            return;
+        }
+        forward_request(r);
+        return;
+    case BUDGET_BLOCK:
+        metrics_budget(r->w->metrics, "block");
+        block(r, res);
+        return;
+    case BUDGET_RATE_LIMITED:
+        metrics_budget(r->w->metrics, "rate_limited");
+        rate_limited(r, res);
+        return;
+    }
+}
+
+/* ---- forwarding ---- */
+
+static void forward_request(struct req *r)
+{
+    const struct http_request *hr = r->hr;
+    const char *body = r->body;
+    size_t body_len = r->body ? strlen(r->body) : 0;
+    if (!body) {
+        body_len = evbuffer_get_length(hr->body);
+        body = body_len ? (const char *)evbuffer_pullup(hr->body, -1) : "";
+    }
+    json_decref(r->doc); /* no more edits */
+    r->doc = NULL;
+    struct evbuffer *out = build_upstream_request(r, hr, body, body_len);
+    free(r->body);
+    r->body = NULL;
+    if (out)
+        r->up = upstream_send(r->gen->pools[r->route.upstream], out, hr->method == HTTP_HEAD,
+                              &up_handlers, r);
+    if (!r->up) {
+        if (out)
+            evbuffer_free(out);
+        budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+        reject(r, 503, "overloaded", "out of memory", "upstream_error");
+        return;
+    }
+    r->forwarded = true;
+    r->state = REQ_WAITING;
+}
+
+static void response_headers(struct req *r, const struct upstream_header *h, size_t n,
+                             struct http_header *out, size_t *nout, bool *sse)
+{
+    size_t k = 0;
+    *sse = false;
+    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 4; i++) {
+        if (strcasecmp(h[i].name, "content-type") == 0 &&
+            strncasecmp(h[i].value, "text/event-stream", 17) == 0)
+            *sse = true;
+        out[k].name = h[i].name;
+        out[k].value = h[i].value;
+        k++;
+    }
+    out[k].name = "X-Tollgate-Request-Id";
+    out[k++].value = r->id;
+    out[k].name = "X-Tollgate-Tenant";
+    out[k++].value = r->tenant;
+    if (r->downgraded) {
+        out[k].name = "X-Tollgate-Downgraded";
+        out[k++].value = r->downgrade_hdr;
+    }
+    if (r->remaining >= 0 &&
+        money_format(r->remaining, r->remaining_hdr, sizeof(r->remaining_hdr)) > 0) {
+        out[k].name = "X-Tollgate-Budget-Remaining";
+        out[k++].value = r->remaining_hdr;
+    }
+    *nout = k;
+}
+
+static void on_head(void *arg, int status, const struct upstream_header *h, size_t n,
+                    long long content_length)
+{
+    struct req *r = arg;
+    r->status = status;
+    r->ttfb_ms = ms_since(&r->t0);
+    struct http_header hdrs[MAX_RESP_HEADERS];
+    size_t nh;
+    bool sse;
+    response_headers(r, h, n, hdrs, &nh, &sse);
+
+    r->metering = r->call.metered && status >= 200 && status < 300;
+    if (r->metering && sse) {
+        r->sse_on = true;
+        sse_init(&r->sse, MAX_SSE_EVENT, r->call.strip_usage);
+        /* an event too large to parse is still the client's */
+        if (r->call.strip_usage)
+            sse_set_skip_raw(&r->sse, forward_raw);
+    } else if (r->metering) {
+        r->json = evbuffer_new();
+    }
+    if (status >= 400)
+        r->outcome = "upstream_error";
+    /* a stream we edit has a new length: chunk it */
+    if (r->sse_on && r->call.strip_usage)
+        content_length = -1;
+    r->state = REQ_STREAMING;
+    client_start(r->client, status, hdrs, nh, content_length);
+}
+
+static void pause_upstream(struct req *r)
+{
+    if (!r->paused && r->up) {
+        r->paused = true;
+        upstream_pause(r->up, true);
+    }
+}
+
+static void forward(struct req *r, const char *buf, size_t len)
+{
+    if (r->client && client_write(r->client, buf, len))
+        pause_upstream(r);
+}
+
+static void on_event(const struct sse_event *ev, void *arg)
+{
+    struct req *r = arg;
+    bool drop = false;
+    r->route.prov->on_event(&r->meter, &r->call, ev, &drop);
+    if (ev->raw) {
+        /* a leading LF that belongs to the previous event follows its fate */
+        size_t lead = r->last_dropped ? ev->raw_lead : 0;
+        if (!drop)
+            forward(r, ev->raw + lead, ev->raw_len - lead);
+        r->last_dropped = drop;
+    }
+}
+
+static void forward_raw(const char *raw, size_t len, void *arg)
+{
+    forward(arg, raw, len);
+}
+
+static void on_body(void *arg, const char *buf, size_t len)
+{
+    struct req *r = arg;
+    if (r->sse_on) {
+        if (!r->call.strip_usage)
+            forward(r, buf, len); /* bytes go on as they came; the parser reads a copy */
+        if (sse_feed(&r->sse, buf, len, on_event, r) < 0)
+            log_warn("sse: out of memory");
+        return;
+    }
+    forward(r, buf, len);
+    if (r->json && !r->json_too_big) {
+        if (evbuffer_get_length(r->json) + len > MAX_JSON_COPY)
+            r->json_too_big = true;
+        else
+            evbuffer_add(r->json, buf, len);
+    }
+}
+
+static void on_drained(void *ctx)
+{
+    struct req *r = ctx;
+    if (r->paused && r->up) {
+        r->paused = false;
+        upstream_pause(r->up, false);
+    }
+}
+
+static void upstream_failed(struct req *r, enum upstream_result res, const char *errstr)
+{
+    static const struct {
+        enum upstream_result res;
+        int status;
+        const char *code;
+        const char *msg;
+    } map[] = {
+        {UPSTREAM_CONNECT_FAILED, 502, "upstream_unreachable", "the upstream could not be reached"},
+        {UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_timeout", "connecting to the upstream timed out"},
+        {UPSTREAM_HEAD_TIMEOUT, 504, "upstream_timeout", "the upstream did not answer in time"},
+        {UPSTREAM_IDLE_TIMEOUT, 504, "upstream_timeout", "the upstream stalled"},
+        {UPSTREAM_RESET, 502, "upstream_reset", "the upstream closed the connection"},
+        {UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response",
+         "the upstream's answer was malformed"},
+    };
+    int status = 502;
+    const char *code = "upstream_error", *msg = "upstream error";
+    for (size_t i = 0; i < ARRAY_LEN(map); i++) {
+        if (map[i].res == res) {
+            status = map[i].status;
+            code = map[i].code;
+            msg = map[i].msg;
+        }
+    }
+    req_log(LOG_WARN, r->id, "upstream %s: %s (%s)", r->route.up->name, code, errstr);
+    r->outcome = "upstream_error";
+    if (r->state == REQ_WAITING && r->client) {
+        r->status = status;
+        struct client *c = r->client;
+        r->client = NULL;
+        const struct http_header h[] = {{"X-Tollgate-Request-Id", r->id},
+                                        {"X-Tollgate-Tenant", r->tenant}};
+        client_error_with(c, status, code, msg, h, ARRAY_LEN(h));
+    } else if (r->client) {
+        /* headers already went out: the client must see the cut */
+        r->stream_cut = true;
+        struct client *c = r->client;
+        r->client = NULL;
+        client_end(c, false);
+    }
+}
+
+static void on_done(void *arg, enum upstream_result res, const char *errstr)
+{
+    struct req *r = arg;
+    r->up = NULL;
+    if (res != UPSTREAM_OK) {
+        upstream_failed(r, res, errstr);
+        finish(r);
+        return;
+    }
+    if (r->sse_on) {
+        if (sse_finish(&r->sse, r->call.strip_usage ? forward_raw : NULL, r))
+            r->stream_cut = true;
+    } else if (r->json && !r->json_too_big) {
+        size_t n = evbuffer_get_length(r->json);
+        r->route.prov->on_json(&r->meter, &r->call, (const char *)evbuffer_pullup(r->json, -1), n);
+    }
+    if (r->client) {
+        struct client *c = r->client;
+        r->client = NULL;
+        client_end(c, true);
+    }
+    finish(r);
+}
+
+static void on_gone(void *ctx)
+{
+    struct req *r = ctx;
+    r->client = NULL;
+    if (r->state == REQ_FINISHED)
+        return;
+    if (r->admit_cmd) { /* left while being admitted: nothing was forwarded */
+        redis_cancel(r->admit_cmd);
+        r->admit_cmd = NULL;
+        budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+    }
+    /* cut the upstream call: the client will not read the rest */
+    if (r->up) {
+        upstream_cancel(r->up);
+        r->up = NULL;
+    }
+    r->outcome = "client_aborted";
+    if (!r->status)
+        r->status = 499; /* nginx's "client closed request" */
+    finish(r);
+}
+
+/* A settlement on its way to Redis: what the journal needs if Redis does
+ * not take it, and what the alerter needs if it does. */
+struct settling {
+    struct worker *w;
+    struct settle s;
+    money_t spent_before, cap_monthly;
+    char prefix[64], tenant[ID_MAX], id[33], plan[ID_MAX];
+    char model[128], feature[ID_MAX], user[ID_MAX];
+};
+
+static void journal_settle(struct worker *w, const struct settle *s)
+{
+    if (journal_append(w->journal, s) < 0)
+        log_error("settlement of request %s for %s lost: Redis and the journal both failed",
+                  s->request_id, s->tenant);
+}
+
+static void settled(bool ok, const char *err, void *arg)
+{
+    struct settling *st = arg;
+    struct worker *w = st->w;
+    w->settles_pending--;
+    if (!ok) {
+        metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
+        log_warn("redis: settlement of %s failed (%s): journaled for replay", st->id,
+                 err ? err : "?");
+        journal_settle(w, &st->s); /* idempotent by id: a late success is not counted twice */
+    } else if (st->spent_before >= 0 && st->cap_monthly > 0) {
+        alerter_check(w->alerter, st->tenant, st->plan, st->spent_before,
+                      st->spent_before + st->s.cost, st->cap_monthly, st->s.when);
+    }
+    free(st);
+}
+
+/* Counts the request in Redis, or journals it when Redis is away. */
+static void settle(struct req *r, money_t cost, const struct usage *u)
+{
+    struct worker *w = r->w;
+    struct settling *st = calloc(1, sizeof(*st));
+    struct settle s = {.key_prefix = r->cfg->key_prefix,
+                       .tenant = r->tenant,
+                       .request_id = r->id,
+                       .when = r->wall.tv_sec,
+                       .cost = cost,
+                       .usage = *u};
+    if (!st) {
+        journal_settle(w, &s);
+        return;
+    }
+    st->w = w;
+    snprintf(st->prefix, sizeof(st->prefix), "%s", r->cfg->key_prefix);
+    snprintf(st->tenant, sizeof(st->tenant), "%s", r->tenant);
+    snprintf(st->id, sizeof(st->id), "%s", r->id);
+    snprintf(st->plan, sizeof(st->plan), "%s", r->plan);
+    st->s = s;
+    st->s.key_prefix = st->prefix;
+    st->s.tenant = st->tenant;
+    st->s.request_id = st->id;
+    snprintf(st->model, sizeof(st->model), "%s", r->call.model);
+    snprintf(st->feature, sizeof(st->feature), "%s", r->feature);
+    snprintf(st->user, sizeof(st->user), "%s", r->user);
+    st->s.model = st->model[0] ? st->model : NULL;
+    st->s.feature = st->feature[0] ? st->feature : NULL;
+    st->s.user = st->user[0] ? st->user : NULL;
+    st->s.plan = st->plan;
+    st->spent_before = r->spent_before;
+    st->cap_monthly = r->plan_eff.budget_monthly;
+    if (!budget_settle(w->redis, &st->s, settled, st)) {
+        metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
+        req_log(LOG_WARN, r->id, "redis unavailable: settlement journaled for replay");
+        journal_settle(w, &st->s);
+        free(st);
+        return;
+    }
+    w->settles_pending++;
+}
+
+/* The usage to bill: what the provider reported, else an estimate when the
+ * answer was cut or never carried usage. */
+static void final_usage(struct req *r, struct usage *u)
+{
+    *u = r->meter.usage;
+    if (!r->call.metered || !r->forwarded)
+        return;
+    /* usage is final once the answer is whole (a JSON body, or a stream up
+     * to its completion marker); Anthropic and Gemini streams report
+     * partial counts on the way, which are not the bill */
+    if (u->seen && (!r->call.stream || r->meter.done))
+        return;
+    bool answered = r->status >= 200 && r->status < 300;
+    bool unanswered = r->status == 499; /* the client left before the answer */
+    if (!answered && !unanswered)
+        return;    /* an upstream error answer bills nothing */
+    if (u->seen) { /* the provider's input count, the output estimated */
+        int64_t out = provider_estimate_tokens(r->meter.text_bytes);
+        if (out > u->output)
+            u->output = out;
+        u->estimated = true;
+        return;
+    }
+    u->input = r->call.est_input_tokens;
+    u->output = provider_estimate_tokens(r->meter.text_bytes);
+    u->estimated = true;
+}
+
+static void finish(struct req *r)
+{
+    struct worker *w = r->w;
+    r->state = REQ_FINISHED;
+    if (r->client) { /* still attached: detach before the req goes */
+        client_attach(r->client, NULL, NULL);
+        r->client = NULL;
+    }
+    /* a stream cut short, or one that carried an error event (Responses
+     * "error", Anthropic "event: error"), did not end well upstream */
+    if ((r->stream_cut || r->meter.stream_error) && strcmp(r->outcome, "ok") == 0)
+        r->outcome = "upstream_error";
+
+    struct usage u;
+    final_usage(r, &u);
+    const char *model = r->call.model[0] ? r->call.model : NULL;
+    const char *price_model = r->meter.model[0] ? r->meter.model : model;
+    const struct price *pr = NULL;
+    if (r->call.metered && price_model) {
+        pr = pricing_lookup(r->cfg->pricing, price_model);
+        if (!pr && model)
+            pr = pricing_lookup(r->cfg->pricing, model);
+        if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
+            pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
+        if (!pr) {
+            req_log(LOG_WARN, r->id, "model '%.100s' has no price: recorded unpriced", price_model);
+        }
+    }
+    money_t cost = pr ? pricing_cost(pr, &u) : 0;
+    if (r->forwarded)
+        settle(r, cost, &u);
+
+    struct record rec = {
+        .ts = r->wall,
+        .id = r->id,
+        .tenant = r->tenant[0] ? r->tenant : "-",
+        .user = r->user[0] ? r->user : NULL,
+        .feature = r->feature[0] ? r->feature : NULL,
+        .plan = r->plan[0] ? r->plan : r->cfg->default_plan,
+        .provider = r->route.prov ? r->route.prov->name : "-",
+        .endpoint = r->endpoint,
+        .model_requested = r->model_requested[0] ? r->model_requested : NULL,
+        .model = model,
+        .downgraded = r->downgraded,
+        .stream = r->call.stream,
+        .status = r->status,
+        .outcome = r->outcome,
+        .usage = u,
+        .cost = cost,
+        .priced = pr != NULL,
+        .latency_ms = ms_since(&r->t0),
+        .ttfb_ms = r->ttfb_ms,
+    };
+    record_queue_push(w->records, &rec);
+    bool unpriced = r->call.metered && price_model && !pr;
+    metrics_request(w->metrics, r->route.prov ? r->route.prov->name : NULL, model, r->outcome, &u,
+                    cost, unpriced, rec.latency_ms / 1e3, r->ttfb_ms < 0 ? -1 : r->ttfb_ms / 1e3);
+    atomic_fetch_sub_explicit(&w->stats.inflight, 1, memory_order_relaxed);
+
+    if (r->sse_on)
+        sse_free(&r->sse);
+    if (r->json)
+        evbuffer_free(r->json);
+    json_decref(r->doc);
+    free(r->body);
+    worker_gen_unref(r->gen);
+    free(r);
+}

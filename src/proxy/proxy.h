@@ -1,0 +1,17 @@
+/* proxy.h: the request path, from a parsed client request to the usage
+ * record. See proxy.c for the steps in order. */
+#ifndef TOLLGATE_PROXY_H
+#define TOLLGATE_PROXY_H
+
+#include "http/client.h"
+
+struct evbuffer;
+
+/* client_hooks.request for the API listener; arg is the struct worker. */
+void proxy_handle(struct client *c, struct http_request *req, void *arg);
+
+/* client_hooks.error_body: tollgate's own errors in the path's dialect. */
+void proxy_error_body(const char *path, int status, const char *code, const char *message,
+                      struct evbuffer *out, void *arg);
+
+#endif

@@ -1,0 +1,474 @@
+/* record.c: usage records, one JSON line per request. record_format builds
+ * the line with the contract's field order; each worker appends lines to its
+ * own record_queue (an evbuffer, no lock) and hands the whole batch to the
+ * process's record_sink every 20 ms or at 64 KiB, under one mutex per batch.
+ * The sink's writer thread appends batches to the file, so neither the event
+ * loop nor the request path ever waits on the disk. */
+#include "records/record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "core/log.h"
+
+#define BATCH_BYTES (64 * 1024)
+#define BATCH_MS 20
+#define LINE_STACK 4096  /* most lines fit */
+#define LINE_HEAP 131072 /* the longest line we accept (long paths, escapes) */
+
+/* ---- formatting ------------------------------------------------------- */
+
+struct out {
+    char *p;
+    size_t n, len;
+    bool full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->full || n > o->n - o->len) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void putf(struct out *o, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void putf(struct out *o, const char *fmt, ...)
+{
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        o->full = true;
+    else
+        put(o, buf, (size_t)n);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is invalid
+ * (overlong, surrogate, above U+10FFFF, truncated). */
+static size_t utf8_len(const unsigned char *s, size_t avail)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, min = 0x10000;
+    else
+        return 0;
+    if (avail < n)
+        return 0;
+    unsigned cp = c & (0x3f >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* A JSON string, or null for NULL. Invalid UTF-8 bytes become U+FFFD one
+ * by one, so the file always parses and no byte is silently dropped. */
+static void put_str(struct out *o, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!s) {
+        puts_(o, "null");
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    put(o, "\"", 1);
+    while (left > 0) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            put(o, e, 2);
+        } else if (c == '\n') {
+            put(o, "\\n", 2);
+        } else if (c == '\r') {
+            put(o, "\\r", 2);
+        } else if (c == '\t') {
+            put(o, "\\t", 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            put(o, e, 6);
+        } else {
+            size_t n = utf8_len(p, left);
+            if (n == 0) {
+                put(o, "\\ufffd", 6);
+                n = 1;
+            } else {
+                put(o, (const char *)p, n);
+            }
+            p += n;
+            left -= n;
+            continue;
+        }
+        p++;
+        left--;
+    }
+    put(o, "\"", 1);
+}
+
+static void put_ms(struct out *o, double ms)
+{
+    if (!isfinite(ms) || ms < 0)
+        puts_(o, "null");
+    else
+        putf(o, "%.1f", ms);
+}
+
+int record_format(const struct record *r, char *buf, size_t n)
+{
+    struct out o = {.p = buf, .n = n, .len = 0, .full = false};
+    struct tm tm;
+    char cost[40];
+    time_t sec = r->ts.tv_sec;
+
+    if (!gmtime_r(&sec, &tm) || money_format(r->cost, cost, sizeof(cost)) < 0)
+        return -1;
+    putf(&o, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
+         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(r->ts.tv_nsec / 1000000) % 1000);
+    puts_(&o, ",\"id\":");
+    put_str(&o, r->id);
+    puts_(&o, ",\"tenant\":");
+    put_str(&o, r->tenant);
+    puts_(&o, ",\"user\":");
+    put_str(&o, r->user);
+    puts_(&o, ",\"feature\":");
+    put_str(&o, r->feature);
+    puts_(&o, ",\"plan\":");
+    put_str(&o, r->plan);
+    puts_(&o, ",\"provider\":");
+    put_str(&o, r->provider);
+    puts_(&o, ",\"endpoint\":");
+    put_str(&o, r->endpoint);
+    puts_(&o, ",\"model_requested\":");
+    put_str(&o, r->model_requested);
+    puts_(&o, ",\"model\":");
+    put_str(&o, r->model);
+    putf(&o, ",\"downgraded\":%s,\"stream\":%s,\"status\":%d", r->downgraded ? "true" : "false",
+         r->stream ? "true" : "false", r->status);
+    puts_(&o, ",\"outcome\":");
+    put_str(&o, r->outcome);
+    putf(&o, ",\"input_tokens\":%" PRId64, r->usage.input);
+    putf(&o, ",\"cached_tokens\":%" PRId64, r->usage.cached);
+    putf(&o, ",\"output_tokens\":%" PRId64, r->usage.output);
+    putf(&o, ",\"reasoning_tokens\":%" PRId64, r->usage.reasoning);
+    puts_(&o, ",\"cost_usd\":");
+    puts_(&o, cost);
+    putf(&o, ",\"priced\":%s,\"estimated\":%s", r->priced ? "true" : "false",
+         r->usage.estimated ? "true" : "false");
+    puts_(&o, ",\"latency_ms\":");
+    put_ms(&o, r->latency_ms);
+    puts_(&o, ",\"ttfb_ms\":");
+    put_ms(&o, r->ttfb_ms);
+    puts_(&o, "}\n");
+    put(&o, "", 1); /* the NUL, not counted */
+    if (o.full || o.len > INT32_MAX)
+        return -1;
+    return (int)o.len - 1;
+}
+
+/* ---- the sink: file + writer thread ------------------------------------ */
+
+struct record_sink {
+    int fd;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    struct evbuffer *pending; /* batches handed over, not yet taken */
+    struct evbuffer *batch;   /* the writer's own: what it is writing now */
+    unsigned long pending_lines;
+    bool stop;
+    unsigned long written, failed;
+    char *path;
+};
+
+/* Writes all of b to fd; returns 0, or -1 with errno (b is then drained). */
+static int write_all(int fd, struct evbuffer *b)
+{
+    while (evbuffer_get_length(b) > 0) {
+        struct iovec iov[64];
+        struct evbuffer_iovec v[64];
+        int nv = evbuffer_peek(b, -1, NULL, v, 64);
+        if (nv > 64)
+            nv = 64;
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        ssize_t w = writev(fd, iov, nv);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            evbuffer_drain(b, evbuffer_get_length(b));
+            errno = e;
+            return -1;
+        }
+        evbuffer_drain(b, (size_t)w);
+    }
+    return 0;
+}
+
+static void *writer(void *arg)
+{
+    struct record_sink *s = arg;
+    struct evbuffer *batch = s->batch;
+    bool stop = false;
+    pthread_mutex_lock(&s->mu);
+    while (!stop) {
+        while (!s->stop && evbuffer_get_length(s->pending) == 0)
+            pthread_cond_wait(&s->cv, &s->mu);
+        stop = s->stop && evbuffer_get_length(s->pending) == 0;
+        /* take everything in one move; write without holding the lock */
+        evbuffer_add_buffer(batch, s->pending);
+        unsigned long lines = s->pending_lines;
+        s->pending_lines = 0;
+        pthread_mutex_unlock(&s->mu);
+
+        int rc = evbuffer_get_length(batch) ? write_all(s->fd, batch) : 0;
+        if (rc < 0)
+            log_error("records: writing %s failed (%s); %lu records lost", s->path, strerror(errno),
+                      lines);
+
+        pthread_mutex_lock(&s->mu);
+        if (rc < 0)
+            s->failed += lines;
+        else
+            s->written += lines;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* mkdir -p of path's parent directory. */
+static int make_parent(const char *path)
+{
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof(dir))
+        return -1;
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+struct record_sink *record_sink_open(const char *path, char *err, size_t errlen)
+{
+    struct record_sink *s = calloc(1, sizeof(*s));
+    sigset_t all, old;
+    bool sync_init = false;
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->fd = -1;
+    if (!(s->path = strdup(path)) || !(s->pending = evbuffer_new()) ||
+        !(s->batch = evbuffer_new())) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (make_parent(path) < 0) {
+        snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    s->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, NULL) != 0) {
+        snprintf(err, errlen, "cannot create a lock");
+        goto fail;
+    }
+    sync_init = true;
+    /* the writer takes no signals: they belong to the main thread */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, writer, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the records writer: %s", strerror(rc));
+        goto fail;
+    }
+    return s;
+fail:
+    if (sync_init) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->batch)
+        evbuffer_free(s->batch);
+    if (s->pending)
+        evbuffer_free(s->pending);
+    free(s->path);
+    free(s);
+    return NULL;
+}
+
+void record_sink_close(struct record_sink *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    if (fsync(s->fd) < 0 && errno != EINVAL)
+        log_warn("records: fsync %s: %s", s->path, strerror(errno));
+    close(s->fd);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    evbuffer_free(s->batch);
+    evbuffer_free(s->pending);
+    free(s->path);
+    free(s);
+}
+
+unsigned long record_sink_written(struct record_sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    unsigned long n = s->written;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+unsigned long record_sink_failed(struct record_sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    unsigned long n = s->failed;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* ---- the per-worker queue ---------------------------------------------- */
+
+struct record_queue {
+    struct record_sink *sink;
+    struct evbuffer *buf;
+    unsigned long lines;
+    struct event *timer;
+};
+
+static void on_batch_timer(evutil_socket_t fd, short what, void *arg)
+{
+    record_queue_flush(arg);
+}
+
+struct record_queue *record_queue_new(struct record_sink *s, struct event_base *base)
+{
+    struct record_queue *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->sink = s;
+    if (!(q->buf = evbuffer_new()) || !(q->timer = evtimer_new(base, on_batch_timer, q)))
+        goto fail;
+    return q;
+fail:
+    if (q->buf)
+        evbuffer_free(q->buf);
+    free(q);
+    return NULL;
+}
+
+void record_queue_push(struct record_queue *q, const struct record *r)
+{
+    char stack[LINE_STACK];
+    char *line = stack;
+    int n = record_format(r, stack, sizeof(stack));
+    if (n < 0) {
+        /* rare: long endpoint or many escapes */
+        if (!(line = malloc(LINE_HEAP)) || (n = record_format(r, line, LINE_HEAP)) < 0) {
+            log_error("records: record %.64s could not be formatted; dropped", r->id ? r->id : "?");
+            goto done;
+        }
+    }
+    if (evbuffer_add(q->buf, line, (size_t)n) < 0) {
+        log_error("records: out of memory; record dropped");
+        goto done;
+    }
+    q->lines++;
+    if (evbuffer_get_length(q->buf) >= BATCH_BYTES)
+        record_queue_flush(q);
+    else if (!evtimer_pending(q->timer, NULL)) {
+        struct timeval tv = {0, BATCH_MS * 1000};
+        evtimer_add(q->timer, &tv);
+    }
+done:
+    if (line != stack)
+        free(line);
+}
+
+void record_queue_flush(struct record_queue *q)
+{
+    struct record_sink *s = q->sink;
+    evtimer_del(q->timer);
+    if (q->lines == 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    evbuffer_add_buffer(s->pending, q->buf);
+    s->pending_lines += q->lines;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    q->lines = 0;
+}
+
+void record_queue_free(struct record_queue *q)
+{
+    if (!q)
+        return;
+    record_queue_flush(q);
+    event_free(q->timer);
+    evbuffer_free(q->buf);
+    free(q);
+}

@@ -1,0 +1,682 @@
+/* redis.c: one asynchronous Redis connection on a worker's event loop, over
+ * hiredis 0.14.1's async API and its libevent adapter. 0.14.1 has no
+ * timeouts and is unsafe when its context is freed from inside its own
+ * callbacks, so this file owns both (the model is h2o lib/common/redis.c):
+ *   - a connect timer covers TCP connect and the handshake (AUTH, SELECT,
+ *     PING); the connection is "ready" only when the server has answered;
+ *   - each command has its own timer; when one fires the whole context is
+ *     dropped, which makes hiredis fail every pending command once;
+ *   - the context is freed only from our own timers and events, never from
+ *     inside a hiredis callback (those schedule the drop on a zero-timeout
+ *     event instead);
+ *   - a lost connection is retried with backoff from 100 ms to 5 s.
+ * A redis_cmd lives until hiredis's own callback for it has fired (or, for a
+ * command that failed to queue, until its deferred error event has run), so
+ * hiredis never holds a dangling privdata. */
+#include "redis/redis.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+#include <openssl/evp.h>
+
+#include "core/log.h"
+
+#define MAX_PENDING 10000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static const char err_timeout[] = "timeout";
+static const char err_disconnected[] = "disconnected";
+
+enum conn_state {
+    C_DOWN,       /* no context; a reconnect is scheduled (or we are closing) */
+    C_CONNECTING, /* TCP connect in progress */
+    C_HANDSHAKE,  /* connected; AUTH / SELECT / PING sent, not all answered */
+    C_READY,      /* commands accepted */
+};
+
+struct redis_cmd {
+    struct redis *r;
+    redis_cb cb;
+    void *arg;
+    void (*release)(void *arg); /* runs instead of cb when cancelled */
+    struct event *ev;           /* the deadline; also the deferred error delivery */
+    const char *fail;           /* set: queueing failed, ev delivers this error */
+    bool cancelled;
+    bool eval_retried;
+    /* EVAL fallback for redis_eval: argv[0..2] rewritten on NOSCRIPT */
+    struct redis_script *script;
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+    TAILQ_ENTRY(redis_cmd) link;
+};
+
+TAILQ_HEAD(cmd_list, redis_cmd);
+
+struct redis {
+    struct event_base *base;
+    /* from the url */
+    char *host; /* NULL for a unix socket */
+    char *path;
+    int port;
+    int db;
+    char *user;
+    char *password;
+    int timeout_ms;
+
+    enum conn_state state;
+    redisAsyncContext *ac;
+    const char *drop_err; /* the error pending callbacks get while dropping */
+    int handshake_left;
+    int backoff_ms;
+    bool closing;
+    struct event *connect_timer; /* connect + handshake deadline */
+    struct event *retry_timer;   /* next connect attempt */
+    struct event *drop_ev;       /* deferred drop from inside callbacks */
+    const char *drop_ev_err;
+    redisAsyncContext *drop_target; /* the context drop_ev is meant for */
+
+    struct cmd_list cmds; /* every live redis_cmd */
+    unsigned npending;
+    unsigned long errors;
+};
+
+static void start_connect(struct redis *r);
+
+static void tv_ms(struct timeval *tv, int ms)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* ---- url ---------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies s[0..n) with %XX decoded; NULL on a bad escape or no memory. */
+static char *decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    size_t j = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[j++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[j++] = s[i];
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+static int parse_int(const char *s, size_t n, int lo, int hi, int *out)
+{
+    long v = 0;
+    if (n == 0 || n > 9)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Query of a unix url: db=N and password=P, '&'-separated. */
+static int parse_query(struct redis *r, const char *q)
+{
+    while (*q) {
+        const char *end = strchr(q, '&');
+        size_t n = end ? (size_t)(end - q) : strlen(q);
+        if (n > 3 && strncmp(q, "db=", 3) == 0) {
+            if (parse_int(q + 3, n - 3, 0, 65535, &r->db) < 0)
+                return -1;
+        } else if (n > 9 && strncmp(q, "password=", 9) == 0) {
+            free(r->password);
+            if (!(r->password = decode(q + 9, n - 9)))
+                return -1;
+        } else {
+            return -1;
+        }
+        q += n + (end ? 1 : 0);
+    }
+    return 0;
+}
+
+static int parse_url(struct redis *r, const char *url)
+{
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7, *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n < 2 || p[0] != '/')
+            return -1;
+        if (!(r->path = decode(p, n)))
+            return -1;
+        return q ? parse_query(r, q + 1) : 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
+    const char *p = url + 8;
+    const char *slash = strchr(p, '/');
+    const char *auth_end = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+    if (auth_end) {
+        /* [user]:password@ */
+        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
+        if (!colon)
+            return -1;
+        if (colon > p && !(r->user = decode(p, (size_t)(colon - p))))
+            return -1;
+        if (!(r->password = decode(colon + 1, (size_t)(auth_end - colon - 1))))
+            return -1;
+        p = auth_end + 1;
+    }
+    const char *hend = slash ? slash : p + strlen(p);
+    const char *hstart = p, *port = NULL;
+    if (*p == '[') { /* [v6]:port */
+        const char *rb = memchr(p, ']', (size_t)(hend - p));
+        if (!rb)
+            return -1;
+        hstart = p + 1;
+        port = rb + 1 < hend && rb[1] == ':' ? rb + 2 : NULL;
+        if (rb + 1 < hend && rb[1] != ':')
+            return -1;
+        if (!(r->host = strndup(hstart, (size_t)(rb - hstart))))
+            return -1;
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(hend - p));
+        port = colon ? colon + 1 : NULL;
+        if (!(r->host = strndup(p, (size_t)((colon ? colon : hend) - p))))
+            return -1;
+    }
+    if (r->host[0] == '\0')
+        return -1;
+    r->port = 6379;
+    if (port && parse_int(port, (size_t)(hend - port), 1, 65535, &r->port) < 0)
+        return -1;
+    if (slash && slash[1] && parse_int(slash + 1, strlen(slash + 1), 0, 65535, &r->db) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+static void cmd_free(struct redis_cmd *c)
+{
+    struct redis *r = c->r;
+    TAILQ_REMOVE(&r->cmds, c, link);
+    r->npending--;
+    if (c->ev)
+        event_free(c->ev);
+    free(c->argv);
+    free(c);
+}
+
+/* Ends c: its callback (unless cancelled) runs once, then c is freed. */
+static void cmd_finish(struct redis_cmd *c, struct redisReply *reply, const char *err)
+{
+    redis_cb cb = c->cb;
+    void *arg = c->arg;
+    bool cancelled = c->cancelled;
+    if (err)
+        c->r->errors++;
+    cmd_free(c);
+    if (!cancelled)
+        cb(reply, err, arg);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata);
+
+static int issue(struct redis_cmd *c, int argc, const char **argv, const size_t *argvlen)
+{
+    struct redis *r = c->r;
+    if (r->state != C_READY || !r->ac)
+        return -1;
+    if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen) != REDIS_OK)
+        return -1;
+    return 0;
+}
+
+static void schedule_retry(struct redis *r)
+{
+    struct timeval tv;
+    if (r->closing)
+        return;
+    tv_ms(&tv, r->backoff_ms);
+    event_add(r->retry_timer, &tv);
+    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+/* Drops the context now: hiredis runs every pending command's callback with
+ * a NULL reply, which on_reply turns into err. Only from our own events. */
+static void drop(struct redis *r, const char *err)
+{
+    redisAsyncContext *ac = r->ac;
+    if (!ac)
+        return;
+    r->ac = NULL; /* on_disconnect sees it is not the current context */
+    r->state = C_DOWN;
+    r->drop_err = err;
+    event_del(r->connect_timer);
+    redisAsyncFree(ac);
+    r->drop_err = NULL;
+    schedule_retry(r);
+}
+
+/* From inside a hiredis callback: drop on the next loop iteration. */
+static void schedule_drop(struct redis *r, const char *err)
+{
+    if (r->state == C_DOWN)
+        return;
+    r->drop_ev_err = err;
+    r->drop_target = r->ac;
+    event_active(r->drop_ev, EV_TIMEOUT, 0);
+}
+
+static void on_drop_ev(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (r->ac && r->ac == r->drop_target)
+        drop(r, r->drop_ev_err);
+    r->drop_target = NULL;
+}
+
+static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_cmd *c = arg;
+    if (c->fail) {
+        cmd_finish(c, NULL, c->fail);
+        return;
+    }
+    /* Deadline passed: the server is stuck or the link is gone. Dropping
+     * the context fails this and every other pending command exactly once
+     * (c is freed in the process). */
+    struct redis *r = c->r;
+    if (!r->ac) { /* cannot happen: a context drop ends its commands */
+        cmd_finish(c, NULL, err_timeout);
+        return;
+    }
+    log_warn("redis: command timed out after %d ms, reconnecting", r->timeout_ms);
+    drop(r, err_timeout);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct redis_cmd *c = privdata;
+    struct redis *r = c->r;
+    redisReply *reply = reply_;
+    if (!reply) {
+        /* The context is going away; no new command may be queued on it. */
+        const char *err = r->drop_err ? r->drop_err : err_disconnected;
+        if (r->ac == ac && r->state != C_DOWN)
+            r->state = C_DOWN;
+        cmd_finish(c, NULL, err);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (c->script && !c->eval_retried && !c->cancelled && reply->len >= 8 &&
+            strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            /* The server lost the script (SCRIPT FLUSH, restart): send the
+             * source once, under the same deadline and callback. */
+            c->eval_retried = true;
+            c->argv[0] = "EVAL";
+            c->argvlen[0] = 4;
+            c->argv[1] = c->script->source;
+            c->argvlen[1] = strlen(c->script->source);
+            if (redisAsyncCommandArgv(ac, on_reply, c, c->argc, c->argv, c->argvlen) == REDIS_OK)
+                return;
+            cmd_finish(c, NULL, err_disconnected);
+            return;
+        }
+        cmd_finish(c, NULL, reply->str ? reply->str : "error");
+        return;
+    }
+    cmd_finish(c, reply, NULL);
+}
+
+static struct redis_cmd *cmd_new(struct redis *r, redis_cb cb, void *arg)
+{
+    struct redis_cmd *c;
+    if (r->closing || r->state != C_READY || r->npending >= MAX_PENDING || !cb)
+        return NULL;
+    if (!(c = calloc(1, sizeof(*c))))
+        return NULL;
+    if (!(c->ev = event_new(r->base, -1, 0, on_cmd_event, c))) {
+        free(c);
+        return NULL;
+    }
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    TAILQ_INSERT_TAIL(&r->cmds, c, link);
+    r->npending++;
+    return c;
+}
+
+/* Arms c's deadline, or if sending failed schedules its error for the next
+ * loop iteration, so the callback never runs inside the caller's call. */
+static void cmd_start(struct redis_cmd *c, int rc)
+{
+    if (rc == 0) {
+        struct timeval tv;
+        tv_ms(&tv, c->r->timeout_ms);
+        event_add(c->ev, &tv);
+    } else {
+        c->fail = err_disconnected;
+        event_active(c->ev, EV_TIMEOUT, 0);
+    }
+}
+
+struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg, int argc,
+                                const char **argv, const size_t *argvlen)
+{
+    struct redis_cmd *c = cmd_new(r, cb, arg);
+    if (!c)
+        return NULL;
+    cmd_start(c, issue(c, argc, argv, argvlen));
+    return c;
+}
+
+void redis_script_prepare(struct redis_script *s)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    static const char hex[] = "0123456789abcdef";
+    if (EVP_Digest(s->source, strlen(s->source), md, &mdlen, EVP_sha1(), NULL) != 1 ||
+        mdlen != 20) {
+        s->sha[0] = '\0'; /* redis_eval then always sends the source */
+        return;
+    }
+    for (unsigned i = 0; i < 20; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    s->sha[40] = '\0';
+}
+
+struct redis_cmd *redis_eval(struct redis *r, struct redis_script *s, redis_cb cb, void *arg,
+                             int nkeys, int nargs, const char **args, const size_t *arglens)
+{
+    if (nkeys < 0 || nargs < nkeys || nargs > 1000)
+        return NULL;
+    struct redis_cmd *c = cmd_new(r, cb, arg);
+    if (!c)
+        return NULL;
+    /* One block holds argv, argvlen, the key count and a copy of args: the
+     * caller's args may be gone by the time a NOSCRIPT reply asks for the
+     * EVAL retry. */
+    int argc = 3 + nargs;
+    size_t total = 16;
+    for (int i = 0; i < nargs; i++)
+        total += arglens ? arglens[i] : strlen(args[i]);
+    c->argv = malloc((size_t)argc * (sizeof(*c->argv) + sizeof(*c->argvlen)) + total);
+    if (!c->argv) {
+        cmd_free(c);
+        return NULL;
+    }
+    c->argvlen = (size_t *)(void *)(c->argv + argc);
+    char *p = (char *)(c->argvlen + argc);
+    int nkl = snprintf(p, 16, "%d", nkeys);
+    c->argv[2] = p;
+    c->argvlen[2] = (size_t)nkl;
+    p += 16;
+    for (int i = 0; i < nargs; i++) {
+        size_t len = arglens ? arglens[i] : strlen(args[i]);
+        memcpy(p, args[i], len);
+        c->argv[3 + i] = p;
+        c->argvlen[3 + i] = len;
+        p += len;
+    }
+    /* Without a sha (prepare failed or was not called) send the source. */
+    bool have_sha = s->sha[0] != '\0';
+    c->script = s;
+    c->argc = argc;
+    c->eval_retried = !have_sha;
+    c->argv[0] = have_sha ? "EVALSHA" : "EVAL";
+    c->argv[1] = have_sha ? s->sha : s->source;
+    c->argvlen[0] = strlen(c->argv[0]);
+    c->argvlen[1] = strlen(c->argv[1]);
+    cmd_start(c, issue(c, argc, c->argv, c->argvlen));
+    return c;
+}
+
+void redis_cancel(struct redis_cmd *c)
+{
+    if (!c || c->cancelled)
+        return;
+    c->cancelled = true;
+    if (c->release) {
+        c->release(c->arg);
+        c->release = NULL;
+    }
+}
+
+void redis_cmd_set_release(struct redis_cmd *c, void (*release)(void *arg))
+{
+    c->release = release;
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *reply = reply_;
+    if (!reply || r->ac != ac || r->state != C_HANDSHAKE)
+        return; /* the context is being dropped; nothing to do */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_warn("redis: handshake refused: %.200s", reply->str ? reply->str : "?");
+        r->errors++;
+        schedule_drop(r, err_disconnected);
+        return;
+    }
+    if (--r->handshake_left > 0)
+        return;
+    r->state = C_READY;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    event_del(r->connect_timer);
+    log_info("redis: connected");
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    struct redis *r = cac->data;
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    if (!r || r->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees ac itself after this returns */
+        log_warn("redis: connect failed: %.200s", ac->errstr);
+        r->errors++;
+        r->ac = NULL;
+        r->state = C_DOWN;
+        event_del(r->connect_timer);
+        schedule_retry(r);
+        return;
+    }
+    r->state = C_HANDSHAKE;
+    r->handshake_left = 0;
+    char dbs[16];
+    snprintf(dbs, sizeof(dbs), "%d", r->db);
+    int rc = REDIS_OK;
+    if (r->password && r->user)
+        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s %s", r->user, r->password);
+    else if (r->password)
+        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s", r->password);
+    r->handshake_left += r->password ? 1 : 0;
+    if (r->db) {
+        rc |= redisAsyncCommand(ac, on_handshake, r, "SELECT %s", dbs);
+        r->handshake_left++;
+    }
+    /* PING last: "ready" means the server answers, not just that the
+     * kernel accepted the connection (a stopped server's backlog does). */
+    rc |= redisAsyncCommand(ac, on_handshake, r, "PING");
+    r->handshake_left++;
+    if (rc != REDIS_OK)
+        schedule_drop(r, err_disconnected);
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct redis *r = cac->data;
+    if (!r || r->ac != cac)
+        return; /* we dropped it ourselves */
+    /* hiredis frees the context after this returns */
+    log_warn("redis: connection lost: %.200s", cac->errstr ? cac->errstr : "closed");
+    r->errors++;
+    r->ac = NULL;
+    r->state = C_DOWN;
+    event_del(r->connect_timer);
+    schedule_retry(r);
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    log_warn("redis: connect timed out after %d ms", r->timeout_ms);
+    r->errors++;
+    drop(r, err_timeout);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    start_connect(arg);
+}
+
+static void start_connect(struct redis *r)
+{
+    redisAsyncContext *ac;
+    struct timeval tv;
+    if (r->closing || r->ac)
+        return;
+    /* note: a host name is resolved here, blocking; use an address */
+    ac = r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    if (!ac)
+        goto fail;
+    if (ac->err) {
+        log_warn("redis: connect failed: %.200s", ac->errstr);
+        redisAsyncFree(ac);
+        goto fail;
+    }
+    ac->data = r;
+    if (redisLibeventAttach(ac, r->base) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
+        redisAsyncFree(ac);
+        goto fail;
+    }
+    r->ac = ac;
+    r->state = C_CONNECTING;
+    tv_ms(&tv, r->timeout_ms);
+    event_add(r->connect_timer, &tv);
+    return;
+fail:
+    r->errors++;
+    schedule_retry(r);
+}
+
+struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
+                        size_t errlen)
+{
+    struct redis *r = calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    TAILQ_INIT(&r->cmds);
+    r->base = base;
+    r->timeout_ms = timeout_ms;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    if (!url || parse_url(r, url) < 0) {
+        /* never echo the url: it may carry a password */
+        snprintf(err, errlen,
+                 "bad redis url (want redis://[:password@]host[:port][/db] or "
+                 "unix:///path[?db=N])");
+        goto fail;
+    }
+    if (timeout_ms <= 0) {
+        snprintf(err, errlen, "redis timeout must be positive");
+        goto fail;
+    }
+    r->connect_timer = evtimer_new(base, on_connect_timeout, r);
+    r->retry_timer = evtimer_new(base, on_retry, r);
+    r->drop_ev = event_new(base, -1, 0, on_drop_ev, r);
+    if (!r->connect_timer || !r->retry_timer || !r->drop_ev) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    /* connect from the loop, so redis_new never blocks or calls back */
+    event_add(r->retry_timer, &(struct timeval){0, 0});
+    return r;
+fail:
+    r->closing = true;
+    redis_free(r);
+    return NULL;
+}
+
+void redis_free(struct redis *r)
+{
+    if (!r)
+        return;
+    r->closing = true;
+    drop(r, err_disconnected);
+    /* commands whose queueing failed still wait for their deferred event */
+    while (!TAILQ_EMPTY(&r->cmds)) {
+        struct redis_cmd *c = TAILQ_FIRST(&r->cmds);
+        cmd_finish(c, NULL, c->fail ? c->fail : err_disconnected);
+    }
+    if (r->connect_timer)
+        event_free(r->connect_timer);
+    if (r->retry_timer)
+        event_free(r->retry_timer);
+    if (r->drop_ev)
+        event_free(r->drop_ev);
+    free(r->host);
+    free(r->path);
+    free(r->user);
+    if (r->password) {
+        explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
+    }
+    free(r);
+}
+
+bool redis_connected(const struct redis *r)
+{
+    return r->state == C_READY;
+}
+
+unsigned long redis_errors(const struct redis *r)
+{
+    return r->errors;
+}

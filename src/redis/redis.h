@@ -1,0 +1,71 @@
+/* redis.h: one asynchronous Redis connection per worker, on the worker's
+ * event loop, through hiredis's async API (Debian's 0.14.1, which has no
+ * command timeouts of its own). Every command gets a deadline and ends in
+ * exactly one callback, with a reply or an error, never from inside the call
+ * that issued it. Lost connections reconnect with capped backoff. */
+#ifndef TOLLGATE_REDIS_H
+#define TOLLGATE_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "core/util.h"
+
+struct event_base;
+struct redisReply;
+struct redis;
+struct redis_cmd;
+
+/* A Lua script embedded at build time (src/lua/NAME.lua). */
+struct redis_script {
+    const char *name;
+    const char *source;
+    char sha[41]; /* computed by redis_script_prepare */
+};
+
+/* reply is NULL on error (err says why: "timeout", "disconnected", or the
+ * server's error reply such as "OOM ..."); a Redis error reply is passed as
+ * an error, never as a reply. The reply lives only during the call. */
+typedef void (*redis_cb)(struct redisReply *reply, const char *err, void *arg);
+
+/* url: redis://[:password@]host[:port][/db] or unix:///path[?db=N].
+ * Connects in the background; returns NULL only for a malformed url. */
+struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
+                        size_t errlen) MUST_CHECK;
+/* Fails every pending command and frees. The callbacks run synchronously,
+ * inside redis_free, with err "disconnected": call it only at worker
+ * shutdown, never from a redis callback, and only while the callbacks' args
+ * are still valid (or after cancelling their commands). */
+void redis_free(struct redis *r);
+/* True while connected (and authenticated / db selected). */
+bool redis_connected(const struct redis *r);
+
+/* Runs a command given as argv (argvlen NULL: strlen). Returns a handle, or
+ * NULL when the command cannot be queued now (not connected, 10000 pending);
+ * then no callback will run. argv is copied before the call returns. The
+ * deadline is redis_new's timeout_ms; a command that misses it drops the
+ * connection, so every pending command fails with "timeout", once. */
+struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg, int argc,
+                                const char **argv, const size_t *argvlen) MUST_CHECK;
+/* EVALSHA, falling back to EVAL on NOSCRIPT (after SCRIPT FLUSH or a
+ * restart); same contract as redis_command. args are KEYS then ARGV
+ * (nargs in all, the first nkeys of them keys). s must outlive the command;
+ * without a sha (redis_script_prepare not called) the source is sent. */
+struct redis_cmd *redis_eval(struct redis *r, struct redis_script *s, redis_cb cb, void *arg,
+                             int nkeys, int nargs, const char **args,
+                             const size_t *arglens) MUST_CHECK;
+/* The callback of cmd will not run; safe until that callback would have run.
+ * The command itself may still run on the server. */
+void redis_cancel(struct redis_cmd *cmd);
+/* release(arg) runs at redis_cancel, for callers whose arg is owned by the
+ * callback (it would otherwise leak when the callback never runs). */
+void redis_cmd_set_release(struct redis_cmd *cmd, void (*release)(void *arg));
+
+/* Computes s->sha (SHA1 of the source, hex). Call once per script before
+ * sharing it between threads; redis_eval only reads it. */
+void redis_script_prepare(struct redis_script *s);
+
+/* Counters for metrics: commands ended in an error (timeouts, disconnects,
+ * error replies) plus failed connection attempts and lost connections. */
+unsigned long redis_errors(const struct redis *r);
+
+#endif

@@ -1,0 +1,568 @@
+/* admin.c: the admin listener. Health and readiness answer anyone (probes),
+ * and so does the dashboard page (it asks for the token itself); metrics and
+ * the JSON API need the admin token, compared in constant time. Served by
+ * the same HTTP code as the API listener, on the main thread's loop, so a
+ * busy worker never delays a probe. The API's reports block on Redis, so
+ * each runs on a short-lived thread with its own connection (report.c) and
+ * hands its answer back to the loop through an event; the loop answers 503
+ * if that takes more than API_TIMEOUT_MS. */
+#include "report/admin.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "http/client.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/money.h"
+#include "providers/pricing.h"
+#include "records/record.h"
+#include "report/report.h"
+#include "core/worker.h"
+
+#define API_TIMEOUT_MS 2000 /* a report not done by then is answered 503 */
+#define API_MAX_JOBS 8      /* reports computing at once; more: 503 */
+
+extern const char web_dashboard_html[]; /* src/report/web/dashboard.html, embedded */
+
+struct job;
+LIST_HEAD(job_list, job);
+
+struct admin {
+    struct event_base *base;
+    struct config *cfg;
+    struct worker **workers;
+    size_t n_workers;
+    struct record_sink *sink;
+    struct evconnlistener *listener;
+    struct client_limits limits;
+    struct job_list jobs; /* threads not yet joined */
+    size_t n_jobs;
+};
+
+enum job_kind {
+    JOB_TENANTS, /* GET /admin/api/tenants: the report as JSON */
+    JOB_TENANT,  /* GET /admin/api/tenants/{id}: one tenant's detail */
+};
+
+/* One API report being computed on its own thread. The thread reads only
+ * cfg, kind, period and tenant, writes status, body and err, then activates
+ * done; everything else belongs to the main loop. */
+struct job {
+    struct admin *a;
+    struct client *c;   /* NULL once answered (timeout) or gone */
+    struct config *cfg; /* a ref held for the thread */
+    enum job_kind kind;
+    struct report_period period;
+    char *tenant;
+    pthread_t thread;
+    struct event *done;  /* activated by the thread as its last act */
+    struct event *timer; /* API_TIMEOUT_MS after the request */
+    int status;
+    char *body;
+    char err[256];
+    LIST_ENTRY(job) link;
+};
+
+static void respond_json(struct client *c, int status, const char *body)
+{
+    static const struct http_header h[] = {{"Content-Type", "application/json"}};
+    client_respond(c, status, h, 1, body, strlen(body));
+}
+
+static void error_body(const char *path, int status, const char *code, const char *message,
+                       struct evbuffer *out, void *arg)
+{
+    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    evbuffer_add_printf(out, "%s", s ? s : "{}");
+    free(s);
+    json_decref(o);
+}
+
+static bool authorized(const struct admin *a, const struct http_request *req)
+{
+    const char *tok = a->cfg->admin_token;
+    const char *h = client_header(req, "authorization", NULL);
+    if (!tok || !*tok || !h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    size_t n = strlen(tok);
+    /* constant time over the token's length; the length itself is not secret */
+    return strlen(h) == n && CRYPTO_memcmp(h, tok, n) == 0;
+}
+
+static void metrics(struct admin *a, struct client *c)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct metrics **ms = calloc(a->n_workers ? a->n_workers : 1, sizeof(*ms));
+    long inflight = 0, journal = 0;
+    for (size_t i = 0; ms && i < a->n_workers; i++) {
+        ms[i] = a->workers[i]->metrics;
+        inflight += atomic_load_explicit(&a->workers[i]->stats.inflight, memory_order_relaxed);
+        journal +=
+            atomic_load_explicit(&a->workers[i]->stats.journal_pending, memory_order_relaxed);
+    }
+    struct metrics_extra x = {
+        .value = {[METRIC_INFLIGHT] = inflight,
+                  [METRIC_JOURNAL_PENDING] = journal,
+                  [METRIC_RECORDS_WRITTEN] = (int64_t)record_sink_written(a->sink),
+                  [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
+    if (!b || !ms || metrics_render(b, ms, a->n_workers, &x) < 0) {
+        free(ms);
+        if (b)
+            evbuffer_free(b);
+        client_error(c, 503, "overloaded", "out of memory");
+        return;
+    }
+    free(ms);
+    static const struct http_header h[] = {{"Content-Type", "text/plain; version=0.0.4"}};
+    size_t n = evbuffer_get_length(b);
+    client_respond(c, 200, h, 1, (const char *)evbuffer_pullup(b, -1), n);
+    evbuffer_free(b);
+}
+
+/* Percent-decodes s[0..n) into buf (NUL-terminated); -1 when it does not
+ * fit or has a bad escape or a NUL. */
+static int url_decode(const char *s, size_t n, char *buf, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '%') {
+            char hex[3] = {i + 1 < n ? s[i + 1] : 0, i + 2 < n ? s[i + 2] : 0, 0};
+            char *end;
+            ch = (int)strtol(hex, &end, 16);
+            if (*end || !hex[0] || !hex[1] || ch == 0)
+                return -1;
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (j + 1 >= cap)
+            return -1;
+        buf[j++] = (char)ch;
+    }
+    buf[j] = '\0';
+    return 0;
+}
+
+/* ---- the JSON API ------------------------------------------------------- */
+
+static void job_free(struct job *j)
+{
+    LIST_REMOVE(j, link);
+    j->a->n_jobs--;
+    if (j->done)
+        event_free(j->done);
+    if (j->timer)
+        event_free(j->timer);
+    config_unref(j->cfg);
+    free(j->body);
+    free(j->tenant);
+    free(j);
+}
+
+/* The thread: its own Redis connection, bounded by the same timeout. */
+static void *job_run(void *arg)
+{
+    struct job *j = arg;
+    j->status = 503;
+    redisContext *rc = report_connect(j->cfg->redis_url, API_TIMEOUT_MS, j->err, sizeof(j->err));
+    if (rc) {
+        if (j->kind == JOB_TENANTS) {
+            struct report *r = report_build(rc, j->cfg, &j->period, NULL, j->err, sizeof(j->err));
+            j->body = r ? report_render(r, REPORT_JSON) : NULL;
+            if (r && !j->body)
+                snprintf(j->err, sizeof(j->err), "out of memory");
+            report_free(r);
+            j->status = j->body ? 200 : 503;
+        } else {
+            j->body = report_tenant_json(rc, j->cfg, &j->period, j->tenant, &j->status, j->err,
+                                         sizeof(j->err));
+        }
+        redisFree(rc);
+    }
+    event_active(j->done, 0, 0);
+    return NULL;
+}
+
+static void job_gone(void *ctx)
+{
+    struct job *j = ctx;
+    j->c = NULL;
+}
+
+static const struct client_events job_events = {job_gone, NULL};
+
+static const char *status_code(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 404:
+        return "not_found";
+    default:
+        return "unavailable";
+    }
+}
+
+static void on_job_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    pthread_join(j->thread, NULL);
+    if (j->c) {
+        if (j->status == 200 && j->body)
+            respond_json(j->c, 200, j->body);
+        else
+            client_error(j->c, j->status, status_code(j->status), j->err[0] ? j->err : "failed");
+        j->c = NULL;
+    }
+    job_free(j);
+}
+
+static void on_job_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    if (j->c) {
+        client_error(j->c, 503, "timeout",
+                     "the report did not finish within 2 s (Redis slow or "
+                     "unreachable)");
+        j->c = NULL;
+    }
+    /* the thread ends by its own Redis timeouts; on_job_done frees the job */
+}
+
+/* Starts a report for c on a thread; answers c itself when it cannot. */
+static void job_start(struct admin *a, struct client *c, enum job_kind kind,
+                      const struct report_period *p, const char *tenant)
+{
+    struct job *j = NULL;
+    if (a->n_jobs >= API_MAX_JOBS) {
+        client_error(c, 503, "busy", "too many reports in progress; retry shortly");
+        return;
+    }
+    if (!(j = calloc(1, sizeof(*j))))
+        goto oom;
+    j->a = a;
+    j->cfg = config_ref(a->cfg);
+    j->kind = kind;
+    j->period = *p;
+    LIST_INSERT_HEAD(&a->jobs, j, link);
+    a->n_jobs++;
+    if ((tenant && !(j->tenant = strdup(tenant))) ||
+        !(j->done = event_new(a->base, -1, 0, on_job_done, j)) ||
+        !(j->timer = evtimer_new(a->base, on_job_timeout, j)))
+        goto oom;
+    if (pthread_create(&j->thread, NULL, job_run, j) != 0) {
+        job_free(j);
+        client_error(c, 503, "unavailable", "cannot start a report thread");
+        return;
+    }
+    struct timeval tv = {API_TIMEOUT_MS / 1000, (API_TIMEOUT_MS % 1000) * 1000};
+    evtimer_add(j->timer, &tv);
+    j->c = c;
+    client_attach(c, &job_events, j);
+    return;
+oom:
+    if (j)
+        job_free(j);
+    client_error(c, 503, "overloaded", "out of memory");
+}
+
+/* The value of key in a query string ("a=1&period=2026-11"), decoded into
+ * buf; false when absent or too long. */
+static bool query_param(const char *query, const char *key, char *buf, size_t n)
+{
+    size_t klen = strlen(key);
+    for (const char *q = query; q && *q;) {
+        const char *end = strchr(q, '&');
+        size_t len = end ? (size_t)(end - q) : strlen(q);
+        if (len > klen && strncmp(q, key, klen) == 0 && q[klen] == '=') {
+            return url_decode(q + klen + 1, len - klen - 1, buf, n) == 0;
+        }
+        q = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+static json_t *usd_json(money_t m)
+{
+    return json_real((double)m / (double)MONEY_PER_USD);
+}
+
+static json_t *cap_json(money_t m)
+{
+    return m < 0 ? json_null() : usd_json(m);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *secret(const char *s)
+{
+    return s && *s ? json_string("***") : json_null();
+}
+
+/* The redis url with its password masked (userinfo becomes three stars). */
+static json_t *redis_url_json(const char *url)
+{
+    if (!url)
+        return json_null();
+    char buf[1024];
+    const char *at = strchr(url, '@'), *pw = strstr(url, "password=");
+    const char *slash = strncmp(url, "redis://", 8) == 0 ? strchr(url + 8, '/') : NULL;
+    if (at && strncmp(url, "redis://", 8) == 0 && (!slash || at < slash)) {
+        snprintf(buf, sizeof(buf), "redis://***@%s", at + 1);
+        return json_string(buf);
+    }
+    if (pw) {
+        const char *end = strchr(pw, '&');
+        snprintf(buf, sizeof(buf), "%.*spassword=***%s", (int)(pw - url), url, end ? end : "");
+        return json_string(buf);
+    }
+    return json_string(url);
+}
+
+/* The effective config, secrets masked. */
+static char *config_json(const struct config *cfg)
+{
+    static const char *const on_exceed[] = {
+        [ON_EXCEED_BLOCK] = "block", [ON_EXCEED_DOWNGRADE] = "downgrade"};
+    static const char *const unknown[] = {[UNKNOWN_MODEL_ALLOW] = "allow",
+                                          [UNKNOWN_MODEL_BLOCK] = "block",
+                                          [UNKNOWN_MODEL_PRICE_AS] = "price_as"};
+    json_t *ups = json_array(), *plans = json_array(), *tenants = json_array(), *th = json_array();
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const struct cfg_upstream *u = &cfg->upstreams[i];
+        json_array_append_new(ups,
+                              json_pack("{s:s,s:s,s:s?,s:o,s:o,s:s?}", "name", u->name, "url",
+                                        u->url, "kind", u->kind, "prefix", str_or_null(u->prefix),
+                                        "api_key", secret(u->api_key), "ca_file", u->ca_file));
+    }
+    for (size_t i = 0; i < cfg->n_plans; i++) {
+        const struct cfg_plan *p = &cfg->plans[i];
+        json_t *down = json_array();
+        for (size_t k = 0; k < p->n_downgrade; k++)
+            json_array_append_new(down, json_pack("{s:s,s:s}", "from", p->downgrade[k].from, "to",
+                                                  p->downgrade[k].to));
+        json_array_append_new(
+            plans,
+            json_pack("{s:s,s:o,s:s,s:o,s:o,s:s,s:o,s:o,s:I,s:I,s:s?}", "name", p->name,
+                      "price_usd", usd_json(p->price), "price_period",
+                      p->price_period == PRICE_PERIOD_YEAR ? "year" : "month", "budget_monthly_usd",
+                      cap_json(p->budget_monthly), "budget_daily_usd", cap_json(p->budget_daily),
+                      "on_exceed", on_exceed[p->on_exceed], "downgrade", down, "hard_limit_usd",
+                      cap_json(p->hard_limit), "rpm", (json_int_t)p->rpm, "tpm", (json_int_t)p->tpm,
+                      "block_message", p->block_message));
+    }
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        const struct cfg_tenant *t = &cfg->tenants[i];
+        json_array_append_new(tenants,
+                              json_pack("{s:s,s:s?,s:o,s:o,s:o,s:o,s:o}", "name", t->name, "plan",
+                                        t->plan, "budget_monthly_usd", cap_json(t->budget_monthly),
+                                        "budget_daily_usd", cap_json(t->budget_daily),
+                                        "hard_limit_usd", cap_json(t->hard_limit), "rpm",
+                                        t->rpm < 0 ? json_null() : json_integer(t->rpm), "tpm",
+                                        t->tpm < 0 ? json_null() : json_integer(t->tpm)));
+    }
+    for (size_t i = 0; i < cfg->n_thresholds; i++)
+        json_array_append_new(th, json_integer(cfg->thresholds[i]));
+    json_t *o = json_pack(
+        "{s:{s:s,s:s?,s:s?,s:o,s:s,s:s,s:s,s:s?,s:s,s:s,s:I,s:i},"
+        "s:{s:o,s:s,s:s},s:o,s:{s:s,s:I,s:s,s:s?},s:{s:s,s:s?},s:{s:o,s:o},s:o,s:o}",
+        "server", "listen", cfg->listen, "tls_listen", cfg->tls_listen, "admin_listen",
+        cfg->admin_listen, "admin_token", secret(cfg->admin_token), "tenant_header",
+        cfg->tenant_header, "user_header", cfg->user_header, "feature_header", cfg->feature_header,
+        "plan_header", cfg->plan_header, "missing_tenant",
+        cfg->missing_tenant == MISSING_TENANT_ALLOW ? "allow" : "reject", "default_plan",
+        cfg->default_plan, "max_body", (json_int_t)cfg->max_body, "workers", cfg->workers, "redis",
+        "url", redis_url_json(cfg->redis_url), "key_prefix", cfg->key_prefix, "on_failure",
+        cfg->on_failure == ON_FAILURE_CLOSED ? "closed" : "open", "upstreams", ups, "pricing",
+        "file", cfg->pricing_file, "models", (json_int_t)pricing_count(cfg->pricing),
+        "unknown_model", unknown[cfg->unknown_model], "price_as", cfg->price_as_model, "records",
+        "file", cfg->records_file, "redis_stream", cfg->redis_stream, "alerts", "webhook",
+        secret(cfg->webhook), "thresholds", th, "plans", plans, "tenants", tenants);
+    char *text =
+        o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(o);
+    return text;
+}
+
+/* GET /admin/api/tenants[?period=], /admin/api/tenants/{id}[?period=],
+ * /admin/api/config. */
+static void api(struct admin *a, struct client *c, const struct http_request *req)
+{
+    const char *rest = req->path + strlen("/admin/api/");
+    char period[32], tenant[256];
+    struct report_period p;
+
+    if (strcmp(req->method_name, "GET") != 0 && strcmp(req->method_name, "HEAD") != 0) {
+        client_error(c, 405, "method_not_allowed", "the admin API answers GET only");
+        return;
+    }
+    if (strcmp(rest, "config") == 0) {
+        char *text = config_json(a->cfg);
+        if (!text) {
+            client_error(c, 503, "overloaded", "out of memory");
+            return;
+        }
+        respond_json(c, 200, text);
+        free(text);
+        return;
+    }
+    if (strcmp(rest, "tenants") != 0 && strncmp(rest, "tenants/", 8) != 0) {
+        client_error(c, 404, "not_found", "no such admin endpoint");
+        return;
+    }
+    if (query_param(req->query, "period", period, sizeof(period))) {
+        if (report_parse_period(period, &p) < 0) {
+            client_error(c, 400, "bad_request", "period is YYYY-MM or YYYY-MM-DD");
+            return;
+        }
+    } else {
+        struct timespec now;
+        clock_wall(&now);
+        report_month_of(now.tv_sec, &p);
+    }
+    if (strcmp(rest, "tenants") == 0) {
+        job_start(a, c, JOB_TENANTS, &p, NULL);
+        return;
+    }
+    rest += 8;
+    if (url_decode(rest, strlen(rest), tenant, sizeof(tenant)) < 0 || !tenant[0] ||
+        strpbrk(tenant, "/{}")) {
+        client_error(c, 404, "not_found", "no such tenant");
+        return;
+    }
+    job_start(a, c, JOB_TENANT, &p, tenant);
+}
+
+static void handle(struct client *c, struct http_request *req, void *arg)
+{
+    struct admin *a = arg;
+    if (strcmp(req->path, "/healthz") == 0) {
+        respond_json(c, 200, "{\"status\":\"ok\"}");
+        return;
+    }
+    if (strcmp(req->path, "/readyz") == 0) {
+        size_t up = 0;
+        for (size_t i = 0; i < a->n_workers; i++)
+            up += atomic_load(&a->workers[i]->redis_up);
+        if (up == a->n_workers)
+            respond_json(c, 200, "{\"status\":\"ready\",\"redis\":\"up\"}");
+        else if (a->cfg->on_failure == ON_FAILURE_OPEN)
+            respond_json(c, 200, "{\"status\":\"degraded\",\"redis\":\"down\"}");
+        else
+            respond_json(c, 503, "{\"status\":\"unavailable\",\"redis\":\"down\"}");
+        return;
+    }
+    if (strcmp(req->path, "/dashboard") == 0 || strcmp(req->path, "/dashboard/") == 0) {
+        static const struct http_header h[] = {{"Content-Type", "text/html; charset=utf-8"},
+                                               {"Cache-Control", "no-store"}};
+        client_respond(c, 200, h, ARRAY_LEN(h), web_dashboard_html, strlen(web_dashboard_html));
+        return;
+    }
+    if (!authorized(a, req)) {
+        client_error(c, 401, "unauthorized", "send Authorization: Bearer <admin_token>");
+        return;
+    }
+    if (strcmp(req->path, "/metrics") == 0) {
+        metrics(a, c);
+        return;
+    }
+    if (strncmp(req->path, "/admin/api/", 11) == 0) {
+        api(a, c, req);
+        return;
+    }
+    client_error(c, 404, "not_found", "no such admin endpoint");
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct admin *a = arg;
+    evutil_make_socket_nonblocking(fd);
+    const struct client_hooks hooks = {handle, error_body, a};
+    if (!client_new(a->base, fd, NULL, &a->limits, &hooks))
+        log_warn("admin: out of memory accepting a connection");
+}
+
+struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
+                        size_t n_workers, struct record_sink *sink, char *err, size_t errlen)
+{
+    struct admin *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *a = (struct admin){.base = base,
+                        .cfg = config_ref(cfg),
+                        .workers = workers,
+                        .n_workers = n_workers,
+                        .sink = sink};
+    LIST_INIT(&a->jobs);
+    a->limits = (struct client_limits){.max_header_size = 16384,
+                                       .max_body = 65536,
+                                       .header_timeout_ms = cfg->header_timeout_ms,
+                                       .body_timeout_ms = cfg->body_timeout_ms,
+                                       .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
+                                       .send_timeout_ms = cfg->send_timeout_ms};
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (evutil_parse_sockaddr_port(cfg->admin_listen, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(err, errlen, "admin_listen: cannot parse '%s'", cfg->admin_listen);
+        config_unref(a->cfg);
+        free(a);
+        return NULL;
+    }
+    a->listener =
+        evconnlistener_new_bind(base, on_accept, a, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
+                                (struct sockaddr *)&ss, len);
+    if (!a->listener) {
+        snprintf(err, errlen, "admin_listen on %s: cannot bind", cfg->admin_listen);
+        config_unref(a->cfg);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void admin_set_config(struct admin *a, struct config *cfg)
+{
+    if (!a)
+        return;
+    config_unref(a->cfg);
+    a->cfg = config_ref(cfg);
+}
+
+void admin_free(struct admin *a)
+{
+    if (!a)
+        return;
+    evconnlistener_free(a->listener);
+    client_close_all(); /* a report in flight loses its client: job_gone */
+    /* each thread ends within its Redis timeouts */
+    while (!LIST_EMPTY(&a->jobs)) {
+        struct job *j = LIST_FIRST(&a->jobs);
+        pthread_join(j->thread, NULL);
+        job_free(j);
+    }
+    config_unref(a->cfg);
+    free(a);
+}

@@ -1,0 +1,23 @@
+/* admin.h: the admin listener (admin_listen) on the main thread:
+ * /healthz, /readyz, /dashboard, and with the admin token /metrics and the
+ * JSON API (/admin/api/tenants[/ID]?period=, /admin/api/config). */
+#ifndef TOLLGATE_ADMIN_H
+#define TOLLGATE_ADMIN_H
+
+#include <stddef.h>
+#include "core/util.h"
+
+struct event_base;
+struct config;
+struct worker;
+struct record_sink;
+struct admin;
+
+struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
+                        size_t n_workers, struct record_sink *sink, char *err,
+                        size_t errlen) MUST_CHECK;
+/* After a reload (main thread): the admin token and on_failure may change. */
+void admin_set_config(struct admin *a, struct config *cfg);
+void admin_free(struct admin *a);
+
+#endif

@@ -1,0 +1,706 @@
+/* report.c: margin per tenant from the Redis counters (see report.h): the
+ * periods, the reads, revenue by plan per day and the breakdowns; printing
+ * is report_format.c's, the command line report_cli.c's. Reads are pipelined
+ * (one round trip per batch of keys); every amount stays an integer in
+ * nano-USD. */
+#include "report/report.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "budget/budget.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "budget/plan.h"
+
+#define KEY_MAX 512
+
+/* ---- periods ------------------------------------------------------------- */
+
+static int days_in(int y, int m)
+{
+    static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : d[m - 1];
+}
+
+static bool digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+int report_parse_period(const char *s, struct report_period *p)
+{
+    size_t len = s ? strlen(s) : 0;
+    memset(p, 0, sizeof(*p));
+    if ((len != 7 && len != 10) || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2))
+        return -1;
+    p->year = atoi(s);
+    p->month = (s[5] - '0') * 10 + (s[6] - '0');
+    if (p->year < 1970 || p->month < 1 || p->month > 12)
+        return -1;
+    p->days_in_month = days_in(p->year, p->month);
+    if (len == 10) {
+        if (s[7] != '-' || !digits(s + 8, 2))
+            return -1;
+        p->day = (s[8] - '0') * 10 + (s[9] - '0');
+        if (p->day < 1 || p->day > p->days_in_month)
+            return -1;
+    }
+    memcpy(p->text, s, len + 1);
+    return 0;
+}
+
+void report_month_of(time_t t, struct report_period *p)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    memset(p, 0, sizeof(*p));
+    p->year = tm.tm_year + 1900;
+    p->month = tm.tm_mon + 1;
+    p->days_in_month = days_in(p->year, p->month);
+    snprintf(p->text, sizeof(p->text), "%04d-%02d", p->year % 10000, p->month % 100);
+}
+
+/* Noon UTC of that day of the period's month: picks the month and day keys. */
+static time_t day_time(const struct report_period *p, int day)
+{
+    struct tm tm = {
+        .tm_year = p->year - 1900, .tm_mon = p->month - 1, .tm_mday = day, .tm_hour = 12};
+    return timegm(&tm);
+}
+
+/* ---- redis --------------------------------------------------------------- */
+
+static void set_err(char *err, size_t n, const char *what, const redisContext *c)
+{
+    snprintf(err, n, "redis: %s: %s", what, c && c->err ? c->errstr : "unexpected reply");
+}
+
+/* %XX-decoded copy of s[0..n); NULL on a bad escape. */
+static char *url_part(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    size_t j = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            out[j++] = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            out[j++] = s[i];
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* Runs one command and checks the reply is not an error; the reply is freed. */
+static int run_simple(redisContext *c, const char *what, int argc, const char **argv, char *err,
+                      size_t errlen)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            snprintf(err, errlen, "redis: %s refused: %.*s", what, (int)r->len, r->str);
+        else
+            set_err(err, errlen, what, c);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* The same url forms as redis.c: redis://[[user]:password@]host[:port][/db]
+ * and unix:///path[?db=N&password=P]. */
+struct redisContext *report_connect(const char *url, int timeout_ms, char *err, size_t errlen)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    char *host = NULL, *user = NULL, *pass = NULL, *path = NULL;
+    int port = 6379, db = 0;
+    redisContext *c = NULL;
+
+    if (url && strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7, *q = strchr(p, '?');
+        path = url_part(p, q ? (size_t)(q - p) : strlen(p));
+        for (q = q ? q + 1 : NULL; q && *q;) {
+            const char *end = strchr(q, '&');
+            size_t n = end ? (size_t)(end - q) : strlen(q);
+            if (n > 3 && strncmp(q, "db=", 3) == 0)
+                db = atoi(q + 3);
+            else if (n > 9 && strncmp(q, "password=", 9) == 0 && !pass)
+                pass = url_part(q + 9, n - 9);
+            q = end ? end + 1 : NULL;
+        }
+        if (!path || path[0] != '/')
+            goto bad;
+    } else if (url && strncmp(url, "redis://", 8) == 0) {
+        const char *p = url + 8, *slash = strchr(p, '/');
+        const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+        if (at) {
+            const char *colon = memchr(p, ':', (size_t)(at - p));
+            if (!colon)
+                goto bad;
+            if (colon > p)
+                user = url_part(p, (size_t)(colon - p));
+            pass = url_part(colon + 1, (size_t)(at - colon - 1));
+            p = at + 1;
+        }
+        const char *hend = slash ? slash : p + strlen(p), *colon;
+        if (*p == '[') {
+            const char *rb = memchr(p, ']', (size_t)(hend - p));
+            if (!rb)
+                goto bad;
+            host = strndup(p + 1, (size_t)(rb - p - 1));
+            colon = rb + 1 < hend && rb[1] == ':' ? rb + 1 : NULL;
+        } else {
+            colon = memchr(p, ':', (size_t)(hend - p));
+            host = strndup(p, (size_t)((colon ? colon : hend) - p));
+        }
+        if (colon)
+            port = atoi(colon + 1);
+        if (slash && slash[1])
+            db = atoi(slash + 1);
+        if (!host || !*host || port <= 0 || port > 65535)
+            goto bad;
+    } else {
+        goto bad;
+    }
+
+    c = path ? redisConnectUnixWithTimeout(path, tv) : redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err) {
+        const char *why = c ? c->errstr : "out of memory";
+        if (path)
+            snprintf(err, errlen, "cannot reach Redis at %s: %s", path, why);
+        else
+            snprintf(err, errlen, "cannot reach Redis at %s:%d: %s", host, port, why);
+        goto fail;
+    }
+    redisSetTimeout(c, tv);
+    if (pass) {
+        const char *auth[] = {"AUTH", user ? user : pass, pass};
+        int n = user ? 3 : 2;
+        if (!user)
+            auth[1] = pass;
+        if (run_simple(c, "AUTH", n, auth, err, errlen) < 0)
+            goto fail;
+    }
+    if (db) {
+        char num[16];
+        snprintf(num, sizeof(num), "%d", db);
+        if (run_simple(c, "SELECT", 2, (const char *[]){"SELECT", num}, err, errlen) < 0)
+            goto fail;
+    }
+    goto done;
+bad:
+    snprintf(err, errlen,
+             "bad redis url (want redis://[:password@]host[:port][/db] or "
+             "unix:///path[?db=N])");
+fail:
+    if (c)
+        redisFree(c);
+    c = NULL;
+done:
+    if (pass) {
+        explicit_bzero(pass, strlen(pass));
+        free(pass);
+    }
+    free(user);
+    free(host);
+    free(path);
+    return c;
+}
+
+/* A batch of pipelined commands and their replies. */
+struct batch {
+    redisReply **replies;
+    size_t n, cap;
+};
+
+static int batch_add(redisContext *c, struct batch *b, int argc, const char **argv)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        redisReply **r = realloc(b->replies, cap * sizeof(*r));
+        if (!r)
+            return -1;
+        b->replies = r;
+        b->cap = cap;
+    }
+    if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+        return -1;
+    b->replies[b->n++] = NULL;
+    return 0;
+}
+
+/* Reads every reply; -1 on a connection error or an error reply. */
+static int batch_run(redisContext *c, struct batch *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK || !r) {
+            set_err(err, errlen, "read", c);
+            return -1; /* the connection is unusable now */
+        }
+        b->replies[i] = r;
+        if (b->replies[i]->type == REDIS_REPLY_ERROR && rc == 0) {
+            snprintf(err, errlen, "redis: %.*s", (int)b->replies[i]->len, b->replies[i]->str);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->replies[i])
+            freeReplyObject(b->replies[i]);
+    free(b->replies);
+    memset(b, 0, sizeof(*b));
+}
+
+static int64_t to_i64(const redisReply *v)
+{
+    char buf[32];
+    if (v->type == REDIS_REPLY_INTEGER)
+        return v->integer;
+    if (v->type != REDIS_REPLY_STRING || v->len >= sizeof(buf))
+        return 0;
+    memcpy(buf, v->str, v->len);
+    buf[v->len] = '\0';
+    return strtoll(buf, NULL, 10);
+}
+
+/* Adds field=value to counts when field names one of them. */
+static void count_field(struct report_counts *n, const char *f, size_t len, int64_t v)
+{
+#define IS(name) (len == strlen(name) && memcmp(f, name, len) == 0)
+    if (IS(BUDGET_F_COST))
+        n->cost += v;
+    else if (IS(BUDGET_F_REQUESTS))
+        n->requests += v;
+    else if (IS(BUDGET_F_INPUT))
+        n->input_tokens += v;
+    else if (IS(BUDGET_F_CACHED))
+        n->cached_tokens += v;
+    else if (IS(BUDGET_F_OUTPUT))
+        n->output_tokens += v;
+#undef IS
+}
+
+/* Adds a month or day hash (HGETALL reply) to n. */
+static void add_counts(struct report_counts *n, const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            count_field(n, r->element[i]->str, r->element[i]->len, to_i64(r->element[i + 1]));
+}
+
+void report_counts_add(struct report_counts *a, const struct report_counts *b)
+{
+    a->cost += b->cost;
+    a->requests += b->requests;
+    a->input_tokens += b->input_tokens;
+    a->cached_tokens += b->cached_tokens;
+    a->output_tokens += b->output_tokens;
+}
+
+/* ---- tenants ------------------------------------------------------------- */
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static int names_add(struct names *s, const char *name, size_t len)
+{
+    if (memchr(name, '{', len) || memchr(name, '}', len) || len == 0)
+        return 0; /* cannot form a key: never settled */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strndup(name, len)))
+        return -1;
+    s->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void names_free(struct names *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Sorted, without duplicates. */
+static void names_unique(struct names *s)
+{
+    size_t w = 0;
+    qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+    for (size_t i = 0; i < s->n; i++) {
+        if (w > 0 && strcmp(s->v[w - 1], s->v[i]) == 0)
+            free(s->v[i]);
+        else
+            s->v[w++] = s->v[i];
+    }
+    s->n = w;
+}
+
+/* The month's tenant set plus the configured tenants (only when tenant is
+ * NULL; else just it). in_set: whether each was in the set (parallel). */
+static int tenants_of(redisContext *c, const struct config *cfg, const struct report_period *p,
+                      const char *tenant, struct names *out, char *err, size_t errlen)
+{
+    char key[KEY_MAX];
+    if (budget_tenants_key(key, sizeof(key), cfg->key_prefix, day_time(p, 1)) < 0) {
+        snprintf(err, errlen, "key_prefix too long");
+        return -1;
+    }
+    if (tenant)
+        return names_add(out, tenant, strlen(tenant)) < 0 ? (snprintf(err, errlen, "oom"), -1) : 0;
+    redisReply *r = redisCommandArgv(c, 2, (const char *[]){"SMEMBERS", key}, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            snprintf(err, errlen, "redis: %.*s", (int)r->len, r->str);
+        else
+            set_err(err, errlen, "SMEMBERS", c);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < r->elements && rc == 0; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            rc = names_add(out, r->element[i]->str, r->element[i]->len);
+    freeReplyObject(r);
+    for (size_t i = 0; i < cfg->n_tenants && rc == 0; i++)
+        rc = names_add(out, cfg->tenants[i].name, strlen(cfg->tenants[i].name));
+    if (rc < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    names_unique(out);
+    return 0;
+}
+
+/* ---- revenue ------------------------------------------------------------- */
+
+int64_t report_div_round(__int128 a, __int128 b)
+{
+    __int128 q = (a < 0 ? a - b / 2 : a + b / 2) / b;
+    return (int64_t)q;
+}
+
+/* A plan's price per month in twelfths of a nano-USD (exact for yearly
+ * prices); 0 for a plan the config no longer has. */
+static __int128 price12(const struct config *cfg, const char *plan)
+{
+    const struct cfg_plan *p = plan ? config_plan(cfg, plan) : NULL;
+    if (!p)
+        return 0;
+    return p->price_period == PRICE_PERIOD_YEAR ? (__int128)p->price : (__int128)p->price * 12;
+}
+
+/* Revenue of the period and the plan of its last day, from the month's
+ * plan-per-day hash (HGETALL reply; may be NULL). *plan points into the
+ * reply or the config. */
+static money_t revenue(const struct config *cfg, const char *tenant, const struct report_period *p,
+                       const redisReply *days, const char **plan)
+{
+    const char *by_day[32] = {0};
+    struct plan now;
+    const char *current = plan_resolve(cfg, tenant, NULL, &now) == 0 ? now.base->name : NULL;
+    if (days && days->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < days->elements; i += 2) {
+            const redisReply *k = days->element[i], *v = days->element[i + 1];
+            int d = k->type == REDIS_REPLY_STRING ? atoi(k->str) : 0;
+            if (d >= 1 && d <= 31 && v->type == REDIS_REPLY_STRING)
+                by_day[d] = v->str;
+        }
+    }
+    __int128 sum = 0;
+    const char *last = NULL;
+    money_t day_rev = 0;
+    for (int d = 1; d <= p->days_in_month; d++) {
+        if (by_day[d])
+            last = by_day[d];
+        const char *of_day = last ? last : current;
+        sum += price12(cfg, of_day);
+        if (d == p->day) {
+            day_rev = report_div_round(price12(cfg, of_day), (__int128)12 * p->days_in_month);
+            *plan = of_day;
+        }
+    }
+    if (p->day)
+        return day_rev;
+    *plan = last ? last : current;
+    return report_div_round(sum, (__int128)12 * p->days_in_month);
+}
+
+/* ---- the report ---------------------------------------------------------- */
+
+static int cmp_row(const void *a, const void *b)
+{
+    const struct report_row *x = a, *y = b;
+    money_t mx = x->revenue - x->n.cost, my = y->revenue - y->n.cost;
+    if (mx != my)
+        return mx < my ? -1 : 1;
+    return strcmp(x->tenant, y->tenant);
+}
+
+void report_free(struct report *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->rows[i].tenant);
+        free(r->rows[i].plan);
+    }
+    free(r->rows);
+    free(r);
+}
+
+struct report *report_build(redisContext *c, const struct config *cfg,
+                            const struct report_period *p, const char *tenant, char *err,
+                            size_t errlen)
+{
+    struct names t = {0};
+    struct batch b = {0};
+    struct report *r = calloc(1, sizeof(*r));
+    char key[KEY_MAX], plans[KEY_MAX], set[KEY_MAX];
+    time_t when = day_time(p, p->day ? p->day : 1);
+
+    if (!r || tenants_of(c, cfg, p, tenant, &t, err, errlen) < 0)
+        goto fail;
+    r->period = *p;
+    if (t.n && !(r->rows = calloc(t.n, sizeof(*r->rows))))
+        goto oom;
+    if (budget_tenants_key(set, sizeof(set), cfg->key_prefix, when) < 0)
+        goto oom;
+    /* per tenant: counters, plan per day, membership of the tenant set */
+    for (size_t i = 0; i < t.n; i++) {
+        if (budget_key(key, sizeof(key), cfg->key_prefix, t.v[i], p->day ? 'd' : 'm', when) < 0 ||
+            budget_month_key(plans, sizeof(plans), cfg->key_prefix, t.v[i], BUDGET_BY_PLAN, when) <
+                0) {
+            snprintf(err, errlen, "tenant '%s' cannot form a key", t.v[i]);
+            goto fail;
+        }
+        if (batch_add(c, &b, 2, (const char *[]){"HGETALL", key}) < 0 ||
+            batch_add(c, &b, 2, (const char *[]){"HGETALL", plans}) < 0 ||
+            batch_add(c, &b, 3, (const char *[]){"SISMEMBER", set, t.v[i]}) < 0)
+            goto oom;
+    }
+    if (batch_run(c, &b, err, errlen) < 0)
+        goto fail;
+    for (size_t i = 0; i < t.n; i++) {
+        struct report_row *row = &r->rows[r->n];
+        const char *plan = NULL;
+        add_counts(&row->n, b.replies[3 * i]);
+        row->revenue = revenue(cfg, t.v[i], p, b.replies[3 * i + 1], &plan);
+        row->known =
+            config_tenant(cfg, t.v[i]) || to_i64(b.replies[3 * i + 2]) == 1 || row->n.requests > 0;
+        row->tenant = t.v[i];
+        t.v[i] = NULL;
+        r->n++;
+        if (!(row->plan = strdup(plan ? plan : "")))
+            goto oom;
+    }
+    qsort(r->rows, r->n, sizeof(*r->rows), cmp_row);
+    batch_free(&b);
+    names_free(&t);
+    return r;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    batch_free(&b);
+    names_free(&t);
+    report_free(r);
+    return NULL;
+}
+
+/* ---- breakdowns ---------------------------------------------------------- */
+
+static const char *const by_names[] = {
+    [REPORT_BY_MODEL] = "model",
+    [REPORT_BY_FEATURE] = "feature",
+    [REPORT_BY_USER] = "user",
+    [REPORT_BY_DAY] = "day",
+};
+
+const char *report_by_name(enum report_by by)
+{
+    return by_names[by];
+}
+
+/* One "NAME|field" value of a breakdown hash. */
+struct entry {
+    const char *name;
+    size_t len;
+    const char *field;
+    size_t flen;
+    int64_t v;
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int cmp_item_cost(const void *a, const void *b)
+{
+    const struct report_item *x = a, *y = b;
+    if (x->n.cost != y->n.cost)
+        return x->n.cost > y->n.cost ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+void report_breakdown_free(struct report_breakdown *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->items[i].name);
+    free(b->items);
+    free(b->tenant);
+    free(b);
+}
+
+/* Merges the "NAME|field" entries of every reply into items. */
+static int merge_hashes(struct report_breakdown *out, const struct batch *b)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < b->n; i++)
+        total += b->replies[i]->type == REDIS_REPLY_ARRAY ? b->replies[i]->elements / 2 : 0;
+    struct entry *e = total ? calloc(total, sizeof(*e)) : NULL;
+    if (total && !e)
+        return -1;
+    for (size_t i = 0; i < b->n; i++) {
+        const redisReply *r = b->replies[i];
+        for (size_t j = 0; r->type == REDIS_REPLY_ARRAY && j + 1 < r->elements; j += 2) {
+            const redisReply *f = r->element[j];
+            const char *bar = f->type == REDIS_REPLY_STRING ? memrchr(f->str, '|', f->len) : NULL;
+            if (!bar)
+                continue;
+            e[k++] = (struct entry){f->str, (size_t)(bar - f->str), bar + 1,
+                                    f->len - (size_t)(bar - f->str) - 1, to_i64(r->element[j + 1])};
+        }
+    }
+    qsort(e, k, sizeof(*e), cmp_entry);
+    size_t items = 0;
+    for (size_t i = 0; i < k; i++)
+        items += i == 0 || cmp_entry(&e[i - 1], &e[i]) != 0;
+    if (items && !(out->items = calloc(items, sizeof(*out->items)))) {
+        free(e);
+        return -1;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (i == 0 || cmp_entry(&e[i - 1], &e[i]) != 0) {
+            if (!(out->items[out->n].name = strndup(e[i].name, e[i].len))) {
+                free(e);
+                return -1;
+            }
+            out->n++;
+        }
+        count_field(&out->items[out->n - 1].n, e[i].field, e[i].flen, e[i].v);
+    }
+    free(e);
+    qsort(out->items, out->n, sizeof(*out->items), cmp_item_cost);
+    return 0;
+}
+
+struct report_breakdown *report_breakdown(redisContext *c, const struct config *cfg,
+                                          const struct report_period *p, const char *tenant,
+                                          enum report_by by, char *err, size_t errlen)
+{
+    struct names t = {0};
+    struct batch b = {0};
+    struct report_breakdown *out = calloc(1, sizeof(*out));
+    char key[KEY_MAX];
+    int first = p->day ? p->day : 1, last = p->day ? p->day : p->days_in_month;
+
+    if (!out || (tenant && !(out->tenant = strdup(tenant))))
+        goto oom;
+    out->period = *p;
+    out->by = by;
+    if (by != REPORT_BY_DAY && p->day) {
+        snprintf(err, errlen, "--by %s is kept per month: use a month period (%.7s)", by_names[by],
+                 p->text);
+        goto fail;
+    }
+    if (tenants_of(c, cfg, p, tenant, &t, err, errlen) < 0)
+        goto fail;
+    if (by == REPORT_BY_DAY) {
+        if (!(out->items = calloc((size_t)(last - first + 1), sizeof(*out->items))))
+            goto oom;
+        for (int d = first; d <= last; d++) {
+            if (asprintf(&out->items[out->n].name, "%04d-%02d-%02d", p->year, p->month, d) < 0) {
+                out->items[out->n].name = NULL;
+                goto oom;
+            }
+            out->n++;
+            for (size_t i = 0; i < t.n; i++) {
+                if (budget_key(key, sizeof(key), cfg->key_prefix, t.v[i], 'd', day_time(p, d)) < 0)
+                    continue;
+                if (batch_add(c, &b, 2, (const char *[]){"HGETALL", key}) < 0)
+                    goto oom;
+            }
+        }
+        if (batch_run(c, &b, err, errlen) < 0)
+            goto fail;
+        for (size_t d = 0, k = 0; d < out->n; d++)
+            for (size_t i = 0; i < t.n && k < b.n; i++)
+                add_counts(&out->items[d].n, b.replies[k++]);
+    } else {
+        for (size_t i = 0; i < t.n; i++) {
+            if (budget_month_key(key, sizeof(key), cfg->key_prefix, t.v[i], by_names[by],
+                                 day_time(p, 1)) < 0)
+                continue;
+            if (batch_add(c, &b, 2, (const char *[]){"HGETALL", key}) < 0)
+                goto oom;
+        }
+        if (batch_run(c, &b, err, errlen) < 0)
+            goto fail;
+        if (merge_hashes(out, &b) < 0)
+            goto oom;
+    }
+    batch_free(&b);
+    names_free(&t);
+    return out;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    batch_free(&b);
+    names_free(&t);
+    report_breakdown_free(out);
+    return NULL;
+}

@@ -1,0 +1,122 @@
+/* report.h: gross margin per tenant for a UTC month or day, from the
+ * counters settle.lua keeps in Redis (budget.h) and the plans' prices in the
+ * config, rendered as a table, JSON (the contract's shape) or CSV; also the
+ * per-model / feature / user / day breakdowns and the admin API's tenant
+ * detail. Blocking: it talks to Redis through hiredis's sync API, so it runs
+ * in the CLI (`tollgate report`) or on a thread of its own, never on an event
+ * loop.
+ *
+ * Revenue of a tenant in a month: its plan's price (price_period = year:
+ * price / 12), prorated by days when the plan changed within the month. The
+ * plan of a day is the one its settlements carried ({T}:m:YYYY-MM:plan); a
+ * day without traffic takes the plan of the nearest earlier day with
+ * traffic, else the tenant's plan in the config today. A plan no longer in
+ * the config counts as price 0. A day's revenue is its plan's monthly price
+ * / days in the month. margin = revenue - cost; all amounts are nano-USD.
+ *
+ * report.c reads and computes, report_format.c renders (report_render,
+ * report_breakdown_render, report_tenant_json), report_cli.c is report_main. */
+#ifndef TOLLGATE_REPORT_H
+#define TOLLGATE_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "core/money.h"
+#include "core/util.h"
+
+struct config;
+struct redisContext;
+
+struct report_period {
+    int year, month;
+    int day;           /* 1..31; 0: the whole month */
+    int days_in_month; /* 28..31 */
+    char text[11];     /* "2026-11" or "2026-11-22" */
+};
+
+/* "2026-11" or "2026-11-22" (a real date); -1 otherwise. */
+int report_parse_period(const char *s, struct report_period *p) MUST_CHECK;
+/* The UTC month of t. */
+void report_month_of(time_t t, struct report_period *p);
+
+/* Counters of a period (or of one breakdown name in it). */
+struct report_counts {
+    money_t cost;
+    int64_t requests, input_tokens, cached_tokens, output_tokens;
+};
+
+struct report_row {
+    char *tenant;
+    char *plan; /* the plan of the period's last day */
+    money_t revenue;
+    struct report_counts n;
+    bool known; /* configured, or seen in the month's tenant set */
+};
+
+struct report {
+    struct report_period period;
+    struct report_row *rows; /* worst margin first (then by tenant) */
+    size_t n;
+};
+
+enum report_format { REPORT_TABLE, REPORT_JSON, REPORT_CSV };
+enum report_by { REPORT_BY_MODEL, REPORT_BY_FEATURE, REPORT_BY_USER, REPORT_BY_DAY };
+
+struct report_item {
+    char *name; /* model / feature / user ("-": none), or the day "2026-11-22" */
+    struct report_counts n;
+};
+
+struct report_breakdown {
+    struct report_period period;
+    char *tenant; /* NULL: summed over every tenant */
+    enum report_by by;
+    struct report_item *items; /* by cost, highest first; days in order */
+    size_t n;
+};
+
+/* Connects to a redis:// or unix:// url ([redis] url) with timeout_ms for
+ * the connect and for every reply, authenticates and selects the db.
+ * NULL with a message (never the password) in err. */
+struct redisContext *report_connect(const char *url, int timeout_ms, char *err,
+                                    size_t errlen) MUST_CHECK;
+
+/* Every tenant of the period (the month's tenant set plus the [tenant]
+ * sections), or only `tenant` when not NULL. NULL with err on a Redis error. */
+struct report *report_build(struct redisContext *c, const struct config *cfg,
+                            const struct report_period *p, const char *tenant, char *err,
+                            size_t errlen) MUST_CHECK;
+void report_free(struct report *r);
+/* The report as text (malloc'd, NUL-terminated); NULL when out of memory. */
+char *report_render(const struct report *r, enum report_format f) MUST_CHECK;
+
+/* One tenant's (or, tenant NULL, everyone's) counters by model, feature or
+ * user (month periods only: those hashes are per month) or by day (every
+ * day of a month period; the day itself for a day period). */
+struct report_breakdown *report_breakdown(struct redisContext *c, const struct config *cfg,
+                                          const struct report_period *p, const char *tenant,
+                                          enum report_by by, char *err, size_t errlen) MUST_CHECK;
+void report_breakdown_free(struct report_breakdown *b);
+char *report_breakdown_render(const struct report_breakdown *b, enum report_format f) MUST_CHECK;
+/* The word for a breakdown ("model", "feature", "user", "day"): its hash in
+ * Redis, its JSON field, its --by value. A static string. */
+const char *report_by_name(enum report_by by);
+/* a += b, field by field. */
+void report_counts_add(struct report_counts *a, const struct report_counts *b);
+/* a / b rounded half away from zero; b > 0. */
+int64_t report_div_round(__int128 a, __int128 b);
+
+/* The admin API's /admin/api/tenants/{id} body for a month period. NULL
+ * with *status 400 (day period), 404 (tenant unknown in that month) or 503
+ * (Redis) and a message in err. */
+char *report_tenant_json(struct redisContext *c, const struct config *cfg,
+                         const struct report_period *p, const char *tenant, int *status, char *err,
+                         size_t errlen) MUST_CHECK;
+
+/* `tollgate report ...` (argv[0] is "report"): prints the report to stdout.
+ * Returns the exit code: 0, 1 (config or Redis failed), 2 (bad usage). */
+int report_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,501 @@
+/* report_format.c: the report and its breakdowns as an aligned table, JSON
+ * (the contract's shape) or CSV, and the admin API's tenant detail (see
+ * report.h). Text only, except that report_tenant_json fetches its figures
+ * through report.c; every amount is printed from integer nano-USD through
+ * money_format. */
+#include "report/report.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "budget/plan.h"
+
+/* ---- text output --------------------------------------------------------- */
+
+struct out {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+
+PRINTF_LIKE(2, 3)
+static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    if (o->oom)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->buf ? o->cap - o->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->oom = true;
+            return;
+        }
+        if (o->buf && o->len + (size_t)n < o->cap) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap ? o->cap : 256;
+        while (cap <= o->len + (size_t)n)
+            cap *= 2;
+        char *b = realloc(o->buf, cap);
+        if (!b) {
+            o->oom = true;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+}
+
+/* The text, or NULL (and freed) when anything ran out of memory. */
+static char *take(struct out *o)
+{
+    if (o->oom || !o->buf) {
+        free(o->buf);
+        return o->oom ? NULL : strdup("");
+    }
+    return o->buf;
+}
+
+/* A JSON string literal. */
+static void put_json_str(struct out *o, const char *s)
+{
+    put(o, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            put(o, "\\%c", *p);
+        else if (*p < 0x20)
+            put(o, "\\u%04x", *p);
+        else
+            put(o, "%c", *p);
+    }
+    put(o, "\"");
+}
+
+/* A CSV field, quoted when it needs to be. */
+static void put_csv_str(struct out *o, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        put(o, "%s", s);
+        return;
+    }
+    put(o, "\"");
+    for (const char *p = s; *p; p++)
+        put(o, *p == '"' ? "\"\"" : "%c", *p);
+    put(o, "\"");
+}
+
+/* USD with every digit: "9", "-31.5", "0.000405" (a JSON number too). */
+static const char *usd(money_t m, char *buf, size_t n)
+{
+    if (money_format(m, buf, n) < 0)
+        snprintf(buf, n, "0");
+    return buf;
+}
+
+/* USD rounded to `decimals` (0..9) places, zero-padded: "$9.00", "-$0.0041". */
+static const char *usd_fixed(money_t m, int decimals, char *buf, size_t n)
+{
+    int64_t unit = 1;
+    char num[40];
+    for (int i = decimals; i < 9; i++)
+        unit *= 10;
+    money_t r = (money_t)report_div_round(m, unit) * unit;
+    if (money_format(r < 0 ? -r : r, num, sizeof(num)) < 0)
+        snprintf(num, sizeof(num), "0");
+    char *dot = strchr(num, '.');
+    size_t have = dot ? strlen(dot + 1) : 0;
+    size_t len = strlen(num);
+    if (decimals > 0 && !dot && len + 1 < sizeof(num))
+        num[len++] = '.';
+    while ((int)have < decimals && len + 1 < sizeof(num)) {
+        num[len++] = '0';
+        have++;
+    }
+    num[len] = '\0';
+    snprintf(buf, n, "%s$%s", r < 0 ? "-" : "", num);
+    return buf;
+}
+
+/* margin / revenue * 100 with 2 decimals, trailing zeros dropped ("-350",
+ * "33.33"); NULL when revenue is 0. */
+static const char *pct(money_t margin, money_t revenue, char *buf, size_t n)
+{
+    if (revenue == 0)
+        return NULL;
+    __int128 num = (__int128)margin * 10000;
+    int64_t h =
+        report_div_round(revenue < 0 ? -num : num, revenue < 0 ? -(__int128)revenue : revenue);
+    int64_t a = h < 0 ? -h : h;
+    int len = snprintf(buf, n, "%s%" PRId64, h < 0 ? "-" : "", a / 100);
+    if (a % 100 && len > 0 && (size_t)len < n) {
+        if (a % 10)
+            snprintf(buf + len, n - (size_t)len, ".%02" PRId64, a % 100);
+        else
+            snprintf(buf + len, n - (size_t)len, ".%" PRId64, a % 100 / 10);
+    }
+    return buf;
+}
+
+struct totals {
+    size_t tenants, under_water;
+    money_t revenue;
+    struct report_counts n;
+};
+
+static void totals_of(const struct report *r, struct totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < r->n; i++) {
+        t->tenants++;
+        t->revenue += r->rows[i].revenue;
+        report_counts_add(&t->n, &r->rows[i].n);
+        t->under_water += r->rows[i].revenue - r->rows[i].n.cost < 0;
+    }
+}
+
+static const char *const columns[] = {
+    "tenant",     "plan",     "revenue_usd",  "cost_usd",      "margin_usd",
+    "margin_pct", "requests", "input_tokens", "cached_tokens", "output_tokens",
+};
+
+/* ---- aligned tables ------------------------------------------------------ */
+
+#define TABLE_COLS 10
+
+/* A table as cells, row after row; column widths from the widest cell.
+ * right[i]: column i holds numbers, aligned right. The last row is the
+ * totals, set off by a rule. */
+struct grid {
+    char **cells;
+    size_t n, cap, cols;
+    const bool *right;
+};
+
+PRINTF_LIKE(2, 3)
+static int cell(struct grid *g, const char *fmt, ...)
+{
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 16 * g->cols;
+        char **c = realloc(g->cells, cap * sizeof(*c));
+        if (!c)
+            return -1;
+        g->cells = c;
+        g->cap = cap;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&g->cells[g->n], fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    g->n++;
+    return 0;
+}
+
+static void grid_print(const struct grid *g, struct out *o)
+{
+    size_t w[TABLE_COLS] = {0}, rows = g->n / g->cols;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < g->cols; c++) {
+            size_t n = strlen(g->cells[r * g->cols + c]);
+            if (n > w[c])
+                w[c] = n;
+        }
+    for (size_t r = 0; r < rows; r++) {
+        if (r == rows - 1 && rows > 1) { /* a rule above the totals */
+            size_t all = 0;
+            for (size_t c = 0; c < g->cols; c++)
+                all += w[c] + (c ? 2 : 0);
+            for (size_t i = 0; i < all; i++)
+                put(o, "-");
+            put(o, "\n");
+        }
+        for (size_t c = 0; c < g->cols; c++) {
+            const char *s = g->cells[r * g->cols + c];
+            bool last = c == g->cols - 1;
+            if (g->right[c])
+                put(o, "%s%*s", c ? "  " : "", (int)w[c], s);
+            else
+                put(o, "%s%-*s", c ? "  " : "", last ? 0 : (int)w[c], s);
+        }
+        put(o, "\n");
+    }
+}
+
+static void grid_free(struct grid *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        free(g->cells[i]);
+    free(g->cells);
+}
+
+static int row_cells(struct grid *g, const char *name, const char *plan, money_t revenue,
+                     const struct report_counts *n)
+{
+    char a[48], b[48], m[48], pc[32];
+    const char *p = pct(revenue - n->cost, revenue, pc, sizeof(pc));
+    return cell(g, "%s", name) | cell(g, "%s", plan) |
+           cell(g, "%s", usd_fixed(revenue, 2, a, sizeof(a))) |
+           cell(g, "%s", usd_fixed(n->cost, 4, b, sizeof(b))) |
+           cell(g, "%s", usd_fixed(revenue - n->cost, 2, m, sizeof(m))) |
+           cell(g, "%s%s", p ? p : "n/a", p ? "%" : "") | cell(g, "%" PRId64, n->requests) |
+           cell(g, "%" PRId64, n->input_tokens) | cell(g, "%" PRId64, n->cached_tokens) |
+           cell(g, "%" PRId64, n->output_tokens);
+}
+
+static void render_table(const struct report *r, struct out *o)
+{
+    static const bool right[TABLE_COLS] = {false, false, true, true, true,
+                                           true,  true,  true, true, true};
+    struct grid g = {.cols = TABLE_COLS, .right = right};
+    struct totals t;
+    char total[48], blended[48];
+    int rc = 0;
+    totals_of(r, &t);
+    rc |= cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "REVENUE") | cell(&g, "COST") |
+          cell(&g, "MARGIN") | cell(&g, "MARGIN%%") | cell(&g, "REQUESTS") | cell(&g, "INPUT") |
+          cell(&g, "CACHED") | cell(&g, "OUTPUT");
+    for (size_t i = 0; i < r->n; i++)
+        rc |= row_cells(&g, r->rows[i].tenant, r->rows[i].plan, r->rows[i].revenue, &r->rows[i].n);
+    snprintf(total, sizeof(total), "TOTAL (%zu)", t.tenants);
+    rc |= row_cells(&g, total, "", t.revenue, &t.n);
+    if (rc)
+        o->oom = true;
+    put(o, "period %s\n", r->period.text);
+    if (!o->oom)
+        grid_print(&g, o);
+    put(o, "blended cost per tenant %s, %zu under water\n",
+        usd_fixed(t.tenants ? (money_t)report_div_round(t.n.cost, (__int128)t.tenants) : 0, 4,
+                  blended, sizeof(blended)),
+        t.under_water);
+    grid_free(&g);
+}
+
+static void render_json(const struct report *r, struct out *o)
+{
+    char a[48], b[48], m[48], pc[32];
+    struct totals t;
+    totals_of(r, &t);
+    put(o, "{\"period\":");
+    put_json_str(o, r->period.text);
+    put(o, ",\"tenants\":[");
+    for (size_t i = 0; i < r->n; i++) {
+        const struct report_row *row = &r->rows[i];
+        money_t margin = row->revenue - row->n.cost;
+        const char *p = pct(margin, row->revenue, pc, sizeof(pc));
+        put(o, "%s{\"tenant\":", i ? "," : "");
+        put_json_str(o, row->tenant);
+        put(o, ",\"plan\":");
+        put_json_str(o, row->plan);
+        put(o,
+            ",\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,\"margin_pct\":%s,"
+            "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_tokens\":%" PRId64
+            ",\"output_tokens\":%" PRId64 "}",
+            usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)),
+            usd(margin, m, sizeof(m)), p ? p : "null", row->n.requests, row->n.input_tokens,
+            row->n.cached_tokens, row->n.output_tokens);
+    }
+    money_t margin = t.revenue - t.n.cost;
+    const char *p = pct(margin, t.revenue, pc, sizeof(pc));
+    char bl[48];
+    put(o,
+        "],\"totals\":{\"tenants\":%zu,\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,"
+        "\"margin_pct\":%s,\"blended_cost_per_tenant_usd\":%s,\"tenants_under_water\":%zu}}\n",
+        t.tenants, usd(t.revenue, a, sizeof(a)), usd(t.n.cost, b, sizeof(b)),
+        usd(margin, m, sizeof(m)), p ? p : "null",
+        usd(t.tenants ? (money_t)report_div_round(t.n.cost, (__int128)t.tenants) : 0, bl,
+            sizeof(bl)),
+        t.under_water);
+}
+
+static void render_csv(const struct report *r, struct out *o)
+{
+    char a[48], b[48], m[48], pc[32];
+    for (size_t i = 0; i < ARRAY_LEN(columns); i++)
+        put(o, "%s%s", i ? "," : "", columns[i]);
+    put(o, "\n");
+    for (size_t i = 0; i < r->n; i++) {
+        const struct report_row *row = &r->rows[i];
+        money_t margin = row->revenue - row->n.cost;
+        const char *p = pct(margin, row->revenue, pc, sizeof(pc));
+        put_csv_str(o, row->tenant);
+        put(o, ",");
+        put_csv_str(o, row->plan);
+        put(o, ",%s,%s,%s,%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
+            usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)),
+            usd(margin, m, sizeof(m)), p ? p : "n/a", row->n.requests, row->n.input_tokens,
+            row->n.cached_tokens, row->n.output_tokens);
+    }
+}
+
+char *report_render(const struct report *r, enum report_format f)
+{
+    struct out o = {0};
+    if (f == REPORT_JSON)
+        render_json(r, &o);
+    else if (f == REPORT_CSV)
+        render_csv(r, &o);
+    else
+        render_table(r, &o);
+    return take(&o);
+}
+
+/* ---- breakdowns ---------------------------------------------------------- */
+
+/* The items as a JSON array of {"<by>":name,"cost_usd",...}. */
+static void items_json(const struct report_breakdown *b, struct out *o)
+{
+    char cost[48];
+    put(o, "[");
+    for (size_t i = 0; i < b->n; i++) {
+        const struct report_item *it = &b->items[i];
+        put(o, "%s{\"%s\":", i ? "," : "", report_by_name(b->by));
+        put_json_str(o, it->name);
+        put(o,
+            ",\"cost_usd\":%s,\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64
+            ",\"cached_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64 "}",
+            usd(it->n.cost, cost, sizeof(cost)), it->n.requests, it->n.input_tokens,
+            it->n.cached_tokens, it->n.output_tokens);
+    }
+    put(o, "]");
+}
+
+char *report_breakdown_render(const struct report_breakdown *b, enum report_format f)
+{
+    struct out o = {0};
+    char cost[48];
+    if (f == REPORT_JSON) {
+        put(&o, "{\"period\":");
+        put_json_str(&o, b->period.text);
+        put(&o, ",\"tenant\":");
+        if (b->tenant)
+            put_json_str(&o, b->tenant);
+        else
+            put(&o, "null");
+        put(&o, ",\"by\":\"%s\",\"rows\":", report_by_name(b->by));
+        items_json(b, &o);
+        put(&o, "}\n");
+    } else if (f == REPORT_CSV) {
+        put(&o, "%s,cost_usd,requests,input_tokens,cached_tokens,output_tokens\n",
+            report_by_name(b->by));
+        for (size_t i = 0; i < b->n; i++) {
+            const struct report_item *it = &b->items[i];
+            put_csv_str(&o, it->name);
+            put(&o, ",%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
+                usd(it->n.cost, cost, sizeof(cost)), it->n.requests, it->n.input_tokens,
+                it->n.cached_tokens, it->n.output_tokens);
+        }
+    } else {
+        static const bool right[] = {false, true, true, true, true, true};
+        struct grid g = {.cols = 6, .right = right};
+        struct report_counts sum = {0};
+        char upper[16];
+        int rc = 0;
+        snprintf(upper, sizeof(upper), "%s", report_by_name(b->by));
+        for (char *s = upper; *s; s++)
+            *s = (char)toupper((unsigned char)*s);
+        rc |= cell(&g, "%s", upper) | cell(&g, "COST") | cell(&g, "REQUESTS") | cell(&g, "INPUT") |
+              cell(&g, "CACHED") | cell(&g, "OUTPUT");
+        for (size_t i = 0; i <= b->n; i++) {
+            const struct report_item *it = i < b->n ? &b->items[i] : NULL;
+            const struct report_counts *n = it ? &it->n : &sum;
+            if (it)
+                report_counts_add(&sum, &it->n);
+            rc |= cell(&g, "%s", it ? it->name : "TOTAL") |
+                  cell(&g, "%s", usd_fixed(n->cost, 4, cost, sizeof(cost))) |
+                  cell(&g, "%" PRId64, n->requests) | cell(&g, "%" PRId64, n->input_tokens) |
+                  cell(&g, "%" PRId64, n->cached_tokens) | cell(&g, "%" PRId64, n->output_tokens);
+        }
+        put(&o, "period %s, %s, by %s\n", b->period.text, b->tenant ? b->tenant : "all tenants",
+            report_by_name(b->by));
+        if (rc)
+            o.oom = true;
+        else
+            grid_print(&g, &o);
+        grid_free(&g);
+    }
+    return take(&o);
+}
+
+/* ---- the admin API's tenant detail --------------------------------------- */
+
+char *report_tenant_json(struct redisContext *c, const struct config *cfg,
+                         const struct report_period *p, const char *tenant, int *status, char *err,
+                         size_t errlen)
+{
+    struct report *r = NULL;
+    struct report_breakdown *by[4] = {0};
+    struct out o = {0};
+    char a[48], b[48], m[48], pc[32], cap[48];
+    static const enum report_by kinds[] = {REPORT_BY_DAY, REPORT_BY_MODEL, REPORT_BY_FEATURE,
+                                           REPORT_BY_USER};
+    static const char *const labels[] = {"daily", "by_model", "by_feature", "by_user"};
+
+    *status = 503;
+    if (p->day) {
+        *status = 400;
+        snprintf(err, errlen, "period must be a month (YYYY-MM) for a tenant");
+        return NULL;
+    }
+    if (!tenant || !*tenant || strpbrk(tenant, "{}")) {
+        *status = 404;
+        snprintf(err, errlen, "no such tenant");
+        return NULL;
+    }
+    if (!(r = report_build(c, cfg, p, tenant, err, errlen)))
+        goto fail;
+    if (r->n != 1 || !r->rows[0].known) {
+        *status = 404;
+        snprintf(err, errlen, "tenant '%s' has no traffic in %s and no [tenant] section", tenant,
+                 p->text);
+        goto fail;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(kinds); i++)
+        if (!(by[i] = report_breakdown(c, cfg, p, tenant, kinds[i], err, errlen)))
+            goto fail;
+    const struct report_row *row = &r->rows[0];
+    struct plan eff;
+    bool has_cap = plan_resolve(cfg, tenant, row->plan, &eff) == 0 && eff.budget_monthly >= 0;
+    money_t margin = row->revenue - row->n.cost;
+    const char *pp = pct(margin, row->revenue, pc, sizeof(pc));
+    put(&o, "{\"tenant\":");
+    put_json_str(&o, row->tenant);
+    put(&o, ",\"plan\":");
+    put_json_str(&o, row->plan);
+    put(&o, ",\"period\":");
+    put_json_str(&o, p->text);
+    put(&o,
+        ",\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,\"margin_pct\":%s,"
+        "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_tokens\":%" PRId64
+        ",\"output_tokens\":%" PRId64 ",\"budget_monthly_usd\":%s",
+        usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)), usd(margin, m, sizeof(m)),
+        pp ? pp : "null", row->n.requests, row->n.input_tokens, row->n.cached_tokens,
+        row->n.output_tokens, has_cap ? usd(eff.budget_monthly, cap, sizeof(cap)) : "null");
+    for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
+        put(&o, ",\"%s\":", labels[i]);
+        items_json(by[i], &o);
+    }
+    put(&o, "}\n");
+    for (size_t i = 0; i < ARRAY_LEN(by); i++)
+        report_breakdown_free(by[i]);
+    report_free(r);
+    *status = 200;
+    char *text = take(&o);
+    if (!text) {
+        *status = 503;
+        snprintf(err, errlen, "out of memory");
+    }
+    return text;
+fail:
+    for (size_t i = 0; i < ARRAY_LEN(by); i++)
+        report_breakdown_free(by[i]);
+    report_free(r);
+    return NULL;
+}
