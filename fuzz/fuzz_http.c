@@ -97,7 +97,7 @@ static void handler(struct client *c, struct http_request *req, void *arg)
     CHECKF(!R.async_armed);        /* one request at a time */
     R.handled++;
     CHECKF(req->path && req->path[0] == '/' && req->target && req->method_name);
-    CHECKF(req->http_minor >= 0); /* 1.2+ is read as 1.1 (RFC 9110 2.5) */
+    CHECKF(req->http_minor == 0 || req->http_minor == 1); /* 1.2+ is 505 */
     CHECKF(evbuffer_get_length(req->body) <= limits.max_body);
     int hosts = 0;
     (void)client_header(req, "host", &hosts);

@@ -67,7 +67,8 @@ struct client {
     size_t nh;
     size_t target_end; /* hbuf[0..target_end) is the target */
     bool in_value;     /* the last header callback was a value */
-    char prev[2];      /* the two bytes before the scan point (obs-fold check) */
+    char prev[2];      /* the two bytes before the scan point (line-end checks) */
+    bool line_seen;    /* a byte other than CR/LF was scanned: the request line began */
     bool head_scanned; /* the blank line ending the headers was seen */
     int error_status;  /* set by a parser callback that refuses the request */
     const char *error_msg;
@@ -102,6 +103,7 @@ static int on_url(http_parser *p, const char *at, size_t len);
 static int on_header_field(http_parser *p, const char *at, size_t len);
 static int on_header_value(http_parser *p, const char *at, size_t len);
 static int on_headers_complete(http_parser *p);
+static int on_chunk_header(http_parser *p);
 static int on_body(http_parser *p, const char *at, size_t len);
 static int on_message_complete(http_parser *p);
 
@@ -123,6 +125,7 @@ static void reset_request(struct client *c)
     c->target_end = 0;
     c->in_value = false;
     c->prev[0] = c->prev[1] = '\0';
+    c->line_seen = false;
     c->head_scanned = false;
     c->error_status = 0;
     c->error_msg = NULL;
@@ -190,6 +193,7 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     c->settings.on_header_field = on_header_field;
     c->settings.on_header_value = on_header_value;
     c->settings.on_headers_complete = on_headers_complete;
+    c->settings.on_chunk_header = on_chunk_header;
     c->settings.on_body = on_body;
     c->settings.on_message_complete = on_message_complete;
     reset_request(c);
@@ -415,7 +419,7 @@ static int on_headers_complete(http_parser *p)
     c->req.method_name = http_method_str(p->method);
     c->req.http_minor = p->http_minor;
 
-    if (p->http_major != 1)
+    if (p->http_major != 1 || p->http_minor > 1)
         return refuse(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     if (p->upgrade || p->method == HTTP_CONNECT)
         return refuse(c, 405, "CONNECT and protocol upgrades are not supported");
@@ -423,7 +427,9 @@ static int on_headers_complete(http_parser *p)
         return refuse(c, 400, "the request target must be a path starting with '/'");
     if (n_te > 0 && p->http_minor == 0)
         return refuse(c, 400, "Transfer-Encoding is not allowed in HTTP/1.0");
-    if (n_te > 1 || (n_te == 1 && !token_is(te, "chunked")))
+    /* exactly "chunked" (coding names are case-insensitive, RFC 9112 7): with
+     * "chunked\t" http_parser would not de-chunk while we believed it did */
+    if (n_te > 1 || (n_te == 1 && (strcasecmp(te, "chunked") != 0 || !(p->flags & F_CHUNKED))))
         return refuse(c, 400, "only a single 'Transfer-Encoding: chunked' is accepted");
     if (n_te && n_cl)
         return refuse(c, 400, "Content-Length together with Transfer-Encoding");
@@ -453,6 +459,16 @@ static int on_headers_complete(http_parser *p)
     c->state = CS_BODY;
     evtimer_del(c->timer);
     arm(c, c->lim.body_timeout_ms);
+    return 0;
+}
+
+/* A chunk announcing more than max_body allows is refused when its size
+ * line is read, not after the client has trickled it in (or stalled). */
+static int on_chunk_header(http_parser *p)
+{
+    struct client *c = p->data;
+    if (p->content_length > c->lim.max_body - evbuffer_get_length(c->body))
+        return refuse(c, 413, "request body too large");
     return 0;
 }
 
@@ -497,24 +513,31 @@ static void framing_error(struct client *c, int status, const char *msg)
     client_error(c, status, code, msg);
 }
 
-/* http_parser joins obs-folded header lines silently; a folded line is
- * refused instead (RFC 9112 5.2), since another parser may not join it.
- * Scans the header bytes of the current request for a line break followed
- * by a space or tab, until the blank line that ends the headers. */
-static bool obs_fold(struct client *c, const char *p, size_t n)
+/* http_parser (built without HTTP_PARSER_STRICT) takes a bare LF as a line
+ * end, takes any byte after the CR of the blank line ("\r\n\rZ" ends the
+ * headers, the Z swallowed) and joins obs-folded lines. RFC 9112 2.2 and 5.2
+ * let a server refuse all three, and one that forwards should: another
+ * parser may read those lines differently. Scans the head of the current
+ * request, resuming on any split, until the blank line that ends it;
+ * returns why the head is refused, or NULL. */
+static const char *head_scan(struct client *c, const char *p, size_t n)
 {
     for (size_t i = 0; i < n && !c->head_scanned; i++) {
         char ch = p[i];
-        if (c->prev[1] == '\n') {
-            if (ch == ' ' || ch == '\t')
-                return true;
-        }
-        if (ch == '\n' && (c->prev[1] == '\n' || (c->prev[1] == '\r' && c->prev[0] == '\n')))
-            c->head_scanned = true;
+        if (c->prev[1] == '\r' && ch != '\n')
+            return "a CR not followed by LF in the request head";
+        if (ch == '\n' && c->prev[1] != '\r')
+            return "request head lines must end with CRLF, not a bare LF";
+        if (c->prev[1] == '\n' && c->line_seen && (ch == ' ' || ch == '\t'))
+            return "folded header lines (obs-fold) are not accepted";
+        if (ch != '\r' && ch != '\n')
+            c->line_seen = true; /* empty lines before the request line are skipped */
+        else if (ch == '\n' && c->prev[0] == '\n' && c->line_seen)
+            c->head_scanned = true; /* "\n\r\n": the blank line */
         c->prev[0] = c->prev[1];
         c->prev[1] = ch;
     }
-    return false;
+    return NULL;
 }
 
 /* Feeds buffered input to the parser until a request is complete, the input
@@ -534,9 +557,10 @@ static void parse_input(struct client *c)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             return;
-        if (c->state == CS_HEAD && obs_fold(c, v.iov_base, v.iov_len)) {
+        const char *bad = c->state == CS_HEAD ? head_scan(c, v.iov_base, v.iov_len) : NULL;
+        if (bad) {
             evbuffer_drain(in, evbuffer_get_length(in));
-            framing_error(c, 400, "folded header lines (obs-fold) are not accepted");
+            framing_error(c, 400, bad);
             return;
         }
         size_t done = http_parser_execute(&c->parser, &c->settings, v.iov_base, v.iov_len);

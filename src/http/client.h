@@ -1,7 +1,8 @@
 /* client.h: one client connection, the HTTP/1.1 server side. Parses
  * requests with http_parser under strict framing (Content-Length together
  * with Transfer-Encoding, duplicate or signed lengths, bad chunk sizes,
- * transfer codings other than a lone "chunked" are 400 and close), enforces
+ * transfer codings other than exactly "chunked", head lines not ended by
+ * CRLF are 400 and close; versions other than 1.0 and 1.1 are 505), enforces
  * the header-size (431), body-size (413), header and body deadlines (which
  * trickled bytes cannot extend), keep-alive and pipelining (one request at a
  * time, in order). A complete request is handed to the handler; the handler
