@@ -78,14 +78,18 @@ static void put_json_str(struct out *o, const char *s)
     put(o, "\"");
 }
 
-/* A CSV field, quoted when it needs to be. */
+/* A CSV field, quoted when it needs to be. A field a spreadsheet would read
+ * as a formula (starting with = + - @, tab or CR: OWASP's CSV injection
+ * list) is quoted with a leading ' so it stays text: tenant, model, feature
+ * and user names come from clients. */
 static void put_csv_str(struct out *o, const char *s)
 {
-    if (!strpbrk(s, ",\"\r\n")) {
+    bool formula = s[0] && strchr("=+-@\t\r", s[0]);
+    if (!formula && !strpbrk(s, ",\"\r\n")) {
         put(o, "%s", s);
         return;
     }
-    put(o, "\"");
+    put(o, formula ? "\"'" : "\"");
     for (const char *p = s; *p; p++)
         put(o, *p == '"' ? "\"\"" : "%c", *p);
     put(o, "\"");

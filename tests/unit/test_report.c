@@ -276,6 +276,39 @@ static void test_json_csv(void)
     free(s);
 }
 
+/* Names a client chose cannot become spreadsheet formulas (OWASP CSV
+ * injection): a leading = + - @ tab or CR gets a ' inside quotes. */
+static void test_csv_injection(void)
+{
+    static const struct {
+        const char *name, *want;
+    } cases[] = {
+        {"=HYPERLINK(\"http://x\",\"y\")", "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""},
+        {"+1", "\"'+1\""},
+        {"-2+3", "\"'-2+3\""},
+        {"@SUM(A1)", "\"'@SUM(A1)\""},
+        {"\tx", "\"'\tx\""},
+        {"\rx", "\"'\rx\""},
+        {"gpt-4o", "gpt-4o"},
+        {"a=b", "a=b"},
+        {"a,b", "\"a,b\""},
+        {"", ""},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct report_item item = {(char *)cases[i].name, {0}};
+        struct report_breakdown b = {.by = REPORT_BY_MODEL, .items = &item, .n = 1};
+        char *s = report_breakdown_render(&b, REPORT_CSV);
+        CHECK(s != NULL);
+        if (!s)
+            continue;
+        const char *line = strchr(s, '\n');
+        char want[128];
+        snprintf(want, sizeof(want), "%s,0,0,0,0,0\n", cases[i].want);
+        CHECK_STR(line ? line + 1 : "", want);
+        free(s);
+    }
+}
+
 /* Every line of the grid (header, rows, rule, totals) is as wide as the
  * others, and the columns line up. */
 static void test_table(void)
@@ -491,6 +524,7 @@ static const struct check_test tests[] = {
     {"periods", test_periods},
     {"month", test_month},
     {"json_csv", test_json_csv},
+    {"csv_injection", test_csv_injection},
     {"table", test_table},
     {"day", test_day},
     {"breakdowns", test_breakdowns},
