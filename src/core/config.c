@@ -186,6 +186,8 @@ static const struct key keys[] = {
      .doc = "one JSON line per request"},
     {S_RECORDS, "redis_stream", T_STR, CF(redis_stream), NULL, K_OPT,
      .doc = "also XADD every record to this stream; unset: off"},
+    {S_RECORDS, "redis_stream_maxlen", T_I64, CF(redis_stream_maxlen), "1000000", 0, 1, INT64_MAX,
+     .doc = "entries the stream keeps (XADD MAXLEN ~): older ones are trimmed"},
 
     {S_ALERTS, "webhook", T_STR, CF(webhook), NULL, K_OPT, .check = config_check_webhook,
      .doc = "Slack-compatible JSON POST target; unset: off"},

@@ -118,7 +118,8 @@ struct config {
 
     /* [records] */
     char *records_file;
-    char *redis_stream; /* NULL: off */
+    char *redis_stream;          /* NULL: off */
+    int64_t redis_stream_maxlen; /* XADD MAXLEN ~ this */
 
     /* [alerts] */
     char *webhook;     /* NULL: off */

@@ -42,6 +42,12 @@ struct usage;
       "Settlements waiting in the local journal for Redis.")                                       \
     X(METRIC_RECORDS_WRITTEN, "tollgate_records_written_total", COUNTER, "",                       \
       "Usage records written.")                                                                    \
+    X(METRIC_STREAM_ADDED, "tollgate_redis_stream_added_total", COUNTER, "",                       \
+      "Records added to the [records] redis_stream.")                                              \
+    X(METRIC_STREAM_DROPPED, "tollgate_redis_stream_dropped_total", COUNTER, "",                   \
+      "Records not added to the redis_stream (backlog full, or refused by Redis).")                \
+    X(METRIC_STREAM_BACKLOG, "tollgate_redis_stream_backlog", GAUGE, "",                           \
+      "Records waiting for Redis to take them into the redis_stream.")                             \
     X(METRIC_CONNECTIONS, "tollgate_connections", GAUGE, "", "Open client connections.")           \
     X(METRIC_LABELS_FOLDED, "tollgate_metric_labels_folded_total", COUNTER, "",                    \
       "Requests counted under model=\"other\" because a worker reached its label cap.")

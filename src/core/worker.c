@@ -28,6 +28,7 @@
 #include "core/metrics.h"
 #include "proxy/proxy.h"
 #include "records/record.h"
+#include "export/export.h"
 #include "redis/redis.h"
 #include "http/tls.h"
 #include "http/upstream.h"
@@ -360,7 +361,8 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
     if (!w->alerter)
         goto fail;
     w->records = record_queue_new(sink, w->base);
-    if (!w->records) {
+    w->exports = export_worker_new(w->base, w->redis, w->metrics);
+    if (!w->records || !w->exports) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -419,6 +421,7 @@ void worker_join(struct worker *w)
      * failing settlements still reach the open journal; then the journal */
     if (w->alerter)
         alerter_free(w->alerter);
+    export_worker_free(w->exports);
     if (w->redis)
         redis_free(w->redis);
     if (w->journal)

@@ -15,6 +15,7 @@
 struct config;
 struct metrics;
 struct record_sink;
+struct export_worker;
 
 /* Gauges the drain logic and the admin thread read (relaxed atomics);
  * every other figure is in the worker's metrics (metrics.h). */
@@ -56,6 +57,7 @@ struct worker {
     struct pending_release *releases; /* releases Redis has not taken yet */
     size_t n_releases;
     struct record_queue *records;
+    struct export_worker *exports; /* redis_stream, CloudEvents, OTLP */
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener; /* [server] tls_listen, NULL if off */
     struct ssl_ctx_st *tls;              /* its SSL_CTX */

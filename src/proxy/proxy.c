@@ -37,6 +37,7 @@
 #include "providers/pricing.h"
 #include "providers/provider.h"
 #include "records/record.h"
+#include "export/export.h"
 #include "redis/redis.h"
 #include "proxy/route.h"
 #include "http/sse.h"
@@ -1049,6 +1050,7 @@ static void finish(struct req *r)
         .ttfb_ms = r->ttfb_ms,
     };
     record_queue_push(w->records, &rec);
+    export_record(w->exports, r->cfg, &rec);
     bool unpriced = r->call.metered && price_model && !pr;
     metrics_request(w->metrics, r->route.prov ? r->route.prov->name : NULL, model, r->outcome, &u,
                     cost, unpriced, rec.latency_ms / 1e3, r->ttfb_ms < 0 ? -1 : r->ttfb_ms / 1e3);
