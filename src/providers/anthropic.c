@@ -16,6 +16,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->model[0] = '\0';
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
+    call->choices = 1;
     if (!body)
         return 0;
     if (!call->metered) {

@@ -51,6 +51,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->model[0] = '\0';
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
+    call->choices = 1;
     const char *model, *verb;
     size_t model_len;
     if (!split_path(call->endpoint, &model, &model_len, &verb))
@@ -87,15 +88,16 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
                             errlen) < 0 ||
         provider_body_count(gc, "candidateCount", 1, 8, &count, err, errlen) < 0)
         return -1;
-    /* thinkingBudget adds to the bound (section 7.1); -1 means "dynamic". */
+    /* thinkingBudget adds to the bound (section 7.1); -1 means "dynamic".
+     * Without maxOutputTokens there is no bound (the model's maximum
+     * applies), whatever the thinking budget. */
     const json_t *tc = json_object_get(gc, "thinkingConfig");
     if (max_out > 0)
         thinking = provider_json_count(tc, "thinkingBudget");
     if (thinking > PROVIDER_MAX_OUTPUT_TOKENS)
         thinking = PROVIDER_MAX_OUTPUT_TOKENS;
-    call->max_output_tokens = provider_sat_mul(provider_sat_add(max_out, thinking), count);
-    if (max_out == 0)
-        call->max_output_tokens = 0;
+    call->max_output_tokens = max_out > 0 ? provider_sat_add(max_out, thinking) : 0;
+    call->choices = count;
     size_t bytes = provider_json_text_bytes(json_object_get(body, "contents"));
     size_t sys = provider_json_text_bytes(json_object_get(body, "systemInstruction"));
     bytes = sys > SIZE_MAX - bytes ? SIZE_MAX : bytes + sys;

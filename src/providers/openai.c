@@ -75,6 +75,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->model[0] = '\0';
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
+    call->choices = 1;
     /* Set from the path alone, body or not: the caller rejects an invalid
      * JSON body (passed as NULL) only on a metered endpoint. */
     call->metered = kind != EP_OTHER;
@@ -117,7 +118,8 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     if (provider_body_count(body, "n", 1, 128, &n, err, errlen) < 0 ||
         provider_body_count(body, "best_of", 1, 128, &best_of, err, errlen) < 0)
         return -1;
-    call->max_output_tokens = provider_sat_mul(bound, n > best_of ? n : best_of);
+    call->max_output_tokens = bound;
+    call->choices = n > best_of ? n : best_of;
 
     static const char *const texts[] = {"messages", "input", "prompt", "instructions"};
     size_t bytes = 0;

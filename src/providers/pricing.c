@@ -152,9 +152,9 @@ fail:
 /* ---- INI ---------------------------------------------------------------- */
 
 enum key_kind {
-    K_PROVIDER,  /* openai | anthropic | gemini */
-    K_PRICE,     /* USD per 1M tokens */
-    K_THRESHOLD, /* prompt tokens */
+    K_PROVIDER, /* openai | anthropic | gemini */
+    K_PRICE,    /* USD per 1M tokens */
+    K_TOKENS,   /* a token count */
 };
 
 static const struct ini_key {
@@ -167,11 +167,12 @@ static const struct ini_key {
     {"cached_input", K_PRICE, offsetof(struct price, cached_input)},
     {"cache_write", K_PRICE, offsetof(struct price, cache_write)},
     {"output", K_PRICE, offsetof(struct price, output)},
-    {"tier_threshold", K_THRESHOLD, offsetof(struct price, tier_threshold)},
+    {"tier_threshold", K_TOKENS, offsetof(struct price, tier_threshold)},
     {"tier_input", K_PRICE, offsetof(struct price, tier_input)},
     {"tier_cached_input", K_PRICE, offsetof(struct price, tier_cached_input)},
     {"tier_cache_write", K_PRICE, offsetof(struct price, tier_cache_write)},
     {"tier_output", K_PRICE, offsetof(struct price, tier_output)},
+    {"max_output", K_TOKENS, offsetof(struct price, max_output)},
 };
 #define KEY_BIT(name) (1u << key_index(name))
 
@@ -362,7 +363,7 @@ static int take_key(struct ini_ctx *c, const char *section, const char *name, co
             return 0;
         }
         break;
-    case K_THRESHOLD: {
+    case K_TOKENS: {
         char *endp;
         errno = 0;
         long long v = strtoll(value, &endp, 10);
@@ -520,6 +521,10 @@ static int json_entry(const char *path, const char *key, json_t *obj, struct ent
         if (v && json_pico(v, &p->tier_cache_write) < 0)
             goto bad;
     }
+
+    v = json_object_get(obj, "max_output_tokens");
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        p->max_output = (int64_t)json_integer_value(v);
 
     /* Gemini and Anthropic API entries are keyed "gemini/<model>"; requests
      * name the bare model. */

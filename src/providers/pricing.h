@@ -19,6 +19,10 @@ struct price {
     /* prices above a prompt-size threshold (long-context tiers); 0 = none */
     int64_t tier_threshold;
     price_t tier_input, tier_cached_input, tier_cache_write, tier_output;
+    /* the most output tokens one answer may carry (INI max_output, LiteLLM
+     * max_output_tokens): what a request without its own bound reserves; 0 =
+     * not listed */
+    int64_t max_output;
 };
 
 struct pricing;

@@ -33,6 +33,14 @@ int64_t provider_estimate_tokens(size_t bytes)
     return t > (size_t)INT64_MAX ? INT64_MAX : (int64_t)t;
 }
 
+int64_t provider_output_bound(const struct provider_call *call, int64_t model_max)
+{
+    int64_t per = call->max_output_tokens > 0 ? call->max_output_tokens
+                  : model_max > 0             ? model_max
+                                              : PROVIDER_UNLISTED_MAX_OUTPUT;
+    return provider_sat_mul(per, call->choices > 1 ? call->choices : 1);
+}
+
 int64_t provider_sat_mul(int64_t a, int64_t b)
 {
     if (a <= 0 || b <= 0)

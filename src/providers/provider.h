@@ -27,7 +27,11 @@ struct provider_call {
                                   spares re-serialising the whole body */
     char model[128];           /* from the body (gemini: from the path); "" if none */
     int64_t est_input_tokens;  /* estimated from the body text */
-    int64_t max_output_tokens; /* requested bound on output, 0 if none */
+    int64_t max_output_tokens; /* requested bound on one answer's output (max_tokens,
+                                  max_completion_tokens, max_output_tokens, maxOutputTokens
+                                  + thinkingBudget), 0 if none */
+    int64_t choices;           /* answers generated and billed: n, best_of, candidateCount;
+                                  0 is read as 1 */
 };
 
 /* What the response taught us; filled by on_event / on_json. */
@@ -71,6 +75,16 @@ int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char
 
 /* The table: "openai", "anthropic", "gemini"; NULL if unknown. */
 const struct provider *provider_find(const char *name);
+
+/* Output tokens assumed for one answer when neither the request nor the
+ * price list bounds it (a priced model without max_output): as large as
+ * the largest outputs listed, so the estimate stays an upper bound. */
+#define PROVIDER_UNLISTED_MAX_OUTPUT 128000
+
+/* The most output the call can be billed for: the request's own bound per
+ * answer, else model_max (the price list's max_output; 0: unknown, then
+ * PROVIDER_UNLISTED_MAX_OUTPUT), times call->choices. Saturates. */
+int64_t provider_output_bound(const struct provider_call *call, int64_t model_max);
 
 /* Estimates tokens from bytes of text (about 4 bytes a token, at least 1 if any). */
 int64_t provider_estimate_tokens(size_t bytes);

@@ -48,8 +48,7 @@
 #define MAX_SSE_EVENT (1 << 20)
 #define MAX_JSON_COPY (8 << 20) /* a non-streamed answer larger than this is estimated */
 #define MAX_RESP_HEADERS 64
-#define DEFAULT_OUTPUT_ESTIMATE 1000 /* output tokens assumed when the request sets no bound */
-#define LEASE_TTL_S 600              /* a reservation outlives a dead tollgate this long */
+#define LEASE_TTL_S 600 /* a reservation outlives a dead tollgate this long */
 
 enum req_state {
     REQ_READ,      /* parsed, not yet admitted */
@@ -466,15 +465,16 @@ static const struct price *price_of(const struct req *r, const char *model)
     return pr;
 }
 
-/* What the request may cost if it uses all the output it asked for. */
+/* The most the request can cost: input from the body, output from its own
+ * bound or else the model's maximum, times the answers it asks for. An
+ * upper bound, so concurrent reservations really hold the cap. */
 static money_t estimate(const struct req *r, const char *model)
 {
     const struct price *pr = price_of(r, model);
     if (!pr)
         return 0;
     struct usage u = {.input = r->call.est_input_tokens,
-                      .output = r->call.max_output_tokens > 0 ? r->call.max_output_tokens
-                                                              : DEFAULT_OUTPUT_ESTIMATE};
+                      .output = provider_output_bound(&r->call, pr->max_output)};
     return pricing_cost(pr, &u);
 }
 
@@ -496,8 +496,8 @@ static void admit(struct req *r)
     const struct plan *p = &r->plan_eff;
     const char *down =
         p->base->on_exceed == ON_EXCEED_DOWNGRADE ? plan_downgrade(p, r->call.model) : NULL;
-    int64_t out_tokens =
-        r->call.max_output_tokens > 0 ? r->call.max_output_tokens : DEFAULT_OUTPUT_ESTIMATE;
+    const struct price *pr = price_of(r, r->call.model);
+    int64_t out_tokens = provider_output_bound(&r->call, pr ? pr->max_output : 0);
     struct admit a = {
         .key_prefix = r->cfg->key_prefix,
         .tenant = r->tenant,
@@ -510,7 +510,7 @@ static void admit(struct req *r)
         .hard_limit = p->hard_limit,
         .rpm = p->rpm,
         .tpm = p->tpm,
-        .est_tokens = r->call.est_input_tokens + out_tokens,
+        .est_tokens = provider_sat_add(r->call.est_input_tokens, out_tokens),
         .lease_ttl_s = LEASE_TTL_S,
     };
     r->state = REQ_ADMITTING;

@@ -205,6 +205,16 @@ static void test_defaults(void)
         CHECK_INT(pr->tier_cached_input, 250000);
         CHECK_INT(pr->tier_cache_write, 3125000);
         CHECK_STR(pr->provider, "gemini");
+        CHECK_INT(pr->max_output, 65535);
+    }
+    /* A model with a price on output lists how much output one answer may
+     * carry: a request without max_tokens reserves that (issue 17). */
+    for (size_t i = 0; pricing_at(p, i); i++) {
+        const struct price *q = pricing_at(p, i);
+        if (q->output > 0 && q->max_output <= 0) {
+            fprintf(stderr, "  [%s] has no max_output\n", q->model);
+            CHECK(q->max_output > 0);
+        }
     }
     pricing_free(p);
 }
@@ -253,6 +263,8 @@ static const struct {
      ":1: [a]: tier_threshold needs tier_input and tier_output"},
     {"[a]\ninput=1\noutput=1\ntier_threshold = 2e5\n", ":4: tier_threshold: bad token count"},
     {"[a]\ninput=1\noutput=1\ntier_threshold = -5\n", ":4: tier_threshold: bad token count"},
+    {"[a]\ninput=1\noutput=1\nmax_output = 0\n", ":4: max_output: bad token count"},
+    {"[a]\ninput=1\noutput=1\nmax_output = 1k\n", ":4: max_output: bad token count"},
     {"[a b]\ninput=1\noutput=1\n", ":1: bad model name [a b]"},
     {long_line, ":4: line longer than"},
     {"{\n  \"gpt-4o\": {\n    \"input_cost_per_token\": 2.5e-06,\n  }\n}\n", ":4: "},
@@ -329,6 +341,7 @@ static void check_same(const struct price *a, const struct price *b)
     CHECK_INT(a->tier_cached_input, b->tier_cached_input);
     CHECK_INT(a->tier_cache_write, b->tier_cache_write);
     CHECK_INT(a->tier_output, b->tier_output);
+    CHECK_INT(a->max_output, b->max_output);
 }
 
 static const char *const same_models[] = {

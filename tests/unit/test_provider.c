@@ -701,7 +701,7 @@ static void test_prepare(void)
             ok = ok && call.stream == prepares[i].stream && call.strip_usage == prepares[i].strip &&
                  (modified || call.splice_usage) == prepares[i].modified &&
                  strcmp(call.model, prepares[i].model ? prepares[i].model : "") == 0 &&
-                 call.max_output_tokens == prepares[i].max_out &&
+                 provider_sat_mul(call.max_output_tokens, call.choices) == prepares[i].max_out &&
                  call.est_input_tokens == prepares[i].est_in;
             if (prepares[i].after && !call.splice_usage) {
                 char *out = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -722,6 +722,59 @@ static void test_prepare(void)
         }
         json_decref(body);
         free(text);
+    }
+}
+
+/* ---- output bounds: what a request reserves (issue 17) ---- */
+
+static const struct {
+    const char *provider, *endpoint, *body;
+    int64_t model_max;
+    int64_t bound;
+} bounds[] = {
+    /* no bound in the request: the model's maximum, per answer */
+    {"openai", "/v1/chat/completions", "{\"model\":\"gpt-4o\"}", 16384, 16384},
+    {"openai", "/v1/chat/completions", "{\"model\":\"gpt-4o\",\"n\":5}", 16384, 5 * 16384},
+    {"openai", "/v1/completions", "{\"model\":\"x\",\"best_of\":3,\"n\":2}", 100, 300},
+    {"openai", "/v1/responses", "{\"model\":\"gpt-5\"}", 128000, 128000},
+    /* unlisted model maximum: the conservative default */
+    {"openai", "/v1/chat/completions", "{\"model\":\"x\",\"n\":2}", 0,
+     2 * PROVIDER_UNLISTED_MAX_OUTPUT},
+    /* the request's own bound wins, times n */
+    {"openai", "/v1/chat/completions", "{\"model\":\"gpt-4o\",\"max_tokens\":100,\"n\":5}", 16384,
+     500},
+    {"openai", "/v1/responses", "{\"model\":\"gpt-5\",\"max_output_tokens\":7}", 128000, 7},
+    {"anthropic", "/v1/messages", "{\"model\":\"c\",\"max_tokens\":1024}", 64000, 1024},
+    /* Gemini: candidateCount multiplies; without maxOutputTokens a thinking
+     * budget bounds nothing */
+    {"gemini", "/v1beta/models/g:generateContent", "{\"generationConfig\":{\"candidateCount\":4}}",
+     65535, 4 * 65535},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generationConfig\":{\"thinkingConfig\":{\"thinkingBudget\":10}}}", 65535, 65535},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generationConfig\":{\"maxOutputTokens\":10,\"candidateCount\":2,"
+     "\"thinkingConfig\":{\"thinkingBudget\":5}}}",
+     65535, 30},
+    /* saturates rather than wrapping */
+    {"openai", "/v1/chat/completions", "{\"model\":\"x\",\"n\":128}", INT64_MAX / 2, INT64_MAX},
+};
+
+static void test_output_bound(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(bounds); i++) {
+        const struct provider *prov = provider_find(bounds[i].provider);
+        json_t *body = json_loads(bounds[i].body, 0, NULL);
+        struct provider_call call = {.endpoint = bounds[i].endpoint};
+        bool modified = false;
+        char err[256] = "";
+        int rc = prov->prepare(&call, body, &modified, err, sizeof(err));
+        int64_t got = provider_output_bound(&call, bounds[i].model_max);
+        if (rc != 0 || got != bounds[i].bound) {
+            fprintf(stderr, "  bound %zu: rc %d (%s) got %lld want %lld\n", i, rc, err,
+                    (long long)got, (long long)bounds[i].bound);
+            CHECK(rc == 0 && got == bounds[i].bound);
+        }
+        json_decref(body);
     }
 }
 
@@ -866,9 +919,10 @@ static void test_table(void)
 }
 
 static const struct check_test tests[] = {
-    {"streams", test_streams}, {"truncated", test_truncated}, {"sequences", test_sequences},
-    {"answers", test_answers}, {"prepare", test_prepare},     {"error_bodies", test_error_bodies},
-    {"table", test_table},
+    {"streams", test_streams},           {"truncated", test_truncated},
+    {"sequences", test_sequences},       {"answers", test_answers},
+    {"prepare", test_prepare},           {"output_bound", test_output_bound},
+    {"error_bodies", test_error_bodies}, {"table", test_table},
 };
 
 int main(void)

@@ -1,0 +1,93 @@
+'use strict';
+// The cap holds against a determined client (issue 17): estimates that are upper bounds (the
+// 20-way race without max_tokens, n = 5, Gemini candidateCount), one canonical path (variants
+// and methods reach nothing upstream while over the cap).
+
+const assert = require('node:assert/strict');
+const { describe, test } = require('node:test');
+const h = require('../lib/harness');
+
+const PREFIX = 'tollgate:';
+const mKey = (tenant) => `${PREFIX}{${tenant}}:m:${new Date().toISOString().slice(0, 7)}`;
+const CAP_NANO = 50000000; // $0.05, the cap of plan "tight"
+
+const PLANS = {
+  'plan tight': { price: 9, budget_monthly: '0.05', on_exceed: 'block' },
+  'plan big': { price: 9, budget_monthly: '100', on_exceed: 'block' },
+};
+
+async function monthHash(redis, tenant) {
+  const o = {};
+  for (const [k, v] of Object.entries(await redis.hgetall(mKey(tenant)))) o[k] = Number(v);
+  return o;
+}
+
+const headers = (tenant, plan) => ({ 'X-Tenant-Id': tenant, 'X-Tenant-Plan': plan });
+
+describe('cap', () => {
+  const env = h.useStack({ overrides: { ...PLANS } });
+
+  // ---- estimates that bound the bill ------------------------------------------------------
+
+  test('20 parallel gpt-4o requests without max_tokens, each answered with 100k output tokens: spend <= cap + one request', { timeout: h.ms(60000) }, async () => {
+    const tenant = h.uniq('race20');
+    const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'mock:tokens=20,100000 mock:delay=1500' }] };
+    const results = await Promise.all(Array.from({ length: 20 },
+      () => h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'tight'))));
+    const ok = results.filter((r) => r.status === 200).length;
+    const blocked = results.filter((r) => r.status === 429).length;
+    assert.equal(ok + blocked, 20, `every request admitted or blocked: ${results.map((r) => r.status)}`);
+    const recs = await env.tg.records((r) => r.tenant === tenant, 20, h.ms(10000));
+    const one = h.expectedNano('gpt-4o', { input: 20, output: 100000 });
+    const m = await h.waitFor(async () => {
+      const x = await monthHash(env.redis, tenant);
+      return (x.reserved || 0) === 0 && (x.requests || 0) === ok ? x : null;
+    }, { what: 'every admitted request settled' });
+    const sumRecs = recs.reduce((s, r) => s + h.recordNano(r), 0);
+    assert.equal(m.cost, sumRecs, 'Redis cost = sum of the records');
+    // One request's estimate error is at most its whole cost: the one short reservation.
+    process.stderr.write(`race20: ${ok} admitted, spend ${m.cost / 1e9} USD on a ${CAP_NANO / 1e9} USD cap\n`);
+    assert.ok(m.cost <= CAP_NANO + one, `spend ${m.cost} nano <= cap ${CAP_NANO} + one request ${one} (admitted ${ok})`);
+  });
+
+  // The reservation held while a request is in flight: output bound x answers + a few input
+  // tokens (the body's text, about 4 bytes a token).
+  async function reservedWhileInFlight(tenant, send) {
+    const p = send();
+    const held = await h.waitFor(async () => (await monthHash(env.redis, tenant)).reserved || 0,
+      { timeout: h.ms(3000), what: 'the request holding a reservation' });
+    const res = await p;
+    assert.equal(res.status, 200, res.text);
+    return held;
+  }
+
+  test('n = 5 with max_tokens 1000 reserves 5000 output tokens, not 1000', async () => {
+    const tenant = h.uniq('n5');
+    const body = { model: 'gpt-4o', max_tokens: 1000, n: 5, messages: [{ role: 'user', content: 'mock:delay=1500' }] };
+    const held = await reservedWhileInFlight(tenant, () => h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'big')));
+    const out = h.expectedNano('gpt-4o', { input: 0, output: 5000 });
+    const inTok = h.expectedNano('gpt-4o', { input: 1, output: 0 });
+    assert.ok(held >= out && held < out + 20 * inTok, `reserved ${held} nano = 5000 output tokens (${out}) + a few input tokens`);
+  });
+
+  test('n = 5 without max_tokens: gpt-4o reserves its listed max_output (16384) times 5', async () => {
+    const tenant = h.uniq('nomax');
+    const body = { model: 'gpt-4o', n: 5, messages: [{ role: 'user', content: 'mock:delay=1500' }] };
+    const held = await reservedWhileInFlight(tenant, () => h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'big')));
+    const out = h.expectedNano('gpt-4o', { input: 0, output: 5 * 16384 });
+    const inTok = h.expectedNano('gpt-4o', { input: 1, output: 0 });
+    assert.ok(held >= out && held < out + 20 * inTok, `reserved ${held} nano = 5 x 16384 output tokens (${out}) + a few input tokens`);
+  });
+
+  test('Gemini candidateCount = 3 without maxOutputTokens reserves 3 x the model maximum (65535)', async () => {
+    const tenant = h.uniq('gcand');
+    const body = { contents: [{ role: 'user', parts: [{ text: 'mock:delay=1500' }] }], generationConfig: { candidateCount: 3, thinkingConfig: { thinkingBudget: 10 } } };
+    const held = await reservedWhileInFlight(tenant, () => h.post(env.tg, '/v1beta/models/gemini-2.5-flash:generateContent', body,
+      { ...headers(tenant, 'big'), 'x-goog-api-key': 'g-test-key' }));
+    const out = h.expectedNano('gemini-2.5-flash', { input: 0, output: 3 * 65535 });
+    const inTok = h.expectedNano('gemini-2.5-flash', { input: 1, output: 0 });
+    assert.ok(held >= out && held < out + 20 * inTok, `reserved ${held} nano = 3 x 65535 output tokens (${out}) + a few input tokens`);
+  });
+
+  h.cleanRunTest(env);
+});
