@@ -17,7 +17,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 
-const PAGE = path.resolve(__dirname, '..', '..', 'src', 'web', 'dashboard.html');
+const PAGE = path.resolve(__dirname, '..', '..', 'src', 'report', 'web', 'dashboard.html');
 
 // A tenant id that would run script if the page ever put data in as HTML.
 const EVIL = '<img src=x onerror="window.__pwned=1">&amp;';
