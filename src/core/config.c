@@ -27,6 +27,7 @@ enum sect {
     S_PRICING,
     S_RECORDS,
     S_ALERTS,
+    S_REPORT,
     S_PLAN,
     S_TENANT
 };
@@ -43,6 +44,7 @@ static const struct {
     [S_PRICING] = {"pricing", "pricing", false},
     [S_RECORDS] = {"records", "records", false},
     [S_ALERTS] = {"alerts", "alerts", false},
+    [S_REPORT] = {"report", "report", false},
     [S_PLAN] = {"plan", "plan *", true},
     [S_TENANT] = {"tenant", "tenant *", true},
 };
@@ -194,6 +196,9 @@ static const struct key keys[] = {
     {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = config_set_thresholds,
      .doc = "percent of the monthly budget, each fired once per tenant per month"},
 
+    {S_REPORT, "target_margin", T_FUNC, 0, "50%", 0, .set = config_set_report_margin,
+     .doc = "margin a suggested plan keeps at a tenant's projected cost"},
+
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
     {S_PLAN, "price_period", T_ENUM, PL(price_period), "month", 0, .names = price_period_names,
      .doc = "month | year: what price is for"},
@@ -201,6 +206,8 @@ static const struct key keys[] = {
      .doc = "AI cost cap in USD per calendar month (UTC); unset: none"},
     {S_PLAN, "budget_daily", T_MONEY, PL(budget_daily), NULL, 0,
      .doc = "AI cost cap in USD per day (UTC); unset: none"},
+    {S_PLAN, "target_margin", T_FUNC, 0, "off", 0, .set = config_set_plan_margin,
+     .doc = "instead of budget_monthly: cap = price x (1 - target_margin)"},
     {S_PLAN, "on_exceed", T_ENUM, PL(on_exceed), "block", 0, .names = on_exceed_names,
      .doc = "block | downgrade (needs downgrade)"},
     {S_PLAN, "downgrade", T_FUNC, 0, NULL, 0, .set = config_set_downgrade,
@@ -791,6 +798,14 @@ static void finish_upstreams(struct parser *p)
     }
 }
 
+/* A plan's cap when it sets target_margin instead of budget_monthly: its
+ * monthly price (a yearly one over 12) less the margin, rounded down. */
+static money_t margin_cap(const struct cfg_plan *pl)
+{
+    money_t month = pl->price_period == PRICE_PERIOD_YEAR ? pl->price / 12 : pl->price;
+    return (money_t)((__int128)month * (10000 - pl->target_margin_bp) / 10000);
+}
+
 static void finish_plans(struct parser *p)
 {
     struct config *c = p->c;
@@ -811,6 +826,11 @@ static void finish_plans(struct parser *p)
             !rejected(p, S_PLAN, i, "downgrade"))
             fail_at(p, line_of(p, S_PLAN, i, "on_exceed"),
                     "on_exceed: downgrade needs downgrade = from > to in [plan %s]", pl->name);
+        if (pl->target_margin_bp >= 0 && pl->budget_monthly >= 0)
+            fail_at(p, line_of(p, S_PLAN, i, "target_margin"),
+                    "target_margin: set it or budget_monthly in [plan %s], not both", pl->name);
+        else if (pl->target_margin_bp >= 0) /* the cap follows the price */
+            c->plans[i].budget_monthly = margin_cap(pl);
         if (pl->hard_limit >= 0 && pl->budget_monthly >= 0 && pl->hard_limit < pl->budget_monthly)
             fail_at(p, line_of(p, S_PLAN, i, "hard_limit"),
                     "hard_limit: is below budget_monthly in [plan %s]", pl->name);
@@ -852,7 +872,7 @@ static void finish(struct parser *p)
 
 static void config_free(struct config *c)
 {
-    for (enum sect s = S_SERVER; s <= S_ALERTS; s++)
+    for (enum sect s = S_SERVER; s <= S_REPORT; s++)
         if (!sects[s].named)
             free_fields(c, s);
     for (size_t i = 0; i < c->n_upstreams; i++) {
@@ -894,7 +914,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto fail;
     }
     atomic_init(&p.c->refs, 1);
-    for (enum sect s = S_SERVER; s <= S_ALERTS; s++) {
+    for (enum sect s = S_SERVER; s <= S_REPORT; s++) {
         if (!sects[s].named && apply_defaults(p.c, s) < 0) {
             fail_at(&p, 0, "out of memory");
             goto fail;

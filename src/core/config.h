@@ -51,10 +51,11 @@ struct cfg_plan {
     enum on_exceed on_exceed;
     struct cfg_downgrade *downgrade;
     size_t n_downgrade;
-    money_t hard_limit;  /* -1: none */
-    int64_t rpm;         /* 0: unlimited */
-    int64_t tpm;         /* 0: unlimited */
-    char *block_message; /* NULL: a default naming the cap */
+    money_t hard_limit;   /* -1: none */
+    int target_margin_bp; /* -1: off; else budget_monthly = price x (1 - it) */
+    int64_t rpm;          /* 0: unlimited */
+    int64_t tpm;          /* 0: unlimited */
+    char *block_message;  /* NULL: a default naming the cap */
 };
 
 /* [tenant NAME]: per-customer overrides; -1 / NULL means "from the plan". */
@@ -125,6 +126,9 @@ struct config {
     char *webhook;     /* NULL: off */
     int thresholds[8]; /* percent, ascending */
     size_t n_thresholds;
+
+    /* [report] */
+    int report_target_margin_bp; /* margin a suggested plan must keep */
 
     struct cfg_upstream *upstreams;
     size_t n_upstreams;

@@ -510,6 +510,43 @@ int config_set_thresholds(void *obj, const char *v, char *msg, size_t n)
     return 0;
 }
 
+/* "60%": a margin kept of a price, 0% to 99%, in basis points; "off": -1. */
+static int parse_margin(const char *v, int *out, char *msg, size_t n)
+{
+    unsigned long long x;
+    const char *end;
+    if (strcmp(v, "off") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (config_parse_u64(v, &x, &end) < 0 || *end != '%' || end[1] || x > 99) {
+        snprintf(msg, n, "expected a percent from 0%% to 99%% (the share of the price kept)");
+        return -1;
+    }
+    *out = (int)x * 100;
+    return 0;
+}
+
+int config_set_report_margin(void *obj, const char *v, char *msg, size_t n)
+{
+    struct config *c = obj;
+    int bp;
+    if (strcmp(v, "off") == 0) {
+        snprintf(msg, n, "expected a percent from 0%% to 99%%");
+        return -1;
+    }
+    if (parse_margin(v, &bp, msg, n) < 0)
+        return -1;
+    c->report_target_margin_bp = bp;
+    return 0;
+}
+
+int config_set_plan_margin(void *obj, const char *v, char *msg, size_t n)
+{
+    struct cfg_plan *pl = obj;
+    return parse_margin(v, &pl->target_margin_bp, msg, n);
+}
+
 /* -------- env: references -------- */
 
 int config_resolve_env(const char *key, const char *value, char **out, char *msg, size_t n)

@@ -184,11 +184,19 @@ static void *job_run(void *arg)
     redisContext *rc = report_connect(j->cfg->redis_url, API_TIMEOUT_MS, j->err, sizeof(j->err));
     if (rc) {
         if (j->kind == JOB_TENANTS) {
+            /* the report, its forecast, and the company's trend by day */
+            struct report_breakdown *trend = NULL;
             struct report *r = report_build(rc, j->cfg, &j->period, NULL, j->err, sizeof(j->err));
-            j->body = r ? report_render(r, REPORT_JSON) : NULL;
-            if (r && !j->body)
+            if (r && !j->period.day)
+                trend = report_breakdown(rc, j->cfg, &j->period, NULL, REPORT_BY_DAY, j->err,
+                                         sizeof(j->err));
+            if (r && (j->period.day || trend) &&
+                report_forecast(r, j->cfg, j->cfg->report_target_margin_bp, trend) == 0)
+                j->body = report_render(r, REPORT_JSON);
+            if (r && !j->body && !j->err[0])
                 snprintf(j->err, sizeof(j->err), "out of memory");
             report_free(r);
+            report_breakdown_free(trend);
             j->status = j->body ? 200 : 503;
         } else {
             j->body = report_tenant_json(rc, j->cfg, &j->period, j->tenant, &j->status, j->err,

@@ -429,10 +429,13 @@ static __int128 price12(const struct config *cfg, const char *plan)
 }
 
 /* Revenue of the period and the plan of its last day, from the month's
- * plan-per-day hash (HGETALL reply; may be NULL). *plan points into the
- * reply or the config. */
+ * plan-per-day hash (HGETALL reply; may be NULL). Revenue accrues from the
+ * first day with traffic (*first_day; 0: none, and no revenue) to the month's
+ * end; day_rev[d] gains each day's share. *plan points into the reply or the
+ * config. */
 static money_t revenue(const struct config *cfg, const char *tenant, const struct report_period *p,
-                       const redisReply *days, const char **plan)
+                       const redisReply *days, const char **plan, int *first_day,
+                       money_t day_rev[32])
 {
     const char *by_day[32] = {0};
     struct plan now;
@@ -447,21 +450,45 @@ static money_t revenue(const struct config *cfg, const char *tenant, const struc
     }
     __int128 sum = 0;
     const char *last = NULL;
-    money_t day_rev = 0;
+    money_t day_sum = 0;
+    *first_day = 0;
     for (int d = 1; d <= p->days_in_month; d++) {
-        if (by_day[d])
+        if (by_day[d]) {
             last = by_day[d];
-        const char *of_day = last ? last : current;
-        sum += price12(cfg, of_day);
-        if (d == p->day) {
-            day_rev = report_div_round(price12(cfg, of_day), (__int128)12 * p->days_in_month);
-            *plan = of_day;
+            if (!*first_day)
+                *first_day = d;
         }
+        if (d == p->day)
+            *plan = last ? last : current; /* a day period: that day's plan */
+        if (!*first_day)
+            continue; /* not a customer of this month yet */
+        money_t share = report_div_round(price12(cfg, last), (__int128)12 * p->days_in_month);
+        sum += price12(cfg, last);
+        day_rev[d] += share;
+        if (d == p->day)
+            day_sum = share;
     }
     if (p->day)
-        return day_rev;
+        return day_sum;
     *plan = last ? last : current;
     return report_div_round(sum, (__int128)12 * p->days_in_month);
+}
+
+/* Days of p's month that have begun by now: 0 for a future month, all for a
+ * past one; *current tells whether it is this month. */
+static int days_begun(const struct report_period *p, bool *current)
+{
+    struct timespec now;
+    struct tm tm;
+    clock_wall(&now);
+    gmtime_r(&now.tv_sec, &tm);
+    int y = tm.tm_year + 1900, m = tm.tm_mon + 1;
+    *current = p->year == y && p->month == m;
+    if (p->year > y || (p->year == y && p->month > m))
+        return 0;
+    if (p->year < y || p->month < m)
+        return p->days_in_month;
+    return tm.tm_mday;
 }
 
 /* ---- the report ---------------------------------------------------------- */
@@ -482,6 +509,7 @@ void report_free(struct report *r)
     for (size_t i = 0; i < r->n; i++) {
         free(r->rows[i].tenant);
         free(r->rows[i].plan);
+        free(r->rows[i].suggested_plan);
     }
     free(r->rows);
     free(r);
@@ -494,38 +522,55 @@ struct report *report_build(redisContext *c, const struct config *cfg,
     struct names t = {0};
     struct batch b = {0};
     struct report *r = calloc(1, sizeof(*r));
-    char key[KEY_MAX], plans[KEY_MAX], set[KEY_MAX];
+    char key[KEY_MAX], plans[KEY_MAX], set[KEY_MAX], today[KEY_MAX];
     time_t when = day_time(p, p->day ? p->day : 1);
+    enum { PER_TENANT = 4 }; /* replies per tenant in the batch */
 
     if (!r || tenants_of(c, cfg, p, tenant, &t, err, errlen) < 0)
         goto fail;
     r->period = *p;
+    bool current;
+    r->today = days_begun(p, &current);
+    r->current = current;
     if (t.n && !(r->rows = calloc(t.n, sizeof(*r->rows))))
         goto oom;
     if (budget_tenants_key(set, sizeof(set), cfg->key_prefix, when) < 0)
         goto oom;
-    /* per tenant: counters, plan per day, membership of the tenant set */
+    /* per tenant: counters, plan per day, membership of the tenant set, and
+     * today's counters (the current month only: they tell who is over a
+     * daily cap now) */
     for (size_t i = 0; i < t.n; i++) {
         if (budget_key(key, sizeof(key), cfg->key_prefix, t.v[i], p->day ? 'd' : 'm', when) < 0 ||
             budget_month_key(plans, sizeof(plans), cfg->key_prefix, t.v[i], BUDGET_BY_PLAN, when) <
-                0) {
+                0 ||
+            budget_key(today, sizeof(today), cfg->key_prefix, t.v[i], 'd',
+                       day_time(p, r->today ? r->today : 1)) < 0) {
             snprintf(err, errlen, "tenant '%s' cannot form a key", t.v[i]);
             goto fail;
         }
         if (batch_add(c, &b, 2, (const char *[]){"HGETALL", key}) < 0 ||
             batch_add(c, &b, 2, (const char *[]){"HGETALL", plans}) < 0 ||
-            batch_add(c, &b, 3, (const char *[]){"SISMEMBER", set, t.v[i]}) < 0)
+            batch_add(c, &b, 3, (const char *[]){"SISMEMBER", set, t.v[i]}) < 0 ||
+            batch_add(c, &b, 2, (const char *[]){"HGETALL", today}) < 0)
             goto oom;
     }
     if (batch_run(c, &b, err, errlen) < 0)
         goto fail;
     for (size_t i = 0; i < t.n; i++) {
         struct report_row *row = &r->rows[r->n];
+        redisReply **rep = &b.replies[PER_TENANT * i];
         const char *plan = NULL;
-        add_counts(&row->n, b.replies[3 * i]);
-        row->revenue = revenue(cfg, t.v[i], p, b.replies[3 * i + 1], &plan);
-        row->known =
-            config_tenant(cfg, t.v[i]) || to_i64(b.replies[3 * i + 2]) == 1 || row->n.requests > 0;
+        add_counts(&row->n, rep[0]);
+        row->revenue = revenue(cfg, t.v[i], p, rep[1], &plan, &row->first_day, r->day_revenue);
+        row->known = config_tenant(cfg, t.v[i]) || to_i64(rep[2]) == 1 || row->n.requests > 0;
+        if (current) {
+            struct report_counts day = {0};
+            add_counts(&day, rep[3]);
+            row->today_cost = day.cost;
+        }
+        const struct cfg_plan *pl = plan ? config_plan(cfg, plan) : NULL;
+        row->free_plan = row->revenue == 0 && (!pl || pl->price == 0);
+        row->cap = -1;
         row->tenant = t.v[i];
         t.v[i] = NULL;
         r->n++;
@@ -657,10 +702,22 @@ struct report_breakdown *report_breakdown(redisContext *c, const struct config *
                  p->text);
         goto fail;
     }
+    if (by == REPORT_BY_USER && !tenant) {
+        /* user ids are the app's, per tenant: u_1 of one tenant is not u_1 of another */
+        snprintf(err, errlen, "--by user is per tenant: add --tenant ID");
+        goto fail;
+    }
     if (tenants_of(c, cfg, p, tenant, &t, err, errlen) < 0)
         goto fail;
     if (by == REPORT_BY_DAY) {
-        if (!(out->items = calloc((size_t)(last - first + 1), sizeof(*out->items))))
+        bool current;
+        int begun = days_begun(p, &current);
+        if (!p->day && last > begun)
+            last = begun; /* no future days */
+        if (p->day && p->day > begun)
+            last = first - 1;
+        if (last >= first &&
+            !(out->items = calloc((size_t)(last - first + 1), sizeof(*out->items))))
             goto oom;
         for (int d = first; d <= last; d++) {
             if (asprintf(&out->items[out->n].name, "%04d-%02d-%02d", p->year, p->month, d) < 0) {

@@ -12,7 +12,11 @@
  * day without traffic takes the plan of the nearest earlier day with
  * traffic, else the tenant's plan in the config today. A plan no longer in
  * the config counts as price 0. A day's revenue is its plan's monthly price
- * / days in the month. margin = revenue - cost; all amounts are nano-USD.
+ * / days in the month. Revenue accrues from the first day of the month on
+ * which the tenant had traffic to the month's end: a tenant (configured or
+ * not) with no traffic in a month earns nothing in it, and a tenant first
+ * seen on the 20th earns the days from the 20th. margin = revenue - cost;
+ * all amounts are nano-USD.
  *
  * report.c reads and computes, report_format.c renders (report_render,
  * report_breakdown_render, report_tenant_json), report_cli.c is report_main. */
@@ -47,18 +51,45 @@ struct report_counts {
     int64_t requests, input_tokens, cached_tokens, output_tokens;
 };
 
+/* Where a tenant stands against its caps right now (current month only). */
+enum report_status {
+    REPORT_STATUS_OK,         /* under every cap */
+    REPORT_STATUS_DOWNGRADED, /* over a cap whose plan downgrades */
+    REPORT_STATUS_BLOCKED,    /* over a cap that blocks, or past hard_limit */
+};
+
 struct report_row {
     char *tenant;
     char *plan; /* the plan of the period's last day */
     money_t revenue;
     struct report_counts n;
-    bool known; /* configured, or seen in the month's tenant set */
+    bool known;         /* configured, or seen in the month's tenant set */
+    int first_day;      /* first day of the month with traffic (1..31); 0: none */
+    money_t today_cost; /* today's cost, when the period is the current month */
+
+    /* Filled by report_forecast (forecast.c) for month periods. */
+    money_t projected;         /* month-end cost at the run rate since first_day */
+    money_t cap;               /* budget_monthly of its effective plan; -1: none */
+    int cross_day;             /* day the run rate reaches cap; 0: not this month */
+    enum report_status status; /* now */
+    bool free_plan;            /* no revenue and a plan priced 0: its cost is
+                                  acquisition spend, not a losing customer */
+    char *suggested_plan;      /* cheapest plan covering projected at the target margin;
+                                  NULL: the plan it has covers it, or none does */
 };
 
 struct report {
     struct report_period period;
     struct report_row *rows; /* worst margin first (then by tenant) */
     size_t n;
+    bool current;            /* the period is in this month */
+    int today;               /* days of the period that have begun: the current month's
+                                day, all days of a past one, 0 for a future one */
+    money_t day_revenue[32]; /* [1..31]: revenue accrued on each day (month periods) */
+    /* Company-wide cost per day, days 1..today; set by report_forecast when
+     * given a by-day breakdown (NULL: no trend). Not owned. */
+    const struct report_breakdown *trend;
+    bool forecast_table; /* REPORT_TABLE renders the forecast view (--forecast) */
 };
 
 enum report_format { REPORT_TABLE, REPORT_JSON, REPORT_CSV };
@@ -114,6 +145,17 @@ int64_t report_div_round(__int128 a, __int128 b);
 char *report_tenant_json(struct redisContext *c, const struct config *cfg,
                          const struct report_period *p, const char *tenant, int *status, char *err,
                          size_t errlen) MUST_CHECK;
+
+/* The projection of a month report (see struct report_row): run rate since
+ * each tenant's first active day, the day it crosses its cap, its status now,
+ * and the cheapest plan whose price covers the projected cost at
+ * target_margin_bp (basis points of the price kept as margin: 5000 = 50%).
+ * trend (may be NULL) is a by-day breakdown over every tenant of the same
+ * period; the report keeps a pointer to it. -1 when out of memory. */
+int report_forecast(struct report *r, const struct config *cfg, int target_margin_bp,
+                    const struct report_breakdown *trend) MUST_CHECK;
+/* The word for a status: "ok", "downgraded", "blocked". */
+const char *report_status_name(enum report_status s);
 
 /* `tollgate report ...` (argv[0] is "report"): prints the report to stdout.
  * Returns the exit code: 0, 1 (config or Redis failed), 2 (bad usage). */

@@ -2,6 +2,7 @@
  * config, connects to Redis, and prints the report or a breakdown. */
 #include "report/report.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,10 @@
 
 static const char report_usage[] =
     "usage: tollgate report [-c FILE] [--period 2026-11|2026-11-22] [--format table|json|csv]\n"
-    "                       [--tenant ID] [--by model|feature|user|day]\n";
+    "                       [--tenant ID] [--by model|feature|user|day] [--forecast]\n"
+    "  --forecast: each tenant's projected month-end cost at its run rate, the day it\n"
+    "              crosses its cap, whether it is downgraded or blocked now, and the\n"
+    "              cheapest plan that covers it at [report] target_margin\n";
 
 static int lookup_word(const char *s, const char *const *words, size_t n)
 {
@@ -43,6 +47,7 @@ int report_main(int argc, char **argv)
         [REPORT_TABLE] = "table", [REPORT_JSON] = "json", [REPORT_CSV] = "csv"};
     const char *conf = "proxy.conf", *period = NULL, *tenant = NULL;
     int format = REPORT_TABLE, by = -1;
+    bool forecast = false;
     struct report_period p;
     char err[8192] = "";
 
@@ -51,6 +56,10 @@ int report_main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(report_usage, stdout);
             return 0;
+        }
+        if (strcmp(a, "--forecast") == 0) {
+            forecast = true;
+            continue;
         }
         if (!v) {
             fprintf(stderr, "tollgate report: '%s' needs a value or is unknown\n%s", a,
@@ -90,6 +99,10 @@ int report_main(int argc, char **argv)
         clock_wall(&now);
         report_month_of(now.tv_sec, &p);
     }
+    if (forecast && (p.day || by >= 0)) {
+        fprintf(stderr, "tollgate report: --forecast is for a month period, without --by\n");
+        return 2;
+    }
     if (tenant && (!*tenant || strpbrk(tenant, "{}"))) {
         fprintf(stderr, "tollgate report: --tenant '%s' cannot be a tenant id\n", tenant);
         return 2;
@@ -118,9 +131,30 @@ int report_main(int argc, char **argv)
             goto done;
         }
     } else {
+        struct report_breakdown *trend = NULL;
         struct report *r = report_build(c, cfg, &p, tenant, err, sizeof(err));
+        if (r && tenant && (r->n != 1 || !r->rows[0].known)) {
+            snprintf(err, sizeof(err), "tenant '%s' has no traffic in %s and no [tenant] section",
+                     tenant, p.text);
+            report_free(r);
+            r = NULL;
+        }
+        /* the trend by day goes with every month report (the admin API's too) */
+        if (r && !p.day &&
+            !(trend = report_breakdown(c, cfg, &p, tenant, REPORT_BY_DAY, err, sizeof(err)))) {
+            report_free(r);
+            r = NULL;
+        }
+        if (r && report_forecast(r, cfg, cfg->report_target_margin_bp, trend) < 0) {
+            snprintf(err, sizeof(err), "out of memory");
+            report_free(r);
+            r = NULL;
+        }
+        if (r && format == REPORT_TABLE)
+            r->forecast_table = forecast;
         text = r ? report_render(r, (enum report_format)format) : NULL;
         report_free(r);
+        report_breakdown_free(trend);
         if (!r) {
             fprintf(stderr, "tollgate report: %s\n", err);
             goto done;

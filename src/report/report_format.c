@@ -147,9 +147,11 @@ static const char *pct(money_t margin, money_t revenue, char *buf, size_t n)
     return buf;
 }
 
+/* Totals of a report. A free plan's cost is acquisition spend, not a losing
+ * customer: under_water counts paying tenants only, free ones are apart. */
 struct totals {
-    size_t tenants, under_water;
-    money_t revenue;
+    size_t tenants, under_water, free_tenants;
+    money_t revenue, free_cost, projected;
     struct report_counts n;
 };
 
@@ -157,17 +159,35 @@ static void totals_of(const struct report *r, struct totals *t)
 {
     memset(t, 0, sizeof(*t));
     for (size_t i = 0; i < r->n; i++) {
+        const struct report_row *row = &r->rows[i];
         t->tenants++;
-        t->revenue += r->rows[i].revenue;
-        report_counts_add(&t->n, &r->rows[i].n);
-        t->under_water += r->rows[i].revenue - r->rows[i].n.cost < 0;
+        t->revenue += row->revenue;
+        t->projected += row->projected;
+        report_counts_add(&t->n, &row->n);
+        if (row->free_plan) {
+            t->free_tenants++;
+            t->free_cost += row->n.cost;
+        } else {
+            t->under_water += row->revenue - row->n.cost < 0;
+        }
     }
 }
 
 static const char *const columns[] = {
-    "tenant",     "plan",     "revenue_usd",  "cost_usd",      "margin_usd",
-    "margin_pct", "requests", "input_tokens", "cached_tokens", "output_tokens",
+    "tenant",         "plan",          "revenue_usd",        "cost_usd",
+    "margin_usd",     "margin_pct",    "requests",           "input_tokens",
+    "cached_tokens",  "output_tokens", "projected_cost_usd", "budget_monthly_usd",
+    "crosses_cap_on", "status",        "suggested_plan",     "free_plan",
 };
+
+/* "2026-11-19" for a day of the report's month, into buf; NULL for day 0. */
+static const char *day_text(const struct report *r, int day, char *buf, size_t n)
+{
+    if (day <= 0)
+        return NULL;
+    snprintf(buf, n, "%04d-%02d-%02d", r->period.year % 10000, r->period.month % 100, day % 100);
+    return buf;
+}
 
 /* ---- aligned tables ------------------------------------------------------ */
 
@@ -246,9 +266,9 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
     char a[48], b[48], m[48], pc[32];
     const char *p = pct(revenue - n->cost, revenue, pc, sizeof(pc));
     return cell(g, "%s", name) | cell(g, "%s", plan) |
-           cell(g, "%s", usd_fixed(revenue, 2, a, sizeof(a))) |
+           cell(g, "%s", usd_fixed(revenue, 4, a, sizeof(a))) |
            cell(g, "%s", usd_fixed(n->cost, 4, b, sizeof(b))) |
-           cell(g, "%s", usd_fixed(revenue - n->cost, 2, m, sizeof(m))) |
+           cell(g, "%s", usd_fixed(revenue - n->cost, 4, m, sizeof(m))) |
            cell(g, "%s%s", p ? p : "n/a", p ? "%" : "") | cell(g, "%" PRId64, n->requests) |
            cell(g, "%" PRId64, n->input_tokens) | cell(g, "%" PRId64, n->cached_tokens) |
            cell(g, "%" PRId64, n->output_tokens);
@@ -275,11 +295,86 @@ static void render_table(const struct report *r, struct out *o)
     put(o, "period %s\n", r->period.text);
     if (!o->oom)
         grid_print(&g, o);
-    put(o, "blended cost per tenant %s, %zu under water\n",
+    put(o, "blended cost per tenant %s, %zu paying under water",
         usd_fixed(t.tenants ? (money_t)report_div_round(t.n.cost, (__int128)t.tenants) : 0, 4,
                   blended, sizeof(blended)),
         t.under_water);
+    if (t.free_tenants)
+        put(o, "; %zu on free plans cost %s", t.free_tenants,
+            usd_fixed(t.free_cost, 4, total, sizeof(total)));
+    put(o, "\n");
     grid_free(&g);
+}
+
+/* `--forecast`: where each tenant is heading this month, worst margin first. */
+static void render_forecast_table(const struct report *r, struct out *o)
+{
+    static const bool right[] = {false, false, true, true, true, true, false, false};
+    struct grid g = {.cols = 8, .right = right};
+    char a[48], b[48], c[48], d[16];
+    int rc = cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "COST") | cell(&g, "PROJECTED") |
+             cell(&g, "CAP") | cell(&g, "CROSSES") | cell(&g, "NOW") | cell(&g, "SUGGESTED PLAN");
+    struct totals t;
+    totals_of(r, &t);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct report_row *row = &r->rows[i];
+        const char *cross = day_text(r, row->cross_day, d, sizeof(d));
+        rc |= cell(&g, "%s", row->tenant) | cell(&g, "%s", row->plan) |
+              cell(&g, "%s", usd_fixed(row->n.cost, 4, a, sizeof(a))) |
+              cell(&g, "%s", usd_fixed(row->projected, 4, b, sizeof(b))) |
+              cell(&g, "%s", row->cap >= 0 ? usd_fixed(row->cap, 4, c, sizeof(c)) : "-") |
+              cell(&g, "%s", cross ? cross : "-") |
+              cell(&g, "%s", report_status_name(row->status)) |
+              cell(&g, "%s", row->suggested_plan ? row->suggested_plan : "-");
+    }
+    rc |= cell(&g, "TOTAL (%zu)", t.tenants) | cell(&g, "%s", "") |
+          cell(&g, "%s", usd_fixed(t.n.cost, 4, a, sizeof(a))) |
+          cell(&g, "%s", usd_fixed(t.projected, 4, b, sizeof(b))) | cell(&g, "%s", "") |
+          cell(&g, "%s", "") | cell(&g, "%s", "") | cell(&g, "%s", "");
+    if (rc)
+        o->oom = true;
+    put(o, "forecast %s (day %d of %d, run rate since each tenant's first day)\n", r->period.text,
+        r->today, r->period.days_in_month);
+    if (!o->oom)
+        grid_print(&g, o);
+    grid_free(&g);
+}
+
+/* The forecast fields of a tenant row, each after a ','. */
+static void forecast_json(const struct report *r, const struct report_row *row, struct out *o)
+{
+    char a[48], b[48], d[16];
+    const char *cross = day_text(r, row->cross_day, d, sizeof(d));
+    put(o, ",\"projected_cost_usd\":%s,\"budget_monthly_usd\":%s,\"crosses_cap_on\":",
+        usd(row->projected, a, sizeof(a)), row->cap >= 0 ? usd(row->cap, b, sizeof(b)) : "null");
+    if (cross)
+        put_json_str(o, cross);
+    else
+        put(o, "null");
+    put(o, ",\"status\":\"%s\",\"suggested_plan\":", report_status_name(row->status));
+    if (row->suggested_plan)
+        put_json_str(o, row->suggested_plan);
+    else
+        put(o, "null");
+    put(o, ",\"free_plan\":%s", row->free_plan ? "true" : "false");
+}
+
+/* The company's cost, revenue and margin per day that has begun. */
+static void trend_json(const struct report *r, struct out *o)
+{
+    char a[48], b[48], m[48];
+    put(o, ",\"daily\":[");
+    for (size_t i = 0; r->trend && i < r->trend->n; i++) {
+        int day = atoi(r->trend->items[i].name + 8); /* "2026-11-22" */
+        money_t cost = r->trend->items[i].n.cost,
+                rev = day >= 1 && day <= 31 ? r->day_revenue[day] : 0;
+        put(o, "%s{\"day\":", i ? "," : "");
+        put_json_str(o, r->trend->items[i].name);
+        put(o, ",\"cost_usd\":%s,\"revenue_usd\":%s,\"margin_usd\":%s,\"requests\":%" PRId64 "}",
+            usd(cost, a, sizeof(a)), usd(rev, b, sizeof(b)), usd(rev - cost, m, sizeof(m)),
+            r->trend->items[i].n.requests);
+    }
+    put(o, "]");
 }
 
 static void render_json(const struct report *r, struct out *o)
@@ -301,22 +396,32 @@ static void render_json(const struct report *r, struct out *o)
         put(o,
             ",\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,\"margin_pct\":%s,"
             "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_tokens\":%" PRId64
-            ",\"output_tokens\":%" PRId64 "}",
+            ",\"output_tokens\":%" PRId64,
             usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)),
             usd(margin, m, sizeof(m)), p ? p : "null", row->n.requests, row->n.input_tokens,
             row->n.cached_tokens, row->n.output_tokens);
+        forecast_json(r, row, o);
+        put(o, "}");
     }
     money_t margin = t.revenue - t.n.cost;
     const char *p = pct(margin, t.revenue, pc, sizeof(pc));
     char bl[48];
+    char fc[48], pj[48];
     put(o,
         "],\"totals\":{\"tenants\":%zu,\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,"
-        "\"margin_pct\":%s,\"blended_cost_per_tenant_usd\":%s,\"tenants_under_water\":%zu}}\n",
+        "\"margin_pct\":%s,\"blended_cost_per_tenant_usd\":%s,\"tenants_under_water\":%zu,"
+        "\"free_tenants\":%zu,\"free_plan_cost_usd\":%s,\"projected_cost_usd\":%s}",
         t.tenants, usd(t.revenue, a, sizeof(a)), usd(t.n.cost, b, sizeof(b)),
         usd(margin, m, sizeof(m)), p ? p : "null",
         usd(t.tenants ? (money_t)report_div_round(t.n.cost, (__int128)t.tenants) : 0, bl,
             sizeof(bl)),
-        t.under_water);
+        t.under_water, t.free_tenants, usd(t.free_cost, fc, sizeof(fc)),
+        usd(t.projected, pj, sizeof(pj)));
+    put(o, ",\"days_begun\":%d,\"days_in_period\":%d", r->today,
+        r->period.day ? 1 : r->period.days_in_month);
+    if (r->trend)
+        trend_json(r, o);
+    put(o, "}\n");
 }
 
 static void render_csv(const struct report *r, struct out *o)
@@ -332,17 +437,26 @@ static void render_csv(const struct report *r, struct out *o)
         put_csv_str(o, row->tenant);
         put(o, ",");
         put_csv_str(o, row->plan);
-        put(o, ",%s,%s,%s,%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
+        put(o, ",%s,%s,%s,%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64,
             usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)),
             usd(margin, m, sizeof(m)), p ? p : "n/a", row->n.requests, row->n.input_tokens,
             row->n.cached_tokens, row->n.output_tokens);
+        char pj[48], cp[48], d[16];
+        const char *cross = day_text(r, row->cross_day, d, sizeof(d));
+        put(o, ",%s,%s,%s,%s,", usd(row->projected, pj, sizeof(pj)),
+            row->cap >= 0 ? usd(row->cap, cp, sizeof(cp)) : "", cross ? cross : "",
+            report_status_name(row->status));
+        put_csv_str(o, row->suggested_plan ? row->suggested_plan : "");
+        put(o, ",%s\n", row->free_plan ? "true" : "false");
     }
 }
 
 char *report_render(const struct report *r, enum report_format f)
 {
     struct out o = {0};
-    if (f == REPORT_JSON)
+    if (f == REPORT_TABLE && r->forecast_table)
+        render_forecast_table(r, &o);
+    else if (f == REPORT_JSON)
         render_json(r, &o);
     else if (f == REPORT_CSV)
         render_csv(r, &o);

@@ -15,7 +15,7 @@ const h = require('../lib/harness');
 const TOKEN = 'test-admin-token';
 const MONTH = '2031-03'; // 31 days, far from today: nothing else lands there
 const acme = h.uniq('acme'); // [tenant] plan pro: $120 a year
-const idle = h.uniq('idle'); // [tenant] plan starter, no traffic: $9, cost 0
+const idle = h.uniq('idle'); // [tenant] plan starter, no traffic: no revenue, cost 0
 const bob = h.uniq('bob'); // starter (plan header) from day 3, pro from day 20
 const carol = h.uniq('carol'); // free: no revenue
 
@@ -35,9 +35,10 @@ const overrides = {
   [`tenant ${idle}`]: { plan: 'starter' },
 };
 
+// The CLI reads the month as of day 20, like the tollgate that serves the admin API.
 function runReport(args, env = {}) {
   return new Promise((resolve) => {
-    execFile(h.BINARY, ['report', ...args], { env: { ...process.env, ...env }, timeout: h.ms(20000) },
+    execFile(h.BINARY, ['report', ...args], { env: { ...process.env, TOLLGATE_CLOCK_OFFSET: offsetFor(20), ...env }, timeout: h.ms(20000) },
       (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }));
   });
 }
@@ -135,10 +136,11 @@ describe('report and admin API', () => {
       assert.equal(by[t].output_tokens, recs.reduce((s, r) => s + r.output_tokens, 0));
     }
     assert.equal(by[acme].plan, 'pro');
-    assert.equal(by[acme].revenue_usd, 10, 'yearly $120 counts $10 a month');
-    assert.equal(by[idle].revenue_usd, 9);
+    // yearly $120 counts $10 a month, accrued from its first day with traffic (the 3rd)
+    assert.equal(nano(by[acme].revenue_usd), Math.round(29 * 10e9 / 31));
+    assert.equal(by[idle].revenue_usd, 0, 'no traffic in the month: no revenue');
     assert.equal(by[idle].cost_usd, 0);
-    assert.equal(by[idle].margin_pct, 100);
+    assert.equal(by[idle].margin_pct, null);
     assert.equal(by[carol].revenue_usd, 0);
     assert.equal(by[carol].margin_pct, null, 'no revenue: margin_pct null');
     // bob: days 1-2 the config's plan (free), 3-19 starter, 20-31 pro, over 31 days
@@ -149,7 +151,8 @@ describe('report and admin API', () => {
     for (const t of rep.tenants) {
       assert.equal(nano(t.margin_usd), nano(t.revenue_usd) - nano(t.cost_usd));
       assert.deepEqual(Object.keys(t), ['tenant', 'plan', 'revenue_usd', 'cost_usd', 'margin_usd', 'margin_pct',
-        'requests', 'input_tokens', 'cached_tokens', 'output_tokens']);
+        'requests', 'input_tokens', 'cached_tokens', 'output_tokens', 'projected_cost_usd',
+        'budget_monthly_usd', 'crosses_cap_on', 'status', 'suggested_plan', 'free_plan']);
     }
     const margins = rep.tenants.map((t) => nano(t.margin_usd));
     assert.deepEqual(margins, [...margins].sort((a, b) => a - b), 'worst margin first');
@@ -157,8 +160,21 @@ describe('report and admin API', () => {
     assert.equal(tot.tenants, rep.tenants.length);
     assert.equal(nano(tot.cost_usd), rep.tenants.reduce((s, t) => s + nano(t.cost_usd), 0));
     assert.equal(nano(tot.revenue_usd), rep.tenants.reduce((s, t) => s + nano(t.revenue_usd), 0));
-    assert.equal(tot.tenants_under_water, rep.tenants.filter((t) => t.margin_usd < 0).length);
+    // a free plan's cost is acquisition spend: under water counts paying tenants only
+    assert.equal(tot.tenants_under_water, rep.tenants.filter((t) => t.margin_usd < 0 && !t.free_plan).length);
+    assert.equal(by[carol].free_plan, true);
+    assert.equal(tot.free_tenants, 1);
+    assert.equal(nano(tot.free_plan_cost_usd), nano(by[carol].cost_usd));
     assert.ok('blended_cost_per_tenant_usd' in tot && 'margin_pct' in tot);
+    // the company trend: days 1..20 (none in the future), summing to the month
+    assert.equal(rep.days_begun, 20);
+    assert.equal(rep.daily.length, 20);
+    assert.equal(rep.daily.reduce((s, d) => s + nano(d.cost_usd), 0), nano(tot.cost_usd));
+    assert.equal(rep.daily[2].day, `${MONTH}-03`);
+    // run rate since the first day: acme spent its cost on days 3..20 (18 days), 11 left
+    const projected = nano(by[acme].cost_usd) + Math.round(nano(by[acme].cost_usd) * 11 / 18);
+    assert.ok(Math.abs(nano(by[acme].projected_cost_usd) - projected) <= 1);
+    assert.equal(by[acme].status, 'ok');
   });
 
   test('report table, csv, a day period and --by', async () => {
@@ -168,7 +184,8 @@ describe('report and admin API', () => {
     assert.match(table.stdout, /TOTAL \(4\)/);
     const csv = await runReport(['-c', configFile, '--period', MONTH, '--format', 'csv']);
     const lines = csv.stdout.trim().split('\n');
-    assert.equal(lines[0], 'tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,cached_tokens,output_tokens');
+    assert.equal(lines[0], 'tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,cached_tokens,output_tokens,'
+      + 'projected_cost_usd,budget_monthly_usd,crosses_cap_on,status,suggested_plan,free_plan');
     assert.equal(lines.length, 5);
     assert.ok(lines.some((l) => l.startsWith(`${carol},free,0,`) && l.includes(',n/a,')));
 
@@ -185,11 +202,16 @@ describe('report and admin API', () => {
     assert.deepEqual(rows.map((r) => r.model), ['gpt-4o', 'gpt-4o-mini']);
     const acmeRecs = records.filter((r) => r.tenant === acme);
     assert.equal(nano(rows[0].cost_usd), acmeRecs.filter((r) => r.model === 'gpt-4o').reduce((s, r) => s + h.recordNano(r), 0));
-    const bu = JSON.parse((await runReport(['-c', configFile, '--period', MONTH, '--by', 'user', '--format', 'json'])).stdout);
+    // user ids are per tenant: --by user needs --tenant
+    const mixed = await runReport(['-c', configFile, '--period', MONTH, '--by', 'user']);
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stderr, /--by user is per tenant: add --tenant/);
+    const bu = JSON.parse((await runReport(['-c', configFile, '--period', MONTH, '--tenant', acme, '--by', 'user', '--format', 'json'])).stdout);
     assert.ok(bu.rows.some((r) => r.user === 'u1' && r.requests === 2));
-    assert.ok(bu.rows.some((r) => r.user === '-'), 'requests without a user count under "-"');
+    const bc = JSON.parse((await runReport(['-c', configFile, '--period', MONTH, '--tenant', carol, '--by', 'user', '--format', 'json'])).stdout);
+    assert.ok(bc.rows.some((r) => r.user === '-'), 'requests without a user count under "-"');
     const bd = JSON.parse((await runReport(['-c', configFile, '--period', MONTH, '--tenant', bob, '--by', 'day', '--format', 'json'])).stdout);
-    assert.equal(bd.rows.length, 31);
+    assert.equal(bd.rows.length, 20, 'days 1..20: no future days');
     assert.equal(bd.rows[2].day, `${MONTH}-03`);
     assert.equal(bd.rows[2].requests, 1);
   });
@@ -202,6 +224,20 @@ describe('report and admin API', () => {
     assert.match(r.stderr, /cannot reach Redis at 127\.0\.0\.1:1/);
     const u = await runReport(['-c', configFile, '--by', 'nope']);
     assert.equal(u.code, 2);
+    // an unknown tenant is an error, as the admin API's 404
+    const none = await runReport(['-c', configFile, '--period', MONTH, '--tenant', 'nobody']);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /tenant 'nobody' has no traffic in 2031-03 and no \[tenant\] section/);
+  });
+
+  test('report --forecast: projection, cap crossing, status now', async () => {
+    const f = await runReport(['-c', configFile, '--period', MONTH, '--forecast']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stdout, /^forecast 2031-03 \(day 20 of 31/);
+    assert.match(f.stdout, /TENANT +PLAN +COST +PROJECTED +CAP +CROSSES +NOW +SUGGESTED PLAN/);
+    assert.ok(f.stdout.includes(acme));
+    const day = await runReport(['-c', configFile, '--period', `${MONTH}-10`, '--forecast']);
+    assert.equal(day.code, 2);
   });
 
   test('/admin/api/tenants/{id}: totals, daily series of the whole month, breakdowns', async () => {
@@ -211,9 +247,9 @@ describe('report and admin API', () => {
     assert.equal(t.tenant, acme);
     assert.equal(t.plan, 'pro');
     assert.equal(t.period, MONTH);
-    assert.equal(t.revenue_usd, 10);
+    assert.equal(nano(t.revenue_usd), Math.round(29 * 10e9 / 31));
     assert.equal(t.budget_monthly_usd, null);
-    assert.equal(t.daily.length, 31);
+    assert.equal(t.daily.length, 20, 'the days begun by tollgate\'s clock, none in the future');
     assert.equal(t.daily[0].day, `${MONTH}-01`);
     assert.equal(t.daily.reduce((s, d) => s + nano(d.cost_usd), 0), nano(t.cost_usd), 'daily sums to the month');
     assert.equal(t.daily.reduce((s, d) => s + d.requests, 0), t.requests);

@@ -5,6 +5,7 @@
  * a mid-month plan change prorated by days, "n/a" for no revenue, a day
  * period, the breakdowns, and exact JSON / CSV / table output. */
 #include "budget/budget.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "redis/redis.h"
@@ -88,6 +89,13 @@ static const struct req reqs[] = {
     {"carol", 2, "c1", 10000, "gpt-4o-mini", NULL, NULL, "free", 1, 0, 1},
     /* dave: free (the config's plan) until the 10th, starter from then: $6.30 */
     {"dave", 10, "d1", 300000, "claude-haiku-4-5", "search", "x", "starter", 5, 0, 5},
+    /* December (day + 30), for the forecast seen from 2026-12-10: eve $7 by the 10th
+     * on starter, fay over its $9 cap since the 2nd, gus on the free plan */
+    {"eve", 31, "e1", 2000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
+    {"eve", 35, "e2", 2000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
+    {"eve", 40, "e3", 3000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
+    {"fay", 32, "f1", 10000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
+    {"gus", 33, "g1", 1000000, "gpt-4o", NULL, NULL, "free", 1, 0, 1},
 };
 
 static void settle_all(void)
@@ -154,6 +162,7 @@ static struct report *build(const char *per, const char *tenant)
     if (!r)
         fprintf(stderr, "  report_build: %s\n", err);
     CHECK(r != NULL);
+    CHECK(!r || report_forecast(r, cfg, 5000, NULL) == 0);
     return r;
 }
 
@@ -216,9 +225,9 @@ static void test_month(void)
     } want[] = {
         {"bob", "free", USD(4.5), USD(40), 3},      /* worst first */
         {"carol", "free", 0, USD(0.01), 1},         /* n/a */
+        {"idle", "starter", 0, 0, 0},               /* configured, no traffic: no revenue */
         {"dave", "starter", USD(6.3), USD(0.3), 1}, /* 21 of 30 days on starter */
-        {"acme", "pro", USD(10), USD(2.5), 3},      /* yearly: 120 / 12 */
-        {"idle", "starter", USD(9), 0, 0},          /* configured, no traffic */
+        {"acme", "pro", 9333333333, USD(2.5), 3},   /* yearly 120 / 12, from the 3rd: 28/30 */
     };
     struct report *r = build("2026-11", NULL);
     if (!r)
@@ -231,19 +240,23 @@ static void test_month(void)
         CHECK_INT(r->rows[i].n.cost, want[i].cost);
         CHECK_INT(r->rows[i].n.requests, want[i].requests);
     }
-    CHECK_INT(r->rows[3].n.input_tokens, 1400);
-    CHECK_INT(r->rows[3].n.cached_tokens, 200);
-    CHECK_INT(r->rows[3].n.output_tokens, 550);
+    CHECK_INT(r->rows[4].n.input_tokens, 1400);
+    CHECK_INT(r->rows[4].n.cached_tokens, 200);
+    CHECK_INT(r->rows[4].n.output_tokens, 550);
+    CHECK_INT(r->rows[0].first_day, 1);
+    CHECK_INT(r->rows[2].first_day, 0);
+    CHECK_INT(r->rows[4].first_day, 3);
+    CHECK(r->rows[1].free_plan && !r->rows[0].free_plan && !r->rows[2].free_plan);
     report_free(r);
 
-    /* an empty month: only the configured tenants */
+    /* an empty month: only the configured tenants, and without traffic they earn nothing */
     r = build("2026-10", NULL);
     if (r) {
         CHECK_INT(r->n, 2);
-        CHECK_STR(r->rows[0].tenant, "idle");
-        CHECK_INT(r->rows[0].revenue, USD(9));
-        CHECK_STR(r->rows[1].tenant, "acme");
-        CHECK_INT(r->rows[1].revenue, USD(10));
+        CHECK_STR(r->rows[0].tenant, "acme");
+        CHECK_INT(r->rows[0].revenue, 0);
+        CHECK_STR(r->rows[1].tenant, "idle");
+        CHECK_INT(r->rows[1].revenue, 0);
     }
     report_free(r);
 }
@@ -253,24 +266,31 @@ static void test_json_csv(void)
     char *s = render("2026-11", "carol", REPORT_JSON);
     CHECK_STR(s, "{\"period\":\"2026-11\",\"tenants\":[{\"tenant\":\"carol\",\"plan\":\"free\","
                  "\"revenue_usd\":0,\"cost_usd\":0.01,\"margin_usd\":-0.01,\"margin_pct\":null,"
-                 "\"requests\":1,\"input_tokens\":1,\"cached_tokens\":0,\"output_tokens\":1}],"
+                 "\"requests\":1,\"input_tokens\":1,\"cached_tokens\":0,\"output_tokens\":1,"
+                 "\"projected_cost_usd\":0.01,\"budget_monthly_usd\":null,\"crosses_cap_on\":null,"
+                 "\"status\":\"ok\",\"suggested_plan\":\"starter\",\"free_plan\":true}],"
                  "\"totals\":{\"tenants\":1,\"revenue_usd\":0,\"cost_usd\":0.01,"
                  "\"margin_usd\":-0.01,\"margin_pct\":null,\"blended_cost_per_tenant_usd\":0.01,"
-                 "\"tenants_under_water\":1}}\n");
+                 "\"tenants_under_water\":0,\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
+                 "\"projected_cost_usd\":0.01},\"days_begun\":30,\"days_in_period\":30}\n");
     free(s);
     s = render("2026-11", NULL, REPORT_CSV);
     CHECK_STR(s, "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
-                 "cached_tokens,output_tokens\n"
-                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30\n"
-                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1\n"
-                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5\n"
-                 "acme,pro,10,2.5,7.5,75,3,1400,200,550\n"
-                 "idle,starter,9,0,9,100,0,0,0,0\n");
+                 "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
+                 "crosses_cap_on,status,suggested_plan,free_plan\n"
+                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false\n"
+                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true\n"
+                 "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false\n"
+                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false\n"
+                 "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false\n");
     free(s);
     s = render("2026-11", NULL, REPORT_JSON);
-    CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":29.8,\"cost_usd\":42.81,"
-                         "\"margin_usd\":-13.01,\"margin_pct\":-43.66,"
-                         "\"blended_cost_per_tenant_usd\":8.562,\"tenants_under_water\":2}}\n"));
+    CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":20.133333333,"
+                         "\"cost_usd\":42.81,\"margin_usd\":-22.676666667,\"margin_pct\":-112.63,"
+                         "\"blended_cost_per_tenant_usd\":8.562,\"tenants_under_water\":1,"
+                         "\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
+                         "\"projected_cost_usd\":42.81},\"days_begun\":30,"
+                         "\"days_in_period\":30}\n"));
     CHECK(s && strstr(s, "{\"tenant\":\"bob\",\"plan\":\"free\",\"revenue_usd\":4.5,"
                          "\"cost_usd\":40,\"margin_usd\":-35.5,\"margin_pct\":-788.89,"));
     free(s);
@@ -324,7 +344,8 @@ static void test_table(void)
     const char *rows[16] = {0};
     for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "blended", 7) == 0) {
-            CHECK_STR(line, "blended cost per tenant $8.5620, 2 under water");
+            CHECK_STR(line, "blended cost per tenant $8.5620, 1 paying under water; 1 on free "
+                            "plans cost $0.0100");
             break;
         }
         if (!width)
@@ -338,15 +359,16 @@ static void test_table(void)
     if (lines == 8) {
         CHECK(strncmp(rows[0], "TENANT", 6) == 0);
         CHECK(strncmp(rows[1], "bob ", 4) == 0);
-        CHECK(strstr(rows[1], "$4.50") && strstr(rows[1], "$40.0000") &&
-              strstr(rows[1], "-$35.50") && strstr(rows[1], "-788.89%"));
+        CHECK(strstr(rows[1], "$4.5000") && strstr(rows[1], "$40.0000") &&
+              strstr(rows[1], "-$35.5000") && strstr(rows[1], "-788.89%"));
         CHECK(strstr(rows[2], "n/a") != NULL);
         CHECK(rows[6][0] == '-');
         CHECK(strncmp(rows[7], "TOTAL (5)", 9) == 0);
-        CHECK(strstr(rows[7], "$29.80") && strstr(rows[7], "-43.66%"));
+        CHECK(strstr(rows[7], "$20.1333") && strstr(rows[7], "-$22.6767") &&
+              strstr(rows[7], "-112.63%"));
         /* the REVENUE header ends where the revenue cells end */
-        const char *h = strstr(rows[0], "REVENUE"), *v = strstr(rows[1], "$4.50");
-        CHECK(h && v && (h - rows[0]) + 7 == (v - rows[1]) + 5);
+        const char *h = strstr(rows[0], "REVENUE"), *v = strstr(rows[1], "$4.5000");
+        CHECK(h && v && (h - rows[0]) + 7 == (v - rows[1]) + 7);
     }
     free(s);
 }
@@ -366,10 +388,14 @@ static void test_day(void)
             CHECK_INT(row->n.requests, 2);
             CHECK_INT(row->revenue, third);
             seen++;
-        } else if (strcmp(row->tenant, "bob") == 0 || strcmp(row->tenant, "idle") == 0) {
+        } else if (strcmp(row->tenant, "bob") == 0) {
             CHECK_INT(row->revenue, USD(0.3));
             CHECK_STR(row->plan, "starter");
             CHECK_INT(row->n.cost, 0);
+            seen++;
+        } else if (strcmp(row->tenant, "idle") == 0) {
+            CHECK_INT(row->revenue, 0); /* no traffic yet: not earning */
+            CHECK_STR(row->plan, "starter");
             seen++;
         } else if (strcmp(row->tenant, "dave") == 0) {
             CHECK_INT(row->revenue, 0); /* before its first traffic: the config's plan, free */
@@ -484,9 +510,9 @@ static void test_tenant_json(void)
     CHECK_INT(status, 200);
     CHECK(s && strncmp(s,
                        "{\"tenant\":\"acme\",\"plan\":\"pro\",\"period\":\"2026-11\","
-                       "\"revenue_usd\":10,\"cost_usd\":2.5,\"margin_usd\":7.5,"
-                       "\"margin_pct\":75,\"requests\":3,\"input_tokens\":1400,"
-                       "\"cached_tokens\":200,\"output_tokens\":550,"
+                       "\"revenue_usd\":9.333333333,\"cost_usd\":2.5,"
+                       "\"margin_usd\":6.833333333,\"margin_pct\":73.21,\"requests\":3,"
+                       "\"input_tokens\":1400,\"cached_tokens\":200,\"output_tokens\":550,"
                        "\"budget_monthly_usd\":100,\"daily\":[{\"day\":\"2026-11-01\","
                        "\"cost_usd\":0,",
                        250) == 0);
@@ -504,6 +530,74 @@ static void test_tenant_json(void)
     s = report_tenant_json(rc, cfg, &p, "acme", &status, err, sizeof(err));
     CHECK(s == NULL);
     CHECK_INT(status, 400);
+}
+
+/* Seen from 2026-12-10 12:00 UTC: run rates since each tenant's first day,
+ * the day a cap is crossed, who is blocked now, the upgrade that covers a
+ * free tenant, the company trend with no future days. */
+static void test_forecast(void)
+{
+    char err[256] = "";
+    struct report_period p = period("2026-12");
+    struct tm tm = {.tm_year = 126, .tm_mon = 11, .tm_mday = 10, .tm_hour = 12};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char off[32];
+    snprintf(off, sizeof(off), "%lld", (long long)(timegm(&tm) - now.tv_sec));
+    setenv("TOLLGATE_CLOCK_OFFSET", off, 1);
+    clock_init();
+    struct report *r = report_build(rc, cfg, &p, NULL, err, sizeof(err));
+    struct report_breakdown *trend =
+        report_breakdown(rc, cfg, &p, NULL, REPORT_BY_DAY, err, sizeof(err));
+    CHECK(r && trend);
+    if (!r || !trend)
+        goto done;
+    CHECK(r->current);
+    CHECK_INT(r->today, 10);
+    CHECK_INT(trend->n, 10); /* days 1..10, none after today */
+    CHECK_INT(report_forecast(r, cfg, 5000, trend), 0);
+    int seen = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct report_row *row = &r->rows[i];
+        if (strcmp(row->tenant, "eve") == 0) { /* $7 in 10 days, 21 left: $21.70 */
+            CHECK_INT(row->projected, USD(21.7));
+            CHECK_INT(row->cap, USD(9));
+            CHECK_INT(row->cross_day, 13); /* $0.70 a day: $2 more in 3 days */
+            CHECK_INT(row->status, REPORT_STATUS_OK);
+            CHECK(row->suggested_plan == NULL); /* no plan covers $21.70 at 50% */
+            seen++;
+        } else if (strcmp(row->tenant, "fay") == 0) { /* $10 in 9 days */
+            CHECK_INT(row->status, REPORT_STATUS_BLOCKED);
+            CHECK_INT(row->projected, 33333333333);
+            CHECK_INT(row->cross_day, 0);
+            seen++;
+        } else if (strcmp(row->tenant, "gus") == 0) { /* free: $1 in 8 days -> $3.625 */
+            CHECK_INT(row->projected, 3625000000);
+            CHECK(row->free_plan);
+            CHECK_STR(row->suggested_plan, "starter"); /* $9 keeps 50% of $3.625 */
+            seen++;
+        }
+    }
+    CHECK_INT(seen, 3);
+    char *s = report_render(r, REPORT_JSON);
+    CHECK(s && strstr(s, "\"crosses_cap_on\":\"2026-12-13\""));
+    CHECK(s && strstr(s, "\"daily\":[{\"day\":\"2026-12-01\",\"cost_usd\":2,"
+                         "\"revenue_usd\":0.290322581,\"margin_usd\":-1.709677419,"
+                         "\"requests\":1},{\"day\":\"2026-12-02\",\"cost_usd\":10,"));
+    CHECK(s && strstr(s, "\"days_begun\":10,\"days_in_period\":31"));
+    free(s);
+    r->forecast_table = true; /* --forecast */
+    s = report_render(r, REPORT_TABLE);
+    CHECK(s && strstr(s, "forecast 2026-12 (day 10 of 31") && strstr(s, "2026-12-13") &&
+          strstr(s, "blocked") && strstr(s, "$21.7000"));
+    if (s && getenv("REPORT_SHOW"))
+        fputs(s, stderr);
+    free(s);
+done:
+    report_breakdown_free(trend);
+    report_free(r);
+    unsetenv("TOLLGATE_CLOCK_OFFSET");
+    clock_init();
 }
 
 static void test_unreachable(void)
@@ -529,6 +623,7 @@ static const struct check_test tests[] = {
     {"day", test_day},
     {"breakdowns", test_breakdowns},
     {"tenant_json", test_tenant_json},
+    {"forecast", test_forecast},
     {"unreachable", test_unreachable},
 };
 
