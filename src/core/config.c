@@ -133,7 +133,8 @@ static const struct key keys[] = {
     {S_SERVER, "workers", T_INT, CF(workers), "0", K_RESTART, 0, 1024,
      .doc = "worker threads; 0: one per core"},
     {S_SERVER, "max_connections", T_INT, CF(max_connections), "10000", K_RESTART, 1, 1000000,
-     .doc = "client connections per worker"},
+     .doc = "API client connections of the process (all workers); lowered at start to what "
+            "the descriptor limit holds; admin connections are apart (at most 32)"},
     {S_SERVER, "header_timeout", T_DUR, CF(header_timeout_ms), "10s", 0, 1, MS_MAX,
      .doc = "request line + headers must arrive within this"},
     {S_SERVER, "body_timeout", T_DUR, CF(body_timeout_ms), "60s", 0, 1, MS_MAX,

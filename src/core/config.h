@@ -89,7 +89,7 @@ struct config {
     size_t max_body;          /* bytes */
     size_t max_header_size;   /* bytes of request line + headers */
     int workers;              /* 0: one per core */
-    int max_connections;      /* per worker */
+    int max_connections;      /* API connections of the process (fdlimit.h) */
     int header_timeout_ms;    /* request line + headers must arrive within this */
     int body_timeout_ms;      /* the whole body must arrive within this */
     int keepalive_timeout_ms; /* idle client connection */

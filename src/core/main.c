@@ -14,6 +14,7 @@
 #include "report/admin.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/fdlimit.h"
 #include "core/log.h"
 #include "providers/pricing.h"
 #include "records/record.h"
@@ -140,8 +141,27 @@ static int run(const char *path)
         n = 1;
     if (n > MAX_WORKERS)
         n = MAX_WORKERS;
+    const struct fdlimit_need need = {
+        .max_connections = d.cfg->max_connections,
+        .workers = (int)n,
+        .upstream_idle = n * (long)d.cfg->n_upstreams * d.cfg->pool_size,
+        .admin = d.cfg->admin_listen ? ADMIN_MAX_CONNECTIONS : 0,
+    };
+    unsigned long long nofile = 0;
+    int clamped = 0;
+    int max_conn = fdlimit_apply(&need, &nofile, &clamped, err, sizeof(err));
+    if (max_conn < 0) {
+        log_error("%s", err);
+        goto fail;
+    }
+    log_info("descriptors: limit %llu; up to %d API connections, %d admin", nofile, max_conn,
+             need.admin);
+    if (clamped)
+        log_warn("descriptors: max_connections %d lowered to %d: each proxied connection holds "
+                 "two descriptors; raise `ulimit -n` for more",
+                 d.cfg->max_connections, max_conn);
     for (long i = 0; i < n; i++) {
-        d.workers[i] = worker_new((int)i, d.cfg, d.sink, err, sizeof(err));
+        d.workers[i] = worker_new((int)i, d.cfg, max_conn, d.sink, err, sizeof(err));
         if (!d.workers[i]) {
             log_error("%s", err);
             goto fail;

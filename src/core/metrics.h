@@ -49,6 +49,11 @@ struct usage;
     X(METRIC_STREAM_BACKLOG, "tollgate_redis_stream_backlog", GAUGE, "",                           \
       "Records waiting for Redis to take them into the redis_stream.")                             \
     X(METRIC_CONNECTIONS, "tollgate_connections", GAUGE, "", "Open client connections.")           \
+    X(METRIC_CONNECTIONS_REFUSED, "tollgate_connections_refused_total", COUNTER, "",               \
+      "API connections closed at once because max_connections were open.")                         \
+    X(METRIC_ACCEPT_PAUSES, "tollgate_accept_pauses_total", COUNTER, "",                           \
+      "Times a listener stopped accepting for a pause because accept ran out of file "             \
+      "descriptors or memory (EMFILE, ENFILE).")                                                   \
     X(METRIC_LABELS_FOLDED, "tollgate_metric_labels_folded_total", COUNTER, "",                    \
       "Requests counted under model=\"other\" because a worker reached its label cap.")
 

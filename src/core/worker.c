@@ -15,7 +15,6 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/util.h>
 
 #include <openssl/ssl.h>
@@ -30,43 +29,33 @@
 #include "records/record.h"
 #include "export/export.h"
 #include "redis/redis.h"
+#include "http/listener.h"
 #include "http/tls.h"
 #include "http/upstream.h"
 
 #define TICK_MS 250
 
-static void accept_conn(struct worker *w, evutil_socket_t fd, SSL_CTX *tls)
+/* API connections open in the process, over every worker and both API
+ * listeners (max_connections is per process; the admin listener counts its
+ * own). */
+static atomic_ulong api_open;
+
+static void accept_conn(struct worker *w, int fd, SSL_CTX *tls)
 {
-    if (client_open_count() >= (unsigned long)w->gen->cfg->max_connections) {
-        /* over the limit: refuse this one, never disturb the others */
-        evutil_closesocket(fd);
-        return;
-    }
-    evutil_make_socket_nonblocking(fd);
     const struct client_hooks hooks = {proxy_handle, proxy_error_body, w};
     if (!client_new(w->base, fd, tls, &w->limits, &hooks))
         log_warn("worker %d: out of memory accepting a connection", w->id);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-                      void *arg)
+static void on_accept(int fd, void *arg)
 {
     accept_conn(arg, fd, NULL);
 }
 
-static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                          int len, void *arg)
+static void on_accept_tls(int fd, void *arg)
 {
     struct worker *w = arg;
     accept_conn(w, fd, w->tls);
-}
-
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-    struct worker *w = arg;
-    int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends: keep listening, the next accept may succeed */
-    log_warn("worker %d: accept: %s", w->id, evutil_socket_error_to_string(e));
 }
 
 struct release_ctx {
@@ -172,14 +161,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (w->stopping)
         return;
     w->stopping = true;
-    if (w->listener) {
-        evconnlistener_free(w->listener);
-        w->listener = NULL;
-    }
-    if (w->tls_listener) {
-        evconnlistener_free(w->tls_listener);
-        w->tls_listener = NULL;
-    }
+    listener_free(w->listener);
+    w->listener = NULL;
+    listener_free(w->tls_listener);
+    w->tls_listener = NULL;
     clock_gettime(CLOCK_MONOTONIC, &w->stop_deadline);
     int drain = w->gen->cfg->drain_timeout_ms;
     w->stop_deadline.tv_sec += drain / 1000;
@@ -255,6 +240,7 @@ static void set_limits(struct worker *w, const struct config *cfg)
         .body_timeout_ms = cfg->body_timeout_ms,
         .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
         .send_timeout_ms = cfg->send_timeout_ms,
+        .open = &api_open,
     };
 }
 
@@ -294,28 +280,27 @@ static void *run(void *arg)
     return NULL;
 }
 
-static struct evconnlistener *listen_on(struct worker *w, const char *addr, evconnlistener_cb cb,
-                                        char *err, size_t errlen)
+static struct listener *listen_on(struct worker *w, const char *addr, void (*cb)(int, void *),
+                                  char *err, size_t errlen)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &len) < 0) {
-        snprintf(err, errlen, "listen: cannot parse '%s' (want host:port)", addr);
-        return NULL;
-    }
-    struct evconnlistener *l = evconnlistener_new_bind(
-        w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
-        (struct sockaddr *)&ss, len);
-    if (!l) {
-        snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));
-        return NULL;
-    }
-    evconnlistener_set_error_cb(l, on_accept_error);
-    return l;
+    char name[32];
+    snprintf(name, sizeof(name), "worker %d", w->id);
+    const struct listener_conf conf = {
+        .name = name,
+        .addr = addr,
+        .reuseport = true,
+        .backlog = 1024,
+        .open = &api_open,
+        .max_open = (unsigned long)w->max_connections,
+        .accept = cb,
+        .arg = w,
+        .metrics = w->metrics,
+    };
+    return listener_new(w->base, &conf, err, errlen);
 }
 
-struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, char *err,
-                          size_t errlen)
+struct worker *worker_new(int id, struct config *cfg, int max_connections, struct record_sink *sink,
+                          char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
     if (!w) {
@@ -323,6 +308,7 @@ struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, 
         return NULL;
     }
     w->id = id;
+    w->max_connections = max_connections;
     w->metrics = metrics_new();
     if (!w->metrics) {
         snprintf(err, errlen, "out of memory");
@@ -409,10 +395,8 @@ void worker_join(struct worker *w)
         return;
     if (w->thread)
         pthread_join(w->thread, NULL);
-    if (w->listener)
-        evconnlistener_free(w->listener);
-    if (w->tls_listener)
-        evconnlistener_free(w->tls_listener);
+    listener_free(w->listener);
+    listener_free(w->tls_listener);
     if (w->tls)
         SSL_CTX_free(w->tls);
     if (w->records)

@@ -58,11 +58,12 @@ struct worker {
     size_t n_releases;
     struct record_queue *records;
     struct export_worker *exports; /* redis_stream, CloudEvents, OTLP */
-    struct evconnlistener *listener;
-    struct evconnlistener *tls_listener; /* [server] tls_listen, NULL if off */
-    struct ssl_ctx_st *tls;              /* its SSL_CTX */
-    struct event *stop_ev;               /* main -> worker: stop accepting, drain */
-    struct event *tick;                  /* periodic: readiness, drain check */
+    struct listener *listener;
+    struct listener *tls_listener; /* [server] tls_listen, NULL if off */
+    int max_connections;           /* API connections of the process (fdlimit.h) */
+    struct ssl_ctx_st *tls;        /* its SSL_CTX */
+    struct event *stop_ev;         /* main -> worker: stop accepting, drain */
+    struct event *tick;            /* periodic: readiness, drain check */
     struct client_limits limits;
     struct worker_stats stats;
     struct metrics *metrics; /* written by this worker only */
@@ -73,9 +74,11 @@ struct worker {
     uint64_t rng; /* request ids */
 };
 
-/* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it. */
-struct worker *worker_new(int id, struct config *cfg, struct record_sink *sink, char *err,
-                          size_t errlen) MUST_CHECK;
+/* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it.
+ * max_connections: API connections the process may hold open, over every
+ * worker (cfg->max_connections, or less when descriptors are short). */
+struct worker *worker_new(int id, struct config *cfg, int max_connections, struct record_sink *sink,
+                          char *err, size_t errlen) MUST_CHECK;
 int worker_start(struct worker *w) MUST_CHECK;
 /* Hands the worker a reloaded config (thread-safe; takes a reference). New
  * requests use it; requests in flight keep theirs. */

@@ -207,6 +207,8 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     c->state = CS_HEAD; /* the first request must arrive within the header deadline */
     arm(c, lim->header_timeout_ms);
     atomic_fetch_add(&open_count, 1);
+    if (c->lim.open)
+        atomic_fetch_add(c->lim.open, 1);
     return c;
 
 fail:
@@ -242,8 +244,10 @@ static void destroy(struct client *c)
     evbuffer_free(c->body);
     free(c->hbuf);
     free(c->path);
-    free(c);
     atomic_fetch_sub(&open_count, 1);
+    if (c->lim.open)
+        atomic_fetch_sub(c->lim.open, 1);
+    free(c);
 }
 
 void client_close_all(void)

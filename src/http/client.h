@@ -11,6 +11,7 @@
 #ifndef TOLLGATE_CLIENT_H
 #define TOLLGATE_CLIENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include "core/util.h"
@@ -45,6 +46,9 @@ struct client_limits {
     int body_timeout_ms;
     int keepalive_timeout_ms;
     int send_timeout_ms;
+    /* counts this connection while it is open (the listener's cap,
+     * listener.h); NULL: not counted */
+    atomic_ulong *open;
 };
 
 /* What the request handler is told while it owns a request. */

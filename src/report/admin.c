@@ -17,12 +17,12 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "http/client.h"
+#include "http/listener.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -47,7 +47,7 @@ struct admin {
     struct worker **workers;
     size_t n_workers;
     struct record_sink *sink;
-    struct evconnlistener *listener;
+    struct listener *listener;
     struct client_limits limits;
     struct job_list jobs; /* threads not yet joined */
     size_t n_jobs;
@@ -501,11 +501,12 @@ static void handle(struct client *c, struct http_request *req, void *arg)
     client_error(c, 404, "not_found", "no such admin endpoint");
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-                      void *arg)
+/* Admin connections open: capped apart from the API's max_connections. */
+static atomic_ulong admin_open;
+
+static void on_accept(int fd, void *arg)
 {
     struct admin *a = arg;
-    evutil_make_socket_nonblocking(fd);
     const struct client_hooks hooks = {handle, error_body, a};
     if (!client_new(a->base, fd, NULL, &a->limits, &hooks))
         log_warn("admin: out of memory accepting a connection");
@@ -530,20 +531,19 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
                                        .header_timeout_ms = cfg->header_timeout_ms,
                                        .body_timeout_ms = cfg->body_timeout_ms,
                                        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
-                                       .send_timeout_ms = cfg->send_timeout_ms};
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (evutil_parse_sockaddr_port(cfg->admin_listen, (struct sockaddr *)&ss, &len) < 0) {
-        snprintf(err, errlen, "admin_listen: cannot parse '%s'", cfg->admin_listen);
-        config_unref(a->cfg);
-        free(a);
-        return NULL;
-    }
-    a->listener =
-        evconnlistener_new_bind(base, on_accept, a, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-                                (struct sockaddr *)&ss, len);
+                                       .send_timeout_ms = cfg->send_timeout_ms,
+                                       .open = &admin_open};
+    const struct listener_conf lc = {
+        .name = "admin",
+        .addr = cfg->admin_listen,
+        .backlog = 128,
+        .open = &admin_open,
+        .max_open = ADMIN_MAX_CONNECTIONS,
+        .accept = on_accept,
+        .arg = a,
+    };
+    a->listener = listener_new(base, &lc, err, errlen);
     if (!a->listener) {
-        snprintf(err, errlen, "admin_listen on %s: cannot bind", cfg->admin_listen);
         config_unref(a->cfg);
         free(a);
         return NULL;
@@ -563,7 +563,7 @@ void admin_free(struct admin *a)
 {
     if (!a)
         return;
-    evconnlistener_free(a->listener);
+    listener_free(a->listener);
     client_close_all(); /* a report in flight loses its client: job_gone */
     /* each thread ends within its Redis timeouts */
     while (!LIST_EMPTY(&a->jobs)) {

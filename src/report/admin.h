@@ -13,6 +13,10 @@ struct worker;
 struct record_sink;
 struct admin;
 
+/* Admin connections open at once (probes, a scraper, a few dashboards);
+ * more are closed at accept. Apart from the API's max_connections. */
+#define ADMIN_MAX_CONNECTIONS 32
+
 struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
                         size_t n_workers, struct record_sink *sink, char *err,
                         size_t errlen) MUST_CHECK;

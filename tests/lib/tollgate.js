@@ -158,7 +158,8 @@ class Tollgate {
 
 // Starts tollgate with baseConfig + overrides, waits for GET /healthz == 200 on the admin
 // listener. Retries with new ports if it exits during startup (port taken meanwhile).
-async function startTollgate({ redis, mock, overrides = {}, env = {} } = {}) {
+// wrap: a command line to run the binary under (['prlimit', '--nofile=300', '--']).
+async function startTollgate({ redis, mock, overrides = {}, env = {}, wrap = [] } = {}) {
   if (!fs.existsSync(BINARY)) {
     throw new Error(`tollgate binary not found at ${BINARY} (build it: make, or set TOLLGATE_BUILD)`);
   }
@@ -176,6 +177,10 @@ async function startTollgate({ redis, mock, overrides = {}, env = {} } = {}) {
       args = ['--error-exitcode=99', '--errors-for-leak-kinds=definite', '--leak-check=full', '-q',
         BINARY, ...args];
       cmd = 'valgrind';
+    }
+    if (wrap.length) {
+      args = [...wrap.slice(1), cmd, ...args];
+      cmd = wrap[0];
     }
     const proc = new Proc('tollgate', cmd, args, {
       cwd: ROOT, env: { ...process.env, ...env }, logFile: path.join(dir, 'tollgate.stderr'),
