@@ -615,16 +615,11 @@ static void test_unreachable(void)
 }
 
 static const struct check_test tests[] = {
-    {"periods", test_periods},
-    {"month", test_month},
-    {"json_csv", test_json_csv},
-    {"csv_injection", test_csv_injection},
-    {"table", test_table},
-    {"day", test_day},
-    {"breakdowns", test_breakdowns},
-    {"tenant_json", test_tenant_json},
-    {"forecast", test_forecast},
-    {"unreachable", test_unreachable},
+    {"periods", test_periods},       {"month", test_month},
+    {"json_csv", test_json_csv},     {"csv_injection", test_csv_injection},
+    {"table", test_table},           {"day", test_day},
+    {"breakdowns", test_breakdowns}, {"tenant_json", test_tenant_json},
+    {"forecast", test_forecast},     {"unreachable", test_unreachable},
 };
 
 int main(void)
