@@ -24,8 +24,9 @@ declare -A MODULES=(
     [provider]="src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [http]="src/http/client.c src/core/log.c"
     [pricing]="src/providers/pricing.c src/core/money.c"
+    [json_scan]="src/http/json_scan.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
 )
-all_targets="sse provider http pricing"
+all_targets="sse provider http pricing json_scan"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

@@ -95,14 +95,16 @@ void provider_copy_str(char *dst, size_t cap, const json_t *v)
 /* Members whose values are binary payloads (base64) or references, not text
  * the model reads as tokens one-for-four: OpenAI image_url/input_audio/file,
  * Anthropic image/document source, Gemini inlineData/fileData. */
+const char *const provider_text_skip_keys[] = {
+    "image_url",  "input_audio", "file",     "file_data", "source",
+    "inlineData", "inline_data", "fileData", "file_id",   "image",
+};
+const size_t provider_n_text_skip_keys = ARRAY_LEN(provider_text_skip_keys);
+
 static bool skip_key(const char *k)
 {
-    static const char *const skip[] = {
-        "image_url",  "input_audio", "file",     "file_data", "source",
-        "inlineData", "inline_data", "fileData", "file_id",   "image",
-    };
-    for (size_t i = 0; i < ARRAY_LEN(skip); i++)
-        if (strcmp(k, skip[i]) == 0)
+    for (size_t i = 0; i < provider_n_text_skip_keys; i++)
+        if (strcmp(k, provider_text_skip_keys[i]) == 0)
             return true;
     return false;
 }

@@ -109,6 +109,9 @@ bool provider_json_has(const json_t *obj, const char *key);
  * without copying; skips inline binary payloads (base64 images, audio, files)
  * that would swamp an estimate. */
 size_t provider_json_text_bytes(const json_t *v);
+/* The member names whose values that walk skips (binary payloads). */
+extern const char *const provider_text_skip_keys[];
+extern const size_t provider_n_text_skip_keys;
 /* Copies the JSON string v into dst (cut to cap - 1 bytes); leaves dst alone
  * when v is not a string. */
 void provider_copy_str(char *dst, size_t cap, const json_t *v);
