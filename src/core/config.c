@@ -131,7 +131,7 @@ static const struct key keys[] = {
     {S_SERVER, "max_header_size", T_SIZE, CF(max_header_size), "32k", 0, 1024, 1 << 20,
      .doc = "largest request line + headers, larger: 431"},
     {S_SERVER, "workers", T_INT, CF(workers), "0", K_RESTART, 0, 1024,
-     .doc = "worker threads; 0: one per core"},
+     .doc = "worker threads; 0: one per CPU the process may use (affinity, cgroup quota)"},
     {S_SERVER, "max_connections", T_INT, CF(max_connections), "10000", K_RESTART, 1, 1000000,
      .doc = "API client connections of the process (all workers); lowered at start to what "
             "the descriptor limit holds; admin connections are apart (at most 32)"},
@@ -186,7 +186,11 @@ static const struct key keys[] = {
      .doc = "allow (record unpriced) | block (400) | price_as:MODEL"},
 
     {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART,
-     .doc = "one JSON line per request"},
+     .doc = "one JSON line per request; - : standard output (log shippers)"},
+    {S_RECORDS, "rotate", T_FUNC, 0, "off", K_RESTART, .set = config_set_rotate,
+     .doc = "off | a size (100m) | daily: tollgate rotates file itself to file.1, file.2, ..."},
+    {S_RECORDS, "keep", T_INT, CF(records_keep), "7", K_RESTART, 1, 1000,
+     .doc = "rotated files kept (file.1 newest); older ones are deleted"},
     {S_RECORDS, "redis_stream", T_STR, CF(redis_stream), NULL, K_OPT,
      .doc = "also XADD every record to this stream; unset: off"},
     {S_RECORDS, "redis_stream_maxlen", T_I64, CF(redis_stream_maxlen), "1000000", 0, 1, INT64_MAX,
@@ -852,6 +856,10 @@ static void finish(struct parser *p)
     if (c->tls_listen && (!c->tls_cert || !c->tls_key) && !rejected(p, S_SERVER, 0, "tls_cert") &&
         !rejected(p, S_SERVER, 0, "tls_key"))
         fail_at(p, line_of(p, S_SERVER, 0, "tls_listen"), "tls_listen: needs tls_cert and tls_key");
+    if ((c->records_rotate_bytes > 0 || c->records_rotate_daily) &&
+        (strcmp(c->records_file, "-") == 0 || strncmp(c->records_file, "/dev/", 5) == 0))
+        fail_at(p, line_of(p, S_RECORDS, 0, "rotate"),
+                "rotate: file = %s is a stream, not a file tollgate can rotate", c->records_file);
     finish_upstreams(p);
     finish_plans(p);
 

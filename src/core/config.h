@@ -118,7 +118,10 @@ struct config {
     struct pricing *pricing; /* loaded with the config, owned */
 
     /* [records] */
-    char *records_file;
+    char *records_file;          /* "-": standard output */
+    size_t records_rotate_bytes; /* rotate past this size; 0: not by size */
+    bool records_rotate_daily;   /* rotate at the first record of a new UTC day */
+    int records_keep;            /* rotated files kept: file.1 .. file.N */
     char *redis_stream;          /* NULL: off */
     int64_t redis_stream_maxlen; /* XADD MAXLEN ~ this */
 

@@ -468,6 +468,25 @@ int config_set_log_format(void *obj, const char *v, char *msg, size_t n)
     return -1;
 }
 
+/* [records] rotate: "off", "daily", or a size of at least 64k ("100m"). */
+int config_set_rotate(void *obj, const char *v, char *msg, size_t n)
+{
+    struct config *c = obj;
+    size_t bytes;
+    if (strcmp(v, "off") == 0 || strcmp(v, "daily") == 0) {
+        c->records_rotate_bytes = 0;
+        c->records_rotate_daily = v[0] == 'd';
+        return 0;
+    }
+    if (config_parse_size(v, &bytes) < 0 || bytes < 65536) {
+        snprintf(msg, n, "'%s' is not off, daily or a size of at least 64k (100m)", v);
+        return -1;
+    }
+    c->records_rotate_bytes = bytes;
+    c->records_rotate_daily = false;
+    return 0;
+}
+
 /* "80%, 100%": ascending percents of the monthly budget. */
 int config_set_thresholds(void *obj, const char *v, char *msg, size_t n)
 {

@@ -1,10 +1,14 @@
 /* main.c: the command line (run, -t, --version, --help), signals, and the
- * main thread: it starts the workers, serves the admin listener, and on
- * SIGTERM/SIGINT drains the workers and flushes the records. */
+ * main thread: it starts the workers (as many as the CPUs the process may
+ * use, cpus.c), serves the admin listener, reloads on SIGHUP, reopens the
+ * records file on SIGUSR1, reaps orphans on SIGCHLD (tollgate is often PID
+ * 1 in a container), and on SIGTERM/SIGINT drains the workers, flushes the
+ * records and exits 0. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -14,6 +18,7 @@
 #include "report/admin.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/cpus.h"
 #include "core/fdlimit.h"
 #include "core/log.h"
 #include "providers/pricing.h"
@@ -60,6 +65,22 @@ static int prepare_tls(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* SIGUSR1 (the nginx and logrotate convention): reopen the records file. */
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    record_sink_reopen(d->sink);
+}
+
+/* As PID 1 of a container, tollgate inherits every orphan (what `docker
+ * exec` left behind): reap them so none stays a zombie. It starts no child
+ * of its own, so nothing else waits for these. */
+static void on_chld(evutil_socket_t sig, short what, void *arg)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
 /* SIGHUP: build the new config to the side; if it is valid, hand it to every
  * worker (new requests use it, requests in flight keep theirs); if not, keep
  * serving with the old one and say why, file:line. */
@@ -67,6 +88,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     char err[8192] = "";
+    record_sink_reopen(d->sink); /* a reload reopens the records file too */
     struct config *cfg = config_load(d->path, err, sizeof(err));
     if (!cfg) {
         for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
@@ -127,7 +149,10 @@ static int run(const char *path)
     d.base = event_base_new();
     if (!d.base)
         goto fail;
-    d.sink = record_sink_open(d.cfg->records_file, err, sizeof(err));
+    const struct record_rotation rot = {.max_bytes = d.cfg->records_rotate_bytes,
+                                        .daily = d.cfg->records_rotate_daily,
+                                        .keep = d.cfg->records_keep};
+    d.sink = record_sink_open(d.cfg->records_file, &rot, err, sizeof(err));
     if (!d.sink) {
         log_error("records: %s", err);
         goto fail;
@@ -136,9 +161,12 @@ static int run(const char *path)
         log_error("%s", err);
         goto fail;
     }
-    long n = d.cfg->workers > 0 ? d.cfg->workers : sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
+    char sizing[512];
+    long n = d.cfg->workers;
+    if (n > 0)
+        snprintf(sizing, sizeof(sizing), "workers = %ld in the config", n);
+    else
+        n = cpus_available(sizing, sizeof(sizing));
     if (n > MAX_WORKERS)
         n = MAX_WORKERS;
     const struct fdlimit_need need = {
@@ -185,14 +213,20 @@ static int run(const char *path)
     struct event *sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
     struct event *sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
     struct event *sighup = evsignal_new(d.base, SIGHUP, on_hup, &d);
-    if (!sigterm || !sigint || !sighup)
+    struct event *sigusr1 = evsignal_new(d.base, SIGUSR1, on_usr1, &d);
+    struct event *sigchld = evsignal_new(d.base, SIGCHLD, on_chld, &d);
+    if (!sigterm || !sigint || !sighup || !sigusr1 || !sigchld)
         goto fail_signals;
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
+    event_add(sigusr1, NULL);
+    event_add(sigchld, NULL);
+    on_chld(SIGCHLD, 0, &d); /* orphans that ended before the handler was in place */
     log_info("tollgate %s: %zu workers on %s, admin on %s, records to %s", TOLLGATE_VERSION,
              d.n_workers, d.cfg->listen, d.cfg->admin_listen ? d.cfg->admin_listen : "(off)",
              d.cfg->records_file);
+    log_info("workers: %zu (%s)", d.n_workers, sizing);
     event_base_dispatch(d.base);
     rc = 0;
 
@@ -203,6 +237,10 @@ fail_signals:
         event_free(sigint);
     if (sighup)
         event_free(sighup);
+    if (sigusr1)
+        event_free(sigusr1);
+    if (sigchld)
+        event_free(sigchld);
 fail:
     for (size_t i = 0; i < d.n_workers; i++)
         worker_stop(d.workers[i]);

@@ -48,6 +48,10 @@ struct usage;
       "Records not added to the redis_stream (backlog full, or refused by Redis).")                \
     X(METRIC_STREAM_BACKLOG, "tollgate_redis_stream_backlog", GAUGE, "",                           \
       "Records waiting for Redis to take them into the redis_stream.")                             \
+    X(METRIC_RECORDS_FAILED, "tollgate_records_failed_total", COUNTER, "",                         \
+      "Usage records lost because the records file could not be written (disk full).")             \
+    X(METRIC_RECORDS_ROTATIONS, "tollgate_records_rotations_total", COUNTER, "",                   \
+      "Rotations of the records file done by tollgate ([records] rotate).")                        \
     X(METRIC_CONNECTIONS, "tollgate_connections", GAUGE, "", "Open client connections.")           \
     X(METRIC_CONNECTIONS_REFUSED, "tollgate_connections_refused_total", COUNTER, "",               \
       "API connections closed at once because max_connections were open.")                         \

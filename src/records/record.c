@@ -3,7 +3,9 @@
  * own record_queue (an evbuffer, no lock) and hands the whole batch to the
  * process's record_sink every 20 ms or at 64 KiB, under one mutex per batch.
  * The sink's writer thread appends batches to the file, so neither the event
- * loop nor the request path ever waits on the disk. */
+ * loop nor the request path ever waits on the disk; it is also the one that
+ * reopens (SIGUSR1, SIGHUP) and rotates the file (by size or day), between
+ * two batches, so no record is split, lost or written twice by a rotation. */
 #include "records/record.h"
 
 #include <errno.h>
@@ -203,17 +205,27 @@ int record_format(const struct record *r, char *buf, size_t n)
 
 /* ---- the sink: file + writer thread ------------------------------------ */
 
+#define FAIL_LOG_MS 10000 /* at most one "records lost" line per 10 s */
+
 struct record_sink {
     int fd;
+    bool is_stdout; /* file = "-": fd is a dup of 1, never reopened */
+    long day;       /* UTC day (epoch days) the open file belongs to */
+    struct record_rotation rot;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* under mu */
     struct evbuffer *pending; /* batches handed over, not yet taken */
     struct evbuffer *batch;   /* the writer's own: what it is writing now */
+    struct evbuffer *part;    /* the writer's own: the chunk of batch for one file */
     unsigned long pending_lines;
-    bool stop;
-    unsigned long written, failed;
+    bool stop, reopen;
+    bool failing; /* the last write failed: /readyz says degraded */
+    unsigned long written, failed, rotations;
+    /* the writer's own: the rate-limited error line */
+    unsigned long lost_unlogged;
+    struct timespec last_fail_log;
     char *path;
 };
 
@@ -244,37 +256,6 @@ static int write_all(int fd, struct evbuffer *b)
     return 0;
 }
 
-static void *writer(void *arg)
-{
-    struct record_sink *s = arg;
-    struct evbuffer *batch = s->batch;
-    bool stop = false;
-    pthread_mutex_lock(&s->mu);
-    while (!stop) {
-        while (!s->stop && evbuffer_get_length(s->pending) == 0)
-            pthread_cond_wait(&s->cv, &s->mu);
-        stop = s->stop && evbuffer_get_length(s->pending) == 0;
-        /* take everything in one move; write without holding the lock */
-        evbuffer_add_buffer(batch, s->pending);
-        unsigned long lines = s->pending_lines;
-        s->pending_lines = 0;
-        pthread_mutex_unlock(&s->mu);
-
-        int rc = evbuffer_get_length(batch) ? write_all(s->fd, batch) : 0;
-        if (rc < 0)
-            log_error("records: writing %s failed (%s); %lu records lost", s->path, strerror(errno),
-                      lines);
-
-        pthread_mutex_lock(&s->mu);
-        if (rc < 0)
-            s->failed += lines;
-        else
-            s->written += lines;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
 /* mkdir -p of path's parent directory. */
 static int make_parent(const char *path)
 {
@@ -300,7 +281,243 @@ static int make_parent(const char *path)
     return 0;
 }
 
-struct record_sink *record_sink_open(const char *path, char *err, size_t errlen)
+static long utc_day(time_t t)
+{
+    return (long)(t / 86400);
+}
+
+/* Opens s->path for appending; sets s->day from the file's age (an old
+ * file found at start is rotated at its first record when daily). Returns
+ * the fd, or -1 with errno. */
+static int open_file(struct record_sink *s)
+{
+    if (make_parent(s->path) < 0)
+        return -1;
+    int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size > 0)
+        s->day = utc_day(st.st_mtime);
+    else
+        s->day = utc_day(time(NULL));
+    return fd;
+}
+
+/* SIGUSR1/SIGHUP: the file may have been renamed away (logrotate); open
+ * the path again. On failure the old fd stays: records keep flowing into
+ * the renamed file rather than nowhere. */
+static void reopen(struct record_sink *s)
+{
+    if (s->is_stdout)
+        return;
+    int fd = open_file(s);
+    if (fd < 0) {
+        log_error("records: reopening %s failed (%s); still writing to the file already open",
+                  s->path, strerror(errno));
+        return;
+    }
+    close(s->fd);
+    s->fd = fd;
+    log_info("records: reopened %s", s->path);
+}
+
+/* Renames path.(keep-1) .. path.1 one up (dropping path.keep), path to
+ * path.1, and opens a new path. Runs on the writer between two batches, so
+ * no record is split or written twice. */
+static void rotate(struct record_sink *s)
+{
+    size_t n = strlen(s->path) + 16;
+    char *from = malloc(n), *to = malloc(n);
+    if (!from || !to)
+        goto done;
+    snprintf(to, n, "%s.%d", s->path, s->rot.keep);
+    if (unlink(to) < 0 && errno != ENOENT)
+        log_warn("records: removing %s: %s", to, strerror(errno));
+    for (int k = s->rot.keep - 1; k >= 1; k--) {
+        snprintf(from, n, "%s.%d", s->path, k);
+        snprintf(to, n, "%s.%d", s->path, k + 1);
+        if (rename(from, to) < 0 && errno != ENOENT)
+            log_warn("records: renaming %s: %s", from, strerror(errno));
+    }
+    snprintf(to, n, "%s.1", s->path);
+    bool moved_away = false;
+    if (rename(s->path, to) < 0) {
+        if (errno != ENOENT) {
+            log_error("records: rotating %s failed (%s); the file keeps growing", s->path,
+                      strerror(errno));
+            goto done;
+        }
+        moved_away = true; /* renamed by someone else, the SIGUSR1 still to come */
+    }
+    int fd = open_file(s);
+    if (fd < 0) { /* the old fd (now path.1) takes the records meanwhile */
+        log_error("records: opening a new %s after rotation failed (%s)", s->path, strerror(errno));
+        goto done;
+    }
+    fsync(s->fd);
+    close(s->fd);
+    s->fd = fd;
+    pthread_mutex_lock(&s->mu);
+    s->rotations += !moved_away;
+    pthread_mutex_unlock(&s->mu);
+done:
+    free(from);
+    free(to);
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* A failed write: the lines are counted lost and said so, at most once per
+ * FAIL_LOG_MS so that a full disk does not also flood the log. */
+static void write_failed(struct record_sink *s, unsigned long lines, int err)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    s->lost_unlogged += lines;
+    if (s->last_fail_log.tv_sec == 0 || ms_between(&s->last_fail_log, &now) >= FAIL_LOG_MS) {
+        log_error("records: writing %s failed (%s); %lu records lost since the last report "
+                  "(Redis settlement is not affected)",
+                  s->path, strerror(err), s->lost_unlogged);
+        s->lost_unlogged = 0;
+        s->last_fail_log = now;
+    }
+}
+
+/* Lines (newlines) in b from byte from on. */
+static unsigned long count_lines(struct evbuffer *b, size_t from)
+{
+    unsigned long n = 0;
+    struct evbuffer_ptr p;
+    if (evbuffer_ptr_set(b, &p, from, EVBUFFER_PTR_SET) < 0)
+        return 0;
+    for (;;) {
+        struct evbuffer_ptr f = evbuffer_search(b, "\n", 1, &p);
+        if (f.pos < 0)
+            return n;
+        n++;
+        if (evbuffer_ptr_set(b, &p, (size_t)f.pos + 1, EVBUFFER_PTR_SET) < 0)
+            return n;
+    }
+}
+
+/* Bytes of the longest run of whole lines at the start of b that fits in
+ * room; 0 when even the first line does not. */
+static size_t whole_lines(struct evbuffer *b, size_t room)
+{
+    size_t fit = 0;
+    struct evbuffer_ptr p;
+    evbuffer_ptr_set(b, &p, 0, EVBUFFER_PTR_SET);
+    for (;;) {
+        struct evbuffer_ptr f = evbuffer_search(b, "\n", 1, &p);
+        if (f.pos < 0 || (size_t)f.pos + 1 > room)
+            return fit;
+        fit = (size_t)f.pos + 1;
+        if (evbuffer_ptr_set(b, &p, fit, EVBUFFER_PTR_SET) < 0)
+            return fit;
+    }
+}
+
+/* The length of the first line of b (all of b without a newline). */
+static size_t first_line(struct evbuffer *b)
+{
+    struct evbuffer_ptr f = evbuffer_search(b, "\n", 1, NULL);
+    return f.pos < 0 ? evbuffer_get_length(b) : (size_t)f.pos + 1;
+}
+
+/* Writes a batch of whole lines. With rotation on, a batch is split at line
+ * ends so that each file stays under the size (a single longer line gets a
+ * file of its own), and a new UTC day starts a new file. A write that fails
+ * half way is cut back to the last whole line, so the file stays JSONL for
+ * the records written once the disk has room again. lines: how many b
+ * holds. Returns the number of lines not written (0: all); b and part are
+ * empty after. */
+static unsigned long write_batch(struct record_sink *s, struct evbuffer *b, unsigned long lines,
+                                 struct evbuffer *part)
+{
+    bool rotating = !s->is_stdout && (s->rot.max_bytes > 0 || s->rot.daily);
+    bool rotated = false; /* once per chunk: a failed rotation must not loop */
+    while (evbuffer_get_length(b) > 0) {
+        struct stat st;
+        bool regular = !s->is_stdout && fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode);
+        size_t len = evbuffer_get_length(b), n = len;
+        if (rotating && regular) {
+            size_t size = (size_t)st.st_size;
+            bool new_day = s->rot.daily && utc_day(time(NULL)) != s->day;
+            if (s->rot.max_bytes > 0)
+                n = whole_lines(b, size < s->rot.max_bytes ? s->rot.max_bytes - size : 0);
+            if (size > 0 && (n == 0 || new_day) && !rotated) {
+                rotate(s);
+                rotated = true;
+                continue;
+            }
+            if (n == 0)
+                n = first_line(b);
+        }
+        rotated = false;
+        unsigned long after = 0; /* lines left in b once this chunk is taken */
+        if (n < len) {
+            evbuffer_remove_buffer(b, part, n);
+            after = count_lines(b, 0);
+        } else {
+            evbuffer_add_buffer(part, b);
+        }
+        if (write_all(s->fd, part) < 0) {
+            int e = errno;
+            if (regular && ftruncate(s->fd, st.st_size) < 0)
+                log_warn("records: cutting a partial line from %s: %s", s->path, strerror(errno));
+            evbuffer_drain(b, evbuffer_get_length(b));
+            errno = e;
+            return lines; /* this chunk (cut back) and the rest */
+        }
+        lines = after;
+    }
+    return 0;
+}
+
+static void *writer(void *arg)
+{
+    struct record_sink *s = arg;
+    struct evbuffer *batch = s->batch, *part = s->part;
+    bool stop = false;
+    pthread_mutex_lock(&s->mu);
+    while (!stop) {
+        while (!s->stop && !s->reopen && evbuffer_get_length(s->pending) == 0)
+            pthread_cond_wait(&s->cv, &s->mu);
+        stop = s->stop && evbuffer_get_length(s->pending) == 0;
+        bool want_reopen = s->reopen;
+        s->reopen = false;
+        /* take everything in one move; write without holding the lock */
+        evbuffer_add_buffer(batch, s->pending);
+        unsigned long lines = s->pending_lines;
+        s->pending_lines = 0;
+        pthread_mutex_unlock(&s->mu);
+
+        if (want_reopen)
+            reopen(s);
+        unsigned long lost = write_batch(s, batch, lines, part);
+        if (lost)
+            write_failed(s, lost, errno);
+        else if (lines && s->failing)
+            log_info("records: writing %s again", s->path);
+
+        pthread_mutex_lock(&s->mu);
+        s->failed += lost;
+        s->written += lines - lost;
+        if (lost)
+            s->failing = true;
+        else if (lines)
+            s->failing = false;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+struct record_sink *record_sink_open(const char *path, const struct record_rotation *rot, char *err,
+                                     size_t errlen)
 {
     struct record_sink *s = calloc(1, sizeof(*s));
     sigset_t all, old;
@@ -310,17 +527,23 @@ struct record_sink *record_sink_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     s->fd = -1;
+    if (rot)
+        s->rot = *rot;
+    if (s->rot.keep < 1)
+        s->rot.keep = 1;
     if (!(s->path = strdup(path)) || !(s->pending = evbuffer_new()) ||
-        !(s->batch = evbuffer_new())) {
+        !(s->batch = evbuffer_new()) || !(s->part = evbuffer_new())) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (make_parent(path) < 0) {
-        snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    s->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (s->fd < 0) {
+    if (strcmp(path, "-") == 0) {
+        s->is_stdout = true;
+        s->fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (s->fd < 0) {
+            snprintf(err, errlen, "cannot use standard output: %s", strerror(errno));
+            goto fail;
+        }
+    } else if ((s->fd = open_file(s)) < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
@@ -346,6 +569,8 @@ fail:
     }
     if (s->fd >= 0)
         close(s->fd);
+    if (s->part)
+        evbuffer_free(s->part);
     if (s->batch)
         evbuffer_free(s->batch);
     if (s->pending)
@@ -353,6 +578,14 @@ fail:
     free(s->path);
     free(s);
     return NULL;
+}
+
+void record_sink_reopen(struct record_sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->reopen = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void record_sink_close(struct record_sink *s)
@@ -364,31 +597,42 @@ void record_sink_close(struct record_sink *s)
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
+    if (s->lost_unlogged)
+        log_error("records: %lu more records lost writing %s", s->lost_unlogged, s->path);
     if (fsync(s->fd) < 0 && errno != EINVAL)
         log_warn("records: fsync %s: %s", s->path, strerror(errno));
     close(s->fd);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    evbuffer_free(s->part);
     evbuffer_free(s->batch);
     evbuffer_free(s->pending);
     free(s->path);
     free(s);
 }
 
-unsigned long record_sink_written(struct record_sink *s)
+void record_sink_stats(struct record_sink *s, struct record_sink_stats *out)
 {
     pthread_mutex_lock(&s->mu);
-    unsigned long n = s->written;
+    out->written = s->written;
+    out->failed = s->failed;
+    out->rotations = s->rotations;
+    out->failing = s->failing;
     pthread_mutex_unlock(&s->mu);
-    return n;
+}
+
+unsigned long record_sink_written(struct record_sink *s)
+{
+    struct record_sink_stats st;
+    record_sink_stats(s, &st);
+    return st.written;
 }
 
 unsigned long record_sink_failed(struct record_sink *s)
 {
-    pthread_mutex_lock(&s->mu);
-    unsigned long n = s->failed;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    struct record_sink_stats st;
+    record_sink_stats(s, &st);
+    return st.failed;
 }
 
 /* ---- the per-worker queue ---------------------------------------------- */

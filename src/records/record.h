@@ -44,9 +44,23 @@ int record_format(const struct record *r, char *buf, size_t n) MUST_CHECK;
 struct record_sink;  /* the file and its writer thread; one per process */
 struct record_queue; /* one per worker */
 
-/* Opens path for appending (creating it and its directory), starts the
- * writer thread. NULL with err filled on failure. */
-struct record_sink *record_sink_open(const char *path, char *err, size_t errlen) MUST_CHECK;
+/* Rotation done by the writer itself ([records] rotate, keep): past
+ * max_bytes, or at the first record of a new UTC day, path becomes path.1
+ * (path.1 path.2, ..., up to path.keep) and a new path is started. */
+struct record_rotation {
+    size_t max_bytes; /* 0: not by size */
+    bool daily;
+    int keep; /* >= 1 */
+};
+
+/* Opens path for appending (creating it and its directory), or standard
+ * output for "-", and starts the writer thread; rot may be NULL (never
+ * rotate). NULL with err filled on failure. */
+struct record_sink *record_sink_open(const char *path, const struct record_rotation *rot, char *err,
+                                     size_t errlen) MUST_CHECK;
+/* Any thread: the writer opens path again before its next write (the file
+ * was renamed by logrotate; SIGUSR1 and SIGHUP). A no-op for "-". */
+void record_sink_reopen(struct record_sink *s);
 /* Writes what is queued, stops the thread, closes the file. Free (or
  * flush) every queue first: lines still in a queue are not seen. */
 void record_sink_close(struct record_sink *s);
@@ -54,6 +68,12 @@ void record_sink_close(struct record_sink *s);
  * error is logged). Any thread. */
 unsigned long record_sink_written(struct record_sink *s);
 unsigned long record_sink_failed(struct record_sink *s);
+struct record_sink_stats {
+    unsigned long written, failed, rotations;
+    bool failing; /* the last write failed (disk full): records are being lost */
+};
+/* All counters at once, consistent with each other. Any thread. */
+void record_sink_stats(struct record_sink *s, struct record_sink_stats *out);
 
 /* A worker's batch: flushed to the sink every 20 ms or at 64 KiB. Used only
  * from the thread running base. */

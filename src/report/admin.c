@@ -116,11 +116,14 @@ static void metrics(struct admin *a, struct client *c)
         journal +=
             atomic_load_explicit(&a->workers[i]->stats.journal_pending, memory_order_relaxed);
     }
-    struct metrics_extra x = {
-        .value = {[METRIC_INFLIGHT] = inflight,
-                  [METRIC_JOURNAL_PENDING] = journal,
-                  [METRIC_RECORDS_WRITTEN] = (int64_t)record_sink_written(a->sink),
-                  [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
+    struct record_sink_stats rs;
+    record_sink_stats(a->sink, &rs);
+    struct metrics_extra x = {.value = {[METRIC_INFLIGHT] = inflight,
+                                        [METRIC_JOURNAL_PENDING] = journal,
+                                        [METRIC_RECORDS_WRITTEN] = (int64_t)rs.written,
+                                        [METRIC_RECORDS_FAILED] = (int64_t)rs.failed,
+                                        [METRIC_RECORDS_ROTATIONS] = (int64_t)rs.rotations,
+                                        [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
     if (!b || !ms || metrics_render(b, ms, a->n_workers, &x) < 0) {
         free(ms);
         if (b)
@@ -461,6 +464,34 @@ static void api(struct admin *a, struct client *c, const struct http_request *re
     job_start(a, c, JOB_TENANT, &p, tenant);
 }
 
+/* Ready: Redis up and records written. Degraded (still 200: requests are
+ * served and budgets settled) while Redis is down with on_failure = open,
+ * or while the records file cannot be written (disk full: records are lost,
+ * counted in tollgate_records_failed_total). 503 only when requests would
+ * be refused: Redis down with on_failure = closed. */
+static void readyz(struct admin *a, struct client *c)
+{
+    size_t up = 0;
+    for (size_t i = 0; i < a->n_workers; i++)
+        up += atomic_load(&a->workers[i]->redis_up);
+    struct record_sink_stats rs;
+    record_sink_stats(a->sink, &rs);
+    bool redis_up = up == a->n_workers;
+    const char *records = rs.failing ? "failing" : "ok";
+    char body[128];
+    int status = 200;
+    const char *verdict = "ready";
+    if (!redis_up && a->cfg->on_failure != ON_FAILURE_OPEN) {
+        status = 503;
+        verdict = "unavailable";
+    } else if (!redis_up || rs.failing) {
+        verdict = "degraded";
+    }
+    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"redis\":\"%s\",\"records\":\"%s\"}", verdict,
+             redis_up ? "up" : "down", records);
+    respond_json(c, status, body);
+}
+
 static void handle(struct client *c, struct http_request *req, void *arg)
 {
     struct admin *a = arg;
@@ -469,15 +500,7 @@ static void handle(struct client *c, struct http_request *req, void *arg)
         return;
     }
     if (strcmp(req->path, "/readyz") == 0) {
-        size_t up = 0;
-        for (size_t i = 0; i < a->n_workers; i++)
-            up += atomic_load(&a->workers[i]->redis_up);
-        if (up == a->n_workers)
-            respond_json(c, 200, "{\"status\":\"ready\",\"redis\":\"up\"}");
-        else if (a->cfg->on_failure == ON_FAILURE_OPEN)
-            respond_json(c, 200, "{\"status\":\"degraded\",\"redis\":\"down\"}");
-        else
-            respond_json(c, 503, "{\"status\":\"unavailable\",\"redis\":\"down\"}");
+        readyz(a, c);
         return;
     }
     if (strcmp(req->path, "/dashboard") == 0 || strcmp(req->path, "/dashboard/") == 0) {

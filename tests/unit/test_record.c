@@ -1,6 +1,6 @@
 /* test_record.c: the usage record line (field order, nulls, escaping, one
  * exact line, parse-back of every field) and the queue -> sink -> file path
- * under two worker threads. */
+ * under two worker threads, with size rotation and rename + reopen. */
 #include "records/record.h"
 
 #include <errno.h>
@@ -224,6 +224,7 @@ struct worker {
     struct record_sink *sink;
     int n;
     int ok;
+    int tag; /* in the ids, so two workers' ids differ */
 };
 
 static void *run_worker(void *arg)
@@ -236,7 +237,7 @@ static void *run_worker(void *arg)
     for (int i = 0; i < w->n; i++) {
         struct record r = base_record();
         char id[32];
-        snprintf(id, sizeof(id), "req_%d_%d", w->n, i);
+        snprintf(id, sizeof(id), "req_%d_%d_%d", w->tag, w->n, i);
         r.id = id;
         record_queue_push(q, &r);
         if (i % 500 == 0) /* let the 20 ms timer fire now and then */
@@ -261,11 +262,11 @@ static void test_sink_two_threads(void)
     CHECK(mkdtemp(dir) != NULL);
     /* a missing parent directory is created */
     snprintf(path, sizeof(path), "%s/sub/usage.jsonl", dir);
-    struct record_sink *s = record_sink_open(path, err, sizeof(err));
+    struct record_sink *s = record_sink_open(path, NULL, err, sizeof(err));
     CHECK(s != NULL);
     if (!s)
         return;
-    struct worker w[2] = {{s, PER_THREAD, 0}, {s, PER_THREAD, 0}};
+    struct worker w[2] = {{s, PER_THREAD, 0, 1}, {s, PER_THREAD, 0, 2}};
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         CHECK_INT(pthread_create(&t[i], NULL, run_worker, &w[i]), 0);
@@ -298,10 +299,139 @@ static void test_sink_two_threads(void)
     rmdir(dir);
 }
 
+/* The writer's counters once n lines went through it (at most 5 s). */
+static struct record_sink_stats wait_written(struct record_sink *s, unsigned long n)
+{
+    struct record_sink_stats st;
+    for (int i = 0; i < 500; i++) {
+        record_sink_stats(s, &st);
+        if (st.written + st.failed >= n)
+            break;
+        usleep(10000);
+    }
+    return st;
+}
+
+/* Counts, over every file in dir, the lines whose id is req_T_N_I; each
+ * must be a whole JSON record and appear exactly once. */
+static void count_ids(const char *dir, int per_thread, int *missing, int *dup, int *bad, int *files)
+{
+    static unsigned char seen[2][PER_THREAD];
+    memset(seen, 0, sizeof(seen));
+    *missing = *dup = *bad = *files = 0;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "ls -1 '%s'", dir);
+    FILE *ls = popen(cmd, "r");
+    char name[256], line[4096], path[600];
+    while (ls && fgets(name, sizeof(name), ls)) {
+        name[strcspn(name, "\n")] = '\0';
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        (*files)++;
+        while (fgets(line, sizeof(line), f)) {
+            json_t *j = json_loads(line, 0, NULL);
+            const char *id = j ? json_string_value(json_object_get(j, "id")) : NULL;
+            int t, n, i;
+            if (!id || sscanf(id, "req_%d_%d_%d", &t, &n, &i) != 3 || t < 1 || t > 2 || i < 0 ||
+                i >= per_thread)
+                (*bad)++;
+            else if (seen[t - 1][i]++)
+                (*dup)++;
+            json_decref(j);
+        }
+        fclose(f);
+    }
+    if (ls)
+        pclose(ls);
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < per_thread; i++)
+            *missing += !seen[t][i];
+}
+
+/* Size rotation and logrotate-style renames + reopen while two workers
+ * write: every record lands in exactly one file, whole. */
+static void test_sink_rotate_under_load(void)
+{
+    char dir[] = "/tmp/tollgate-rot-XXXXXX";
+    char path[256], moved[300], err[256] = "", cmd[300];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/usage.jsonl", dir);
+    const struct record_rotation rot = {.max_bytes = 65536, .keep = 1000};
+    struct record_sink *s = record_sink_open(path, &rot, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    struct worker w[2] = {{s, PER_THREAD, 0, 1}, {s, PER_THREAD, 0, 2}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_create(&t[i], NULL, run_worker, &w[i]), 0);
+    for (int k = 0; k < 5; k++) { /* what logrotate does: rename, then SIGUSR1 */
+        usleep(20000);
+        snprintf(moved, sizeof(moved), "%s/moved-%d", dir, k);
+        if (rename(path, moved) == 0)
+            record_sink_reopen(s);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK(w[0].ok && w[1].ok);
+    struct record_sink_stats st = wait_written(s, 2 * PER_THREAD);
+    CHECK_INT(st.written, 2 * PER_THREAD);
+    CHECK_INT(st.failed, 0);
+    CHECK(!st.failing);
+    if (st.rotations < 10)
+        fprintf(stderr, "  rotations %lu\n", st.rotations);
+    CHECK(st.rotations >= 10); /* ~4 MB in 64 KiB files */
+    record_sink_close(s);
+
+    int missing, dup, bad, files;
+    count_ids(dir, PER_THREAD, &missing, &dup, &bad, &files);
+    CHECK_INT(missing, 0);
+    CHECK_INT(dup, 0);
+    CHECK_INT(bad, 0);
+    CHECK(files >= 11);
+    /* rotated files stay within the size: batches are split at line ends */
+    snprintf(cmd, sizeof(cmd), "test -z \"$(find '%s' -name 'usage.jsonl*' -size +64k)\"", dir);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* keep = 2: only file, file.1 and file.2 remain after many rotations. */
+static void test_sink_rotate_keep(void)
+{
+    char dir[] = "/tmp/tollgate-keep-XXXXXX";
+    char path[256], p[300], err[256] = "", cmd[300];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/usage.jsonl", dir);
+    const struct record_rotation rot = {.max_bytes = 65536, .keep = 2};
+    struct record_sink *s = record_sink_open(path, &rot, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    struct worker w = {s, PER_THREAD, 0, 1};
+    run_worker(&w);
+    CHECK(w.ok);
+    struct record_sink_stats st = wait_written(s, PER_THREAD);
+    CHECK(st.rotations >= 5);
+    record_sink_close(s);
+    const char *want[] = {"", ".1", ".2"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", path, want[i]);
+        CHECK(access(p, F_OK) == 0);
+    }
+    snprintf(p, sizeof(p), "%s.3", path);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 static void test_sink_open_fails(void)
 {
     char err[256] = "";
-    struct record_sink *s = record_sink_open("/proc/nonexistent/x/usage.jsonl", err, sizeof(err));
+    struct record_sink *s =
+        record_sink_open("/proc/nonexistent/x/usage.jsonl", NULL, err, sizeof(err));
     CHECK(s == NULL);
     CHECK(err[0] != '\0');
     record_sink_close(s);
@@ -314,6 +444,8 @@ static const struct check_test tests[] = {
     {"nulls", test_nulls},
     {"small_buffer", test_small_buffer},
     {"sink_two_threads", test_sink_two_threads},
+    {"sink_rotate_under_load", test_sink_rotate_under_load},
+    {"sink_rotate_keep", test_sink_rotate_keep},
     {"sink_open_fails", test_sink_open_fails},
 };
 

@@ -1,0 +1,239 @@
+'use strict';
+// Running where users run it (issue 16): the records file rotates (SIGUSR1 and SIGHUP after a
+// logrotate-style rename, and by size, done by tollgate) without losing or duplicating a
+// record under load; records go to standard output with file = -; a full disk is a metric,
+// a rate-limited log line and /readyz degraded, never a crash nor a lost Redis settlement;
+// workers = 0 follows the affinity mask and the cgroup CPU quota; as PID 1 tollgate reaps
+// the orphans it inherits.
+
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const { describe, test } = require('node:test');
+const h = require('../lib/harness');
+const { readyz, waitReady, metric } = require('../lib/redis-ctl');
+
+// One non-streamed chat completion; resolves {status, id}.
+function chat(tg, tenant, content, agent) {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+    const req = http.request({ host: '127.0.0.1', port: tg.port, method: 'POST', path: '/v1/chat/completions', agent,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-tenant-id': tenant, authorization: 'Bearer sk-test' },
+      timeout: h.ms(10000) }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, id: res.headers['x-tollgate-request-id'] }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// Every record line of every file in dir whose name starts with base: {id: count}; a line
+// that is not JSON fails.
+function idsInFiles(dir, base) {
+  const ids = new Map();
+  for (const f of fs.readdirSync(dir)) {
+    if (!f.startsWith(base)) continue;
+    for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+      if (!line) continue;
+      let rec;
+      try { rec = JSON.parse(line); } catch { assert.fail(`${f}: a line is not JSON: ${line.slice(0, 120)}`); }
+      ids.set(rec.id, (ids.get(rec.id) || 0) + 1);
+    }
+  }
+  return ids;
+}
+
+// The "workers: N (why)" start-up line.
+async function workersLine(tg) {
+  return h.waitFor(() => {
+    const m = /workers: (\d+) \(([^)]*\))?[^\n]*/.exec(tg.stderr);
+    return m ? { n: Number(m[1]), line: m[0] } : null;
+  }, { what: 'the workers line in the log' });
+}
+
+function canTaskset() {
+  try { execFileSync('taskset', ['-c', '0', 'true']); return true; } catch { return false; }
+}
+
+describe('runtime', () => {
+  const env = h.useStack({ tollgate: false });
+
+  test('records rotate under load: a rename + SIGUSR1, a rename + SIGHUP and size rotation lose and duplicate no record', { timeout: h.ms(120000) }, async () => {
+    await env.withTollgate({ records: { rotate: '64k', keep: '100' } }, async (tg) => {
+      const dir = path.dirname(tg.recordsFile);
+      const tenant = h.uniq('rot');
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+      const N = 600;
+      const ids = [];
+      let next = 0;
+      const signals = [[Math.floor(N / 3), 'SIGUSR1'], [Math.floor((2 * N) / 3), 'SIGHUP']];
+      async function lane() {
+        while (next < N) {
+          const i = next++;
+          for (const [at, sig] of signals) {
+            if (i === at) { // what logrotate does: rename the file, then signal
+              fs.renameSync(tg.recordsFile, path.join(dir, `usage.jsonl.moved-${sig}`));
+              tg.proc.child.kill(sig);
+            }
+          }
+          const r = await chat(tg, tenant, `r${i} mock:tokens=${20 + (i % 7)},5`, agent);
+          assert.equal(r.status, 200);
+          ids.push(r.id);
+        }
+      }
+      await Promise.all(Array.from({ length: 8 }, lane));
+      agent.destroy();
+      await h.waitFor(async () => (await metric(tg, 'tollgate_records_written_total')) >= N,
+        { timeout: h.ms(10000), what: 'every record written' });
+      const seen = idsInFiles(dir, 'usage.jsonl');
+      const missing = ids.filter((id) => !seen.has(id));
+      const dup = [...seen].filter(([, n]) => n > 1);
+      assert.equal(missing.length, 0, `records missing: ${missing.slice(0, 5)}`);
+      assert.equal(dup.length, 0, `records written twice: ${JSON.stringify(dup.slice(0, 5))}`);
+      assert.equal(seen.size, N);
+      assert.ok(fs.existsSync(path.join(dir, 'usage.jsonl.moved-SIGUSR1')), 'renamed before SIGUSR1');
+      assert.ok(fs.existsSync(path.join(dir, 'usage.jsonl.1')), 'size rotation made usage.jsonl.1');
+      for (const f of fs.readdirSync(dir).filter((x) => /^usage\.jsonl(\.\d+)?$/.test(x))) {
+        assert.ok(fs.statSync(path.join(dir, f)).size <= 65536, `${f} is within rotate = 64k`);
+      }
+      assert.ok((await metric(tg, 'tollgate_records_rotations_total')) >= 2, 'rotations counted');
+      assert.equal(await metric(tg, 'tollgate_records_failed_total'), 0);
+      assert.equal(tg.stderr.match(/records: reopened/g).length, 2, 'one reopen per signal');
+      assert.equal((await env.redis.counters(tenant)).requests, N, 'every request settled once');
+    });
+  });
+
+  test('file = - writes the records to standard output, the log stays on standard error', { timeout: h.ms(30000) }, async () => {
+    await env.withTollgate({ records: { file: '-' } }, async (tg) => {
+      const tenant = h.uniq('stdout');
+      const r = await chat(tg, tenant, 'hello mock:tokens=11,3');
+      assert.equal(r.status, 200);
+      const rec = await h.waitFor(() => {
+        const line = tg.proc.stdout.split('\n').find((l) => l.includes(r.id));
+        return line ? JSON.parse(line) : null;
+      }, { what: 'the record on stdout' });
+      assert.equal(rec.tenant, tenant);
+      assert.equal(rec.input_tokens, 11);
+      assert.ok(!/level=/.test(tg.proc.stdout), 'no log line on stdout');
+      assert.ok(/records to -/.test(tg.stderr));
+    });
+  });
+
+  test('disk full on the records path (a small tmpfs): a metric, a rate-limited log line, /readyz degraded, Redis still settles; recovers when space is back', { timeout: h.ms(120000) }, async (t) => {
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-full-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tollgate-test', mnt], { stdio: 'pipe' });
+    } catch (e) {
+      fs.rmdirSync(mnt);
+      t.skip(`cannot mount a tmpfs here (needs root and mount rights): ${String(e.stderr || e.message).trim()}`);
+      return;
+    }
+    try {
+      // leave ~16 KiB: a few dozen records fit, then ENOSPC
+      const filler = path.join(mnt, 'filler');
+      fs.writeFileSync(filler, Buffer.alloc(256 * 1024 - 16 * 1024));
+      const file = path.join(mnt, 'usage.jsonl');
+      await env.withTollgate({ records: { file } }, async (tg) => {
+        const tenant = h.uniq('full');
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+        const N = 300;
+        for (let i = 0; i < N; i += 4) {
+          const rs = await Promise.all([0, 1, 2, 3].map((k) => chat(tg, tenant, `f${i + k} mock:tokens=30,5`, agent)));
+          for (const r of rs) assert.equal(r.status, 200, 'requests are served while records fail');
+        }
+        await h.waitFor(async () => {
+          const w = await metric(tg, 'tollgate_records_written_total');
+          const f = await metric(tg, 'tollgate_records_failed_total');
+          return w + f >= N;
+        }, { timeout: h.ms(10000), what: 'every record written or counted failed' });
+        const failed = await metric(tg, 'tollgate_records_failed_total');
+        const written = await metric(tg, 'tollgate_records_written_total');
+        assert.ok(failed > 0, 'records failed on the full disk are counted');
+        const rz = await readyz(tg);
+        assert.equal(rz.status, 200);
+        assert.deepEqual(rz.json, { status: 'degraded', redis: 'up', records: 'failing' });
+        const errs = tg.stderr.match(/records: writing .* failed/g) || [];
+        assert.ok(errs.length >= 1 && errs.length <= 3, `rate-limited error lines, got ${errs.length}`);
+        assert.ok(/Redis settlement is not affected/.test(tg.stderr));
+        // Redis has every request although records were lost
+        const c = await env.redis.waitRequests(tenant, N);
+        assert.equal(c.requests, N);
+        // the file holds whole lines only, as many as were counted written
+        const lines = fs.readFileSync(file, 'utf8').split('\n');
+        assert.equal(lines.pop(), '', 'the file ends with a whole line');
+        for (const l of lines) JSON.parse(l);
+        assert.equal(lines.length, written);
+
+        // space is back: records flow again, /readyz is ready
+        fs.unlinkSync(filler);
+        const r = await chat(tg, tenant, 'after mock:tokens=30,5', agent);
+        agent.destroy();
+        assert.equal(r.status, 200);
+        await waitReady(tg, 'ready');
+        const rec = await tg.record(r.id);
+        assert.equal(rec.tenant, tenant);
+        assert.ok(/records: writing .* again/.test(tg.stderr));
+      });
+    } finally {
+      try { execFileSync('umount', [mnt], { stdio: 'pipe' }); } catch { execFileSync('umount', ['-l', mnt], { stdio: 'pipe' }); }
+      fs.rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+
+  test('workers = 0 follows the affinity mask (taskset) and the cgroup CPU quota (v2 cpu.max, v1 cfs quota)', { timeout: h.ms(60000) }, async (t) => {
+    const cpus = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
+    const start = (opts) => h.startTollgate({ redis: env.redis, mock: env.mock, overrides: { server: { workers: '0' } }, ...opts });
+    const fake = (files) => {
+      const d = h.tmpDir('tollgate-cgroup-');
+      for (const [rel, text] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(d, rel)), { recursive: true });
+        fs.writeFileSync(path.join(d, rel), text);
+      }
+      return d;
+    };
+    const cases = [
+      { what: 'no quota', env: { TOLLGATE_CGROUP_ROOT: fake({ 'cpu.max': 'max 100000\n' }) }, want: cpus, says: /no cgroup CPU quota/ },
+      { what: 'cpu.max half a CPU', env: { TOLLGATE_CGROUP_ROOT: fake({ 'cpu.max': '50000 100000\n' }) }, want: 1, says: /cgroup quota 50000\/100000 us/ },
+      { what: 'cpu.max 1.5 CPUs', env: { TOLLGATE_CGROUP_ROOT: fake({ 'cpu.max': '150000 100000\n' }) }, want: Math.min(2, cpus), says: /1\.50 CPUs/ },
+      { what: 'v1 cfs quota', env: { TOLLGATE_CGROUP_ROOT: fake({ 'cpu/cpu.cfs_quota_us': '100000\n', 'cpu/cpu.cfs_period_us': '100000\n' }) }, want: 1, says: /cpu\.cfs_quota_us/ },
+    ];
+    if (canTaskset()) {
+      cases.push({ what: 'taskset -c 0', wrap: ['taskset', '-c', '0'], env: { TOLLGATE_CGROUP_ROOT: fake({}) }, want: 1, says: /^workers: 1 \(1 CPUs in the affinity mask/ });
+    } else {
+      t.diagnostic('taskset not available: the affinity case is covered by the unit test only');
+    }
+    for (const c of cases) {
+      const tg = await start({ env: c.env, wrap: c.wrap || [] });
+      try {
+        const w = await workersLine(tg);
+        assert.equal(w.n, c.want, `${c.what}: ${w.line}`);
+        assert.match(w.line, c.says, c.what);
+        await tg.stopAndCheck();
+      } finally {
+        await tg.stop();
+      }
+    }
+  });
+
+  test('as the parent of processes it did not start (PID 1 in a container), tollgate reaps them', { timeout: h.ms(30000) }, async () => {
+    const pidFile = path.join(h.tmpDir('tollgate-orphan-'), 'pid');
+    // the shell forks a short sleep, then becomes tollgate: the sleep is tollgate's child
+    const tg = await h.startTollgate({ redis: env.redis, mock: env.mock,
+      wrap: ['sh', '-c', `sleep 0.5 & echo $! > ${pidFile}; exec "$@"`, 'sh'] });
+    try {
+      const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+      assert.ok(pid > 0);
+      const state = () => { try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[0]; } catch { return 'gone'; } };
+      await h.waitFor(() => state() === 'gone', { timeout: h.ms(5000), what: `the orphan ${pid} reaped (state ${state()})` });
+      await tg.stopAndCheck();
+    } finally {
+      await tg.stop();
+    }
+  });
+});
