@@ -206,6 +206,7 @@ int record_format(const struct record *r, char *buf, size_t n)
 /* ---- the sink: file + writer thread ------------------------------------ */
 
 #define FAIL_LOG_MS 10000 /* at most one "records lost" line per 10 s */
+#define RECOVER_MS 5000   /* failing until writes succeeded this long after the last failure */
 
 struct record_sink {
     int fd;
@@ -226,6 +227,7 @@ struct record_sink {
     /* the writer's own: the rate-limited error line */
     unsigned long lost_unlogged;
     struct timespec last_fail_log;
+    struct timespec last_fail;
     char *path;
 };
 
@@ -499,17 +501,25 @@ static void *writer(void *arg)
         if (want_reopen)
             reopen(s);
         unsigned long lost = write_batch(s, batch, lines, part);
-        if (lost)
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        /* a nearly full disk takes a small batch and refuses the next: the
+         * sink counts as failing until writes succeeded for RECOVER_MS */
+        bool recovered =
+            !lost && lines && s->failing && ms_between(&s->last_fail, &now) >= RECOVER_MS;
+        if (lost) {
             write_failed(s, lost, errno);
-        else if (lines && s->failing)
+            s->last_fail = now;
+        } else if (recovered) {
             log_info("records: writing %s again", s->path);
+        }
 
         pthread_mutex_lock(&s->mu);
         s->failed += lost;
         s->written += lines - lost;
         if (lost)
             s->failing = true;
-        else if (lines)
+        else if (recovered)
             s->failing = false;
     }
     pthread_mutex_unlock(&s->mu);
