@@ -25,8 +25,9 @@ declare -A MODULES=(
     [http]="src/http/client.c src/core/log.c"
     [pricing]="src/providers/pricing.c src/core/money.c"
     [json_scan]="src/http/json_scan.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
+    [path]="src/proxy/path.c"
 )
-all_targets="sse provider http pricing json_scan"
+all_targets="sse provider http pricing json_scan path"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

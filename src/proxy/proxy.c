@@ -39,6 +39,7 @@
 #include "records/record.h"
 #include "export/export.h"
 #include "redis/redis.h"
+#include "proxy/path.h"
 #include "proxy/route.h"
 #include "http/sse.h"
 #include "http/upstream.h"
@@ -88,9 +89,10 @@ struct req {
     char remaining_hdr[32];
     char id[33];
     char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
-    char endpoint[256];
-    struct timespec wall; /* start, UTC */
-    struct timespec t0;   /* start, monotonic */
+    char path[PATH_MAX_LEN + 1];     /* the client's path, canonical (path.h) */
+    char endpoint[PATH_MAX_LEN + 1]; /* path as forwarded: prefix stripped, maybe downgraded */
+    struct timespec wall;            /* start, UTC */
+    struct timespec t0;              /* start, monotonic */
     double ttfb_ms;
 };
 
@@ -340,10 +342,19 @@ static int prepare_body(struct req *r, const struct http_request *hr)
     char err[256] = "";
     bool modified = false;
     int rc = r->route.prov->prepare(&r->call, r->doc, &modified, err, sizeof(err));
-    if (hr->method != HTTP_POST) {
-        /* only POSTs create completions; a GET of a stored one is free */
-        r->call.metered = false;
-        rc = 0;
+    if (r->call.metered && hr->method != HTTP_POST) {
+        /* a metered path is metered for POST, the method that creates (and
+         * bills) a completion; any other method would pass unmetered */
+        const struct http_header allow[] = {
+            {"Allow", "POST"}, {"X-Tollgate-Request-Id", r->id}, {"X-Tollgate-Tenant", r->tenant}};
+        r->status = 405;
+        r->outcome = "bad_request";
+        struct client *c = r->client;
+        r->client = NULL;
+        client_error_with(c, 405, "method_not_allowed", "this endpoint accepts only POST", allow,
+                          ARRAY_LEN(allow));
+        finish(r);
+        return -1;
     }
     if (bad_json && r->call.metered) {
         char msg[320];
@@ -389,20 +400,28 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     clock_wall(&r->wall);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     make_id(w, r->id);
-    snprintf(r->endpoint, sizeof(r->endpoint), "%s", hr->path);
     atomic_fetch_add_explicit(&w->stats.inflight, 1, memory_order_relaxed);
     client_attach(c, &client_events, r);
 
-    /* 1. route: only the configured upstreams, chosen by path */
-    enum route_result rr = route_match(r->cfg, hr->path, &r->route);
-    if (rr != ROUTE_OK) {
+    /* 1. route: the canonical path, only the configured upstreams; what is
+     * routed is what is forwarded */
+    const char *why = NULL;
+    enum path_result pr = path_canonical(hr->path, r->path, sizeof(r->path), &why);
+    if (pr != PATH_OK) {
+        snprintf(r->endpoint, sizeof(r->endpoint), "%.*s", PATH_MAX_LEN, hr->path);
         r->route.prov = route_dialect(r->cfg, hr->path);
-        if (rr == ROUTE_BAD_PATH)
-            reject(r, 400, "invalid_path",
-                   "the path has empty, '.' or '..' segments or encoded slashes or dots",
+        if (pr == PATH_TOO_LONG)
+            reject(r, 414, "uri_too_long", "the path is longer than tollgate forwards",
                    "bad_request");
         else
-            reject(r, 404, "not_found", "no route for this path", "bad_request");
+            reject(r, 400, "invalid_path", why, "bad_request");
+        return;
+    }
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->path);
+    enum route_result rr = route_match(r->cfg, r->path, &r->route);
+    if (rr != ROUTE_OK) {
+        r->route.prov = route_dialect(r->cfg, r->path);
+        reject(r, 404, "not_found", "no route for this path", "bad_request");
         return;
     }
     snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->route.endpoint);

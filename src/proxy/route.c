@@ -4,7 +4,6 @@
 #include "proxy/route.h"
 
 #include <string.h>
-#include <strings.h>
 
 #include "core/config.h"
 #include "providers/provider.h"
@@ -20,23 +19,6 @@ static bool under(const char *path, const char *p)
 {
     size_t n = strlen(p);
     return strncmp(path, p, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-/* Paths that two parsers could resolve to different resources are refused
- * rather than normalised: what is routed is exactly what is forwarded. */
-static bool clean(const char *path)
-{
-    if (strstr(path, "//") || strstr(path, "/./") || strstr(path, "/../"))
-        return false;
-    size_t n = strlen(path);
-    if ((n >= 2 && strcmp(path + n - 2, "/.") == 0) || (n >= 3 && strcmp(path + n - 3, "/..") == 0))
-        return false;
-    for (const char *p = strchr(path, '%'); p; p = strchr(p + 1, '%')) {
-        if (strncasecmp(p, "%2f", 3) == 0 || strncasecmp(p, "%2e", 3) == 0 ||
-            strncasecmp(p, "%5c", 3) == 0 || strncmp(p, "%00", 3) == 0)
-            return false;
-    }
-    return strchr(path, '\\') == NULL;
 }
 
 static const char *builtin_for(const char *path)
@@ -67,8 +49,6 @@ static const struct cfg_upstream *find(const struct config *cfg, const char *nam
 
 enum route_result route_match(const struct config *cfg, const char *path, struct route *out)
 {
-    if (!clean(path))
-        return ROUTE_BAD_PATH;
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct cfg_upstream *u = &cfg->upstreams[i];
         if (u->prefix && under(path, u->prefix)) {

@@ -21,9 +21,9 @@ struct route {
 enum route_result {
     ROUTE_OK,
     ROUTE_NOT_FOUND, /* no configured upstream serves this path: 404 */
-    ROUTE_BAD_PATH,  /* dot segments, empty segments or encoded slashes/dots: 400 */
 };
 
+/* path is canonical (path.h): decoded, normalised, no dot segments. */
 enum route_result route_match(const struct config *cfg, const char *path, struct route *out);
 
 /* The dialect for tollgate's own errors on a path, even one that does not

@@ -89,5 +89,97 @@ describe('cap', () => {
     assert.ok(held >= out && held < out + 20 * inTok, `reserved ${held} nano = 3 x 65535 output tokens (${out}) + a few input tokens`);
   });
 
+  // ---- one canonical path -----------------------------------------------------------------
+
+  // One request in exact bytes (the path as written, no URL normalisation); resolves
+  // {status, headers, body}.
+  async function raw(method, target, hdrs, body) {
+    const list = [['Host', '127.0.0.1'], ['Connection', 'close'], ['Content-Type', 'application/json'],
+      ...Object.entries(hdrs)];
+    if (body !== undefined) list.push(['Content-Length', Buffer.byteLength(body)]);
+    const res = await h.rawRequest(env.tg.port, h.buildRequest(method, target, list, body));
+    const [r] = h.parseResponses(res.buf);
+    assert.ok(r, `an answer to ${method} ${target.slice(0, 80)}: ${res.text.slice(0, 200)}`);
+    return { status: r.status, headers: r.headers, body: r.body.toString('utf8') };
+  }
+
+  const chatBody = (text) => JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: text }] });
+  const gemBody = (text) => JSON.stringify({ contents: [{ role: 'user', parts: [{ text }] }] });
+  const anthBody = (text) => JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: text }] });
+  const GEM = '/v1beta/models/gemini-2.5-flash';
+
+  test('over the cap, no spelling of a metered path and no other method reaches the upstream', { timeout: h.ms(60000) }, async () => {
+    const tenant = h.uniq('paths');
+    await env.redis.cmd('HSET', mKey(tenant), 'cost', String(CAP_NANO));
+    const hd = { ...headers(tenant, 'tight'), Authorization: 'Bearer sk-test', 'x-goog-api-key': 'g-test-key', 'x-api-key': 'sk-ant' };
+    const variants = [
+      ['POST', '/v1/chat/completion%73', chatBody],
+      ['POST', '/v1/chat/completions/', chatBody],
+      ['POST', '/v1/Chat/Completions', chatBody],
+      ['POST', '/V1/CHAT/COMPLETIONS/', chatBody],
+      ['POST', '/v1/chat/completions;x', chatBody],
+      ['POST', '/v1/chat;x/completions', chatBody],
+      ['POST', '/v1/chat/completions%20', chatBody],
+      ['POST', '/v1/chat/completions.json', chatBody],
+      ['POST', '/v1/chat/%63ompletions', chatBody],
+      ['POST', '/v1/Messages', anthBody],
+      ['POST', '/v1/messages/', anthBody],
+      ['POST', `${GEM}:generate%43ontent`, gemBody],
+      ['POST', `${GEM}%3AgenerateContent`, gemBody],
+      ['POST', `${GEM}:GenerateContent`, gemBody],
+      ['POST', `${GEM}:streamGenerateContent.json`, gemBody],
+      ['PUT', '/v1/chat/completions', chatBody],
+      ['PATCH', '/v1/chat/completions', chatBody],
+      ['GET', '/v1/chat/completions', undefined],
+      ['HEAD', '/v1/chat/completions', undefined],
+      ['DELETE', '/v1/messages', undefined],
+      ['PUT', `${GEM}:generateContent`, gemBody],
+      ['GET', `${GEM}:streamGenerateContent`, undefined],
+    ];
+    const since = env.mock.count();
+    for (const [method, path, mk] of variants) {
+      const nonce = h.uniq('pv');
+      const res = await raw(method, `${path}?nonce=${nonce}`, hd, mk ? mk(`${nonce} mock:tokens=5,5`) : undefined);
+      assert.ok([400, 405, 429].includes(res.status), `${method} ${path}: ${res.status} ${res.body}`);
+      if (res.status === 405) assert.equal(res.headers.allow, 'POST', `${method} ${path}: Allow`);
+      if (method !== 'HEAD') assert.ok(res.body.length > 0, `${method} ${path}: an error body`);
+    }
+    const reached = (await h.newRequests(env.mock, since)).filter((q) => `${q.path}${q.query}`.includes('nonce=pv'));
+    assert.deepEqual(reached.map((q) => `${q.method} ${q.path}`), [], 'nothing reached the upstream');
+  });
+
+  test('a path variant is metered and forwarded in its canonical form', async () => {
+    const tenant = h.uniq('canon');
+    const hd = { ...headers(tenant, 'big'), Authorization: 'Bearer sk-test' };
+    const nonce = h.uniq('cv');
+    const res = await raw('POST', '/v1/Chat/Completion%73/', hd, chatBody(`${nonce} mock:tokens=10,20`));
+    assert.equal(res.status, 200, res.body);
+    const [q] = env.mock.requestsWith(nonce);
+    assert.equal(q.path, '/v1/chat/completions');
+    const rec = await env.tg.record(res.headers['x-tollgate-request-id']);
+    assert.equal(rec.endpoint, '/v1/chat/completions');
+    assert.equal(h.recordNano(rec), h.expectedNano('gpt-4o', { input: 10, output: 20 }));
+    const gn = h.uniq('gv');
+    const g = await raw('POST', `${GEM}%3Agenerate%43ontent?key=x`, { ...headers(tenant, 'big') }, gemBody(`${gn} mock:tokens=10,20`));
+    assert.equal(g.status, 200, g.body);
+    assert.equal(env.mock.requestsWith(gn)[0].path, `${GEM}:generateContent`);
+  });
+
+  test('long paths are forwarded whole up to 2048 bytes, 414 past it', async () => {
+    const tenant = h.uniq('long');
+    const hd = { ...headers(tenant, 'big'), Authorization: 'Bearer sk-test' };
+    const long = `/v1/files/${'f'.repeat(300)}`;
+    const since = env.mock.count();
+    const res = await raw('GET', long, hd);
+    assert.equal(res.status, 404, 'the mock knows no such file: its 404 comes back');
+    const got = (await h.newRequests(env.mock, since)).filter((q) => q.method === 'GET');
+    assert.deepEqual(got.map((q) => q.path), [long], 'the whole path went upstream');
+    const tooLong = `/v1/files/${'f'.repeat(2100)}`;
+    const since2 = env.mock.count();
+    const r2 = await raw('GET', tooLong, hd);
+    assert.equal(r2.status, 414, r2.body);
+    assert.equal((await h.newRequests(env.mock, since2)).length, 0, 'nothing forwarded');
+  });
+
   h.cleanRunTest(env);
 });
