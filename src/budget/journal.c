@@ -5,6 +5,7 @@
  * was acknowledged. Everything runs on the worker's loop: no locks. */
 #include "budget/journal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -391,6 +392,101 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- public ---- */
+
+/* Whether the file at fd (open for reading) is empty or ends with '\n'. */
+static bool ends_whole(int fd)
+{
+    struct stat st;
+    char c;
+    if (fstat(fd, &st) < 0 || st.st_size == 0)
+        return true;
+    return pread(fd, &c, 1, st.st_size - 1) == 1 && c == '\n';
+}
+
+/* Appends the lines of from to the file at fd (each ending in '\n'). */
+static int append_file(int fd, const char *from)
+{
+    char buf[65536];
+    ssize_t n;
+    char last = '\n';
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -1;
+    if (!ends_whole(fd) && write_all(fd, "\n", 1) < 0)
+        goto fail;
+    while ((n = read(in, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0 && write_all(fd, buf, (size_t)n) < 0)
+            goto fail;
+        if (n > 0)
+            last = buf[n - 1];
+    }
+    if (n < 0 || (last != '\n' && write_all(fd, "\n", 1) < 0))
+        goto fail;
+    close(in);
+    return 0;
+fail:
+    close(in);
+    return -1;
+}
+
+/* Appends dir/name (worker id's file) to worker-(id mod n).jsonl, then
+ * removes it. */
+static int adopt_one(const char *dir, const char *name, int id, int n, char *err, size_t errlen)
+{
+    char *from = NULL, *to = NULL;
+    int fd = -1, rc = -1;
+    size_t lines = 0;
+    bool last_nl;
+    if (asprintf(&from, "%s/%s", dir, name) < 0 ||
+        asprintf(&to, "%s/worker-%d.jsonl", dir, id % n) < 0) {
+        snprintf(err, errlen, "out of memory");
+        from = to = NULL; /* asprintf leaves them undefined on failure */
+        goto fail;
+    }
+    if (count_lines(from, &lines, &last_nl) < 0 ||
+        (fd = open(to, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0 ||
+        append_file(fd, from) < 0 || fsync(fd) < 0) {
+        snprintf(err, errlen, "journal: cannot move %s into %s: %s", from, to, strerror(errno));
+        goto fail;
+    }
+    if (unlink(from) < 0) { /* replayed twice at worst: settling is idempotent */
+        snprintf(err, errlen, "journal: cannot remove %s: %s", from, strerror(errno));
+        goto fail;
+    }
+    log_info("journal: %s left by a previous instance (%zu settlements) handed to worker %d", name,
+             lines, id % n);
+    rc = 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(to);
+    free(from);
+    return rc;
+}
+
+int journal_adopt(const char *dir, int n_workers, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) /* a first start: nothing left behind */
+            return 0;
+        snprintf(err, errlen, "journal: cannot read %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        int id, end = 0;
+        char kind[16];
+        if (sscanf(e->d_name, "worker-%d.%15[a-z]%n", &id, kind, &end) != 2 ||
+            e->d_name[end] != '\0' || id < n_workers ||
+            (strcmp(kind, "jsonl") != 0 && strcmp(kind, "replaying") != 0))
+            continue;
+        rc = adopt_one(dir, e->d_name, id, n_workers, err, errlen);
+    }
+    closedir(d);
+    return rc;
+}
 
 struct journal *journal_open(struct event_base *base, const char *dir, int worker_id, char *err,
                              size_t errlen)

@@ -35,6 +35,13 @@ struct journal;
 struct journal *journal_open(struct event_base *base, const char *dir, int worker_id, char *err,
                              size_t errlen) MUST_CHECK;
 
+/* Before the workers open their journals: the files of workers this
+ * instance does not have (a previous instance ran more workers, or a pod
+ * restarted with a smaller CPU limit) are appended to worker-(N mod
+ * n_workers).jsonl and removed, so every settlement a previous instance
+ * left in dir is replayed. Returns -1 with err on an I/O error. */
+int journal_adopt(const char *dir, int n_workers, char *err, size_t errlen) MUST_CHECK;
+
 /* Appends s as one line with one write(2) (O_APPEND): cheap enough for the
  * loop, and a crash never leaves half a line in the middle of the file.
  * Returns -1 (and logs) when the line cannot be written: a tenant or request

@@ -17,6 +17,7 @@
 
 #include "report/admin.h"
 #include "core/clock.h"
+#include "budget/journal.h"
 #include "core/config.h"
 #include "core/cpus.h"
 #include "core/fdlimit.h"
@@ -188,6 +189,10 @@ static int run(const char *path)
         log_warn("descriptors: max_connections %d lowered to %d: each proxied connection holds "
                  "two descriptors; raise `ulimit -n` for more",
                  d.cfg->max_connections, max_conn);
+    if (journal_adopt(d.cfg->journal_dir, (int)n, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto fail;
+    }
     for (long i = 0; i < n; i++) {
         d.workers[i] = worker_new((int)i, d.cfg, max_conn, d.sink, err, sizeof(err));
         if (!d.workers[i]) {

@@ -43,7 +43,8 @@ static const struct family {
 
 /* Label values with a fixed set; the last entry takes everything else. */
 static const char *const outcomes[] = {
-    "ok", "blocked", "rate_limited", "upstream_error", "client_aborted", "bad_request", "other"};
+    "ok",          "blocked",   "rate_limited", "upstream_error", "client_aborted",
+    "bad_request", "drain_cut", "other"};
 static const char *const decisions[] = {"admit",        "downgrade",  "block",
                                         "rate_limited", "unverified", "other"};
 enum token_kind { K_INPUT, K_CACHED, K_OUTPUT, K_REASONING, N_KINDS };

@@ -34,6 +34,7 @@
 #include "http/upstream.h"
 
 #define TICK_MS 250
+#define DRAIN_SETTLE_MS 500 /* past the Redis timeout, for settlements of cut requests */
 
 /* API connections open in the process, over every worker and both API
  * listeners (max_connections is per process; the admin listener counts its
@@ -124,6 +125,18 @@ static bool past(const struct timespec *deadline)
            (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+/* *t = now (monotonic) + ms. */
+static void deadline_in(struct timespec *t, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -146,10 +159,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (!w->stopping)
         return;
     long inflight = atomic_load(&w->stats.inflight);
-    if ((inflight == 0 && w->settles_pending == 0) || past(&w->stop_deadline)) {
+    if (!w->cut && past(&w->stop_deadline)) {
+        /* what did not finish is cut now and recorded drain_cut; its
+         * settlement goes to Redis, which gets a moment to answer before
+         * the loop ends (a settlement still unanswered then is journaled) */
         if (inflight)
             log_warn("worker %d: drain deadline: cutting %ld requests", w->id, inflight);
-        client_close_all(); /* idle keep-alive connections, and what did not finish */
+        w->cut = true;
+        client_close_all();
+        deadline_in(&w->settle_deadline, w->gen->cfg->redis_timeout_ms + DRAIN_SETTLE_MS);
+        inflight = atomic_load(&w->stats.inflight);
+    }
+    if ((inflight == 0 && w->settles_pending == 0) || (w->cut && past(&w->settle_deadline))) {
+        client_close_all(); /* idle keep-alive connections */
         record_queue_flush(w->records);
         event_base_loopexit(w->base, NULL);
     }
@@ -165,14 +187,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     w->listener = NULL;
     listener_free(w->tls_listener);
     w->tls_listener = NULL;
-    clock_gettime(CLOCK_MONOTONIC, &w->stop_deadline);
-    int drain = w->gen->cfg->drain_timeout_ms;
-    w->stop_deadline.tv_sec += drain / 1000;
-    w->stop_deadline.tv_nsec += (long)(drain % 1000) * 1000000L;
-    if (w->stop_deadline.tv_nsec >= 1000000000L) {
-        w->stop_deadline.tv_sec++;
-        w->stop_deadline.tv_nsec -= 1000000000L;
-    }
+    deadline_in(&w->stop_deadline, w->gen->cfg->drain_timeout_ms);
     on_tick(-1, 0, w);
 }
 

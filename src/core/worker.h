@@ -69,9 +69,11 @@ struct worker {
     struct metrics *metrics; /* written by this worker only */
     atomic_bool redis_up;
     bool stopping;
+    bool cut;             /* past drain_timeout: requests still open are cut (drain_cut) */
     bool busy_since_trim; /* requests ran since the last malloc_trim */
     struct timespec stop_deadline;
-    uint64_t rng; /* request ids */
+    struct timespec settle_deadline; /* after the cut: Redis answers the settlements by then */
+    uint64_t rng;                    /* request ids */
 };
 
 /* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it.

@@ -81,6 +81,7 @@ struct req {
     bool sse_on, metering, json_too_big, paused, stream_cut;
     bool last_dropped; /* the previous SSE event was kept from the client */
     bool forwarded;    /* the request went upstream: it is settled and billed */
+    bool unanswered;   /* the client left (or the drain cut it) before response headers */
     bool downgraded;
     money_t remaining;    /* budget left this month before the request; -1: unknown */
     money_t spent_before; /* month's spend at admission; -1: not admitted through Redis */
@@ -904,9 +905,16 @@ static void on_gone(void *ctx)
         upstream_cancel(r->up);
         r->up = NULL;
     }
-    r->outcome = "client_aborted";
-    if (!r->status)
-        r->status = 499; /* nginx's "client closed request" */
+    r->unanswered = !r->status;
+    if (r->w->cut) { /* tollgate cut it at drain_timeout, the client did not leave */
+        r->outcome = "drain_cut";
+        if (!r->status)
+            r->status = 503; /* stopping: no answer was given */
+    } else {
+        r->outcome = "client_aborted";
+        if (!r->status)
+            r->status = 499; /* nginx's "client closed request" */
+    }
     finish(r);
 }
 
@@ -1000,7 +1008,7 @@ static void final_usage(struct req *r, struct usage *u)
     if (u->seen && (!r->call.stream || r->meter.done))
         return;
     bool answered = r->status >= 200 && r->status < 300;
-    bool unanswered = r->status == 499; /* the client left before the answer */
+    bool unanswered = r->unanswered; /* the client left or was cut before the answer */
     if (!answered && !unanswered)
         return;    /* an upstream error answer bills nothing */
     if (u->seen) { /* the provider's input count, the output estimated */

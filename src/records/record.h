@@ -28,7 +28,8 @@ struct record {
     bool downgraded;
     bool stream;
     int status;
-    const char *outcome; /* ok blocked rate_limited upstream_error client_aborted bad_request */
+    const char *outcome; /* ok blocked rate_limited upstream_error client_aborted bad_request
+                            drain_cut */
     struct usage usage;  /* usage.estimated -> "estimated" */
     money_t cost;
     bool priced;

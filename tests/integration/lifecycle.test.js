@@ -258,7 +258,7 @@ describe('lifecycle', () => {
       const recs = tg.readRecords().filter((r) => r.tenant === tenant);
       assert.equal(recs.length, 3, 'a record for every cut stream');
       for (const rec of recs) {
-        assert.ok(['client_aborted', 'upstream_error'].includes(rec.outcome), `outcome ${rec.outcome}`);
+        assert.equal(rec.outcome, 'drain_cut', 'cut by the drain, not by the client');
         assert.equal(rec.estimated, true);
         assert.ok(rec.output_tokens > 0 && rec.cost_usd > 0, `estimate from the streamed text: ${JSON.stringify(rec)}`);
       }

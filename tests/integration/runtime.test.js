@@ -14,7 +14,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe, test } = require('node:test');
 const h = require('../lib/harness');
-const { readyz, metric } = require('../lib/redis-ctl');
+const { RedisCtl, readyz, metric } = require('../lib/redis-ctl');
 
 // One non-streamed chat completion; resolves {status, id}.
 function chat(tg, tenant, content, agent) {
@@ -187,6 +187,94 @@ describe('runtime', () => {
     } finally {
       try { execFileSync('umount', [mnt], { stdio: 'pipe' }); } catch { execFileSync('umount', ['-l', mnt], { stdio: 'pipe' }); }
       fs.rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+
+  test('a drain that settles: requests cut at drain_timeout (hung upstream, hung before headers, a slow stream) are recorded drain_cut, estimated, and Redis has their spend; exit 0', { timeout: h.ms(60000) }, async () => {
+    const tg = await h.startTollgate({ redis: env.redis, mock: env.mock, overrides: { server: { drain_timeout: '1s' } } });
+    try {
+      const tenant = h.uniq('cut');
+      const asks = [
+        ['hang mock:hang mock:tokens=40,9', false], // headers, then nothing
+        ['early mock:hang-early mock:tokens=40,9', false], // nothing at all
+        ['slow mock:chunks=20 mock:slow=300 mock:tokens=40,9', true], // a stream still going
+      ];
+      const pending = asks.map(([content, stream]) => h.post(tg, '/v1/chat/completions',
+        { model: 'gpt-4o-mini', stream, messages: [{ role: 'user', content }] }, { 'x-tenant-id': tenant })
+        .then((r) => r.status, (e) => `error ${e.message}`));
+      await h.waitFor(async () => (await metric(tg, 'tollgate_inflight_requests')) === 3, { what: '3 requests in flight' });
+      await h.sleep(200);
+      tg.proc.child.kill('SIGTERM');
+      await h.waitFor(() => tg.proc.exit, { timeout: h.ms(5000), what: 'tollgate exit' });
+      assert.equal(tg.proc.exit.code, 0, `exit after the drain: ${JSON.stringify(tg.proc.exit)}`);
+      await Promise.all(pending);
+      const recs = tg.readRecords().filter((r) => r.tenant === tenant);
+      assert.equal(recs.length, 3, 'a record for every cut request');
+      for (const rec of recs) {
+        assert.equal(rec.outcome, 'drain_cut', JSON.stringify(rec));
+        assert.equal(rec.estimated, true, 'no usage arrived: estimated');
+        assert.ok(rec.input_tokens > 0 && rec.cost_usd > 0, `estimate billed: ${JSON.stringify(rec)}`);
+      }
+      assert.deepEqual(recs.map((r) => r.status).sort(), [200, 200, 503], '503 where no answer had started');
+      // settled in Redis, not only into the local journal
+      const c = await env.redis.counters(tenant);
+      assert.equal(c.requests, 3, `Redis counted the cut requests: ${JSON.stringify(c)}`);
+      assert.equal(c.cost, recs.reduce((a, r) => a + h.recordNano(r), 0), 'Redis has their spend');
+      assert.ok(!/journaled/.test(tg.stderr), 'nothing journaled while Redis was up');
+      await tg.stopAndCheck();
+    } finally {
+      await tg.stop();
+    }
+  });
+
+  test('the journal survives the instance: a restart (fewer workers) replays what the previous one left, Redis gets the spend once', { timeout: h.ms(90000) }, async () => {
+    const rc = await RedisCtl.reserve(); // not started: the first instance runs without Redis
+    const journal = h.tmpDir('tollgate-journal-');
+    const overrides = (workers) => ({ server: { workers: String(workers) },
+      redis: { url: rc.url, on_failure: 'open', timeout: '200ms', journal_dir: journal } });
+    const tenant = h.uniq('pv');
+    try {
+      const first = await h.startTollgate({ mock: env.mock, overrides: overrides(2) });
+      const recs = [];
+      try {
+        for (let i = 0; i < 6; i++) {
+          const r = await chat(first, tenant, `j${i} mock:tokens=${50 + i},7`);
+          assert.equal(r.status, 200, 'served with Redis down (on_failure = open)');
+          recs.push(await first.record(r.id));
+        }
+        await first.stopAndCheck();
+      } finally {
+        await first.stop();
+      }
+      // as an instance with 8 workers would have left it (a pod restarted with a smaller
+      // CPU limit): every line in worker-7.jsonl
+      const lines = fs.readdirSync(journal).filter((f) => /^worker-\d+\.jsonl$/.test(f))
+        .map((f) => { const t = fs.readFileSync(path.join(journal, f), 'utf8'); fs.unlinkSync(path.join(journal, f)); return t; }).join('');
+      assert.equal(lines.split('\n').filter(Boolean).length, 6, 'six settlements journaled');
+      fs.writeFileSync(path.join(journal, 'worker-7.jsonl'), lines);
+
+      await rc.start();
+      const want = recs.reduce((a, r) => a + h.recordNano(r), 0);
+      for (let round = 0; round < 2; round++) { // the second start finds nothing left
+        const tg = await h.startTollgate({ mock: env.mock, overrides: overrides(2) });
+        try {
+          if (round === 0) assert.match(tg.stderr, /worker-7\.jsonl left by a previous instance \(6 settlements\) handed to worker 1/);
+          const c = await h.waitFor(async () => {
+            const x = await rc.counters(tenant);
+            return (x.requests || 0) >= 6 ? x : null;
+          }, { timeout: h.ms(10000), what: 'the journal replayed into Redis' });
+          await h.sleep(600); // a few ticks: a second replay would show
+          assert.equal((await rc.counters(tenant)).requests, 6, 'counted once');
+          assert.equal(c.cost, want, 'the spend the records show');
+          await h.waitFor(async () => (await metric(tg, 'tollgate_journal_pending')) === 0, { what: 'journal empty' });
+          await tg.stopAndCheck();
+        } finally {
+          await tg.stop();
+        }
+      }
+      assert.deepEqual(fs.readdirSync(journal).filter((f) => !/^worker-[01]\.jsonl$/.test(f)), [], 'no journal of another worker left');
+    } finally {
+      if (rc.running) await rc.stop();
     }
   });
 

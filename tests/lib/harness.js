@@ -159,7 +159,7 @@ function assertRecordShape(rec) {
     assert.ok(k in rec, `record lacks "${k}": ${JSON.stringify(rec)}`);
   }
   assert.match(rec.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/, 'ts is ISO-8601 UTC');
-  assert.ok(['ok', 'blocked', 'rate_limited', 'upstream_error', 'client_aborted', 'bad_request'].includes(rec.outcome),
+  assert.ok(['ok', 'blocked', 'rate_limited', 'upstream_error', 'client_aborted', 'bad_request', 'drain_cut'].includes(rec.outcome),
     `unknown outcome ${rec.outcome}`);
 }
 

@@ -459,6 +459,87 @@ done:
     fx_close(&f);
 }
 
+static int count_file_lines(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    int n = 0, c;
+    while (fp && (c = fgetc(fp)) != EOF)
+        n += c == '\n';
+    if (fp)
+        fclose(fp);
+    return n;
+}
+
+/* A previous instance ran 8 workers, this one runs 2: the files of workers
+ * 5 (appends) and 7 (a replay cut short) are handed to worker 1, whose own
+ * file ends in a torn line, and everything is replayed once. */
+static void test_adopt(void)
+{
+    struct fx f;
+    struct journal *j = NULL;
+    char err[256] = "", path[400], rpath[400];
+    if (fx_open(&f, "adopt") < 0)
+        goto done;
+    struct journal *j5 = journal_open(f.base, f.dir, 5, err, sizeof(err));
+    struct journal *j7 = journal_open(f.base, f.dir, 7, err, sizeof(err));
+    CHECK(j5 && j7);
+    if (!j5 || !j7)
+        goto done;
+    CHECK_INT(append_range(&f, j5, 0, 10), 0);
+    CHECK_INT(append_range(&f, j7, 10, 25), 0);
+    journal_close(j5);
+    journal_close(j7);
+    snprintf(path, sizeof(path), "%s/worker-7.jsonl", f.dir);
+    snprintf(rpath, sizeof(rpath), "%s/worker-7.replaying", f.dir);
+    CHECK(rename(path, rpath) == 0);
+    snprintf(path, sizeof(path), "%s/worker-1.jsonl", f.dir);
+    FILE *torn = fopen(path, "w");
+    CHECK(torn != NULL);
+    if (torn) {
+        fputs("{\"torn", torn);
+        fclose(torn);
+    }
+    snprintf(path, sizeof(path), "%s/notes.txt", f.dir); /* not a journal: left alone */
+    FILE *other = fopen(path, "w");
+    if (other)
+        fclose(other);
+
+    CHECK_INT(journal_adopt(f.dir, 2, err, sizeof(err)), 0);
+    const char *gone[] = {"worker-5.jsonl", "worker-7.replaying", "worker-7.jsonl"};
+    for (size_t i = 0; i < ARRAY_LEN(gone); i++) {
+        snprintf(path, sizeof(path), "%s/%s", f.dir, gone[i]);
+        CHECK(access(path, F_OK) != 0);
+    }
+    snprintf(path, sizeof(path), "%s/notes.txt", f.dir);
+    CHECK(access(path, F_OK) == 0);
+    snprintf(path, sizeof(path), "%s/worker-1.jsonl", f.dir);
+    CHECK_INT(count_file_lines(path), 26); /* the torn line, ended, and 25 */
+
+    /* adopting again finds nothing more */
+    CHECK_INT(journal_adopt(f.dir, 2, err, sizeof(err)), 0);
+    CHECK_INT(count_file_lines(path), 26);
+
+    j = journal_open(f.base, f.dir, 1, err, sizeof(err));
+    CHECK(j != NULL);
+    if (!j)
+        goto done;
+    journal_tick(j, f.r);
+    CHECK(wait_for(f.base, pending_zero, j, 3000));
+    CHECK_INT(counter(&f, "requests"), 25);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, 25));
+done:
+    journal_close(j);
+    fx_close(&f);
+}
+
+static void test_adopt_nothing(void)
+{
+    char err[256] = "";
+    CHECK_INT(journal_adopt("/tmp/tollgate-no-such-journal-dir", 1, err, sizeof(err)), 0);
+    CHECK_INT(journal_adopt("/proc/self/status", 1, err, sizeof(err)), -1); /* not a dir */
+    CHECK(err[0] != '\0');
+}
+
 static void test_open_errors(void)
 {
     char err[256] = "";
@@ -477,6 +558,8 @@ static const struct check_test tests[] = {
     {"bad_lines_dropped", test_bad_lines_dropped},
     {"tick", test_tick},
     {"open_errors", test_open_errors},
+    {"adopt", test_adopt},
+    {"adopt_nothing", test_adopt_nothing},
     {"redis_fails_midway", test_redis_fails_midway},
 };
 
