@@ -551,7 +551,7 @@ char *report_tenant_json(struct redisContext *c, const struct config *cfg,
     struct report *r = NULL;
     struct report_breakdown *by[4] = {0};
     struct out o = {0};
-    char a[48], b[48], m[48], pc[32], cap[48];
+    char a[48], b[48], m[48], pc[32], cap[48], hard[48];
     static const enum report_by kinds[] = {REPORT_BY_DAY, REPORT_BY_MODEL, REPORT_BY_FEATURE,
                                            REPORT_BY_USER};
     static const char *const labels[] = {"daily", "by_model", "by_feature", "by_user"};
@@ -580,7 +580,8 @@ char *report_tenant_json(struct redisContext *c, const struct config *cfg,
             goto fail;
     const struct report_row *row = &r->rows[0];
     struct plan eff;
-    bool has_cap = plan_resolve(cfg, tenant, row->plan, &eff) == 0 && eff.budget_monthly >= 0;
+    bool resolved = plan_resolve(cfg, tenant, row->plan, &eff) == 0;
+    bool has_cap = resolved && eff.budget_monthly >= 0, has_hard = resolved && eff.hard_limit >= 0;
     money_t margin = row->revenue - row->n.cost;
     const char *pp = pct(margin, row->revenue, pc, sizeof(pc));
     put(&o, "{\"tenant\":");
@@ -592,10 +593,11 @@ char *report_tenant_json(struct redisContext *c, const struct config *cfg,
     put(&o,
         ",\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,\"margin_pct\":%s,"
         "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_tokens\":%" PRId64
-        ",\"output_tokens\":%" PRId64 ",\"budget_monthly_usd\":%s",
+        ",\"output_tokens\":%" PRId64 ",\"budget_monthly_usd\":%s,\"hard_limit_usd\":%s",
         usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)), usd(margin, m, sizeof(m)),
         pp ? pp : "null", row->n.requests, row->n.input_tokens, row->n.cached_tokens,
-        row->n.output_tokens, has_cap ? usd(eff.budget_monthly, cap, sizeof(cap)) : "null");
+        row->n.output_tokens, has_cap ? usd(eff.budget_monthly, cap, sizeof(cap)) : "null",
+        has_hard ? usd(eff.hard_limit, hard, sizeof(hard)) : "null");
     for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
         put(&o, ",\"%s\":", labels[i]);
         items_json(by[i], &o);

@@ -53,6 +53,12 @@ async function withPage(fn) {
 
 const rowTenants = (page) => page.$$eval('[data-testid=tenant-row]', (rs) => rs.map((r) => r.getAttribute('data-tenant')));
 const lossTenants = (page) => page.$$eval('[data-testid=tenant-row].loss', (rs) => rs.map((r) => r.getAttribute('data-tenant')));
+const freeTenants = (page) => page.$$eval('[data-testid=tenant-row].free', (rs) => rs.map((r) => r.getAttribute('data-tenant')));
+const attention = (page) => page.$$eval('[data-testid=attention-item]', (ls) => ls.map((l) => `${l.getAttribute('data-kind')}:${l.getAttribute('data-tenant')}`));
+function previousMonth() {
+  const d = new Date();
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+}
 const text = (page, id) => page.textContent(`[data-testid=${id}]`).then((s) => s.trim());
 
 function assertOnlyLocal(requests, origin) {
@@ -124,6 +130,7 @@ describe('dashboard page', () => {
         await page.fill('[data-testid=period]', FAKE_PERIOD);
         await page.waitForFunction(() => document.querySelectorAll('[data-testid=tenant-row]').length === 5);
         assert.ok(fake.requests.some((r) => r.path === `/admin/api/tenants?period=${FAKE_PERIOD}`), 'asked for the picked period');
+        assert.ok(page.url().endsWith(`/dashboard?period=${FAKE_PERIOD}`), `the period is in the address: ${page.url()}`);
         for (const r of fake.requests.filter((x) => x.path.startsWith('/admin/api/') && x.auth !== 'Bearer wrong-token')) {
           assert.equal(r.auth, 'Bearer secret-admin-token', `${r.path} carries the token`);
         }
@@ -133,12 +140,33 @@ describe('dashboard page', () => {
         assert.equal(await text(page, 'total-cost'), '$105.22');
         assert.equal(await text(page, 'total-margin'), '$60.78');
         assert.match(await text(page, 'total-margin-pct'), /^36\.6%/);
-        assert.equal(await text(page, 'total-under-water'), '3');
+        // a free plan's cost is acquisition spend: paying customers under water only, free apart
+        assert.equal(await text(page, 'total-under-water'), '2');
+        assert.match(await text(page, 'total-under-water-sub'), /of 4 paying .*; 1 on free plans cost \$0\.42/);
+        assert.equal(await text(page, 'total-projected'), '$132.16');
 
         // Ranked worst margin first; the loss makers marked; n/a for revenue 0; ids as text.
         const ranked = ['alice', 'globex', 'free-bob', EVIL, 'acme'];
         assert.deepEqual(await rowTenants(page), ranked);
-        assert.deepEqual(await lossTenants(page), ['alice', 'globex', 'free-bob']);
+        assert.deepEqual(await lossTenants(page), ['alice', 'globex']);
+        assert.deepEqual(await freeTenants(page), ['free-bob']);
+        const aliceRow = page.locator('[data-testid=tenant-row][data-tenant="alice"]');
+        assert.equal(await aliceRow.locator('[data-testid=row-status]').textContent(), 'downgraded');
+        assert.equal(await aliceRow.locator('[data-testid=row-suggested]').textContent(), '\u2192 scale');
+        assert.equal(await aliceRow.locator('[data-testid=cell-projected]').textContent(), '$52.25');
+
+        // Needs attention: who is over a cap now, who will cross one, which upgrade would pay.
+        assert.deepEqual(await attention(page), ['downgraded:alice', 'crossing:free-bob', 'upgrade:alice', 'upgrade:free-bob']);
+        assert.match(await page.textContent('[data-testid=attention-item][data-kind=crossing]'), /on 2026-10-24/);
+
+        // The company trend: cumulative cost and revenue lines over the days, bars per day.
+        const fleet = await page.evaluate(() => {
+          const f = document.querySelector('[data-testid=fleet-chart] svg');
+          const c = f.querySelector('[data-testid=fleet-cost-line]'), r = f.querySelector('[data-testid=fleet-revenue-line]');
+          return { cost: c && c.getAttribute('d').split('L').length, revenue: r && r.getAttribute('d').split('L').length,
+            bars: f.querySelectorAll('[data-testid=fleet-bar]').length };
+        });
+        assert.deepEqual(fleet, { cost: 31, revenue: 31, bars: 31 });
         const alice = page.locator('[data-testid=tenant-row][data-tenant="alice"]');
         assert.equal(await alice.locator('[data-testid=cell-margin]').textContent(), '-$31.50');
         assert.equal(await alice.locator('[data-testid=cell-margin-pct]').textContent(), '-350.0%');
@@ -166,7 +194,7 @@ describe('dashboard page', () => {
         assert.deepEqual((await rowTenants(page)).slice(1), ['acme', 'alice', 'free-bob', 'globex'], 'by name');
         await page.click('[data-testid=sort-rank]');
         assert.deepEqual(await rowTenants(page), ranked, 'back to the ranking');
-        assert.deepEqual(await lossTenants(page), ['alice', 'globex', 'free-bob'], 'loss marks survive sorting');
+        assert.deepEqual(await lossTenants(page), ['alice', 'globex'], 'loss marks survive sorting');
 
         // The worst customer is selected at once; its chart has the line and the budget line.
         await waitDetail(page, 'alice');
@@ -200,6 +228,7 @@ describe('dashboard page', () => {
         await waitDetail(page, 'acme');
         c = await chart();
         assert.ok(c.d && c.points === 31 && c.budgetY !== null, 'acme: line and budget');
+        assert.ok(await page.$('[data-testid=daily-chart] [data-testid=hard-limit-line]'), 'acme: its hard limit drawn');
         assert.equal(await page.getAttribute('[data-testid=tenant-row][data-tenant="acme"]', 'aria-selected'), 'true');
         const list = (id) => page.$$eval(`[data-testid=${id}] li[data-name]`, (ls) => ls.map((l) => l.getAttribute('data-name')));
         assert.deepEqual(await list('by-model'), ['gpt-4o-mini', 'claude-haiku-4-5', 'text-embedding-3-small']);
@@ -224,11 +253,11 @@ describe('dashboard page', () => {
           (ns) => ns.filter((n) => !n.closest('.kv') && !n.closest('.legend')).length), 0);
         assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran from data');
 
-        // Reload: still signed in (sessionStorage), same period picked again.
+        // Reload: still signed in (sessionStorage), and on the period of the address.
         await page.reload();
         await page.waitForSelector('[data-testid=tenants-table]', { state: 'visible' });
-        await page.fill('[data-testid=period]', FAKE_PERIOD);
         await page.waitForFunction(() => document.querySelectorAll('[data-testid=tenant-row]').length === 5);
+        assert.equal(await page.inputValue('[data-testid=period]'), FAKE_PERIOD);
         await waitDetail(page, 'alice');
         await page.evaluate(() => document.activeElement && document.activeElement.blur());
         const file = await screenshot(page, 'dashboard.png');
@@ -243,6 +272,30 @@ describe('dashboard page', () => {
         assert.deepEqual(errors, [], 'no script error or failed load in the page');
         assertOnlyLocal(requests, fake.url);
         return file;
+      });
+    } finally {
+      await fake.stop();
+    }
+  });
+});
+
+describe('dashboard opening period', () => {
+  test('without ?period= it opens on last month when this month has no traffic yet', { timeout: h.ms(60000) }, async () => {
+    const prev = previousMonth();
+    const fake = await startFakeAdmin({ token: 'tok', onlyPeriod: prev });
+    try {
+      await withPage(async ({ page, errors }) => {
+        await page.goto(`${fake.url}/dashboard`);
+        await signIn(page, 'tok');
+        await page.waitForFunction(() => document.querySelectorAll('[data-testid=tenant-row]').length === 5);
+        assert.equal(await page.inputValue('[data-testid=period]'), prev);
+        assert.match(await text(page, 'status'), new RegExp(`no traffic in \\d{4}-\\d{2} yet: showing ${prev}`));
+        assert.ok(page.url().endsWith(`?period=${prev}`));
+        // an explicit period is kept even when empty
+        await page.goto(`${fake.url}/dashboard?period=2020-01`);
+        await page.waitForSelector('[data-testid=tenants-empty]', { state: 'visible' });
+        assert.equal(await page.inputValue('[data-testid=period]'), '2020-01');
+        assert.deepEqual(errors, []);
       });
     } finally {
       await fake.stop();
@@ -313,8 +366,13 @@ describe('dashboard served by tollgate', () => {
       assert.deepEqual(await rowTenants(page), order, 'the rows in the API order (worst margin first)');
       assert.equal(order[0], 'dash-heavy', 'the heavy $9 customer ranks first');
       const loss = await lossTenants(page);
-      assert.ok(loss.includes('dash-heavy') && loss.includes('dash-free'), `loss makers marked: ${loss}`);
+      assert.ok(loss.includes('dash-heavy'), `loss makers marked: ${loss}`);
       assert.ok(!loss.includes('dash-pro'), 'the profitable customer is not');
+      assert.deepEqual(await freeTenants(page), ['dash-free'], 'the free-plan customer is marked apart');
+      // dash-heavy spent ~$14 of its $20 cap today: at that run rate it crosses tomorrow
+      const day = new Date(), last = new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth() + 1, 0)).getUTCDate();
+      if (day.getUTCDate() < last) assert.ok((await attention(page)).includes('crossing:dash-heavy'), `${await attention(page)}`);
+      assert.equal(await page.$$eval('[data-testid=fleet-chart] [data-testid=fleet-cost-line]', (n) => n.length), 1);
       const free = page.locator('[data-testid=tenant-row][data-tenant="dash-free"]');
       assert.equal(await free.locator('[data-testid=cell-margin-pct]').textContent(), 'n/a');
       assert.equal(await text(page, 'total-under-water'), String(rep.totals.tenants_under_water));

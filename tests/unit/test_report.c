@@ -513,9 +513,9 @@ static void test_tenant_json(void)
                        "\"revenue_usd\":9.333333333,\"cost_usd\":2.5,"
                        "\"margin_usd\":6.833333333,\"margin_pct\":73.21,\"requests\":3,"
                        "\"input_tokens\":1400,\"cached_tokens\":200,\"output_tokens\":550,"
-                       "\"budget_monthly_usd\":100,\"daily\":[{\"day\":\"2026-11-01\","
-                       "\"cost_usd\":0,",
-                       250) == 0);
+                       "\"budget_monthly_usd\":100,\"hard_limit_usd\":null,\"daily\":["
+                       "{\"day\":\"2026-11-01\",\"cost_usd\":0,",
+                       270) == 0);
     CHECK(s && strstr(s, "\"by_model\":[{\"model\":\"gpt-4o\",\"cost_usd\":2.25,"));
     CHECK(s && strstr(s, "\"by_user\":[{\"user\":\"u1\","));
     free(s);

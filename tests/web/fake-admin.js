@@ -22,38 +22,61 @@ const PAGE = path.resolve(__dirname, '..', '..', 'src', 'report', 'web', 'dashbo
 // A tenant id that would run script if the page ever put data in as HTML.
 const EVIL = '<img src=x onerror="window.__pwned=1">&amp;';
 
-// The customers: a heavy $9 starter costing $40.50, a free tenant (revenue 0), a team plan
-// slightly under water with no budget, a profitable pro customer, and a hostile id.
+// The customers: a heavy $9 starter costing $40.50 (downgraded, a bigger plan suggested), a
+// free tenant (revenue 0, acquisition spend, crossing its cap), a team plan slightly under
+// water with no budget, a profitable pro customer (with a hard limit), and a hostile id.
+// The forecast fields are what tollgate's report computes (src/report/forecast.c).
 const TENANTS = [
   { tenant: 'alice', plan: 'starter', revenue_usd: 9, cost_usd: 40.5, requests: 1500, budget: 9,
+    status: 'downgraded', projected: 52.25, suggested: 'scale',
     models: [['gpt-4o', 0.8], ['gpt-4o-mini', 0.2]], features: [['chat', 0.7], ['summary', 0.3]],
     users: [['u_heavy', 0.9], ['u_2', 0.1]] },
   { tenant: 'globex', plan: 'team', revenue_usd: 49, cost_usd: 51, requests: 2200, budget: null,
+    projected: 66,
     models: [['claude-sonnet-4-5', 0.6], ['gemini-2.5-flash', 0.4]], features: [['agent', 1]],
     users: [['ops', 1]] },
   { tenant: 'free-bob', plan: 'free', revenue_usd: 0, cost_usd: 0.42, requests: 60, budget: 0.5,
+    free: true, projected: 0.61, crosses: 24, suggested: 'starter',
     models: [['gpt-4o-mini', 1]], features: [['', 1]], users: [] },
   { tenant: EVIL, plan: 'starter', revenue_usd: 9, cost_usd: 1, requests: 12, budget: 9,
     models: [['gpt-4o-mini', 1]], features: [['<b>bold</b>', 1]], users: [['<i>u</i>', 1]] },
-  { tenant: 'acme', plan: 'pro', revenue_usd: 99, cost_usd: 12.3, requests: 5400, budget: 50,
+  { tenant: 'acme', plan: 'pro', revenue_usd: 99, cost_usd: 12.3, requests: 5400, budget: 50, hard: 20,
     models: [['gpt-4o-mini', 0.5], ['claude-haiku-4-5', 0.3], ['text-embedding-3-small', 0.2]],
     features: [['search', 0.6], ['summary', 0.4]], users: [['u_a', 0.5], ['u_b', 0.5]] },
 ];
 
 const round = (n, d = 6) => Math.round(n * 10 ** d) / 10 ** d;
 
-function row(t) {
+function row(t, period) {
   const margin = round(t.revenue_usd - t.cost_usd);
   return {
     tenant: t.tenant, plan: t.plan, revenue_usd: t.revenue_usd, cost_usd: t.cost_usd, margin_usd: margin,
     margin_pct: t.revenue_usd ? round((100 * margin) / t.revenue_usd, 1) : null,
     requests: t.requests, input_tokens: t.requests * 900, cached_tokens: t.requests * 100,
     output_tokens: t.requests * 300,
+    projected_cost_usd: t.projected || t.cost_usd, budget_monthly_usd: t.budget,
+    crosses_cap_on: t.crosses ? `${period}-${t.crosses}` : null, status: t.status || 'ok',
+    suggested_plan: t.suggested || null, free_plan: !!t.free,
   };
 }
 
+// The company's days: the sum of every tenant's daily spend, revenue spread evenly.
+function trend(tenants, period) {
+  const days = daily(TENANTS[0], period).length;
+  const [y, m] = period.split('-').map(Number);
+  const inMonth = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  const out = [];
+  for (let d = 0; d < days; d++) {
+    const cost = round(TENANTS.reduce((s, t) => s + daily(t, period)[d].cost_usd, 0));
+    const revenue = round(tenants.reduce((s, t) => s + t.revenue_usd, 0) / inMonth);
+    out.push({ day: `${period}-${String(d + 1).padStart(2, '0')}`, cost_usd: cost, revenue_usd: revenue,
+      margin_usd: round(revenue - cost), requests: TENANTS.reduce((s, t) => s + daily(t, period)[d].requests, 0) });
+  }
+  return out;
+}
+
 function report(period, empty) {
-  const tenants = empty ? [] : TENANTS.map(row).sort((a, b) => a.margin_usd - b.margin_usd);
+  const tenants = empty ? [] : TENANTS.map((t) => row(t, period)).sort((a, b) => a.margin_usd - b.margin_usd);
   const revenue = round(tenants.reduce((s, t) => s + t.revenue_usd, 0));
   const cost = round(tenants.reduce((s, t) => s + t.cost_usd, 0));
   const margin = round(revenue - cost);
@@ -63,8 +86,14 @@ function report(period, empty) {
       tenants: tenants.length, revenue_usd: revenue, cost_usd: cost, margin_usd: margin,
       margin_pct: revenue ? round((100 * margin) / revenue, 1) : null,
       blended_cost_per_tenant_usd: tenants.length ? round(cost / tenants.length) : 0,
-      tenants_under_water: tenants.filter((t) => t.margin_usd < 0).length,
+      tenants_under_water: tenants.filter((t) => t.margin_usd < 0 && !t.free_plan).length,
+      free_tenants: tenants.filter((t) => t.free_plan).length,
+      free_plan_cost_usd: round(tenants.filter((t) => t.free_plan).reduce((s, t) => s + t.cost_usd, 0)),
+      projected_cost_usd: round(tenants.reduce((s, t) => s + t.projected_cost_usd, 0)),
     },
+    days_begun: empty ? 0 : daily(TENANTS[0], period).length,
+    days_in_period: new Date(Date.UTC(+period.slice(0, 4), +period.slice(5, 7), 0)).getUTCDate(),
+    daily: empty ? [] : trend(tenants, period),
   };
 }
 
@@ -94,7 +123,8 @@ function split(t, list, key) {
 
 function detail(t, period) {
   return {
-    ...row(t), period, budget_monthly_usd: t.budget, daily: daily(t, period),
+    ...row(t, period), period, budget_monthly_usd: t.budget, hard_limit_usd: t.hard || null,
+    daily: daily(t, period),
     by_model: split(t, t.models, 'model'), by_feature: split(t, t.features, 'feature'),
     by_user: split(t, t.users, 'user'),
   };
