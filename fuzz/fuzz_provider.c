@@ -158,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             count++;
         snprintf(endpoint, sizeof(endpoint), "%s", list[(size_t)ep % count]);
     }
-    s.call.endpoint = endpoint;
+    provider_call_init(&s.call, endpoint, provider_route_find(s.prov, "POST", endpoint));
 
     switch (mode) {
     case 0:

@@ -23,7 +23,7 @@ declare -A MODULES=(
     [sse]="src/http/sse.c"
     [provider]="src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [http]="src/http/client.c src/core/log.c"
-    [pricing]="src/providers/pricing.c src/core/money.c"
+    [pricing]="src/providers/pricing.c src/core/money.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [json_scan]="src/http/json_scan.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [path]="src/proxy/path.c"
 )

@@ -17,6 +17,7 @@
 #include "core/config_values.h"
 #include "core/log.h"
 #include "providers/pricing.h"
+#include "providers/provider.h"
 
 /* Sections. Named ones are templates: [plan NAME] may appear many times. */
 enum sect {
@@ -92,6 +93,7 @@ static const char *const missing_tenant_names[] = {"reject", "allow", NULL};
 static const char *const on_failure_names[] = {"open", "closed", NULL};
 static const char *const on_exceed_names[] = {"block", "downgrade", NULL};
 static const char *const price_period_names[] = {"month", "year", NULL};
+static const char *const unmetered_routes_names[] = {"block", "allow", NULL};
 
 #define CF(f) offsetof(struct config, f)
 #define UP(f) offsetof(struct cfg_upstream, f)
@@ -184,6 +186,10 @@ static const struct key keys[] = {
      .doc = "prices in USD per 1M tokens (INI, or LiteLLM JSON)"},
     {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = config_set_unknown_model,
      .doc = "allow (record unpriced) | block (400) | price_as:MODEL"},
+    {S_PRICING, "unmetered_routes", T_ENUM, CF(unmetered_routes), "block", 0,
+     .names = unmetered_routes_names,
+     .doc = "block (403 route_not_metered) | allow (forward paths tollgate cannot price, "
+            "record unpriced)"},
 
     {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART,
      .doc = "one JSON line per request; - : standard output (log shippers)"},
@@ -237,16 +243,6 @@ static const struct key keys[] = {
      .doc = "overrides the plan's requests per minute"},
     {S_TENANT, "tpm", T_I64, TN(tpm), NULL, 0, 0, INT64_MAX,
      .doc = "overrides the plan's tokens per minute"},
-};
-
-/* The three providers the built-in routes send to, and their public APIs. */
-static const struct {
-    const char *name;
-    const char *url;
-} builtins[] = {
-    {"openai", "https://api.openai.com"},
-    {"anthropic", "https://api.anthropic.com"},
-    {"gemini", "https://generativelanguage.googleapis.com"},
 };
 
 /* Where a key or section header was seen, for duplicates and for errors
@@ -320,14 +316,15 @@ static void fail_raw(struct parser *p, const char *lines)
 
 /* -------- applying a value through the table -------- */
 
-/* Upstream kinds are the built-in providers; the other value checks and
- * setters named in the table are in config_values.c. */
+/* Upstream kinds are the providers of the table (provider.c); the other
+ * value checks and setters named in the table are in config_values.c. */
 static int check_kind(const char *v, char *msg, size_t n)
 {
-    for (size_t i = 0; i < ARRAY_LEN(builtins); i++)
-        if (strcmp(v, builtins[i].name) == 0)
-            return 0;
-    snprintf(msg, n, "'%s' is not one of openai, anthropic, gemini", v);
+    if (provider_find(v))
+        return 0;
+    int w = snprintf(msg, n, "'%s' is not one of", v);
+    for (size_t i = 0; provider_at(i) && w > 0 && (size_t)w < n; i++)
+        w += snprintf(msg + w, n - (size_t)w, "%s %s", i ? "," : "", provider_at(i)->name);
     return -1;
 }
 
@@ -525,13 +522,12 @@ static int add_instance(struct config *c, enum sect s, const char *name, size_t 
     return apply_defaults(obj, s);
 }
 
-/* The default url of a built-in upstream; NULL for any other name. */
+/* The default url of a built-in upstream (a provider of the table); NULL
+ * for any other name. */
 static const char *builtin_url(const char *name)
 {
-    for (size_t i = 0; i < ARRAY_LEN(builtins); i++)
-        if (strcmp(name, builtins[i].name) == 0)
-            return builtins[i].url;
-    return NULL;
+    const struct provider *pv = provider_find(name);
+    return pv ? pv->default_url : NULL;
 }
 
 /* -------- where things were seen -------- */
@@ -765,12 +761,13 @@ static void finish_upstreams(struct parser *p)
     char msg[256];
     size_t in_file = c->n_upstreams;
 
-    for (size_t b = 0; b < ARRAY_LEN(builtins); b++) {
+    for (size_t b = 0; provider_at(b); b++) {
         size_t idx;
-        if (config_upstream(c, builtins[b].name))
+        const struct provider *pv = provider_at(b);
+        if (config_upstream(c, pv->name))
             continue;
-        if (add_instance(c, S_UPSTREAM, builtins[b].name, &idx) < 0 ||
-            config_set_url(&c->upstreams[idx], builtins[b].url, msg, sizeof msg) < 0) {
+        if (add_instance(c, S_UPSTREAM, pv->name, &idx) < 0 ||
+            config_set_url(&c->upstreams[idx], pv->default_url, msg, sizeof msg) < 0) {
             fail_at(p, 0, "out of memory");
             return;
         }

@@ -20,6 +20,8 @@ enum on_failure { ON_FAILURE_OPEN, ON_FAILURE_CLOSED };
 enum on_exceed { ON_EXCEED_BLOCK, ON_EXCEED_DOWNGRADE };
 enum unknown_model { UNKNOWN_MODEL_ALLOW, UNKNOWN_MODEL_BLOCK, UNKNOWN_MODEL_PRICE_AS };
 enum price_period { PRICE_PERIOD_MONTH, PRICE_PERIOD_YEAR };
+/* Paths no route table prices (route.h): refused with 403, or forwarded unpriced. */
+enum unmetered_routes { UNMETERED_BLOCK, UNMETERED_ALLOW };
 
 /* [upstream NAME]: where one provider's traffic goes. */
 struct cfg_upstream {
@@ -114,7 +116,8 @@ struct config {
     /* [pricing] */
     char *pricing_file;
     enum unknown_model unknown_model;
-    char *price_as_model;    /* with UNKNOWN_MODEL_PRICE_AS */
+    char *price_as_model; /* with UNKNOWN_MODEL_PRICE_AS */
+    enum unmetered_routes unmetered_routes;
     struct pricing *pricing; /* loaded with the config, owned */
 
     /* [records] */

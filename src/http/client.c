@@ -425,8 +425,14 @@ static int on_headers_complete(http_parser *p)
 
     if (p->http_major != 1 || p->http_minor > 1)
         return refuse(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
-    if (p->upgrade || p->method == HTTP_CONNECT)
-        return refuse(c, 405, "CONNECT and protocol upgrades are not supported");
+    if (p->method == HTTP_CONNECT)
+        return refuse(c, 405, "CONNECT is not supported");
+    /* a WebSocket (the Realtime API) would carry paid traffic tollgate
+     * cannot meter past its handshake */
+    if (p->upgrade)
+        return refuse(c, 405,
+                      "WebSocket and other protocol upgrades are not metered by tollgate and are "
+                      "refused; use the HTTP endpoints");
     if (!valid_target(c->req.target))
         return refuse(c, 400, "the request target must be a path starting with '/'");
     if (n_te > 0 && p->http_minor == 0)

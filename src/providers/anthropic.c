@@ -7,10 +7,34 @@
 #include <stdio.h>
 #include <string.h>
 
+enum endpoint {
+    EP_OTHER,    /* forwarded, not priced */
+    EP_MESSAGES, /* POST /v1/messages */
+};
+
+#define NOT_YET "it costs money and tollgate does not meter it yet"
+
+/* Every path of Anthropic's API that tollgate knows, first match wins. */
+static const struct provider_route routes[] = {
+    {"POST", "/v1/messages", ROUTE_METERED, EP_MESSAGES, MODEL_BODY, NULL},
+    {"POST", "/v1/messages/count_tokens", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* message batches: metadata, cancel and delete are free; creating one is paid */
+    {"POST", "/v1/messages/batches", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {"GET", "/v1/messages/batches/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/messages/batches/*/cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"DELETE", "/v1/messages/batches/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/v1/models/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/v1/files/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/v1/organizations/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+};
+
+/* /v1/models is OpenAI's on the shared listener (both list models there;
+ * provider-wire-formats.md 1.1); a prefixed anthropic upstream has it. */
+static const char *const claims[] = {"/v1/messages/**"};
+
 static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
                    size_t errlen)
 {
-    call->metered = call->endpoint && strcmp(call->endpoint, "/v1/messages") == 0;
     call->stream = false;
     call->strip_usage = false;
     call->model[0] = '\0';
@@ -19,7 +43,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->choices = 1;
     if (!body)
         return 0;
-    if (!call->metered) {
+    if (call->kind != EP_MESSAGES) {
         /* count_tokens, batches, models: forwarded, never priced. */
         call->stream = json_is_true(json_object_get(body, "stream"));
         provider_copy_str(call->model, sizeof(call->model), json_object_get(body, "model"));
@@ -155,6 +179,13 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
 
 const struct provider provider_anthropic = {
     .name = "anthropic",
+    .default_url = "https://api.anthropic.com",
+    .auth_header = "x-api-key",
+    .auth_scheme = "",
+    .claims = claims,
+    .n_claims = ARRAY_LEN(claims),
+    .routes = routes,
+    .n_routes = ARRAY_LEN(routes),
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,

@@ -42,10 +42,51 @@ static bool split_path(const char *ep, const char **model, size_t *model_len, co
     return true;
 }
 
+enum endpoint {
+    EP_OTHER,    /* forwarded, not priced */
+    EP_GENERATE, /* models/{model}:generateContent */
+    EP_STREAM,   /* models/{model}:streamGenerateContent */
+};
+
+#define NOT_YET "it costs money and tollgate does not meter it yet"
+
+/* Every path of the Gemini API that tollgate knows, first match wins;
+ * "/ *" stands for the API version (v1beta, v1). */
+static const struct provider_route routes[] = {
+    {"POST", "/*/models/*:generateContent", ROUTE_METERED, EP_GENERATE, MODEL_PATH, NULL},
+    {"POST", "/*/models/*:streamGenerateContent", ROUTE_METERED, EP_STREAM, MODEL_PATH, NULL},
+    {"POST", "/*/tunedModels/*:generateContent", ROUTE_METERED, EP_GENERATE, MODEL_PATH, NULL},
+    {"POST", "/*/tunedModels/*:streamGenerateContent", ROUTE_METERED, EP_STREAM, MODEL_PATH, NULL},
+    {"POST", "/*/models/*:countTokens", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/*/tunedModels/*:countTokens", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/*/models/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/*/tunedModels/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* files: upload, metadata, delete */
+    {NULL, "/*/files/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/upload/*/files/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* long-running operations and batch metadata */
+    {"GET", "/*/operations/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/*/batches/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/*/batches/*:cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"DELETE", "/*/batches/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/*/cachedContents/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"DELETE", "/*/cachedContents/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* paid, not metered yet */
+    {NULL, "/*/models/*:embedContent", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/*/models/*:batchEmbedContents", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/*/models/*:batchGenerateContent", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/*/models/*:predict", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/*/models/*:predictLongRunning", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/*/cachedContents/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/*/openai/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+};
+
+static const char *const claims[] = {"/v1beta/**", "/upload/v1beta/**", "/v1/models/*:*",
+                                     "/v1/tunedModels/**"};
+
 static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
                    size_t errlen)
 {
-    call->metered = false;
     call->stream = false;
     call->strip_usage = false;
     call->model[0] = '\0';
@@ -56,10 +97,8 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     size_t model_len;
     if (!split_path(call->endpoint, &model, &model_len, &verb))
         return 0; /* files, cachedContents, model listing: forwarded as is */
-    bool stream = strcmp(verb, "streamGenerateContent") == 0;
-    bool metered = stream || strcmp(verb, "generateContent") == 0;
-    /* From the path alone, body or not (see provider_openai.c). */
-    call->metered = metered;
+    bool stream = call->kind == EP_STREAM;
+    bool metered = call->kind != EP_OTHER;
     if (!model_ok(model, model_len, sizeof(call->model))) {
         if (!metered)
             return 0;
@@ -216,6 +255,13 @@ static int set_model(json_t *body, char *path, size_t pathlen, const char *model
 
 const struct provider provider_gemini = {
     .name = "gemini",
+    .default_url = "https://generativelanguage.googleapis.com",
+    .auth_header = "x-goog-api-key",
+    .auth_scheme = "",
+    .claims = claims,
+    .n_claims = ARRAY_LEN(claims),
+    .routes = routes,
+    .n_routes = ARRAY_LEN(routes),
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,

@@ -16,22 +16,61 @@ enum endpoint {
     EP_RESP,   /* /v1/responses */
 };
 
-static enum endpoint classify(const char *ep)
-{
-    static const struct {
-        const char *path;
-        enum endpoint kind;
-    } paths[] = {
-        {"/v1/chat/completions", EP_CHAT},
-        {"/v1/completions", EP_LEGACY},
-        {"/v1/embeddings", EP_EMBED},
-        {"/v1/responses", EP_RESP},
-    };
-    for (size_t i = 0; ep && i < ARRAY_LEN(paths); i++)
-        if (strcmp(ep, paths[i].path) == 0)
-            return paths[i].kind;
-    return EP_OTHER;
-}
+/* Why a paid endpoint is not metered yet, for the 403 and the README. */
+#define NOT_YET "it costs money and tollgate does not meter it yet"
+#define EPHEMERAL                                                                                  \
+    "it mints an ephemeral key or session that reaches OpenAI without passing tollgate"
+
+/* Every path of OpenAI's API that tollgate knows, first match wins; the
+ * rest is unknown ([pricing] unmetered_routes). Metered endpoints are POSTs;
+ * reading, listing and deleting what they stored is free. */
+static const struct provider_route routes[] = {
+    {"POST", "/v1/chat/completions", ROUTE_METERED, EP_CHAT, MODEL_BODY, NULL},
+    {"POST", "/v1/completions", ROUTE_METERED, EP_LEGACY, MODEL_BODY, NULL},
+    {"POST", "/v1/embeddings", ROUTE_METERED, EP_EMBED, MODEL_BODY, NULL},
+    {"POST", "/v1/responses", ROUTE_METERED, EP_RESP, MODEL_BODY, NULL},
+    /* counting input tokens and cancelling cost nothing */
+    {"POST", "/v1/responses/input_tokens", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/responses/*/cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/v1/responses/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"DELETE", "/v1/responses/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* stored chat completions: list, read, update metadata, delete */
+    {"GET", "/v1/chat/completions/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/chat/completions/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"DELETE", "/v1/chat/completions/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/v1/models/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"DELETE", "/v1/models/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/moderations", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* files and uploads: metadata and content, stored without charge */
+    {NULL, "/v1/files/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/v1/uploads/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    /* batch metadata; creating one is paid */
+    {"GET", "/v1/batches/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/batches/*/cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/batches", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/v1/images/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/v1/audio/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/v1/realtime/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, EPHEMERAL},
+    /* fine-tuning jobs: reading and cancelling are free, creating trains */
+    {"GET", "/v1/fine_tuning/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/fine_tuning/jobs/*/cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/fine_tuning/jobs/*/pause", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/v1/fine_tuning/jobs/*/resume", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/v1/fine_tuning/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    /* Assistants: runs bill tokens tollgate never sees; the objects are free */
+    {NULL, "/v1/threads/runs", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {"GET", "/v1/threads/*/runs/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/v1/threads/*/runs/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {NULL, "/v1/threads/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/v1/assistants/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"GET", "/v1/videos/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {NULL, "/v1/videos/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {"GET", "/v1/organization/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+};
+
+/* On the shared listener every /v1 path not claimed more precisely by
+ * another provider is OpenAI's. */
+static const char *const claims[] = {"/v1/**"};
 
 /* Makes a chat/legacy stream carry its usage chunk: stream_options.include_usage
  * = true, other stream_options members kept. The client did not ask for the
@@ -68,17 +107,15 @@ fail:
 static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
                    size_t errlen)
 {
-    enum endpoint kind = classify(call->endpoint);
-    call->metered = false;
+    enum endpoint kind = (enum endpoint)call->kind;
     call->stream = false;
     call->strip_usage = false;
     call->model[0] = '\0';
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
     call->choices = 1;
-    /* Set from the path alone, body or not: the caller rejects an invalid
-     * JSON body (passed as NULL) only on a metered endpoint. */
-    call->metered = kind != EP_OTHER;
+    /* The caller rejects an invalid JSON body (passed as NULL) only on a
+     * metered endpoint. */
     if (!body)
         return 0;
     if (kind == EP_OTHER) {
@@ -359,7 +396,7 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
         resp_usage(&m->usage, u);
     else
         chat_usage(&m->usage, u);
-    if (classify(call->endpoint) == EP_EMBED) {
+    if (call->kind == EP_EMBED) {
         m->usage.cached = m->usage.cache_write = 0;
         m->usage.output = m->usage.reasoning = 0;
     }
@@ -400,6 +437,13 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
 
 const struct provider provider_openai = {
     .name = "openai",
+    .default_url = "https://api.openai.com",
+    .auth_header = "Authorization",
+    .auth_scheme = "Bearer ",
+    .claims = claims,
+    .n_claims = ARRAY_LEN(claims),
+    .routes = routes,
+    .n_routes = ARRAY_LEN(routes),
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,

@@ -4,6 +4,7 @@
  * "exact name, else longest listed prefix" with binary searches over the
  * few distinct key lengths, since a lookup happens on every request. */
 #include "providers/pricing.h"
+#include "providers/provider.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -82,13 +83,11 @@ static int cmp_entry(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* A provider of the table (provider.c), as its static name; NULL if none. */
 static const char *known_provider(const char *s)
 {
-    static const char *const names[] = {"openai", "anthropic", "gemini"};
-    for (size_t i = 0; i < ARRAY_LEN(names); i++)
-        if (s && strcmp(s, names[i]) == 0)
-            return names[i];
-    return NULL;
+    const struct provider *p = provider_find(s);
+    return p ? p->name : NULL;
 }
 
 /* 1.25 x price, rounded half up, saturating: the default cache-write price. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const struct provider *const table[] = {
     &provider_openai,
@@ -23,6 +24,120 @@ const struct provider *provider_find(const char *name)
         if (strcmp(table[i]->name, name) == 0)
             return table[i];
     return NULL;
+}
+
+const struct provider *provider_at(size_t i)
+{
+    return i < ARRAY_LEN(table) ? table[i] : NULL;
+}
+
+bool provider_is_auth_header(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(table); i++)
+        if (strcasecmp(name, table[i]->auth_header) == 0)
+            return true;
+    return false;
+}
+
+/* One segment s[0..n) against a glob segment p[0..m): '*' takes one or more
+ * bytes. Patterns are short and hold at most a few stars, so the
+ * backtracking stays small. */
+static bool seg_match(const char *p, size_t m, const char *s, size_t n)
+{
+    if (m == 0)
+        return n == 0;
+    if (*p == '*') {
+        for (size_t k = 1; k <= n; k++)
+            if (seg_match(p + 1, m - 1, s + k, n - k))
+                return true;
+        return false;
+    }
+    return n > 0 && *p == *s && seg_match(p + 1, m - 1, s + 1, n - 1);
+}
+
+int provider_path_match(const char *pattern, const char *path)
+{
+    int score = 0;
+    const char *p = pattern, *s = path;
+    if (!p || !s)
+        return -1;
+    for (;;) {
+        if (strcmp(p, "/**") == 0) {
+            /* the rest, but never an empty segment: "/v1/x/" is not "/v1/x" */
+            for (const char *q = s; *q; q++)
+                if (q[0] == '/' && (q[1] == '/' || q[1] == '\0'))
+                    return -1;
+            return score;
+        }
+        if (*p == '\0' || *s == '\0')
+            return *p == '\0' && *s == '\0' ? score : -1;
+        if (*p != '/' || *s != '/')
+            return -1;
+        p++;
+        s++;
+        size_t m = strcspn(p, "/"), n = strcspn(s, "/");
+        if (n == 0 || !seg_match(p, m, s, n))
+            return -1;
+        for (size_t i = 0; i < m; i++)
+            score += p[i] != '*';
+        p += m;
+        s += n;
+    }
+}
+
+const struct provider_route *provider_route_find(const struct provider *p, const char *method,
+                                                 const char *path)
+{
+    for (size_t i = 0; p && i < p->n_routes; i++) {
+        const struct provider_route *row = &p->routes[i];
+        /* a metered row takes its path under any method: the proxy answers
+         * 405 to another one rather than let it pass as free or unknown */
+        if (row->method && row->cls != ROUTE_METERED &&
+            (!method || strcmp(row->method, method) != 0))
+            continue;
+        if (provider_path_match(row->path, path) >= 0)
+            return row;
+    }
+    return NULL;
+}
+
+const struct provider *provider_claiming(const char *path)
+{
+    const struct provider *best = NULL;
+    int best_score = -1;
+    for (size_t i = 0; i < ARRAY_LEN(table); i++) {
+        for (size_t k = 0; k < table[i]->n_claims; k++) {
+            int sc = provider_path_match(table[i]->claims[k], path);
+            if (sc > best_score) {
+                best_score = sc;
+                best = table[i];
+            }
+        }
+    }
+    return best;
+}
+
+void provider_call_init(struct provider_call *call, const char *endpoint,
+                        const struct provider_route *row)
+{
+    *call = (struct provider_call){
+        .endpoint = endpoint,
+        .kind = row ? row->kind : 0,
+        .metered = row && row->cls == ROUTE_METERED,
+    };
+}
+
+const char *provider_route_class_name(enum route_class c)
+{
+    switch (c) {
+    case ROUTE_METERED:
+        return "metered";
+    case ROUTE_FREE:
+        return "free";
+    case ROUTE_UNKNOWN:
+        break;
+    }
+    return "unknown";
 }
 
 int64_t provider_estimate_tokens(size_t bytes)

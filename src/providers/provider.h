@@ -16,10 +16,40 @@
 
 struct evbuffer;
 
+/* How a path is billed (product contract, "Every paid call is counted"). */
+enum route_class {
+    ROUTE_UNKNOWN, /* not known to be free or metered: [pricing] unmetered_routes decides */
+    ROUTE_FREE,    /* costs nothing at the provider: forwarded without admission, cost 0 */
+    ROUTE_METERED, /* priced from usage: admission, usage, cost, settlement */
+};
+
+/* Where a metered call names its model. */
+enum model_in {
+    MODEL_NONE, /* no model (free and unknown routes) */
+    MODEL_BODY, /* the body's top-level "model" */
+    MODEL_PATH, /* a path segment (models/{model}:verb); the body's is ignored */
+};
+
+/* One row of a provider's route table. Paths are matched segment by
+ * segment: '*' inside a segment matches one or more bytes of it, a last
+ * segment "**" matches what is left (nothing included). A path with an
+ * empty segment ("/v1/x/", "//") matches no row, so it is unknown. */
+struct provider_route {
+    const char *method; /* "POST", "GET", ...; NULL: any method. Metered rows
+                           match any method; the proxy refuses all but theirs */
+    const char *
+        path; /* "/v1/chat/completions", "/v1beta/models/{m}:generateContent" written with a star */
+    enum route_class cls;
+    int kind;            /* the provider's own endpoint kind, read by its prepare */
+    enum model_in model; /* metered rows: where the model is named */
+    const char *why;     /* unknown rows: why the path is not metered, for the 403 */
+};
+
 /* What the request asked for; filled by route + prepare. */
 struct provider_call {
     const char *endpoint;      /* upstream path without query: "/v1/chat/completions" */
-    bool metered;              /* a priced endpoint */
+    int kind;                  /* route row's kind (provider_route.kind), 0 when unknown */
+    bool metered;              /* a priced endpoint: the route row is ROUTE_METERED */
     bool stream;               /* the answer is an SSE stream */
     bool strip_usage;          /* prepare added include_usage: drop the usage-only chunk */
     bool splice_usage;         /* the body has no stream_options: the proxy inserts
@@ -45,13 +75,25 @@ struct meter {
 };
 
 struct provider {
-    const char *name; /* "openai" */
+    /* Facts, one home each: the [upstream NAME] that is built in, where it
+     * goes by default, how a configured api_key is sent, which paths of the
+     * shared listener are this provider's (claims, same pattern syntax as
+     * routes: the claim with the most literal bytes wins), and how each path
+     * is billed (routes, first matching row wins; none: ROUTE_UNKNOWN). */
+    const char *name;        /* "openai" */
+    const char *default_url; /* "https://api.openai.com" */
+    const char *auth_header; /* "Authorization" */
+    const char *auth_scheme; /* "Bearer " or "" */
+    const char *const *claims;
+    size_t n_claims;
+    const struct provider_route *routes;
+    size_t n_routes;
     /* Reads the parsed body (a JSON object, or NULL for a bodyless request
      * or one that is not valid JSON), fills call->model, stream and
      * estimates, and may edit body (e.g. add stream_options.include_usage);
-     * sets *modified when it did. call->metered comes from the endpoint
-     * alone, body or not. Returns 0, or -1 with a message for the client in
-     * err (a 400). */
+     * sets *modified when it did. call->endpoint, kind and metered are set
+     * from the route row before (provider_call_init); prepare leaves them. Returns 0, or -1 with a
+     * message for the client in err (a 400). */
     int (*prepare)(struct provider_call *call, json_t *body, bool *modified, char *err,
                    size_t errlen);
     /* One SSE event of a streamed answer; set *drop to keep it from the client. */
@@ -75,6 +117,27 @@ int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char
 
 /* The table: "openai", "anthropic", "gemini"; NULL if unknown. */
 const struct provider *provider_find(const char *name);
+/* The i-th provider of the table; NULL past the end. */
+const struct provider *provider_at(size_t i);
+/* True when name is the api-key header of some provider (a configured key
+ * replaces any of them). */
+bool provider_is_auth_header(const char *name);
+
+/* How well pattern matches path: the pattern's literal bytes (> 0), or -1
+ * when it does not match (syntax in struct provider_route). */
+int provider_path_match(const char *pattern, const char *path);
+/* The first row of p's table for method and path; NULL: unknown. */
+const struct provider_route *provider_route_find(const struct provider *p, const char *method,
+                                                 const char *path);
+/* The provider that claims path on the shared listener (best claim), NULL
+ * when none does. */
+const struct provider *provider_claiming(const char *path);
+/* Resets call for endpoint and sets kind and metered from row (NULL:
+ * unknown). endpoint must outlive call. */
+void provider_call_init(struct provider_call *call, const char *endpoint,
+                        const struct provider_route *row);
+/* "metered" | "free" | "unknown" */
+const char *provider_route_class_name(enum route_class c);
 
 /* Output tokens assumed for one answer when neither the request nor the
  * price list bounds it (a priced model without max_output): as large as

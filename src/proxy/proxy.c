@@ -236,9 +236,7 @@ static bool drop_request_header(const struct req *r, const char *name, const cha
     for (size_t i = 0; i < ARRAY_LEN(identity_headers); i++)
         if (identity_headers[i] && strcasecmp(name, identity_headers[i]) == 0)
             return true;
-    if (r->route.up->api_key &&
-        (strcasecmp(name, "authorization") == 0 || strcasecmp(name, "x-api-key") == 0 ||
-         strcasecmp(name, "x-goog-api-key") == 0))
+    if (r->route.up->api_key && provider_is_auth_header(name))
         return true; /* the configured key replaces the client's */
     return false;
 }
@@ -272,14 +270,9 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
         if (!drop_request_header(r, h->name, conn))
             add_header(b, h->name, h->value);
     }
-    if (u->api_key) {
-        if (strcmp(u->kind, "anthropic") == 0)
-            evbuffer_add_printf(b, "x-api-key: %s\r\n", u->api_key);
-        else if (strcmp(u->kind, "gemini") == 0)
-            evbuffer_add_printf(b, "x-goog-api-key: %s\r\n", u->api_key);
-        else
-            evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", u->api_key);
-    }
+    if (u->api_key)
+        evbuffer_add_printf(b, "%s: %s%s\r\n", r->route.prov->auth_header,
+                            r->route.prov->auth_scheme, u->api_key);
     /* identity: usage must be readable from the answer */
     evbuffer_add_printf(b, "Accept-Encoding: identity\r\n");
     /* the member a stream needs for its usage chunk, inserted right after
@@ -324,7 +317,7 @@ static int prepare_body(struct req *r, const struct http_request *hr)
 {
     size_t n = evbuffer_get_length(hr->body);
     const char *raw = n ? (const char *)evbuffer_pullup(hr->body, -1) : "";
-    r->call.endpoint = r->endpoint;
+    provider_call_init(&r->call, r->endpoint, r->route.row);
 
     json_error_t jerr;
     bool bad_json = false;
@@ -419,7 +412,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         return;
     }
     snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->path);
-    enum route_result rr = route_match(r->cfg, r->path, &r->route);
+    enum route_result rr = route_match(r->cfg, hr->method_name, r->path, &r->route);
     if (rr != ROUTE_OK) {
         r->route.prov = route_dialect(r->cfg, r->path);
         reject(r, 404, "not_found", "no route for this path", "bad_request");
@@ -451,6 +444,12 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
             return;
         }
         snprintf(r->tenant, sizeof(r->tenant), "anonymous");
+    }
+    if (r->route.cls == ROUTE_UNKNOWN && r->cfg->unmetered_routes == UNMETERED_BLOCK) {
+        char msg[512];
+        route_refusal(&r->route, hr->method_name, msg, sizeof(msg));
+        reject(r, 403, "route_not_metered", msg, "blocked");
+        return;
     }
 
     /* 3. what: the body, read by the provider (model, stream, estimates) */
@@ -1072,7 +1071,8 @@ static void finish(struct req *r)
         .outcome = r->outcome,
         .usage = u,
         .cost = cost,
-        .priced = pr != NULL,
+        /* a free route's price is known (0); an unknown one's is not */
+        .priced = r->call.metered ? pr != NULL : r->route.cls == ROUTE_FREE,
         .latency_ms = ms_since(&r->t0),
         .ttfb_ms = r->ttfb_ms,
     };

@@ -1,17 +1,15 @@
 /* route.c: the contract's routing table. Configured prefixes first
- * ([upstream NAME] prefix = /NAME), then Anthropic's and Gemini's paths,
- * then every other /v1/ path to OpenAI. */
+ * ([upstream NAME] prefix = /NAME), then the paths the providers claim
+ * (provider.h: Anthropic's /v1/messages, Gemini's /v1beta, every other /v1
+ * path OpenAI's); then the provider's own route table classes the path as
+ * metered, free or unknown. */
 #include "proxy/route.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/config.h"
 #include "providers/provider.h"
-
-static bool has_prefix(const char *s, const char *p)
-{
-    return strncmp(s, p, strlen(p)) == 0;
-}
 
 /* A path segment prefix: "/v1/messages" matches "/v1/messages" and
  * "/v1/messages/..." but not "/v1/messagesX". */
@@ -23,17 +21,8 @@ static bool under(const char *path, const char *p)
 
 static const char *builtin_for(const char *path)
 {
-    if (under(path, "/v1/messages"))
-        return "anthropic";
-    if (under(path, "/v1beta") || under(path, "/upload/v1beta"))
-        return "gemini";
-    /* Gemini with apiVersion v1: /v1/models/{model}:verb (OpenAI's
-     * /v1/models/{id} has no ':verb') */
-    if (has_prefix(path, "/v1/models/") && strchr(path + 11, ':'))
-        return "gemini";
-    if (under(path, "/v1"))
-        return "openai";
-    return NULL;
+    const struct provider *p = provider_claiming(path);
+    return p ? p->name : NULL;
 }
 
 static const struct cfg_upstream *find(const struct config *cfg, const char *name, size_t *idx)
@@ -47,8 +36,18 @@ static const struct cfg_upstream *find(const struct config *cfg, const char *nam
     return NULL;
 }
 
-enum route_result route_match(const struct config *cfg, const char *path, struct route *out)
+static enum route_result classify(const char *method, struct route *out)
 {
+    out->row = out->prov ? provider_route_find(out->prov, method, out->endpoint) : NULL;
+    out->cls = out->row ? out->row->cls : ROUTE_UNKNOWN;
+    return out->prov ? ROUTE_OK : ROUTE_NOT_FOUND;
+}
+
+enum route_result route_match(const struct config *cfg, const char *method, const char *path,
+                              struct route *out)
+{
+    out->row = NULL;
+    out->cls = ROUTE_UNKNOWN;
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct cfg_upstream *u = &cfg->upstreams[i];
         if (u->prefix && under(path, u->prefix)) {
@@ -58,7 +57,7 @@ enum route_result route_match(const struct config *cfg, const char *path, struct
             out->endpoint = path + strlen(u->prefix);
             if (*out->endpoint == '\0')
                 out->endpoint = "/";
-            return out->prov ? ROUTE_OK : ROUTE_NOT_FOUND;
+            return classify(method, out);
         }
     }
     const char *name = builtin_for(path);
@@ -67,15 +66,27 @@ enum route_result route_match(const struct config *cfg, const char *path, struct
     out->up = find(cfg, name, &out->upstream);
     out->prov = provider_find(out->up ? out->up->kind : name);
     out->endpoint = path;
-    return out->up && out->prov ? ROUTE_OK : ROUTE_NOT_FOUND;
+    return out->up ? classify(method, out) : ROUTE_NOT_FOUND;
 }
 
 const struct provider *route_dialect(const struct config *cfg, const char *path)
 {
     struct route r;
-    if (path && route_match(cfg, path, &r) == ROUTE_OK)
+    if (path && route_match(cfg, NULL, path, &r) == ROUTE_OK)
         return r.prov;
     const char *name = path ? builtin_for(path) : NULL;
     const struct provider *p = provider_find(name ? name : "openai");
     return p ? p : provider_find("openai");
+}
+
+void route_refusal(const struct route *r, const char *method, char *out, size_t n)
+{
+    const char *why = r->row && r->row->why
+                          ? r->row->why
+                          : "tollgate does not know what it costs at the provider";
+    snprintf(out, n,
+             "%s %.200s is not metered by tollgate (%s), so it is refused: a capped tenant "
+             "could spend through it. To forward such paths unmetered, set [pricing] "
+             "unmetered_routes = allow",
+             method ? method : "", r->endpoint ? r->endpoint : "", why);
 }

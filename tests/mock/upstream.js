@@ -4,7 +4,7 @@
 // Speaks the wire formats of shared/reference/provider-wire-formats.md:
 //   OpenAI   POST /v1/chat/completions (JSON, SSE with/without stream_options.include_usage),
 //            POST /v1/responses (JSON, SSE), /v1/embeddings, /v1/completions (JSON, SSE),
-//            GET /v1/models
+//            GET /v1/models, POST /v1/moderations
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
 //   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
 //            (also /v1/models/{m}:...)
@@ -315,6 +315,13 @@ const builders = {
     return { json: { input_tokens: d.in } };
   },
 
+  // ModerationCreateResponse (openai-node src/resources/moderations.ts); free at OpenAI.
+  moderations(req) {
+    const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
+    return { json: { id: `modr-mock${++seq}`, model: req.json.model || 'omni-moderation-latest',
+      results: inputs.map(() => ({ flagged: false, categories: {}, category_scores: {}, category_applied_input_types: {} })) } };
+  },
+
   gemini(req, d, stream, model) {
     const text = pieces(d);
     const responseId = `mockresp${++seq}`;
@@ -349,6 +356,7 @@ function route(method, path, json) {
     case '/v1/embeddings': return ['openai', 'embeddings'];
     case '/v1/messages': return ['anthropic', 'messages'];
     case '/v1/messages/count_tokens': return ['anthropic', 'countTokens'];
+    case '/v1/moderations': return ['openai', 'moderations'];
     default: break;
   }
   const g = /^\/(?:v1beta|v1)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(path);

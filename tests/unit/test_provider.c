@@ -494,7 +494,9 @@ static void test_answers(void)
 {
     for (size_t i = 0; i < ARRAY_LEN(answers); i++) {
         const struct provider *prov = provider_find(answers[i].provider);
-        struct provider_call call = {.endpoint = answers[i].endpoint};
+        struct provider_call call;
+        provider_call_init(&call, answers[i].endpoint,
+                           provider_route_find(prov, "POST", answers[i].endpoint));
         struct meter m = {0};
         prov->on_json(&m, &call, answers[i].body, strlen(answers[i].body));
         if (!same_usage(&m.usage, &answers[i].want) || strcmp(m.model, answers[i].model) != 0) {
@@ -656,8 +658,11 @@ static const struct {
      false, false, false, "gemini-2.5-flash", 0, 0, NULL},
     {"gemini", "/v1beta/models/bad model:generateContent", "{}", -1, "the model in the path", true,
      false, false, false, NULL, 0, 0, NULL},
-    {"gemini", "/v1beta/models/:generateContent", "{}", -1, "the model in the path", true, false,
-     false, false, NULL, 0, 0, NULL},
+    {"gemini", "/v1beta/models/bad$model:generateContent", "{}", -1, "the model in the path", true,
+     false, false, false, NULL, 0, 0, NULL},
+    /* no model at all: no route row, so the path is unknown, not metered */
+    {"gemini", "/v1beta/models/:generateContent", "{}", 0, NULL, false, false, false, false, NULL,
+     0, 0, NULL},
     {"gemini", "/v1beta/files", "{}", 0, NULL, false, false, false, false, NULL, 0, 0, NULL},
     {"gemini", "/v1beta/models/gemini-2.5-flash:generateContent",
      "{\"generationConfig\":{\"maxOutputTokens\":\"lots\"}}", -1,
@@ -686,7 +691,9 @@ static void test_prepare(void)
             }
             CHECK(body != NULL);
         }
-        struct provider_call call = {.endpoint = prepares[i].endpoint};
+        struct provider_call call;
+        provider_call_init(&call, prepares[i].endpoint,
+                           provider_route_find(prov, "POST", prepares[i].endpoint));
         bool modified = false;
         char err[256] = "";
         int rc = prov->prepare(&call, body, &modified, err, sizeof(err));
@@ -764,7 +771,9 @@ static void test_output_bound(void)
     for (size_t i = 0; i < ARRAY_LEN(bounds); i++) {
         const struct provider *prov = provider_find(bounds[i].provider);
         json_t *body = json_loads(bounds[i].body, 0, NULL);
-        struct provider_call call = {.endpoint = bounds[i].endpoint};
+        struct provider_call call;
+        provider_call_init(&call, bounds[i].endpoint,
+                           provider_route_find(prov, "POST", bounds[i].endpoint));
         bool modified = false;
         char err[256] = "";
         int rc = prov->prepare(&call, body, &modified, err, sizeof(err));

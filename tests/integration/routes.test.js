@@ -1,0 +1,168 @@
+'use strict';
+// Issue 8, "Every paid call is counted": every path is metered, free or unknown (the route
+// tables in src/providers/*.c). A tenant at its hard limit reaches no metered endpoint; unknown
+// paths are refused with 403 route_not_metered unless [pricing] unmetered_routes = allow; free
+// endpoints (model lists, moderations, token counting, file and batch metadata) are forwarded
+// at cost 0 even for a blocked tenant; WebSocket upgrades are refused as not metered.
+
+const assert = require('node:assert/strict');
+const { describe, test } = require('node:test');
+const h = require('../lib/harness');
+
+const PREFIX = 'tollgate:';
+const PLANS = {
+  // blocked once its month's spend reaches $0.001, hard limit too
+  'plan capped': { price: 9, budget_monthly: '0.001', hard_limit: '0.001', on_exceed: 'block' },
+};
+const CAP_NANO = 1000000;
+
+const mKey = (tenant) => `${PREFIX}{${tenant}}:m:${new Date().toISOString().slice(0, 7)}`;
+
+describe('routes: metered, free and unknown paths', () => {
+  const env = h.useStack({ overrides: PLANS });
+
+  async function blockedTenant(tag) {
+    const tenant = h.uniq(tag);
+    await env.redis.cmd('HSET', mKey(tenant), 'cost', String(CAP_NANO));
+    return tenant;
+  }
+  const headers = (tenant) => ({ 'X-Tenant-Plan': 'capped', ...(tenant ? { 'X-Tenant-Id': tenant } : {}) });
+  const seen = (nonce) => env.mock.requestsWith(nonce);
+
+  test('a tenant at its hard limit is refused on every metered route before anything reaches the upstream', async () => {
+    const tenant = await blockedTenant('hard');
+    const nonce = h.uniq('n');
+    const msgs = [{ role: 'user', content: `${nonce} mock:tokens=5,5` }];
+    const cases = [
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages: msgs }, 'openai'],
+      ['/v1/completions', { model: 'gpt-4o-mini', prompt: `${nonce} p` }, 'openai'],
+      ['/v1/embeddings', { model: 'text-embedding-3-small', input: `${nonce} e` }, 'openai'],
+      ['/v1/responses', { model: 'gpt-4o-mini', input: `${nonce} r` }, 'openai'],
+      ['/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 10, messages: msgs }, 'anthropic'],
+      ['/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ role: 'user', parts: [{ text: `${nonce} g` }] }] }, 'gemini'],
+      ['/v1beta/models/gemini-2.5-flash:streamGenerateContent', { contents: [{ role: 'user', parts: [{ text: `${nonce} s` }] }] }, 'gemini'],
+    ];
+    for (const [path, body, dialect] of cases) {
+      const r = await h.post(env.tg, path, body, { ...headers(tenant), 'anthropic-version': '2023-06-01' });
+      assert.equal(r.status, 429, `${path}: ${r.text}`);
+      assert.equal(r.headers.get('x-should-retry'), 'false', path);
+      if (dialect === 'openai') assert.equal(r.json.error.code, 'budget_exceeded', path);
+      else if (dialect === 'anthropic') assert.equal(r.json.error.type, 'rate_limit_error', path);
+      else assert.equal(r.json.error.status, 'RESOURCE_EXHAUSTED', path);
+    }
+    await h.sleep(h.ms(200));
+    assert.deepEqual(seen(nonce), [], 'nothing reached the upstream');
+    const recs = await env.tg.records({ tenant }, cases.length);
+    assert.ok(recs.every((x) => x.outcome === 'blocked' && x.cost_usd === 0), JSON.stringify(recs));
+  });
+
+  test('unknown and not-yet-metered paths are refused by default: 403 route_not_metered in the route\'s dialect, naming the path and the key', async () => {
+    const tenant = h.uniq('unk');
+    const nonce = h.uniq('n');
+    const before = env.mock.count();
+    // OpenAI SDK: images (paid, not metered yet) -> PermissionDeniedError
+    const o = env.openai(tenant);
+    const err = await o.images.generate({ model: 'gpt-image-1', prompt: `${nonce} a cat` }).then(() => null, (e) => e);
+    assert.ok(err, 'images.generate was refused');
+    assert.equal(err.status, 403);
+    assert.equal(err.code, 'route_not_metered');
+    assert.match(err.message, /POST \/v1\/images\/generations/);
+    assert.match(err.message, /unmetered_routes = allow/);
+    // realtime client secrets mint keys that bypass tollgate
+    const rt = await h.post(env.tg, '/v1/realtime/client_secrets', { session: { type: 'realtime', model: 'gpt-realtime' } }, { 'X-Tenant-Id': tenant });
+    assert.equal(rt.status, 403, rt.text);
+    assert.equal(rt.json.error.code, 'route_not_metered');
+    assert.match(rt.json.error.message, /ephemeral/);
+    // a path nobody knows
+    const any = await h.post(env.tg, '/v1/some/new/paid/thing', { model: 'gpt-4o' }, { 'X-Tenant-Id': tenant });
+    assert.equal(any.status, 403, any.text);
+    // Anthropic SDK: message batches -> its own dialect
+    const a = env.anthropic(tenant);
+    const aerr = await a.messages.batches.create({ requests: [{ custom_id: nonce, params: { model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: nonce }] } }] })
+      .then(() => null, (e) => e);
+    assert.ok(aerr && aerr.status === 403, `anthropic batches refused: ${aerr && aerr.message}`);
+    assert.equal(aerr.error.type, 'error');
+    assert.equal(aerr.error.error.type, 'permission_error');
+    assert.match(aerr.error.error.message, /\/v1\/messages\/batches/);
+    // Gemini SDK: embedContent -> Gemini's dialect
+    const g = env.gemini(tenant);
+    const gerr = await g.models.embedContent({ model: 'gemini-embedding-001', contents: `${nonce} e` }).then(() => null, (e) => e);
+    assert.ok(gerr && gerr.status === 403, `gemini embedContent refused: ${gerr && gerr.message}`);
+    assert.match(gerr.message, /PERMISSION_DENIED/);
+    assert.match(gerr.message, /[eE]mbedContents? is not metered/);
+    assert.match(gerr.message, /unmetered_routes = allow/);
+
+    await h.sleep(h.ms(200));
+    assert.equal(env.mock.count(), before, 'nothing reached the upstream');
+    const recs = await env.tg.records({ tenant }, 5);
+    for (const rec of recs) {
+      assert.equal(rec.status, 403);
+      assert.equal(rec.outcome, 'blocked');
+      assert.equal(rec.cost_usd, 0);
+    }
+  });
+
+  test('free endpoints are forwarded at cost 0 for a tenant at its hard limit: model list, moderations, Anthropic count_tokens, file and batch metadata', async () => {
+    const tenant = await blockedTenant('free');
+    const nonce = h.uniq('n');
+    const o = env.openai(tenant, { headers: headers() });
+    const models = await o.models.list();
+    assert.ok(models.data.length > 0, 'model list');
+    const mod = await o.moderations.create({ model: 'omni-moderation-latest', input: `${nonce} hello` });
+    assert.equal(mod.results[0].flagged, false);
+    const a = env.anthropic(tenant, { headers: headers() });
+    const ct = await a.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: `${nonce} mock:tokens=42,0` }] });
+    assert.equal(ct.input_tokens, 42);
+    // file and batch metadata: the mock has no such endpoints (404) but they must reach it
+    const before = env.mock.count();
+    const files = await o.files.list().then(() => null, (e) => e);
+    assert.equal(files && files.status, 404, 'files.list reached the upstream (its 404)');
+    const batch = await o.batches.retrieve(`batch_${nonce}`).then(() => null, (e) => e);
+    assert.equal(batch && batch.status, 404, 'batches.retrieve reached the upstream (its 404)');
+    await h.sleep(h.ms(200));
+    const up = env.mock.requests().slice(before).map((q) => `${q.method} ${q.path}`);
+    assert.deepEqual(up, ['GET /v1/files', `GET /v1/batches/batch_${nonce}`]);
+    assert.equal(seen(nonce).length, 3, 'moderations, count_tokens and the batch retrieval reached the upstream');
+
+    const recs = await env.tg.records({ tenant }, 5);
+    for (const rec of recs) {
+      assert.equal(rec.cost_usd, 0, JSON.stringify(rec));
+      assert.equal(rec.priced, true, 'a free route is priced (at 0)');
+      assert.notEqual(rec.outcome, 'blocked');
+    }
+    const m = await env.redis.counters(tenant);
+    assert.equal(m.cost, CAP_NANO, 'spend unchanged');
+  });
+
+  test('WebSocket upgrades are refused with a message that they are not metered', async () => {
+    const req = h.buildRequest('GET', '/v1/realtime?model=gpt-realtime', [['Host', '127.0.0.1'], ['X-Tenant-Id', 'ws'],
+      ['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Version', '13'],
+      ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ==']], '');
+    const before = env.mock.count();
+    const r = await h.rawRequest(env.tg.port, req, { timeout: h.ms(5000) });
+    const [res] = h.parseResponses(r.buf);
+    assert.equal(res.status, 405);
+    assert.match(res.body.toString(), /not metered/);
+    await h.sleep(h.ms(100));
+    assert.equal(env.mock.count(), before);
+  });
+
+  test('[pricing] unmetered_routes = allow forwards unknown paths, recorded "priced": false at cost 0', async () => {
+    await env.withTollgate({ ...PLANS, pricing: { unmetered_routes: 'allow' } }, async (tg) => {
+      const tenant = h.uniq('allow');
+      const nonce = h.uniq('n');
+      const { OpenAI } = require('openai');
+      const o = new OpenAI({ baseURL: `${tg.base}/v1`, apiKey: 'sk-test', maxRetries: 0, timeout: h.ms(20000),
+        defaultHeaders: { 'X-Tenant-Id': tenant } });
+      const err = await o.images.generate({ model: 'gpt-image-1', prompt: `${nonce} a cat` }).then(() => null, (e) => e);
+      assert.equal(err && err.status, 404, 'forwarded: the mock answered (404, it has no images endpoint)');
+      assert.equal(seen(nonce).length, 1, 'reached the upstream');
+      const [rec] = await tg.records({ tenant }, 1);
+      assert.equal(rec.endpoint, '/v1/images/generations');
+      assert.equal(rec.priced, false);
+      assert.equal(rec.cost_usd, 0);
+    });
+  });
+
+  h.cleanRunTest(env);
+});
