@@ -538,6 +538,29 @@ static void admit(struct req *r)
         admitted(NULL, "redis unavailable", r);
 }
 
+/* X-Tollgate-Budget-Remaining: what is left under the tightest cap that
+ * still applies to this answer (daily, monthly, hard limit), before the
+ * request. A downgraded answer is past the cap that downgraded it, so that
+ * cap no longer binds it: the next one does. -1 when no cap applies. */
+static money_t budget_left(const struct plan *p, const struct admit_result *res)
+{
+    money_t spent = res->spent_month + res->reserved_month, left = -1;
+    const struct {
+        enum budget_reason reason;
+        money_t cap, used;
+    } caps[] = {{BUDGET_REASON_DAILY, p->budget_daily, res->spent_day},
+                {BUDGET_REASON_MONTHLY, p->budget_monthly, spent},
+                {BUDGET_REASON_HARD, p->hard_limit, spent}};
+    for (size_t i = 0; i < ARRAY_LEN(caps); i++) {
+        if (caps[i].cap < 0 || (res->decision == BUDGET_DOWNGRADE && res->reason == caps[i].reason))
+            continue;
+        money_t l = caps[i].cap > caps[i].used ? caps[i].cap - caps[i].used : 0;
+        if (left < 0 || l < left)
+            left = l;
+    }
+    return left;
+}
+
 static void retry_after(char *buf, size_t n, long s)
 {
     snprintf(buf, n, "%ld", s > 0 ? s : 1);
@@ -556,12 +579,14 @@ static void block(struct req *r, const struct admit_result *res)
     if (p->base->block_message)
         snprintf(msg, sizeof(msg), "%s", p->base->block_message);
     else
-        snprintf(msg, sizeof(msg), "tenant '%s' has used its %s AI budget of $%s (plan %s)",
-                 r->tenant,
+        /* the app may show this to its end user: no plan name (an internal word) */
+        snprintf(msg, sizeof(msg),
+                 "this account has used its %s AI budget of $%s; it resets at the start of "
+                 "the next %s (UTC)",
                  res->reason == BUDGET_REASON_DAILY  ? "daily"
-                 : res->reason == BUDGET_REASON_HARD ? "hard monthly limit, an"
+                 : res->reason == BUDGET_REASON_HARD ? "monthly hard-limit"
                                                      : "monthly",
-                 cap, p->base->name);
+                 cap, period == 'd' ? "day" : "month");
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
     /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
      * block must tell them not to */
@@ -580,10 +605,9 @@ static void block(struct req *r, const struct admit_result *res)
 static void rate_limited(struct req *r, const struct admit_result *res)
 {
     char msg[256], ra[24];
-    snprintf(msg, sizeof(msg), "tenant '%s' is over its %s limit (plan %s): retry shortly",
-             r->tenant,
+    snprintf(msg, sizeof(msg), "this account is over its %s limit: retry in %d s",
              res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
-             r->plan_eff.base->name);
+             res->retry_after_s > 0 ? res->retry_after_s : 1);
     retry_after(ra, sizeof(ra), res->retry_after_s);
     const struct http_header h[] = {
         {"Retry-After", ra}, {"X-Tollgate-Request-Id", r->id}, {"X-Tollgate-Tenant", r->tenant}};
@@ -638,11 +662,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
         return;
     }
     r->spent_before = res->spent_month;
-    if (r->plan_eff.budget_monthly >= 0) {
-        r->remaining = r->plan_eff.budget_monthly - res->spent_month - res->reserved_month;
-        if (r->remaining < 0)
-            r->remaining = 0;
-    }
+    r->remaining = budget_left(&r->plan_eff, res);
     switch (res->decision) {
     case BUDGET_ADMIT:
         metrics_budget(r->w->metrics, "admit");

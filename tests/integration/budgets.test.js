@@ -19,6 +19,7 @@ const PLANS = {
   'plan down': { price: 9, budget_monthly: '0.001', on_exceed: 'downgrade', downgrade: DOWN_MAP, hard_limit: '0.01' },
   'plan daily': { price: 9, budget_daily: '0.001', on_exceed: 'block' },
   'plan big': { price: 9, budget_monthly: '100', on_exceed: 'block' },
+  'plan secretname': { price: 9, budget_monthly: '1', budget_daily: '0.001', on_exceed: 'block' },
   'plan rpm3': { price: 9, rpm: 3 },
   'plan tpm3k': { price: 9, tpm: 3000 },
 };
@@ -275,6 +276,27 @@ describe('budgets', () => {
     assert.equal(m.cost, CAP_NANO);
     const err = await c.chat.completions.create({ model: 'gpt-4o', max_tokens: 50, messages: chatMsgs('mock:tokens=1,1') }).then(() => null, (e) => e);
     assert.ok(err && err.status === 429 && err.code === 'budget_exceeded', `then blocked: ${err && err.message}`);
+  });
+
+  test('X-Tollgate-Budget-Remaining is the tightest cap that still applies; the default block message names no plan', async () => {
+    // $1 a month but $0.001 a day: the day binds
+    const tenant = h.uniq('rem-daily');
+    const c = sdkOpenAI(env.tg, tenant, 'secretname', { maxRetries: 0 });
+    const { response } = await c.chat.completions.create({ model: 'gpt-4o', max_tokens: 20, messages: chatMsgs('mock:tokens=100,20') }).withResponse();
+    assert.equal(response.headers.get('x-tollgate-budget-remaining'), '0.001', 'the daily cap binds, not the monthly $1');
+    await env.redis.waitRequests(tenant, 1);
+    await env.redis.cmd('HSET', dKey(tenant), 'cost', String(CAP_NANO));
+    const err = await c.chat.completions.create({ model: 'gpt-4o', max_tokens: 20, messages: chatMsgs('mock:tokens=1,1') }).then(() => null, (e) => e);
+    assert.ok(err && err.status === 429 && err.code === 'budget_exceeded', `blocked: ${err && err.message}`);
+    assert.match(err.message, /daily AI budget of \$0\.001; it resets at the start of the next day \(UTC\)/);
+    assert.doesNotMatch(err.message, /secretname/, 'the internal plan name is not shown to the app');
+    // downgraded past the monthly cap: what is left is under the hard limit ($0.01 - $0.001)
+    const dn = h.uniq('rem-down');
+    await seedSpent(dn, CAP_NANO);
+    const d = sdkOpenAI(env.tg, dn, 'down', { maxRetries: 0 });
+    const r2 = await d.chat.completions.create({ model: 'gpt-4o', max_tokens: 20, messages: chatMsgs('mock:tokens=10,2') }).withResponse();
+    assert.equal(r2.response.headers.get('x-tollgate-downgraded'), 'gpt-4o -> gpt-4o-mini');
+    assert.equal(r2.response.headers.get('x-tollgate-budget-remaining'), '0.009');
   });
 
   // ---- F80: downgrade -------------------------------------------------------------------
