@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,8 @@ static const char *const on_failure_names[] = {"open", "closed", NULL};
 static const char *const on_exceed_names[] = {"block", "downgrade", NULL};
 static const char *const price_period_names[] = {"month", "year", NULL};
 static const char *const unmetered_routes_names[] = {"block", "allow", NULL};
+static const char *const no_yes_names[] = {"no", "yes", NULL};
+static const char *const tenant_policy_names[] = {"open", "configured", NULL};
 
 #define CF(f) offsetof(struct config, f)
 #define UP(f) offsetof(struct cfg_upstream, f)
@@ -114,7 +117,7 @@ static const struct key keys[] = {
      .doc = "PEM private key for tls_listen"},
     {S_SERVER, "admin_listen", T_ADDR, CF(admin_listen), "127.0.0.1:9090", K_OPT | K_RESTART,
      .doc = "host:port of /healthz /readyz /metrics /dashboard /admin/api; empty: off"},
-    {S_SERVER, "admin_token", T_STR, CF(admin_token), NULL, K_OPT,
+    {S_SERVER, "admin_token", T_STR, CF(admin_token), NULL, K_OPT, .check = config_check_secret,
      .doc = "bearer token for the admin API; unset: only /healthz and /readyz answer"},
     {S_SERVER, "tenant_header", T_HEADER, CF(tenant_header), "X-Tenant-Id", 0,
      .doc = "request header naming the tenant"},
@@ -124,6 +127,20 @@ static const struct key keys[] = {
      .doc = "request header naming the app feature (recorded)"},
     {S_SERVER, "plan_header", T_HEADER, CF(plan_header), NULL, K_OPT,
      .doc = "optional request header naming the plan; unset: off"},
+    {S_SERVER, "client_token", T_STR, CF(client_token), NULL, K_OPT, .check = config_check_tokens,
+     .doc = "shared secrets (16+ chars, comma-separated, env: allowed) apps send in "
+            "X-Tollgate-Client-Token; set: requests without one get 401"},
+    {S_SERVER, "trust_network", T_ENUM, CF(trust_network), "no", K_RESTART, .names = no_yes_names,
+     .doc = "yes: listen on a non-loopback address without client_token (a private network)"},
+    {S_SERVER, "trust_plan_header", T_ENUM, CF(trust_plan_header), "no", 0, .names = no_yes_names,
+     .doc = "yes: plan_header may name any plan; no: only plans in plan_header_allow"},
+    {S_SERVER, "plan_header_allow", T_STR, CF(plan_header_allow), NULL, K_OPT,
+     .check = config_check_names, .doc = "plans plan_header may name when not trusted: a, b"},
+    {S_SERVER, "tenant_policy", T_ENUM, CF(tenant_policy), "open", 0, .names = tenant_policy_names,
+     .doc = "open: any tenant id | configured: [tenant] sections and tenant_pattern only (403)"},
+    {S_SERVER, "tenant_pattern", T_STR, CF(tenant_pattern), NULL, K_OPT,
+     .check = config_check_regex,
+     .doc = "with tenant_policy = configured: tenant ids matching this regex are served too"},
     {S_SERVER, "missing_tenant", T_ENUM, CF(missing_tenant), "reject", 0,
      .names = missing_tenant_names, .doc = "reject (400) | allow (as tenant \"anonymous\")"},
     {S_SERVER, "default_plan", T_STR, CF(default_plan), "free", 0, .check = config_check_name,
@@ -845,6 +862,57 @@ static void finish_plans(struct parser *p)
     }
 }
 
+/* The trust model's keys, together (README "Trust model"). */
+static void finish_trust(struct parser *p)
+{
+    struct config *c = p->c;
+    const char *addrs[] = {c->listen, c->tls_listen};
+    const char *names[] = {"listen", "tls_listen"};
+    for (size_t i = 0; i < ARRAY_LEN(addrs); i++) {
+        if (!addrs[i] || c->client_token || c->trust_network || config_addr_is_loopback(addrs[i]))
+            continue;
+        fail_at(p, line_of(p, S_SERVER, 0, names[i]),
+                "%s: %s is not a loopback address and no client_token is set: anyone who reaches "
+                "it could bill or drain any tenant; set [server] client_token, or trust_network "
+                "= yes when only trusted apps can reach this network",
+                names[i], addrs[i]);
+    }
+    if (c->plan_header && !c->trust_plan_header && !c->plan_header_allow &&
+        !rejected(p, S_SERVER, 0, "plan_header"))
+        fail_at(p, line_of(p, S_SERVER, 0, "plan_header"),
+                "plan_header: would be ignored: set trust_plan_header = yes (apps may name any "
+                "plan) or list the plans they may name in plan_header_allow");
+    if (c->plan_header_allow) {
+        char *list = strdup(c->plan_header_allow), *save = NULL;
+        for (char *t = list ? strtok_r(list, ", \t", &save) : NULL; t;
+             t = strtok_r(NULL, ", \t", &save))
+            if (!config_plan(c, t))
+                fail_at(p, line_of(p, S_SERVER, 0, "plan_header_allow"),
+                        "plan_header_allow: no [plan %s]", t);
+        free(list);
+    }
+    if (c->tenant_pattern && c->tenant_policy != TENANT_POLICY_CONFIGURED)
+        fail_at(p, line_of(p, S_SERVER, 0, "tenant_pattern"),
+                "tenant_pattern: only used with tenant_policy = configured");
+    if (c->tenant_pattern) {
+        /* anchored: "acme-.*" must not admit "x-acme-1" */
+        size_t n = strlen(c->tenant_pattern) + 5;
+        char *anchored = malloc(n);
+        regex_t *re = malloc(sizeof(*re));
+        if (anchored && re) {
+            snprintf(anchored, n, "^(%s)$", c->tenant_pattern);
+            if (regcomp(re, anchored, REG_EXTENDED | REG_NOSUB) == 0) {
+                c->tenant_re = re;
+                re = NULL;
+            }
+        }
+        if (!c->tenant_re && !rejected(p, S_SERVER, 0, "tenant_pattern"))
+            fail_at(p, line_of(p, S_SERVER, 0, "tenant_pattern"), "tenant_pattern: cannot compile");
+        free(anchored);
+        free(re);
+    }
+}
+
 static void finish(struct parser *p)
 {
     struct config *c = p->c;
@@ -859,6 +927,7 @@ static void finish(struct parser *p)
                 "rotate: file = %s is a stream, not a file tollgate can rotate", c->records_file);
     finish_upstreams(p);
     finish_plans(p);
+    finish_trust(p);
 
     c->pricing = pricing_load(c->pricing_file, perr, sizeof perr);
     if (!c->pricing) {
@@ -902,6 +971,10 @@ static void config_free(struct config *c)
     free(c->plans);
     free(c->tenants);
     free(c->price_as_model);
+    if (c->tenant_re) {
+        regfree(c->tenant_re);
+        free(c->tenant_re);
+    }
     if (c->pricing)
         pricing_free(c->pricing);
     free(c->path);

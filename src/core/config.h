@@ -22,6 +22,10 @@ enum unknown_model { UNKNOWN_MODEL_ALLOW, UNKNOWN_MODEL_BLOCK, UNKNOWN_MODEL_PRI
 enum price_period { PRICE_PERIOD_MONTH, PRICE_PERIOD_YEAR };
 /* Paths no route table prices (route.h): refused with 403, or forwarded unpriced. */
 enum unmetered_routes { UNMETERED_BLOCK, UNMETERED_ALLOW };
+enum tenant_policy {
+    TENANT_POLICY_OPEN,       /* any tenant id the header names */
+    TENANT_POLICY_CONFIGURED, /* [tenant] sections and tenant_pattern only */
+};
 
 /* [upstream NAME]: where one provider's traffic goes. */
 struct cfg_upstream {
@@ -86,6 +90,14 @@ struct config {
     char *user_header;
     char *feature_header;
     char *plan_header; /* NULL: off */
+    /* the trust model (README "Trust model", proxy/trust.h) */
+    char *client_token;      /* NULL: off; secrets apps send in X-Tollgate-Client-Token, "a, b" */
+    int trust_network;       /* 1: a non-loopback listen without client_token is fine */
+    int trust_plan_header;   /* 1: plan_header may name any plan */
+    char *plan_header_allow; /* NULL: none; plans plan_header may name, "a, b" */
+    enum tenant_policy tenant_policy;
+    char *tenant_pattern; /* NULL: none; with TENANT_POLICY_CONFIGURED */
+    void *tenant_re;      /* regex_t: tenant_pattern compiled, anchored; NULL: none */
     enum missing_tenant missing_tenant;
     char *default_plan;
     size_t max_body;          /* bytes */

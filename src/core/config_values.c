@@ -8,10 +8,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "core/log.h"
 
@@ -275,6 +279,102 @@ int config_check_name(const char *v, char *msg, size_t n)
         return 0;
     snprintf(msg, n, "'%s' is not a valid name (letters, digits, - . _ : @)", v);
     return -1;
+}
+
+/* Calls fn for each item of a list separated by commas or blanks; stops
+ * at the first that returns -1. */
+static int each_item(const char *v, int (*fn)(const char *item, char *msg, size_t n), char *msg,
+                     size_t n)
+{
+    int count = 0;
+    while (*v) {
+        size_t skip = strspn(v, ", \t");
+        v += skip;
+        size_t len = strcspn(v, ", \t");
+        if (!len)
+            break;
+        char item[256];
+        if (len >= sizeof(item)) {
+            snprintf(msg, n, "an item is longer than %zu characters", sizeof(item) - 1);
+            return -1;
+        }
+        memcpy(item, v, len);
+        item[len] = '\0';
+        if (fn(item, msg, n) < 0)
+            return -1;
+        count++;
+        v += len;
+    }
+    if (count == 0) {
+        snprintf(msg, n, "needs at least one item");
+        return -1;
+    }
+    return 0;
+}
+
+int config_check_names(const char *v, char *msg, size_t n)
+{
+    return each_item(v, config_check_name, msg, n);
+}
+
+/* A shared secret: long enough not to be guessed, and only characters
+ * that travel in a header unchanged. Never echoed in the message. */
+int config_check_secret(const char *v, char *msg, size_t n)
+{
+    if (strlen(v) < 16) {
+        snprintf(msg, n, "needs at least 16 characters (a secret that cannot be guessed)");
+        return -1;
+    }
+    for (const char *q = v; *q; q++) {
+        if (!isgraph((unsigned char)*q)) {
+            snprintf(msg, n, "holds a character that is not printable ASCII");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int config_check_tokens(const char *v, char *msg, size_t n)
+{
+    return each_item(v, config_check_secret, msg, n);
+}
+
+int config_check_regex(const char *v, char *msg, size_t n)
+{
+    regex_t re;
+    int rc = regcomp(&re, v, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        char why[128];
+        regerror(rc, &re, why, sizeof(why));
+        snprintf(msg, n, "'%s' is not a POSIX extended regular expression: %s", v, why);
+        return -1;
+    }
+    regfree(&re);
+    return 0;
+}
+
+bool config_addr_is_loopback(const char *addr)
+{
+    char host[128];
+    const char *colon = strrchr(addr, ':');
+    size_t len = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
+        addr++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof(host))
+        return false; /* ":8080" binds every address */
+    memcpy(host, addr, len);
+    host[len] = '\0';
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
 }
 
 int config_check_addr(const char *v, char *msg, size_t n)

@@ -31,6 +31,13 @@ int config_check_redis_url(const char *v, char *msg, size_t n); /* redis:// or u
 int config_check_webhook(const char *v, char *msg, size_t n);   /* http[s] URL, never echoed */
 int config_check_prefix(const char *v, char *msg, size_t n);    /* /name, not /v1 or /v1beta */
 int config_check_name(const char *v, char *msg, size_t n);      /* plan and tenant names */
+int config_check_names(const char *v, char *msg, size_t n);     /* a list of names: a, b */
+int config_check_secret(const char *v, char *msg, size_t n);    /* 16+ printable ASCII chars */
+int config_check_tokens(const char *v, char *msg, size_t n);    /* secrets: a, b */
+int config_check_regex(const char *v, char *msg, size_t n);     /* a POSIX extended regex */
+/* Whether host:port (as config_check_addr accepts it) is on a loopback
+ * address: 127.0.0.0/8, ::1, localhost. */
+bool config_addr_is_loopback(const char *addr);
 
 /* Setters: obj is the struct named; on error it is unchanged. */
 int config_set_url(void *obj, const char *v, char *msg, size_t n);           /* cfg_upstream */

@@ -41,6 +41,7 @@
 #include "redis/redis.h"
 #include "proxy/path.h"
 #include "proxy/route.h"
+#include "proxy/trust.h"
 #include "http/sse.h"
 #include "http/upstream.h"
 #include "core/worker.h"
@@ -227,6 +228,9 @@ static bool drop_request_header(const struct req *r, const char *name, const cha
     const struct config *cfg = r->cfg;
     if (is_hop_by_hop(name) || listed_in_connection(conn, name))
         return true;
+    /* tollgate's own namespace (the client token among it) never leaves */
+    if (strncasecmp(name, "x-tollgate-", 11) == 0)
+        return true;
     static const char *const ours[] = {"host", "content-length", "expect", "accept-encoding"};
     for (size_t i = 0; i < ARRAY_LEN(ours); i++)
         if (strcasecmp(name, ours[i]) == 0)
@@ -397,6 +401,16 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     atomic_fetch_add_explicit(&w->stats.inflight, 1, memory_order_relaxed);
     client_attach(c, &client_events, r);
 
+    /* 0. the caller: one of the apps (client_token), before anything else */
+    if (!trust_client_ok(r->cfg, hr)) {
+        snprintf(r->endpoint, sizeof(r->endpoint), "%.*s", PATH_MAX_LEN, hr->path);
+        r->route.prov = route_dialect(r->cfg, hr->path);
+        reject(r, 401, "invalid_client_token",
+               "send the shared secret of [server] client_token in " TRUST_CLIENT_TOKEN_HEADER,
+               "bad_request");
+        return;
+    }
+
     /* 1. route: the canonical path, only the configured upstreams; what is
      * routed is what is forwarded */
     const char *why = NULL;
@@ -444,6 +458,24 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
             return;
         }
         snprintf(r->tenant, sizeof(r->tenant), "anonymous");
+    }
+    if (!trust_tenant_allowed(r->cfg, r->tenant)) {
+        snprintf(err, sizeof(err), "tenant '%s' is not configured (tenant_policy = configured)",
+                 r->tenant);
+        reject(r, 403, "unknown_tenant", err, "bad_request");
+        return;
+    }
+    if (asked_plan[0] && !trust_plan_allowed(r->cfg, asked_plan)) {
+        snprintf(err, sizeof(err), "the %s header may not name plan '%s' (trust_plan_header)",
+                 r->cfg->plan_header, asked_plan);
+        reject(r, 403, "plan_not_allowed", err, "bad_request");
+        return;
+    }
+    if (asked_plan[0] && !config_plan(r->cfg, asked_plan)) {
+        snprintf(err, sizeof(err), "the %s header names plan '%s', which is not configured",
+                 r->cfg->plan_header, asked_plan);
+        reject(r, 400, "unknown_plan", err, "bad_request");
+        return;
     }
     if (r->route.cls == ROUTE_UNKNOWN && r->cfg->unmetered_routes == UNMETERED_BLOCK) {
         char msg[512];

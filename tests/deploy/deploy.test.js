@@ -255,7 +255,7 @@ test('docker/proxy.conf passes tollgate -t (in the container: json logs, ports, 
     assert.match(dockerConf.redis.journal_dir, /^\/var\/lib\/tollgate\//);
     const env = {};
     for (const n of envRefs(dockerConf))
-        env[n] = n === 'TOLLGATE_ADMIN_TOKEN' ? 'test-token' : '';
+        env[n] = n === 'TOLLGATE_ADMIN_TOKEN' ? 'test-admin-token' : '';
     const r = runCheck(confForCheck(dockerConfText, dockerConf), env);
     assert.equal(r.status, 0, r.out);
     assert.match(r.out, /: ok \(/);

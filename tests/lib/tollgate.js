@@ -27,6 +27,7 @@ function baseConfig({ redis, mock, ports, dir }) {
       user_header: 'X-User-Id',
       feature_header: 'X-Feature',
       plan_header: 'X-Tenant-Plan',
+      trust_plan_header: 'yes',
       missing_tenant: 'reject',
       default_plan: 'free',
       max_body: '1m',

@@ -90,7 +90,7 @@ static const struct {
      "t.conf:2: log_format: 'xml' is not one of plain, json"},
     {"bad redis url", "[redis]\nurl = 127.0.0.1:6379\n",
      "t.conf:2: url: expected redis://host:port/db or unix:///path.sock"},
-    {"tls without cert", "[server]\ntls_listen = 0.0.0.0:8443\n",
+    {"tls without cert", "[server]\ntls_listen = 127.0.0.1:8443\n",
      "t.conf:2: tls_listen: needs tls_cert and tls_key"},
     {"tls cert missing", "[server]\ntls_cert = /nonexistent/tls.crt\n",
      "t.conf:2: tls_cert: cannot read /nonexistent/tls.crt: No such file or directory"},
@@ -152,9 +152,33 @@ static const struct {
     {"no follow-up for bad default_plan", "[server]\ndefault_plan = a b\n[plan pro]\n",
      "t.conf:2: default_plan: 'a b' is not a valid name (letters, digits, - . _ : @)"},
     {"no follow-up for bad tls_cert",
-     "[server]\ntls_listen = 0.0.0.0:8443\ntls_cert = /nonexistent/c\ntls_key = /nonexistent/k\n",
+     "[server]\ntls_listen = 127.0.0.1:8443\ntls_cert = /nonexistent/c\ntls_key = /nonexistent/k\n",
      "t.conf:3: tls_cert: cannot read /nonexistent/c: No such file or directory\n"
      "t.conf:4: tls_key: cannot read /nonexistent/k: No such file or directory"},
+    /* the trust model: a non-loopback port needs a client token or trust_network */
+    {"non-loopback listen without client_token", "[server]\nlisten = 0.0.0.0:8080\n",
+     "t.conf:2: listen: 0.0.0.0:8080 is not a loopback address and no client_token is set: anyone "
+     "who reaches it could bill or drain any tenant; set [server] client_token, or trust_network "
+     "= yes when only trusted apps can reach this network"},
+    {"v6 any listen without client_token", "[server]\nlisten = [::]:8080\n",
+     "t.conf:2: listen: [::]:8080 is not a loopback address and no client_token is set: anyone "
+     "who reaches it could bill or drain any tenant; set [server] client_token, or trust_network "
+     "= yes when only trusted apps can reach this network"},
+    {"short client_token", "[server]\nclient_token = 0123456789abcde, 0123456789abcdef\n",
+     "t.conf:2: client_token: needs at least 16 characters (a secret that cannot be guessed)"},
+    {"5-character admin_token", "[server]\nadmin_token = abcde\n",
+     "t.conf:2: admin_token: needs at least 16 characters (a secret that cannot be guessed)"},
+    {"plan_header without trust", "[server]\nplan_header = X-Plan\n",
+     "t.conf:2: plan_header: would be ignored: set trust_plan_header = yes (apps may name any "
+     "plan) or list the plans they may name in plan_header_allow"},
+    {"plan_header_allow names no plan",
+     "[server]\nplan_header = X-Plan\nplan_header_allow = free, gold\n",
+     "t.conf:3: plan_header_allow: no [plan gold]"},
+    {"tenant_pattern with open policy", "[server]\ntenant_pattern = acme-.*\n",
+     "t.conf:2: tenant_pattern: only used with tenant_policy = configured"},
+    {"bad tenant_pattern", "[server]\ntenant_policy = configured\ntenant_pattern = a(\n",
+     "t.conf:3: tenant_pattern: 'a(' is not a POSIX extended regular expression: Unmatched ( or "
+     "\\("},
     {"all errors collected", "[server]\nmax_body = x\n[bogus]\nfoo = 1\n[redis]\nfoo = 2\n",
      "t.conf:2: max_body: 'x' is not a size (1024, 64k, 8m, 1g)\n"
      "t.conf:3: unknown section [bogus]\n"
@@ -199,6 +223,12 @@ static const struct {
     {"longest line", "[server]\n" LINE197 "\nmax_body = 2k\n", "127.0.0.1:8080", 2048},
     {"v6 listen", "[server]\nlisten = [::1]:8080\n", "[::1]:8080", 8u << 20},
     {"colon separator", "[server]\nlisten: 127.0.0.1:6\n", "127.0.0.1:6", 8u << 20},
+    {"loopback 127/8", "[server]\nlisten = 127.1.2.3:7\n", "127.1.2.3:7", 8u << 20},
+    {"localhost", "[server]\nlisten = localhost:7\n", "localhost:7", 8u << 20},
+    {"any with client_token", "[server]\nlisten = 0.0.0.0:7\nclient_token = 0123456789abcdef\n",
+     "0.0.0.0:7", 8u << 20},
+    {"any on a trusted network", "[server]\nlisten = 0.0.0.0:7\ntrust_network = yes\n", "0.0.0.0:7",
+     8u << 20},
 };
 
 static void test_good(void)
@@ -305,14 +335,14 @@ static void test_defaults(void)
 static void test_env(void)
 {
     char err[1024];
-    setenv("TOLLGATE_TEST_TOKEN", "  s3cret-token \t", 1);
+    setenv("TOLLGATE_TEST_TOKEN", "  s3cret-token-0123 \t", 1);
     setenv("TOLLGATE_TEST_BODY", "1m", 1);
     struct config *c = load("[server]\nadmin_token = env:TOLLGATE_TEST_TOKEN\n"
                             "max_body = env:TOLLGATE_TEST_BODY\n",
                             err, sizeof err);
     CHECK(c != NULL);
     if (c) {
-        CHECK_STR(c->admin_token, "s3cret-token");
+        CHECK_STR(c->admin_token, "s3cret-token-0123");
         CHECK_INT(c->max_body, 1 << 20);
     }
     config_unref(c);
@@ -449,6 +479,9 @@ static const char full_text[] =
     "[server]\n"
     "admin_listen =\n"
     "plan_header = X-Tenant-Plan\n"
+    "plan_header_allow = free, starter\n"
+    "tenant_policy = configured\n"
+    "tenant_pattern = t-[0-9]+\n"
     "missing_tenant = allow\n"
     "log_format = json\n"
     "[upstream openai]\n"

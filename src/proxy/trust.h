@@ -1,0 +1,32 @@
+/* trust.h: who may use the API port, for which tenant and plan (README
+ * "Trust model"). The client token proves the caller is one of the apps;
+ * tenant_policy bounds the tenants a caller can create; the plan header is
+ * believed only as far as the config says. Pure checks on a config
+ * snapshot: the proxy turns a refusal into its answer. */
+#ifndef TOLLGATE_TRUST_H
+#define TOLLGATE_TRUST_H
+
+#include <stdbool.h>
+#include "core/util.h"
+
+struct config;
+struct http_request;
+
+/* The header apps send the shared secret in: apart from Authorization,
+ * which the provider SDKs fill with the provider's key. Never forwarded. */
+#define TRUST_CLIENT_TOKEN_HEADER "X-Tollgate-Client-Token"
+
+/* True when no client_token is configured, or the request carries exactly
+ * one X-Tollgate-Client-Token equal to one of them (compared in constant
+ * time: digests of both sides, every configured token compared). */
+bool trust_client_ok(const struct config *cfg, const struct http_request *hr);
+
+/* True when tenant may be served: tenant_policy open, or a [tenant]
+ * section names it, or it matches tenant_pattern. */
+bool trust_tenant_allowed(const struct config *cfg, const char *tenant);
+
+/* True when the plan header may name plan: trust_plan_header = yes, or
+ * plan is in plan_header_allow. */
+bool trust_plan_allowed(const struct config *cfg, const char *plan);
+
+#endif
