@@ -120,12 +120,14 @@ static const struct key keys[] = {
     {S_SERVER, "admin_token", T_STR, CF(admin_token), NULL, K_OPT, .check = config_check_secret,
      .doc = "bearer token for the admin API; unset: only /healthz and /readyz answer"},
     {S_SERVER, "tenant_header", T_HEADER, CF(tenant_header), "X-Tenant-Id", 0,
-     .doc = "request header naming the tenant"},
+     .check = config_check_identity_header, .doc = "request header naming the tenant"},
     {S_SERVER, "user_header", T_HEADER, CF(user_header), "X-User-Id", 0,
-     .doc = "request header naming the end user (recorded)"},
+     .check = config_check_identity_header, .doc = "request header naming the end user (recorded)"},
     {S_SERVER, "feature_header", T_HEADER, CF(feature_header), "X-Feature", 0,
+     .check = config_check_identity_header,
      .doc = "request header naming the app feature (recorded)"},
     {S_SERVER, "plan_header", T_HEADER, CF(plan_header), NULL, K_OPT,
+     .check = config_check_identity_header,
      .doc = "optional request header naming the plan; unset: off"},
     {S_SERVER, "client_token", T_STR, CF(client_token), NULL, K_OPT, .check = config_check_tokens,
      .doc = "shared secrets (16+ chars, comma-separated, env: allowed) apps send in "
@@ -180,7 +182,7 @@ static const struct key keys[] = {
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
      .check = config_check_redis_url, .doc = "redis://host:port/db or unix:///path.sock"},
     {S_REDIS, "key_prefix", T_STR, CF(key_prefix), "tollgate:", K_RESTART,
-     .doc = "prefix of every Redis key"},
+     .check = config_check_key_prefix, .doc = "prefix of every Redis key"},
     {S_REDIS, "on_failure", T_ENUM, CF(on_failure), "open", 0, .names = on_failure_names,
      .doc = "open: serve, keep records locally | closed: 503 while Redis is unreachable"},
     {S_REDIS, "timeout", T_DUR, CF(redis_timeout_ms), "250ms", 0, 1, 60000,
@@ -929,6 +931,18 @@ static void finish(struct parser *p)
     finish_plans(p);
     finish_trust(p);
 
+    /* a relative pricing path is the config file's neighbour, wherever
+     * tollgate was started from */
+    const char *slash = strrchr(p->path, '/');
+    if (c->pricing_file[0] != '/' && slash) {
+        char *joined = NULL;
+        if (asprintf(&joined, "%.*s/%s", (int)(slash - p->path), p->path, c->pricing_file) < 0) {
+            fail_at(p, 0, "out of memory");
+            return;
+        }
+        free(c->pricing_file);
+        c->pricing_file = joined;
+    }
     c->pricing = pricing_load(c->pricing_file, perr, sizeof perr);
     if (!c->pricing) {
         if (perr[0])

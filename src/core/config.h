@@ -156,8 +156,9 @@ struct config {
     size_t n_tenants;
 };
 
-/* Loads and validates path, and the pricing file it names (relative paths
- * are taken from the current directory). On error returns NULL and writes
+/* Loads and validates path, and the pricing file it names (a relative
+ * pricing path is taken from path's directory; other relative paths from
+ * the current directory). On error returns NULL and writes
  * "file:line: message" lines (one per problem) into err. The result has
  * refs == 1. Call from one thread at a time: libinih's options are process
  * globals and this flips one (multi-line values) for the parse. */

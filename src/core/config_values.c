@@ -377,6 +377,44 @@ bool config_addr_is_loopback(const char *addr)
     return false;
 }
 
+int config_check_identity_header(const char *v, char *msg, size_t n)
+{
+    /* these carry the request's framing, its routing or a credential: as
+     * a tenant id they would be dropped upstream or bill by API key */
+    static const char *const taken[] = {
+        "host",         "authorization",    "proxy-authorization",
+        "x-api-key",    "x-goog-api-key",   "content-length",
+        "content-type", "content-encoding", "transfer-encoding",
+        "connection",   "cookie",           "expect",
+        "te",           "upgrade",          "accept-encoding",
+        "keep-alive",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(taken); i++) {
+        if (strcasecmp(v, taken[i]) == 0) {
+            snprintf(msg, n, "'%s' has a meaning in HTTP or to the provider: choose another header",
+                     v);
+            return -1;
+        }
+    }
+    if (strncasecmp(v, "x-tollgate-", 11) == 0) {
+        snprintf(msg, n, "'%s': X-Tollgate-* headers are tollgate's own", v);
+        return -1;
+    }
+    return 0;
+}
+
+int config_check_key_prefix(const char *v, char *msg, size_t n)
+{
+    if (strpbrk(v, "{}")) {
+        snprintf(msg, n,
+                 "'%s' holds '{' or '}': keys carry the tenant in a {hash tag}, and a brace in "
+                 "the prefix would move every tenant into one cluster slot",
+                 v);
+        return -1;
+    }
+    return 0;
+}
+
 int config_check_addr(const char *v, char *msg, size_t n)
 {
     int port;

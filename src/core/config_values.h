@@ -35,6 +35,10 @@ int config_check_names(const char *v, char *msg, size_t n);     /* a list of nam
 int config_check_secret(const char *v, char *msg, size_t n);    /* 16+ printable ASCII chars */
 int config_check_tokens(const char *v, char *msg, size_t n);    /* secrets: a, b */
 int config_check_regex(const char *v, char *msg, size_t n);     /* a POSIX extended regex */
+/* tenant/user/feature/plan headers: not one HTTP, the provider keys or
+ * tollgate itself give a meaning (Host, Authorization, Content-Length...) */
+int config_check_identity_header(const char *v, char *msg, size_t n);
+int config_check_key_prefix(const char *v, char *msg, size_t n); /* no { } (hash tags) */
 /* Whether host:port (as config_check_addr accepts it) is on a loopback
  * address: 127.0.0.0/8, ::1, localhost. */
 bool config_addr_is_loopback(const char *addr);

@@ -231,7 +231,8 @@ static bool drop_request_header(const struct req *r, const char *name, const cha
     /* tollgate's own namespace (the client token among it) never leaves */
     if (strncasecmp(name, "x-tollgate-", 11) == 0)
         return true;
-    static const char *const ours[] = {"host", "content-length", "expect", "accept-encoding"};
+    static const char *const ours[] = {"host", "content-length", "expect", "accept-encoding",
+                                       "content-encoding"};
     for (size_t i = 0; i < ARRAY_LEN(ours); i++)
         if (strcasecmp(name, ours[i]) == 0)
             return true;
@@ -326,12 +327,17 @@ static int prepare_body(struct req *r, const struct http_request *hr)
     json_error_t jerr;
     bool bad_json = false;
     if (n > 0) {
-        const char *enc = client_header(hr, "content-encoding", NULL);
-        if (enc && strcasecmp(enc, "identity") != 0) {
-            reject(r, 415, "unsupported_content_encoding",
-                   "compressed request bodies are not accepted: send the body uncompressed",
-                   "bad_request");
-            return -1;
+        /* every Content-Encoding counts, not just the first: "identity"
+         * then "gzip" is a gzip body (and the header is not forwarded) */
+        for (size_t i = 0; i < hr->n_headers; i++) {
+            const struct http_header *h = &hr->headers[i];
+            if (strcasecmp(h->name, "content-encoding") == 0 &&
+                strcasecmp(h->value, "identity") != 0) {
+                reject(r, 415, "unsupported_content_encoding",
+                       "compressed request bodies are not accepted: send the body uncompressed",
+                       "bad_request");
+                return -1;
+            }
         }
         /* duplicate keys are refused: a second "model" must never pick the price */
         r->doc = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);

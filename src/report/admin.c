@@ -138,9 +138,10 @@ static void metrics(struct admin *a, struct client *c)
     evbuffer_free(b);
 }
 
-/* Percent-decodes s[0..n) into buf (NUL-terminated); -1 when it does not
- * fit or has a bad escape or a NUL. */
-static int url_decode(const char *s, size_t n, char *buf, size_t cap)
+/* Percent-decodes s[0..n) into buf (NUL-terminated); '+' is a space only
+ * in a query (form encoding), never in a path, where tenant ids may hold
+ * it. -1 when it does not fit or has a bad escape or a NUL. */
+static int url_decode(const char *s, size_t n, bool plus_is_space, char *buf, size_t cap)
 {
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
@@ -152,7 +153,7 @@ static int url_decode(const char *s, size_t n, char *buf, size_t cap)
             if (*end || !hex[0] || !hex[1] || ch == 0)
                 return -1;
             i += 2;
-        } else if (ch == '+') {
+        } else if (ch == '+' && plus_is_space) {
             ch = ' ';
         }
         if (j + 1 >= cap)
@@ -295,19 +296,22 @@ oom:
 }
 
 /* The value of key in a query string ("a=1&period=2026-11"), decoded into
- * buf; false when absent or too long. */
-static bool query_param(const char *query, const char *key, char *buf, size_t n)
+ * buf: 1 when found, 0 when absent, -1 when present but too long for buf
+ * or badly escaped (a caller must refuse it, not fall back to a default). */
+static int query_param(const char *query, const char *key, char *buf, size_t n)
 {
     size_t klen = strlen(key);
     for (const char *q = query; q && *q;) {
         const char *end = strchr(q, '&');
         size_t len = end ? (size_t)(end - q) : strlen(q);
-        if (len > klen && strncmp(q, key, klen) == 0 && q[klen] == '=') {
-            return url_decode(q + klen + 1, len - klen - 1, buf, n) == 0;
+        if (len >= klen && strncmp(q, key, klen) == 0 && (len == klen || q[klen] == '=')) {
+            if (len == klen)
+                return -1; /* "period" without a value */
+            return url_decode(q + klen + 1, len - klen - 1, true, buf, n) == 0 ? 1 : -1;
         }
         q = end ? end + 1 : NULL;
     }
-    return false;
+    return 0;
 }
 
 static json_t *usd_json(money_t m)
@@ -441,8 +445,9 @@ static void api(struct admin *a, struct client *c, const struct http_request *re
         client_error(c, 404, "not_found", "no such admin endpoint");
         return;
     }
-    if (query_param(req->query, "period", period, sizeof(period))) {
-        if (report_parse_period(period, &p) < 0) {
+    int has_period = query_param(req->query, "period", period, sizeof(period));
+    if (has_period != 0) {
+        if (has_period < 0 || report_parse_period(period, &p) < 0) {
             client_error(c, 400, "bad_request", "period is YYYY-MM or YYYY-MM-DD");
             return;
         }
@@ -456,8 +461,10 @@ static void api(struct admin *a, struct client *c, const struct http_request *re
         return;
     }
     rest += 8;
-    if (url_decode(rest, strlen(rest), tenant, sizeof(tenant)) < 0 || !tenant[0] ||
-        strpbrk(tenant, "/{}")) {
+    /* the id is the rest of the path, decoded: tenant ids may hold '/'
+     * (sent as %2F or as is) and '+' */
+    if (url_decode(rest, strlen(rest), false, tenant, sizeof(tenant)) < 0 || !tenant[0] ||
+        strpbrk(tenant, "{}")) {
         client_error(c, 404, "not_found", "no such tenant");
         return;
     }
@@ -504,8 +511,17 @@ static void handle(struct client *c, struct http_request *req, void *arg)
         return;
     }
     if (strcmp(req->path, "/dashboard") == 0 || strcmp(req->path, "/dashboard/") == 0) {
-        static const struct http_header h[] = {{"Content-Type", "text/html; charset=utf-8"},
-                                               {"Cache-Control", "no-store"}};
+        /* not framable (clickjacking): frame-ancestors works only in a CSP
+         * header, not in the page's meta CSP; X-Frame-Options for older
+         * browsers */
+        static const struct http_header h[] = {
+            {"Content-Type", "text/html; charset=utf-8"},
+            {"Cache-Control", "no-store"},
+            {"Content-Security-Policy", "frame-ancestors 'none'"},
+            {"X-Frame-Options", "DENY"},
+            {"X-Content-Type-Options", "nosniff"},
+            {"Referrer-Policy", "no-referrer"},
+        };
         client_respond(c, 200, h, ARRAY_LEN(h), web_dashboard_html, strlen(web_dashboard_html));
         return;
     }

@@ -179,6 +179,23 @@ static const struct {
     {"bad tenant_pattern", "[server]\ntenant_policy = configured\ntenant_pattern = a(\n",
      "t.conf:3: tenant_pattern: 'a(' is not a POSIX extended regular expression: Unmatched ( or "
      "\\("},
+    /* tollgate -t checks (issue 18) */
+    {"tenant_header = Host", "[server]\ntenant_header = Host\n",
+     "t.conf:2: tenant_header: 'Host' has a meaning in HTTP or to the provider: choose another "
+     "header"},
+    {"tenant_header = Authorization", "[server]\ntenant_header = authorization\n",
+     "t.conf:2: tenant_header: 'authorization' has a meaning in HTTP or to the provider: choose "
+     "another header"},
+    {"user_header = x-api-key", "[server]\nuser_header = X-Api-Key\n",
+     "t.conf:2: user_header: 'X-Api-Key' has a meaning in HTTP or to the provider: choose another "
+     "header"},
+    {"feature_header in tollgate's namespace",
+     "[server]\nfeature_header = X-Tollgate-Client-Token\n",
+     "t.conf:2: feature_header: 'X-Tollgate-Client-Token': X-Tollgate-* headers are tollgate's "
+     "own"},
+    {"key_prefix with a brace", "[redis]\nkey_prefix = tg{x}:\n",
+     "t.conf:2: key_prefix: 'tg{x}:' holds '{' or '}': keys carry the tenant in a {hash tag}, and "
+     "a brace in the prefix would move every tenant into one cluster slot"},
     {"all errors collected", "[server]\nmax_body = x\n[bogus]\nfoo = 1\n[redis]\nfoo = 2\n",
      "t.conf:2: max_body: 'x' is not a size (1024, 64k, 8m, 1g)\n"
      "t.conf:3: unknown section [bogus]\n"
@@ -352,6 +369,37 @@ static void test_env(void)
     CHECK(c == NULL);
     CHECK_STR(err, "t.conf:2: admin_token: environment variable TOLLGATE_TEST_TOKEN is not set");
     config_unref(c);
+}
+
+/* A relative pricing path is found next to the config file, not in the
+ * directory tollgate runs in (which holds a conf/pricing.conf here). */
+static void test_pricing_beside_config(void)
+{
+    char err[1024];
+    mkdir("sub", 0700);
+    mkdir("sub/conf", 0700);
+    write_file("sub/prices.conf", pricing_text);
+    write_file("sub/t.conf", "[pricing]\nfile = prices.conf\n");
+    struct config *c = config_load("sub/t.conf", err, sizeof err);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->pricing_file, "sub/prices.conf");
+    config_unref(c);
+    /* the default, conf/pricing.conf, is looked for in sub/ too */
+    write_file("sub/t.conf", "[server]\n");
+    c = config_load("sub/t.conf", err, sizeof err);
+    CHECK(c == NULL);
+    CHECK(strstr(err, "sub/conf/pricing.conf") != NULL);
+    config_unref(c);
+    write_file("sub/conf/pricing.conf", pricing_text);
+    c = config_load("sub/t.conf", err, sizeof err);
+    CHECK(c != NULL);
+    config_unref(c);
+    unlink("sub/conf/pricing.conf");
+    unlink("sub/prices.conf");
+    unlink("sub/t.conf");
+    rmdir("sub/conf");
+    rmdir("sub");
 }
 
 static void test_sizes(void)
@@ -681,17 +729,12 @@ static void test_each_key(void)
 }
 
 static const struct check_test tests[] = {
-    {"bad", test_bad},
-    {"missing_file", test_missing_file},
-    {"good", test_good},
-    {"defaults", test_defaults},
-    {"env", test_env},
-    {"sizes", test_sizes},
-    {"durations", test_durations},
-    {"urls", test_urls},
-    {"full", test_full},
-    {"refs", test_refs},
-    {"restart_keys", test_restart_keys},
+    {"bad", test_bad},           {"missing_file", test_missing_file},
+    {"good", test_good},         {"defaults", test_defaults},
+    {"env", test_env},           {"pricing_beside_config", test_pricing_beside_config},
+    {"sizes", test_sizes},       {"durations", test_durations},
+    {"urls", test_urls},         {"full", test_full},
+    {"refs", test_refs},         {"restart_keys", test_restart_keys},
     {"each_key", test_each_key},
 };
 
