@@ -95,6 +95,15 @@ cpu_ticks() { # cpu_ticks PID: "utime stime" in clock ticks (all threads)
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# redis-server's own count, in microseconds: CPU (user + sys) and time inside commands
+redis_cpu_us() {
+    redis-cli -p "$redis_port" info cpu | tr -d '\r' |
+        awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%d", s * 1e6 }'
+}
+redis_cmd_us() {
+    redis-cli -p "$redis_port" info commandstats | tr -d '\r' |
+        awk -F'usec=' '/^cmdstat_/ { split($2, a, ","); s += a[1] } END { printf "%d", s }'
+}
 
 # ---- certificates (as tests/lib/certs.js: EC P-256 CA + server cert for 127.0.0.1) --------
 (
@@ -245,18 +254,20 @@ for size in 1k 100k; do
                 alive_or_die "before $size stream=$stream $conns conns"
                 c0="0 0"; [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
                 r0=$(cpu_ticks "$redis_pid")
+                ru0=$(redis_cpu_us); rc0=$(redis_cmd_us)
                 out=$(wrk_run "$DUR" "$conns" "$port" "$body" --latency 2>&1) || die "wrk failed: $out"
                 alive_or_die "during $size stream=$stream $conns conns against $t"
                 c1="0 0"; [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
                 r1=$(cpu_ticks "$redis_pid")
+                ru1=$(redis_cpu_us); rc1=$(redis_cmd_us)
                 rss=0; [ -n "$pid" ] && rss=$(rss_kb "$pid")
                 w=$(echo "$out" | sed -n 's/^BENCHJSON //p')
                 [ -n "$w" ] || die "no wrk summary: $out"
                 # shellcheck disable=SC2086 # split on purpose
                 set -- $c0 $c1 $r0 $r1
-                printf '{"size":"%s","stream":%s,"conns":%s,"target":"%s","utime":%s,"stime":%s,"redis_ticks":%s,"rss_kb":%s,"wrk":%s}\n' \
+                printf '{"size":"%s","stream":%s,"conns":%s,"target":"%s","utime":%s,"stime":%s,"redis_ticks":%s,"redis_cpu_us":%s,"redis_cmd_us":%s,"rss_kb":%s,"wrk":%s}\n' \
                     "$size" "$stream" "$conns" "$t" $(( $3 - $1 )) $(( $4 - $2 )) $(( $7 + $8 - $5 - $6 )) \
-                    "$rss" "$w" >>"$results"
+                    $(( ru1 - ru0 )) $(( rc1 - rc0 )) "$rss" "$w" >>"$results"
                 printf 'bench: [%2d/%d] %-4s %-6s %3s conns %-8s %s\n' "$i" "$runs" "$size" \
                     "$([ $stream = 1 ] && echo sse || echo json)" "$conns" "$t" \
                     "$(echo "$w" | sed 's/.*"requests":\([0-9]*\).*"duration_us":\([0-9]*\).*/\1 \2/' |

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 // summary.js DIR: the table and the targets of `make bench`, from what bench/run.sh left in DIR:
-//   results.jsonl     one line per wrk run: {size,stream,conns,target,utime,stime,redis_ticks,rss_kb,wrk:{...}}
+//   results.jsonl     one line per wrk run: {size,stream,conns,target,utime,stime,redis_ticks,
+//                     redis_cpu_us,redis_cmd_us,rss_kb,wrk:{...}} (redis_*_us: INFO cpu, commandstats)
 //   first_event.json  {direct|nginx|tollgate: {n,errors,p50_us,p90_us,min_us}}
 //   meta.json         {ncpu,other,threads,mock_workers,duration,warmup,clk_tck,settled,records,...}
 // Writes DIR/verdict (PASS | MISS) and DIR/cpu_miss: per body size, the row where tollgate's
@@ -15,7 +16,7 @@ const runs = fs.readFileSync(path.join(dir, 'results.jsonl'), 'utf8').split('\n'
 const fe = JSON.parse(fs.readFileSync(path.join(dir, 'first_event.json'), 'utf8'));
 
 const TARGETS = ['direct', 'nginx', 'tollgate'];
-const LIMIT = { cpu: 1.5, rps: 0.7, firstEventUs: 200, rssKb: 64 * 1024 };
+const LIMIT = { cpu: 1.5, rps: 0.7, firstEventUs: 200, rssKb: 64 * 1024, redisUs: 15 };
 const usPerTick = 1e6 / meta.clk_tck;
 
 const median = (a) => {
@@ -44,7 +45,10 @@ function measure(r) {
     cpuPerReq: proxied && ok ? cpuUs / ok : NaN,
     sysShare: proxied && r.utime + r.stime ? r.stime / (r.utime + r.stime) : NaN,
     core: proxied ? (cpuUs / 1e6 / secs) * 100 : NaN,
-    redisPerReq: r.target === 'tollgate' && ok ? (r.redis_ticks * usPerTick) / ok : NaN,
+    // redis-server CPU (INFO cpu, user + sys) per request; older result files: /proc ticks
+    redisPerReq: r.target === 'tollgate' && ok
+      ? (r.redis_cpu_us !== undefined ? r.redis_cpu_us : r.redis_ticks * usPerTick) / ok : NaN,
+    redisCmdPerReq: r.target === 'tollgate' && ok && r.redis_cmd_us !== undefined ? r.redis_cmd_us / ok : NaN,
     rssMb: proxied ? r.rss_kb / 1024 : NaN,
   };
 }
@@ -62,7 +66,7 @@ out.push(`tollgate bench: ${meta.ncpu} cores; nginx (1 worker) and tollgate (wor
   + `wrk (${meta.threads} thread${meta.threads > 1 ? 's' : ''}), mock (${meta.mock_workers} node process${meta.mock_workers > 1 ? 'es' : ''}) `
   + `and redis-server on core(s) ${meta.other}; each cell: one ${meta.warmup} s warm-up + one ${meta.duration} s wrk run.`);
 out.push('cpu: proxy process utime+stime over the run / 2xx responses (sys%: share in the kernel); core%: of core 0;');
-out.push('rss: VmRSS after the run (nginx: the worker); redis: redis-server CPU per request (tollgate only, not in its cpu).');
+out.push('rss: VmRSS after the run (nginx: the worker); redis: redis-server CPU us per request (INFO cpu; tollgate only, not in its cpu).');
 out.push(`tollgate: metering on, records to a file, Redis ${meta.caps ? 'admission (caps that never bind) and settlement' : 'settlement only (no caps)'} per request.`);
 out.push('');
 const hdr = `${padr('body  mode  conns', 18)}${padr('target', 9)}${pad('req/s', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}`
@@ -120,6 +124,10 @@ const feDelta = (fe.tollgate?.p50_us ?? NaN) - (fe.nginx?.p50_us ?? NaN);
 const feOk = feDelta <= LIMIT.firstEventUs && (fe.tollgate?.errors ?? 1) === 0;
 const rssMax = Math.max(...rows.map((r) => r.t.tollgate?.rssMb ?? NaN));
 const rssOk = rssMax <= LIMIT.rssKb / 1024;
+const redis1k = rows.filter((r) => r.size === '1k' && r.t.tollgate).map((r) => ({ row: r, v: r.t.tollgate.redisPerReq }));
+const redisWorst = worst(redis1k.filter((x) => Number.isFinite(x.v)), (a, b) => a >= b);
+const redisCmd = median(rows.filter((r) => r.size === '1k' && r.t.tollgate).map((r) => r.t.tollgate.redisCmdPerReq));
+const redisOk = redis1k.length > 0 && redis1k.every((x) => x.v <= LIMIT.redisUs);
 
 out.push('');
 out.push('targets (this run):');
@@ -131,8 +139,10 @@ t(`tollgate req/s >= ${LIMIT.rps}x nginx at 16 connections`,
 t(`tollgate first event <= nginx + ${LIMIT.firstEventUs / 1000} ms (p50)`,
   `tollgate ${f(fe.tollgate?.p50_us / 1000, 3)} ms, nginx ${f(fe.nginx?.p50_us / 1000, 3)} ms (${feDelta >= 0 ? '+' : ''}${f(feDelta / 1000, 3)} ms)`, feOk);
 t(`tollgate RSS after load <= ${LIMIT.rssKb / 1024} MB`, `max ${f(rssMax, 1)} MB over all runs`, rssOk);
+t(`redis-server CPU per 1 KB request <= ${LIMIT.redisUs} us`,
+  `worst ${f(redisWorst?.v, 1)} us (${redisWorst ? rowName(redisWorst.row) : '-'}); in commands ${f(redisCmd, 1)} us (median)`, redisOk);
 
-const verdict = cpuOk && rpsOk && feOk && rssOk ? 'PASS' : 'MISS';
+const verdict = cpuOk && rpsOk && feOk && rssOk && redisOk ? 'PASS' : 'MISS';
 out.push('');
 out.push(`metering check: Redis settled ${meta.settled} requests for tenant "bench"; ${meta.records} records written, `
   + `${meta.records_ok} of them "ok" (the others: requests cut by wrk at the end of a run).`);

@@ -18,9 +18,9 @@
 #include <hiredis/hiredis.h>
 
 #include "core/log.h"
+#include "budget/tally.h"
 #include "redis/redis.h"
 
-#define SETTLED_TTL_S (8 * 24 * 3600) /* retries of a request end well within this */
 #define KEY_MAX 512
 #define LEASE_TTL_DEFAULT_S 600 /* well past any upstream timeout */
 
@@ -94,21 +94,18 @@ static int tenant_key(char *buf, size_t n, const char *tenant, const char *fmt, 
     return more < 0 || (size_t)more >= n - (size_t)len ? -1 : 0;
 }
 
-/* The per-request keys: settled marker, lease hash; plus the leases zset.
- * The id may not be empty (every request would share one marker). */
-static int request_keys(const char *prefix, const char *tenant, const char *id, char *marker,
-                        char *leases, char *lease)
+/* The tenant's lease keys: the zset of ids by expiry and the hash of
+ * leases. The request id may not be empty (it names a lease). */
+static int lease_keys(const char *prefix, const char *tenant, const char *id, char *leases,
+                      char *lease)
 {
     char tail[KEY_MAX];
     if (!prefix || !id || !*id)
         return -1;
-    if (tenant_key(tail, sizeof(tail), tenant, "settled:%s", id) < 0 ||
-        snprintf(marker, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
-        return -1;
     if (tenant_key(tail, sizeof(tail), tenant, "leases") < 0 ||
         snprintf(leases, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
         return -1;
-    if (tenant_key(tail, sizeof(tail), tenant, "lease:%s", id) < 0 ||
+    if (tenant_key(tail, sizeof(tail), tenant, "lease") < 0 ||
         snprintf(lease, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
         return -1;
     return 0;
@@ -117,6 +114,9 @@ static int request_keys(const char *prefix, const char *tenant, const char *id, 
 struct settle_call {
     budget_cb cb;
     void *arg;
+    struct tally *tally; /* NULL: settle.lua counted everything */
+    struct settle s;     /* for the tally; strings in strs */
+    char strs[];
 };
 
 static void on_settled(struct redisReply *reply, const char *err, void *arg)
@@ -124,16 +124,21 @@ static void on_settled(struct redisReply *reply, const char *err, void *arg)
     struct settle_call *call = arg;
     budget_cb cb = call->cb;
     void *cb_arg = call->arg;
-    free(call);
     if (!reply) {
+        free(call);
         cb(false, err, cb_arg);
         return;
     }
     if (reply->type != REDIS_REPLY_INTEGER) {
+        free(call);
         cb(false, "unexpected reply from settle.lua", cb_arg);
         return;
     }
-    /* 1: settled now, 0: a duplicate; both leave the counters right */
+    /* 1: settled now, 0: counted before; both leave the counters right.
+     * Only a settlement counted now adds its breakdowns. */
+    if (reply->integer == 1 && call->tally)
+        tally_add(call->tally, &call->s);
+    free(call);
     cb(true, NULL, cb_arg);
 }
 
@@ -194,9 +199,38 @@ static const char *by_name(const char *name)
     return name && *name ? name : BUDGET_NO_NAME;
 }
 
-struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_cb cb, void *arg)
+/* Copies s into a call whose strings live in the same block. */
+static struct settle_call *call_new(const struct settle *s, struct tally *t)
 {
-    char marker[KEY_MAX], month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
+    const char *src[] = {s->key_prefix, s->tenant, s->request_id, s->model,
+                         s->feature,    s->user,   s->plan};
+    size_t len[ARRAY_LEN(src)], total = 0;
+    for (size_t i = 0; i < ARRAY_LEN(src); i++)
+        total += len[i] = src[i] ? strlen(src[i]) + 1 : 0;
+    struct settle_call *call = malloc(sizeof(*call) + (t ? total : 0));
+    if (!call)
+        return NULL;
+    call->tally = t;
+    call->s = *s;
+    if (!t)
+        return call;
+    const char **dst[] = {&call->s.key_prefix, &call->s.tenant, &call->s.request_id, &call->s.model,
+                          &call->s.feature,    &call->s.user,   &call->s.plan};
+    char *p = call->strs;
+    for (size_t i = 0; i < ARRAY_LEN(src); i++) {
+        if (!src[i])
+            continue;
+        memcpy(p, src[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
+    }
+    return call;
+}
+
+struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct settle *s,
+                                struct redis_stamp *stamp, budget_cb cb, void *arg)
+{
+    char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
     char by_model[KEY_MAX], by_feature[KEY_MAX], by_user[KEY_MAX], by_plan[KEY_MAX];
     char num[7][24], mday[4];
     struct settle_call *call = NULL;
@@ -204,18 +238,20 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
     struct tm tm;
 
     pthread_once(&scripts_once, prepare_scripts);
-    if (!s->key_prefix || !s->tenant || !gmtime_r(&s->when, &tm) ||
+    if (!s->key_prefix || !s->tenant || !stamp || !gmtime_r(&s->when, &tm) ||
         budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', s->when) < 0 ||
         budget_key(day, sizeof(day), s->key_prefix, s->tenant, 'd', s->when) < 0 ||
-        budget_month_key(by_model, sizeof(by_model), s->key_prefix, s->tenant, BUDGET_BY_MODEL,
-                         s->when) < 0 ||
-        budget_month_key(by_feature, sizeof(by_feature), s->key_prefix, s->tenant,
-                         BUDGET_BY_FEATURE, s->when) < 0 ||
-        budget_month_key(by_user, sizeof(by_user), s->key_prefix, s->tenant, BUDGET_BY_USER,
-                         s->when) < 0 ||
-        budget_month_key(by_plan, sizeof(by_plan), s->key_prefix, s->tenant, BUDGET_BY_PLAN,
-                         s->when) < 0 ||
-        request_keys(s->key_prefix, s->tenant, s->request_id, marker, leases, lease) < 0)
+        lease_keys(s->key_prefix, s->tenant, s->request_id, leases, lease) < 0)
+        goto fail;
+    bool full = !t;
+    if (full && (budget_month_key(by_model, sizeof(by_model), s->key_prefix, s->tenant,
+                                  BUDGET_BY_MODEL, s->when) < 0 ||
+                 budget_month_key(by_feature, sizeof(by_feature), s->key_prefix, s->tenant,
+                                  BUDGET_BY_FEATURE, s->when) < 0 ||
+                 budget_month_key(by_user, sizeof(by_user), s->key_prefix, s->tenant,
+                                  BUDGET_BY_USER, s->when) < 0 ||
+                 budget_month_key(by_plan, sizeof(by_plan), s->key_prefix, s->tenant,
+                                  BUDGET_BY_PLAN, s->when) < 0))
         goto fail;
     snprintf(mday, sizeof(mday), "%02d", tm.tm_mday);
     snprintf(num[0], sizeof(num[0]), "%" PRId64, (int64_t)s->cost);
@@ -223,14 +259,13 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
     snprintf(num[2], sizeof(num[2]), "%" PRId64, s->usage.cached);
     snprintf(num[3], sizeof(num[3]), "%" PRId64, s->usage.output);
     snprintf(num[4], sizeof(num[4]), "%" PRId64, s->usage.reasoning);
-    snprintf(num[5], sizeof(num[5]), "%d", SETTLED_TTL_S);
     /* tpm counts what the provider processed: every input and output token */
     int64_t tokens =
         (s->usage.input > 0 ? s->usage.input : 0) + (s->usage.output > 0 ? s->usage.output : 0);
-    snprintf(num[6], sizeof(num[6]), "%" PRId64, tokens);
-    /* KEYS[1..9], then ARGV[1..14], as settle.lua lists them */
+    snprintf(num[5], sizeof(num[5]), "%" PRId64, tokens);
+    /* KEYS[1..4] (+5..8 in full mode), then ARGV as settle.lua lists them;
+     * the stamp (ARGV[4], ARGV[5]) is written by redis.c as it is sent */
     const char *args[] = {
-        marker,
         month,
         day,
         leases,
@@ -239,26 +274,38 @@ struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_
         by_feature,
         by_user,
         by_plan,
+        s->request_id,
         num[0],
+        num[5],
+        "conn",
+        "seq",
+        !stamp->seq  ? "0"
+        : s->tallied ? "2"
+                     : "1",
+        full ? "1" : "0",
         num[1],
         num[2],
         num[3],
         num[4],
         s->usage.estimated ? "1" : "0",
-        num[5],
-        num[6],
-        s->request_id,
         by_name(s->model),
         by_name(s->feature),
         by_name(s->user),
         s->plan ? s->plan : "",
         mday,
     };
-    if (!(call = malloc(sizeof(*call))))
+    if (!(call = call_new(s, t)))
         goto fail;
     call->cb = cb;
     call->arg = arg;
-    cmd = redis_eval(r, &settle_script, on_settled, call, 9, (int)ARRAY_LEN(args), args, NULL);
+    if (full)
+        cmd = redis_eval_stamped(r, &settle_script, on_settled, call, 8, (int)ARRAY_LEN(args), args,
+                                 NULL, 8 + 3, stamp);
+    else /* cost only: KEYS[1..4] and ARGV[1..7] */
+        cmd = redis_eval_stamped(r, &settle_script, on_settled, call, 4, 4 + 7,
+                                 (const char *[]){month, day, leases, lease, args[8], args[9],
+                                                  args[10], args[11], args[12], args[13], "0"},
+                                 NULL, 4 + 3, stamp);
     if (!cmd)
         goto fail;
     /* call belongs to on_settled; if the caller cancels, free it then */
@@ -406,8 +453,8 @@ static int64_t at_least(int64_t v, int64_t floor)
 struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
                                void *arg)
 {
-    char marker[KEY_MAX], month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
-    char rpm_key[KEY_MAX], tpm_key[KEY_MAX], lease_prefix[KEY_MAX];
+    char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
+    char rpm_key[KEY_MAX], tpm_key[KEY_MAX];
     char num[10][24];
     struct admit_call *call = NULL;
     struct redis_cmd *cmd;
@@ -416,15 +463,10 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
     if (!cb || !a->key_prefix || !a->tenant ||
         budget_key(month, sizeof(month), a->key_prefix, a->tenant, 'm', a->when) < 0 ||
         budget_key(day, sizeof(day), a->key_prefix, a->tenant, 'd', a->when) < 0 ||
-        request_keys(a->key_prefix, a->tenant, a->request_id, marker, leases, lease) < 0 ||
+        lease_keys(a->key_prefix, a->tenant, a->request_id, leases, lease) < 0 ||
         minute_key(rpm_key, sizeof(rpm_key), a->key_prefix, a->tenant, "rpm", a->when) < 0 ||
         minute_key(tpm_key, sizeof(tpm_key), a->key_prefix, a->tenant, "tpm", a->when) < 0)
         goto fail;
-    /* admit.lua finds an expired lease's hash as this prefix + its id */
-    size_t plen = strlen(lease) - strlen(a->request_id);
-    memcpy(lease_prefix, lease, plen);
-    lease_prefix[plen] = '\0';
-
     int ttl_s = a->lease_ttl_s > 0 ? a->lease_ttl_s : LEASE_TTL_DEFAULT_S;
     /* Negative caps all mean "none"; the script reads exactly -1 or more. */
     snprintf(num[0], sizeof(num[0]), "%" PRId64, a->now_ms > 0 ? a->now_ms : wall_ms());
@@ -437,10 +479,10 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
     snprintf(num[7], sizeof(num[7]), "%" PRId64, at_least(a->rpm, 0));
     snprintf(num[8], sizeof(num[8]), "%" PRId64, at_least(a->tpm, 0));
     snprintf(num[9], sizeof(num[9]), "%" PRId64, at_least(a->est_tokens, 0));
-    /* KEYS[1..6], then ARGV[1..12], as admit.lua lists them */
+    /* KEYS[1..6], then ARGV[1..11], as admit.lua lists them */
     const char *args[] = {
         month,  day,    leases, lease,  rpm_key, tpm_key, a->request_id, num[0], num[1],
-        num[2], num[3], num[4], num[5], num[6],  num[7],  num[8],        num[9], lease_prefix,
+        num[2], num[3], num[4], num[5], num[6],  num[7],  num[8],        num[9],
     };
     if (!(call = malloc(sizeof(*call))))
         goto fail;
@@ -478,16 +520,17 @@ static void on_released(struct redisReply *reply, const char *err, void *arg)
 struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
                                     const char *request_id, budget_cb cb, void *arg)
 {
-    char marker[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
+    char leases[KEY_MAX], lease[KEY_MAX], now[24];
 
     pthread_once(&scripts_once, prepare_scripts);
-    if (request_keys(key_prefix, tenant, request_id, marker, leases, lease) < 0)
+    if (lease_keys(key_prefix, tenant, request_id, leases, lease) < 0)
         return NULL;
+    snprintf(now, sizeof(now), "%" PRId64, wall_ms());
     struct releasing *rl = malloc(sizeof(*rl));
     if (!rl)
         return NULL;
     *rl = (struct releasing){cb, arg};
-    const char *args[] = {leases, lease, request_id};
+    const char *args[] = {leases, lease, request_id, now};
     struct redis_cmd *cmd =
         redis_eval(r, &release_script, on_released, rl, 2, (int)ARRAY_LEN(args), args, NULL);
     if (!cmd)

@@ -1,15 +1,22 @@
 /* budget.h: per-tenant spend and request counters in Redis, per UTC month
  * and day, and admission against them. A request is admitted (rate limits,
- * caps, a reservation of its estimate) by src/lua/admit.lua and its cost is
- * settled exactly once (idempotent by request id) by src/lua/settle.lua,
- * which also ends the reservation. Keys carry the tenant in a hash tag so
- * the layout works on Redis Cluster:
+ * caps, a reservation of its estimate) by lua/admit.lua and its cost is
+ * settled exactly once by lua/settle.lua, which also ends the reservation.
+ * Redis memory grows with tenants, days, models, features and users, never
+ * with requests: no key is made per request. Keys carry the tenant in a hash
+ * tag so the layout works on Redis Cluster:
  *   {prefix}{TENANT}:m:YYYY-MM      hash (expires after ~400 days), fields:
  *       cost (nano-USD), requests, input_tokens, cached_tokens, output_tokens,
  *       reasoning_tokens, estimated (requests with estimated usage; absent
- *       while 0), reserved (nano-USD held by leases in flight); every field
- *       an integer, only ever changed by HINCRBY
- *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): same fields
+ *       while 0), reserved (nano-USD held by leases in flight), capped
+ *       (leases that reserved only what was left); every one an integer,
+ *       only ever changed by HINCRBY; plus w:CONN (highest tally flush
+ *       counted from a connection) and j:CONN:SEQ (a replayed flush), see
+ *       tally.h
+ *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): the same
+ *       counters; w:CONN is the highest settlement sequence counted from a
+ *       connection, j:CONN:SEQ marks a settlement counted by a replay (one
+ *       per journaled settlement, see settle.lua)
  *   {prefix}{TENANT}:m:YYYY-MM:model    hash, per model: NAME|cost,
  *       NAME|requests, NAME|input_tokens, NAME|cached_tokens,
  *       NAME|output_tokens (NAME "-" when absent; HINCRBY only)
@@ -19,15 +26,16 @@
  *       plan of that day's last settlement (all four expire with the month)
  *   {prefix}tenants:YYYY-MM         set of tenants settled in that month; no
  *       hash tag (it spans tenants), so it is written outside the script
- *   {prefix}{TENANT}:settled:ID     "1", expires after 8 days
- *   {prefix}{TENANT}:leases         sorted set: request id by lease expiry (unix ms)
- *   {prefix}{TENANT}:lease:ID       hash: est (reserved nano-USD), mkey, dkey,
- *       tkey (the month, day and tpm keys it reserved in), tokens (reserved
- *       for tpm); deleted when settled, released or purged after expiry;
- *       Redis drops it (and the zset) only 32 days past the lease's expiry
+ *   {prefix}{TENANT}:leases         sorted set: request id by lease expiry
+ *       (unix ms), and released ids by the end of their tombstone
+ *   {prefix}{TENANT}:lease          hash: request id -> "EST CAPPED TOKENS
+ *       DAY MINUTE" (a lease in flight) or "released" (a tombstone); a field
+ *       goes when settled, released or swept after expiry; Redis drops the
+ *       hash and the zset 32 days after a quiet tenant's last admission
  *   {prefix}{TENANT}:rpm:YYYYMMDDHHMM  admitted requests in that UTC minute
- *   {prefix}{TENANT}:tpm:YYYYMMDDHHMM  their tokens: the estimates, corrected
- *       to the actual tokens at settlement (both expire after 120 s)
+ *   {prefix}{TENANT}:tpm:YYYYMMDDHHMM  their tokens (only with a tpm limit):
+ *       the estimates, corrected to the actual tokens at settlement (both
+ *       expire after 120 s)
  * The tenant must not contain '{' or '}' (it would break the hash tag): the
  * functions below refuse such a tenant. */
 #ifndef TOLLGATE_BUDGET_H
@@ -38,9 +46,11 @@
 #include "core/money.h"
 #include "providers/usage.h"
 #include "core/util.h"
+#include "redis/redis.h"
 
 struct redis;
 struct redis_cmd;
+struct tally;
 
 struct settle {
     const char *key_prefix; /* "tollgate:" */
@@ -54,19 +64,31 @@ struct settle {
     const char *feature;
     const char *user;
     const char *plan;
+    /* where the settlement was sent (redis.h): seq 0 until first sent; the
+     * journal keeps it, so a replay counts only what never ran */
+    struct redis_stamp stamp;
+    /* first sent with a tally (cost only): if its stamp ran, a replay still
+     * counts the rest. The caller sets it with the tally it passes. */
+    bool tallied;
 };
 
-/* ok: settled now or already settled before (duplicate). Either way the
- * request's lease, if one is left, is released. */
+/* ok: settled now or counted before (a replay of a stamp that ran). Either
+ * way the request's lease, if one is left, is released. */
 typedef void (*budget_cb)(bool ok, const char *err, void *arg);
 
 /* Settles s; exactly one callback unless NULL is returned (not queued: Redis
  * not connected, too many pending, or a tenant/request id that cannot form
- * a key). The callback never runs inside this call. s is copied. If the
- * caller redis_cancel()s the returned command, no callback runs and nothing
- * leaks (the settle may still happen on the server). */
-struct redis_cmd *budget_settle(struct redis *r, const struct settle *s, budget_cb cb,
-                                void *arg) MUST_CHECK;
+ * a key). The callback never runs inside this call. s is copied; stamp is
+ * s's stamp (in and out, see redis_eval_stamped: seq 0 sends s afresh, else
+ * it is a replay), written while the command runs, so it must stay valid
+ * until the callback or a cancel. With a tally only the cost is counted at
+ * once (what caps read); requests, tokens and the breakdowns are added to
+ * the tally when settle.lua answers that it counted s now, and reach Redis
+ * with its next flush. Without one, settle.lua counts everything (replays).
+ * If the caller redis_cancel()s the returned command, no callback runs and
+ * nothing leaks (the settle may still happen on the server). */
+struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct settle *s,
+                                struct redis_stamp *stamp, budget_cb cb, void *arg) MUST_CHECK;
 
 /* Writes "{prefix}{tenant}:m:2026-11" (kind 'm') or
  * "{prefix}{tenant}:d:2026-11-22" (kind 'd') for the UTC month or day of
@@ -99,10 +121,10 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUS
 #define BUDGET_F_ESTIMATED "estimated"
 
 /* ---- admission: rate limits and caps, before forwarding ----
- * One atomic script (src/lua/admit.lua) checks the tenant's rpm and tpm,
+ * One atomic script (lua/admit.lua) checks the tenant's rpm and tpm,
  * then its caps against spent + reserved + this request's estimate, and on
  * admission reserves the estimate as a lease: {prefix}{TENANT}:leases (a
- * sorted set of request ids by expiry) and {prefix}{TENANT}:lease:ID. A
+ * sorted set of request ids by expiry) and a field of {prefix}{TENANT}:lease. A
  * lease whose tollgate died expires after lease_ttl and its reservation is
  * given back by the next admit; budget_settle releases the lease and adds
  * the exact cost, once. Month and day hashes gain the field "reserved". */

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,7 +38,8 @@ enum jstate {
  * finished command never points at freed memory. */
 struct slot {
     struct journal *j;
-    struct redis_cmd *cmd; /* NULL: free */
+    struct redis_cmd *cmd;    /* NULL: free */
+    struct redis_stamp stamp; /* the line's, read by redis.c while cmd runs */
 };
 
 struct journal {
@@ -64,6 +67,12 @@ struct journal {
     size_t inflight;
     char *line;
     size_t linecap;
+
+    /* stamps of settlements appended before they were ever sent: "j" and
+     * 15 random hex digits per open (a live connection's id is all hex),
+     * and a count */
+    char stamp_id[17];
+    unsigned long long stamp_seq;
 
     /* journal_tick's backoff after a failed replay */
     int backoff_ms;
@@ -156,6 +165,20 @@ static int rotate(struct journal *j)
 
 /* ---- lines ---- */
 
+static void new_stamp_id(struct journal *j)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[8] = {0};
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        uint64_t v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)j;
+        memcpy(b, &v, sizeof(b));
+    }
+    j->stamp_id[0] = 'j';
+    for (size_t i = 1; i < 16; i++)
+        j->stamp_id[i] = hex[(b[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+    j->stamp_id[16] = '\0';
+}
+
 /* Whether budget_settle could ever take s: such a line would block the
  * journal forever, so it is refused at append and dropped at replay. */
 static bool settleable(const struct settle *s)
@@ -184,6 +207,12 @@ static char *encode(const struct settle *s, size_t *len)
         "cached", (json_int_t)s->usage.cached, "cache_write", (json_int_t)s->usage.cache_write,
         "output", (json_int_t)s->usage.output, "reasoning", (json_int_t)s->usage.reasoning, "seen",
         s->usage.seen, "estimated", s->usage.estimated);
+    if (o && (json_object_set_new(o, "conn", json_string(s->stamp.conn)) < 0 ||
+              json_object_set_new(o, "seq", json_integer((json_int_t)s->stamp.seq)) < 0 ||
+              (s->tallied && json_object_set_new(o, "tallied", json_true()) < 0))) {
+        json_decref(o);
+        o = NULL;
+    }
     struct settle copy = *s;
     for (size_t i = 0; o && i < ARRAY_LEN(names); i++) {
         const char *v = *name_slot(&copy, i);
@@ -226,6 +255,22 @@ static json_t *decode(const char *line, struct settle *s)
     s->when = (time_t)when;
     s->cost = cost;
     s->usage = (struct usage){in, cached, cw, out, reas, seen, est};
+    /* The stamp that says whether the settlement already ran (settle.lua).
+     * Lines written before stamps existed get one made from the request
+     * id, the same at every replay, so those count once too. */
+    const char *conn = json_string_value(json_object_get(o, "conn"));
+    json_int_t seq = json_integer_value(json_object_get(o, "seq"));
+    if (conn && *conn && strlen(conn) < sizeof(s->stamp.conn) && seq > 0) {
+        snprintf(s->stamp.conn, sizeof(s->stamp.conn), "%s", conn);
+        s->stamp.seq = (unsigned long long)seq;
+    } else {
+        uint64_t h = 1469598103934665603ULL;
+        for (const char *p = s->request_id; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        snprintf(s->stamp.conn, sizeof(s->stamp.conn), "r");
+        s->stamp.seq = (h & ((1ULL << 53) - 1)) | 1; /* exact in Lua; never 0 */
+    }
+    s->tallied = json_is_true(json_object_get(o, "tallied"));
     /* optional: lines written before the breakdowns existed lack them */
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
         const char *v = json_string_value(json_object_get(o, names[i]));
@@ -340,7 +385,8 @@ static void fill(struct journal *j)
         }
         struct slot *sl = free_slot(j);
         sl->j = j;
-        sl->cmd = budget_settle(j->r, &s, on_settled, sl); /* copies s */
+        sl->stamp = s.stamp; /* never 0: a replay counts only what never ran */
+        sl->cmd = budget_settle(j->r, NULL, &s, &sl->stamp, on_settled, sl); /* copies s */
         json_decref(o);
         if (!sl->cmd) {
             fail(j, "settle: %s", "Redis not connected or too busy");
@@ -510,6 +556,7 @@ struct journal *journal_open(struct event_base *base, const char *dir, int worke
     }
     if (!(j->kick = event_new(base, -1, 0, on_kick, j)))
         goto oom;
+    new_stamp_id(j);
     if (make_dirs(dir) < 0) {
         snprintf(err, errlen, "journal: cannot create %s: %s", dir, strerror(errno));
         goto fail;
@@ -562,7 +609,12 @@ int journal_append(struct journal *j, const struct settle *s)
         goto fail;
     }
     j->full_logged = false;
-    if (!(line = encode(s, &len)) || len > LINE_MAX_BYTES) {
+    struct settle stamped = *s;
+    if (stamped.stamp.seq == 0) { /* never sent, or refused: counts at its first replay */
+        memcpy(stamped.stamp.conn, j->stamp_id, sizeof(stamped.stamp.conn));
+        stamped.stamp.seq = ++j->stamp_seq;
+    }
+    if (!(line = encode(&stamped, &len)) || len > LINE_MAX_BYTES) {
         log_error("journal: cannot encode settlement of request %s", s->request_id);
         goto fail;
     }

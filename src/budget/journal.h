@@ -1,9 +1,11 @@
 /* journal.h: settlements Redis did not take while it was unreachable
  * ([redis] on_failure = open), kept on local disk and replayed once it is
  * back. One journal per worker, {journal_dir}/worker-N.jsonl, one JSON line
- * per struct settle. Replaying is safe to repeat: budget_settle is
- * idempotent by request id (for 8 days, the settled marker's TTL), so a
- * replay cut by a crash or a Redis failure is simply run again.
+ * per struct settle, with its stamp (redis.h): the connection and sequence
+ * it was sent with when it may have run (a timeout, a lost connection), or
+ * one the journal makes when it was never sent. A replay counts a stamp
+ * only if it never ran (settle.lua), so a replay cut by a crash or a Redis
+ * failure is simply run again.
  *
  * Files: worker-N.jsonl takes appends. A replay first renames it to
  * worker-N.replaying and appends go to a fresh worker-N.jsonl, so lines

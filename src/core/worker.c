@@ -23,6 +23,7 @@
 #include "budget/budget.h"
 #include "core/config.h"
 #include "budget/journal.h"
+#include "budget/tally.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "proxy/proxy.h"
@@ -170,7 +171,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         deadline_in(&w->settle_deadline, w->gen->cfg->redis_timeout_ms + DRAIN_SETTLE_MS);
         inflight = atomic_load(&w->stats.inflight);
     }
-    if ((inflight == 0 && w->settles_pending == 0) || (w->cut && past(&w->settle_deadline))) {
+    if (inflight == 0 && w->settles_pending == 0)
+        tally_flush(w->tally); /* what the last settlements summed, now */
+    if ((inflight == 0 && w->settles_pending == 0 && tally_pending(w->tally) == 0) ||
+        (w->cut && past(&w->settle_deadline))) {
         client_close_all(); /* idle keep-alive connections */
         record_queue_flush(w->records);
         event_base_loopexit(w->base, NULL);
@@ -355,6 +359,11 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    w->tally = tally_new(w->base, w->redis);
+    if (!w->tally) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     w->journal = journal_open(w->base, cfg->journal_dir, w->id, err, errlen);
     if (!w->journal)
         goto fail;
@@ -423,6 +432,7 @@ void worker_join(struct worker *w)
     export_worker_free(w->exports);
     if (w->redis)
         redis_free(w->redis);
+    tally_free(w->tally); /* after Redis: its failed flushes come back to it */
     if (w->journal)
         journal_close(w->journal);
     if (w->gen)

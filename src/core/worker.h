@@ -52,6 +52,7 @@ struct worker {
     struct event *reload_ev;
     struct redis *redis;
     struct journal *journal;          /* settlements Redis did not take */
+    struct tally *tally;              /* breakdown counters on their way to Redis */
     struct alerter *alerter;          /* soft-limit webhooks */
     long settles_pending;             /* settlements sent, not yet answered */
     struct pending_release *releases; /* releases Redis has not taken yet */

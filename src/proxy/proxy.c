@@ -1042,7 +1042,8 @@ static void settle(struct req *r, money_t cost, const struct usage *u)
     st->s.plan = st->plan;
     st->spent_before = r->spent_before;
     st->cap_monthly = r->plan_eff.budget_monthly;
-    if (!budget_settle(w->redis, &st->s, settled, st)) {
+    st->s.tallied = w->tally != NULL; /* a replay then knows what its first sending counted */
+    if (!budget_settle(w->redis, w->tally, &st->s, &st->s.stamp, settled, st)) {
         metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
         req_log(LOG_WARN, r->id, "redis unavailable: settlement journaled for replay");
         journal_settle(w, &st->s);

@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/random.h>
+#include <stdint.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/async.h>
@@ -55,6 +58,10 @@ struct redis_cmd {
     bool eval_retried;
     /* EVAL fallback for redis_eval: argv[0..2] rewritten on NOSCRIPT */
     struct redis_script *script;
+    struct redis_stamp *stamp; /* redis_eval_stamped: written at each send */
+    int stamp_at;              /* argv index of the connection id; seq follows */
+    bool stamp_own;            /* this connection stamped it (seq was 0) */
+    char stamp_buf[40];        /* the seq's digits */
     int argc;
     const char **argv;
     size_t *argvlen;
@@ -86,7 +93,9 @@ struct redis {
     const char *drop_ev_err;
     redisAsyncContext *drop_target; /* the context drop_ev is meant for */
 
-    struct cmd_list cmds; /* every live redis_cmd */
+    char conn_id[17];       /* random per connection, for redis_stamp */
+    unsigned long long seq; /* stamps sent on this connection */
+    struct cmd_list cmds;   /* every live redis_cmd */
     unsigned npending;
     unsigned long errors;
 };
@@ -257,14 +266,36 @@ static void cmd_finish(struct redis_cmd *c, struct redisReply *reply, const char
 
 static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata);
 
+/* Fills in c's stamp as it goes out on the current connection. */
+static void stamp(struct redis_cmd *c)
+{
+    struct redis *r = c->r;
+    if (!c->stamp)
+        return;
+    if (c->stamp_own) {
+        memcpy(c->stamp->conn, r->conn_id, sizeof(c->stamp->conn));
+        c->stamp->seq = ++r->seq;
+    }
+    int n = snprintf(c->stamp_buf, sizeof(c->stamp_buf), "%llu", c->stamp->seq);
+    c->argv[c->stamp_at] = c->stamp->conn;
+    c->argvlen[c->stamp_at] = strlen(c->stamp->conn);
+    c->argv[c->stamp_at + 1] = c->stamp_buf;
+    c->argvlen[c->stamp_at + 1] = (size_t)n;
+}
+
+static int issue_on(redisAsyncContext *ac, struct redis_cmd *c, int argc, const char **argv,
+                    const size_t *argvlen)
+{
+    stamp(c);
+    return redisAsyncCommandArgv(ac, on_reply, c, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
 static int issue(struct redis_cmd *c, int argc, const char **argv, const size_t *argvlen)
 {
     struct redis *r = c->r;
     if (r->state != C_READY || !r->ac)
         return -1;
-    if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen) != REDIS_OK)
-        return -1;
-    return 0;
+    return issue_on(r->ac, c, argc, argv, argvlen);
 }
 
 static void schedule_retry(struct redis *r)
@@ -353,10 +384,15 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
             c->argvlen[0] = 4;
             c->argv[1] = c->script->source;
             c->argvlen[1] = strlen(c->script->source);
-            if (redisAsyncCommandArgv(ac, on_reply, c, c->argc, c->argv, c->argvlen) == REDIS_OK)
+            if (issue_on(ac, c, c->argc, c->argv, c->argvlen) == 0)
                 return;
             cmd_finish(c, NULL, err_disconnected);
             return;
+        }
+        /* an error reply: the command did not run, its stamp is free */
+        if (c->stamp && c->stamp_own) {
+            c->stamp->conn[0] = '\0';
+            c->stamp->seq = 0;
         }
         cmd_finish(c, NULL, reply->str ? reply->str : "error");
         return;
@@ -427,7 +463,14 @@ void redis_script_prepare(struct redis_script *s)
 struct redis_cmd *redis_eval(struct redis *r, struct redis_script *s, redis_cb cb, void *arg,
                              int nkeys, int nargs, const char **args, const size_t *arglens)
 {
-    if (nkeys < 0 || nargs < nkeys || nargs > 1000)
+    return redis_eval_stamped(r, s, cb, arg, nkeys, nargs, args, arglens, -1, NULL);
+}
+
+struct redis_cmd *redis_eval_stamped(struct redis *r, struct redis_script *s, redis_cb cb,
+                                     void *arg, int nkeys, int nargs, const char **args,
+                                     const size_t *arglens, int at, struct redis_stamp *st)
+{
+    if (nkeys < 0 || nargs < nkeys || nargs > 1000 || (st && (at < 0 || at + 1 >= nargs)))
         return NULL;
     struct redis_cmd *c = cmd_new(r, cb, arg);
     if (!c)
@@ -466,6 +509,11 @@ struct redis_cmd *redis_eval(struct redis *r, struct redis_script *s, redis_cb c
     c->argv[1] = have_sha ? s->sha : s->source;
     c->argvlen[0] = strlen(c->argv[0]);
     c->argvlen[1] = strlen(c->argv[1]);
+    if (st) {
+        c->stamp = st;
+        c->stamp_at = 3 + at;
+        c->stamp_own = st->seq == 0;
+    }
     cmd_start(c, issue(c, argc, c->argv, c->argvlen));
     return c;
 }
@@ -475,6 +523,7 @@ void redis_cancel(struct redis_cmd *c)
     if (!c || c->cancelled)
         return;
     c->cancelled = true;
+    c->stamp = NULL; /* the caller's; a cancelled command is never sent again */
     if (c->release) {
         c->release(c->arg);
         c->release = NULL;
@@ -487,6 +536,28 @@ void redis_cmd_set_release(struct redis_cmd *c, void (*release)(void *arg))
 }
 
 /* ---- connection --------------------------------------------------------- */
+
+/* A fresh random id for the connection now ready: stamps from an earlier
+ * connection (or another process) can never be taken for its own. */
+static void new_conn_id(struct redis *r)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[8];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        /* no entropy: time and address still differ per connection */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t v = ((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^
+                     (uint64_t)(uintptr_t)r ^ ((uint64_t)r->seq << 40);
+        memcpy(b, &v, sizeof(b));
+    }
+    for (size_t i = 0; i < sizeof(b); i++) {
+        r->conn_id[2 * i] = hex[b[i] >> 4];
+        r->conn_id[2 * i + 1] = hex[b[i] & 15];
+    }
+    r->conn_id[16] = '\0';
+    r->seq = 0;
+}
 
 static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
 {
@@ -502,6 +573,7 @@ static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
     }
     if (--r->handshake_left > 0)
         return;
+    new_conn_id(r);
     r->state = C_READY;
     r->backoff_ms = BACKOFF_MIN_MS;
     event_del(r->connect_timer);

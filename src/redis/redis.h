@@ -53,6 +53,30 @@ struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg, int arg
 struct redis_cmd *redis_eval(struct redis *r, struct redis_script *s, redis_cb cb, void *arg,
                              int nkeys, int nargs, const char **args,
                              const size_t *arglens) MUST_CHECK;
+/* Where a command stands in its connection's order, for settlements that
+ * must count exactly once without a key per request (budget.c). conn is a
+ * random id of the connection (a new one per connection), seq counts the
+ * stamped commands sent on it from 1. A connection runs its commands in
+ * the order sent and a lost one ran a prefix of them, so a server-side
+ * "highest seq seen from conn" tells whether any stamp ran. */
+struct redis_stamp {
+    char conn[17]; /* 16 hex digits; "" with seq 0: not stamped */
+    unsigned long long seq;
+};
+
+/* redis_eval, with args[at] and args[at + 1] replaced by stamp->conn and
+ * stamp->seq. When stamp->seq is 0 the connection stamps the command each
+ * time it writes it (again after NOSCRIPT, so the stamps a server sees from
+ * one connection only ever grow); otherwise the stamp is sent as given (a
+ * replay). On an error reply, which means the command did not run, a stamp
+ * given here is reset to 0 ("send afresh"); on a timeout or a lost
+ * connection it is kept ("may have run"). stamp must stay valid until the
+ * callback runs or the command is cancelled. */
+struct redis_cmd *redis_eval_stamped(struct redis *r, struct redis_script *s, redis_cb cb,
+                                     void *arg, int nkeys, int nargs, const char **args,
+                                     const size_t *arglens, int at,
+                                     struct redis_stamp *stamp) MUST_CHECK;
+
 /* The callback of cmd will not run; safe until that callback would have run.
  * The command itself may still run on the server. */
 void redis_cancel(struct redis_cmd *cmd);

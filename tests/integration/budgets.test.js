@@ -130,9 +130,10 @@ async function waitNoReservationsOnce(redis, tenant, msEpoch) {
   return h.waitFor(async () => {
     const m = await hnum(redis, mKey(tenant, msEpoch));
     const d = await hnum(redis, dKey(tenant, msEpoch));
-    const leases = Number((await redis.cmd('ZCARD', `${PREFIX}{${tenant}}:leases`))[0]);
-    const leaseKeys = (await redis.cmd('KEYS', `${PREFIX}{${tenant}}:lease:*`)).filter(Boolean);
-    return (m.reserved || 0) === 0 && (d.reserved || 0) === 0 && leases === 0 && leaseKeys.length === 0
+    // the lease store's keep-alive "~" (zset member at +inf, hash field) is not a lease
+    const leases = Number((await redis.cmd('ZCOUNT', `${PREFIX}{${tenant}}:leases`, '-inf', '(+inf'))[0]);
+    const held = Object.keys(await redis.hgetall(`${PREFIX}{${tenant}}:lease`)).filter((f) => f !== '~');
+    return (m.reserved || 0) === 0 && (d.reserved || 0) === 0 && leases === 0 && held.length === 0
       ? { m, d } : null;
   }, { timeout: h.ms(5000), what: `no reservation or lease left for ${tenant}` });
 }

@@ -352,8 +352,10 @@ describe('dashboard served by tollgate', () => {
       const r = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants?period=${period}`,
         { headers: { authorization: `Bearer ${TOKEN}` } });
       const j = await r.json();
-      return j.tenants && j.tenants.length >= 3 ? j : null;
-    }, { what: 'three tenants in the admin API' });
+      // requests, tokens and plans reach Redis with the tally's flush, up to a second after the cost
+      const requests = (j.tenants || []).reduce((n, t) => n + (t.requests || 0), 0);
+      return j.tenants && j.tenants.length >= 3 && requests >= 5 ? j : null;
+    }, { what: 'three tenants and their five requests in the admin API' });
     const order = rep.tenants.map((t) => t.tenant);
 
     await withPage(async ({ page, requests, errors }) => {

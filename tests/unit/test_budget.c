@@ -133,9 +133,45 @@ static void keys_for(struct keys *k, const char *name, time_t when)
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
 }
 
+/* A lease: the tenant's lease hash, '\0', the request id (its field). */
 static void lease_key(char *buf, size_t n, const struct keys *k, const char *id)
 {
-    snprintf(buf, n, PREFIX "{%s}:lease:%s", k->tenant, id);
+    int len = snprintf(buf, n, PREFIX "{%s}:lease", k->tenant);
+    snprintf(buf + len + 1, n - (size_t)len - 1, "%s", id);
+}
+
+static const char *lease_id(const char *lk)
+{
+    return lk + strlen(lk) + 1;
+}
+
+/* The nano-USD a lease reserves (its value's first word); 0 when none. */
+static long long lease_est(struct event_base *base, struct redis *r, const char *lk)
+{
+    return hget(base, r, lk, lease_id(lk));
+}
+
+static long long lease_exists(struct event_base *base, struct redis *r, const char *lk)
+{
+    struct result res;
+    run(base, r, &res, "HEXISTS", lk, lease_id(lk), NULL);
+    CHECK_INT(res.type, REDIS_REPLY_INTEGER);
+    return res.integer;
+}
+
+/* Entries of the leases zset (leases and tombstones), without the store's
+ * keep-alive member at +inf. */
+static long long leases_held(struct event_base *base, struct redis *r, const struct keys *k)
+{
+    struct result res;
+    const char *argv[] = {"ZCOUNT", k->leases, "-inf", "(+inf"};
+    memset(&res, 0, sizeof(res));
+    struct redis_cmd *c = redis_command(r, on_result, &res, 4, argv, NULL);
+    CHECK(c != NULL);
+    if (c)
+        wait_for(base, done_one, &res, 5000);
+    CHECK_INT(res.type, REDIS_REPLY_INTEGER);
+    return res.integer;
 }
 
 /* ---- admit and settle, waited for ---------------------------------------- */
@@ -178,6 +214,7 @@ static struct admit admit_of(const struct keys *k, const char *id, money_t est)
         .cap_monthly = -1,
         .cap_daily = -1,
         .hard_limit = -1,
+        .tpm = 1000000000, /* counted, never binding: the bucket is checked */
         .est_tokens = 100,
     };
 }
@@ -217,8 +254,11 @@ static int settled_done(void *arg)
     return ((struct settled *)arg)->calls > 0;
 }
 
-static void settle_wait(struct event_base *base, struct redis *r, const struct keys *k,
-                        const char *id, money_t cost, int64_t input, int64_t output)
+/* Settles (everything at once: no tally) and returns the stamp it was
+ * sent with; with a stamp given (seq != 0) the settle is a replay of it. */
+static struct redis_stamp settle_stamped(struct event_base *base, struct redis *r,
+                                         const struct keys *k, const char *id, money_t cost,
+                                         int64_t input, int64_t output, struct redis_stamp st)
 {
     struct settle s = {.key_prefix = PREFIX,
                        .tenant = k->tenant,
@@ -227,12 +267,21 @@ static void settle_wait(struct event_base *base, struct redis *r, const struct k
                        .cost = cost,
                        .usage = {.input = input, .output = output, .seen = true}};
     struct settled res = {0};
-    struct redis_cmd *c = budget_settle(r, &s, on_settled, &res);
+    struct redis_cmd *c = budget_settle(r, NULL, &s, &st, on_settled, &res);
     CHECK(c != NULL);
     if (c)
         wait_for(base, settled_done, &res, 5000);
     CHECK_INT(res.calls, 1);
     CHECK(res.ok);
+    CHECK(st.seq > 0);
+    return st;
+}
+
+static struct redis_stamp settle_wait(struct event_base *base, struct redis *r,
+                                      const struct keys *k, const char *id, money_t cost,
+                                      int64_t input, int64_t output)
+{
+    return settle_stamped(base, r, k, id, cost, input, output, (struct redis_stamp){{0}, 0});
 }
 
 /* One event loop and connection per test. */
@@ -364,12 +413,12 @@ static void test_caps(void)
         CHECK_INT(hget(e.base, e.r, k.month, "reserved"), c->reserved_after);
         CHECK_INT(hget(e.base, e.r, k.day, "reserved"), c->reserved_after);
         bool holds = c->want == BUDGET_ADMIT || c->want == BUDGET_DOWNGRADE;
-        CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), (c->held ? 1 : 0) + holds);
+        CHECK_INT(leases_held(e.base, e.r, &k), (c->held ? 1 : 0) + holds);
         /* the request's lease holds exactly what it reserved */
         char lk[200];
         lease_key(lk, sizeof(lk), &k, "req");
-        CHECK_INT(integer(e.base, e.r, "EXISTS", lk), holds);
-        CHECK_INT(hget(e.base, e.r, lk, "est"), holds ? c->reserved_after - c->held : 0);
+        CHECK_INT(lease_exists(e.base, e.r, lk), holds);
+        CHECK_INT(lease_est(e.base, e.r, lk), holds ? c->reserved_after - c->held : 0);
         if (holds)
             CHECK(c->reserved_after - c->held <= (c->want == BUDGET_DOWNGRADE ? c->down : c->est));
         else
@@ -520,8 +569,8 @@ static void test_lease_expiry(void)
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 50);
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 50);
     lease_key(lk, sizeof(lk), &k, "dead");
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 0);
+    CHECK_INT(leases_held(e.base, e.r, &k), 1);
     /* the lease outlives its ttl in Redis, so only a purge forgets it */
     lease_key(lk, sizeof(lk), &k, "next");
     CHECK(integer(e.base, e.r, "PTTL", lk) > 600 * 1000);
@@ -543,7 +592,7 @@ static void test_lease_expiry(void)
     CHECK_INT(got.res.reserved_month, 700);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
     lease_key(lk, sizeof(lk), &k, "p2");
-    CHECK_INT(hget(e.base, e.r, lk, "est"), 300);
+    CHECK_INT(lease_est(e.base, e.r, lk), 300);
     struct admit c = admit_of(&k, "p3", 1);
     c.cap_monthly = 1000;
     c.now_ms = NOW_MS + 9999;
@@ -553,9 +602,9 @@ static void test_lease_expiry(void)
     CHECK_INT(got.res.reserved_month, 1000);
     CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 2);
+    CHECK_INT(leases_held(e.base, e.r, &k), 2);
     lease_key(lk, sizeof(lk), &k, "p3");
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 0);
     /* at its expiry p1 is purged, and p2 admitted again gives back its 300
      * first: the whole 700 fits */
     b.now_ms = NOW_MS + 10000;
@@ -565,14 +614,14 @@ static void test_lease_expiry(void)
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 700);
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 700);
     lease_key(lk, sizeof(lk), &k, "p2");
-    CHECK_INT(hget(e.base, e.r, lk, "est"), 700);
+    CHECK_INT(lease_est(e.base, e.r, lk), 700);
     lease_key(lk, sizeof(lk), &k, "p1");
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 0);
     /* the same id admitted twice holds one reservation */
     b.now_ms = NOW_MS + 10001;
     CHECK_INT(admit_wait(e.base, e.r, &b).res.decision, BUDGET_ADMIT);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 700);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1);
+    CHECK_INT(leases_held(e.base, e.r, &k), 1);
 done:
     env_close(&e);
 }
@@ -590,18 +639,19 @@ static void test_settle_releases(void)
     a.cap_monthly = 100000;
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
     lease_key(lk, sizeof(lk), &k, "s1");
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 1);
-    settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 1);
+    struct redis_stamp first = settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
     CHECK_INT(hget(e.base, e.r, k.day, "cost"), 1234);
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 450); /* estimate 600 → actual 450 */
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 0);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 0);
+    CHECK_INT(leases_held(e.base, e.r, &k), 0);
 
-    /* a duplicate counts nothing and leaves no lease */
-    settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
+    /* a replay of what ran (a journaled settlement whose first sending did
+     * reach Redis) counts nothing and leaves no lease */
+    settle_stamped(e.base, e.r, &k, "s1", 1234, 300, 150, first);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
     CHECK_INT(hget(e.base, e.r, k.month, "requests"), 1);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
@@ -611,12 +661,12 @@ static void test_settle_releases(void)
      * duplicate settle, its reservation given back, nothing counted twice */
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
-    settle_wait(e.base, e.r, &k, "s1", 1234, 300, 150);
+    settle_stamped(e.base, e.r, &k, "s1", 1234, 300, 150, first);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 900); /* 450 + 600 - 150 */
-    CHECK_INT(integer(e.base, e.r, "EXISTS", lk), 0);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 0);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 0);
+    CHECK_INT(leases_held(e.base, e.r, &k), 0);
 
     /* more tokens than estimated fill the bucket; never below 0 either way */
     a.request_id = "s2";
@@ -643,7 +693,7 @@ static void test_settle_releases(void)
     CHECK_INT(got.res.decision, BUDGET_ADMIT);
     CHECK_INT(got.res.spent_month, 1254);
     lease_key(lk, sizeof(lk), &k, "s4");
-    CHECK_INT(hget(e.base, e.r, lk, "est"), 300);
+    CHECK_INT(lease_est(e.base, e.r, lk), 300);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 300);
     settle_wait(e.base, e.r, &k, "s4", 900, 10, 10);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
@@ -706,7 +756,7 @@ static void test_release(void)
     CHECK_INT(got.res.decision, BUDGET_ADMIT);
     CHECK_INT(got.res.reserved_month, 5000);
     lease_key(lk, sizeof(lk), &k, "x2");
-    CHECK_INT(hget(e.base, e.r, lk, "est"), 1000);
+    CHECK_INT(lease_est(e.base, e.r, lk), 1000);
     a.request_id = "x3";
     got = admit_wait(e.base, e.r, &a);
     CHECK_INT(got.res.decision, BUDGET_BLOCK);
@@ -721,9 +771,11 @@ static void test_release(void)
     wait_for(e.base, NULL, NULL, 20); /* an outstanding poll, if any */
     lease_key(lk, sizeof(lk), &k, "x1");
     /* what is left of the lease is a tombstone that stops a late admit */
-    CHECK_INT(hget(e.base, e.r, lk, "est"), 0);
-    CHECK_INT(hget(e.base, e.r, lk, "released"), 1);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1); /* x2 */
+    CHECK_INT(lease_est(e.base, e.r, lk), 0);
+    struct result tomb;
+    run(e.base, e.r, &tomb, "HGET", lk, lease_id(lk), NULL);
+    CHECK_STR(tomb.str, "released");
+    CHECK_INT(leases_held(e.base, e.r, &k), 2); /* x2, x1's tombstone */
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 1000);
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 0);
@@ -739,7 +791,7 @@ static void test_release(void)
     CHECK_INT(got.res.decision, BUDGET_ADMIT);
     CHECK_INT(got.res.reserved_month, 1000);
     lease_key(lk, sizeof(lk), &k, "x3");
-    CHECK_INT(hget(e.base, e.r, lk, "est"), 5000);
+    CHECK_INT(lease_est(e.base, e.r, lk), 5000);
     budget_release(e.r, PREFIX, k.tenant, "x1");
     budget_release(e.r, PREFIX, k.tenant, "x9");     /* no such lease */
     budget_release(e.r, PREFIX, "bad{tenant", "x1"); /* no key: nothing sent */
@@ -753,7 +805,9 @@ static void test_release(void)
     wait_for(e.base, NULL, NULL, 20);
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 5000);
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
-    CHECK_INT(integer(e.base, e.r, "ZCARD", k.leases), 1); /* x3 */
+    CHECK_INT(leases_held(e.base, e.r, &k), 4); /* x3; tombstones of x1, x2, x9 */
+    lease_key(lk, sizeof(lk), &k, "x2");
+    CHECK_INT(lease_est(e.base, e.r, lk), 0);
 done:
     env_close(&e);
 }
@@ -901,6 +955,7 @@ struct race_req {
     char id[32];
     char lease[200];         /* its lease hash */
     struct admit_result res; /* its admission */
+    struct redis_stamp stamp;
 };
 
 static void race_issue(struct race *race);
@@ -952,7 +1007,8 @@ static void race_lease_read(struct redisReply *reply, const char *err, void *arg
                        .when = WHEN,
                        .cost = cost,
                        .usage = {.input = 100, .output = 50, .seen = true}};
-    if (!budget_settle(race->r, &s, race_settled, q)) {
+    q->stamp = (struct redis_stamp){{0}, 0};
+    if (!budget_settle(race->r, NULL, &s, &q->stamp, race_settled, q)) {
         atomic_fetch_add(&race->tot->failed, 1);
         race_end(race);
     }
@@ -977,8 +1033,8 @@ static void race_admitted(const struct admit_result *res, const char *err, void 
         return;
     }
     q->res = *res;
-    snprintf(q->lease, sizeof(q->lease), PREFIX "{%s}:lease:%s", race->tenant, q->id);
-    const char *argv[] = {"HGET", q->lease, "est"};
+    snprintf(q->lease, sizeof(q->lease), PREFIX "{%s}:lease", race->tenant);
+    const char *argv[] = {"HGET", q->lease, q->id};
     if (!redis_command(race->r, race_lease_read, q, 3, argv, NULL)) {
         atomic_fetch_add(&race->tot->failed, 1);
         race_end(race);
@@ -1075,7 +1131,7 @@ static void race_check(struct event_base *base, struct redis *r, const struct ke
     CHECK_INT(hget(base, r, k->month, "requests"), atomic_load(&tot->admitted));
     CHECK_INT(hget(base, r, k->month, "reserved"), 0);
     CHECK_INT(hget(base, r, k->day, "reserved"), 0);
-    CHECK_INT(integer(base, r, "ZCARD", k->leases), 0);
+    CHECK_INT(leases_held(base, r, k), 0);
     CHECK_INT(atomic_load(&tot->wrong_est), 0);
     /* Every admission leaves spent + reserved <= cap (it reserves at most
      * what is left), and a settle moves it by cost - reserved: the

@@ -104,6 +104,41 @@ static int append_range(struct fx *f, struct journal *j, int from, int to)
     return failed;
 }
 
+struct sent {
+    struct settle s;
+    char id[32];
+    int calls;
+    bool ok;
+};
+
+static void on_sent(bool ok, const char *err, void *arg)
+{
+    struct sent *x = arg;
+    x->calls++;
+    x->ok = ok;
+}
+
+static int sent_done(void *arg)
+{
+    return ((struct sent *)arg)->calls > 0;
+}
+
+/* Settles requests [from, to) in Redis, then journals each with the stamp
+ * it was sent with, as a settlement whose answer timed out is journaled. */
+static int settle_then_journal(struct fx *f, struct journal *j, int from, int to)
+{
+    int failed = 0;
+    for (int i = from; i < to; i++) {
+        struct sent x = {0};
+        x.s = mk(f, i, x.id, sizeof(x.id));
+        struct redis_cmd *c = budget_settle(f->r, NULL, &x.s, &x.s.stamp, on_sent, &x);
+        if (c)
+            wait_for(f->base, sent_done, &x, 3000);
+        failed += !c || !x.ok || x.s.stamp.seq == 0 || journal_append(j, &x.s) != 0;
+    }
+    return failed;
+}
+
 static long long sum_cost(int from, int to)
 {
     long long sum = 0;
@@ -218,9 +253,13 @@ static void test_append_format(void)
     snprintf(want, sizeof(want),
              "{\"v\":1,\"key_prefix\":\"tollgate:\",\"tenant\":\"%s\",\"request_id\":\"req-4\","
              "\"when\":1795348800,\"cost\":1004,\"input\":10,\"cached\":1,\"cache_write\":2,"
-             "\"output\":4,\"reasoning\":0,\"seen\":true,\"estimated\":true}\n",
+             "\"output\":4,\"reasoning\":0,\"seen\":true,\"estimated\":true,\"conn\":\"j",
              f.tenant);
-    CHECK_STR(line, want);
+    /* never sent: the journal stamps it ("j" + 15 hex digits, its own count) */
+    CHECK(strncmp(line, want, strlen(want)) == 0);
+    const char *tail = line + strlen(want);
+    CHECK(strspn(tail, "0123456789abcdef") == 15);
+    CHECK_STR(tail + 15, "\",\"seq\":1}\n");
     /* refused: budget_settle could never take these, they would block replay */
     struct settle bad = s;
     bad.tenant = "a{b}";
@@ -258,14 +297,41 @@ static void test_replay_sum_and_twice(void)
     CHECK_INT(counter(&f, "requests"), N);
     CHECK_INT(counter(&f, "input_tokens"), 10 * N);
     CHECK_INT(counter(&f, "estimated"), N / 2);
-    /* the same settlements journaled again (a retry after a timeout that did
-     * reach Redis): replayed, acknowledged, not counted twice */
-    CHECK_INT(append_range(&f, j, 0, N), 0);
+    /* settlements sent that did reach Redis but whose answer was lost (a
+     * timeout) are journaled with their stamps: replayed, acknowledged, not
+     * counted twice */
+    CHECK_INT(settle_then_journal(&f, j, N, N + 50), 0);
+    CHECK_INT(counter(&f, "requests"), N + 50);
     rp = replay(&f, j);
     CHECK_STR(rp.err, "");
-    CHECK_INT(rp.settled, N);
-    CHECK_INT(counter(&f, "cost"), sum_cost(0, N));
-    CHECK_INT(counter(&f, "requests"), N);
+    CHECK_INT(rp.settled, 50);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 50));
+    CHECK_INT(counter(&f, "requests"), N + 50);
+    /* lines written before stamps existed: the same request twice counts once */
+    char path[512], old[512];
+    snprintf(path, sizeof(path), "%s/worker-3.jsonl", f.dir);
+    int len = snprintf(old, sizeof(old),
+                       "{\"v\":1,\"key_prefix\":\"tollgate:\",\"tenant\":\"%s\","
+                       "\"request_id\":\"req-old\",\"when\":1795348800,\"cost\":7,\"input\":1,"
+                       "\"cached\":0,\"cache_write\":0,\"output\":1,\"reasoning\":0,\"seen\":true,"
+                       "\"estimated\":false}\n",
+                       f.tenant);
+    journal_close(j);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, old, (size_t)len) == len);
+        CHECK(write(fd, old, (size_t)len) == len);
+        close(fd);
+    }
+    j = jopen(&f);
+    if (!j)
+        goto done;
+    rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, 2);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 50) + 7);
+    CHECK_INT(counter(&f, "requests"), N + 51);
     /* nothing pending: still exactly one callback, later */
     rp = replay(&f, j);
     CHECK_STR(rp.err, "");

@@ -60,6 +60,10 @@ static void on_result(struct redisReply *reply, const char *err, void *arg)
         free(res->hash);
         res->hash = calloc(1, cap);
         for (size_t i = 0; res->hash && i + 1 < reply->elements; i += 2) {
+            /* settlement stamps (w:CONN, j:CONN:SEQ) are not counters */
+            if (strncmp(reply->element[i]->str, "w:", 2) == 0 ||
+                strncmp(reply->element[i]->str, "j:", 2) == 0)
+                continue;
             strcat(res->hash, reply->element[i]->str);
             strcat(res->hash, "=");
             strcat(res->hash, reply->element[i + 1]->str);
@@ -188,7 +192,9 @@ static int settled_done(void *arg)
     return ((struct settled *)arg)->calls > 0;
 }
 
-static void settle(struct event_base *base, struct redis *r, const char *id, money_t cost)
+/* Settles; *st in and out: seq 0 sends afresh, else replays that stamp. */
+static void settle_st(struct event_base *base, struct redis *r, const char *id, money_t cost,
+                      struct redis_stamp *st)
 {
     struct settle s = {
         .key_prefix = "tollgate:",
@@ -199,7 +205,7 @@ static void settle(struct event_base *base, struct redis *r, const char *id, mon
         .usage = {.input = 1000, .cached = 200, .output = 500, .reasoning = 7},
     };
     struct settled res = {0};
-    struct redis_cmd *c = budget_settle(r, &s, on_settled, &res);
+    struct redis_cmd *c = budget_settle(r, NULL, &s, st, on_settled, &res);
     CHECK(c != NULL);
     CHECK_INT(res.calls, 0); /* never from inside the call */
     if (c)
@@ -208,6 +214,12 @@ static void settle(struct event_base *base, struct redis *r, const char *id, mon
     CHECK(res.ok);
     if (!res.ok)
         fprintf(stderr, "  settle %s: %s\n", id, res.err);
+}
+
+static void settle(struct event_base *base, struct redis *r, const char *id, money_t cost)
+{
+    struct redis_stamp st = {{0}, 0};
+    settle_st(base, r, id, cost, &st);
 }
 
 static void check_counters(struct event_base *base, struct redis *r, char kind, const char *want)
@@ -228,8 +240,10 @@ static void test_settle_once(void)
     struct redis *r = connect_new(base);
     if (!r || !redis_connected(r))
         goto done;
-    settle(base, r, "req-a", 405000);
-    settle(base, r, "req-a", 405000); /* a retry: counted once */
+    struct redis_stamp st = {{0}, 0};
+    settle_st(base, r, "req-a", 405000, &st);
+    CHECK(st.seq > 0);
+    settle_st(base, r, "req-a", 405000, &st); /* a retry of what ran: counted once */
     const char *once = "cost=405000,requests=1,input_tokens=1000,cached_tokens=200,"
                        "output_tokens=500,reasoning_tokens=7,";
     check_counters(base, r, 'm', once);
@@ -294,7 +308,7 @@ static void test_cancel(void)
     struct settled st = {0};
     struct settle s = {
         .key_prefix = "tollgate:", .tenant = tenant, .request_id = "req-x", .when = 1795348800};
-    struct redis_cmd *b = budget_settle(r, &s, on_settled, &st);
+    struct redis_cmd *b = budget_settle(r, NULL, &s, &s.stamp, on_settled, &st);
     CHECK(b != NULL);
     redis_cancel(b); /* its internal state is released, no callback */
     wait_for(base, NULL, NULL, 200);

@@ -106,8 +106,11 @@ static void settle_all(void)
     CHECK(r != NULL);
     if (!r)
         return;
+    struct redis_stamp last = {{0}, 0};
     for (size_t i = 0; i < ARRAY_LEN(reqs); i++) {
         const struct req *q = &reqs[i];
+        /* a request settled again replays its stamp: counted once */
+        bool again = i > 0 && strcmp(q->id, reqs[i - 1].id) == 0;
         struct tm tm = {.tm_year = 126, .tm_mon = 10, .tm_mday = q->day, .tm_hour = 13};
         struct settle s = {.key_prefix = "rt:",
                            .tenant = q->tenant,
@@ -118,11 +121,12 @@ static void settle_all(void)
                            .model = q->model,
                            .feature = q->feature,
                            .user = q->user,
-                           .plan = q->plan};
+                           .plan = q->plan,
+                           .stamp = again ? last : (struct redis_stamp){{0}, 0}};
         struct done d = {0};
         struct redis_cmd *c = NULL;
         for (long long end = now_ms() + 3000; !c && now_ms() < end;) {
-            if (!(c = budget_settle(r, &s, on_settled, &d))) {
+            if (!(c = budget_settle(r, NULL, &s, &s.stamp, on_settled, &d))) {
                 struct event *tick = evtimer_new(base, on_tick, base);
                 struct timeval tv = {0, 20000};
                 evtimer_add(tick, &tv);
@@ -134,6 +138,7 @@ static void settle_all(void)
         wait_calls(base, &d.calls);
         CHECK_INT(d.calls, 1);
         CHECK(d.ok);
+        last = s.stamp;
     }
     /* let the fire-and-forget SADDs land */
     struct event *tick = evtimer_new(base, on_tick, base);

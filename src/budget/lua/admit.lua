@@ -5,44 +5,56 @@
 -- reserves the estimate until settle.lua or release.lua gives it back (or,
 -- if its tollgate died, the first admit after the lease's expiry does).
 -- KEYS[1] month hash  KEYS[2] day hash  KEYS[3] leases zset (id by expiry)
--- KEYS[4] this request's lease hash  KEYS[5] rpm bucket  KEYS[6] tpm bucket
+-- KEYS[4] lease hash (id -> lease)  KEYS[5] rpm bucket  KEYS[6] tpm bucket
 -- ARGV[1] request id  ARGV[2] now (unix ms)  ARGV[3] lease ttl (ms)
 -- ARGV[4] estimate (nano-USD)  ARGV[5] estimate with the downgrade model
 -- (-1: no downgrade)  ARGV[6] cap_monthly  ARGV[7] cap_daily
 -- ARGV[8] hard_limit (caps: -1 none)  ARGV[9] rpm  ARGV[10] tpm (0: off)
--- ARGV[11] estimated tokens  ARGV[12] lease key prefix (KEYS[4] minus id)
+-- ARGV[11] estimated tokens
 -- Returns {decision, reason, spent_month, reserved_month, spent_day,
 -- retry_after}: decision admit|downgrade|block|rate_limited, reason
 -- none|monthly|daily|hard|rpm|tpm, amounts in nano-USD as decimal strings,
 -- as they were before this request; retry_after in seconds (rate limits).
+--
+-- A lease is one field of the tenant's lease hash, "EST CAPPED TOKENS DAY
+-- MINUTE" (reserved nano-USD, 1 when it reserved only what was left, tokens
+-- reserved for tpm or 0, YYYY-MM-DD, YYYYMMDDHHMM of its tpm bucket or "-"),
+-- so a request costs no key of its own. The month, day and tpm keys it
+-- names share KEYS[4]'s "{prefix}{tenant}:" (same hash tag, same cluster
+-- slot); they are not in KEYS. A field "released" is a tombstone (see
+-- release.lua). Both leave with the zset entry, swept here after expiry.
+--
+-- Cost: about a dozen redis.calls, no type checks (a key of the wrong type
+-- is an operator's error and fails the script loudly). Expiries are set
+-- when a key is first seen in a period, not on every call.
 --
 -- Precision: the comparisons add spent + reserved + estimate as Lua numbers
 -- (doubles), exact below 2^53 nano-USD (~$9M per tenant-month). Counters are
 -- only ever written by HINCRBY/INCRBY with decimal strings, so they stay
 -- exact beyond that; only a decision that close to a $9M cap could be off
 -- by a few nano-USD.
--- Expired leases name their month and day hashes and tpm bucket (same hash
--- tag, so same cluster slot); those keys are not in KEYS.
 -- By hand (2026-11-22 12:00:15 UTC, $0.001 estimate, $0.50 monthly cap):
---   redis-cli --eval src/lua/admit.lua 'tollgate:{acme}:m:2026-11' \
+--   redis-cli --eval src/budget/lua/admit.lua 'tollgate:{acme}:m:2026-11' \
 --     'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
---     'tollgate:{acme}:lease:r1' 'tollgate:{acme}:rpm:202611221200' \
+--     'tollgate:{acme}:lease' 'tollgate:{acme}:rpm:202611221200' \
 --     'tollgate:{acme}:tpm:202611221200' , r1 1795348815000 600000 \
---     1000000 -1 500000000 -1 -1 20 40000 1500 'tollgate:{acme}:lease:'
+--     1000000 -1 500000000 -1 -1 20 40000 1500
 
--- A lease outlives its ttl this long before Redis forgets it on its own: it
--- must stay until a later admit purges it (giving its reservation back), or
--- the reservation would stay counted. After 32 days its month is over.
+-- A lease outlives its ttl this long before Redis forgets the lease hash and
+-- zset on their own (a tenant gone quiet): until then a later admit purges
+-- an expired lease, giving its reservation back. After 32 days its month is
+-- over.
 local LEASE_KEEP_MS = 32 * 24 * 3600 * 1000
 local MONTH_TTL_S = 34560000 -- as settle.lua: ~400 days
 local DAY_TTL_S = 3456000    -- ~40 days
 local BUCKET_TTL_S = 120     -- a minute bucket, plus clock skew between tollgates
+local SWEEP_MAX = 100        -- expired leases purged per call
 
 local id, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local est_s, down_s = ARGV[4], ARGV[5]
-local est, down = tonumber(est_s), tonumber(down_s)
+local est, down = tonumber(ARGV[4]), tonumber(ARGV[5])
 local cap_m, cap_d, hard = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local rpm, tpm, tokens = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:" (KEYS[4] ends in "lease")
 
 -- HINCRBY rejects "-0", so amounts are negated as strings.
 local function neg(s)
@@ -52,36 +64,50 @@ local function neg(s)
     return '-' .. s
 end
 
--- Gives back a lease's reservation and deletes it (not its zset entry).
-local function give_back(lkey)
-    local l = redis.call('HMGET', lkey, 'est', 'mkey', 'dkey', 'capped')
-    if l[1] then
-        redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
-        redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
-        if l[4] == '1' then
-            redis.call('HINCRBY', l[2], 'capped', -1)
-        end
-        redis.call('DEL', lkey)
+-- Gives back the reservation of a lease value (not a tombstone).
+local function give_back(v)
+    local e, capped, _, day = string.match(v, '^(%d+) (%d) (%d+) (%S+)')
+    if not e then
+        return
+    end
+    local mkey = base .. 'm:' .. string.sub(day, 1, 7)
+    redis.call('HINCRBY', mkey, 'reserved', neg(e))
+    redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
+    if capped == '1' then
+        redis.call('HINCRBY', mkey, 'capped', -1)
     end
 end
 
+-- "~" (hash field, zset member at +inf) keeps the lease store in being
+-- while its leases come and go, so its expiry is set when it is created
+-- and refreshed once a minute, not on every call.
+local got = redis.call('HMGET', KEYS[4], id, '~')
+local prev, new_store = got[1], not got[2]
 -- A request released before its admission got here (tollgate gave up
 -- waiting and released it): admitting it now would reserve for nothing.
-if redis.call('HEXISTS', KEYS[4], 'released') == 1 then
+if prev == 'released' then
     return {'block', 'none', '0', '0', '0', '0'}
-end
-
--- (a) Leases whose tollgate never settled them. Bounded per call, so one
--- admit after a mass crash stays short; the next admits take the rest.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, 1000)
-for _, old in ipairs(expired) do
-    give_back(ARGV[12] .. old)
-    redis.call('ZREM', KEYS[3], old)
 end
 -- The same id admitted again (a retried admit): its first reservation must
 -- not count against it, nor stay counted.
-give_back(KEYS[4])
-redis.call('ZREM', KEYS[3], id)
+if prev then
+    give_back(prev)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+end
+
+-- (a) Leases whose tollgate never settled them, and old tombstones.
+-- Bounded per call, so one admit after a mass crash stays short; the next
+-- admits take the rest.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, SWEEP_MAX)
+for _, old in ipairs(expired) do
+    local v = redis.call('HGET', KEYS[4], old)
+    if v then
+        give_back(v)
+        redis.call('HDEL', KEYS[4], old)
+    end
+    redis.call('ZREM', KEYS[3], old)
+end
 
 local m = redis.call('HMGET', KEYS[1], 'cost', 'reserved', 'capped')
 local capped_in_flight = tonumber(m[3]) or 0
@@ -167,21 +193,41 @@ end
 local reserve = string.format('%d', amount)
 local capped = amount < (decision == 'admit' and est or down)
 
--- (d) Count the request and reserve its estimate under a lease.
-redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], BUCKET_TTL_S)
-redis.call('INCRBY', KEYS[6], ARGV[11])
-redis.call('EXPIRE', KEYS[6], BUCKET_TTL_S)
+-- (d) Count the request and reserve its estimate under a lease. A bucket,
+-- hash or lease store seen for the first time in its period gets its expiry
+-- (the minute's first request refreshes the lease store's).
+local fresh_minute = redis.call('INCR', KEYS[5]) == 1
+if fresh_minute then
+    redis.call('EXPIRE', KEYS[5], BUCKET_TTL_S)
+end
+local tminute = '-'
+if tpm > 0 then
+    if redis.call('INCRBY', KEYS[6], ARGV[11]) == tokens then
+        redis.call('EXPIRE', KEYS[6], BUCKET_TTL_S)
+    end
+    tminute = string.sub(KEYS[6], #base + 5) -- after "tpm:"
+end
 redis.call('HINCRBY', KEYS[1], 'reserved', reserve)
 redis.call('HINCRBY', KEYS[2], 'reserved', reserve)
-redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
-redis.call('EXPIRE', KEYS[2], DAY_TTL_S)
-redis.call('HSET', KEYS[4], 'est', reserve, 'mkey', KEYS[1], 'dkey', KEYS[2], 'tkey', KEYS[6],
-    'tokens', ARGV[11], 'capped', capped and '1' or '0')
+if not m[1] and not m[2] then
+    redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
+end
+if not d[1] and not d[2] then
+    redis.call('EXPIRE', KEYS[2], DAY_TTL_S)
+end
+local day = string.sub(KEYS[2], #base + 3) -- after "d:"
+redis.call('HSET', KEYS[4], id, reserve .. ' ' .. (capped and '1' or '0') .. ' ' ..
+    (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tminute)
 if capped then
     redis.call('HINCRBY', KEYS[1], 'capped', 1)
 end
-redis.call('PEXPIRE', KEYS[4], ttl + LEASE_KEEP_MS)
 redis.call('ZADD', KEYS[3], now + ttl, id)
-redis.call('PEXPIRE', KEYS[3], ttl + LEASE_KEEP_MS)
+if new_store then
+    redis.call('HSET', KEYS[4], '~', '1')
+    redis.call('ZADD', KEYS[3], '+inf', '~')
+end
+if new_store or fresh_minute then
+    redis.call('PEXPIRE', KEYS[3], ttl + LEASE_KEEP_MS)
+    redis.call('PEXPIRE', KEYS[4], ttl + LEASE_KEEP_MS)
+end
 return reply(decision, reason, 0)

@@ -2,16 +2,19 @@
 -- was never forwarded (or whose settlement is abandoned): its reservation
 -- is given back and the tokens it reserved leave its minute's tpm bucket.
 -- Nothing is counted as spent (budget.c, budget_release). Idempotent.
--- KEYS[1] leases zset  KEYS[2] this request's lease hash
--- ARGV[1] request id
+-- KEYS[1] leases zset  KEYS[2] lease hash (id -> lease, see admit.lua)
+-- ARGV[1] request id  ARGV[2] now (unix ms)
 -- Returns 1 when a lease was released, 0 when there was none.
--- Either way the lease hash is left as a tombstone ("released") for an
--- hour: an admission of the same id that reaches Redis later (it timed out
--- in tollgate, which then refused or served the request) must not reserve.
--- The lease names its month and day hashes and tpm bucket (same hash tag,
--- so same cluster slot); those keys are not in KEYS.
--- By hand: redis-cli --eval src/lua/release.lua \
---   'tollgate:{acme}:leases' 'tollgate:{acme}:lease:r1' , r1
+-- Either way the id's field becomes a tombstone ("released") for an hour
+-- (its zset score; admit.lua sweeps it): an admission of the same id that
+-- reaches Redis later (it timed out in tollgate, which then refused or
+-- served the request) must not reserve.
+-- By hand: redis-cli --eval src/budget/lua/release.lua \
+--   'tollgate:{acme}:leases' 'tollgate:{acme}:lease' , r1 1795348815000
+
+local TOMBSTONE_MS = 3600 * 1000
+local KEEP_MS = 32 * 24 * 3600 * 1000 -- as admit.lua's LEASE_KEEP_MS
+local base = string.sub(KEYS[2], 1, -6) -- "{prefix}{tenant}:"
 
 -- HINCRBY rejects "-0", so amounts are negated as strings.
 local function neg(s)
@@ -21,33 +24,38 @@ local function neg(s)
     return '-' .. s
 end
 
-local TOMBSTONE_S = 3600
-
-local function tombstone()
-    redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[2], 'released', '1')
-    redis.call('EXPIRE', KEYS[2], TOMBSTONE_S)
+local released = 0
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+local e, capped, tokens, day, minute
+if v then
+    e, capped, tokens, day, minute = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
 end
-
-redis.call('ZREM', KEYS[1], ARGV[1])
-local l = redis.call('HMGET', KEYS[2], 'est', 'mkey', 'dkey', 'tkey', 'tokens', 'capped')
-if not l[1] then
-    tombstone()
-    return 0
-end
-redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
-redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
-if l[6] == '1' then
-    redis.call('HINCRBY', l[2], 'capped', -1)
-end
--- No tokens were used; an expired bucket is left alone (INCRBY would
--- recreate it without a TTL).
-if l[4] and redis.call('EXISTS', l[4]) == 1 then
-    local cur = tonumber(redis.call('GET', l[4])) or 0
-    local take = math.min(cur, tonumber(l[5]) or 0)
-    if take > 0 then
-        redis.call('INCRBY', l[4], string.format('%d', -take))
+if e then
+    local mkey = base .. 'm:' .. string.sub(day, 1, 7)
+    redis.call('HINCRBY', mkey, 'reserved', neg(e))
+    redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
+    if capped == '1' then
+        redis.call('HINCRBY', mkey, 'capped', -1)
     end
+    -- No tokens were used; an expired bucket is left alone (INCRBY would
+    -- recreate it without a TTL).
+    if minute ~= '-' then
+        local tkey = base .. 'tpm:' .. minute
+        local cur = tonumber(redis.call('GET', tkey))
+        local take = math.min(cur or 0, tonumber(tokens) or 0)
+        if take > 0 then
+            redis.call('INCRBY', tkey, string.format('%d', -take))
+        end
+    end
+    released = 1
 end
-tombstone()
-return 1
+redis.call('HSET', KEYS[2], ARGV[1], 'released')
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + TOMBSTONE_MS, ARGV[1])
+-- A store created here (no admit yet) still goes when the tenant is quiet.
+if redis.call('PTTL', KEYS[2]) < 0 then
+    redis.call('PEXPIRE', KEYS[2], TOMBSTONE_MS + KEEP_MS)
+end
+if redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], TOMBSTONE_MS + KEEP_MS)
+end
+return released

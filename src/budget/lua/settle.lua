@@ -1,43 +1,47 @@
--- settle.lua: adds one request's cost and tokens to its tenant's month and
--- day counters, exactly once per request id, and ends the request's lease
--- from admit.lua: its reservation is given back and its minute's tpm bucket
--- corrected from the estimate to the actual tokens (budget.c, budget_settle).
--- KEYS[1] settled marker  KEYS[2] month hash  KEYS[3] day hash
--- KEYS[4] leases zset  KEYS[5] this request's lease hash (4 and 5 optional)
--- ARGV[1] cost (nano-USD)  ARGV[2] input  ARGV[3] cached  ARGV[4] output
--- ARGV[5] reasoning  ARGV[6] estimated (0|1)  ARGV[7] marker TTL (seconds)
--- ARGV[8] actual tokens (input + output)  ARGV[9] request id (optional)
--- Breakdowns for the report (optional; they need KEYS[4..5] and ARGV[9]):
--- KEYS[6] month by model  KEYS[7] by feature  KEYS[8] by user  KEYS[9] the
--- month's plan per day; ARGV[10] model  ARGV[11] feature  ARGV[12] user
--- ("-" when absent)  ARGV[13] plan ("" when unknown)  ARGV[14] day "01".."31".
--- The breakdown hashes have fields NAME|cost, NAME|requests,
--- NAME|input_tokens, NAME|cached_tokens, NAME|output_tokens (HINCRBY only);
--- the plan hash maps the day to the plan of the day's last settlement.
--- Returns 1 when settled now, 0 when this id was settled before.
+-- settle.lua: adds one request's cost (and, in full mode, its tokens and
+-- breakdowns) to its tenant's month and day counters, exactly once per
+-- settlement, and ends the request's lease from admit.lua: its reservation
+-- is given back and its minute's tpm bucket corrected from the estimate to
+-- the actual tokens (budget.c, budget_settle).
+-- KEYS[1] month hash  KEYS[2] day hash  KEYS[3] leases zset
+-- KEYS[4] lease hash (id -> lease, see admit.lua)
+-- ARGV[1] request id  ARGV[2] cost (nano-USD)  ARGV[3] actual tokens
+-- (input + output)  ARGV[4] connection id  ARGV[5] sequence number
+-- ARGV[6] "0": first sending; a replay (journal, retry) of that stamp: "1"
+-- when it was first sent in full, "2" when it was sent cost only (so if it
+-- ran, the rest never reached the tally and still has to be counted)
+-- ARGV[7] "1": full, "0": cost only (the worker's tally adds the rest)
+-- Full mode also: ARGV[8] input  ARGV[9] cached  ARGV[10] output
+-- ARGV[11] reasoning  ARGV[12] estimated (0|1)  ARGV[13] model
+-- ARGV[14] feature  ARGV[15] user ("-" when absent)  ARGV[16] plan (""
+-- when unknown)  ARGV[17] day of month "01".."31", and KEYS[5] month by
+-- model  KEYS[6] by feature  KEYS[7] by user  KEYS[8] the month's plan per
+-- day. The breakdown hashes have fields NAME|cost, NAME|requests,
+-- NAME|input_tokens, NAME|cached_tokens, NAME|output_tokens (HINCRBY only).
+-- Returns 1 when settled now, 0 when this settlement was counted before.
+--
+-- Exactly once, without a key per request. A settlement is stamped by the
+-- connection that first sends it (a random id per connection) with that
+-- connection's next sequence number (redis.c, redis_eval_stamped). One
+-- connection's commands run in the order sent, and a lost connection ran a
+-- prefix of them, so the day hash's field "w:CONN" (the highest sequence
+-- settled from CONN) tells whether a stamp ran: seq <= w:CONN. A replay of
+-- a stamp that did not run is marked "j:CONN:SEQ" in the day hash, so that
+-- a replay lost on its way back is not counted twice either; those markers
+-- exist only for settlements that went through the journal.
 -- Only HINCRBY touches the counters, with the arguments as strings: numbers
 -- that pass through Lua become doubles and lose cents past 2^53 nano-USD.
--- The lease names its month and day hashes and tpm bucket (same hash tag,
--- so same cluster slot); those keys are not in KEYS.
--- By hand: redis-cli --eval src/lua/settle.lua \
---   'tollgate:{acme}:settled:r1' 'tollgate:{acme}:m:2026-11' \
---   'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
---   'tollgate:{acme}:lease:r1' 'tollgate:{acme}:m:2026-11:model' \
---   'tollgate:{acme}:m:2026-11:feature' 'tollgate:{acme}:m:2026-11:user' \
---   'tollgate:{acme}:m:2026-11:plan' , 405000 1000 200 500 0 0 691200 1500 r1 \
---   gpt-4o-mini summary u_1 pro 22
+-- By hand: redis-cli --eval src/budget/lua/settle.lua \
+--   'tollgate:{acme}:m:2026-11' 'tollgate:{acme}:d:2026-11-22' \
+--   'tollgate:{acme}:leases' 'tollgate:{acme}:lease' \
+--   'tollgate:{acme}:m:2026-11:model' 'tollgate:{acme}:m:2026-11:feature' \
+--   'tollgate:{acme}:m:2026-11:user' 'tollgate:{acme}:m:2026-11:plan' , \
+--   r1 405000 1500 c0ffee 1 0 1 1000 200 500 0 0 gpt-4o-mini summary u_1 pro 22
 
--- A write that fails after the marker is set would abort the script with the
--- marker kept and the spend lost (a replay would see "settled"): refuse up
--- front any counter key of the wrong type, before anything is written.
-for i = 2, #KEYS do
-    if i ~= 4 and i ~= 5 then
-        local t = redis.call('TYPE', KEYS[i]).ok
-        if t ~= 'none' and t ~= 'hash' then
-            return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t .. ', not a hash')
-        end
-    end
-end
+local MONTH_TTL_S = 34560000 -- ~400 days, for year-over-year reports
+local DAY_TTL_S = 3456000    -- ~40 days
+local id, cost, conn, seq = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
+local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:"
 
 -- HINCRBY rejects "-0", so amounts are negated as strings.
 local function neg(s)
@@ -47,70 +51,100 @@ local function neg(s)
     return '-' .. s
 end
 
--- The lease goes on a duplicate too: one left behind by an earlier settle
--- that did not pass it must not hold its reservation until it expires.
--- Deleting the lease hash is what makes the give-back happen once.
-if KEYS[5] then
-    local l = redis.call('HMGET', KEYS[5], 'est', 'mkey', 'dkey', 'tkey', 'tokens', 'capped')
-    if l[1] then
-        redis.call('HINCRBY', l[2], 'reserved', neg(l[1]))
-        redis.call('HINCRBY', l[3], 'reserved', neg(l[1]))
-        if l[6] == '1' then
-            redis.call('HINCRBY', l[2], 'capped', -1)
+-- The lease goes on a duplicate too: one left behind must not hold its
+-- reservation until it expires. Deleting the field is what makes the
+-- give-back happen once.
+local v = redis.call('HGET', KEYS[4], id)
+if v then
+    local e, capped, tokens, day, minute = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
+    if e then
+        local mkey = base .. 'm:' .. string.sub(day, 1, 7)
+        redis.call('HINCRBY', mkey, 'reserved', neg(e))
+        redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
+        if capped == '1' then
+            redis.call('HINCRBY', mkey, 'capped', -1)
         end
         -- The bucket is the admission minute's; once it expired there is
         -- nothing to correct (INCRBY would recreate it without a TTL).
-        if ARGV[8] and l[4] and redis.call('EXISTS', l[4]) == 1 then
-            local cur = tonumber(redis.call('GET', l[4])) or 0
-            local delta = (tonumber(ARGV[8]) or 0) - (tonumber(l[5]) or 0)
-            if cur + delta < 0 then
-                delta = -cur
-            end
-            if delta ~= 0 then
-                redis.call('INCRBY', l[4], string.format('%d', delta))
+        if minute ~= '-' then
+            local tkey = base .. 'tpm:' .. minute
+            local cur = tonumber(redis.call('GET', tkey))
+            if cur then
+                local delta = (tonumber(ARGV[3]) or 0) - (tonumber(tokens) or 0)
+                if cur + delta < 0 then
+                    delta = -cur
+                end
+                if delta ~= 0 then
+                    redis.call('INCRBY', tkey, string.format('%d', delta))
+                end
             end
         end
-        redis.call('DEL', KEYS[5])
-    end
-    if KEYS[4] and ARGV[9] then
-        redis.call('ZREM', KEYS[4], ARGV[9])
+        redis.call('HDEL', KEYS[4], id)
+        redis.call('ZREM', KEYS[3], id)
     end
 end
 
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) then
-    return 0
-end
-for i = 2, 3 do
-    local k = KEYS[i]
-    redis.call('HINCRBY', k, 'cost', ARGV[1])
-    redis.call('HINCRBY', k, 'requests', 1)
-    redis.call('HINCRBY', k, 'input_tokens', ARGV[2])
-    redis.call('HINCRBY', k, 'cached_tokens', ARGV[3])
-    redis.call('HINCRBY', k, 'output_tokens', ARGV[4])
-    redis.call('HINCRBY', k, 'reasoning_tokens', ARGV[5])
-    if ARGV[6] == '1' then
-        redis.call('HINCRBY', k, 'estimated', 1)
+local fresh, replay, cost_ran = false, ARGV[6] ~= '0', false
+if replay then
+    if redis.call('HEXISTS', KEYS[2], 'j:' .. conn .. ':' .. seq) == 1 then
+        return 0 -- an earlier replay counted it
     end
+    local high = tonumber(redis.call('HGET', KEYS[2], 'w:' .. conn)) or 0
+    if high >= tonumber(seq) then
+        if ARGV[6] ~= '2' then
+            return 0 -- ran, in full, when first sent
+        end
+        cost_ran = true -- ran cost only: the rest is counted now
+    end
+    fresh = true
 end
-redis.call('EXPIRE', KEYS[2], 34560000) -- month: ~400 days, for year-over-year reports
-redis.call('EXPIRE', KEYS[3], 3456000)  -- day: ~40 days
 
-if KEYS[9] and ARGV[14] then
-    for i = 6, 8 do
-        local k, name = KEYS[i], ARGV[i + 4]
+if ARGV[7] == '1' then
+    for i = 1, 2 do
+        local k = KEYS[i]
+        if not cost_ran then
+            redis.call('HINCRBY', k, 'cost', cost)
+        end
+        redis.call('HINCRBY', k, 'requests', 1)
+        redis.call('HINCRBY', k, 'input_tokens', ARGV[8])
+        redis.call('HINCRBY', k, 'cached_tokens', ARGV[9])
+        redis.call('HINCRBY', k, 'output_tokens', ARGV[10])
+        redis.call('HINCRBY', k, 'reasoning_tokens', ARGV[11])
+        if ARGV[12] == '1' then
+            redis.call('HINCRBY', k, 'estimated', 1)
+        end
+    end
+    for i = 5, 7 do
+        local k, name = KEYS[i], ARGV[i + 8]
         if name == nil or name == '' then
             name = '-'
         end
-        redis.call('HINCRBY', k, name .. '|cost', ARGV[1])
+        redis.call('HINCRBY', k, name .. '|cost', cost)
         redis.call('HINCRBY', k, name .. '|requests', 1)
-        redis.call('HINCRBY', k, name .. '|input_tokens', ARGV[2])
-        redis.call('HINCRBY', k, name .. '|cached_tokens', ARGV[3])
-        redis.call('HINCRBY', k, name .. '|output_tokens', ARGV[4])
-        redis.call('EXPIRE', k, 34560000)
+        redis.call('HINCRBY', k, name .. '|input_tokens', ARGV[8])
+        redis.call('HINCRBY', k, name .. '|cached_tokens', ARGV[9])
+        redis.call('HINCRBY', k, name .. '|output_tokens', ARGV[10])
+        redis.call('EXPIRE', k, MONTH_TTL_S)
     end
-    if ARGV[13] and ARGV[13] ~= '' then
-        redis.call('HSET', KEYS[9], ARGV[14], ARGV[13])
-        redis.call('EXPIRE', KEYS[9], 34560000)
+    if ARGV[16] ~= '' then
+        redis.call('HSET', KEYS[8], ARGV[17], ARGV[16])
+        redis.call('EXPIRE', KEYS[8], MONTH_TTL_S)
     end
+    fresh = true
+else
+    redis.call('HINCRBY', KEYS[1], 'cost', cost)
+    redis.call('HINCRBY', KEYS[2], 'cost', cost)
+end
+-- Last, so a script that failed above (a key of the wrong type) did not
+-- mark the stamp as counted. A connection's first settlement of the day
+-- also sets the expiries.
+if replay then
+    redis.call('HSET', KEYS[2], 'j:' .. conn .. ':' .. seq, '1')
+elseif redis.call('HSET', KEYS[2], 'w:' .. conn, seq) == 1 then
+    fresh = true
+end
+if fresh then
+    redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
+    redis.call('EXPIRE', KEYS[2], DAY_TTL_S)
 end
 return 1
