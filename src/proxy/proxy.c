@@ -432,6 +432,12 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         return;
     }
     snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->path);
+    char mistake[512];
+    if (route_base_mistake(r->path, mistake, sizeof(mistake))) {
+        r->route.prov = route_dialect(r->cfg, strchr(r->path + 1, '/')); /* the SDK's dialect */
+        reject(r, 404, "not_found", mistake, "bad_request");
+        return;
+    }
     enum route_result rr = route_match(r->cfg, hr->method_name, r->path, &r->route);
     if (rr != ROUTE_OK) {
         r->route.prov = route_dialect(r->cfg, r->path);

@@ -90,3 +90,33 @@ void route_refusal(const struct route *r, const char *method, char *out, size_t 
              "unmetered_routes = allow",
              method ? method : "", r->endpoint ? r->endpoint : "", why);
 }
+
+bool route_base_mistake(const char *path, char *out, size_t n)
+{
+    static const char *const versions[] = {"/v1", "/v1beta"};
+    const char *rest = NULL;
+    for (size_t i = 0; i < 2 && !rest; i++)
+        for (size_t j = 0; j < 2 && !rest; j++)
+            if (strncmp(path, versions[i], strlen(versions[i])) == 0 &&
+                under(path + strlen(versions[i]), versions[j]))
+                rest = path + strlen(versions[i]) + strlen(versions[j]);
+    if (!rest)
+        return false;
+    /* the SDK added its version to a base URL that already ended in one */
+    if (under(rest, "/messages"))
+        snprintf(out, n,
+                 "the path %.200s repeats its version: set ANTHROPIC_BASE_URL to tollgate's "
+                 "address without /v1 (http://host:port); the Anthropic SDK adds /v1 itself",
+                 path);
+    else if (strncmp(rest, "/models/", 8) == 0 && strchr(rest, ':'))
+        snprintf(out, n,
+                 "the path %.200s repeats its version: give the Gemini SDK tollgate's address "
+                 "without /v1beta as baseUrl; it adds the version itself",
+                 path);
+    else
+        snprintf(out, n,
+                 "the path %.200s repeats its version: OPENAI_BASE_URL ends in /v1 once "
+                 "(http://host:port/v1)",
+                 path);
+    return true;
+}

@@ -36,6 +36,11 @@ enum route_result route_match(const struct config *cfg, const char *method, cons
  * names the method, the path and the key that lets it through. */
 void route_refusal(const struct route *r, const char *method, char *out, size_t n);
 
+/* Whether path starts with a version segment twice (/v1/v1/messages): an
+ * SDK base URL that already ended in its version. Writes a message that
+ * names the setting to fix into out. */
+bool route_base_mistake(const char *path, char *out, size_t n);
+
 /* The dialect for tollgate's own errors on a path, even one that does not
  * route (openai when nothing better fits). */
 const struct provider *route_dialect(const struct config *cfg, const char *path);

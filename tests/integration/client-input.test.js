@@ -61,6 +61,23 @@ describe('client input and framing', () => {
       (e) => e.status === 400 && /X-Tenant-Id/.test(e.message), 'the SDK raises BadRequestError naming the header');
   });
 
+  test('ANTHROPIC_BASE_URL ending in /v1 (a common mistake): 404 naming the setting, nothing upstream', async () => {
+    const { Anthropic } = require('@anthropic-ai/sdk');
+    const nonce = h.uniq('n');
+    const c = new Anthropic({ baseURL: `${env.tg.base}/v1`, apiKey: 'sk-ant-test', maxRetries: 0,
+      defaultHeaders: { 'X-Tenant-Id': 'base-url-mistake' } });
+    await assert.rejects(
+      c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: nonce }] }),
+      (e) => e.status === 404 && /set ANTHROPIC_BASE_URL to tollgate's address without \/v1/.test(e.message),
+      'the SDK raises NotFoundError naming ANTHROPIC_BASE_URL');
+    const r = await h.post(env.tg, '/v1/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: nonce }] },
+      { 'X-Tenant-Id': 'base-url-mistake' });
+    assert.equal(r.status, 404);
+    assert.match(r.json.error.message, /OPENAI_BASE_URL ends in \/v1 once/);
+    await h.sleep(h.ms(100));
+    assert.equal(env.mock.requestsWith(nonce).length, 0, 'nothing forwarded');
+  });
+
   test('A3 body over max_body (Content-Length): 413 before the body is sent, nothing upstream', async () => {
     const before = env.mock.count();
     const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tenant-Id: big\r\n' +
