@@ -176,6 +176,9 @@ static const struct key keys[] = {
      .doc = "upstream request sent -> response headers"},
     {S_SERVER, "idle_timeout", T_DUR, CF(idle_timeout_ms), "120s", 0, 1, MS_MAX,
      .doc = "upstream silence between two reads of a response"},
+    {S_SERVER, "drain_on_abort", T_DUR, CF(drain_on_abort_ms), "60s", 0, 0, MS_MAX,
+     .doc = "client gone mid-request: keep reading the metered answer this long to bill the "
+            "provider's usage; 0: cut at once (billed on the estimate)"},
     {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "128", K_RESTART, 0, 10000,
      .doc = "idle keep-alive connections per upstream per worker"},
 

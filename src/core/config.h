@@ -116,6 +116,7 @@ struct config {
     int connect_timeout_ms;    /* TCP connect + TLS handshake */
     int first_byte_timeout_ms; /* request sent -> response headers */
     int idle_timeout_ms;       /* gap between two body reads */
+    int drain_on_abort_ms;     /* client gone: read the metered answer this long for its usage */
     int pool_size;             /* idle keep-alive connections per upstream per worker */
 
     /* [redis] */

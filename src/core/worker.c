@@ -168,6 +168,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             log_warn("worker %d: drain deadline: cutting %ld requests", w->id, inflight);
         w->cut = true;
         client_close_all();
+        proxy_cut_draining(w); /* and what was still read for a client that left */
         deadline_in(&w->settle_deadline, w->gen->cfg->redis_timeout_ms + DRAIN_SETTLE_MS);
         inflight = atomic_load(&w->stats.inflight);
     }

@@ -16,6 +16,7 @@ struct config;
 struct metrics;
 struct record_sink;
 struct export_worker;
+struct req;
 
 /* Gauges the drain logic and the admin thread read (relaxed atomics);
  * every other figure is in the worker's metrics (metrics.h). */
@@ -75,6 +76,7 @@ struct worker {
     struct timespec stop_deadline;
     struct timespec settle_deadline; /* after the cut: Redis answers the settlements by then */
     uint64_t rng;                    /* request ids */
+    struct req *reqs;                /* proxy.c: the requests alive on this worker */
 };
 
 /* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it.

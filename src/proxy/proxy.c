@@ -8,7 +8,8 @@
  *   on_head           response headers to the client; choose how to meter
  *   on_body           bytes to the client as they arrive (backpressure),
  *                     a copy through the SSE parser or into the JSON buffer
- *   on_done / gone    the exchange ended, or the client left
+ *   on_done / gone    the exchange ended, or the client left (a metered answer
+ *                     is still read for its usage, up to drain_on_abort)
  *   finish            usage (reported or estimated) -> price -> settle in
  *                     Redis -> record -> free
  *
@@ -25,6 +26,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "budget/alert.h"
 #include "budget/budget.h"
@@ -61,6 +63,7 @@ enum req_state {
 };
 
 struct req {
+    struct req *prev, *next; /* the worker's live requests (w->reqs) */
     struct worker *w;
     struct client *client;  /* NULL once the client is gone */
     struct generation *gen; /* config and pools as of the start, ref held */
@@ -84,8 +87,11 @@ struct req {
     bool forwarded;    /* the request went upstream: it is settled and billed */
     bool unanswered;   /* the client left (or the drain cut it) before response headers */
     bool downgraded;
-    money_t remaining;    /* budget left this month before the request; -1: unknown */
-    money_t spent_before; /* month's spend at admission; -1: not admitted through Redis */
+    bool draining;             /* the client left: the answer is read for its usage only */
+    bool cut_on_abort;         /* the client left and the call was cut: billed on the estimate */
+    struct event *drain_timer; /* drain_on_abort deadline while draining */
+    money_t remaining;         /* budget left this month before the request; -1: unknown */
+    money_t spent_before;      /* month's spend at admission; -1: not admitted through Redis */
     char model_requested[128];
     char downgrade_hdr[300];
     char remaining_hdr[32];
@@ -394,6 +400,10 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         return;
     }
     r->w = w;
+    r->next = w->reqs;
+    if (w->reqs)
+        w->reqs->prev = r;
+    w->reqs = r;
     r->client = c;
     r->gen = worker_gen_ref(w);
     r->cfg = r->gen->cfg;
@@ -821,7 +831,8 @@ static void on_head(void *arg, int status, const struct upstream_header *h, size
     if (r->sse_on && r->call.strip_usage)
         content_length = -1;
     r->state = REQ_STREAMING;
-    client_start(r->client, status, hdrs, nh, content_length);
+    if (r->client) /* else draining: nobody to answer */
+        client_start(r->client, status, hdrs, nh, content_length);
 }
 
 static void pause_upstream(struct req *r)
@@ -911,7 +922,8 @@ static void upstream_failed(struct req *r, enum upstream_result res, const char 
         }
     }
     req_log(LOG_WARN, r->id, "upstream %s: %s (%s)", r->route.up->name, code, errstr);
-    r->outcome = "upstream_error";
+    if (!r->draining) /* a client that left is the outcome either way */
+        r->outcome = "upstream_error";
     if (r->state == REQ_WAITING && r->client) {
         r->status = status;
         struct client *c = r->client;
@@ -952,21 +964,76 @@ static void on_done(void *arg, enum upstream_result res, const char *errstr)
     finish(r);
 }
 
+/* The drain_on_abort deadline (or shutdown's): the answer is cut and the
+ * call billed on its estimate. */
+static void cut_draining(struct req *r)
+{
+    if (r->up) {
+        upstream_cancel(r->up);
+        r->up = NULL;
+    }
+    req_log(LOG_WARN, r->id,
+            "client gone and the answer not over in time: cut, billed on the estimate");
+    r->cut_on_abort = true;
+    r->unanswered = !r->status;
+    if (!r->status)
+        r->status = 499;
+    finish(r);
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    cut_draining(arg);
+}
+
+void proxy_cut_draining(struct worker *w)
+{
+    for (struct req *r = w->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->draining && r->state != REQ_FINISHED)
+            cut_draining(r);
+    }
+}
+
+/* The client left a metered call: the provider goes on generating (and
+ * billing) it, so the answer is read to its end, within the usual upstream
+ * timeouts and drain_on_abort, for the provider's usage. */
+static int drain_start(struct req *r)
+{
+    int ms = r->cfg->drain_on_abort_ms;
+    if (ms <= 0 || !r->up || !r->call.metered)
+        return -1;
+    r->drain_timer = evtimer_new(r->w->base, on_drain_deadline, r);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (!r->drain_timer || evtimer_add(r->drain_timer, &tv) < 0)
+        return -1;
+    r->draining = true;
+    if (r->paused) {
+        r->paused = false;
+        upstream_pause(r->up, false);
+    }
+    req_log(LOG_DEBUG, r->id, "client gone: reading the answer for its usage");
+    return 0;
+}
+
 static void on_gone(void *ctx)
 {
     struct req *r = ctx;
     r->client = NULL;
-    if (r->state == REQ_FINISHED)
+    if (r->state == REQ_FINISHED || r->draining)
         return;
     if (r->admit_cmd) { /* left while being admitted: nothing was forwarded */
         redis_cancel(r->admit_cmd);
         r->admit_cmd = NULL;
         budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+    } else if (!r->w->cut && drain_start(r) == 0) {
+        r->outcome = "client_aborted";
+        return; /* on_done or the deadline finishes it */
     }
-    /* cut the upstream call: the client will not read the rest */
-    if (r->up) {
+    if (r->up) { /* not metered, drain_on_abort = 0, or the shutdown cut */
         upstream_cancel(r->up);
         r->up = NULL;
+        r->cut_on_abort = !r->w->cut;
     }
     r->unanswered = !r->status;
     if (r->w->cut) { /* tollgate cut it at drain_timeout, the client did not leave */
@@ -1066,6 +1133,20 @@ static void final_usage(struct req *r, struct usage *u)
     *u = r->meter.usage;
     if (!r->call.metered || !r->forwarded)
         return;
+    if (r->cut_on_abort && !(u->seen && (!r->call.stream || r->meter.done))) {
+        /* we stopped reading, the provider did not stop generating: the
+         * estimate's upper bound is the bill */
+        const struct price *pr = price_of(r, r->call.model);
+        int64_t bound = provider_output_bound(&r->call, pr ? pr->max_output : 0);
+        int64_t text = provider_estimate_tokens(r->meter.text_bytes);
+        if (!u->seen)
+            u->input = r->call.est_input_tokens;
+        u->output = bound > text ? bound : text;
+        if (u->output < r->meter.usage.output)
+            u->output = r->meter.usage.output;
+        u->estimated = true;
+        return;
+    }
     /* usage is final once the answer is whole (a JSON body, or a stream up
      * to its completion marker); Anthropic and Gemini streams report
      * partial counts on the way, which are not the bill */
@@ -1091,6 +1172,14 @@ static void finish(struct req *r)
 {
     struct worker *w = r->w;
     r->state = REQ_FINISHED;
+    if (r->drain_timer) {
+        event_free(r->drain_timer);
+        r->drain_timer = NULL;
+    }
+    if (r->draining && !r->status) { /* the upstream failed before answering */
+        r->status = 499;
+        r->unanswered = true;
+    }
     if (r->client) { /* still attached: detach before the req goes */
         client_attach(r->client, NULL, NULL);
         r->client = NULL;
@@ -1155,5 +1244,11 @@ static void finish(struct req *r)
     json_decref(r->doc);
     free(r->body);
     worker_gen_unref(r->gen);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        w->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
     free(r);
 }

@@ -6,6 +6,7 @@
 #include "http/client.h"
 
 struct evbuffer;
+struct worker;
 
 /* client_hooks.request for the API listener; arg is the struct worker. */
 void proxy_handle(struct client *c, struct http_request *req, void *arg);
@@ -13,5 +14,9 @@ void proxy_handle(struct client *c, struct http_request *req, void *arg);
 /* client_hooks.error_body: tollgate's own errors in the path's dialect. */
 void proxy_error_body(const char *path, int status, const char *code, const char *message,
                       struct evbuffer *out, void *arg);
+
+/* Shutdown deadline: cuts the requests still reading an answer for a
+ * client that left (drain_on_abort), settling them on their estimate. */
+void proxy_cut_draining(struct worker *w);
 
 #endif

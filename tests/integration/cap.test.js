@@ -4,6 +4,7 @@
 // and methods reach nothing upstream while over the cap).
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const { describe, test } = require('node:test');
 const h = require('../lib/harness');
 
@@ -179,6 +180,79 @@ describe('cap', () => {
     const r2 = await raw('GET', tooLong, hd);
     assert.equal(r2.status, 414, r2.body);
     assert.equal((await h.newRequests(env.mock, since2)).length, 0, 'nothing forwarded');
+  });
+
+  // ---- no free aborts -----------------------------------------------------------------------
+
+  // Posts body and aborts the request after abortMs; resolves the request id tollgate gave it
+  // (found by the nonce in the records, since the client never saw the headers).
+  async function abortAfter(tg, path, body, hdrs, abortMs) {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), abortMs);
+    await h.post(tg, path, body, hdrs, ac.signal).then(() => assert.fail('the request was meant to be aborted'), (e) => {
+      assert.equal(e.name, 'AbortError', String(e));
+    });
+  }
+
+  async function settledAs(tenant, rec) {
+    const m = await h.waitFor(async () => {
+      const x = await monthHash(env.redis, tenant);
+      return x.requests === 1 && (x.reserved || 0) === 0 ? x : null;
+    }, { what: 'the aborted request settled' });
+    assert.equal(m.cost, h.recordNano(rec), 'Redis settled the recorded cost');
+  }
+
+  test('a client that aborts before a non-streamed answer: the answer is still read, the record has the provider\'s usage', { timeout: h.ms(30000) }, async () => {
+    const tenant = h.uniq('abort-json');
+    const body = { model: 'gpt-4o', max_tokens: 2000, messages: [{ role: 'user', content: 'mock:tokens=30,700 mock:delay=1500' }] };
+    await abortAfter(env.tg, '/v1/chat/completions', body, headers(tenant, 'big'), 300);
+    const [rec] = await env.tg.records({ tenant }, 1, h.ms(10000));
+    assert.equal(rec.outcome, 'client_aborted');
+    assert.equal(rec.estimated, false, `the provider's usage, not an estimate: ${JSON.stringify(rec)}`);
+    h.assertTokens(rec, { input: 30, output: 700 });
+    assert.equal(h.recordNano(rec), h.expectedNano('gpt-4o', { input: 30, output: 700 }));
+    await settledAs(tenant, rec);
+  });
+
+  test('a client that aborts a stream before its first byte: the stream is read to its usage', { timeout: h.ms(30000) }, async () => {
+    const tenant = h.uniq('abort-sse');
+    const body = { model: 'gpt-4o', stream: true, max_tokens: 2000, messages: [{ role: 'user', content: 'mock:tokens=40,900 mock:delay=1000 mock:chunks=5 mock:slow=100' }] };
+    await abortAfter(env.tg, '/v1/chat/completions', body, headers(tenant, 'big'), 300);
+    const [rec] = await env.tg.records({ tenant }, 1, h.ms(10000));
+    assert.equal(rec.outcome, 'client_aborted');
+    assert.equal(rec.estimated, false, JSON.stringify(rec));
+    h.assertTokens(rec, { input: 40, output: 900 });
+    await settledAs(tenant, rec);
+  });
+
+  test('drain_on_abort bounds the wait: past it the call is cut and billed on its estimate (max_tokens), flagged; the key reloads', { timeout: h.ms(60000) }, async () => {
+    await env.withTollgate({ ...PLANS, server: { drain_on_abort: '60s' } }, async (tg) => {
+      const count = (re) => (tg.stderr.match(new RegExp(re.source, 'gm')) || []).length;
+      // 60 s: a 2.5 s answer is waited for
+      const t1 = h.uniq('drain-long');
+      const slow = { model: 'gpt-4o', max_tokens: 3000, messages: [{ role: 'user', content: 'mock:tokens=50,800 mock:delay=2500' }] };
+      await abortAfter(tg, '/v1/chat/completions', slow, headers(t1, 'big'), 200);
+      const [r1] = await tg.records({ tenant: t1 }, 1, h.ms(10000));
+      assert.equal(r1.estimated, false, JSON.stringify(r1));
+      h.assertTokens(r1, { input: 50, output: 800 });
+      // reloaded to 1 s: the same answer is cut at 1 s and billed on the estimate
+      const loaded0 = count(/reload: .* loaded/);
+      fs.writeFileSync(tg.configFile, h.renderConfig(tg.cfg, { server: { drain_on_abort: '1s' } }).text);
+      tg.proc.child.kill('SIGHUP');
+      await h.waitFor(() => count(/reload: .* loaded/) > loaded0, { timeout: h.ms(3000), what: 'the reload' });
+      await h.waitFor(() => count(/worker \d+: new requests use the reloaded config/) >= 2, { timeout: h.ms(3000), what: 'both workers reloaded' });
+      const t2 = h.uniq('drain-cut');
+      const started = Date.now();
+      await abortAfter(tg, '/v1/chat/completions', slow, headers(t2, 'big'), 200);
+      const [r2] = await tg.records({ tenant: t2 }, 1, h.ms(10000));
+      const took = Date.now() - started;
+      assert.ok(took < h.ms(2400), `cut at the 1 s bound, before the answer (${took} ms)`);
+      assert.equal(r2.outcome, 'client_aborted');
+      assert.equal(r2.estimated, true);
+      assert.equal(r2.output_tokens, 3000, `output billed at max_tokens: ${JSON.stringify(r2)}`);
+      assert.ok(r2.input_tokens > 0);
+      await settledAs(t2, r2);
+    });
   });
 
   h.cleanRunTest(env);
