@@ -232,6 +232,9 @@ static int run(const char *path)
              d.n_workers, d.cfg->listen, d.cfg->admin_listen ? d.cfg->admin_listen : "(off)",
              d.cfg->records_file);
     log_info("workers: %zu (%s)", d.n_workers, sizing);
+    if (d.cfg->admin_listen)
+        log_info("dashboard: http://%s/dashboard (sign in with [server] admin_token%s)",
+                 d.cfg->admin_listen, d.cfg->admin_token ? "" : ", which is not set: set it first");
     event_base_dispatch(d.base);
     rc = 0;
 
