@@ -517,8 +517,8 @@ static void on_released(struct redisReply *reply, const char *err, void *arg)
     }
 }
 
-struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
-                                    const char *request_id, budget_cb cb, void *arg)
+struct redis_cmd *budget_release(struct redis *r, const char *key_prefix, const char *tenant,
+                                 const char *request_id, budget_cb cb, void *arg)
 {
     char leases[KEY_MAX], lease[KEY_MAX], now[24];
 
@@ -538,12 +538,4 @@ struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, con
     else
         redis_cmd_set_release(cmd, free); /* a cancelled release frees its context */
     return cmd;
-}
-
-void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
-                    const char *request_id)
-{
-    /* not queued: the same as a lost reply, the lease expires */
-    if (!budget_release_cb(r, key_prefix, tenant, request_id, NULL, NULL))
-        log_debug("budget: release not queued: the lease will expire");
 }

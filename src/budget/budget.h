@@ -193,15 +193,12 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
 
 /* Gives back the reservation of a request that was admitted but never
  * forwarded (or whose settlement is abandoned), and its tokens to the tpm
- * bucket; no request or cost is counted. Fire and forget: no callback; if
- * Redis is unreachable the lease simply expires. */
-void budget_release(struct redis *r, const char *key_prefix, const char *tenant,
-                    const char *request_id);
-/* The same with an outcome: exactly one callback (ok: the release ran)
- * unless NULL is returned (not queued). The release also leaves a
- * tombstone, so an admission of the id that reaches Redis later reserves
- * nothing: retrying a release is always safe. */
-struct redis_cmd *budget_release_cb(struct redis *r, const char *key_prefix, const char *tenant,
-                                    const char *request_id, budget_cb cb, void *arg) MUST_CHECK;
+ * bucket; no request or cost is counted. Exactly one callback (ok: the
+ * release ran; cb may be NULL) unless NULL is returned (not queued). The
+ * release also leaves a tombstone, so an admission of the id that reaches
+ * Redis later reserves nothing: retrying a release is always safe. The
+ * daemon releases through ledger_release (ledger.h), which retries. */
+struct redis_cmd *budget_release(struct redis *r, const char *key_prefix, const char *tenant,
+                                 const char *request_id, budget_cb cb, void *arg) MUST_CHECK;
 
 #endif

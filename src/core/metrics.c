@@ -42,14 +42,11 @@ static const struct family {
 };
 
 /* Label values with a fixed set; the last entry takes everything else. */
-static const char *const outcomes[] = {
-    "ok",          "blocked",   "rate_limited", "upstream_error", "client_aborted",
-    "bad_request", "drain_cut", "other"};
 static const char *const decisions[] = {"admit",        "downgrade",  "block",
                                         "rate_limited", "unverified", "other"};
 enum token_kind { K_INPUT, K_CACHED, K_OUTPUT, K_REASONING, N_KINDS };
 static const char *const kinds[N_KINDS] = {"input", "cached", "output", "reasoning"};
-#define N_OUTCOMES ARRAY_LEN(outcomes)
+#define N_OUTCOMES OUTCOME__COUNT
 #define N_DECISIONS ARRAY_LEN(decisions)
 
 /* Histogram bucket upper bounds, microseconds and as printed: LLM calls run
@@ -253,12 +250,12 @@ static size_t index_of(const char *const *names, size_t n, const char *v)
 }
 
 void metrics_request(struct metrics *m, const char *provider, const char *model,
-                     const char *outcome, const struct usage *u, int64_t cost_nano, bool unpriced,
+                     enum outcome outcome, const struct usage *u, int64_t cost_nano, bool unpriced,
                      double latency_s, double ttfb_s)
 {
     const char *p = provider && *provider ? provider : "none";
     struct series *s = find_series(m, p, model && *model ? model : "none");
-    bump(&s->requests[index_of(outcomes, N_OUTCOMES, outcome)], 1);
+    bump(&s->requests[(unsigned)outcome < N_OUTCOMES ? outcome : OUTCOME_OK], 1);
     if (u) {
         bump(&s->tokens[K_INPUT], u->input);
         bump(&s->tokens[K_CACHED], u->cached);
@@ -524,7 +521,8 @@ int metrics_render(struct evbuffer *out, struct metrics *const *per_worker, size
             for (size_t i = 0; i < np; i++)
                 for (size_t k = 0; k < N_OUTCOMES; k++)
                     if (pairs[i].requests[k]) {
-                        const char *vals[] = {pairs[i].provider, pairs[i].model, outcomes[k]};
+                        const char *vals[] = {pairs[i].provider, pairs[i].model,
+                                              outcome_name((enum outcome)k)};
                         sample(&o, id, "", vals, NULL, num(buf, pairs[i].requests[k]));
                     }
             break;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "core/outcome.h"
 #include "core/util.h"
 
 struct evbuffer;
@@ -90,13 +91,12 @@ struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
 /* Counts one finished request (worker thread only). provider and model may
- * be NULL or "" (label "none"); outcome is one of the contract's outcomes
- * (others count as "other"); u may be NULL (no usage). cost_nano: nano-USD.
+ * be NULL or "" (label "none"); u may be NULL (no usage). cost_nano: nano-USD.
  * unpriced: a metered request whose model had no price. latency_s: the whole
  * request; ttfb_s < 0: no upstream response headers. Counts u->estimated in
  * tollgate_estimated_requests_total. Never allocates. */
 void metrics_request(struct metrics *m, const char *provider, const char *model,
-                     const char *outcome, const struct usage *u, int64_t cost_nano, bool unpriced,
+                     enum outcome outcome, const struct usage *u, int64_t cost_nano, bool unpriced,
                      double latency_s, double ttfb_s);
 
 /* Counts one admission decision: admit, downgrade, block, rate_limited,

@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "budget/journal.h"
 #include "budget/tally.h"
+#include "budget/ledger.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "proxy/proxy.h"
@@ -60,62 +61,16 @@ static void on_accept_tls(int fd, void *arg)
     accept_conn(w, fd, w->tls);
 }
 
-struct release_ctx {
-    struct worker *w;
-    struct pending_release p;
-};
-
-static void keep_release(struct worker *w, const struct pending_release *p)
+void worker_new_id(struct worker *w, char out[33])
 {
-    if (w->n_releases == WORKER_MAX_RELEASES) {
-        log_warn("worker %d: too many releases waiting for Redis: dropping one (its lease "
-                 "expires by itself)",
-                 w->id);
-        return;
+    /* xorshift64*, seeded per worker from getrandom */
+    for (int half = 0; half < 2; half++) {
+        w->rng ^= w->rng >> 12;
+        w->rng ^= w->rng << 25;
+        w->rng ^= w->rng >> 27;
+        uint64_t v = w->rng * 0x2545F4914F6CDD1DULL;
+        snprintf(out + half * 16, 17, "%016llx", (unsigned long long)v);
     }
-    w->releases[w->n_releases++] = *p;
-}
-
-static void released(bool ok, const char *err, void *arg)
-{
-    struct release_ctx *rc = arg;
-    if (!ok)
-        keep_release(rc->w, &rc->p); /* retried from the tick */
-    free(rc);
-}
-
-static bool send_release(struct worker *w, const struct pending_release *p)
-{
-    struct release_ctx *rc = malloc(sizeof(*rc));
-    if (!rc)
-        return false;
-    rc->w = w;
-    rc->p = *p;
-    if (!budget_release_cb(w->redis, p->prefix, p->tenant, p->id, released, rc)) {
-        free(rc);
-        return false;
-    }
-    return true;
-}
-
-void worker_release(struct worker *w, const char *prefix, const char *tenant, const char *id)
-{
-    struct pending_release p;
-    snprintf(p.prefix, sizeof(p.prefix), "%s", prefix);
-    snprintf(p.tenant, sizeof(p.tenant), "%s", tenant);
-    snprintf(p.id, sizeof(p.id), "%s", id);
-    if (!send_release(w, &p))
-        keep_release(w, &p);
-}
-
-/* From the tick, while Redis answers: send what waited. */
-static void retry_releases(struct worker *w)
-{
-    size_t n = w->n_releases;
-    w->n_releases = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!send_release(w, &w->releases[i]))
-            keep_release(w, &w->releases[i]);
 }
 
 static bool past(const struct timespec *deadline)
@@ -154,8 +109,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         w->busy_since_trim = true;
     }
     journal_tick(w->journal, w->redis);
-    if (w->n_releases && redis_connected(w->redis))
-        retry_releases(w);
+    ledger_tick(w->ledger);
     atomic_store(&w->stats.journal_pending, (long)journal_pending(w->journal));
     if (!w->stopping)
         return;
@@ -172,9 +126,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         deadline_in(&w->settle_deadline, w->gen->cfg->redis_timeout_ms + DRAIN_SETTLE_MS);
         inflight = atomic_load(&w->stats.inflight);
     }
-    if (inflight == 0 && w->settles_pending == 0)
+    if (inflight == 0 && ledger_pending(w->ledger) == 0)
         tally_flush(w->tally); /* what the last settlements summed, now */
-    if ((inflight == 0 && w->settles_pending == 0 && tally_pending(w->tally) == 0) ||
+    if ((inflight == 0 && ledger_pending(w->ledger) == 0 && tally_pending(w->tally) == 0) ||
         (w->cut && past(&w->settle_deadline))) {
         client_close_all(); /* idle keep-alive connections */
         record_queue_flush(w->records);
@@ -355,11 +309,6 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
     w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
     if (!w->redis)
         goto fail;
-    w->releases = calloc(WORKER_MAX_RELEASES, sizeof(*w->releases));
-    if (!w->releases) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
     w->tally = tally_new(w->base, w->redis);
     if (!w->tally) {
         snprintf(err, errlen, "out of memory");
@@ -371,6 +320,12 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
     w->alerter = alerter_new(w->base, w->dns, cfg, w->redis, err, errlen);
     if (!w->alerter)
         goto fail;
+    w->ledger = ledger_new(w->redis, w->tally, w->journal, w->metrics);
+    if (!w->ledger) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    ledger_set_alerter(w->ledger, w->alerter);
     w->records = record_queue_new(sink, w->base);
     w->exports = export_worker_new(w->base, w->redis, w->metrics);
     if (!w->records || !w->exports) {
@@ -428,11 +383,14 @@ void worker_join(struct worker *w)
         record_queue_free(w->records);
     /* alerts first (their Redis commands are cancelled); then Redis, whose
      * failing settlements still reach the open journal; then the journal */
+    if (w->ledger)
+        ledger_set_alerter(w->ledger, NULL);
     if (w->alerter)
         alerter_free(w->alerter);
     export_worker_free(w->exports);
     if (w->redis)
-        redis_free(w->redis);
+        redis_free(w->redis); /* failing settlements and releases reach the ledger */
+    ledger_free(w->ledger);
     tally_free(w->tally); /* after Redis: its failed flushes come back to it */
     if (w->journal)
         journal_close(w->journal);
@@ -452,6 +410,5 @@ void worker_join(struct worker *w)
     if (w->base)
         event_base_free(w->base);
     metrics_free(w->metrics);
-    free(w->releases);
     free(w);
 }

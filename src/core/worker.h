@@ -35,14 +35,6 @@ struct generation {
     int refs;
 };
 
-/* A reservation to give back once Redis answers again (budget_release). */
-struct pending_release {
-    char prefix[64];
-    char tenant[129];
-    char id[33];
-};
-#define WORKER_MAX_RELEASES 1024
-
 struct worker {
     int id;
     pthread_t thread;
@@ -52,12 +44,10 @@ struct worker {
     _Atomic(struct config *) next_cfg; /* main -> worker: a reloaded config */
     struct event *reload_ev;
     struct redis *redis;
-    struct journal *journal;          /* settlements Redis did not take */
-    struct tally *tally;              /* breakdown counters on their way to Redis */
-    struct alerter *alerter;          /* soft-limit webhooks */
-    long settles_pending;             /* settlements sent, not yet answered */
-    struct pending_release *releases; /* releases Redis has not taken yet */
-    size_t n_releases;
+    struct journal *journal; /* settlements Redis did not take */
+    struct tally *tally;     /* breakdown counters on their way to Redis */
+    struct alerter *alerter; /* soft-limit webhooks */
+    struct ledger *ledger;   /* settlements and releases (ledger.h) */
     struct record_queue *records;
     struct export_worker *exports; /* redis_stream, CloudEvents, OTLP */
     struct listener *listener;
@@ -88,10 +78,9 @@ int worker_start(struct worker *w) MUST_CHECK;
 /* Hands the worker a reloaded config (thread-safe; takes a reference). New
  * requests use it; requests in flight keep theirs. */
 void worker_reload(struct worker *w, struct config *cfg);
-/* Gives back the reservation of request id (admission timed out or
- * failed): now, or from the worker's tick once Redis answers again, so a
- * late admission cannot leave a reservation behind. Worker thread only. */
-void worker_release(struct worker *w, const char *prefix, const char *tenant, const char *id);
+/* Writes a fresh request id (32 hex digits and a NUL) into out: unique
+ * and unguessable enough for a request id, and cheap. Worker thread only. */
+void worker_new_id(struct worker *w, char out[33]);
 
 /* A request takes and drops the current generation (worker thread only). */
 struct generation *worker_gen_ref(struct worker *w);

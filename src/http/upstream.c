@@ -43,6 +43,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "http/headers.h"
 #include "http/tls.h"
 
 #define MAX_HEADERS 100
@@ -511,42 +512,15 @@ static int p_header_value(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-/* Is name one of the tokens of a Connection header value? */
-static bool in_token_list(const char *list, const char *name)
-{
-    size_t nlen = strlen(name);
-    const char *s = list;
-    while (*s) {
-        while (*s == ' ' || *s == '\t' || *s == ',')
-            s++;
-        const char *e = s;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - s) == nlen && nlen > 0 && strncasecmp(s, name, nlen) == 0)
-            return true;
-        s = e;
-    }
-    return false;
-}
-
-/* Hop-by-hop (RFC 9110 §7.6.1) or Content-Length, which the caller gets as a
- * number and frames itself. */
+/* The header rule table (headers.h), plus the names every Connection
+ * header of this response lists. */
 static bool drop_header(const struct upstream_req *r, const char *name)
 {
-    static const char *const hop[] = {"connection",    "keep-alive",        "te",
-                                      "trailer",       "transfer-encoding", "upgrade",
-                                      "content-length"};
-    for (size_t i = 0; i < ARRAY_LEN(hop); i++)
-        if (strcasecmp(name, hop[i]) == 0)
-            return true;
-    if (strncasecmp(name, "proxy-", 6) == 0)
+    if (header_drop_down(name, NULL))
         return true;
     for (size_t i = 0; i < r->nh; i++)
         if (strcasecmp(r->hbuf + r->hoff[i].name, "connection") == 0 &&
-            in_token_list(r->hbuf + r->hoff[i].value, name))
+            header_in_list(r->hbuf + r->hoff[i].value, name))
             return true;
     return false;
 }

@@ -28,11 +28,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "budget/alert.h"
 #include "budget/budget.h"
+#include "budget/ledger.h"
 #include "core/clock.h"
 #include "core/config.h"
-#include "budget/journal.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "budget/plan.h"
@@ -44,6 +43,7 @@
 #include "proxy/path.h"
 #include "proxy/route.h"
 #include "proxy/trust.h"
+#include "http/headers.h"
 #include "http/sse.h"
 #include "http/upstream.h"
 #include "core/worker.h"
@@ -54,9 +54,9 @@
 #define MAX_RESP_HEADERS 64
 #define LEASE_TTL_S 600 /* a reservation outlives a dead tollgate this long */
 
+/* Where a request is; changed only by set_state, and only forward. */
 enum req_state {
-    REQ_READ,      /* parsed, not yet admitted */
-    REQ_ADMITTING, /* waiting for the admission script */
+    REQ_ADMITTING, /* route, identity, body, price check, admission: nothing sent upstream */
     REQ_WAITING,   /* sent upstream, no response headers yet */
     REQ_STREAMING, /* response headers sent to the client, body flowing */
     REQ_FINISHED,  /* the record is written; only the free is left */
@@ -80,7 +80,7 @@ struct req {
     struct sse_parser sse;
     struct evbuffer *json; /* copy of a non-streamed 2xx answer */
     enum req_state state;
-    const char *outcome;
+    enum outcome outcome;
     int status;
     bool sse_on, metering, json_too_big, paused, stream_cut;
     bool last_dropped; /* the previous SSE event was kept from the client */
@@ -124,17 +124,10 @@ static double ms_since(const struct timespec *t0)
     return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static void make_id(struct worker *w, char out[33])
+static void set_state(struct req *r, enum req_state to)
 {
-    /* xorshift64*, seeded per worker from getrandom: unique and unguessable
-     * enough for a request id, and cheap */
-    for (int half = 0; half < 2; half++) {
-        w->rng ^= w->rng >> 12;
-        w->rng ^= w->rng << 25;
-        w->rng ^= w->rng >> 27;
-        uint64_t v = w->rng * 0x2545F4914F6CDD1DULL;
-        snprintf(out + half * 16, 17, "%016llx", (unsigned long long)v);
-    }
+    if (to > r->state) /* a finished request never becomes anything else */
+        r->state = to;
 }
 
 void proxy_error_body(const char *path, int status, const char *code, const char *message,
@@ -145,19 +138,32 @@ void proxy_error_body(const char *path, int status, const char *code, const char
     p->error_body(out, status, code, message);
 }
 
-/* Answers with tollgate's own error and records the request. */
-static void reject(struct req *r, int status, const char *code, const char *message,
-                   const char *outcome)
+/* Answers with tollgate's own error, in the route's dialect, carrying the
+ * request id, the tenant and extra (may be NULL), and records the request:
+ * the one way a request ends before the upstream answered. */
+static void answer_error(struct req *r, int status, const char *code, const char *message,
+                         enum outcome outcome, const struct http_header *extra, size_t n_extra)
 {
     req_log(LOG_DEBUG, r->id, "%d %s", status, code);
     r->status = status;
     r->outcome = outcome;
     struct client *c = r->client;
     r->client = NULL;
-    const struct http_header h[] = {{"X-Tollgate-Request-Id", r->id},
-                                    {"X-Tollgate-Tenant", r->tenant[0] ? r->tenant : "-"}};
-    client_error_with(c, status, code, message, h, ARRAY_LEN(h));
+    struct http_header h[8];
+    size_t n = 0;
+    for (size_t i = 0; i < n_extra && n < ARRAY_LEN(h) - 2; i++)
+        h[n++] = extra[i];
+    h[n++] = (struct http_header){"X-Tollgate-Request-Id", r->id};
+    h[n++] = (struct http_header){"X-Tollgate-Tenant", r->tenant[0] ? r->tenant : "-"};
+    if (c)
+        client_error_with(c, status, code, message, h, n);
     finish(r);
+}
+
+static void reject(struct req *r, int status, const char *code, const char *message,
+                   enum outcome outcome)
+{
+    answer_error(r, status, code, message, outcome, NULL, 0);
 }
 
 /* Tenant, user and feature ids go into records, logs, Redis keys (inside a
@@ -199,49 +205,14 @@ static int identity(const struct http_request *hr, const char *name, char *out, 
     return 0;
 }
 
-static bool is_hop_by_hop(const char *name)
-{
-    static const char *const hop[] = {
-        "connection",        "keep-alive",        "proxy-connection", "te",
-        "trailer",           "transfer-encoding", "upgrade",          "proxy-authorization",
-        "proxy-authenticate"};
-    for (size_t i = 0; i < ARRAY_LEN(hop); i++)
-        if (strcasecmp(name, hop[i]) == 0)
-            return true;
-    return false;
-}
-
-/* True when name is listed in the Connection header (RFC 9110 7.6.1). */
-static bool listed_in_connection(const char *conn, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = conn; p && *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ' && *e != '\t')
-            e++;
-        if ((size_t)(e - p) == n && strncasecmp(p, name, n) == 0)
-            return true;
-        p = e;
-    }
-    return false;
-}
-
-/* Headers that are tollgate's or the connection's, not the upstream's. */
+/* The header table's request rule (headers.h), plus the identity headers
+ * the config names (tollgate's, not the upstream's) and, when the upstream
+ * has its own api_key, the providers' auth headers (provider.h). */
 static bool drop_request_header(const struct req *r, const char *name, const char *conn)
 {
     const struct config *cfg = r->cfg;
-    if (is_hop_by_hop(name) || listed_in_connection(conn, name))
+    if (header_drop_up(name, conn))
         return true;
-    /* tollgate's own namespace (the client token among it) never leaves */
-    if (strncasecmp(name, "x-tollgate-", 11) == 0)
-        return true;
-    static const char *const ours[] = {"host", "content-length", "expect", "accept-encoding",
-                                       "content-encoding"};
-    for (size_t i = 0; i < ARRAY_LEN(ours); i++)
-        if (strcasecmp(name, ours[i]) == 0)
-            return true;
     const char *identity_headers[] = {cfg->tenant_header, cfg->user_header, cfg->feature_header,
                                       cfg->plan_header};
     for (size_t i = 0; i < ARRAY_LEN(identity_headers); i++)
@@ -341,7 +312,7 @@ static int prepare_body(struct req *r, const struct http_request *hr)
                 strcasecmp(h->value, "identity") != 0) {
                 reject(r, 415, "unsupported_content_encoding",
                        "compressed request bodies are not accepted: send the body uncompressed",
-                       "bad_request");
+                       OUTCOME_BAD_REQUEST);
                 return -1;
             }
         }
@@ -355,32 +326,26 @@ static int prepare_body(struct req *r, const struct http_request *hr)
     if (r->call.metered && hr->method != HTTP_POST) {
         /* a metered path is metered for POST, the method that creates (and
          * bills) a completion; any other method would pass unmetered */
-        const struct http_header allow[] = {
-            {"Allow", "POST"}, {"X-Tollgate-Request-Id", r->id}, {"X-Tollgate-Tenant", r->tenant}};
-        r->status = 405;
-        r->outcome = "bad_request";
-        struct client *c = r->client;
-        r->client = NULL;
-        client_error_with(c, 405, "method_not_allowed", "this endpoint accepts only POST", allow,
-                          ARRAY_LEN(allow));
-        finish(r);
+        const struct http_header allow[] = {{"Allow", "POST"}};
+        answer_error(r, 405, "method_not_allowed", "this endpoint accepts only POST",
+                     OUTCOME_BAD_REQUEST, allow, ARRAY_LEN(allow));
         return -1;
     }
     if (bad_json && r->call.metered) {
         char msg[320];
         snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)", jerr.text,
                  jerr.position);
-        reject(r, 400, "invalid_json", msg, "bad_request");
+        reject(r, 400, "invalid_json", msg, OUTCOME_BAD_REQUEST);
         return -1;
     }
     if (rc < 0 && (r->doc || r->call.metered)) {
-        reject(r, 400, "invalid_request", err, "bad_request");
+        reject(r, 400, "invalid_request", err, OUTCOME_BAD_REQUEST);
         return -1;
     }
     if (modified && r->doc) {
         r->body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (!r->body) {
-            reject(r, 503, "overloaded", "out of memory", "bad_request");
+            reject(r, 503, "overloaded", "out of memory", OUTCOME_BAD_REQUEST);
             return -1;
         }
     }
@@ -410,10 +375,10 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     r->ttfb_ms = -1;
     r->remaining = -1;
     r->spent_before = -1;
-    r->outcome = "ok";
+    r->outcome = OUTCOME_OK;
     clock_wall(&r->wall);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
-    make_id(w, r->id);
+    worker_new_id(w, r->id);
     atomic_fetch_add_explicit(&w->stats.inflight, 1, memory_order_relaxed);
     client_attach(c, &client_events, r);
 
@@ -423,7 +388,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         r->route.prov = route_dialect(r->cfg, hr->path);
         reject(r, 401, "invalid_client_token",
                "send the shared secret of [server] client_token in " TRUST_CLIENT_TOKEN_HEADER,
-               "bad_request");
+               OUTCOME_BAD_REQUEST);
         return;
     }
 
@@ -436,27 +401,27 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         r->route.prov = route_dialect(r->cfg, hr->path);
         if (pr == PATH_TOO_LONG)
             reject(r, 414, "uri_too_long", "the path is longer than tollgate forwards",
-                   "bad_request");
+                   OUTCOME_BAD_REQUEST);
         else
-            reject(r, 400, "invalid_path", why, "bad_request");
+            reject(r, 400, "invalid_path", why, OUTCOME_BAD_REQUEST);
         return;
     }
     snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->path);
     char mistake[512];
     if (route_base_mistake(r->path, mistake, sizeof(mistake))) {
         r->route.prov = route_dialect(r->cfg, strchr(r->path + 1, '/')); /* the SDK's dialect */
-        reject(r, 404, "not_found", mistake, "bad_request");
+        reject(r, 404, "not_found", mistake, OUTCOME_BAD_REQUEST);
         return;
     }
     enum route_result rr = route_match(r->cfg, hr->method_name, r->path, &r->route);
     if (rr != ROUTE_OK) {
         r->route.prov = route_dialect(r->cfg, r->path);
-        reject(r, 404, "not_found", "no route for this path", "bad_request");
+        reject(r, 404, "not_found", "no route for this path", OUTCOME_BAD_REQUEST);
         return;
     }
     snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->route.endpoint);
     if (hr->method == HTTP_TRACE || hr->method == HTTP_CONNECT) {
-        reject(r, 405, "method_not_allowed", "method not allowed", "bad_request");
+        reject(r, 405, "method_not_allowed", "method not allowed", OUTCOME_BAD_REQUEST);
         return;
     }
 
@@ -469,14 +434,14 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         identity(hr, r->cfg->plan_header, asked_plan, err, sizeof(err)) < 0) {
         if (!r->tenant[0])
             snprintf(r->tenant, sizeof(r->tenant), "invalid");
-        reject(r, 400, "invalid_header", err, "bad_request");
+        reject(r, 400, "invalid_header", err, OUTCOME_BAD_REQUEST);
         return;
     }
     if (t == 1) {
         if (r->cfg->missing_tenant == MISSING_TENANT_REJECT) {
             snprintf(err, sizeof(err), "missing the %s header: name the customer this call is for",
                      r->cfg->tenant_header);
-            reject(r, 400, "missing_tenant", err, "bad_request");
+            reject(r, 400, "missing_tenant", err, OUTCOME_BAD_REQUEST);
             return;
         }
         snprintf(r->tenant, sizeof(r->tenant), "anonymous");
@@ -484,32 +449,32 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     if (!trust_tenant_allowed(r->cfg, r->tenant)) {
         snprintf(err, sizeof(err), "tenant '%s' is not configured (tenant_policy = configured)",
                  r->tenant);
-        reject(r, 403, "unknown_tenant", err, "bad_request");
+        reject(r, 403, "unknown_tenant", err, OUTCOME_BAD_REQUEST);
         return;
     }
     if (asked_plan[0] && !trust_plan_allowed(r->cfg, asked_plan)) {
         snprintf(err, sizeof(err), "the %s header may not name plan '%s' (trust_plan_header)",
                  r->cfg->plan_header, asked_plan);
-        reject(r, 403, "plan_not_allowed", err, "bad_request");
+        reject(r, 403, "plan_not_allowed", err, OUTCOME_BAD_REQUEST);
         return;
     }
     if (asked_plan[0] && !config_plan(r->cfg, asked_plan)) {
         snprintf(err, sizeof(err), "the %s header names plan '%s', which is not configured",
                  r->cfg->plan_header, asked_plan);
-        reject(r, 400, "unknown_plan", err, "bad_request");
+        reject(r, 400, "unknown_plan", err, OUTCOME_BAD_REQUEST);
         return;
     }
     if (r->route.cls == ROUTE_UNKNOWN && r->cfg->unmetered_routes == UNMETERED_BLOCK) {
         char msg[512];
         route_refusal(&r->route, hr->method_name, msg, sizeof(msg));
-        reject(r, 403, "route_not_metered", msg, "blocked");
+        reject(r, 403, "route_not_metered", msg, OUTCOME_BLOCKED);
         return;
     }
 
     /* 3. what: the body, read by the provider (model, stream, estimates) */
     r->hr = hr;
     if (plan_resolve(r->cfg, r->tenant, asked_plan, &r->plan_eff) < 0) {
-        reject(r, 500, "no_plan", "no plan configured for this tenant", "bad_request");
+        reject(r, 500, "no_plan", "no plan configured for this tenant", OUTCOME_BAD_REQUEST);
         return;
     }
     snprintf(r->plan, sizeof(r->plan), "%s", r->plan_eff.base->name);
@@ -520,7 +485,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     if (r->call.metered && r->cfg->unknown_model == UNKNOWN_MODEL_BLOCK &&
         !pricing_lookup(r->cfg->pricing, r->call.model)) {
         snprintf(err, sizeof(err), "model '%.100s' has no price configured", r->call.model);
-        reject(r, 400, "unknown_model", err, "bad_request");
+        reject(r, 400, "unknown_model", err, OUTCOME_BAD_REQUEST);
         return;
     }
 
@@ -586,7 +551,6 @@ static void admit(struct req *r)
         .est_tokens = provider_sat_add(r->call.est_input_tokens, out_tokens),
         .lease_ttl_s = LEASE_TTL_S,
     };
-    r->state = REQ_ADMITTING;
     r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
     if (!r->admit_cmd)
         admitted(NULL, "redis unavailable", r);
@@ -644,16 +608,8 @@ static void block(struct req *r, const struct admit_result *res)
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
     /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
      * block must tell them not to */
-    const struct http_header h[] = {{"Retry-After", ra},
-                                    {"x-should-retry", "false"},
-                                    {"X-Tollgate-Request-Id", r->id},
-                                    {"X-Tollgate-Tenant", r->tenant}};
-    r->status = 429;
-    r->outcome = "blocked";
-    struct client *cl = r->client;
-    r->client = NULL;
-    client_error_with(cl, 429, "budget_exceeded", msg, h, ARRAY_LEN(h));
-    finish(r);
+    const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
+    answer_error(r, 429, "budget_exceeded", msg, OUTCOME_BLOCKED, h, ARRAY_LEN(h));
 }
 
 static void rate_limited(struct req *r, const struct admit_result *res)
@@ -663,14 +619,8 @@ static void rate_limited(struct req *r, const struct admit_result *res)
              res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
              res->retry_after_s > 0 ? res->retry_after_s : 1);
     retry_after(ra, sizeof(ra), res->retry_after_s);
-    const struct http_header h[] = {
-        {"Retry-After", ra}, {"X-Tollgate-Request-Id", r->id}, {"X-Tollgate-Tenant", r->tenant}};
-    r->status = 429;
-    r->outcome = "rate_limited";
-    struct client *cl = r->client;
-    r->client = NULL;
-    client_error_with(cl, 429, "rate_limit_exceeded", msg, h, ARRAY_LEN(h));
-    finish(r);
+    const struct http_header h[] = {{"Retry-After", ra}};
+    answer_error(r, 429, "rate_limit_exceeded", msg, OUTCOME_RATE_LIMITED, h, ARRAY_LEN(h));
 }
 
 static int downgrade(struct req *r)
@@ -698,7 +648,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
         /* the script may still run once Redis answers again: release now
          * (or once Redis is back), which also stops that late admission
          * from reserving */
-        worker_release(r->w, r->cfg->key_prefix, r->tenant, r->id);
+        ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
         /* the budget store did not answer in time */
         metrics_budget(r->w->metrics, "unverified");
         metrics_inc(r->w->metrics, METRIC_REDIS_ERRORS, 1);
@@ -707,7 +657,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
                     "budget store unreachable (%s): refusing (on_failure = closed)",
                     errstr ? errstr : "?");
             reject(r, 503, "budget_store_unavailable",
-                   "the budget store is unreachable; try again shortly", "upstream_error");
+                   "the budget store is unreachable; try again shortly", OUTCOME_UPSTREAM_ERROR);
             return;
         }
         req_log(LOG_WARN, r->id, "budget store unreachable (%s): serving (on_failure = open)",
@@ -727,7 +677,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
         if (downgrade(r) < 0) {
             struct admit_result b = *res;
             b.decision = BUDGET_BLOCK;
-            budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+            ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
             metrics_budget(r->w->metrics, "block");
             block(r, &b);
             return;
@@ -767,12 +717,12 @@ static void forward_request(struct req *r)
     if (!r->up) {
         if (out)
             evbuffer_free(out);
-        budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
-        reject(r, 503, "overloaded", "out of memory", "upstream_error");
+        ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
+        reject(r, 503, "overloaded", "out of memory", OUTCOME_UPSTREAM_ERROR);
         return;
     }
     r->forwarded = true;
-    r->state = REQ_WAITING;
+    set_state(r, REQ_WAITING);
 }
 
 static void response_headers(struct req *r, const struct upstream_header *h, size_t n,
@@ -826,11 +776,11 @@ static void on_head(void *arg, int status, const struct upstream_header *h, size
         r->json = evbuffer_new();
     }
     if (status >= 400)
-        r->outcome = "upstream_error";
+        r->outcome = OUTCOME_UPSTREAM_ERROR;
     /* a stream we edit has a new length: chunk it */
     if (r->sse_on && r->call.strip_usage)
         content_length = -1;
-    r->state = REQ_STREAMING;
+    set_state(r, REQ_STREAMING);
     if (r->client) /* else draining: nobody to answer */
         client_start(r->client, status, hdrs, nh, content_length);
 }
@@ -923,21 +873,20 @@ static void upstream_failed(struct req *r, enum upstream_result res, const char 
     }
     req_log(LOG_WARN, r->id, "upstream %s: %s (%s)", r->route.up->name, code, errstr);
     if (!r->draining) /* a client that left is the outcome either way */
-        r->outcome = "upstream_error";
+        r->outcome = OUTCOME_UPSTREAM_ERROR;
     if (r->state == REQ_WAITING && r->client) {
-        r->status = status;
-        struct client *c = r->client;
-        r->client = NULL;
-        const struct http_header h[] = {{"X-Tollgate-Request-Id", r->id},
-                                        {"X-Tollgate-Tenant", r->tenant}};
-        client_error_with(c, status, code, msg, h, ARRAY_LEN(h));
-    } else if (r->client) {
+        answer_error(r, status, code, msg, OUTCOME_UPSTREAM_ERROR, NULL, 0);
+        return;
+    }
+    r->outcome = OUTCOME_UPSTREAM_ERROR;
+    if (r->client) {
         /* headers already went out: the client must see the cut */
         r->stream_cut = true;
         struct client *c = r->client;
         r->client = NULL;
         client_end(c, false);
     }
+    finish(r);
 }
 
 static void on_done(void *arg, enum upstream_result res, const char *errstr)
@@ -946,7 +895,6 @@ static void on_done(void *arg, enum upstream_result res, const char *errstr)
     r->up = NULL;
     if (res != UPSTREAM_OK) {
         upstream_failed(r, res, errstr);
-        finish(r);
         return;
     }
     if (r->sse_on) {
@@ -1025,9 +973,9 @@ static void on_gone(void *ctx)
     if (r->admit_cmd) { /* left while being admitted: nothing was forwarded */
         redis_cancel(r->admit_cmd);
         r->admit_cmd = NULL;
-        budget_release(r->w->redis, r->cfg->key_prefix, r->tenant, r->id);
+        ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
     } else if (!r->w->cut && drain_start(r) == 0) {
-        r->outcome = "client_aborted";
+        r->outcome = OUTCOME_CLIENT_ABORTED;
         return; /* on_done or the deadline finishes it */
     }
     if (r->up) { /* not metered, drain_on_abort = 0, or the shutdown cut */
@@ -1037,93 +985,31 @@ static void on_gone(void *ctx)
     }
     r->unanswered = !r->status;
     if (r->w->cut) { /* tollgate cut it at drain_timeout, the client did not leave */
-        r->outcome = "drain_cut";
+        r->outcome = OUTCOME_DRAIN_CUT;
         if (!r->status)
             r->status = 503; /* stopping: no answer was given */
     } else {
-        r->outcome = "client_aborted";
+        r->outcome = OUTCOME_CLIENT_ABORTED;
         if (!r->status)
             r->status = 499; /* nginx's "client closed request" */
     }
     finish(r);
 }
 
-/* A settlement on its way to Redis: what the journal needs if Redis does
- * not take it, and what the alerter needs if it does. */
-struct settling {
-    struct worker *w;
-    struct settle s;
-    money_t spent_before, cap_monthly;
-    char prefix[64], tenant[ID_MAX], id[33], plan[ID_MAX];
-    char model[128], feature[ID_MAX], user[ID_MAX];
-};
-
-static void journal_settle(struct worker *w, const struct settle *s)
-{
-    if (journal_append(w->journal, s) < 0)
-        log_error("settlement of request %s for %s lost: Redis and the journal both failed",
-                  s->request_id, s->tenant);
-}
-
-static void settled(bool ok, const char *err, void *arg)
-{
-    struct settling *st = arg;
-    struct worker *w = st->w;
-    w->settles_pending--;
-    if (!ok) {
-        metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
-        log_warn("redis: settlement of %s failed (%s): journaled for replay", st->id,
-                 err ? err : "?");
-        journal_settle(w, &st->s); /* idempotent by id: a late success is not counted twice */
-    } else if (st->spent_before >= 0 && st->cap_monthly > 0) {
-        alerter_check(w->alerter, st->tenant, st->plan, st->spent_before,
-                      st->spent_before + st->s.cost, st->cap_monthly, st->s.when);
-    }
-    free(st);
-}
-
-/* Counts the request in Redis, or journals it when Redis is away. */
+/* Counts the request in Redis, or journals it when Redis is away (ledger.h). */
 static void settle(struct req *r, money_t cost, const struct usage *u)
 {
-    struct worker *w = r->w;
-    struct settling *st = calloc(1, sizeof(*st));
-    struct settle s = {.key_prefix = r->cfg->key_prefix,
-                       .tenant = r->tenant,
-                       .request_id = r->id,
-                       .when = r->wall.tv_sec,
-                       .cost = cost,
-                       .usage = *u};
-    if (!st) {
-        journal_settle(w, &s);
-        return;
-    }
-    st->w = w;
-    snprintf(st->prefix, sizeof(st->prefix), "%s", r->cfg->key_prefix);
-    snprintf(st->tenant, sizeof(st->tenant), "%s", r->tenant);
-    snprintf(st->id, sizeof(st->id), "%s", r->id);
-    snprintf(st->plan, sizeof(st->plan), "%s", r->plan);
-    st->s = s;
-    st->s.key_prefix = st->prefix;
-    st->s.tenant = st->tenant;
-    st->s.request_id = st->id;
-    snprintf(st->model, sizeof(st->model), "%s", r->call.model);
-    snprintf(st->feature, sizeof(st->feature), "%s", r->feature);
-    snprintf(st->user, sizeof(st->user), "%s", r->user);
-    st->s.model = st->model[0] ? st->model : NULL;
-    st->s.feature = st->feature[0] ? st->feature : NULL;
-    st->s.user = st->user[0] ? st->user : NULL;
-    st->s.plan = st->plan;
-    st->spent_before = r->spent_before;
-    st->cap_monthly = r->plan_eff.budget_monthly;
-    st->s.tallied = w->tally != NULL; /* a replay then knows what its first sending counted */
-    if (!budget_settle(w->redis, w->tally, &st->s, &st->s.stamp, settled, st)) {
-        metrics_inc(w->metrics, METRIC_REDIS_ERRORS, 1);
-        req_log(LOG_WARN, r->id, "redis unavailable: settlement journaled for replay");
-        journal_settle(w, &st->s);
-        free(st);
-        return;
-    }
-    w->settles_pending++;
+    const struct settle s = {.key_prefix = r->cfg->key_prefix,
+                             .tenant = r->tenant,
+                             .request_id = r->id,
+                             .when = r->wall.tv_sec,
+                             .cost = cost,
+                             .usage = *u,
+                             .model = r->call.model[0] ? r->call.model : NULL,
+                             .feature = r->feature[0] ? r->feature : NULL,
+                             .user = r->user[0] ? r->user : NULL,
+                             .plan = r->plan};
+    ledger_settle(r->w->ledger, &s, r->spent_before, r->plan_eff.budget_monthly);
 }
 
 /* The usage to bill: what the provider reported, else an estimate when the
@@ -1171,7 +1057,7 @@ static void final_usage(struct req *r, struct usage *u)
 static void finish(struct req *r)
 {
     struct worker *w = r->w;
-    r->state = REQ_FINISHED;
+    set_state(r, REQ_FINISHED);
     if (r->drain_timer) {
         event_free(r->drain_timer);
         r->drain_timer = NULL;
@@ -1186,8 +1072,8 @@ static void finish(struct req *r)
     }
     /* a stream cut short, or one that carried an error event (Responses
      * "error", Anthropic "event: error"), did not end well upstream */
-    if ((r->stream_cut || r->meter.stream_error) && strcmp(r->outcome, "ok") == 0)
-        r->outcome = "upstream_error";
+    if ((r->stream_cut || r->meter.stream_error) && r->outcome == OUTCOME_OK)
+        r->outcome = OUTCOME_UPSTREAM_ERROR;
 
     struct usage u;
     final_usage(r, &u);

@@ -183,7 +183,7 @@ int record_format(const struct record *r, char *buf, size_t n)
     putf(&o, ",\"downgraded\":%s,\"stream\":%s,\"status\":%d", r->downgraded ? "true" : "false",
          r->stream ? "true" : "false", r->status);
     puts_(&o, ",\"outcome\":");
-    put_str(&o, r->outcome);
+    put_str(&o, outcome_name(r->outcome));
     putf(&o, ",\"input_tokens\":%" PRId64, r->usage.input);
     putf(&o, ",\"cached_tokens\":%" PRId64, r->usage.cached);
     putf(&o, ",\"output_tokens\":%" PRId64, r->usage.output);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <time.h>
 #include "core/money.h"
+#include "core/outcome.h"
 #include "providers/usage.h"
 #include "core/util.h"
 
@@ -28,9 +29,8 @@ struct record {
     bool downgraded;
     bool stream;
     int status;
-    const char *outcome; /* ok blocked rate_limited upstream_error client_aborted bad_request
-                            drain_cut */
-    struct usage usage;  /* usage.estimated -> "estimated" */
+    enum outcome outcome;
+    struct usage usage; /* usage.estimated -> "estimated" */
     money_t cost;
     bool priced;
     double latency_ms;

@@ -765,7 +765,7 @@ static void test_release(void)
     CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 6000);
     CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1400);
-    budget_release(e.r, PREFIX, k.tenant, "x1");
+    CHECK(budget_release(e.r, PREFIX, k.tenant, "x1", NULL, NULL));
     struct poll_field p = {e.base, e.r, k.month, 1000, {0}, false};
     CHECK(wait_for(e.base, reserved_is, &p, 5000));
     wait_for(e.base, NULL, NULL, 20); /* an outstanding poll, if any */
@@ -792,14 +792,14 @@ static void test_release(void)
     CHECK_INT(got.res.reserved_month, 1000);
     lease_key(lk, sizeof(lk), &k, "x3");
     CHECK_INT(lease_est(e.base, e.r, lk), 5000);
-    budget_release(e.r, PREFIX, k.tenant, "x1");
-    budget_release(e.r, PREFIX, k.tenant, "x9");     /* no such lease */
-    budget_release(e.r, PREFIX, "bad{tenant", "x1"); /* no key: nothing sent */
-    budget_release(e.r, PREFIX, k.tenant, "");
+    CHECK(budget_release(e.r, PREFIX, k.tenant, "x1", NULL, NULL));
+    CHECK(budget_release(e.r, PREFIX, k.tenant, "x9", NULL, NULL));      /* no such lease */
+    CHECK(!budget_release(e.r, PREFIX, "bad{tenant", "x1", NULL, NULL)); /* no key: not sent */
+    CHECK(!budget_release(e.r, PREFIX, k.tenant, "", NULL, NULL));       /* no id: not sent */
     wait_for(e.base, NULL, NULL, 50);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 6000);
     /* releasing x2 gives back the 1000 it reserved, not its estimate */
-    budget_release(e.r, PREFIX, k.tenant, "x2");
+    CHECK(budget_release(e.r, PREFIX, k.tenant, "x2", NULL, NULL));
     p = (struct poll_field){e.base, e.r, k.month, 5000, {0}, false};
     CHECK(wait_for(e.base, reserved_is, &p, 5000));
     wait_for(e.base, NULL, NULL, 20);

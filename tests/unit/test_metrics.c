@@ -406,25 +406,28 @@ static const char weird[] = "we\"ird\\mo\ndel"; /* quote, backslash, newline */
 
 static const struct row {
     int worker;
-    const char *provider, *model, *outcome;
+    const char *provider, *model;
+    enum outcome outcome;
     int64_t in, cached, out, reasoning, cost;
     bool unpriced, estimated;
     double latency, ttfb;
 } rows[] = {
-    {0, "openai", "gpt-4o", "ok", 1000, 200, 500, 0, 405000, false, false, 0.812, 0.301},
-    {1, "openai", "gpt-4o", "ok", 10, 0, 20, 0, 1, false, false, 0.005, 0.004},
-    {1, "openai", "gpt-4o", "ok", 7, 0, 3, 0, 123456789012LL, false, true, 1.0, 0.5},
-    {0, "openai", "gpt-4o", "client_aborted", 50, 0, 9, 0, 999999999, false, true, 300.0, 2.0},
-    {0, "openai", "o3", "ok", 100, 0, 900, 800, 7, false, false, 45.5, 3.1},
-    {1, "anthropic", "claude-sonnet-4-5", "ok", 3000, 2500, 100, 0, 2100000, false, false, 2.4,
-     0.9},
-    {1, "anthropic", "claude-sonnet-4-5", "upstream_error", 0, 0, 0, 0, 0, false, false, 0.2, -1},
-    {0, "gemini", "mystery-model", "ok", 11, 0, 12, 0, 0, true, false, 0.03, 0.02},
-    {1, "gemini", "mystery-model", "ok", 13, 0, 14, 0, 0, true, false, 301.0, 0.01},
-    {0, "openai", weird, "ok", 1, 0, 1, 0, 3, false, false, 0.1, 0.05},
-    {0, NULL, NULL, "bad_request", 0, 0, 0, 0, 0, false, false, 0.0001, -1},
-    {1, "", "", "blocked", 0, 0, 0, 0, 0, false, false, 0.002, -1},
-    {1, "openai", "gpt-4o", "surprising", 0, 0, 0, 0, 0, false, false, 0.01, -1},
+    {0, "openai", "gpt-4o", OUTCOME_OK, 1000, 200, 500, 0, 405000, false, false, 0.812, 0.301},
+    {1, "openai", "gpt-4o", OUTCOME_OK, 10, 0, 20, 0, 1, false, false, 0.005, 0.004},
+    {1, "openai", "gpt-4o", OUTCOME_OK, 7, 0, 3, 0, 123456789012LL, false, true, 1.0, 0.5},
+    {0, "openai", "gpt-4o", OUTCOME_CLIENT_ABORTED, 50, 0, 9, 0, 999999999, false, true, 300.0,
+     2.0},
+    {0, "openai", "o3", OUTCOME_OK, 100, 0, 900, 800, 7, false, false, 45.5, 3.1},
+    {1, "anthropic", "claude-sonnet-4-5", OUTCOME_OK, 3000, 2500, 100, 0, 2100000, false, false,
+     2.4, 0.9},
+    {1, "anthropic", "claude-sonnet-4-5", OUTCOME_UPSTREAM_ERROR, 0, 0, 0, 0, 0, false, false, 0.2,
+     -1},
+    {0, "gemini", "mystery-model", OUTCOME_OK, 11, 0, 12, 0, 0, true, false, 0.03, 0.02},
+    {1, "gemini", "mystery-model", OUTCOME_OK, 13, 0, 14, 0, 0, true, false, 301.0, 0.01},
+    {0, "openai", weird, OUTCOME_OK, 1, 0, 1, 0, 3, false, false, 0.1, 0.05},
+    {0, NULL, NULL, OUTCOME_BAD_REQUEST, 0, 0, 0, 0, 0, false, false, 0.0001, -1},
+    {1, "", "", OUTCOME_BLOCKED, 0, 0, 0, 0, 0, false, false, 0.002, -1},
+    {1, "openai", "gpt-4o", OUTCOME_RATE_LIMITED, 0, 0, 0, 0, 0, false, false, 0.01, -1},
 };
 
 static const char *lp(const char *p)
@@ -432,14 +435,9 @@ static const char *lp(const char *p)
     return p && *p ? p : "none";
 }
 
-static const char *lo(const char *o)
+static const char *lo(enum outcome o)
 {
-    static const char *const known[] = {
-        "ok", "blocked", "rate_limited", "upstream_error", "client_aborted", "bad_request"};
-    for (size_t i = 0; i < ARRAY_LEN(known); i++)
-        if (strcmp(o, known[i]) == 0)
-            return o;
-    return "other";
+    return outcome_name(o);
 }
 
 static void record_rows(struct metrics *w[2])
@@ -554,7 +552,7 @@ static void test_render_two_workers(void)
     CHECK(find(&ps, "tollgate_cost_usd_total", "provider", "openai", "model", weird, NULL));
     CHECK(strstr(text, "model=\"we\\\"ird\\\\mo\\ndel\"") != NULL);
     CHECK(find(&ps, "tollgate_requests_total", "provider", "openai", "model", "gpt-4o", "outcome",
-               "other", NULL));
+               "rate_limited", NULL));
 
     /* histograms: bucket counts from the bounds, _count, _sum */
     static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -657,18 +655,19 @@ static void test_cardinality_cap(void)
     int calls = 0;
     for (int i = 0; i < METRICS_MODEL_CAP + 50; i++) {
         snprintf(model, sizeof(model), "m%03d", i);
-        metrics_request(w, "openai", model, "ok", NULL, 1, false, 0.1, -1);
+        metrics_request(w, "openai", model, OUTCOME_OK, NULL, 1, false, 0.1, -1);
         calls++;
     }
-    metrics_request(w, "openai", "m000", "ok", NULL, 1, false, 0.1, -1); /* named: stays */
-    metrics_request(w, "openai", "m210", "ok", NULL, 1, false, 0.1, -1); /* folded */
-    metrics_request(w, "anthropic", "x", "ok", NULL, 1, false, 0.1, -1); /* (anthropic, other) */
+    metrics_request(w, "openai", "m000", OUTCOME_OK, NULL, 1, false, 0.1, -1); /* named: stays */
+    metrics_request(w, "openai", "m210", OUTCOME_OK, NULL, 1, false, 0.1, -1); /* folded */
+    metrics_request(w, "anthropic", "x", OUTCOME_OK, NULL, 1, false, 0.1,
+                    -1); /* (anthropic, other) */
     calls += 3;
     /* so many providers past the cap that even (provider, other) runs out */
     char prov[32];
     for (int i = 0; i < 100; i++) {
         snprintf(prov, sizeof(prov), "p%03d", i);
-        metrics_request(w, prov, "y", "ok", NULL, 1, false, 0.1, -1);
+        metrics_request(w, prov, "y", OUTCOME_OK, NULL, 1, false, 0.1, -1);
         calls++;
     }
     CHECK(metrics_series_count(w) <= 256 + 32);
@@ -721,9 +720,9 @@ static void test_long_labels(void)
     for (int i = 0; i < 100; i++)
         memcpy(e + 2 * i, "\xc3\xa9", 2); /* é */
     e[200] = '\0';
-    metrics_request(w, "openai", a, "ok", NULL, 0, false, 0.1, -1);
-    metrics_request(w, "openai", a, "ok", NULL, 0, false, 0.1, -1);
-    metrics_request(w, "openai", e, "ok", NULL, 0, false, 0.1, -1);
+    metrics_request(w, "openai", a, OUTCOME_OK, NULL, 0, false, 0.1, -1);
+    metrics_request(w, "openai", a, OUTCOME_OK, NULL, 0, false, 0.1, -1);
+    metrics_request(w, "openai", e, OUTCOME_OK, NULL, 0, false, 0.1, -1);
     char *text = render(&w, 1, NULL);
     struct parsed ps;
     CHECK_INT(parse(&ps, text ? text : ""), 0);
@@ -747,12 +746,12 @@ static void test_hot_path_does_not_allocate(void)
 {
     struct metrics *w = metrics_new();
     struct usage u = {.input = 5, .output = 7, .seen = true};
-    metrics_request(w, "openai", "gpt-4o", "ok", &u, 3, false, 0.2, 0.1); /* warm-up */
+    metrics_request(w, "openai", "gpt-4o", OUTCOME_OK, &u, 3, false, 0.2, 0.1); /* warm-up */
     size_t series = metrics_series_count(w);
     struct mallinfo2 before = mallinfo2();
     for (int i = 0; i < 100000; i++) {
-        metrics_request(w, "openai", "gpt-4o", i % 2 ? "ok" : "client_aborted", &u, 3, i % 3 == 0,
-                        (double)(i % 1000) / 100.0, i % 5 ? 0.1 : -1);
+        metrics_request(w, "openai", "gpt-4o", i % 2 ? OUTCOME_OK : OUTCOME_CLIENT_ABORTED, &u, 3,
+                        i % 3 == 0, (double)(i % 1000) / 100.0, i % 5 ? 0.1 : -1);
         metrics_budget(w, "admit");
         metrics_inc(w, METRIC_INFLIGHT, 1);
     }
@@ -773,8 +772,8 @@ static void *writer(void *arg)
     for (int i = 0; i < 200000; i++) {
         char m[16];
         snprintf(m, sizeof(m), "n%d", i % 300); /* new series while the reader reads */
-        metrics_request(w, "openai", i % 2 ? models[(i / 2) % 4] : m, "ok", &u, 1, false, 0.01,
-                        0.005);
+        metrics_request(w, "openai", i % 2 ? models[(i / 2) % 4] : m, OUTCOME_OK, &u, 1, false,
+                        0.01, 0.005);
     }
     return NULL;
 }

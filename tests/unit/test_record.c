@@ -31,7 +31,7 @@ static struct record base_record(void)
         .downgraded = true,
         .stream = true,
         .status = 200,
-        .outcome = "ok",
+        .outcome = OUTCOME_OK,
         .usage = {.input = 1000, .cached = 200, .output = 500, .reasoning = 0},
         .cost = 405000,
         .priced = true,
