@@ -179,7 +179,7 @@ static const struct key keys[] = {
     {S_SERVER, "drain_on_abort", T_DUR, CF(drain_on_abort_ms), "60s", 0, 0, MS_MAX,
      .doc = "client gone mid-request: keep reading the metered answer this long to bill the "
             "provider's usage; 0: cut at once (billed on the estimate)"},
-    {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "128", K_RESTART, 0, 10000,
+    {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "128", 0, 0, 10000,
      .doc = "idle keep-alive connections per upstream per worker"},
 
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
@@ -1136,9 +1136,33 @@ static bool same(const struct config *a, const struct config *b, const struct ke
     return memcmp(fa, fb, size) == 0;
 }
 
-size_t config_restart_keys(const struct config *old, const struct config *nw, char *buf, size_t n)
+/* Copies old's value of k into nw. */
+static int keep_old(const struct config *old, struct config *nw, const struct key *k)
 {
-    size_t count = 0, used = 0;
+    const char *fo = (const char *)old + k->off;
+    char *fn = (char *)nw + k->off;
+    if (is_text(k->type)) {
+        const char *so = *(char *const *)(const void *)fo;
+        char *copy = so ? strdup(so) : NULL;
+        if (so && !copy)
+            return -1;
+        char **dst = (char **)(void *)fn;
+        free(*dst);
+        *dst = copy;
+        return 0;
+    }
+    size_t size = k->type == T_SIZE    ? sizeof(size_t)
+                  : k->type == T_I64   ? sizeof(int64_t)
+                  : k->type == T_MONEY ? sizeof(money_t)
+                                       : sizeof(int);
+    memcpy(fn, fo, size);
+    return 0;
+}
+
+int config_restart_keys(const struct config *old, struct config *nw, char *buf, size_t n)
+{
+    int count = 0;
+    size_t used = 0;
     if (n)
         buf[0] = '\0';
     for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
@@ -1153,6 +1177,8 @@ size_t config_restart_keys(const struct config *old, const struct config *nw, ch
             if (w > 0)
                 used += (size_t)w;
         }
+        if (keep_old(old, nw, k) < 0)
+            return -1;
     }
     return count;
 }

@@ -204,7 +204,11 @@ const struct cfg_upstream *config_upstream_for_path(const struct config *c, cons
 
 /* For SIGHUP: writes the names ("server.listen, redis.url") of keys that
  * differ between old and nw but only take effect on restart into buf ("" if
- * none). Returns how many differ. */
-size_t config_restart_keys(const struct config *old, const struct config *nw, char *buf, size_t n);
+ * none), and puts old's value back into nw for each, so the running process
+ * keeps using one value everywhere (the admin API, the report and the
+ * request path never disagree) until it restarts. Returns how many differ;
+ * -1 when out of memory (nw is then unusable). */
+int config_restart_keys(const struct config *old, struct config *nw, char *buf,
+                        size_t n) MUST_CHECK;
 
 #endif

@@ -82,6 +82,13 @@ static void on_chld(evutil_socket_t sig, short what, void *arg)
         ;
 }
 
+/* Logging as cfg says; at start and again on every reload. */
+static void apply_logging(const struct config *cfg)
+{
+    int lvl = log_level_parse(cfg->log_level);
+    log_setup(lvl < 0 ? LOG_INFO : (enum log_level)lvl, cfg->log_json);
+}
+
 /* SIGHUP: build the new config to the side; if it is valid, hand it to every
  * worker (new requests use it, requests in flight keep theirs); if not, keep
  * serving with the old one and say why, file:line. */
@@ -103,8 +110,16 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         return;
     }
     char keys[512];
-    if (config_restart_keys(d->cfg, cfg, keys, sizeof(keys)) > 0)
-        log_warn("reload: %s changed; these take effect only after a restart", keys);
+    int changed = config_restart_keys(d->cfg, cfg, keys, sizeof(keys));
+    if (changed < 0) {
+        log_error("reload: out of memory; keeping the previous config");
+        config_unref(cfg);
+        return;
+    }
+    if (changed > 0)
+        log_warn("reload: %s changed: these need a restart; until then the running values stay",
+                 keys);
+    apply_logging(cfg);
     for (size_t i = 0; i < d->n_workers; i++)
         worker_reload(d->workers[i], cfg);
     admin_set_config(d->admin, cfg);
@@ -143,8 +158,7 @@ static int run(const char *path)
             fputc('\n', stderr);
         return 1;
     }
-    int lvl = log_level_parse(d.cfg->log_level);
-    log_setup(lvl < 0 ? LOG_INFO : (enum log_level)lvl, d.cfg->log_json);
+    apply_logging(d.cfg);
     signal(SIGPIPE, SIG_IGN);
 
     d.base = event_base_new();

@@ -73,6 +73,44 @@ void worker_new_id(struct worker *w, char out[33])
     }
 }
 
+/* The alerter follows the config: a reload builds a new one (webhook,
+ * thresholds), and the old one finishes what it is delivering (freed from
+ * the tick once idle). */
+static void reload_alerter(struct worker *w, const struct config *cfg)
+{
+    char err[256];
+    struct alerter *a = alerter_new(w->base, w->dns, cfg, w->redis, err, sizeof(err));
+    if (!a) {
+        log_error("worker %d: reload: alerts: %s; keeping the previous alert settings", w->id, err);
+        return;
+    }
+    struct alerter **grown = realloc(w->retired, (w->n_retired + 1) * sizeof(*grown));
+    if (!grown) {
+        log_error("worker %d: reload: out of memory; keeping the previous alert settings", w->id);
+        alerter_free(a);
+        return;
+    }
+    w->retired = grown;
+    w->retired[w->n_retired++] = w->alerter;
+    w->alerter = a;
+    ledger_set_alerter(w->ledger, a);
+}
+
+/* From the tick: frees the replaced alerters that have nothing left to send. */
+static void free_retired(struct worker *w)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_retired; i++) {
+        struct alerter_stats st;
+        alerter_stats(w->retired[i], &st);
+        if (st.pending == 0)
+            alerter_free(w->retired[i]);
+        else
+            w->retired[k++] = w->retired[i];
+    }
+    w->n_retired = k;
+}
+
 static bool past(const struct timespec *deadline)
 {
     struct timespec now;
@@ -110,6 +148,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     journal_tick(w->journal, w->redis);
     ledger_tick(w->ledger);
+    if (w->n_retired)
+        free_retired(w);
     atomic_store(&w->stats.journal_pending, (long)journal_pending(w->journal));
     if (!w->stopping)
         return;
@@ -218,7 +258,9 @@ static void set_limits(struct worker *w, const struct config *cfg)
     };
 }
 
-/* On the worker's thread: swap in the config the main thread handed over. */
+/* On the worker's thread: swap in the config the main thread handed over,
+ * and re-apply everything built from the config (client limits, upstream
+ * pools, the Redis deadline, the alerter). */
 static void on_reload(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -235,6 +277,8 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     struct generation *old = w->gen;
     w->gen = g;
     set_limits(w, g->cfg);
+    redis_set_timeout(w->redis, g->cfg->redis_timeout_ms);
+    reload_alerter(w, g->cfg);
     worker_gen_unref(old);
     log_info("worker %d: new requests use the reloaded config", w->id);
 }
@@ -388,6 +432,9 @@ void worker_join(struct worker *w)
     if (w->alerter)
         alerter_free(w->alerter);
     export_worker_free(w->exports);
+    for (size_t i = 0; i < w->n_retired; i++)
+        alerter_free(w->retired[i]);
+    free(w->retired);
     if (w->redis)
         redis_free(w->redis); /* failing settlements and releases reach the ledger */
     ledger_free(w->ledger);

@@ -44,10 +44,12 @@ struct worker {
     _Atomic(struct config *) next_cfg; /* main -> worker: a reloaded config */
     struct event *reload_ev;
     struct redis *redis;
-    struct journal *journal; /* settlements Redis did not take */
-    struct tally *tally;     /* breakdown counters on their way to Redis */
-    struct alerter *alerter; /* soft-limit webhooks */
-    struct ledger *ledger;   /* settlements and releases (ledger.h) */
+    struct journal *journal;  /* settlements Redis did not take */
+    struct tally *tally;      /* breakdown counters on their way to Redis */
+    struct alerter *alerter;  /* soft-limit webhooks, built from gen->cfg */
+    struct alerter **retired; /* replaced by a reload, still delivering */
+    size_t n_retired;
+    struct ledger *ledger; /* settlements and releases (ledger.h) */
     struct record_queue *records;
     struct export_worker *exports; /* redis_stream, CloudEvents, OTLP */
     struct listener *listener;

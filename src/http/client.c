@@ -51,9 +51,10 @@ enum client_state {
 struct client {
     struct event_base *base;
     struct bufferevent *bev;
-    struct event *timer; /* the deadline of the current phase */
-    struct event *defer; /* next request / close, on a fresh loop turn */
-    struct client_limits lim;
+    struct event *timer;             /* the deadline of the current phase */
+    struct event *defer;             /* next request / close, on a fresh loop turn */
+    const struct client_limits *lim; /* the owner's, read at each use: a reload applies */
+                                     /* to the next request of a kept-alive connection */
     struct client_hooks hooks;
     http_parser parser;
     http_parser_settings settings;
@@ -155,7 +156,7 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     if (!c)
         goto fail;
     c->base = base;
-    c->lim = *lim;
+    c->lim = lim;
     c->hooks = *hooks;
     if (tls) {
         SSL *ssl = SSL_new(tls);
@@ -278,7 +279,7 @@ static int refuse(struct client *c, int status, const char *msg)
 
 static int hbuf_add(struct client *c, const char *at, size_t len)
 {
-    if (c->hlen + len + 1 > c->lim.max_header_size + 1)
+    if (c->hlen + len + 1 > c->lim->max_header_size + 1)
         return refuse(c, 431, "request header section too large");
     if (c->hlen + len + 1 > c->hcap) {
         size_t cap = c->hcap ? c->hcap : 1024;
@@ -447,7 +448,7 @@ static int on_headers_complete(http_parser *p)
         return refuse(c, 400, "more than one Content-Length");
     if (p->http_minor >= 1 && n_host != 1)
         return refuse(c, 400, "HTTP/1.1 needs exactly one Host header");
-    if (n_cl && p->content_length > c->lim.max_body)
+    if (n_cl && p->content_length > c->lim->max_body)
         return refuse(c, 413, "request body too large");
     if (expect) {
         if (!token_is(expect, "100-continue"))
@@ -468,7 +469,7 @@ static int on_headers_complete(http_parser *p)
 
     c->state = CS_BODY;
     evtimer_del(c->timer);
-    arm(c, c->lim.body_timeout_ms);
+    arm(c, c->lim->body_timeout_ms);
     return 0;
 }
 
@@ -485,7 +486,7 @@ static int on_chunk_header(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct client *c = p->data;
-    if (evbuffer_get_length(c->body) + len > c->lim.max_body)
+    if (evbuffer_get_length(c->body) + len > c->lim->max_body)
         return refuse(c, 413, "request body too large");
     if (evbuffer_add(c->body, at, len) < 0)
         return refuse(c, 503, "out of memory");
@@ -562,7 +563,7 @@ static void parse_input(struct client *c)
         if (c->state == CS_IDLE) {
             c->state = CS_HEAD;
             evtimer_del(c->timer);
-            arm(c, c->lim.header_timeout_ms);
+            arm(c, c->lim->header_timeout_ms);
         }
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -676,7 +677,7 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->state == CS_IDLE) {
-        arm(c, c->lim.keepalive_timeout_ms);
+        arm(c, c->lim->keepalive_timeout_ms);
         parse_input(c);
     }
 }

@@ -72,7 +72,9 @@ struct client_hooks {
 };
 
 /* Takes over fd (non-blocking); with tls (an SSL_CTX), the connection is
- * TLS, server side. Returns NULL when out of memory (fd closed). */
+ * TLS, server side. lim must outlive the connection and is read at each
+ * use, so new limits (a reload) apply to its next request. Returns NULL when
+ * out of memory (fd closed). */
 struct client *client_new(struct event_base *base, int fd, void *tls,
                           const struct client_limits *lim,
                           const struct client_hooks *hooks) MUST_CHECK;

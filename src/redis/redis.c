@@ -677,6 +677,12 @@ fail:
     schedule_retry(r);
 }
 
+void redis_set_timeout(struct redis *r, int ms)
+{
+    if (ms > 0)
+        r->timeout_ms = ms;
+}
+
 struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
                         size_t errlen)
 {

@@ -36,6 +36,9 @@ struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms
  * shutdown, never from a redis callback, and only while the callbacks' args
  * are still valid (or after cancelling their commands). */
 void redis_free(struct redis *r);
+/* A new per-command deadline for commands sent from now on ([redis]
+ * timeout on reload); ms > 0. Commands in flight keep theirs. */
+void redis_set_timeout(struct redis *r, int ms);
 /* True while connected (and authenticated / db selected). */
 bool redis_connected(const struct redis *r);
 

@@ -685,6 +685,12 @@ static void test_restart_keys(void)
     if (a && b) {
         CHECK_INT(config_restart_keys(a, b, buf, sizeof buf), 2);
         CHECK_STR(buf, "server.listen, redis.url");
+        /* the running values stay until a restart; the reloadable one moved */
+        CHECK_STR(b->listen, "127.0.0.1:1");
+        CHECK_STR(b->redis_url, a->redis_url);
+        CHECK_STR(b->log_level, "debug");
+        CHECK_INT(config_restart_keys(a, b, buf, sizeof buf), 0);
+        CHECK_STR(buf, "");
         CHECK_INT(config_restart_keys(a, a, buf, sizeof buf), 0);
         CHECK_STR(buf, "");
     }

@@ -1,6 +1,7 @@
 /* test_docs.c: proxy.conf.example documents every key of the config table
  * (as "key =" or "; key =" under its section), documents no key the table
- * lacks, lists fixed sections' keys in the table's order, and loads. Runs
+ * lacks, lists fixed sections' keys in the table's order, marks (restart)
+ * exactly the keys the table says need one, and loads. Runs
  * from the repository root. */
 #include <ctype.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ struct doc {
     char section[64]; /* "server", "upstream groq" */
     char key[64];
     int line;
+    bool restart; /* the line says "(restart)" */
 };
 
 static struct doc docs[512];
@@ -57,6 +59,7 @@ static void read_example(void)
         snprintf(d->section, sizeof d->section, "%s", section);
         snprintf(d->key, sizeof d->key, "%.*s", (int)klen, s);
         d->line = lineno;
+        d->restart = strstr(after, "(restart)") != NULL;
     }
     fclose(f);
 }
@@ -140,6 +143,25 @@ static void test_no_unknown_key_documented(void)
     }
 }
 
+static void check_restart_mark(const struct config_key_info *k, void *arg)
+{
+    int *bad = arg;
+    int i = find_doc(k->section, k->key);
+    if (i >= 0 && docs[i].restart == k->reloadable) {
+        fprintf(stderr, "  %s:%d: [%s] %s %s (restart) but the key table says it %s\n", EXAMPLE,
+                docs[i].line, k->section, k->key, docs[i].restart ? "is marked" : "is not marked",
+                k->reloadable ? "reloads" : "needs a restart");
+        (*bad)++;
+    }
+}
+
+static void test_restart_marks(void)
+{
+    int bad = 0;
+    config_each_key_info(check_restart_mark, &bad);
+    CHECK_INT(bad, 0);
+}
+
 static void test_example_loads(void)
 {
     char err[4096];
@@ -166,6 +188,7 @@ static void test_example_loads(void)
 static const struct check_test tests[] = {
     {"every_key_documented", test_every_key_documented},
     {"no_unknown_key_documented", test_no_unknown_key_documented},
+    {"restart_marks", test_restart_marks},
     {"example_loads", test_example_loads},
 };
 
