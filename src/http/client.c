@@ -208,8 +208,8 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     c->state = CS_HEAD; /* the first request must arrive within the header deadline */
     arm(c, lim->header_timeout_ms);
     atomic_fetch_add(&open_count, 1);
-    if (c->lim.open)
-        atomic_fetch_add(c->lim.open, 1);
+    if (c->lim->open)
+        atomic_fetch_add(c->lim->open, 1);
     return c;
 
 fail:
@@ -246,8 +246,8 @@ static void destroy(struct client *c)
     free(c->hbuf);
     free(c->path);
     atomic_fetch_sub(&open_count, 1);
-    if (c->lim.open)
-        atomic_fetch_sub(c->lim.open, 1);
+    if (c->lim->open)
+        atomic_fetch_sub(c->lim->open, 1);
     free(c);
 }
 
@@ -478,7 +478,7 @@ static int on_headers_complete(http_parser *p)
 static int on_chunk_header(http_parser *p)
 {
     struct client *c = p->data;
-    if (p->content_length > c->lim.max_body - evbuffer_get_length(c->body))
+    if (p->content_length > c->lim->max_body - evbuffer_get_length(c->body))
         return refuse(c, 413, "request body too large");
     return 0;
 }
