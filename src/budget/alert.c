@@ -40,9 +40,9 @@ struct alert {
     int attempts;             /* POSTs done */
     int status;               /* of the last response, 0 if none */
     int threshold;            /* percent */
-    char tenant[128];
-    char text[320]; /* for the log and the webhook's "text" */
-    char *body;     /* the JSON */
+    char tenant[129];         /* tenant ids are up to 128 bytes (proxy.c) */
+    char text[320];           /* for the log and the webhook's "text" */
+    char *body;               /* the JSON */
     size_t body_len;
 };
 

@@ -85,6 +85,7 @@ struct key {
     const char *const *names; /* T_ENUM, NULL-terminated, in enum order */
     setter set;               /* T_FUNC */
     checker check;            /* text types: extra validation */
+    size_t max;               /* text and T_FUNC: longest value in bytes (after env:) */
     const char *doc;
 };
 
@@ -103,50 +104,59 @@ static const char *const tenant_policy_names[] = {"open", "configured", NULL};
 #define PL(f) offsetof(struct cfg_plan, f)
 #define TN(f) offsetof(struct cfg_tenant, f)
 #define MS_MAX (24LL * 3600 * 1000)
+/* Longest values: no buffer anywhere holds a longer one (config.h has the
+ * limits other modules size their buffers by). */
+#define ADDR_MAX 270   /* [v6 address]:port or a host name and port */
+#define HEADER_MAX 64  /* an HTTP header name */
+#define URL_MAX 1024   /* upstream, Redis and webhook URLs */
+#define PATH_MAX_ 4095 /* a file or directory path */
 #define GB (1LL << 30)
 
 /* The one key table, in the order proxy.conf.example documents it. */
 static const struct key keys[] = {
-    {S_SERVER, "listen", T_ADDR, CF(listen), "127.0.0.1:8080", K_RESTART,
+    {S_SERVER, "listen", T_ADDR, CF(listen), "127.0.0.1:8080", K_RESTART, .max = ADDR_MAX,
      .doc = "host:port where apps connect (plain HTTP)"},
-    {S_SERVER, "tls_listen", T_ADDR, CF(tls_listen), NULL, K_OPT | K_RESTART,
+    {S_SERVER, "tls_listen", T_ADDR, CF(tls_listen), NULL, K_OPT | K_RESTART, .max = ADDR_MAX,
      .doc = "optional HTTPS listener, host:port"},
-    {S_SERVER, "tls_cert", T_FILE, CF(tls_cert), NULL, K_OPT | K_RESTART,
+    {S_SERVER, "tls_cert", T_FILE, CF(tls_cert), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
      .doc = "PEM certificate chain for tls_listen"},
-    {S_SERVER, "tls_key", T_FILE, CF(tls_key), NULL, K_OPT | K_RESTART,
+    {S_SERVER, "tls_key", T_FILE, CF(tls_key), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
      .doc = "PEM private key for tls_listen"},
     {S_SERVER, "admin_listen", T_ADDR, CF(admin_listen), "127.0.0.1:9090", K_OPT | K_RESTART,
+     .max = ADDR_MAX,
      .doc = "host:port of /healthz /readyz /metrics /dashboard /admin/api; empty: off"},
-    {S_SERVER, "admin_token", T_STR, CF(admin_token), NULL, K_OPT, .check = config_check_secret,
+    {S_SERVER, "admin_token", T_STR, CF(admin_token), NULL, K_OPT, .max = 256,
+     .check = config_check_secret,
      .doc = "bearer token for the admin API; unset: only /healthz and /readyz answer"},
-    {S_SERVER, "tenant_header", T_HEADER, CF(tenant_header), "X-Tenant-Id", 0,
+    {S_SERVER, "tenant_header", T_HEADER, CF(tenant_header), "X-Tenant-Id", 0, .max = HEADER_MAX,
      .check = config_check_identity_header, .doc = "request header naming the tenant"},
-    {S_SERVER, "user_header", T_HEADER, CF(user_header), "X-User-Id", 0,
+    {S_SERVER, "user_header", T_HEADER, CF(user_header), "X-User-Id", 0, .max = HEADER_MAX,
      .check = config_check_identity_header, .doc = "request header naming the end user (recorded)"},
-    {S_SERVER, "feature_header", T_HEADER, CF(feature_header), "X-Feature", 0,
+    {S_SERVER, "feature_header", T_HEADER, CF(feature_header), "X-Feature", 0, .max = HEADER_MAX,
      .check = config_check_identity_header,
      .doc = "request header naming the app feature (recorded)"},
-    {S_SERVER, "plan_header", T_HEADER, CF(plan_header), NULL, K_OPT,
+    {S_SERVER, "plan_header", T_HEADER, CF(plan_header), NULL, K_OPT, .max = HEADER_MAX,
      .check = config_check_identity_header,
      .doc = "optional request header naming the plan; unset: off"},
-    {S_SERVER, "client_token", T_STR, CF(client_token), NULL, K_OPT, .check = config_check_tokens,
+    {S_SERVER, "client_token", T_STR, CF(client_token), NULL, K_OPT, .max = 1024,
+     .check = config_check_tokens,
      .doc = "shared secrets (16+ chars, comma-separated, env: allowed) apps send in "
             "X-Tollgate-Client-Token; set: requests without one get 401"},
     {S_SERVER, "trust_network", T_ENUM, CF(trust_network), "no", K_RESTART, .names = no_yes_names,
      .doc = "yes: listen on a non-loopback address without client_token (a private network)"},
     {S_SERVER, "trust_plan_header", T_ENUM, CF(trust_plan_header), "no", 0, .names = no_yes_names,
      .doc = "yes: plan_header may name any plan; no: only plans in plan_header_allow"},
-    {S_SERVER, "plan_header_allow", T_STR, CF(plan_header_allow), NULL, K_OPT,
+    {S_SERVER, "plan_header_allow", T_STR, CF(plan_header_allow), NULL, K_OPT, .max = 1024,
      .check = config_check_names, .doc = "plans plan_header may name when not trusted: a, b"},
     {S_SERVER, "tenant_policy", T_ENUM, CF(tenant_policy), "open", 0, .names = tenant_policy_names,
      .doc = "open: any tenant id | configured: [tenant] sections and tenant_pattern only (403)"},
-    {S_SERVER, "tenant_pattern", T_STR, CF(tenant_pattern), NULL, K_OPT,
+    {S_SERVER, "tenant_pattern", T_STR, CF(tenant_pattern), NULL, K_OPT, .max = 256,
      .check = config_check_regex,
      .doc = "with tenant_policy = configured: tenant ids matching this regex are served too"},
     {S_SERVER, "missing_tenant", T_ENUM, CF(missing_tenant), "reject", 0,
      .names = missing_tenant_names, .doc = "reject (400) | allow (as tenant \"anonymous\")"},
     {S_SERVER, "default_plan", T_STR, CF(default_plan), "free", 0, .check = config_check_name,
-     .doc = "plan of tenants without [tenant] section or plan header"},
+     .max = CONFIG_NAME_MAX, .doc = "plan of tenants without [tenant] section or plan header"},
     {S_SERVER, "max_body", T_SIZE, CF(max_body), "8m", 0, 1, GB,
      .doc = "largest request body, larger: 413"},
     {S_SERVER, "max_header_size", T_SIZE, CF(max_header_size), "32k", 0, 1024, 1 << 20,
@@ -167,8 +177,8 @@ static const struct key keys[] = {
     {S_SERVER, "drain_timeout", T_DUR, CF(drain_timeout_ms), "30s", 0, 0, MS_MAX,
      .doc = "on SIGTERM, how long open streams may finish"},
     {S_SERVER, "log_level", T_STR, CF(log_level), "info", 0, .check = config_check_log_level,
-     .doc = "error | warn | info | debug"},
-    {S_SERVER, "log_format", T_FUNC, 0, "plain", 0, .set = config_set_log_format,
+     .max = 16, .doc = "error | warn | info | debug"},
+    {S_SERVER, "log_format", T_FUNC, 0, "plain", 0, .set = config_set_log_format, .max = 16,
      .doc = "plain | json (one object per line)"},
     {S_SERVER, "connect_timeout", T_DUR, CF(connect_timeout_ms), "10s", 0, 1, MS_MAX,
      .doc = "upstream TCP connect + TLS handshake"},
@@ -183,53 +193,55 @@ static const struct key keys[] = {
      .doc = "idle keep-alive connections per upstream per worker"},
 
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
-     .check = config_check_redis_url, .doc = "redis://host:port/db or unix:///path.sock"},
+     .check = config_check_redis_url, .max = URL_MAX,
+     .doc = "redis://host:port/db or unix:///path.sock"},
     {S_REDIS, "key_prefix", T_STR, CF(key_prefix), "tollgate:", K_RESTART,
-     .check = config_check_key_prefix, .doc = "prefix of every Redis key"},
+     .check = config_check_key_prefix, .max = CONFIG_KEY_PREFIX_MAX,
+     .doc = "prefix of every Redis key"},
     {S_REDIS, "on_failure", T_ENUM, CF(on_failure), "open", 0, .names = on_failure_names,
      .doc = "open: serve, keep records locally | closed: 503 while Redis is unreachable"},
     {S_REDIS, "timeout", T_DUR, CF(redis_timeout_ms), "250ms", 0, 1, 60000,
      .doc = "per Redis command; past it the budget store counts as unreachable"},
-    {S_REDIS, "journal_dir", T_STR, CF(journal_dir), "var/journal", K_RESTART,
+    {S_REDIS, "journal_dir", T_STR, CF(journal_dir), "var/journal", K_RESTART, .max = PATH_MAX_,
      .doc = "on_failure = open: settlements Redis missed, replayed when it is back"},
 
-    {S_UPSTREAM, "url", T_FUNC, 0, NULL, 0, .set = config_set_url,
+    {S_UPSTREAM, "url", T_FUNC, 0, NULL, 0, .set = config_set_url, .max = URL_MAX,
      .doc = "https://host[:port][/base]; built-ins default to the provider's API"},
-    {S_UPSTREAM, "kind", T_STR, UP(kind), NULL, K_OPT, .check = check_kind,
+    {S_UPSTREAM, "kind", T_STR, UP(kind), NULL, K_OPT, .check = check_kind, .max = 16,
      .doc = "openai | anthropic | gemini dialect; default: the name, else openai"},
-    {S_UPSTREAM, "prefix", T_STR, UP(prefix), NULL, K_OPT, .check = config_check_prefix,
+    {S_UPSTREAM, "prefix", T_STR, UP(prefix), NULL, K_OPT, .check = config_check_prefix, .max = 128,
      .doc = "/NAME: requests under it go here, prefix stripped; required unless built-in"},
-    {S_UPSTREAM, "api_key", T_STR, UP(api_key), NULL, K_OPT,
+    {S_UPSTREAM, "api_key", T_STR, UP(api_key), NULL, K_OPT, .max = 1024,
      .doc = "sent upstream instead of the client's key; unset: the client's key passes"},
-    {S_UPSTREAM, "ca_file", T_FILE, UP(ca_file), NULL, K_OPT,
+    {S_UPSTREAM, "ca_file", T_FILE, UP(ca_file), NULL, K_OPT, .max = PATH_MAX_,
      .doc = "extra CA bundle (PEM) for private upstreams and tests"},
 
-    {S_PRICING, "file", T_STR, CF(pricing_file), "conf/pricing.conf", 0,
+    {S_PRICING, "file", T_STR, CF(pricing_file), "conf/pricing.conf", 0, .max = PATH_MAX_,
      .doc = "prices in USD per 1M tokens (INI, or LiteLLM JSON)"},
-    {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = config_set_unknown_model,
+    {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = config_set_unknown_model, .max = 136,
      .doc = "allow (record unpriced) | block (400) | price_as:MODEL"},
     {S_PRICING, "unmetered_routes", T_ENUM, CF(unmetered_routes), "block", 0,
      .names = unmetered_routes_names,
      .doc = "block (403 route_not_metered) | allow (forward paths tollgate cannot price, "
             "record unpriced)"},
 
-    {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART,
+    {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART, .max = PATH_MAX_,
      .doc = "one JSON line per request; - : standard output (log shippers)"},
-    {S_RECORDS, "rotate", T_FUNC, 0, "off", K_RESTART, .set = config_set_rotate,
+    {S_RECORDS, "rotate", T_FUNC, 0, "off", K_RESTART, .set = config_set_rotate, .max = 32,
      .doc = "off | a size (100m) | daily: tollgate rotates file itself to file.1, file.2, ..."},
     {S_RECORDS, "keep", T_INT, CF(records_keep), "7", K_RESTART, 1, 1000,
      .doc = "rotated files kept (file.1 newest); older ones are deleted"},
-    {S_RECORDS, "redis_stream", T_STR, CF(redis_stream), NULL, K_OPT,
+    {S_RECORDS, "redis_stream", T_STR, CF(redis_stream), NULL, K_OPT, .max = 256,
      .doc = "also XADD every record to this stream; unset: off"},
     {S_RECORDS, "redis_stream_maxlen", T_I64, CF(redis_stream_maxlen), "1000000", 0, 1, INT64_MAX,
      .doc = "entries the stream keeps (XADD MAXLEN ~): older ones are trimmed"},
 
     {S_ALERTS, "webhook", T_STR, CF(webhook), NULL, K_OPT, .check = config_check_webhook,
-     .doc = "Slack-compatible JSON POST target; unset: off"},
-    {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = config_set_thresholds,
+     .max = URL_MAX, .doc = "Slack-compatible JSON POST target; unset: off"},
+    {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = config_set_thresholds, .max = 128,
      .doc = "percent of the monthly budget, each fired once per tenant per month"},
 
-    {S_REPORT, "target_margin", T_FUNC, 0, "50%", 0, .set = config_set_report_margin,
+    {S_REPORT, "target_margin", T_FUNC, 0, "50%", 0, .set = config_set_report_margin, .max = 16,
      .doc = "margin a suggested plan keeps at a tenant's projected cost"},
 
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
@@ -239,11 +251,11 @@ static const struct key keys[] = {
      .doc = "AI cost cap in USD per calendar month (UTC); unset: none"},
     {S_PLAN, "budget_daily", T_MONEY, PL(budget_daily), NULL, 0,
      .doc = "AI cost cap in USD per day (UTC); unset: none"},
-    {S_PLAN, "target_margin", T_FUNC, 0, "off", 0, .set = config_set_plan_margin,
+    {S_PLAN, "target_margin", T_FUNC, 0, "off", 0, .set = config_set_plan_margin, .max = 16,
      .doc = "instead of budget_monthly: cap = price x (1 - target_margin)"},
     {S_PLAN, "on_exceed", T_ENUM, PL(on_exceed), "block", 0, .names = on_exceed_names,
      .doc = "block | downgrade (needs downgrade)"},
-    {S_PLAN, "downgrade", T_FUNC, 0, NULL, 0, .set = config_set_downgrade,
+    {S_PLAN, "downgrade", T_FUNC, 0, NULL, 0, .set = config_set_downgrade, .max = 4096,
      .doc = "model rewrites once over budget: a > b, c > d"},
     {S_PLAN, "hard_limit", T_MONEY, PL(hard_limit), NULL, 0,
      .doc = "USD per month past which even downgraded calls are blocked"},
@@ -251,10 +263,11 @@ static const struct key keys[] = {
      .doc = "requests per minute; 0: no limit"},
     {S_PLAN, "tpm", T_I64, PL(tpm), "0", 0, 0, INT64_MAX, .doc = "tokens per minute; 0: no limit"},
     {S_PLAN, "block_message", T_STR, PL(block_message), NULL, K_OPT,
+     .max = CONFIG_BLOCK_MESSAGE_MAX,
      .doc = "error message when blocked; unset: a default naming the cap"},
 
     {S_TENANT, "plan", T_STR, TN(plan), NULL, K_OPT, .check = config_check_name,
-     .doc = "the tenant's plan"},
+     .max = CONFIG_NAME_MAX, .doc = "the tenant's plan"},
     {S_TENANT, "budget_monthly", T_MONEY, TN(budget_monthly), NULL, 0,
      .doc = "overrides the plan's monthly cap, USD"},
     {S_TENANT, "budget_daily", T_MONEY, TN(budget_daily), NULL, 0,
@@ -402,6 +415,11 @@ static int apply(void *obj, const struct key *k, const char *v, char *msg, size_
     int ms;
     money_t m;
 
+    size_t len = strlen(v);
+    if (k->max && len > k->max) {
+        snprintf(msg, n, "%zu bytes, longer than the limit of %zu", len, k->max);
+        return -1;
+    }
     switch (k->type) {
     case T_STR:
     case T_ADDR:
@@ -1116,6 +1134,8 @@ void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg)
             .key = keys[i].name,
             .def = keys[i].def,
             .reloadable = !(keys[i].flags & K_RESTART),
+            .max_len = keys[i].max,
+            .text = is_text(keys[i].type) || keys[i].type == T_FUNC,
             .doc = keys[i].doc,
         };
         fn(&info, arg);

@@ -15,6 +15,12 @@
 
 struct pricing;
 
+/* Longest values of the keys other modules keep copies of (every text key
+ * has a limit in the key table; `tollgate -t` and reload refuse longer). */
+#define CONFIG_NAME_MAX 48           /* plan, tenant and upstream section names */
+#define CONFIG_KEY_PREFIX_MAX 64     /* [redis] key_prefix */
+#define CONFIG_BLOCK_MESSAGE_MAX 500 /* [plan] block_message */
+
 enum missing_tenant { MISSING_TENANT_REJECT, MISSING_TENANT_ALLOW };
 enum on_failure { ON_FAILURE_OPEN, ON_FAILURE_CLOSED };
 enum on_exceed { ON_EXCEED_BLOCK, ON_EXCEED_DOWNGRADE };
@@ -187,6 +193,8 @@ struct config_key_info {
     const char *key;
     const char *def; /* default as written in the file; NULL: unset */
     bool reloadable; /* false: a changed value needs a restart */
+    size_t max_len;  /* text values: the longest accepted, bytes; 0: not text */
+    bool text;       /* the value is free text (not a number, size, duration or enum) */
     const char *doc; /* one line */
 };
 void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg), void *arg);

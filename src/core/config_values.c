@@ -265,7 +265,7 @@ int config_check_prefix(const char *v, char *msg, size_t n)
 /* Plan and tenant names: they appear in Redis keys and metrics labels. */
 static bool name_ok(const char *v)
 {
-    if (!*v || strlen(v) > 48)
+    if (!*v || strlen(v) > CONFIG_NAME_MAX)
         return false;
     for (const char *q = v; *q; q++)
         if (!isalnum((unsigned char)*q) && !strchr("-._:@", *q))
@@ -277,7 +277,8 @@ int config_check_name(const char *v, char *msg, size_t n)
 {
     if (name_ok(v))
         return 0;
-    snprintf(msg, n, "'%s' is not a valid name (letters, digits, - . _ : @)", v);
+    snprintf(msg, n, "'%.60s' is not a valid name (1-%d letters, digits, - . _ : @)", v,
+             CONFIG_NAME_MAX);
     return -1;
 }
 

@@ -587,7 +587,7 @@ static void retry_after(char *buf, size_t n, long s)
 static void block(struct req *r, const struct admit_result *res)
 {
     const struct plan *p = &r->plan_eff;
-    char msg[512], cap[32], ra[24];
+    char msg[CONFIG_BLOCK_MESSAGE_MAX + 256], cap[32], ra[24]; /* tenant, plan and text fit */
     char period = res->reason == BUDGET_REASON_DAILY ? 'd' : 'm';
     money_t c = res->reason == BUDGET_REASON_DAILY  ? p->budget_daily
                 : res->reason == BUDGET_REASON_HARD ? p->hard_limit

@@ -66,7 +66,7 @@ static const struct {
     {"template without name", "[plan]\n", "t.conf:1: section [plan] needs a name: [plan NAME]"},
     {"fixed with name", "[server main]\n", "t.conf:1: section [server] takes no name"},
     {"bad template name", "[tenant a{b}]\n",
-     "t.conf:1: [tenant a{b}]: 'a{b}' is not a valid name (letters, digits, - . _ : @)"},
+     "t.conf:1: [tenant a{b}]: 'a{b}' is not a valid name (1-48 letters, digits, - . _ : @)"},
     {"env unset", "[server]\nadmin_token = env:TOLLGATE_TEST_UNSET\n",
      "t.conf:2: admin_token: environment variable TOLLGATE_TEST_UNSET is not set"},
     {"env empty name", "[server]\nadmin_token = env:\n",
@@ -150,7 +150,12 @@ static const struct {
     {"no follow-up for bad downgrade", "[plan free]\non_exceed = downgrade\ndowngrade = a b\n",
      "t.conf:3: downgrade: expected 'from > to' pairs separated by ','"},
     {"no follow-up for bad default_plan", "[server]\ndefault_plan = a b\n[plan pro]\n",
-     "t.conf:2: default_plan: 'a b' is not a valid name (letters, digits, - . _ : @)"},
+     "t.conf:2: default_plan: 'a b' is not a valid name (1-48 letters, digits, - . _ : @)"},
+    {"key_prefix over its limit", "[redis]\nkey_prefix = " X10 X10 X10 X10 X10 X10 "12345\n",
+     "t.conf:2: key_prefix: 65 bytes, longer than the limit of 64"},
+    {"plan name over its limit", "[plan " X10 X10 X10 X10 X10 "]\n",
+     "t.conf:1: [plan " X10 X10 X10 X10 X10 "]: '" X10 X10 X10 X10 X10
+     "' is not a valid name (1-48 letters, digits, - . _ : @)"},
     {"no follow-up for bad tls_cert",
      "[server]\ntls_listen = 127.0.0.1:8443\ntls_cert = /nonexistent/c\ntls_key = /nonexistent/k\n",
      "t.conf:3: tls_cert: cannot read /nonexistent/c: No such file or directory\n"
@@ -369,6 +374,19 @@ static void test_env(void)
     CHECK(c == NULL);
     CHECK_STR(err, "t.conf:2: admin_token: environment variable TOLLGATE_TEST_TOKEN is not set");
     config_unref(c);
+    /* a value from the environment is held to the key's limit too */
+    setenv("TOLLGATE_TEST_PREFIX", X100, 1);
+    c = load("[redis]\nkey_prefix = env:TOLLGATE_TEST_PREFIX\n", err, sizeof err);
+    CHECK(c == NULL);
+    CHECK_STR(err, "t.conf:2: key_prefix: 100 bytes, longer than the limit of 64");
+    config_unref(c);
+    setenv("TOLLGATE_TEST_PREFIX", X10 X10 X10 X10 X10 X10 "1234", 1);
+    c = load("[redis]\nkey_prefix = env:TOLLGATE_TEST_PREFIX\n", err, sizeof err);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_INT(strlen(c->key_prefix), 64);
+    config_unref(c);
+    unsetenv("TOLLGATE_TEST_PREFIX");
 }
 
 /* A relative pricing path is found next to the config file, not in the
@@ -717,6 +735,10 @@ static void check_info(const struct config_key_info *k, void *arg)
     int *bad = arg;
     if (!k->doc || !*k->doc || !k->section || !k->key)
         (*bad)++;
+    if (k->text && k->max_len == 0) {
+        fprintf(stderr, "  [%s] %s: a text key without a length limit\n", k->section, k->key);
+        (*bad)++;
+    }
     if (strcmp(k->key, "listen") == 0 && (k->reloadable || strcmp(k->def, "127.0.0.1:8080")))
         (*bad)++;
 }

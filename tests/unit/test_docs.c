@@ -15,7 +15,8 @@ struct doc {
     char section[64]; /* "server", "upstream groq" */
     char key[64];
     int line;
-    bool restart; /* the line says "(restart)" */
+    bool restart;   /* the line says "(restart)" */
+    char text[256]; /* the line from the key on */
 };
 
 static struct doc docs[512];
@@ -60,6 +61,7 @@ static void read_example(void)
         snprintf(d->key, sizeof d->key, "%.*s", (int)klen, s);
         d->line = lineno;
         d->restart = strstr(after, "(restart)") != NULL;
+        snprintf(d->text, sizeof d->text, "%.250s", s);
     }
     fclose(f);
 }
@@ -155,6 +157,27 @@ static void check_restart_mark(const struct config_key_info *k, void *arg)
     }
 }
 
+static void check_max_mark(const struct config_key_info *k, void *arg)
+{
+    int *bad = arg;
+    int i = find_doc(k->section, k->key);
+    char want[32];
+    snprintf(want, sizeof want, "(max %zu)", k->max_len);
+    if (i >= 0 && k->max_len && !strstr(docs[i].text, want)) {
+        fprintf(stderr, "  %s:%d: [%s] %s does not say %s\n", EXAMPLE, docs[i].line, k->section,
+                k->key, want);
+        (*bad)++;
+    }
+}
+
+/* Every text key has a limit, and the example states it. */
+static void test_max_marks(void)
+{
+    int bad = 0;
+    config_each_key_info(check_max_mark, &bad);
+    CHECK_INT(bad, 0);
+}
+
 static void test_restart_marks(void)
 {
     int bad = 0;
@@ -189,6 +212,7 @@ static const struct check_test tests[] = {
     {"every_key_documented", test_every_key_documented},
     {"no_unknown_key_documented", test_no_unknown_key_documented},
     {"restart_marks", test_restart_marks},
+    {"max_marks", test_max_marks},
     {"example_loads", test_example_loads},
 };
 
