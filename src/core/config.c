@@ -30,6 +30,7 @@ enum sect {
     S_RECORDS,
     S_ALERTS,
     S_REPORT,
+    S_EXPORT,
     S_PLAN,
     S_TENANT
 };
@@ -47,6 +48,7 @@ static const struct {
     [S_RECORDS] = {"records", "records", false},
     [S_ALERTS] = {"alerts", "alerts", false},
     [S_REPORT] = {"report", "report", false},
+    [S_EXPORT] = {"export", "export", false},
     [S_PLAN] = {"plan", "plan *", true},
     [S_TENANT] = {"tenant", "tenant *", true},
 };
@@ -243,6 +245,20 @@ static const struct key keys[] = {
 
     {S_REPORT, "target_margin", T_FUNC, 0, "50%", 0, .set = config_set_report_margin, .max = 16,
      .doc = "margin a suggested plan keeps at a tenant's projected cost"},
+    {S_EXPORT, "cloudevents_url", T_STR, CF(cloudevents_url), NULL, K_OPT | K_RESTART,
+     .check = config_check_webhook,
+     .doc = "POST every record as a CloudEvent, in batches (cloudevents-batch+json); unset: off"},
+    {S_EXPORT, "cloudevents_token", T_STR, CF(cloudevents_token), NULL, K_OPT | K_RESTART,
+     .check = config_check_token, .doc = "sent as Authorization: Bearer TOKEN; unset: none"},
+    {S_EXPORT, "source", T_STR, CF(export_source), "tollgate", K_RESTART,
+     .doc = "CloudEvents source: keep it stable, receivers dedupe by (source, id)"},
+    {S_EXPORT, "spool_dir", T_STR, CF(spool_dir), "var/spool", K_RESTART,
+     .doc = "events not yet taken by the sink wait here, across restarts"},
+    {S_EXPORT, "spool_max", T_SIZE, CF(spool_max), "1g", K_RESTART, 65536, 1LL << 40,
+     .doc = "bound of the spool; past it new events are dropped (logged, counted)"},
+    {S_EXPORT, "otlp_endpoint", T_STR, CF(otlp_endpoint), NULL, K_OPT | K_RESTART,
+     .check = config_check_webhook,
+     .doc = "OTLP/HTTP base URL: one span per request POSTed (JSON) to /v1/traces; unset: off"},
 
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
     {S_PLAN, "price_period", T_ENUM, PL(price_period), "month", 0, .names = price_period_names,
@@ -982,7 +998,7 @@ static void finish(struct parser *p)
 
 static void config_free(struct config *c)
 {
-    for (enum sect s = S_SERVER; s <= S_REPORT; s++)
+    for (enum sect s = S_SERVER; s <= S_EXPORT; s++)
         if (!sects[s].named)
             free_fields(c, s);
     for (size_t i = 0; i < c->n_upstreams; i++) {
@@ -1028,7 +1044,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto fail;
     }
     atomic_init(&p.c->refs, 1);
-    for (enum sect s = S_SERVER; s <= S_REPORT; s++) {
+    for (enum sect s = S_SERVER; s <= S_EXPORT; s++) {
         if (!sects[s].named && apply_defaults(p.c, s) < 0) {
             fail_at(&p, 0, "out of memory");
             goto fail;

@@ -147,6 +147,14 @@ struct config {
     char *redis_stream;          /* NULL: off */
     int64_t redis_stream_maxlen; /* XADD MAXLEN ~ this */
 
+    /* [export] */
+    char *cloudevents_url;   /* NULL: off */
+    char *cloudevents_token; /* NULL: no Authorization */
+    char *export_source;     /* CloudEvents source */
+    char *spool_dir;
+    size_t spool_max;    /* bytes */
+    char *otlp_endpoint; /* NULL: off */
+
     /* [alerts] */
     char *webhook;     /* NULL: off */
     int thresholds[8]; /* percent, ascending */

@@ -241,6 +241,17 @@ int config_check_webhook(const char *v, char *msg, size_t n)
     return -1;
 }
 
+int config_check_token(const char *v, char *msg, size_t n)
+{
+    for (const char *q = v; *q; q++) {
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f) {
+            snprintf(msg, n, "a token may not hold spaces or control characters");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int config_check_prefix(const char *v, char *msg, size_t n)
 {
     if (v[0] != '/' || v[1] == '\0' || v[strlen(v) - 1] == '/') {

@@ -29,6 +29,7 @@ int config_check_file(const char *v, char *msg, size_t n);      /* readable now 
 int config_check_log_level(const char *v, char *msg, size_t n); /* error|warn|info|debug */
 int config_check_redis_url(const char *v, char *msg, size_t n); /* redis:// or unix:// */
 int config_check_webhook(const char *v, char *msg, size_t n);   /* http[s] URL, never echoed */
+int config_check_token(const char *v, char *msg, size_t n);     /* a bearer token, never echoed */
 int config_check_prefix(const char *v, char *msg, size_t n);    /* /name, not /v1 or /v1beta */
 int config_check_name(const char *v, char *msg, size_t n);      /* plan and tenant names */
 int config_check_names(const char *v, char *msg, size_t n);     /* a list of names: a, b */

@@ -27,6 +27,7 @@
 #include "http/tls.h"
 #include "report/report.h"
 #include "core/worker.h"
+#include "export/export.h"
 
 #define TOLLGATE_VERSION "0.1.0"
 #define MAX_WORKERS 64
@@ -43,6 +44,7 @@ struct daemon {
     struct event_base *base;
     struct config *cfg;
     struct record_sink *sink;
+    struct export_hub *exports;
     struct worker *workers[MAX_WORKERS];
     size_t n_workers;
     struct admin *admin;
@@ -176,6 +178,11 @@ static int run(const char *path)
         log_error("%s", err);
         goto fail;
     }
+    d.exports = export_hub_open(d.cfg, err, sizeof(err));
+    if (!d.exports) {
+        log_error("%s", err);
+        goto fail;
+    }
     char sizing[512];
     long n = d.cfg->workers;
     if (n > 0)
@@ -208,7 +215,7 @@ static int run(const char *path)
         goto fail;
     }
     for (long i = 0; i < n; i++) {
-        d.workers[i] = worker_new((int)i, d.cfg, max_conn, d.sink, err, sizeof(err));
+        d.workers[i] = worker_new((int)i, d.cfg, max_conn, d.sink, d.exports, err, sizeof(err));
         if (!d.workers[i]) {
             log_error("%s", err);
             goto fail;
@@ -221,6 +228,7 @@ static int run(const char *path)
             log_error("%s", err);
             goto fail;
         }
+        admin_set_exports(d.admin, d.exports);
     }
     for (size_t i = 0; i < d.n_workers; i++) {
         if (worker_start(d.workers[i]) < 0) {
@@ -269,6 +277,7 @@ fail:
     for (size_t i = 0; i < d.n_workers; i++)
         worker_join(d.workers[i]); /* threads never started join as no-ops */
     admin_free(d.admin);
+    export_hub_close(d.exports); /* after the workers handed over their last batches */
     if (d.sink)
         record_sink_close(d.sink);
     if (d.base)

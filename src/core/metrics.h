@@ -53,6 +53,16 @@ struct usage;
       "Usage records lost because the records file could not be written (disk full).")             \
     X(METRIC_RECORDS_ROTATIONS, "tollgate_records_rotations_total", COUNTER, "",                   \
       "Rotations of the records file done by tollgate ([records] rotate).")                        \
+    X(METRIC_CE_SPOOL_BYTES, "tollgate_export_spool_bytes", GAUGE, "",                             \
+      "CloudEvents in the on-disk spool not yet accepted by the receiver, bytes.")                 \
+    X(METRIC_CE_SENT, "tollgate_export_events_sent_total", COUNTER, "",                            \
+      "CloudEvents the receiver accepted.")                                                        \
+    X(METRIC_CE_DROPPED, "tollgate_export_events_dropped_total", COUNTER, "",                      \
+      "CloudEvents never spooled (spool full, disk error); the records file keeps them.")          \
+    X(METRIC_CE_REJECTED, "tollgate_export_events_rejected_total", COUNTER, "",                    \
+      "CloudEvents the receiver refused one by one as invalid (400, 413, 422), skipped.")          \
+    X(METRIC_CE_FAILURES, "tollgate_export_post_failures_total", COUNTER, "",                      \
+      "CloudEvents POSTs that failed (unreachable, timeout, 5xx, ...) and were retried.")          \
     X(METRIC_CONNECTIONS, "tollgate_connections", GAUGE, "", "Open client connections.")           \
     X(METRIC_CONNECTIONS_REFUSED, "tollgate_connections_refused_total", COUNTER, "",               \
       "API connections closed at once because max_connections were open.")                         \

@@ -172,6 +172,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         (w->cut && past(&w->settle_deadline))) {
         client_close_all(); /* idle keep-alive connections */
         record_queue_flush(w->records);
+        export_worker_flush(w->exports);
         event_base_loopexit(w->base, NULL);
     }
 }
@@ -318,7 +319,7 @@ static struct listener *listen_on(struct worker *w, const char *addr, void (*cb)
 }
 
 struct worker *worker_new(int id, struct config *cfg, int max_connections, struct record_sink *sink,
-                          char *err, size_t errlen)
+                          struct export_hub *hub, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
     if (!w) {
@@ -371,7 +372,7 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
     }
     ledger_set_alerter(w->ledger, w->alerter);
     w->records = record_queue_new(sink, w->base);
-    w->exports = export_worker_new(w->base, w->redis, w->metrics);
+    w->exports = export_worker_new(hub, w->base, w->redis, w->metrics);
     if (!w->records || !w->exports) {
         snprintf(err, errlen, "out of memory");
         goto fail;

@@ -15,6 +15,7 @@
 struct config;
 struct metrics;
 struct record_sink;
+struct export_hub;
 struct export_worker;
 struct req;
 
@@ -75,7 +76,7 @@ struct worker {
  * max_connections: API connections the process may hold open, over every
  * worker (cfg->max_connections, or less when descriptors are short). */
 struct worker *worker_new(int id, struct config *cfg, int max_connections, struct record_sink *sink,
-                          char *err, size_t errlen) MUST_CHECK;
+                          struct export_hub *hub, char *err, size_t errlen) MUST_CHECK;
 int worker_start(struct worker *w) MUST_CHECK;
 /* Hands the worker a reloaded config (thread-safe; takes a reference). New
  * requests use it; requests in flight keep theirs. */

@@ -1,25 +1,43 @@
 /* export.h: where a finished usage record leaves tollgate besides the
- * records file. Each worker owns one export_worker and hands it every record
- * it emits (proxied requests and usage reported through the admin API); it
- * fans the record out to the exports the config turns on. Never waits. */
+ * records file. The process owns one export_hub (the sinks with threads of
+ * their own: CloudEvents); each worker owns one export_worker and hands it
+ * every record it emits (proxied requests and usage reported through the
+ * admin API), which fans the record out to the exports the config turns on:
+ * the Redis stream on the worker's own connection, the hub's sinks through a
+ * per-worker batch handed over every 20 ms. Never waits. */
 #ifndef TOLLGATE_EXPORT_H
 #define TOLLGATE_EXPORT_H
 
+#include <stddef.h>
 #include "core/util.h"
 
 struct config;
 struct event_base;
 struct metrics;
+struct metrics_extra;
 struct record;
 struct redis;
 
+struct export_hub;
 struct export_worker;
 
-/* One per worker, on its loop; r and m are the worker's and outlive it. */
-struct export_worker *export_worker_new(struct event_base *base, struct redis *r,
-                                        struct metrics *m) MUST_CHECK;
-/* Before redis_free. NULL is fine. */
+/* Starts the sinks cfg turns on ([export] cloudevents_url); main thread,
+ * before the workers. NULL with err on failure (a spool that cannot be
+ * opened, a bad URL). */
+struct export_hub *export_hub_open(const struct config *cfg, char *err, size_t errlen) MUST_CHECK;
+/* After every worker is freed: delivers nothing more, keeps the spool. */
+void export_hub_close(struct export_hub *h);
+/* Adds the sinks' gauges and counters to x (any thread). */
+void export_hub_metrics(struct export_hub *h, struct metrics_extra *x);
+
+/* One per worker, on its loop; r and m are the worker's and outlive it; hub
+ * outlives it. */
+struct export_worker *export_worker_new(struct export_hub *hub, struct event_base *base,
+                                        struct redis *r, struct metrics *m) MUST_CHECK;
+/* Hands over what is batched; before redis_free. NULL is fine. */
 void export_worker_free(struct export_worker *x);
+/* Hands the batch over now (shutdown). */
+void export_worker_flush(struct export_worker *x);
 /* Exports rec as cfg (the request's snapshot) says. rec is not kept. */
 void export_record(struct export_worker *x, const struct config *cfg, const struct record *rec);
 

@@ -30,6 +30,7 @@
 #include "core/money.h"
 #include "providers/pricing.h"
 #include "records/record.h"
+#include "export/export.h"
 #include "report/report.h"
 #include "core/worker.h"
 
@@ -47,6 +48,7 @@ struct admin {
     struct worker **workers;
     size_t n_workers;
     struct record_sink *sink;
+    struct export_hub *exports; /* NULL: none */
     struct listener *listener;
     struct client_limits limits;
     struct job_list jobs; /* threads not yet joined */
@@ -124,6 +126,7 @@ static void metrics(struct admin *a, struct client *c)
                                         [METRIC_RECORDS_FAILED] = (int64_t)rs.failed,
                                         [METRIC_RECORDS_ROTATIONS] = (int64_t)rs.rotations,
                                         [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
+    export_hub_metrics(a->exports, &x);
     if (!b || !ms || metrics_render(b, ms, a->n_workers, &x) < 0) {
         free(ms);
         if (b)
@@ -588,6 +591,11 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
         return NULL;
     }
     return a;
+}
+
+void admin_set_exports(struct admin *a, struct export_hub *hub)
+{
+    a->exports = hub;
 }
 
 void admin_set_config(struct admin *a, struct config *cfg)

@@ -9,6 +9,7 @@
 
 struct event_base;
 struct config;
+struct export_hub;
 struct worker;
 struct record_sink;
 struct admin;
@@ -22,6 +23,8 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
                         size_t errlen) MUST_CHECK;
 /* After a reload (main thread): the admin token and on_failure may change. */
 void admin_set_config(struct admin *a, struct config *cfg);
+/* The export sinks whose counters /metrics shows (NULL: none); they outlive a. */
+void admin_set_exports(struct admin *a, struct export_hub *hub);
 void admin_free(struct admin *a);
 
 #endif

@@ -1,0 +1,324 @@
+/* http_post.c: blocking HTTP/1.1 POST with one deadline (http_post.h). The
+ * socket is non-blocking and every wait is a poll() bounded by what is left
+ * of the deadline, TLS handshake included, so a sink that accepts and then
+ * says nothing costs at most timeout_ms. Name resolution is getaddrinfo's
+ * (blocking; the export threads can afford it, the event loops never see it).
+ * "Connection: close": the status line is all we need, and a fresh connection
+ * per batch keeps the state machine trivial at a few batches per second. */
+#include "export/http_post.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "core/config.h"
+#include "http/tls.h"
+
+#define HEAD_MAX 16384 /* a response head longer than this is refused */
+
+int http_target_init(struct http_target *t, const char *url, char *err, size_t errlen)
+{
+    char *base = NULL;
+    memset(t, 0, sizeof(*t));
+    if (config_parse_url(url, &t->tls, &t->host, &t->port, &base) < 0) {
+        snprintf(err, errlen, "expected an http:// or https:// URL");
+        return -1;
+    }
+    size_t n = strlen(base);
+    t->path = malloc(n + 2);
+    if (!t->path) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    snprintf(t->path, n + 2, "%s", n ? base : "/");
+    free(base);
+    base = NULL;
+    if (t->tls && !(t->tc = tls_client_new(NULL, err, errlen)))
+        goto fail;
+    return 0;
+fail:
+    free(base);
+    http_target_free(t);
+    return -1;
+}
+
+void http_target_free(struct http_target *t)
+{
+    if (t->tc)
+        tls_client_free(t->tc);
+    free(t->host);
+    free(t->path);
+    memset(t, 0, sizeof(*t));
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for fd to be ready for events; 1 ready, 0 deadline, -1 error. */
+static int wait_fd(int fd, short events, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = events};
+        int rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            return 1;
+    }
+}
+
+static int connect_to(struct http_target *t, long long deadline, char *err, size_t errlen)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", t->port);
+    int rc = getaddrinfo(t->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "resolve %s: %s", t->host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    snprintf(err, errlen, "connect: no address");
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        if (errno == EINPROGRESS) {
+            int w = wait_fd(fd, POLLOUT, deadline);
+            int soerr = 0;
+            socklen_t sl = sizeof(soerr);
+            if (w > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+                break;
+            snprintf(err, errlen, "connect: %s",
+                     w == 0 ? "timeout" : strerror(soerr ? soerr : errno));
+        } else {
+            snprintf(err, errlen, "connect: %s", strerror(errno));
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return fd;
+}
+
+/* One connection: plain fd or TLS over it. */
+struct conn {
+    int fd;
+    SSL *ssl;
+    long long deadline;
+};
+
+static void ssl_err(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[200] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    snprintf(err, errlen, "%s: %s", what, buf[0] ? buf : "connection closed");
+}
+
+/* Waits for what the last SSL call wants; 1 go on, 0/-1 give up. */
+static int ssl_wait(struct conn *c, int ret)
+{
+    int e = SSL_get_error(c->ssl, ret);
+    if (e == SSL_ERROR_WANT_READ)
+        return wait_fd(c->fd, POLLIN, c->deadline);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return wait_fd(c->fd, POLLOUT, c->deadline);
+    return -1;
+}
+
+static int send_all(struct conn *c, const char *p, size_t n, char *err, size_t errlen)
+{
+    while (n > 0) {
+        ssize_t w;
+        if (c->ssl) {
+            int r = SSL_write(c->ssl, p, n > (1u << 30) ? (1 << 30) : (int)n);
+            if (r <= 0) {
+                int ok = ssl_wait(c, r);
+                if (ok > 0)
+                    continue;
+                if (ok == 0)
+                    snprintf(err, errlen, "timeout sending the request");
+                else
+                    ssl_err(err, errlen, "send");
+                return -1;
+            }
+            w = r;
+        } else {
+            w = send(c->fd, p, n, MSG_NOSIGNAL);
+            if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                int ok = wait_fd(c->fd, POLLOUT, c->deadline);
+                if (ok > 0)
+                    continue;
+                snprintf(err, errlen, ok == 0 ? "timeout sending the request" : "send: %s",
+                         strerror(errno));
+                return -1;
+            }
+            if (w < 0) {
+                snprintf(err, errlen, "send: %s", strerror(errno));
+                return -1;
+            }
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads until the response head is complete; returns the status. */
+static int read_status(struct conn *c, char *err, size_t errlen)
+{
+    char head[HEAD_MAX + 1];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r;
+        if (c->ssl) {
+            int n = SSL_read(c->ssl, head + len, (int)(HEAD_MAX - len));
+            if (n <= 0) {
+                int e = SSL_get_error(c->ssl, n);
+                if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
+                    r = 0;
+                } else {
+                    int ok = ssl_wait(c, n);
+                    if (ok > 0)
+                        continue;
+                    if (ok == 0)
+                        snprintf(err, errlen, "timeout waiting for the response");
+                    else
+                        ssl_err(err, errlen, "receive");
+                    return -1;
+                }
+            } else {
+                r = n;
+            }
+        } else {
+            r = recv(c->fd, head + len, HEAD_MAX - len, 0);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+                int ok = wait_fd(c->fd, POLLIN, c->deadline);
+                if (ok > 0)
+                    continue;
+                snprintf(err, errlen, ok == 0 ? "timeout waiting for the response" : "receive: %s",
+                         strerror(errno));
+                return -1;
+            }
+            if (r < 0) {
+                snprintf(err, errlen, "receive: %s", strerror(errno));
+                return -1;
+            }
+        }
+        if (r == 0) {
+            snprintf(err, errlen, "closed before a whole response head");
+            return -1;
+        }
+        len += (size_t)r;
+        head[len] = '\0';
+        if (strstr(head, "\r\n\r\n") || strstr(head, "\n\n"))
+            break;
+        if (len == HEAD_MAX) {
+            snprintf(err, errlen, "response head over %d bytes", HEAD_MAX);
+            return -1;
+        }
+    }
+    int status = 0;
+    if (sscanf(head, "HTTP/1.%*1[01] %3d", &status) != 1 || status < 100 || status > 599) {
+        snprintf(err, errlen, "not an HTTP/1.x response");
+        return -1;
+    }
+    return status;
+}
+
+int http_post(struct http_target *t, const char *type, const char *auth, const char *body,
+              size_t len, int timeout_ms, char *err, size_t errlen)
+{
+    struct conn c = {.fd = -1, .ssl = NULL, .deadline = now_ms() + timeout_ms};
+    char head[1024];
+    int status = -1;
+    c.fd = connect_to(t, c.deadline, err, errlen);
+    if (c.fd < 0)
+        return -1;
+    if (t->tls) {
+        if (!(c.ssl = tls_client_ssl(t->tc, t->host)) || SSL_set_fd(c.ssl, c.fd) != 1) {
+            snprintf(err, errlen, "TLS: out of memory");
+            goto done;
+        }
+        for (;;) {
+            int r = SSL_connect(c.ssl);
+            if (r == 1)
+                break;
+            int ok = ssl_wait(&c, r);
+            if (ok > 0)
+                continue;
+            if (ok == 0) {
+                snprintf(err, errlen, "timeout in the TLS handshake");
+            } else {
+                long v = SSL_get_verify_result(c.ssl);
+                if (v != X509_V_OK)
+                    snprintf(err, errlen, "TLS: certificate verify failed (%s)",
+                             X509_verify_cert_error_string(v));
+                else
+                    ssl_err(err, errlen, "TLS handshake");
+            }
+            goto done;
+        }
+    }
+    bool v6 = strchr(t->host, ':') != NULL;
+    bool dflt = t->port == (t->tls ? 443 : 80);
+    char port[16] = "";
+    if (!dflt)
+        snprintf(port, sizeof(port), ":%d", t->port);
+    int n = snprintf(head, sizeof(head),
+                     "POST %s HTTP/1.1\r\nHost: %s%s%s%s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\nUser-Agent: tollgate\r\n",
+                     t->path, v6 ? "[" : "", t->host, v6 ? "]" : "", port, type, len);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        snprintf(err, errlen, "request head too long");
+        goto done;
+    }
+    if (send_all(&c, head, (size_t)n, err, errlen) < 0)
+        goto done;
+    if (auth && (send_all(&c, "Authorization: Bearer ", 22, err, errlen) < 0 ||
+                 send_all(&c, auth, strlen(auth), err, errlen) < 0 ||
+                 send_all(&c, "\r\n", 2, err, errlen) < 0))
+        goto done;
+    if (send_all(&c, "\r\n", 2, err, errlen) < 0 || send_all(&c, body, len, err, errlen) < 0)
+        goto done;
+    status = read_status(&c, err, errlen);
+done:
+    if (c.ssl) {
+        SSL_set_quiet_shutdown(c.ssl, 1);
+        SSL_free(c.ssl);
+    }
+    close(c.fd);
+    return status;
+}
