@@ -22,6 +22,7 @@
 #include "core/cpus.h"
 #include "core/fdlimit.h"
 #include "core/log.h"
+#include "core/port_check.h"
 #include "providers/pricing.h"
 #include "records/record.h"
 #include "http/tls.h"
@@ -82,6 +83,21 @@ static void on_chld(evutil_socket_t sig, short what, void *arg)
 {
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
+}
+
+/* One tollgate per port: before anything binds (or the records file is
+ * opened), refuse to start when another process listens on one of ours. */
+static int check_ports(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct {
+        const char *key, *addr;
+    } ports[] = {{"server.listen", cfg->listen},
+                 {"server.tls_listen", cfg->tls_listen},
+                 {"server.admin_listen", cfg->admin_listen}};
+    for (size_t i = 0; i < ARRAY_LEN(ports); i++)
+        if (ports[i].addr && port_check_free(ports[i].key, ports[i].addr, err, errlen) < 0)
+            return -1;
+    return 0;
 }
 
 /* Logging as cfg says; at start and again on every reload. */
@@ -162,6 +178,10 @@ static int run(const char *path)
     }
     apply_logging(d.cfg);
     signal(SIGPIPE, SIG_IGN);
+    if (check_ports(d.cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto fail;
+    }
 
     d.base = event_base_new();
     if (!d.base)
