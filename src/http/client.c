@@ -40,6 +40,18 @@
 #define IN_HIGH (256 * 1024)  /* bufferevent stops reading above this */
 #define LINGER_MS 2000        /* after an error: drain input this long before close */
 
+/* Where chunk_scan is in a chunked body (the framing bytes it checks). */
+enum chunk_scan {
+    CK_OFF,     /* not a chunked body */
+    CK_SIZE,    /* the chunk-size line, up to its CR */
+    CK_SIZE_LF, /* the LF after it */
+    CK_DATA,    /* chunk data: chunk_left bytes */
+    CK_DATA_CR, /* the CRLF after the data */
+    CK_DATA_LF,
+    CK_TRAILER, /* trailer lines after the last chunk, up to the empty one */
+    CK_DONE,    /* the message ended: what follows is the next request */
+};
+
 enum client_state {
     CS_IDLE,     /* between requests, keep-alive deadline armed */
     CS_HEAD,     /* reading request line and headers, header deadline armed */
@@ -71,7 +83,13 @@ struct client {
     char prev[2];      /* the two bytes before the scan point (line-end checks) */
     bool line_seen;    /* a byte other than CR/LF was scanned: the request line began */
     bool head_scanned; /* the blank line ending the headers was seen */
-    int error_status;  /* set by a parser callback that refuses the request */
+    size_t head_end;   /* after head_scan: offset of the body in the buffer it scanned */
+    enum chunk_scan ck;
+    uint64_t chunk_size, chunk_left;
+    bool ck_ext;      /* CK_SIZE: past the digits (an extension or white space) */
+    bool ck_cr;       /* CK_TRAILER: the last byte was a CR */
+    size_t ck_line;   /* CK_TRAILER: bytes of the current line */
+    int error_status; /* set by a parser callback that refuses the request */
     const char *error_msg;
     struct evbuffer *body;
     struct http_request req;
@@ -128,6 +146,7 @@ static void reset_request(struct client *c)
     c->prev[0] = c->prev[1] = '\0';
     c->line_seen = false;
     c->head_scanned = false;
+    c->ck = CK_OFF;
     c->error_status = 0;
     c->error_msg = NULL;
     free(c->path);
@@ -467,6 +486,11 @@ static int on_headers_complete(http_parser *p)
     c->keep_alive = http_should_keep_alive(p);
     c->head = p->method == HTTP_HEAD;
 
+    if (p->flags & F_CHUNKED) {
+        c->ck = CK_SIZE;
+        c->chunk_size = 0;
+        c->ck_ext = false;
+    }
     c->state = CS_BODY;
     evtimer_del(c->timer);
     arm(c, c->lim->body_timeout_ms);
@@ -533,6 +557,7 @@ static void framing_error(struct client *c, int status, const char *msg)
  * returns why the head is refused, or NULL. */
 static const char *head_scan(struct client *c, const char *p, size_t n)
 {
+    c->head_end = n;
     for (size_t i = 0; i < n && !c->head_scanned; i++) {
         char ch = p[i];
         if (c->prev[1] == '\r' && ch != '\n')
@@ -543,10 +568,86 @@ static const char *head_scan(struct client *c, const char *p, size_t n)
             return "folded header lines (obs-fold) are not accepted";
         if (ch != '\r' && ch != '\n')
             c->line_seen = true; /* empty lines before the request line are skipped */
-        else if (ch == '\n' && c->prev[0] == '\n' && c->line_seen)
+        else if (ch == '\n' && c->prev[0] == '\n' && c->line_seen) {
             c->head_scanned = true; /* "\n\r\n": the blank line */
+            c->head_end = i + 1;
+        }
         c->prev[0] = c->prev[1];
         c->prev[1] = ch;
+    }
+    return NULL;
+}
+
+/* The same for the framing of a chunked body, which http_parser also reads
+ * leniently (any byte after a chunk-size line's CR or in place of the CRLF
+ * after chunk data, bare LF in trailers): follows the chunks over the bytes
+ * http_parser consumed (it has already refused bad sizes) and checks that
+ * every line ends in CRLF. Resumes on any split; returns why the body is
+ * refused, or NULL. */
+static const char *chunk_scan(struct client *c, const char *p, size_t n)
+{
+    static const char crlf[] = "chunked body lines must end with CRLF";
+    for (size_t i = 0; i < n && c->ck != CK_DONE && c->ck != CK_OFF; i++) {
+        char ch = p[i];
+        int hex = ch >= '0' && ch <= '9'   ? ch - '0'
+                  : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                  : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                           : -1;
+        switch (c->ck) {
+        case CK_SIZE:
+            if (ch == '\n')
+                return crlf;
+            if (ch == '\r')
+                c->ck = CK_SIZE_LF;
+            else if (hex >= 0 && !c->ck_ext)
+                c->chunk_size = c->chunk_size * 16 + (uint64_t)hex;
+            else
+                c->ck_ext = true; /* ";name=value" or white space: not the size */
+            break;
+        case CK_SIZE_LF:
+            if (ch != '\n')
+                return crlf;
+            c->chunk_left = c->chunk_size;
+            c->chunk_size = 0;
+            c->ck = c->chunk_left ? CK_DATA : CK_TRAILER;
+            c->ck_cr = false;
+            c->ck_line = 0;
+            break;
+        case CK_DATA: {
+            size_t take = n - i < c->chunk_left ? n - i : (size_t)c->chunk_left;
+            c->chunk_left -= take;
+            i += take - 1;
+            if (!c->chunk_left)
+                c->ck = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+            if (ch != '\r')
+                return crlf;
+            c->ck = CK_DATA_LF;
+            break;
+        case CK_DATA_LF:
+            if (ch != '\n')
+                return crlf;
+            c->ck = CK_SIZE;
+            c->ck_ext = false;
+            break;
+        case CK_TRAILER:
+            if (c->ck_cr != (ch == '\n'))
+                return crlf; /* a CR not followed by LF, or a bare LF */
+            c->ck_cr = ch == '\r';
+            if (ch == '\n') {
+                if (c->ck_line == 0)
+                    c->ck = CK_DONE; /* the empty line */
+                c->ck_line = 0;
+            } else if (ch != '\r') {
+                c->ck_line++;
+            }
+            break;
+        case CK_OFF:
+        case CK_DONE:
+            break;
+        }
     }
     return NULL;
 }
@@ -568,7 +669,8 @@ static void parse_input(struct client *c)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             return;
-        const char *bad = c->state == CS_HEAD ? head_scan(c, v.iov_base, v.iov_len) : NULL;
+        bool in_head = c->state == CS_HEAD;
+        const char *bad = in_head ? head_scan(c, v.iov_base, v.iov_len) : NULL;
         if (bad) {
             evbuffer_drain(in, evbuffer_get_length(in));
             framing_error(c, 400, bad);
@@ -576,6 +678,16 @@ static void parse_input(struct client *c)
         }
         size_t done = http_parser_execute(&c->parser, &c->settings, v.iov_base, v.iov_len);
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+        /* the chunked body's share of what was consumed, before the
+         * request is handed over */
+        size_t body_at = in_head ? c->head_end : 0;
+        if ((err == HPE_OK || err == HPE_PAUSED) && !c->error_status && body_at < done)
+            bad = chunk_scan(c, (const char *)v.iov_base + body_at, done - body_at);
+        if (bad) {
+            evbuffer_drain(in, evbuffer_get_length(in));
+            framing_error(c, 400, bad);
+            return;
+        }
         if (err == HPE_PAUSED) {
             evbuffer_drain(in, done);
             http_parser_pause(&c->parser, 0);
