@@ -66,6 +66,15 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libtollgate.a tests/unit/check.h tests/
 	@$(CC) $(CFLAGS) -Itests/unit $$(cat $(BUILD)/.pkg-flags.c) $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/libtollgate.a $$(cat $(BUILD)/.pkg-flags.l) $(LDLIBS)
 
+# The unit tests that need no server (those that start a redis-server include
+# tests/unit/redis_server.h and run with `make test`): quick, for every edit.
+UNIT_PURE = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(shell grep -L 'redis_server.h' tests/unit/test_*.c))
+unit: $(UNIT_PURE)
+	@pass=0; fail=0; for t in $(UNIT_PURE); do \
+	    if out=$$($$t 2>&1); then pass=$$((pass + 1)); echo "ok    $$(basename $$t): $$(echo "$$out" | tail -1)"; \
+	    else fail=$$((fail + 1)); echo "FAIL  $$(basename $$t)"; echo "$$out" | tail -20 | sed 's/^/    /'; fi; \
+	done; echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
 run: all
 	@scripts/run.sh $(BUILD)/tollgate
 

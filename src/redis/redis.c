@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "core/log.h"
+#include "core/percent.h"
 
 #define MAX_PENDING 10000
 #define BACKOFF_MIN_MS 100
@@ -110,42 +111,6 @@ static void tv_ms(struct timeval *tv, int ms)
 
 /* ---- url ---------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Copies s[0..n) with %XX decoded; NULL on a bad escape or no memory. */
-static char *decode(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    size_t j = 0;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(out);
-                return NULL;
-            }
-            out[j++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[j++] = s[i];
-        }
-    }
-    out[j] = '\0';
-    return out;
-}
-
 static int parse_int(const char *s, size_t n, int lo, int hi, int *out)
 {
     long v = 0;
@@ -173,7 +138,7 @@ static int parse_query(struct redis *r, const char *q)
                 return -1;
         } else if (n > 9 && strncmp(q, "password=", 9) == 0) {
             free(r->password);
-            if (!(r->password = decode(q + 9, n - 9)))
+            if (!(r->password = percent_decode_dup(q + 9, n - 9)))
                 return -1;
         } else {
             return -1;
@@ -190,7 +155,7 @@ static int parse_url(struct redis *r, const char *url)
         size_t n = q ? (size_t)(q - p) : strlen(p);
         if (n < 2 || p[0] != '/')
             return -1;
-        if (!(r->path = decode(p, n)))
+        if (!(r->path = percent_decode_dup(p, n)))
             return -1;
         return q ? parse_query(r, q + 1) : 0;
     }
@@ -204,9 +169,9 @@ static int parse_url(struct redis *r, const char *url)
         const char *colon = memchr(p, ':', (size_t)(auth_end - p));
         if (!colon)
             return -1;
-        if (colon > p && !(r->user = decode(p, (size_t)(colon - p))))
+        if (colon > p && !(r->user = percent_decode_dup(p, (size_t)(colon - p))))
             return -1;
-        if (!(r->password = decode(colon + 1, (size_t)(auth_end - colon - 1))))
+        if (!(r->password = percent_decode_dup(colon + 1, (size_t)(auth_end - colon - 1))))
             return -1;
         p = auth_end + 1;
     }

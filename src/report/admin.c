@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/money.h"
+#include "core/percent.h"
 #include "providers/pricing.h"
 #include "records/record.h"
 #include "export/export.h"
@@ -139,32 +140,6 @@ static void metrics(struct admin *a, struct client *c)
     size_t n = evbuffer_get_length(b);
     client_respond(c, 200, h, 1, (const char *)evbuffer_pullup(b, -1), n);
     evbuffer_free(b);
-}
-
-/* Percent-decodes s[0..n) into buf (NUL-terminated); '+' is a space only
- * in a query (form encoding), never in a path, where tenant ids may hold
- * it. -1 when it does not fit or has a bad escape or a NUL. */
-static int url_decode(const char *s, size_t n, bool plus_is_space, char *buf, size_t cap)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (ch == '%') {
-            char hex[3] = {i + 1 < n ? s[i + 1] : 0, i + 2 < n ? s[i + 2] : 0, 0};
-            char *end;
-            ch = (int)strtol(hex, &end, 16);
-            if (*end || !hex[0] || !hex[1] || ch == 0)
-                return -1;
-            i += 2;
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        if (j + 1 >= cap)
-            return -1;
-        buf[j++] = (char)ch;
-    }
-    buf[j] = '\0';
-    return 0;
 }
 
 /* ---- the JSON API ------------------------------------------------------- */
@@ -310,7 +285,7 @@ static int query_param(const char *query, const char *key, char *buf, size_t n)
         if (len >= klen && strncmp(q, key, klen) == 0 && (len == klen || q[klen] == '=')) {
             if (len == klen)
                 return -1; /* "period" without a value */
-            return url_decode(q + klen + 1, len - klen - 1, true, buf, n) == 0 ? 1 : -1;
+            return percent_decode(q + klen + 1, len - klen - 1, true, buf, n) >= 0 ? 1 : -1;
         }
         q = end ? end + 1 : NULL;
     }
@@ -466,7 +441,7 @@ static void api(struct admin *a, struct client *c, const struct http_request *re
     rest += 8;
     /* the id is the rest of the path, decoded: tenant ids may hold '/'
      * (sent as %2F or as is) and '+' */
-    if (url_decode(rest, strlen(rest), false, tenant, sizeof(tenant)) < 0 || !tenant[0] ||
+    if (percent_decode(rest, strlen(rest), false, tenant, sizeof(tenant)) < 0 || !tenant[0] ||
         strpbrk(tenant, "{}")) {
         client_error(c, 404, "not_found", "no such tenant");
         return;

@@ -15,6 +15,7 @@
 #include "budget/budget.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/percent.h"
 #include "budget/plan.h"
 
 #define KEY_MAX 512
@@ -84,27 +85,6 @@ static void set_err(char *err, size_t n, const char *what, const redisContext *c
     snprintf(err, n, "redis: %s: %s", what, c && c->err ? c->errstr : "unexpected reply");
 }
 
-/* %XX-decoded copy of s[0..n); NULL on a bad escape. */
-static char *url_part(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    size_t j = 0;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-            isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            out[j++] = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else {
-            out[j++] = s[i];
-        }
-    }
-    out[j] = '\0';
-    return out;
-}
-
 /* Runs one command and checks the reply is not an error; the reply is freed. */
 static int run_simple(redisContext *c, const char *what, int argc, const char **argv, char *err,
                       size_t errlen)
@@ -134,14 +114,14 @@ struct redisContext *report_connect(const char *url, int timeout_ms, char *err, 
 
     if (url && strncmp(url, "unix://", 7) == 0) {
         const char *p = url + 7, *q = strchr(p, '?');
-        path = url_part(p, q ? (size_t)(q - p) : strlen(p));
+        path = percent_decode_dup(p, q ? (size_t)(q - p) : strlen(p));
         for (q = q ? q + 1 : NULL; q && *q;) {
             const char *end = strchr(q, '&');
             size_t n = end ? (size_t)(end - q) : strlen(q);
             if (n > 3 && strncmp(q, "db=", 3) == 0)
                 db = atoi(q + 3);
             else if (n > 9 && strncmp(q, "password=", 9) == 0 && !pass)
-                pass = url_part(q + 9, n - 9);
+                pass = percent_decode_dup(q + 9, n - 9);
             q = end ? end + 1 : NULL;
         }
         if (!path || path[0] != '/')
@@ -154,8 +134,8 @@ struct redisContext *report_connect(const char *url, int timeout_ms, char *err, 
             if (!colon)
                 goto bad;
             if (colon > p)
-                user = url_part(p, (size_t)(colon - p));
-            pass = url_part(colon + 1, (size_t)(at - colon - 1));
+                user = percent_decode_dup(p, (size_t)(colon - p));
+            pass = percent_decode_dup(colon + 1, (size_t)(at - colon - 1));
             p = at + 1;
         }
         const char *hend = slash ? slash : p + strlen(p), *colon;
