@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "providers/answer.h"
 #include "providers/provider.h"
 
 #define CHECKF(cond)                                                                               \
@@ -171,6 +172,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * on_json must cope with a meter that already holds usage) */
         s.prov->on_json(&s.m, &s.call, (const char *)in, len);
         check_meter(&s);
+        {
+            /* the answer scanner (answer.c) on the same bytes, in two
+             * pieces: a valid meter, the same usage whatever the split */
+            struct answer a;
+            struct meter m1 = {0}, m2 = {0};
+            size_t cut = len ? (size_t)ep * 7919 % (len + 1) : 0;
+            if (answer_init(&a, s.prov) == 0) {
+                answer_feed(&a, (const char *)in, len);
+                answer_finish(&a, &m1, &s.call);
+                answer_free(&a);
+            }
+            if (answer_init(&a, s.prov) == 0) {
+                answer_feed(&a, (const char *)in, cut);
+                answer_feed(&a, (const char *)in + cut, len - cut);
+                answer_finish(&a, &m2, &s.call);
+                answer_free(&a);
+            }
+            CHECKF(m1.usage.input == m2.usage.input && m1.usage.output == m2.usage.output &&
+                   m1.usage.cached == m2.usage.cached && m1.usage.reasoning == m2.usage.reasoning &&
+                   m1.usage.cache_write == m2.usage.cache_write && m1.usage.seen == m2.usage.seen);
+            CHECKF(strcmp(m1.model, m2.model) == 0);
+            CHECKF(m1.usage.input >= 0 && m1.usage.output >= 0);
+        }
         break;
     case 2:
         s.call.strip_usage = ep >= 8; /* as prepare sets it for a stream it edited */

@@ -21,7 +21,7 @@ PKGS="libevent libevent_openssl libevent_pthreads openssl hiredis inih jansson"
 # Each target links only the modules it exercises.
 declare -A MODULES=(
     [sse]="src/http/sse.c"
-    [provider]="src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
+    [provider]="src/http/sse.c src/http/json_scan.c src/providers/answer.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [http]="src/http/client.c src/core/log.c"
     [pricing]="src/providers/pricing.c src/core/money.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [json_scan]="src/http/json_scan.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"

@@ -177,6 +177,18 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
                         "\"message\":\"tollgate error\"}}");
 }
 
+/* What on_json reads of a whole Message. */
+static const struct json_scan_field answer_fields[] = {
+    {"model", false},
+    {"usage", false},
+    {"usage.input_tokens", false},
+    {"usage.cache_read_input_tokens", false},
+    {"usage.cache_creation_input_tokens", false},
+    {"usage.output_tokens", false},
+    {"usage.output_tokens_details.thinking_tokens", false},
+    {"content", true},
+};
+
 const struct provider provider_anthropic = {
     .name = "anthropic",
     .default_url = "https://api.anthropic.com",
@@ -189,6 +201,8 @@ const struct provider provider_anthropic = {
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,
+    .answer_fields = answer_fields,
+    .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,
     .set_model = provider_set_body_model,
 };

@@ -253,6 +253,20 @@ static int set_model(json_t *body, char *path, size_t pathlen, const char *model
     return 0;
 }
 
+/* What on_json reads of a whole GenerateContentResponse (an array answer is
+ * read whole, answer.h). */
+static const struct json_scan_field answer_fields[] = {
+    {"modelVersion", false},
+    {"error", false},
+    {"usageMetadata", false},
+    {"usageMetadata.promptTokenCount", false},
+    {"usageMetadata.toolUsePromptTokenCount", false},
+    {"usageMetadata.cachedContentTokenCount", false},
+    {"usageMetadata.candidatesTokenCount", false},
+    {"usageMetadata.thoughtsTokenCount", false},
+    {"candidates", true},
+};
+
 const struct provider provider_gemini = {
     .name = "gemini",
     .default_url = "https://generativelanguage.googleapis.com",
@@ -265,6 +279,8 @@ const struct provider provider_gemini = {
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,
+    .answer_fields = answer_fields,
+    .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,
     .set_model = set_model,
 };

@@ -435,6 +435,24 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
                         "\"param\":null,\"code\":null}}");
 }
 
+/* What on_json reads of a whole answer (chat, legacy, embeddings, Responses). */
+static const struct json_scan_field answer_fields[] = {
+    {"model", false},
+    {"usage", false},
+    {"usage.prompt_tokens", false},
+    {"usage.completion_tokens", false},
+    {"usage.prompt_tokens_details.cached_tokens", false},
+    {"usage.prompt_tokens_details.cache_write_tokens", false},
+    {"usage.completion_tokens_details.reasoning_tokens", false},
+    {"usage.input_tokens", false},
+    {"usage.output_tokens", false},
+    {"usage.input_tokens_details.cached_tokens", false},
+    {"usage.input_tokens_details.cache_write_tokens", false},
+    {"usage.output_tokens_details.reasoning_tokens", false},
+    {"choices", true},
+    {"output", true},
+};
+
 const struct provider provider_openai = {
     .name = "openai",
     .default_url = "https://api.openai.com",
@@ -447,6 +465,8 @@ const struct provider provider_openai = {
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,
+    .answer_fields = answer_fields,
+    .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,
     .set_model = provider_set_body_model,
 };

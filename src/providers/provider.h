@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "http/json_scan.h"
 #include "http/sse.h"
 #include "providers/usage.h"
 #include "core/util.h"
@@ -99,9 +100,14 @@ struct provider {
     /* One SSE event of a streamed answer; set *drop to keep it from the client. */
     void (*on_event)(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
                      bool *drop);
-    /* A whole JSON answer (status 2xx). */
+    /* A whole JSON answer (status 2xx); the proxy passes only the members
+     * named in answer_fields (answer.h), scanned from an answer of any size. */
     void (*on_json)(struct meter *m, const struct provider_call *call, const char *body,
                     size_t len);
+    /* The members of a whole answer on_json reads; text: generated text,
+     * counted for an estimate when usage is missing. */
+    const struct json_scan_field *answer_fields;
+    size_t n_answer_fields;
     /* Appends tollgate's own error in this provider's dialect. code is
      * tollgate's code ("missing_tenant", "budget_exceeded",
      * "rate_limit_exceeded", "upstream_unreachable", ...). */

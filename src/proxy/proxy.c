@@ -35,6 +35,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "budget/plan.h"
+#include "providers/answer.h"
 #include "providers/pricing.h"
 #include "providers/provider.h"
 #include "records/record.h"
@@ -50,7 +51,6 @@
 
 #define ID_MAX 129 /* tenant, user, feature ids: up to 128 bytes */
 #define MAX_SSE_EVENT (1 << 20)
-#define MAX_JSON_COPY (8 << 20) /* a non-streamed answer larger than this is estimated */
 #define MAX_RESP_HEADERS 64
 #define LEASE_TTL_S 600 /* a reservation outlives a dead tollgate this long */
 
@@ -78,17 +78,18 @@ struct req {
     struct provider_call call;
     struct meter meter;
     struct sse_parser sse;
-    struct evbuffer *json; /* copy of a non-streamed 2xx answer */
+    struct answer *answer; /* a non-streamed 2xx answer, scanned for its usage */
     enum req_state state;
     enum outcome outcome;
     int status;
-    bool sse_on, metering, json_too_big, paused, stream_cut;
+    bool sse_on, metering, paused, stream_cut;
     bool last_dropped; /* the previous SSE event was kept from the client */
     bool forwarded;    /* the request went upstream: it is settled and billed */
     bool unanswered;   /* the client left (or the drain cut it) before response headers */
     bool downgraded;
     bool draining;             /* the client left: the answer is read for its usage only */
     bool cut_on_abort;         /* the client left and the call was cut: billed on the estimate */
+    bool unreadable;           /* the answer came encoded: billed on the estimate */
     struct event *drain_timer; /* drain_on_abort deadline while draining */
     money_t remaining;         /* budget left this month before the request; -1: unknown */
     money_t spent_before;      /* month's spend at admission; -1: not admitted through Redis */
@@ -323,12 +324,15 @@ static int prepare_body(struct req *r, const struct http_request *hr)
     char err[256] = "";
     bool modified = false;
     int rc = r->route.prov->prepare(&r->call, r->doc, &modified, err, sizeof(err));
-    if (r->call.metered && hr->method != HTTP_POST) {
-        /* a metered path is metered for POST, the method that creates (and
-         * bills) a completion; any other method would pass unmetered */
-        const struct http_header allow[] = {{"Allow", "POST"}};
-        answer_error(r, 405, "method_not_allowed", "this endpoint accepts only POST",
-                     OUTCOME_BAD_REQUEST, allow, ARRAY_LEN(allow));
+    const char *only = r->route.row && r->route.row->method ? r->route.row->method : "POST";
+    if (r->call.metered && strcmp(hr->method_name, only) != 0) {
+        /* a metered row is metered for its method, the one that creates (and
+         * bills) the work; any other would pass unmetered */
+        const struct http_header allow[] = {{"Allow", only}};
+        char msg[64];
+        snprintf(msg, sizeof(msg), "this endpoint accepts only %s", only);
+        answer_error(r, 405, "method_not_allowed", msg, OUTCOME_BAD_REQUEST, allow,
+                     ARRAY_LEN(allow));
         return -1;
     }
     if (bad_json && r->call.metered) {
@@ -773,7 +777,24 @@ static void on_head(void *arg, int status, const struct upstream_header *h, size
         if (r->call.strip_usage)
             sse_set_skip_raw(&r->sse, forward_raw);
     } else if (r->metering) {
-        r->json = evbuffer_new();
+        r->answer = malloc(sizeof(*r->answer));
+        if (r->answer && answer_init(r->answer, r->route.prov) < 0) {
+            free(r->answer);
+            r->answer = NULL;
+        }
+    }
+    for (size_t i = 0; r->metering && i < n; i++) {
+        /* asked for identity; an encoded answer's usage cannot be read, so
+         * it is billed on the estimate's upper bound */
+        if (strcasecmp(h[i].name, "content-encoding") == 0 &&
+            strcasecmp(h[i].value, "identity") != 0) {
+            req_log(LOG_WARN, r->id,
+                    "upstream answered Content-Encoding %.40s despite identity: "
+                    "billed on the estimate",
+                    h[i].value);
+            r->unreadable = true;
+            r->outcome = OUTCOME_UPSTREAM_ERROR;
+        }
     }
     if (status >= 400)
         r->outcome = OUTCOME_UPSTREAM_ERROR;
@@ -829,12 +850,8 @@ static void on_body(void *arg, const char *buf, size_t len)
         return;
     }
     forward(r, buf, len);
-    if (r->json && !r->json_too_big) {
-        if (evbuffer_get_length(r->json) + len > MAX_JSON_COPY)
-            r->json_too_big = true;
-        else
-            evbuffer_add(r->json, buf, len);
-    }
+    if (r->answer)
+        answer_feed(r->answer, buf, len);
 }
 
 static void on_drained(void *ctx)
@@ -900,9 +917,8 @@ static void on_done(void *arg, enum upstream_result res, const char *errstr)
     if (r->sse_on) {
         if (sse_finish(&r->sse, r->call.strip_usage ? forward_raw : NULL, r))
             r->stream_cut = true;
-    } else if (r->json && !r->json_too_big) {
-        size_t n = evbuffer_get_length(r->json);
-        r->route.prov->on_json(&r->meter, &r->call, (const char *)evbuffer_pullup(r->json, -1), n);
+    } else if (r->answer) {
+        answer_finish(r->answer, &r->meter, &r->call);
     }
     if (r->client) {
         struct client *c = r->client;
@@ -1019,7 +1035,7 @@ static void final_usage(struct req *r, struct usage *u)
     *u = r->meter.usage;
     if (!r->call.metered || !r->forwarded)
         return;
-    if (r->cut_on_abort && !(u->seen && (!r->call.stream || r->meter.done))) {
+    if ((r->cut_on_abort || r->unreadable) && !(u->seen && (!r->call.stream || r->meter.done))) {
         /* we stopped reading, the provider did not stop generating: the
          * estimate's upper bound is the bill */
         const struct price *pr = price_of(r, r->call.model);
@@ -1125,8 +1141,10 @@ static void finish(struct req *r)
 
     if (r->sse_on)
         sse_free(&r->sse);
-    if (r->json)
-        evbuffer_free(r->json);
+    if (r->answer) {
+        answer_free(r->answer);
+        free(r->answer);
+    }
     json_decref(r->doc);
     free(r->body);
     worker_gen_unref(r->gen);

@@ -182,6 +182,39 @@ describe('cap', () => {
     assert.equal((await h.newRequests(env.mock, since2)).length, 0, 'nothing forwarded');
   });
 
+  // ---- usage from answers of any size ------------------------------------------------------
+
+  test('a 9 MB non-streamed answer: the usage after the text is read (OpenAI and Anthropic)', { timeout: h.ms(60000) }, async () => {
+    const PAD = 9 * 1024 * 1024;
+    const tenant = h.uniq('big-answer');
+    const body = { model: 'gpt-4o', max_tokens: 1000, messages: [{ role: 'user', content: `mock:tokens=25,600 mock:pad=${PAD}` }] };
+    const res = await h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'big'));
+    assert.equal(res.status, 200);
+    assert.ok(res.text.length > PAD, 'the whole answer reached the client');
+    const rec = await env.tg.record(res.headers.get('x-tollgate-request-id'));
+    assert.equal(rec.estimated, false, JSON.stringify(rec));
+    h.assertTokens(rec, { input: 25, output: 600 });
+    const ab = { model: 'claude-haiku-4-5', max_tokens: 1000, messages: [{ role: 'user', content: `mock:tokens=30,700 mock:pad=${PAD}` }] };
+    const ar = await h.post(env.tg, '/v1/messages', ab, { ...headers(tenant, 'big'), 'x-api-key': 'sk-ant', 'anthropic-version': '2023-06-01' });
+    assert.equal(ar.status, 200);
+    const arec = await env.tg.record(ar.headers.get('x-tollgate-request-id'));
+    assert.equal(arec.estimated, false, JSON.stringify(arec));
+    h.assertTokens(arec, { input: 30, output: 700 });
+  });
+
+  test('a gzip answer despite Accept-Encoding: identity is billed on the estimate (max_tokens), flagged, upstream_error', async () => {
+    const tenant = h.uniq('gzip');
+    const nonce = h.uniq('gz');
+    const body = { model: 'gpt-4o', max_tokens: 1000, messages: [{ role: 'user', content: `${nonce} mock:tokens=25,600 mock:gzip` }] };
+    const res = await h.post(env.tg, '/v1/chat/completions', body, { ...headers(tenant, 'big'), 'Accept-Encoding': 'gzip' });
+    assert.equal(res.status, 200);
+    assert.equal(env.mock.requestsWith(nonce)[0].headers['accept-encoding'], 'identity', 'identity asked upstream');
+    const rec = await env.tg.record(res.headers.get('x-tollgate-request-id'));
+    assert.equal(rec.estimated, true);
+    assert.equal(rec.outcome, 'upstream_error');
+    assert.equal(rec.output_tokens, 1000, JSON.stringify(rec));
+  });
+
   // ---- no free aborts -----------------------------------------------------------------------
 
   // Posts body and aborts the request after abortMs; resolves the request id tollgate gave it

@@ -18,6 +18,9 @@
 //   mock:reset          destroy the socket mid-body (after 2 chunks); mock:reset-early: before headers
 //   mock:hang           send headers, then nothing;    mock:hang-early: send nothing at all
 //   mock:nousage        omit usage even when asked for it
+//   mock:pad=BYTES      a non-streamed answer starts with a member "mock_pad" of BYTES 'x's
+//                       (usage comes after it: answers of any size)
+//   mock:gzip           a non-streamed answer gzip-encoded, whatever Accept-Encoding said
 // Token mapping, so one directive means the same in every dialect (normalised per
 // provider-wire-formats.md §8, the record gets input=IN, cached=N, output=OUT, reasoning=R):
 //   OpenAI chat/completions: prompt_tokens=IN, cached_tokens=N, completion_tokens=OUT, reasoning_tokens=R
@@ -36,6 +39,7 @@
 const fs = require('node:fs');
 const http = require('node:http');
 const https = require('node:https');
+const zlib = require('node:zlib');
 
 const DEFAULT_IN = 12;
 const DEFAULT_OUT = 5;
@@ -78,7 +82,7 @@ function parseDirectives(text) {
   const d = {
     in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, reasoning: 0, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
-    hangEarly: false, nousage: false,
+    hangEarly: false, nousage: false, pad: 0, gzip: false,
   };
   const re = /mock:([a-z-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
   let m;
@@ -102,6 +106,8 @@ function parseDirectives(text) {
       case 'hang': d.hang = true; break;
       case 'hang-early': d.hangEarly = true; break;
       case 'nousage': d.nousage = true; break;
+      case 'pad': d.pad = +(v || 0); break;
+      case 'gzip': d.gzip = true; break;
       default: break;
     }
   }
@@ -425,14 +431,17 @@ async function handle(req, res, raw) {
   const built = builders[name]({ json: json || {} }, d, stream, model);
   if (built.json) {
     if (d.slow) await sleep(d.slow);
-    const buf = Buffer.from(JSON.stringify(built.json));
+    const obj = d.pad ? { mock_pad: 'x'.repeat(d.pad), ...built.json } : built.json;
+    let buf = Buffer.from(JSON.stringify(obj));
+    const enc = {};
+    if (d.gzip) { buf = zlib.gzipSync(buf); enc['content-encoding'] = 'gzip'; }
     if (d.hang) { res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length }); res.flushHeaders(); return; }
     if (d.reset) {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length });
       res.write(buf.subarray(0, buf.length >> 1), () => setTimeout(() => req.socket.destroy(), 20));
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length, 'x-request-id': `req_mock${seq}` });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': buf.length, 'x-request-id': `req_mock${seq}`, ...enc });
     res.end(buf);
     return;
   }

@@ -10,6 +10,7 @@
 
 #include "capture.h"
 #include "check.h"
+#include "providers/answer.h"
 #include "providers/provider.h"
 
 static bool same_usage(const struct usage *a, const struct usage *b)
@@ -504,6 +505,26 @@ static void test_answers(void)
             print_usage("got ", &m.usage);
             print_usage("want", &answers[i].want);
             CHECK(0);
+        }
+        /* the same through the answer scanner (answer.h), fed in two pieces
+         * split at every byte: only the named members reach on_json */
+        size_t len = strlen(answers[i].body);
+        for (size_t cut = 0; cut <= len; cut++) {
+            struct answer a;
+            struct meter sm = {0};
+            CHECK(answer_init(&a, prov) == 0);
+            answer_feed(&a, answers[i].body, cut);
+            answer_feed(&a, answers[i].body + cut, len - cut);
+            answer_finish(&a, &sm, &call);
+            answer_free(&a);
+            if (!same_usage(&sm.usage, &m.usage) || strcmp(sm.model, m.model) != 0) {
+                fprintf(stderr, "  answer %zu (%s) scanned, split at %zu: model %s\n", i,
+                        answers[i].provider, cut, sm.model);
+                print_usage("got ", &sm.usage);
+                print_usage("want", &m.usage);
+                CHECK(0);
+                break;
+            }
         }
     }
 }
