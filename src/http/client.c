@@ -8,8 +8,10 @@
  * handled at a time: while the handler owns it, the parser is paused and the
  * bytes of a pipelined next request wait in the input buffer. Deadlines are
  * absolute (armed once per phase), so a client trickling bytes cannot
- * extend them. Frees are deferred to a fresh loop turn so that nothing up
- * the stack touches a freed client. */
+ * extend them. A client is freed only from one of its own libevent
+ * callbacks (or client_close_all at shutdown), never inside a call the
+ * handler made into it, and the handler is told first (gone); the next
+ * request and the close run on a fresh loop turn. */
 #include "http/client.h"
 
 #include <ctype.h>
