@@ -27,8 +27,9 @@ declare -A MODULES=(
     [json_scan]="src/http/json_scan.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [path]="src/proxy/path.c"
     [cloudevent]="src/export/cloudevent.c src/core/log.c"
+    [trace]="src/export/trace.c"
 )
-all_targets="sse provider http pricing json_scan path cloudevent"
+all_targets="sse provider http pricing json_scan path cloudevent trace"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

@@ -63,6 +63,14 @@ struct usage;
       "CloudEvents the receiver refused one by one as invalid (400, 413, 422), skipped.")          \
     X(METRIC_CE_FAILURES, "tollgate_export_post_failures_total", COUNTER, "",                      \
       "CloudEvents POSTs that failed (unreachable, timeout, 5xx, ...) and were retried.")          \
+    X(METRIC_OTLP_EXPORTED, "tollgate_otlp_spans_exported_total", COUNTER, "",                     \
+      "Request spans the OpenTelemetry collector accepted.")                                       \
+    X(METRIC_OTLP_DROPPED, "tollgate_otlp_spans_dropped_total", COUNTER, "",                       \
+      "Request spans dropped: queue full (collector away or slow), refused, or left at shutdown.") \
+    X(METRIC_OTLP_FAILURES, "tollgate_otlp_post_failures_total", COUNTER, "",                      \
+      "OTLP POSTs that failed and were retried.")                                                  \
+    X(METRIC_OTLP_QUEUED, "tollgate_otlp_spans_queued", GAUGE, "",                                 \
+      "Request spans waiting to be sent to the collector.")                                        \
     X(METRIC_CONNECTIONS, "tollgate_connections", GAUGE, "", "Open client connections.")           \
     X(METRIC_CONNECTIONS_REFUSED, "tollgate_connections_refused_total", COUNTER, "",               \
       "API connections closed at once because max_connections were open.")                         \

@@ -14,6 +14,9 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "export/ce_sink.h"
+#include "export/otlp_sink.h"
+#include "export/span.h"
+#include "export/trace.h"
 #include "export/stream.h"
 #include "records/record.h"
 
@@ -23,7 +26,8 @@
 #define BATCH_MS 20
 
 struct export_hub {
-    struct ce_sink *ce; /* NULL: cloudevents_url unset */
+    struct ce_sink *ce;     /* NULL: cloudevents_url unset */
+    struct otlp_sink *otlp; /* NULL: otlp_endpoint unset */
 };
 
 struct export_worker {
@@ -31,6 +35,8 @@ struct export_worker {
     struct stream_export *stream;
     struct evbuffer *ce_batch; /* lines for hub->ce */
     unsigned long ce_lines;
+    struct evbuffer *spans; /* span lines for hub->otlp */
+    unsigned long n_spans;
     struct event *timer;
 };
 
@@ -45,8 +51,15 @@ struct export_hub *export_hub_open(const struct config *cfg, char *err, size_t e
         free(h);
         return NULL;
     }
+    if (cfg->otlp_endpoint && !(h->otlp = otlp_sink_open(cfg, err, errlen))) {
+        ce_sink_close(h->ce);
+        free(h);
+        return NULL;
+    }
     if (h->ce)
         log_info("export: CloudEvents to the configured receiver, spool in %s", cfg->spool_dir);
+    if (h->otlp)
+        log_info("export: OTLP spans to %s/v1/traces", cfg->otlp_endpoint);
     return h;
 }
 
@@ -55,12 +68,23 @@ void export_hub_close(struct export_hub *h)
     if (!h)
         return;
     ce_sink_close(h->ce);
+    otlp_sink_close(h->otlp);
     free(h);
 }
 
 void export_hub_metrics(struct export_hub *h, struct metrics_extra *x)
 {
-    if (!h || !h->ce)
+    if (!h)
+        return;
+    if (h->otlp) {
+        struct otlp_stats os;
+        otlp_sink_stats(h->otlp, &os);
+        x->value[METRIC_OTLP_EXPORTED] += (int64_t)os.exported;
+        x->value[METRIC_OTLP_DROPPED] += (int64_t)os.dropped;
+        x->value[METRIC_OTLP_FAILURES] += (int64_t)os.post_failures;
+        x->value[METRIC_OTLP_QUEUED] += (int64_t)os.queued;
+    }
+    if (!h->ce)
         return;
     struct ce_stats st;
     ce_sink_stats(h->ce, &st);
@@ -79,6 +103,9 @@ void export_worker_flush(struct export_worker *x)
     if (x->ce_lines && x->hub->ce)
         ce_sink_push(x->hub->ce, x->ce_batch, x->ce_lines);
     x->ce_lines = 0;
+    if (x->n_spans && x->hub->otlp)
+        otlp_sink_push(x->hub->otlp, x->spans, x->n_spans);
+    x->n_spans = 0;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -94,12 +121,14 @@ struct export_worker *export_worker_new(struct export_hub *hub, struct event_bas
         return NULL;
     x->hub = hub;
     if (!(x->stream = stream_export_new(base, r, m)) || !(x->ce_batch = evbuffer_new()) ||
-        !(x->timer = evtimer_new(base, on_timer, x)))
+        !(x->spans = evbuffer_new()) || !(x->timer = evtimer_new(base, on_timer, x)))
         goto fail;
     return x;
 fail:
     if (x->ce_batch)
         evbuffer_free(x->ce_batch);
+    if (x->spans)
+        evbuffer_free(x->spans);
     stream_export_free(x->stream);
     free(x);
     return NULL;
@@ -113,7 +142,19 @@ void export_worker_free(struct export_worker *x)
     stream_export_free(x->stream);
     event_free(x->timer);
     evbuffer_free(x->ce_batch);
+    evbuffer_free(x->spans);
     free(x);
+}
+
+static void batch_added(struct export_worker *x)
+{
+    if (evbuffer_get_length(x->ce_batch) >= BATCH_BYTES ||
+        evbuffer_get_length(x->spans) >= BATCH_BYTES) {
+        export_worker_flush(x);
+    } else if (!evtimer_pending(x->timer, NULL)) {
+        struct timeval tv = {0, BATCH_MS * 1000};
+        evtimer_add(x->timer, &tv);
+    }
 }
 
 static void queue_ce(struct export_worker *x, const char *line, size_t len)
@@ -123,19 +164,23 @@ static void queue_ce(struct export_worker *x, const char *line, size_t len)
         return;
     }
     x->ce_lines++;
-    if (evbuffer_get_length(x->ce_batch) >= BATCH_BYTES) {
-        export_worker_flush(x);
-    } else if (!evtimer_pending(x->timer, NULL)) {
-        struct timeval tv = {0, BATCH_MS * 1000};
-        evtimer_add(x->timer, &tv);
-    }
+    batch_added(x);
 }
 
-void export_record(struct export_worker *x, const struct config *cfg, const struct record *rec)
+void export_record(struct export_worker *x, const struct config *cfg, const struct record *rec,
+                   const struct trace_ctx *trace, const char *decision)
 {
     char stack[LINE_STACK];
     char *line = stack;
     bool ce = x->hub && x->hub->ce;
+    if (trace && trace->on && x->hub && x->hub->otlp) {
+        if (span_format(x->spans, rec, trace, decision) == 0) {
+            x->n_spans++;
+            batch_added(x);
+        } else {
+            log_error("otlp: out of memory; the span of %.64s is dropped", rec->id ? rec->id : "?");
+        }
+    }
     if (!cfg->redis_stream && !ce)
         return;
     int n = record_format(rec, stack, sizeof(stack));

@@ -3,8 +3,9 @@
  * their own: CloudEvents); each worker owns one export_worker and hands it
  * every record it emits (proxied requests and usage reported through the
  * admin API), which fans the record out to the exports the config turns on:
- * the Redis stream on the worker's own connection, the hub's sinks through a
- * per-worker batch handed over every 20 ms. Never waits. */
+ * the Redis stream on the worker's own connection, the hub's sinks
+ * (CloudEvents, OTLP spans) through per-worker batches handed over every
+ * 20 ms. Never waits. */
 #ifndef TOLLGATE_EXPORT_H
 #define TOLLGATE_EXPORT_H
 
@@ -17,11 +18,12 @@ struct metrics;
 struct metrics_extra;
 struct record;
 struct redis;
+struct trace_ctx;
 
 struct export_hub;
 struct export_worker;
 
-/* Starts the sinks cfg turns on ([export] cloudevents_url); main thread,
+/* Starts the sinks cfg turns on ([export] cloudevents_url, otlp_endpoint); main thread,
  * before the workers. NULL with err on failure (a spool that cannot be
  * opened, a bad URL). */
 struct export_hub *export_hub_open(const struct config *cfg, char *err, size_t errlen) MUST_CHECK;
@@ -38,7 +40,11 @@ struct export_worker *export_worker_new(struct export_hub *hub, struct event_bas
 void export_worker_free(struct export_worker *x);
 /* Hands the batch over now (shutdown). */
 void export_worker_flush(struct export_worker *x);
-/* Exports rec as cfg (the request's snapshot) says. rec is not kept. */
-void export_record(struct export_worker *x, const struct config *cfg, const struct record *rec);
+/* Exports rec as cfg (the request's snapshot) says: the stream, the
+ * CloudEvents spool, and with trace (its span ids; NULL or trace->on false:
+ * no span) the OTLP span, decision naming the admission decision (NULL:
+ * none ran). Nothing is kept. */
+void export_record(struct export_worker *x, const struct config *cfg, const struct record *rec,
+                   const struct trace_ctx *trace, const char *decision);
 
 #endif

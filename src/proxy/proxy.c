@@ -40,6 +40,7 @@
 #include "providers/provider.h"
 #include "records/record.h"
 #include "export/export.h"
+#include "export/trace.h"
 #include "redis/redis.h"
 #include "proxy/path.h"
 #include "proxy/route.h"
@@ -64,6 +65,8 @@ enum req_state {
 
 struct req {
     struct req *prev, *next; /* the worker's live requests (w->reqs) */
+    struct trace_ctx trace;  /* its span ([export] otlp_endpoint) */
+    const char *decision;    /* the admission decision, NULL until one ran */
     struct worker *w;
     struct client *client;  /* NULL once the client is gone */
     struct generation *gen; /* config and pools as of the start, ref held */
@@ -250,8 +253,15 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
     const char *conn = client_header(hr, "connection", NULL);
     for (size_t i = 0; i < hr->n_headers; i++) {
         const struct http_header *h = &hr->headers[i];
+        if (r->trace.on && strcasecmp(h->name, "traceparent") == 0)
+            continue; /* replaced: the upstream call is a child of our span */
         if (!drop_request_header(r, h->name, conn))
             add_header(b, h->name, h->value);
+    }
+    if (r->trace.on) {
+        char tp[TRACEPARENT_LEN + 1];
+        trace_format(&r->trace, tp);
+        add_header(b, "traceparent", tp);
     }
     if (u->api_key)
         evbuffer_add_printf(b, "%s: %s%s\r\n", r->route.prov->auth_header,
@@ -383,6 +393,8 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     clock_wall(&r->wall);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     worker_new_id(w, r->id);
+    if (r->cfg->otlp_endpoint) /* a child of the app's span, when it sent one */
+        trace_start(&r->trace, client_header(hr, "traceparent", NULL));
     atomic_fetch_add_explicit(&w->stats.inflight, 1, memory_order_relaxed);
     client_attach(c, &client_events, r);
 
@@ -644,6 +656,13 @@ static int downgrade(struct req *r)
     return 0;
 }
 
+/* Counts an admission decision and keeps it for the request's span. */
+static void decided(struct req *r, const char *decision)
+{
+    r->decision = decision;
+    metrics_budget(r->w->metrics, decision);
+}
+
 static void admitted(const struct admit_result *res, const char *errstr, void *arg)
 {
     struct req *r = arg;
@@ -654,7 +673,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
          * from reserving */
         ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
         /* the budget store did not answer in time */
-        metrics_budget(r->w->metrics, "unverified");
+        decided(r, "unverified");
         metrics_inc(r->w->metrics, METRIC_REDIS_ERRORS, 1);
         if (r->cfg->on_failure == ON_FAILURE_CLOSED) {
             req_log(LOG_WARN, r->id,
@@ -673,27 +692,27 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     r->remaining = budget_left(&r->plan_eff, res);
     switch (res->decision) {
     case BUDGET_ADMIT:
-        metrics_budget(r->w->metrics, "admit");
+        decided(r, "admit");
         forward_request(r);
         return;
     case BUDGET_DOWNGRADE:
-        metrics_budget(r->w->metrics, "downgrade");
+        decided(r, "downgrade");
         if (downgrade(r) < 0) {
             struct admit_result b = *res;
             b.decision = BUDGET_BLOCK;
             ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
-            metrics_budget(r->w->metrics, "block");
+            decided(r, "block");
             block(r, &b);
             return;
         }
         forward_request(r);
         return;
     case BUDGET_BLOCK:
-        metrics_budget(r->w->metrics, "block");
+        decided(r, "block");
         block(r, res);
         return;
     case BUDGET_RATE_LIMITED:
-        metrics_budget(r->w->metrics, "rate_limited");
+        decided(r, "rate_limited");
         rate_limited(r, res);
         return;
     }
@@ -1133,7 +1152,7 @@ static void finish(struct req *r)
         .ttfb_ms = r->ttfb_ms,
     };
     record_queue_push(w->records, &rec);
-    export_record(w->exports, r->cfg, &rec);
+    export_record(w->exports, r->cfg, &rec, &r->trace, r->decision);
     bool unpriced = r->call.metered && price_model && !pr;
     metrics_request(w->metrics, r->route.prov ? r->route.prov->name : NULL, model, r->outcome, &u,
                     cost, unpriced, rec.latency_ms / 1e3, r->ttfb_ms < 0 ? -1 : r->ttfb_ms / 1e3);

@@ -1,0 +1,271 @@
+/* otlp_sink.c: the OTLP/HTTP JSON delivery thread (otlp_sink.h). The
+ * request body is one resource (service.name = tollgate) with one scope
+ * (tollgate) holding the batch's spans, as the OTLP JSON encoding of
+ * ExportTraceServiceRequest has it. */
+#include "export/otlp_sink.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "export/http_post.h"
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define FAIL_LOG_EVERY 20
+
+static const char head[] = "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":"
+                           "\"service.name\",\"value\":{\"stringValue\":\"tollgate\"}}]},"
+                           "\"scopeSpans\":[{\"scope\":{\"name\":\"tollgate\"},\"spans\":[";
+static const char tail[] = "]}]}]}";
+
+struct otlp_sink {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    struct evbuffer *queue; /* span lines */
+    unsigned long queued;
+    bool stop;
+    struct otlp_stats st;
+    unsigned long drop_logged;
+    /* the thread's own */
+    struct http_target target;
+    unsigned fails;
+    int backoff_ms;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Moves up to OTLP_BATCH_SPANS lines of q into body (as array items);
+ * returns how many. Under mu. */
+static unsigned long take(struct otlp_sink *s, struct evbuffer *body)
+{
+    unsigned long n = 0;
+    while (n < OTLP_BATCH_SPANS && s->queued > 0) {
+        size_t len;
+        char *line = evbuffer_readln(s->queue, &len, EVBUFFER_EOL_LF);
+        if (!line)
+            break;
+        if (n > 0)
+            evbuffer_add(body, ",", 1);
+        evbuffer_add(body, line, len);
+        free(line);
+        n++;
+        s->queued--;
+    }
+    return n;
+}
+
+/* Waits until the deadline or a stop; returns true when stopping. */
+static bool sleep_until(struct otlp_sink *s, long long until)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && now_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long add = until - now_ms();
+        ts.tv_sec += add / 1000;
+        ts.tv_nsec += (add % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+static void *run(void *arg)
+{
+    struct otlp_sink *s = arg;
+    struct evbuffer *body = evbuffer_new();
+    unsigned long n = 0; /* spans in body, kept across retries */
+    char err[256];
+    if (!body) {
+        log_error("otlp: out of memory: the OTLP thread stops");
+        return NULL;
+    }
+    for (;;) {
+        if (n == 0) {
+            pthread_mutex_lock(&s->mu);
+            while (!s->stop && s->queued == 0)
+                pthread_cond_wait(&s->cv, &s->mu);
+            if (s->stop) {
+                pthread_mutex_unlock(&s->mu);
+                break;
+            }
+            evbuffer_add(body, head, sizeof(head) - 1);
+            n = take(s, body);
+            evbuffer_add(body, tail, sizeof(tail) - 1);
+            s->st.queued = s->queued;
+            pthread_mutex_unlock(&s->mu);
+        }
+        size_t len = evbuffer_get_length(body);
+        int status =
+            http_post(&s->target, "application/json", NULL, (const char *)evbuffer_pullup(body, -1),
+                      len, OTLP_POST_TIMEOUT_MS, err, sizeof(err));
+        bool ok = status >= 200 && status < 300;
+        bool refused = status == 400 || status == 413; /* retrying would not help */
+        if (ok || refused) {
+            pthread_mutex_lock(&s->mu);
+            if (ok)
+                s->st.exported += n;
+            else
+                s->st.dropped += n;
+            pthread_mutex_unlock(&s->mu);
+            if (refused)
+                log_error("otlp: the collector refused %lu spans with %d: dropped", n, status);
+            else if (s->fails)
+                log_info("otlp: the collector takes spans again after %u failed POSTs", s->fails);
+            if (ok)
+                s->fails = 0;
+            s->backoff_ms = 0;
+            evbuffer_drain(body, len);
+            n = 0;
+            continue;
+        }
+        s->fails++;
+        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (s->backoff_ms > BACKOFF_MAX_MS)
+            s->backoff_ms = BACKOFF_MAX_MS;
+        pthread_mutex_lock(&s->mu);
+        s->st.post_failures++;
+        pthread_mutex_unlock(&s->mu);
+        if (s->fails == 1 || s->fails % FAIL_LOG_EVERY == 0) {
+            char why[300];
+            if (status < 0)
+                snprintf(why, sizeof(why), "%s", err);
+            else
+                snprintf(why, sizeof(why), "HTTP %d", status);
+            log_warn("otlp: POST of %lu spans failed (%s); retrying in %d ms (failure %u in a "
+                     "row)",
+                     n, why, s->backoff_ms, s->fails);
+        }
+        if (sleep_until(s, now_ms() + s->backoff_ms))
+            break;
+    }
+    pthread_mutex_lock(&s->mu);
+    unsigned long lost = n + s->queued;
+    s->st.dropped += lost;
+    s->queued = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (lost)
+        log_warn("otlp: %lu spans not delivered at shutdown: dropped", lost);
+    evbuffer_free(body);
+    return NULL;
+}
+
+struct otlp_sink *otlp_sink_open(const struct config *cfg, char *err, size_t errlen)
+{
+    struct otlp_sink *s = calloc(1, sizeof(*s));
+    char url[2200], why[256];
+    bool sync_init = false;
+    if (!s || !(s->queue = evbuffer_new())) {
+        snprintf(err, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
+    size_t n = strlen(cfg->otlp_endpoint);
+    while (n > 0 && cfg->otlp_endpoint[n - 1] == '/')
+        n--;
+    snprintf(url, sizeof(url), "%.*s/v1/traces", (int)n, cfg->otlp_endpoint);
+    if (http_target_init(&s->target, url, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "[export] otlp_endpoint: %s", why);
+        goto fail;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        snprintf(err, errlen, "cannot create a lock");
+        goto fail;
+    }
+    pthread_condattr_destroy(&ca);
+    sync_init = true;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, run, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the OTLP thread: %s", strerror(rc));
+        goto fail;
+    }
+    return s;
+fail:
+    if (sync_init) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    http_target_free(&s->target);
+    evbuffer_free(s->queue);
+    free(s);
+    return NULL;
+}
+
+void otlp_sink_close(struct otlp_sink *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    http_target_free(&s->target);
+    evbuffer_free(s->queue);
+    free(s);
+}
+
+void otlp_sink_push(struct otlp_sink *s, struct evbuffer *spans, unsigned long n)
+{
+    size_t len = evbuffer_get_length(spans);
+    if (len == 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    bool full = s->queued + n > OTLP_QUEUE_MAX;
+    if (!full) {
+        evbuffer_add_buffer(s->queue, spans);
+        s->queued += n;
+        s->st.queued = s->queued;
+        pthread_cond_signal(&s->cv);
+    } else {
+        s->st.dropped += n;
+    }
+    bool log = full && s->drop_logged++ % 1000 == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (full) {
+        evbuffer_drain(spans, len);
+        if (log)
+            log_warn("otlp: span queue full (%d spans; the collector is away or slow): %lu spans "
+                     "dropped",
+                     OTLP_QUEUE_MAX, n);
+    }
+}
+
+void otlp_sink_stats(struct otlp_sink *s, struct otlp_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    pthread_mutex_unlock(&s->mu);
+}
