@@ -110,11 +110,13 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
         provider_copy_str(m->model, sizeof(m->model), json_object_get(msg, "model"));
         const json_t *u = json_object_get(msg, "usage");
         if (json_is_object(u))
-            fold_usage(&m->usage, u);
+            provider_check_usage(m, u);
+        fold_usage(&m->usage, u);
     } else if (strcmp(type, "message_delta") == 0) {
         const json_t *u = json_object_get(j, "usage");
         if (json_is_object(u))
-            fold_usage(&m->usage, u);
+            provider_check_usage(m, u);
+        fold_usage(&m->usage, u);
     } else if (strcmp(type, "content_block_delta") == 0) {
         /* Text, thinking and tool-input JSON are all billed output. */
         const json_t *d = json_object_get(j, "delta");
@@ -139,6 +141,7 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
     const json_t *u = json_object_get(j, "usage");
     if (json_is_object(u)) {
         m->usage = (struct usage){0};
+        provider_check_usage(m, u);
         fold_usage(&m->usage, u);
     }
 out:

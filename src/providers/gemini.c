@@ -159,6 +159,7 @@ static void response(struct meter *m, const json_t *j)
     provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "modelVersion"));
     const json_t *um = json_object_get(j, "usageMetadata");
     if (json_is_object(um)) {
+        provider_check_usage(m, um);
         int64_t thoughts = provider_json_count(um, "thoughtsTokenCount");
         struct usage x = {
             .input = provider_sat_add(provider_json_count(um, "promptTokenCount"),

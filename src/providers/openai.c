@@ -137,6 +137,19 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     if (provider_body_bool(body, "stream", &stream, err, errlen) < 0)
         return -1;
     call->stream = stream && kind != EP_EMBED;
+    /* A background Response answers at once without usage; the work (and
+     * its bill) arrives later through GET /v1/responses/{id}, which tollgate
+     * does not meter: refused rather than let through nearly free. */
+    bool background = false;
+    if (kind == EP_RESP &&
+        (provider_body_bool(body, "background", &background, err, errlen) < 0 || background)) {
+        if (background)
+            snprintf(err, errlen,
+                     "background Responses (\"background\": true) are not accepted: their usage "
+                     "arrives after the request, past the budget check; send the request "
+                     "without it (streaming works)");
+        return -1;
+    }
 
     /* Any of the three bounds may be sent; reserve for the largest. */
     static const char *const bounds[] = {"max_completion_tokens", "max_tokens",
@@ -250,6 +263,7 @@ static void chat_chunk(struct meter *m, const struct provider_call *call, const 
     const json_t *u = json_object_get(j, "usage");
     if (!json_is_object(u))
         return;
+    provider_check_usage(m, u);
     chat_usage(&m->usage, u);
     /* The usage-only chunk ("choices": [], null or absent) exists because
      * prepare asked for it; a chunk that also carries choices is kept. */
@@ -274,7 +288,8 @@ static void resp_event(struct meter *m, const json_t *j, const char *type)
         strcmp(type, "response.failed") == 0) {
         const json_t *u = json_object_get(r, "usage");
         if (json_is_object(u))
-            resp_usage(&m->usage, u);
+            provider_check_usage(m, u);
+        resp_usage(&m->usage, u);
         m->done = true;
         if (strcmp(type, "response.failed") == 0)
             m->stream_error = true;
@@ -391,6 +406,7 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
     const json_t *u = json_object_get(j, "usage");
     if (!json_is_object(u))
         goto out;
+    provider_check_usage(m, u);
     /* Shape decides: Responses name input_tokens, the others prompt_tokens. */
     if (json_object_get(u, "input_tokens") || json_object_get(u, "output_tokens"))
         resp_usage(&m->usage, u);

@@ -156,6 +156,58 @@ int64_t provider_output_bound(const struct provider_call *call, int64_t model_ma
     return provider_sat_mul(per, call->choices > 1 ? call->choices : 1);
 }
 
+static bool count_key(const char *k)
+{
+    size_t n = strlen(k);
+    static const char *const ends[] = {"_tokens", "Tokens", "TokenCount", "tokenCount"};
+    for (size_t i = 0; i < ARRAY_LEN(ends); i++) {
+        size_t e = strlen(ends[i]);
+        if (n >= e && strcmp(k + n - e, ends[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool count_ok(const json_t *v)
+{
+    if (json_is_null(v))
+        return true;
+    if (json_is_integer(v))
+        return json_integer_value(v) >= 0 && json_integer_value(v) <= PROVIDER_MAX_USAGE_TOKENS;
+    if (json_is_real(v)) { /* 12.0 is a count; 12.5, -1.0 and 1e300 are not */
+        double d = json_real_value(v);
+        return d >= 0 && d <= PROVIDER_MAX_USAGE_TOKENS && d == (double)(int64_t)d;
+    }
+    return false;
+}
+
+static bool usage_ok(const json_t *v, int depth)
+{
+    if (depth > 8)
+        return true;
+    const char *k;
+    json_t *e;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, e)
+        {
+            if (count_key(k) && !json_is_object(e) && !json_is_array(e) && !count_ok(e))
+                return false;
+            if (!usage_ok(e, depth + 1))
+                return false;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, e) if (!usage_ok(e, depth + 1)) return false;
+    }
+    return true;
+}
+
+void provider_check_usage(struct meter *m, const json_t *usage)
+{
+    if (!usage_ok(usage, 0))
+        m->usage_invalid = true;
+}
+
 int64_t provider_sat_mul(int64_t a, int64_t b)
 {
     if (a <= 0 || b <= 0)

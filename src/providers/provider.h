@@ -68,11 +68,13 @@ struct provider_call {
 /* What the response taught us; filled by on_event / on_json. */
 struct meter {
     struct usage usage;
-    char model[128];   /* model named by the response, "" if none */
-    size_t text_bytes; /* generated text seen in stream deltas, for estimates */
-    bool done;         /* completion marker seen ([DONE], message_stop, ...) */
-    bool stream_error; /* an error event arrived mid-stream */
-    int step;          /* provider's private progress */
+    char model[128];    /* model named by the response, "" if none */
+    size_t text_bytes;  /* generated text seen in stream deltas, for estimates */
+    bool done;          /* completion marker seen ([DONE], message_stop, ...) */
+    bool stream_error;  /* an error event arrived mid-stream */
+    bool usage_invalid; /* a usage count was negative, fractional, not a number or absurd:
+                           the provider's usage is not the bill (provider_check_usage) */
+    int step;           /* provider's private progress */
 };
 
 struct provider {
@@ -198,6 +200,15 @@ int provider_body_bool(const json_t *body, const char *key, bool *out, char *err
  * *out is set to it, clamped to max; left alone when absent. */
 int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max, int64_t *out,
                         char *err, size_t errlen) MUST_CHECK;
+
+/* Usage counts above this are absurd for one request, not a bill. */
+#define PROVIDER_MAX_USAGE_TOKENS 100000000
+
+/* Checks a usage object the provider sent (any depth): every member named
+ * like a count (..._tokens, ...Tokens, ...TokenCount, tokenCount) must be
+ * null or an integer from 0 to PROVIDER_MAX_USAGE_TOKENS; otherwise sets
+ * m->usage_invalid. */
+void provider_check_usage(struct meter *m, const json_t *usage);
 
 /* a * b and a + b for non-negative counts, saturating at INT64_MAX. */
 int64_t provider_sat_mul(int64_t a, int64_t b);

@@ -1054,16 +1054,20 @@ static void final_usage(struct req *r, struct usage *u)
     *u = r->meter.usage;
     if (!r->call.metered || !r->forwarded)
         return;
-    if ((r->cut_on_abort || r->unreadable) && !(u->seen && (!r->call.stream || r->meter.done))) {
-        /* we stopped reading, the provider did not stop generating: the
-         * estimate's upper bound is the bill */
+    bool lost =
+        (r->cut_on_abort || r->unreadable) && !(u->seen && (!r->call.stream || r->meter.done));
+    if (lost || r->meter.usage_invalid) {
+        /* we stopped reading while the provider did not stop generating, or
+         * its counts cannot be believed: the estimate's upper bound is the bill */
         const struct price *pr = price_of(r, r->call.model);
         int64_t bound = provider_output_bound(&r->call, pr ? pr->max_output : 0);
         int64_t text = provider_estimate_tokens(r->meter.text_bytes);
-        if (!u->seen)
+        if (r->meter.usage_invalid)
+            *u = (struct usage){.seen = u->seen};
+        if (!u->seen || r->meter.usage_invalid)
             u->input = r->call.est_input_tokens;
         u->output = bound > text ? bound : text;
-        if (u->output < r->meter.usage.output)
+        if (!r->meter.usage_invalid && u->output < r->meter.usage.output)
             u->output = r->meter.usage.output;
         u->estimated = true;
         return;
@@ -1109,6 +1113,11 @@ static void finish(struct req *r)
      * "error", Anthropic "event: error"), did not end well upstream */
     if ((r->stream_cut || r->meter.stream_error) && r->outcome == OUTCOME_OK)
         r->outcome = OUTCOME_UPSTREAM_ERROR;
+    if (r->meter.usage_invalid && r->call.metered && r->forwarded) {
+        req_log(LOG_WARN, r->id, "the upstream's usage counts are invalid: billed on the estimate");
+        if (r->outcome == OUTCOME_OK)
+            r->outcome = OUTCOME_UPSTREAM_ERROR;
+    }
 
     struct usage u;
     final_usage(r, &u);

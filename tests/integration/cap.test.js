@@ -182,6 +182,21 @@ describe('cap', () => {
     assert.equal((await h.newRequests(env.mock, since2)).length, 0, 'nothing forwarded');
   });
 
+  // ---- background Responses ------------------------------------------------------------------
+
+  test('background Responses are refused with a clear 400 (their usage would arrive past the budget check), nothing forwarded', async () => {
+    const tenant = h.uniq('bg');
+    const c = env.openai(tenant, { headers: { 'X-Tenant-Plan': 'big' } });
+    const nonce = h.uniq('bgn');
+    const err = await c.responses.create({ model: 'gpt-4o', background: true, input: `${nonce} mock:tokens=10,10` }).then(() => null, (e) => e);
+    assert.ok(err, 'refused');
+    assert.equal(err.status, 400);
+    assert.match(err.message, /background/);
+    assert.equal((await h.newRequests(env.mock, 0)).filter((q) => q.body && q.body.includes(nonce)).length, 0, 'nothing forwarded');
+    const ok = await c.responses.create({ model: 'gpt-4o', background: false, input: 'mock:tokens=10,10' });
+    assert.ok(ok.id, 'background: false is an ordinary Response');
+  });
+
   // ---- usage from answers of any size ------------------------------------------------------
 
   test('a 9 MB non-streamed answer: the usage after the text is read (OpenAI and Anthropic)', { timeout: h.ms(60000) }, async () => {
@@ -213,6 +228,23 @@ describe('cap', () => {
     assert.equal(rec.estimated, true);
     assert.equal(rec.outcome, 'upstream_error');
     assert.equal(rec.output_tokens, 1000, JSON.stringify(rec));
+  });
+
+  // ---- usage that lies ------------------------------------------------------------------------
+
+  test('negative, string or fractional usage counts: billed on the estimate (max_tokens), flagged, upstream_error; JSON and stream', async () => {
+    const tenant = h.uniq('lie');
+    for (const [lie, stream] of [[1, false], [2, false], [3, false], [1, true], [2, true]]) {
+      const body = { model: 'gpt-4o', max_tokens: 1000, stream, messages: [{ role: 'user', content: `mock:tokens=25,600 mock:lie=${lie}` }] };
+      const res = await h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'big'));
+      assert.equal(res.status, 200);
+      const rec = await env.tg.record(res.headers.get('x-tollgate-request-id'));
+      const what = `lie=${lie} stream=${stream}: ${JSON.stringify(rec)}`;
+      assert.equal(rec.estimated, true, what);
+      assert.equal(rec.outcome, 'upstream_error', what);
+      assert.equal(rec.output_tokens, 1000, what);
+      assert.ok(rec.input_tokens > 0 && rec.cost_usd > 0, what);
+    }
   });
 
   // ---- no free aborts -----------------------------------------------------------------------

@@ -20,6 +20,8 @@
 //   mock:nousage        omit usage even when asked for it
 //   mock:pad=BYTES      a non-streamed answer starts with a member "mock_pad" of BYTES 'x's
 //                       (usage comes after it: answers of any size)
+//   mock:lie=N          chat usage lies: 1 negative completion count, 2 prompt count as a
+//                       string, 3 a fractional completion count
 //   mock:gzip           a non-streamed answer gzip-encoded, whatever Accept-Encoding said
 // Token mapping, so one directive means the same in every dialect (normalised per
 // provider-wire-formats.md §8, the record gets input=IN, cached=N, output=OUT, reasoning=R):
@@ -82,7 +84,7 @@ function parseDirectives(text) {
   const d = {
     in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, reasoning: 0, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
-    hangEarly: false, nousage: false, pad: 0, gzip: false,
+    hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0,
   };
   const re = /mock:([a-z-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
   let m;
@@ -108,6 +110,7 @@ function parseDirectives(text) {
       case 'nousage': d.nousage = true; break;
       case 'pad': d.pad = +(v || 0); break;
       case 'gzip': d.gzip = true; break;
+      case 'lie': d.lie = +(v || 0); break;
       default: break;
     }
   }
@@ -145,8 +148,10 @@ function errorBody(provider, status) {
 }
 
 function chatUsage(d) {
+  // mock:lie=1 a negative completion count, =2 the prompt count as a string, =3 fractional
+  const lie = { 1: { completion_tokens: -d.out }, 2: { prompt_tokens: String(d.in) }, 3: { completion_tokens: d.out + 0.5 } }[d.lie] || {};
   return {
-    prompt_tokens: d.in, completion_tokens: d.out, total_tokens: d.in + d.out,
+    prompt_tokens: d.in, completion_tokens: d.out, total_tokens: d.in + d.out, ...lie,
     prompt_tokens_details: { cached_tokens: d.cached, audio_tokens: 0 },
     completion_tokens_details: {
       reasoning_tokens: d.reasoning, audio_tokens: 0,

@@ -644,6 +644,12 @@ static const struct {
      "{\"model\":\"gpt-5\",\"input\":\"abcd\",\"instructions\":\"efgh\","
      "\"stream\":true,\"max_output_tokens\":500}",
      0, NULL, true, true, false, false, "gpt-5", 500, 2, NULL},
+    {"openai", "/v1/responses", "{\"model\":\"gpt-5\",\"background\":true}", -1,
+     "background Responses", true, false, false, false, NULL, 0, 0, NULL},
+    {"openai", "/v1/responses", "{\"model\":\"gpt-5\",\"background\":\"yes\"}", -1,
+     "`background` must be true or false", true, false, false, false, NULL, 0, 0, NULL},
+    {"openai", "/v1/responses", "{\"model\":\"gpt-5\",\"background\":false}", 0, NULL, true, false,
+     false, false, "gpt-5", 0, 0, NULL},
     {"openai", "/v1/responses", "{\"prompt\":{\"id\":\"pmpt_1\"},\"input\":\"x\"}", 0, NULL, true,
      false, false, false, "", 0, 2, NULL},
     {"openai", "/v1/responses", "{\"input\":\"x\"}", -1, "`model` is required", true, false, false,
@@ -750,6 +756,43 @@ static void test_prepare(void)
         }
         json_decref(body);
         free(text);
+    }
+}
+
+/* ---- usage that lies (issue 17) ---- */
+
+static const struct {
+    const char *usage;
+    bool valid;
+} usages[] = {
+    {"{\"prompt_tokens\":12,\"completion_tokens\":5}", true},
+    {"{\"prompt_tokens\":12,\"completion_tokens\":null}", true},
+    {"{\"input_tokens\":12,\"output_tokens\":5.0,\"service_tier\":\"standard\"}", true},
+    {"{\"promptTokenCount\":3,\"promptTokensDetails\":[{\"modality\":\"TEXT\","
+     "\"tokenCount\":3}]}",
+     true},
+    {"{\"prompt_tokens\":12,\"completion_tokens\":-5}", false},
+    {"{\"prompt_tokens\":\"12\",\"completion_tokens\":5}", false},
+    {"{\"prompt_tokens\":12,\"completion_tokens\":5.5}", false},
+    {"{\"prompt_tokens\":12,\"completion_tokens\":1e300}", false},
+    {"{\"prompt_tokens\":12,\"completion_tokens\":100000001}", false},
+    {"{\"prompt_tokens\":12,\"completion_tokens_details\":{\"reasoning_tokens\":true}}", false},
+    {"{\"promptTokensDetails\":[{\"tokenCount\":-1}]}", false},
+    {"{\"candidatesTokenCount\":\"many\"}", false},
+};
+
+static void test_check_usage(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(usages); i++) {
+        json_t *u = json_loads(usages[i].usage, 0, NULL);
+        CHECK(u != NULL);
+        struct meter m = {0};
+        provider_check_usage(&m, u);
+        if (m.usage_invalid == usages[i].valid) {
+            fprintf(stderr, "  usage %zu %s: invalid %d\n", i, usages[i].usage, m.usage_invalid);
+            CHECK(0);
+        }
+        json_decref(u);
     }
 }
 
@@ -949,10 +992,15 @@ static void test_table(void)
 }
 
 static const struct check_test tests[] = {
-    {"streams", test_streams},           {"truncated", test_truncated},
-    {"sequences", test_sequences},       {"answers", test_answers},
-    {"prepare", test_prepare},           {"output_bound", test_output_bound},
-    {"error_bodies", test_error_bodies}, {"table", test_table},
+    {"streams", test_streams},
+    {"truncated", test_truncated},
+    {"sequences", test_sequences},
+    {"answers", test_answers},
+    {"prepare", test_prepare},
+    {"output_bound", test_output_bound},
+    {"check_usage", test_check_usage},
+    {"error_bodies", test_error_bodies},
+    {"table", test_table},
 };
 
 int main(void)
