@@ -20,6 +20,7 @@
 #include "budget/journal.h"
 #include "core/config.h"
 #include "core/cpus.h"
+#include "core/health.h"
 #include "core/fdlimit.h"
 #include "core/log.h"
 #include "core/port_check.h"
@@ -38,6 +39,8 @@ static const char usage_text[] =
     "       tollgate -t [-c FILE]         check the config and pricing, exit 0/1\n"
     "       tollgate report [-c FILE] [--period 2026-11|2026-11-22] [--format table|json|csv]\n"
     "                       [--tenant ID] [--by model|feature|user|day]\n"
+    "       tollgate health [URL | -c FILE]  GET /healthz on the admin listener, exit 0 on 200\n"
+    "       tollgate -H URL               the same (a container HEALTHCHECK; no curl needed)\n"
     "       tollgate --version | --help\n";
 
 struct daemon {
@@ -147,6 +150,16 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
              cfg->n_tenants, pricing_count(cfg->pricing));
 }
 
+/* The admin token the examples ship (docker/.env.example, the k8s Secret):
+ * left in place, anyone who read the repository holds the admin API. */
+#define ADMIN_TOKEN_PLACEHOLDER "change-me"
+
+static bool placeholder_token(const struct config *cfg)
+{
+    return cfg->admin_token &&
+           strncmp(cfg->admin_token, ADMIN_TOKEN_PLACEHOLDER, strlen(ADMIN_TOKEN_PLACEHOLDER)) == 0;
+}
+
 static int check_config(const char *path)
 {
     char err[8192] = "";
@@ -157,6 +170,12 @@ static int check_config(const char *path)
             fputc('\n', stderr);
         return 1;
     }
+    if (placeholder_token(cfg))
+        fprintf(stderr,
+                "WARNING: %s: admin_token is the example's placeholder (%s...): anyone "
+                "who read the examples can use the admin API; set a long random "
+                "token (openssl rand -hex 32)\n",
+                path, ADMIN_TOKEN_PLACEHOLDER);
     printf("%s: ok (%zu upstreams, %zu plans, %zu tenants, %zu priced models)\n", path,
            cfg->n_upstreams, cfg->n_plans, cfg->n_tenants, pricing_count(cfg->pricing));
     config_unref(cfg);
@@ -177,6 +196,9 @@ static int run(const char *path)
         return 1;
     }
     apply_logging(d.cfg);
+    if (placeholder_token(d.cfg))
+        log_warn("admin_token is the example's placeholder: anyone who read the examples can "
+                 "use the admin API; set a long random token");
     signal(SIGPIPE, SIG_IGN);
     if (check_ports(d.cfg, err, sizeof(err)) < 0) {
         log_error("%s", err);
@@ -312,6 +334,10 @@ int main(int argc, char **argv)
 {
     const char *conf = "proxy.conf";
     bool test = false;
+    if (argc > 1 && strcmp(argv[1], "health") == 0)
+        return health_main(argc - 1, argv + 1);
+    if (argc == 3 && strcmp(argv[1], "-H") == 0)
+        return health_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "report") == 0) {
         clock_init(); /* the default period is the current month by tollgate's clock */
         return report_main(argc - 1, argv + 1);

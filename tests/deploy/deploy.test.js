@@ -234,6 +234,20 @@ function needBinary() {
         assert.fail(`${BIN} is missing: run make first`);
 }
 
+// [redis] url as the container sees it: env:TOLLGATE_REDIS_URL is set by compose (from
+// REDIS_PASSWORD in .env) and by the k8s Secret; `password` stands in for ${REDIS_PASSWORD}.
+function composeEnv(svc, password = 'test-password') {
+    const out = {};
+    for (const [k, v] of Object.entries(svc.environment || {}))
+        out[k] = String(v).replace(/\$\{REDIS_PASSWORD[^}]*\}/g, password)
+            .replace(/\$\{[A-Z_]+:-\}/g, '');
+    return out;
+}
+function redisUrl() {
+    const m = /^env:\s*(\S+)$/.exec(dockerConf.redis.url);
+    return m ? composeEnv(compose().services.tollgate)[m[1]] : dockerConf.redis.url;
+}
+
 // ---- the checks -----------------------------------------------------------------------------
 
 test('every YAML document in docker/ parses', () => {
@@ -256,6 +270,8 @@ test('docker/proxy.conf passes tollgate -t (in the container: json logs, ports, 
     const env = {};
     for (const n of envRefs(dockerConf))
         env[n] = n === 'TOLLGATE_ADMIN_TOKEN' ? 'test-admin-token' : '';
+    if (/^env:/.test(dockerConf.redis.url))
+        env[dockerConf.redis.url.slice(4).trim()] = redisUrl();
     const r = runCheck(confForCheck(dockerConfText, dockerConf), env);
     assert.equal(r.status, 0, r.out);
     assert.match(r.out, /: ok \(/);
@@ -320,9 +336,33 @@ test('Deployment: ports, probes, grace period, mounts and env agree with proxy.c
     const recDir = path.posix.dirname(ini.records.file);
     const rec = c.volumeMounts.find((m) => m.mountPath === recDir);
     assert.ok(rec, `a volume at ${recDir} for the records`);
-    assert.ok(ini.redis.journal_dir.startsWith(recDir + '/'), 'journal on the records volume');
-    const sc = { ...(spec.securityContext || {}), ...(c.securityContext || {}) };
-    assert.ok(sc.runAsNonRoot || (sc.runAsUser && sc.runAsUser !== 0), 'tollgate runs as non-root');
+    const jour = c.volumeMounts.find((m) => m.mountPath === ini.redis.journal_dir);
+    assert.ok(jour, `a volume at ${ini.redis.journal_dir} for the journal`);
+    assert.notEqual(jour.name, rec.name, 'journal and records on separate volumes');
+    // each volume has a bound, and the records' fits the rotation
+    const vol = (name) => spec.volumes.find((v) => v.name === name);
+    const bytes = (q) => {
+        const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(String(q));
+        assert.ok(m, `a size: ${q}`);
+        return Number(m[1]) * { undefined: 1, Ki: 1024, Mi: 1 << 20, Gi: 1 << 30 }[m[2]];
+    };
+    for (const v of [vol(rec.name), vol(jour.name)])
+        assert.ok(v.persistentVolumeClaim || (v.emptyDir && v.emptyDir.sizeLimit), `${v.name}: a size limit`);
+    const rot = /^(\d+)([kmg])$/.exec(ini.records.rotate || '');
+    assert.ok(rot, '[records] rotate = SIZE: the records volume cannot grow without bound');
+    const rotBytes = Number(rot[1]) * { k: 1024, m: 1 << 20, g: 1 << 30 }[rot[2]];
+    const keep = Number(ini.records.keep || 7);
+    const limit = vol(rec.name).emptyDir ? bytes(vol(rec.name).emptyDir.sizeLimit) : Infinity;
+    assert.ok(rotBytes * (keep + 1) < limit,
+              `records volume ${limit} B holds rotate x (keep + 1) = ${rotBytes * (keep + 1)} B`);
+    // non-root on the container, not the pod: an app image running as root may share the pod
+    assert.ok(!(spec.securityContext || {}).runAsNonRoot, 'no pod-level runAsNonRoot');
+    const sc = c.securityContext || {};
+    assert.equal(sc.runAsNonRoot, true, 'tollgate: runAsNonRoot');
+    assert.ok(sc.runAsUser && sc.runAsUser !== 0, 'tollgate runs as non-root');
+    assert.equal(sc.readOnlyRootFilesystem, true);
+    assert.equal(sc.allowPrivilegeEscalation, false);
+    assert.deepEqual(sc.capabilities && sc.capabilities.drop, ['ALL']);
 
     // the app reaches the sidecar on its listen port
     const app = spec.containers.find((x) => x.name !== 'tollgate');
@@ -352,8 +392,11 @@ test('Secret: every env:NAME of the ConfigMap is set, and every secretKeyRef exi
 });
 
 test('Redis: the k8s Service and the compose service are what [redis] url names', () => {
-    const host = /^redis:\/\/([^:/]+)/.exec(dockerConf.redis.url)[1];
-    const port = Number((/:(\d+)(\/|$)/.exec(dockerConf.redis.url.slice(8)) || [0, 6379])[1]);
+    const url = new URL(redisUrl());
+    assert.equal(url.protocol, 'redis:');
+    const host = url.hostname;
+    const port = Number(url.port || 6379);
+    assert.ok(url.password, 'tollgate authenticates to Redis');
     const svc = kind('Service', host);
     assert.equal(svc.length, 1, `a k8s Service named ${host}`);
     assert.ok(svc[0].spec.ports.some((p) => p.port === port), `Service ${host} on ${port}`);
@@ -365,9 +408,28 @@ test('Redis: the k8s Service and the compose service are what [redis] url names'
               'compose Redis runs with --appendonly yes');
     assert.ok((cs[host].volumes || []).some((v) => String(v).endsWith(':/data')),
               'compose Redis keeps /data on a volume');
+    // a bound and a password on both: noeviction without maxmemory grows until killed
+    const argv = Array.isArray(cs[host].command) ? cs[host].command : words(cs[host].command);
+    const arg = (a, flag) => a[a.indexOf(flag) + 1];
+    assert.ok(argv.includes('--maxmemory') && /^\d+[kmg]b?$/i.test(arg(argv, '--maxmemory')), 'compose Redis: --maxmemory');
+    assert.match(arg(argv, '--requirepass') || '', /^\$\{REDIS_PASSWORD[:?}]/, 'compose Redis: --requirepass from the environment');
     const sts = kind('StatefulSet', host);
     assert.equal(sts.length, 1);
-    assert.ok(persist(sts[0].spec.template.spec.containers[0].args), 'k8s Redis: --appendonly yes');
+    const kargs = sts[0].spec.template.spec.containers[0].args;
+    assert.ok(persist(kargs), 'k8s Redis: --appendonly yes');
+    assert.ok(kargs.includes('--maxmemory'), 'k8s Redis: --maxmemory');
+    assert.equal(arg(kargs, '--requirepass'), '$(REDIS_PASSWORD)', 'k8s Redis: --requirepass from the Secret');
+    const kenv = sts[0].spec.template.spec.containers[0].env || [];
+    assert.ok(kenv.some((e) => e.name === 'REDIS_PASSWORD' && e.valueFrom && e.valueFrom.secretKeyRef));
+    const sec = secretValues();
+    for (const e of tollgateContainer(deployment()).env || [])
+        if (e.name === dockerConf.redis.url.replace(/^env:\s*/, '') && e.valueFrom) {
+            const ref = e.valueFrom.secretKeyRef;
+            const ku = new URL(sec[ref.name][ref.key]);
+            const pw = kenv.find((x) => x.name === 'REDIS_PASSWORD').valueFrom.secretKeyRef;
+            assert.equal(decodeURIComponent(ku.password), sec[pw.name][pw.key], 'the k8s URL carries Redis\'s password');
+            assert.equal(ku.hostname, host);
+        }
     assert.ok(sts[0].spec.volumeClaimTemplates, 'k8s Redis data on a PersistentVolumeClaim');
 });
 
@@ -388,6 +450,15 @@ test('compose.yaml: ports, config mount, records volume, env and stop grace agre
     assert.equal(path.resolve(DOCKER, cfgVol[0]), path.join(DOCKER, 'proxy.conf'));
     assert.ok(vols.some((v) => v[1] === path.posix.dirname(dockerConf.records.file)),
               'compose keeps the records directory on a volume');
+    const jv = vols.find((v) => v[1] === dockerConf.redis.journal_dir);
+    assert.ok(jv && !jv[0].startsWith('.') && !jv[0].startsWith('/') && compose().volumes && jv[0] in compose().volumes,
+              'compose keeps the journal on a named volume of its own (it outlives the container)');
+    // the hardening of the k8s example, on every service
+    for (const [name, x] of Object.entries(compose().services)) {
+        assert.equal(x.read_only, true, `${name}: read_only`);
+        assert.deepEqual(x.cap_drop, ['ALL'], `${name}: cap_drop ALL`);
+        assert.ok((x.security_opt || []).some((o) => /^no-new-privileges(:true)?$/.test(o)), `${name}: no-new-privileges`);
+    }
     const env = svc.environment || {};
     for (const name of envRefs(dockerConf))
         assert.ok(name in env, `compose sets ${name}`);
@@ -461,9 +532,18 @@ test('Dockerfile: bookworm stages, make targets that exist, non-root USER, HEALT
     assert.equal(u.pathname, '/healthz');
     assert.equal(u.hostname, '127.0.0.1');
     assert.equal(Number(u.port), portOf(dockerConf.server.admin_listen), 'on the admin port');
-    const hcTool = words(hc.args.replace(/^.*?\bCMD\s+/, ''))[0];
-    assert.ok(finalStage.ins.some((i) => i.op === 'RUN' && new RegExp(`\\b${hcTool}\\b`).test(i.args)),
-              `${hcTool} is installed in the runtime stage`);
+    // the binary probes itself: no curl in the image
+    const hcArgv = words(hc.args.replace(/^.*?\bCMD\s+/, ''));
+    assert.equal(hcArgv[0], '/usr/local/bin/tollgate', 'HEALTHCHECK runs tollgate itself');
+    assert.equal(hcArgv[1], 'health', 'tollgate health');
+    assert.ok(!/\bcurl\b/.test(finalStage.ins.filter((i) => i.op === 'RUN').map((i) => i.args).join(' ')),
+              'no curl in the runtime stage');
+    // BuildKit would reach a registry for the dockerfile frontend: nothing needs it
+    assert.ok(!/^#\s*syntax\s*=/m.test(read('docker/Dockerfile')), 'no # syntax= line');
+    // the records and the journal each on a declared volume
+    const volumes = finalStage.ins.filter((i) => i.op === 'VOLUME').flatMap((i) => words(i.args));
+    for (const d of [path.posix.dirname(dockerConf.records.file), dockerConf.redis.journal_dir])
+        assert.ok(volumes.includes(d), `VOLUME ${d}`);
 
     const expose = finalStage.ins.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/))
         .map((p) => Number(p.split('/')[0]));
@@ -531,6 +611,6 @@ test('Dockerfile: the runtime packages provide every library the binary links (D
             continue;
         assert.ok(pkgs.has(owner), `${path.basename(lib)} comes from ${owner}, not installed in the runtime stage`);
     }
-    for (const p of ['ca-certificates', 'curl'])
-        assert.ok(pkgs.has(p), `${p} in the runtime stage`);
+    assert.ok(pkgs.has('ca-certificates'), 'ca-certificates in the runtime stage');
+    assert.ok(!pkgs.has('curl'), 'no curl in the runtime stage (tollgate health is the probe)');
 });

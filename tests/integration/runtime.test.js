@@ -278,6 +278,66 @@ describe('runtime', () => {
     }
   });
 
+  test('tollgate health (the image HEALTHCHECK, no curl): 0 on 200 from /healthz, 1 on an error answer, a refused port or a silent one, within its deadline; -H URL and -c FILE', { timeout: h.ms(60000) }, async () => {
+    const { spawnSync } = require('node:child_process');
+    const net = require('node:net');
+    const run = (...args) => new Promise((resolve) => {
+      const { execFile } = require('node:child_process');
+      const t0 = Date.now();
+      execFile(h.BINARY, args, { cwd: h.ROOT, timeout: h.ms(10000) }, (err, stdout, stderr) =>
+        resolve({ code: err ? err.code : 0, out: stdout + stderr, ms: Date.now() - t0 }));
+    });
+    await env.withTollgate({}, async (tg) => {
+      const url = `http://127.0.0.1:${tg.adminPort}/healthz`;
+      let r = await run('health', url);
+      assert.equal(r.code, 0, r.out);
+      assert.match(r.out, /: 200/);
+      r = await run('-H', `http://127.0.0.1:${tg.adminPort}`); // the path defaults to /healthz
+      assert.equal(r.code, 0, r.out);
+      r = await run('health', '-c', tg.configFile); // admin_listen from the config
+      assert.equal(r.code, 0, r.out);
+      r = await run('health', `http://127.0.0.1:${tg.adminPort}/no-such-page`);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /HTTP 40\d/);
+    });
+    const [closed] = await h.freePorts(1);
+    let r = await run('health', `http://127.0.0.1:${closed}/healthz`);
+    assert.equal(r.code, 1);
+    assert.match(r.out, /cannot connect/);
+    // a listener that accepts and never answers: the probe gives up by its deadline
+    const silent = net.createServer(() => {});
+    await new Promise((res) => silent.listen(0, '127.0.0.1', res));
+    try {
+      r = await run('health', `http://127.0.0.1:${silent.address().port}/healthz`);
+      assert.equal(r.code, 1);
+      assert.match(r.out, /no answer within/);
+      assert.ok(r.ms < 5000, `gave up after ${r.ms} ms (HEALTHCHECK --timeout is 5 s)`);
+    } finally {
+      silent.close();
+    }
+    r = await run('health', 'https://127.0.0.1:1/');
+    assert.equal(r.code, 2, 'https is refused: the admin listener is plain HTTP');
+    assert.equal(spawnSync(h.BINARY, ['health', 'bogus']).status, 2);
+  });
+
+  test('tollgate -t warns loudly when admin_token is the example placeholder (and still passes)', { timeout: h.ms(30000) }, async () => {
+    const { spawnSync } = require('node:child_process');
+    const dir = h.tmpDir('tollgate-token-');
+    const write = (token) => {
+      const { text } = h.renderConfig(require('../lib/tollgate').baseConfig({ ports: { listen: 1, admin: 2 }, dir }),
+        { server: { admin_token: token } });
+      const f = path.join(dir, 'p.conf');
+      fs.writeFileSync(f, text);
+      return spawnSync(h.BINARY, ['-t', '-c', f], { cwd: h.ROOT, encoding: 'utf8' });
+    };
+    let r = write('change-me-to-a-long-random-string');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /WARNING: .*admin_token is the example's placeholder/);
+    r = write('3f9c2e7a41b8d6c05e1f2a3b4c5d6e7f');
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!/WARNING/.test(r.stderr), r.stderr);
+  });
+
   test('workers = 0 follows the affinity mask (taskset) and the cgroup CPU quota (v2 cpu.max, v1 cfs quota)', { timeout: h.ms(60000) }, async (t) => {
     const cpus = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
     const start = (opts) => h.startTollgate({ redis: env.redis, mock: env.mock, overrides: { server: { workers: '0' } }, ...opts });
