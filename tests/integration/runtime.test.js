@@ -105,7 +105,8 @@ describe('runtime', () => {
       assert.ok((await metric(tg, 'tollgate_records_rotations_total')) >= 2, 'rotations counted');
       assert.equal(await metric(tg, 'tollgate_records_failed_total'), 0);
       assert.equal(tg.stderr.match(/records: reopened/g).length, 2, 'one reopen per signal');
-      assert.equal((await env.redis.counters(tenant)).requests, N, 'every request settled once');
+      const settled = await env.redis.waitRequests(tenant, N);
+      assert.equal(settled.requests, N, 'every request settled once');
     });
   });
 
