@@ -386,20 +386,24 @@ static int to_period_end(time_t when, bool daily)
 
 static int parse_admit(const struct redisReply *reply, time_t when, struct admit_result *res)
 {
-    int64_t retry;
+    int64_t retry_ms;
     int d, why;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 10)
         return -1;
     struct redisReply **e = reply->element;
     if ((d = lookup(e[0], decisions, ARRAY_LEN(decisions))) < 0 ||
         (why = lookup(e[1], reasons, ARRAY_LEN(reasons))) < 0 ||
         reply_i64(e[2], &res->spent_month) < 0 || reply_i64(e[3], &res->reserved_month) < 0 ||
-        reply_i64(e[4], &res->spent_day) < 0 || reply_i64(e[5], &retry) < 0 || retry < 0 ||
-        retry > 3600)
+        reply_i64(e[4], &res->spent_day) < 0 || reply_i64(e[5], &retry_ms) < 0 || retry_ms < 0 ||
+        retry_ms > 3600 * 1000 || reply_i64(e[6], &res->requests_left) < 0 ||
+        reply_i64(e[7], &res->requests_reset_ms) < 0 || reply_i64(e[8], &res->tokens_left) < 0 ||
+        reply_i64(e[9], &res->tokens_reset_ms) < 0)
         return -1;
     res->decision = (enum budget_decision)d;
     res->reason = (enum budget_reason)why;
-    res->retry_after_s = (int)retry;
+    res->retry_after_ms = retry_ms;
+    res->retry_after_s =
+        (int)((retry_ms + 999) / 1000); /* Retry-After: whole seconds, rounded up */
     if (res->decision == BUDGET_BLOCK)
         res->retry_after_s = to_period_end(when, res->reason == BUDGET_REASON_DAILY);
     return 0;
@@ -431,15 +435,11 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* "{prefix}{tenant}:rpm:YYYYMMDDHHMM" for the UTC minute of when. */
-static int minute_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *kind,
-                      time_t when)
+/* "{prefix}{tenant}:rpm" (or tpm): the rate limit's GCRA state, one number. */
+static int rate_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *kind)
 {
-    struct tm tm;
     char tail[KEY_MAX];
-    if (!gmtime_r(&when, &tm) ||
-        tenant_key(tail, sizeof(tail), tenant, "%s:%04d%02d%02d%02d%02d", kind, tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min) < 0)
+    if (tenant_key(tail, sizeof(tail), tenant, "%s", kind) < 0)
         return -1;
     int len = snprintf(buf, n, "%s%s", prefix, tail);
     return len < 0 || (size_t)len >= n ? -1 : 0;
@@ -464,8 +464,8 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
         budget_key(month, sizeof(month), a->key_prefix, a->tenant, 'm', a->when) < 0 ||
         budget_key(day, sizeof(day), a->key_prefix, a->tenant, 'd', a->when) < 0 ||
         lease_keys(a->key_prefix, a->tenant, a->request_id, leases, lease) < 0 ||
-        minute_key(rpm_key, sizeof(rpm_key), a->key_prefix, a->tenant, "rpm", a->when) < 0 ||
-        minute_key(tpm_key, sizeof(tpm_key), a->key_prefix, a->tenant, "tpm", a->when) < 0)
+        rate_key(rpm_key, sizeof(rpm_key), a->key_prefix, a->tenant, "rpm") < 0 ||
+        rate_key(tpm_key, sizeof(tpm_key), a->key_prefix, a->tenant, "tpm") < 0)
         goto fail;
     int ttl_s = a->lease_ttl_s > 0 ? a->lease_ttl_s : LEASE_TTL_DEFAULT_S;
     /* Negative caps all mean "none"; the script reads exactly -1 or more. */

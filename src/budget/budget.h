@@ -173,8 +173,12 @@ struct admit_result {
     money_t spent_month;       /* settled cost this month, before this request */
     money_t reserved_month;    /* in flight this month, before this request */
     money_t spent_day;
-    int retry_after_s; /* rate limits: seconds to the next minute (1..60); blocks:
-                          seconds from when to the next UTC day (daily) or month */
+    int retry_after_s;      /* rate limits: seconds until the request fits (rounded up);
+                               blocks: seconds from when to the next UTC day (daily) or month */
+    int64_t retry_after_ms; /* rate limits: the exact wait */
+    /* The rate limits after this request, as OpenAI's x-ratelimit-* headers
+     * say it: what is left and ms until full again; -1: no such limit. */
+    int64_t requests_left, requests_reset_ms, tokens_left, tokens_reset_ms;
 };
 
 typedef void (*budget_admit_cb)(const struct admit_result *res, const char *err, void *arg);

@@ -21,6 +21,7 @@
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -99,6 +100,10 @@ struct req {
     char model_requested[128];
     char downgrade_hdr[300];
     char remaining_hdr[32];
+    /* x-ratelimit-* (OpenAI's names) from admission: limit, left, reset of
+     * requests then tokens; limit 0: that limit is off */
+    int64_t rl[6];
+    char rl_hdr[6][24];
     char id[33];
     char tenant[ID_MAX], user[ID_MAX], feature[ID_MAX], plan[ID_MAX];
     char path[PATH_MAX_LEN + 1];     /* the client's path, canonical (path.h) */
@@ -595,6 +600,47 @@ static money_t budget_left(const struct plan *p, const struct admit_result *res)
     return left;
 }
 
+/* "250ms", "1s", "6m0s": a duration as OpenAI writes x-ratelimit-reset-*. */
+static void reset_text(char *buf, size_t n, int64_t ms)
+{
+    if (ms < 1000)
+        snprintf(buf, n, "%" PRId64 "ms", ms < 0 ? 0 : ms);
+    else if (ms < 60000)
+        snprintf(buf, n, "%" PRId64 "s", (ms + 999) / 1000);
+    else
+        snprintf(buf, n, "%" PRId64 "m%" PRId64 "s", ms / 60000, (ms % 60000 + 999) / 1000);
+}
+
+/* The rate limits' state after admission, for the x-ratelimit-* headers. */
+static void keep_ratelimits(struct req *r, const struct admit_result *res)
+{
+    int64_t v[6] = {r->plan_eff.rpm, res->requests_left, res->requests_reset_ms,
+                    r->plan_eff.tpm, res->tokens_left,   res->tokens_reset_ms};
+    memcpy(r->rl, v, sizeof(v));
+}
+
+/* Appends x-ratelimit-{limit,remaining,reset}-{requests,tokens} for the
+ * limits the plan has, as the OpenAI API sends them (the SDKs and apps
+ * read them to pace themselves). */
+static void put_ratelimits(struct req *r, struct http_header *out, size_t *k)
+{
+    static const char *const names[6] = {
+        "x-ratelimit-limit-requests",   "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",   "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"};
+    for (int i = 0; i < 6; i++) {
+        int base = i / 3 * 3;
+        if (r->rl[base] <= 0 || r->rl[i] < 0)
+            continue;
+        if (i % 3 == 2)
+            reset_text(r->rl_hdr[i], sizeof(r->rl_hdr[i]), r->rl[i]);
+        else
+            snprintf(r->rl_hdr[i], sizeof(r->rl_hdr[i]), "%" PRId64, r->rl[i]);
+        out[*k].name = names[i];
+        out[(*k)++].value = r->rl_hdr[i];
+    }
+}
+
 static void retry_after(char *buf, size_t n, long s)
 {
     snprintf(buf, n, "%ld", s > 0 ? s : 1);
@@ -630,13 +676,17 @@ static void block(struct req *r, const struct admit_result *res)
 
 static void rate_limited(struct req *r, const struct admit_result *res)
 {
-    char msg[256], ra[24];
-    snprintf(msg, sizeof(msg), "this account is over its %s limit: retry in %d s",
+    char msg[256], ra[24], ra_ms[24];
+    snprintf(msg, sizeof(msg), "this account is over its %s limit: retry in %.1f s",
              res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
-             res->retry_after_s > 0 ? res->retry_after_s : 1);
+             (double)(res->retry_after_ms > 0 ? res->retry_after_ms : 1) / 1000.0);
     retry_after(ra, sizeof(ra), res->retry_after_s);
-    const struct http_header h[] = {{"Retry-After", ra}};
-    answer_error(r, 429, "rate_limit_exceeded", msg, OUTCOME_RATE_LIMITED, h, ARRAY_LEN(h));
+    /* the exact wait: the OpenAI SDKs prefer retry-after-ms to Retry-After */
+    snprintf(ra_ms, sizeof(ra_ms), "%" PRId64, res->retry_after_ms > 0 ? res->retry_after_ms : 1);
+    struct http_header h[8] = {{"Retry-After", ra}, {"retry-after-ms", ra_ms}};
+    size_t k = 2;
+    put_ratelimits(r, h, &k);
+    answer_error(r, 429, "rate_limit_exceeded", msg, OUTCOME_RATE_LIMITED, h, k);
 }
 
 static int downgrade(struct req *r)
@@ -690,6 +740,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     }
     r->spent_before = res->spent_month;
     r->remaining = budget_left(&r->plan_eff, res);
+    keep_ratelimits(r, res);
     switch (res->decision) {
     case BUDGET_ADMIT:
         decided(r, "admit");
@@ -753,7 +804,7 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
 {
     size_t k = 0;
     *sse = false;
-    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 4; i++) {
+    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 10; i++) {
         if (strcasecmp(h[i].name, "content-type") == 0 &&
             strncasecmp(h[i].value, "text/event-stream", 17) == 0)
             *sse = true;
@@ -774,6 +825,7 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
         out[k].name = "X-Tollgate-Budget-Remaining";
         out[k++].value = r->remaining_hdr;
     }
+    put_ratelimits(r, out, &k);
     *nout = k;
 }
 

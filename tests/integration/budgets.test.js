@@ -21,6 +21,7 @@ const PLANS = {
   'plan big': { price: 9, budget_monthly: '100', on_exceed: 'block' },
   'plan secretname': { price: 9, budget_monthly: '1', budget_daily: '0.001', on_exceed: 'block' },
   'plan rpm3': { price: 9, rpm: 3 },
+  'plan rpm60': { price: 9, rpm: 60 },
   'plan tpm3k': { price: 9, tpm: 3000 },
 };
 const CAP_NANO = 1000000; // budget_monthly / budget_daily of blockp, down and daily ($0.001)
@@ -136,21 +137,6 @@ async function waitNoReservationsOnce(redis, tenant, msEpoch) {
     return (m.reserved || 0) === 0 && (d.reserved || 0) === 0 && leases === 0 && held.length === 0
       ? { m, d } : null;
   }, { timeout: h.ms(5000), what: `no reservation or lease left for ${tenant}` });
-}
-
-// Waits past the end of the current UTC minute when fewer than `need` seconds are left in it,
-// so that a few requests meant for one rpm/tpm bucket all land in the same minute.
-async function sameMinute(need = 8) {
-  const left = 60 - (Math.floor(Date.now() / 1000) % 60);
-  if (left < need) await h.sleep(left * 1000 + 200);
-}
-
-// Seconds to the next minute as admit.lua computes it (1..60); compare modulo 60.
-function assertRetryToMinute(ra, atMs) {
-  assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= 60, `Retry-After ${ra} must be 1..60`);
-  const want = 60 - (Math.floor(atMs / 1000) % 60);
-  const diff = Math.abs(ra - want);
-  assert.ok(diff <= 2 || diff >= 58, `Retry-After ${ra} points at the next minute (want ~${want})`);
 }
 
 const chatMsgs = (content) => [{ role: 'user', content }];
@@ -686,8 +672,7 @@ describe('budgets', () => {
 
   // ---- rpm and tpm -----------------------------------------------------------------------
 
-  test('rpm = 3: the 4th request in the minute gets 429 rate_limit_exceeded, Retry-After 1..60 to the next minute, no x-should-retry, record rate_limited', async () => {
-    await sameMinute();
+  test('rpm = 3: the 4th request in a burst gets 429 rate_limit_exceeded, Retry-After the real wait (20 s a slot), x-ratelimit-* headers, no x-should-retry, record rate_limited', async () => {
     const tenant = h.uniq('rpm');
     const cap = capturingFetch();
     const c = sdkOpenAI(env.tg, tenant, 'rpm3', { maxRetries: 0, fetch: cap.fetch });
@@ -696,7 +681,6 @@ describe('budgets', () => {
     }
     const nonce = h.uniq('n');
     const err = await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 10, messages: chatMsgs(`${nonce} mock:tokens=5,5`) }).then(() => null, (e) => e);
-    const at = Date.now();
     const { OpenAI } = require('openai');
     assert.ok(err instanceof OpenAI.RateLimitError, `RateLimitError: ${err && err.message}`);
     assert.equal(err.code, 'rate_limit_exceeded');
@@ -705,7 +689,15 @@ describe('budgets', () => {
     assert.equal(cap.calls.length, 4);
     assert.equal(last.status, 429);
     assert.equal(last.headers.get('x-should-retry'), null, 'a rate limit must let the SDK retry later');
-    assertRetryToMinute(Number(last.headers.get('retry-after')), at);
+    // GCRA: a slot frees every 60/3 = 20 s after the burst, not at the next minute
+    const ra = Number(last.headers.get('retry-after')), raMs = Number(last.headers.get('retry-after-ms'));
+    assert.ok(ra >= 1 && ra <= 20, `Retry-After ${ra}: the wait for the next slot (<= 20 s)`);
+    assert.ok(raMs > 0 && raMs <= 20000 && Math.abs(raMs / 1000 - ra) < 1, `retry-after-ms ${raMs} agrees with Retry-After ${ra}`);
+    assert.equal(last.headers.get('x-ratelimit-limit-requests'), '3');
+    assert.equal(last.headers.get('x-ratelimit-remaining-requests'), '0');
+    assert.match(last.headers.get('x-ratelimit-reset-requests'), /^(\d+s|1m\d+s|\d+ms)$/);
+    assert.equal(cap.calls[0].headers.get('x-ratelimit-limit-requests'), '3', 'forwarded answers carry them too');
+    assert.equal(cap.calls[0].headers.get('x-ratelimit-remaining-requests'), '2');
     const b = JSON.parse(last.text);
     assert.equal(b.error.type, 'rate_limit_exceeded');
     assert.equal(b.error.code, 'rate_limit_exceeded');
@@ -721,7 +713,6 @@ describe('budgets', () => {
   });
 
   test('tpm = 3000: large prompts, the request that would pass 3000 tokens in the minute gets 429 rate_limit_exceeded, record rate_limited', async () => {
-    await sameMinute();
     const tenant = h.uniq('tpm');
     const cap = capturingFetch();
     const c = sdkOpenAI(env.tg, tenant, 'tpm3k', { maxRetries: 0, fetch: cap.fetch });
@@ -733,20 +724,40 @@ describe('budgets', () => {
     }
     const nonce = h.uniq('n');
     const err = await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 100, messages: chatMsgs(big(nonce)) }).then(() => null, (e) => e);
-    const at = Date.now();
     assert.ok(err && err.status === 429, `429: ${err && err.message}`);
     assert.equal(err.code, 'rate_limit_exceeded');
     assert.equal(err.type, 'rate_limit_exceeded');
     assert.match(err.message, /token/i, 'the message says tokens per minute');
     const last = cap.calls[cap.calls.length - 1];
     assert.equal(last.headers.get('x-should-retry'), null);
-    assertRetryToMinute(Number(last.headers.get('retry-after')), at);
+    const ra = Number(last.headers.get('retry-after'));
+    assert.ok(ra >= 1 && ra <= 60, `Retry-After ${ra}: the wait until the tokens fit`);
+    assert.equal(last.headers.get('x-ratelimit-limit-tokens'), '3000');
     assert.equal((await h.newRequests(env.mock, 0, h.ms(200))).filter((q) => q.body && q.body.includes(nonce)).length, 0, 'not forwarded');
     const recs = await env.tg.records({ tenant }, 3);
     assert.deepEqual(recs.map((r) => r.outcome).sort(), ['ok', 'ok', 'rate_limited']);
     // A small request still fits in the minute: the limit is on tokens, not requests.
     const small = await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 10, messages: chatMsgs('mock:tokens=5,5') }).then(() => 'ok', (e) => e);
     assert.equal(small, 'ok', `a small request fits under the tpm: ${small && small.message}`);
+  });
+
+  test('rpm = 60, a burst of 61 through the SDK with its default retries: the 61st waits about a second and succeeds', async () => {
+    const tenant = h.uniq('rpm60');
+    const c = sdkOpenAI(env.tg, tenant, 'rpm60', { maxRetries: 0 });
+    await Promise.all(Array.from({ length: 60 }, (_, i) =>
+      c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: chatMsgs(`mock:tokens=2,2 #${i}`) })));
+    const cap = capturingFetch();
+    const retrying = sdkOpenAI(env.tg, tenant, 'rpm60', { fetch: cap.fetch }); // default maxRetries
+    const t0 = Date.now();
+    const r = await retrying.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: chatMsgs('mock:tokens=2,2 #61') });
+    const waited = Date.now() - t0;
+    assert.ok(r.choices, 'the 61st succeeded after the SDK retried');
+    assert.equal(cap.calls[0].status, 429, 'first refused');
+    assert.ok(Number(cap.calls[0].headers.get('retry-after-ms')) <= 1000, `the wait is one slot: ${cap.calls[0].headers.get('retry-after-ms')} ms`);
+    assert.equal(cap.calls[cap.calls.length - 1].status, 200);
+    assert.ok(waited < h.ms(5000), `the SDK waited ${waited} ms, about a second, not the rest of the minute`);
+    const recs = await env.tg.records({ tenant }, 61 + cap.calls.length - 1);
+    assert.equal(recs.filter((x) => x.outcome === 'ok').length, 61);
   });
 
   h.cleanRunTest(env);

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,15 @@ static long long hget(struct event_base *base, struct redis *r, const char *key,
     return res.type == REDIS_REPLY_STRING ? strtoll(res.str, NULL, 10) : 0;
 }
 
+/* What a GCRA key (admit.lua) holds at NOW_MS: how far its TAT is ahead of
+ * now, in requests (or tokens) of 60 s / limit each; 0 when it is not. */
+static long long rate_used(struct event_base *b, struct redis *r, const char *key, long long limit)
+{
+    double ahead = (double)hget(b, r, key, NULL) - (double)NOW_MS * 1000;
+    return ahead <= 0 ? 0 : llround(ahead / (60e6 / (double)limit));
+}
+#define TPM_DEFAULT 1000000000 /* admit_of's */
+
 static long long integer(struct event_base *base, struct redis *r, const char *cmd, const char *key)
 {
     struct result res;
@@ -127,10 +137,8 @@ static void keys_for(struct keys *k, const char *name, time_t when)
     CHECK_INT(budget_key(k->month, sizeof(k->month), PREFIX, k->tenant, 'm', when), 0);
     CHECK_INT(budget_key(k->day, sizeof(k->day), PREFIX, k->tenant, 'd', when), 0);
     snprintf(k->leases, sizeof(k->leases), PREFIX "{%s}:leases", k->tenant);
-    snprintf(k->rpm, sizeof(k->rpm), PREFIX "{%s}:rpm:%04d%02d%02d%02d%02d", k->tenant,
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
-    snprintf(k->tpm, sizeof(k->tpm), PREFIX "{%s}:tpm:%04d%02d%02d%02d%02d", k->tenant,
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+    snprintf(k->rpm, sizeof(k->rpm), PREFIX "{%s}:rpm", k->tenant);
+    snprintf(k->tpm, sizeof(k->tpm), PREFIX "{%s}:tpm", k->tenant);
 }
 
 /* A lease: the tenant's lease hash, '\0', the request id (its field). */
@@ -423,8 +431,8 @@ static void test_caps(void)
             CHECK(c->reserved_after - c->held <= (c->want == BUDGET_DOWNGRADE ? c->down : c->est));
         else
             CHECK_INT(c->reserved_after, c->held);
-        /* a block counts no request and sets Retry-After to the period's end */
-        CHECK_INT(hget(e.base, e.r, k.rpm, NULL), (c->held ? 1 : 0) + holds);
+        /* a block counts nothing against the rate limits; Retry-After is the period's end */
+        CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT) > 0, (c->held ? 1 : 0) + holds > 0);
         if (c->want == BUDGET_BLOCK)
             CHECK_INT(got.res.retry_after_s,
                       c->why == BUDGET_REASON_DAILY ? TO_DAY_END : TO_MONTH_END);
@@ -455,20 +463,33 @@ static void test_rpm(void)
         struct admitted got = admit_wait(e.base, e.r, &a);
         CHECK_INT(got.res.decision, i < 2 ? BUDGET_ADMIT : BUDGET_RATE_LIMITED);
         CHECK_INT(got.res.reason, i < 2 ? BUDGET_REASON_NONE : BUDGET_REASON_RPM);
-        if (i == 2)
-            CHECK_INT(got.res.retry_after_s, 45); /* 12:00:15 → 12:01:00 */
+        /* the state OpenAI's x-ratelimit-* headers tell: r1 leaves 1, r2 none */
+        if (i < 2) {
+            CHECK_INT(got.res.requests_left, 1 - i);
+            CHECK_INT(got.res.requests_reset_ms, 30000 * (i + 1));
+        }
+        if (i == 2) { /* GCRA: a burst of 2, then one every 30 s: the wait is exact */
+            CHECK_INT(got.res.retry_after_ms, 30000);
+            CHECK_INT(got.res.retry_after_s, 30);
+        }
     }
     /* the limited one reserved nothing and was not counted */
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 200);
-    CHECK_INT(hget(e.base, e.r, k.rpm, NULL), 2);
-    CHECK(integer(e.base, e.r, "TTL", k.rpm) > 0);
-    CHECK(integer(e.base, e.r, "TTL", k.rpm) <= 120);
-    /* the next minute has its own bucket */
+    CHECK_INT(rate_used(e.base, e.r, k.rpm, 2), 2);
+    CHECK(integer(e.base, e.r, "PTTL", k.rpm) > 0);
+    CHECK(integer(e.base, e.r, "PTTL", k.rpm) <= 61000);
+    /* smooth: one slot frees every 30 s, not at the next minute */
     struct admit next = admit_of(&k, "r4", 100);
     next.rpm = 2;
-    next.when = WHEN + 60;
-    next.now_ms = NOW_MS + 60000;
+    next.now_ms = NOW_MS + 29000;
+    struct admitted early = admit_wait(e.base, e.r, &next);
+    CHECK_INT(early.res.decision, BUDGET_RATE_LIMITED);
+    CHECK_INT(early.res.retry_after_ms, 1000);
+    next.now_ms = NOW_MS + 30000;
     CHECK_INT(admit_wait(e.base, e.r, &next).res.decision, BUDGET_ADMIT);
+    next.request_id = "r5";
+    next.now_ms = NOW_MS + 31000;
+    CHECK_INT(admit_wait(e.base, e.r, &next).res.decision, BUDGET_RATE_LIMITED);
 
     /* the wall clock: retry_after is within a minute */
     struct keys w;
@@ -512,22 +533,20 @@ static void test_tpm(void)
         a.est_tokens = steps[i].tokens;
         struct admitted got = admit_wait(e.base, e.r, &a);
         CHECK_INT(got.res.decision, steps[i].want);
-        if (steps[i].want == BUDGET_RATE_LIMITED) {
+        if (steps[i].want == BUDGET_RATE_LIMITED)
             CHECK_INT(got.res.reason, BUDGET_REASON_TPM);
-            CHECK_INT(got.res.retry_after_s, 45);
-        }
     }
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1000);
-    /* settling t1 with fewer tokens than estimated makes room in its minute */
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, 1000), 1000);
+    /* settling t1 with fewer tokens than estimated makes room at once */
     settle_wait(e.base, e.r, &k, "t1", 50, 300, 100);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 800);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, 1000), 800);
     struct admit a = admit_of(&k, "t5", 100);
     a.tpm = 1000;
     a.est_tokens = 200;
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
 
-    /* a single request larger than tpm passes in an empty minute, then the
-     * minute is full */
+    /* a single request larger than tpm passes into an empty bucket, then
+     * the bucket is full for as long as it takes to drain (5 minutes) */
     keys_for(&big, "tpm-big", WHEN);
     struct admit b = admit_of(&big, "b1", 100);
     b.tpm = 1000;
@@ -645,7 +664,7 @@ static void test_settle_releases(void)
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
     CHECK_INT(hget(e.base, e.r, k.day, "cost"), 1234);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 450); /* estimate 600 → actual 450 */
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 450); /* estimate 600 → actual 450 */
     CHECK_INT(lease_exists(e.base, e.r, lk), 0);
     CHECK_INT(leases_held(e.base, e.r, &k), 0);
 
@@ -655,7 +674,7 @@ static void test_settle_releases(void)
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
     CHECK_INT(hget(e.base, e.r, k.month, "requests"), 1);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 450);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 450);
 
     /* a lease left behind (here: the same id admitted again) goes with a
      * duplicate settle, its reservation given back, nothing counted twice */
@@ -664,7 +683,7 @@ static void test_settle_releases(void)
     settle_stamped(e.base, e.r, &k, "s1", 1234, 300, 150, first);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1234);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 900); /* 450 + 600 - 150 */
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 900); /* 450 + 600 - 150 */
     CHECK_INT(lease_exists(e.base, e.r, lk), 0);
     CHECK_INT(leases_held(e.base, e.r, &k), 0);
 
@@ -672,16 +691,16 @@ static void test_settle_releases(void)
     a.request_id = "s2";
     a.est_tokens = 100;
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1000);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 1000);
     settle_wait(e.base, e.r, &k, "s2", 10, 1000, 100);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 2000);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 2000);
     struct result res;
     a.request_id = "s3";
     a.est_tokens = 100;
     CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
     run(e.base, e.r, &res, "SET", k.tpm, "5", "KEEPTTL"); /* e.g. another tollgate's doing */
     settle_wait(e.base, e.r, &k, "s3", 10, 0, 0);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 0);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 1254);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
 
@@ -764,7 +783,7 @@ static void test_release(void)
     CHECK_INT(got.res.reserved_month, 6000);
     CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
     CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 6000);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 1400);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 1400);
     CHECK(budget_release(e.r, PREFIX, k.tenant, "x1", NULL, NULL));
     struct poll_field p = {e.base, e.r, k.month, 1000, {0}, false};
     CHECK(wait_for(e.base, reserved_is, &p, 5000));
@@ -777,7 +796,7 @@ static void test_release(void)
     CHECK_STR(tomb.str, "released");
     CHECK_INT(leases_held(e.base, e.r, &k), 2); /* x2, x1's tombstone */
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 1000);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 700);
     CHECK_INT(hget(e.base, e.r, k.month, "cost"), 0);
     CHECK_INT(hget(e.base, e.r, k.month, "requests"), 0);
     /* an admission of x1 arriving after its release reserves nothing */
@@ -804,7 +823,7 @@ static void test_release(void)
     CHECK(wait_for(e.base, reserved_is, &p, 5000));
     wait_for(e.base, NULL, NULL, 20);
     CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 5000);
-    CHECK_INT(hget(e.base, e.r, k.tpm, NULL), 700);
+    CHECK_INT(rate_used(e.base, e.r, k.tpm, TPM_DEFAULT), 700);
     CHECK_INT(leases_held(e.base, e.r, &k), 4); /* x3; tombstones of x1, x2, x9 */
     lease_key(lk, sizeof(lk), &k, "x2");
     CHECK_INT(lease_est(e.base, e.r, lk), 0);

@@ -5,23 +5,34 @@
 -- reserves the estimate until settle.lua or release.lua gives it back (or,
 -- if its tollgate died, the first admit after the lease's expiry does).
 -- KEYS[1] month hash  KEYS[2] day hash  KEYS[3] leases zset (id by expiry)
--- KEYS[4] lease hash (id -> lease)  KEYS[5] rpm bucket  KEYS[6] tpm bucket
+-- KEYS[4] lease hash (id -> lease)  KEYS[5] rpm TAT  KEYS[6] tpm TAT
 -- ARGV[1] request id  ARGV[2] now (unix ms)  ARGV[3] lease ttl (ms)
 -- ARGV[4] estimate (nano-USD)  ARGV[5] estimate with the downgrade model
 -- (-1: no downgrade)  ARGV[6] cap_monthly  ARGV[7] cap_daily
 -- ARGV[8] hard_limit (caps: -1 none)  ARGV[9] rpm  ARGV[10] tpm (0: off)
 -- ARGV[11] estimated tokens
 -- Returns {decision, reason, spent_month, reserved_month, spent_day,
--- retry_after}: decision admit|downgrade|block|rate_limited, reason
+-- retry_ms, requests_left, requests_reset_ms, tokens_left, tokens_reset_ms}:
+-- decision admit|downgrade|block|rate_limited, reason
 -- none|monthly|daily|hard|rpm|tpm, amounts in nano-USD as decimal strings,
--- as they were before this request; retry_after in seconds (rate limits).
+-- as they were before this request; retry_ms: the wait until the request
+-- would fit (rate limits); *_left and *_reset_ms: the rate limits' state
+-- after this request, as OpenAI's x-ratelimit-* headers tell it (-1: no
+-- such limit).
 --
 -- A lease is one field of the tenant's lease hash, "EST CAPPED TOKENS DAY
--- MINUTE" (reserved nano-USD, 1 when it reserved only what was left, tokens
--- reserved for tpm or 0, YYYY-MM-DD, YYYYMMDDHHMM of its tpm bucket or "-"),
+-- TPM" (reserved nano-USD, 1 when it reserved only what was left, tokens
+-- reserved for tpm or 0, YYYY-MM-DD, the tpm limit they were reserved
+-- under or "-"),
 -- so a request costs no key of its own. The month, day and tpm keys it
 -- names share KEYS[4]'s "{prefix}{tenant}:" (same hash tag, same cluster
--- slot); they are not in KEYS. A field "released" is a tombstone (see
+-- slot); they are not in KEYS.
+--
+-- Rate limits are GCRA (a token bucket kept as one number): the TAT, the
+-- theoretical arrival time of the next request in microseconds, moves by
+-- 60 s / rpm per request (60 s / tpm per token); a request fits while the
+-- TAT stays within a minute of now. A burst of rpm requests passes, then
+-- one every 60/rpm seconds, and a refused request learns its exact wait. A field "released" is a tombstone (see
 -- release.lua). Both leave with the zset entry, swept here after expiry.
 --
 -- Cost: about a dozen redis.calls, no type checks (a key of the wrong type
@@ -36,8 +47,8 @@
 -- By hand (2026-11-22 12:00:15 UTC, $0.001 estimate, $0.50 monthly cap):
 --   redis-cli --eval src/budget/lua/admit.lua 'tollgate:{acme}:m:2026-11' \
 --     'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
---     'tollgate:{acme}:lease' 'tollgate:{acme}:rpm:202611221200' \
---     'tollgate:{acme}:tpm:202611221200' , r1 1795348815000 600000 \
+--     'tollgate:{acme}:lease' 'tollgate:{acme}:rpm' \
+--     'tollgate:{acme}:tpm' , r1 1795348815000 600000 \
 --     1000000 -1 500000000 -1 -1 20 40000 1500
 
 -- A lease outlives its ttl this long before Redis forgets the lease hash and
@@ -47,7 +58,7 @@
 local LEASE_KEEP_MS = 32 * 24 * 3600 * 1000
 local MONTH_TTL_S = 34560000 -- as settle.lua: ~400 days
 local DAY_TTL_S = 3456000    -- ~40 days
-local BUCKET_TTL_S = 120     -- a minute bucket, plus clock skew between tollgates
+local WINDOW_US = 60000000   -- rate limits are per minute
 local SWEEP_MAX = 100        -- expired leases purged per call
 
 local id, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -80,13 +91,16 @@ end
 
 -- "~" (hash field, zset member at +inf) keeps the lease store in being
 -- while its leases come and go, so its expiry is set when it is created
--- and refreshed once a minute, not on every call.
+-- and refreshed once a minute (its value: the minute of the last refresh),
+-- not on every call.
 local got = redis.call('HMGET', KEYS[4], id, '~')
 local prev, new_store = got[1], not got[2]
+local minute = tostring(math.floor(now / 60000))
+local refresh = got[2] ~= minute
 -- A request released before its admission got here (tollgate gave up
 -- waiting and released it): admitting it now would reserve for nothing.
 if prev == 'released' then
-    return {'block', 'none', '0', '0', '0', '0'}
+    return {'block', 'none', '0', '0', '0', '0', '-1', '-1', '-1', '-1'}
 end
 -- The same id admitted again (a retried admit): its first reservation must
 -- not count against it, nor stay counted.
@@ -123,22 +137,46 @@ local spent_d_s = d[1] or '0'
 local spent_d = tonumber(d[1]) or 0
 local res_d = math.max(tonumber(d[2]) or 0, 0)
 
-local function reply(decision, reason, retry)
-    return {decision, reason, spent_m_s, res_m_s, spent_d_s, tostring(retry)}
+-- (b) Rate limits (GCRA, see above). Refused requests do not count. A
+-- request larger than the whole tpm passes into an empty bucket; otherwise
+-- it could never pass at all.
+local now_us = now * 1000
+local function gcra(key, limit, weight)
+    local step = WINDOW_US / limit
+    local tat = math.max(tonumber(redis.call('GET', key)) or 0, now_us)
+    local after = tat + step * weight
+    local fits
+    if weight > limit then
+        fits = tat <= now_us
+    else
+        fits = after - now_us <= WINDOW_US
+    end
+    if not fits then
+        local wait = weight > limit and tat - now_us or after - now_us - WINDOW_US
+        return false, tat, math.ceil(wait / 1000),
+            math.max(0, math.floor((WINDOW_US - (tat - now_us)) / step)), math.ceil((tat - now_us) / 1000)
+    end
+    return true, after, 0, math.max(0, math.floor((WINDOW_US - (after - now_us)) / step)),
+        math.ceil((after - now_us) / 1000)
 end
-
--- (b) Rate limits, per UTC minute. Rejected requests do not count.
-local retry = 60 - math.floor(now / 1000) % 60 -- 1..60: to the next minute
-if rpm > 0 and (tonumber(redis.call('GET', KEYS[5])) or 0) + 1 > rpm then
-    return reply('rate_limited', 'rpm', retry)
+local rq_ok, rq_tat, rq_wait, rq_left, rq_reset = true, nil, 0, -1, -1
+local tk_ok, tk_tat, tk_wait, tk_left, tk_reset = true, nil, 0, -1, -1
+if rpm > 0 then
+    rq_ok, rq_tat, rq_wait, rq_left, rq_reset = gcra(KEYS[5], rpm, 1)
 end
 if tpm > 0 then
-    -- A request larger than the whole tpm passes when the minute is still
-    -- empty; otherwise it could never pass at all.
-    local used = tonumber(redis.call('GET', KEYS[6])) or 0
-    if used > 0 and used + tokens > tpm then
-        return reply('rate_limited', 'tpm', retry)
-    end
+    tk_ok, tk_tat, tk_wait, tk_left, tk_reset = gcra(KEYS[6], tpm, tokens)
+end
+local function reply(decision, reason, retry_ms)
+    return {decision, reason, spent_m_s, res_m_s, spent_d_s, string.format('%d', retry_ms),
+            string.format('%d', rq_left), string.format('%d', rq_reset),
+            string.format('%d', tk_left), string.format('%d', tk_reset)}
+end
+if not rq_ok then
+    return reply('rate_limited', 'rpm', math.max(rq_wait, tk_wait))
+end
+if not tk_ok then
+    return reply('rate_limited', 'tpm', tk_wait)
 end
 
 -- (c) Caps: spent + in flight + this estimate. hard_limit bounds every
@@ -193,19 +231,18 @@ end
 local reserve = string.format('%d', amount)
 local capped = amount < (decision == 'admit' and est or down)
 
--- (d) Count the request and reserve its estimate under a lease. A bucket,
--- hash or lease store seen for the first time in its period gets its expiry
--- (the minute's first request refreshes the lease store's).
-local fresh_minute = redis.call('INCR', KEYS[5]) == 1
-if fresh_minute then
-    redis.call('EXPIRE', KEYS[5], BUCKET_TTL_S)
+-- (d) Count the request and reserve its estimate under a lease. A TAT
+-- lives as long as it is ahead of now; a hash or lease store seen for the
+-- first time in its period gets its expiry.
+if rq_tat then
+    redis.call('SET', KEYS[5], string.format('%d', rq_tat), 'PX',
+        math.ceil((rq_tat - now_us) / 1000) + 1000)
 end
-local tminute = '-'
-if tpm > 0 then
-    if redis.call('INCRBY', KEYS[6], ARGV[11]) == tokens then
-        redis.call('EXPIRE', KEYS[6], BUCKET_TTL_S)
-    end
-    tminute = string.sub(KEYS[6], #base + 5) -- after "tpm:"
+local tlimit = '-'
+if tk_tat then
+    redis.call('SET', KEYS[6], string.format('%d', tk_tat), 'PX',
+        math.ceil((tk_tat - now_us) / 1000) + 1000)
+    tlimit = ARGV[10]
 end
 redis.call('HINCRBY', KEYS[1], 'reserved', reserve)
 redis.call('HINCRBY', KEYS[2], 'reserved', reserve)
@@ -217,16 +254,16 @@ if not d[1] and not d[2] then
 end
 local day = string.sub(KEYS[2], #base + 3) -- after "d:"
 redis.call('HSET', KEYS[4], id, reserve .. ' ' .. (capped and '1' or '0') .. ' ' ..
-    (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tminute)
+    (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tlimit)
 if capped then
     redis.call('HINCRBY', KEYS[1], 'capped', 1)
 end
 redis.call('ZADD', KEYS[3], now + ttl, id)
 if new_store then
-    redis.call('HSET', KEYS[4], '~', '1')
     redis.call('ZADD', KEYS[3], '+inf', '~')
 end
-if new_store or fresh_minute then
+if refresh then
+    redis.call('HSET', KEYS[4], '~', minute)
     redis.call('PEXPIRE', KEYS[3], ttl + LEASE_KEEP_MS)
     redis.call('PEXPIRE', KEYS[4], ttl + LEASE_KEEP_MS)
 end

@@ -1,6 +1,6 @@
 -- release.lua: ends the lease of a request that admit.lua admitted but that
 -- was never forwarded (or whose settlement is abandoned): its reservation
--- is given back and the tokens it reserved leave its minute's tpm bucket.
+-- is given back and the tokens it reserved leave the tpm TAT.
 -- Nothing is counted as spent (budget.c, budget_release). Idempotent.
 -- KEYS[1] leases zset  KEYS[2] lease hash (id -> lease, see admit.lua)
 -- ARGV[1] request id  ARGV[2] now (unix ms)
@@ -26,9 +26,9 @@ end
 
 local released = 0
 local v = redis.call('HGET', KEYS[2], ARGV[1])
-local e, capped, tokens, day, minute
+local e, capped, tokens, day, tpm
 if v then
-    e, capped, tokens, day, minute = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
+    e, capped, tokens, day, tpm = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
 end
 if e then
     local mkey = base .. 'm:' .. string.sub(day, 1, 7)
@@ -37,14 +37,15 @@ if e then
     if capped == '1' then
         redis.call('HINCRBY', mkey, 'capped', -1)
     end
-    -- No tokens were used; an expired bucket is left alone (INCRBY would
-    -- recreate it without a TTL).
-    if minute ~= '-' then
-        local tkey = base .. 'tpm:' .. minute
+    -- No tokens were used: the tpm TAT moves back by what was reserved. A
+    -- TAT already gone is left alone; a lease from before GCRA is skipped.
+    local limit = tonumber(tpm)
+    if limit and limit > 0 and limit < 1e11 then
+        local tkey = base .. 'tpm'
         local cur = tonumber(redis.call('GET', tkey))
-        local take = math.min(cur or 0, tonumber(tokens) or 0)
-        if take > 0 then
-            redis.call('INCRBY', tkey, string.format('%d', -take))
+        if cur then
+            local back = (tonumber(tokens) or 0) * 60000000 / limit
+            redis.call('SET', tkey, string.format('%d', math.max(cur - back, 0)), 'KEEPTTL')
         end
     end
     released = 1

@@ -1,7 +1,7 @@
 -- settle.lua: adds one request's cost (and, in full mode, its tokens and
 -- breakdowns) to its tenant's month and day counters, exactly once per
 -- settlement, and ends the request's lease from admit.lua: its reservation
--- is given back and its minute's tpm bucket corrected from the estimate to
+-- is given back and its tpm TAT corrected from the estimated tokens to
 -- the actual tokens (budget.c, budget_settle).
 -- KEYS[1] month hash  KEYS[2] day hash  KEYS[3] leases zset
 -- KEYS[4] lease hash (id -> lease, see admit.lua)
@@ -56,7 +56,7 @@ end
 -- give-back happen once.
 local v = redis.call('HGET', KEYS[4], id)
 if v then
-    local e, capped, tokens, day, minute = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
+    local e, capped, tokens, day, tpm = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
     if e then
         local mkey = base .. 'm:' .. string.sub(day, 1, 7)
         redis.call('HINCRBY', mkey, 'reserved', neg(e))
@@ -64,19 +64,16 @@ if v then
         if capped == '1' then
             redis.call('HINCRBY', mkey, 'capped', -1)
         end
-        -- The bucket is the admission minute's; once it expired there is
-        -- nothing to correct (INCRBY would recreate it without a TTL).
-        if minute ~= '-' then
-            local tkey = base .. 'tpm:' .. minute
+        -- The tpm TAT moves by what the provider really processed instead of
+        -- the estimate (60 s / tpm per token). A TAT already gone has nothing
+        -- to correct; a lease from before GCRA ("YYYYMMDDHHMM") is skipped.
+        local limit = tonumber(tpm)
+        if limit and limit > 0 and limit < 1e11 then
+            local tkey = base .. 'tpm'
             local cur = tonumber(redis.call('GET', tkey))
-            if cur then
-                local delta = (tonumber(ARGV[3]) or 0) - (tonumber(tokens) or 0)
-                if cur + delta < 0 then
-                    delta = -cur
-                end
-                if delta ~= 0 then
-                    redis.call('INCRBY', tkey, string.format('%d', delta))
-                end
+            local delta = ((tonumber(ARGV[3]) or 0) - (tonumber(tokens) or 0)) * 60000000 / limit
+            if cur and delta ~= 0 then
+                redis.call('SET', tkey, string.format('%d', math.max(cur + delta, 0)), 'KEEPTTL')
             end
         end
         redis.call('HDEL', KEYS[4], id)
