@@ -28,8 +28,9 @@ declare -A MODULES=(
     [path]="src/proxy/path.c"
     [cloudevent]="src/export/cloudevent.c src/core/log.c"
     [trace]="src/export/trace.c"
+    [upstream]="src/http/headers.c src/http/tls.c src/core/log.c"
 )
-all_targets="sse provider http pricing json_scan path cloudevent trace"
+all_targets="sse provider http pricing json_scan path cloudevent trace upstream"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

@@ -527,13 +527,13 @@ static bool drop_header(const struct upstream_req *r, const char *name)
 
 static long long body_length(const struct upstream_req *r, int status)
 {
+    if (status == 204 || status == 304)
+        return 0; /* never a body, whatever the headers say */
     if (r->parser.flags & F_CHUNKED)
         return -1;
     if (r->parser.flags & F_CONTENTLENGTH)
         return r->parser.content_length > (uint64_t)LLONG_MAX ? -1
                                                               : (long long)r->parser.content_length;
-    if (status == 204 || status == 304)
-        return 0;
     return -1;
 }
 
@@ -546,7 +546,7 @@ static int p_headers_complete(http_parser *hp)
         return -1;
     }
     if (status >= 100 && status < 200)
-        return 0; /* informational: skipped, the final response follows */
+        return 1; /* informational: no body (RFC 9110 15.2), skipped; the final response follows */
     if (r->nh > 0 && !r->in_value && name_end(r) < 0)
         goto too_big;
     if (r->nh > 0 && hbuf_add(r, "", 1) < 0)
@@ -563,9 +563,10 @@ static int p_headers_complete(http_parser *hp)
         r->h.on_head(r->arg, status, out, n, body_length(r, status));
     if (r->dead)
         return -1; /* cancelled from on_head: stop the parser here */
-    /* 1 tells http_parser there is no body (a HEAD response keeps its
-     * Content-Length header but sends no bytes). */
-    return r->is_head ? 1 : 0;
+    /* 1 tells http_parser there is no body: a HEAD response keeps its
+     * Content-Length header but sends no bytes, and 204 and 304 have none
+     * whatever their headers say (bytes after them are not their body) */
+    return r->is_head || status == 204 || status == 304 ? 1 : 0;
 too_big:
     snprintf(r->errbuf, sizeof(r->errbuf), "response headers over %d bytes", MAX_HEADER_BYTES);
     return -1;
