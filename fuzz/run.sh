@@ -29,8 +29,9 @@ declare -A MODULES=(
     [cloudevent]="src/export/cloudevent.c src/core/log.c"
     [trace]="src/export/trace.c"
     [upstream]="src/http/headers.c src/http/tls.c src/core/log.c"
+    [redis_url]="src/redis/redis_url.c src/core/percent.c"
 )
-all_targets="sse provider http pricing json_scan path cloudevent trace upstream"
+all_targets="sse provider http pricing json_scan path cloudevent trace upstream redis_url"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

@@ -196,7 +196,7 @@ static const struct key keys[] = {
 
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
      .check = config_check_redis_url, .max = URL_MAX,
-     .doc = "redis://host:port/db or unix:///path.sock"},
+     .doc = "redis://[user:password@]host:port/db or unix://[user:password@]/path.sock"},
     {S_REDIS, "key_prefix", T_STR, CF(key_prefix), "tollgate:", K_RESTART,
      .check = config_check_key_prefix, .max = CONFIG_KEY_PREFIX_MAX,
      .doc = "prefix of every Redis key"},

@@ -18,6 +18,8 @@
 #include <netinet/in.h>
 
 #include "core/log.h"
+#include "redis/redis.h"
+#include "redis/redis_url.h"
 
 /* -------- small parsers -------- */
 
@@ -220,10 +222,11 @@ int config_check_log_level(const char *v, char *msg, size_t n)
 
 int config_check_redis_url(const char *v, char *msg, size_t n)
 {
-    if ((strncmp(v, "redis://", 8) == 0 && v[8]) || (strncmp(v, "unix://", 7) == 0 && v[7]))
-        return 0;
-    snprintf(msg, n, "expected redis://host:port/db or unix:///path.sock");
-    return -1;
+    /* the daemon's own parser, and what its connection layer can reach */
+    struct redis_url u;
+    int rc = redis_url_parse(v, &u, msg, n) == 0 && redis_url_supported(&u, msg, n) ? 0 : -1;
+    redis_url_free(&u);
+    return rc;
 }
 
 int config_check_webhook(const char *v, char *msg, size_t n)

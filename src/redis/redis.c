@@ -25,14 +25,20 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
 #include <openssl/evp.h>
 
 #include "core/log.h"
-#include "core/percent.h"
+#include "redis/redis_url.h"
 
 #define MAX_PENDING 10000
 #define BACKOFF_MIN_MS 100
@@ -43,6 +49,7 @@ static const char err_disconnected[] = "disconnected";
 
 enum conn_state {
     C_DOWN,       /* no context; a reconnect is scheduled (or we are closing) */
+    C_RESOLVING,  /* the host name is being resolved (evdns: never blocks the loop) */
     C_CONNECTING, /* TCP connect in progress */
     C_HANDSHAKE,  /* connected; AUTH / SELECT / PING sent, not all answered */
     C_READY,      /* commands accepted */
@@ -73,14 +80,11 @@ TAILQ_HEAD(cmd_list, redis_cmd);
 
 struct redis {
     struct event_base *base;
-    /* from the url */
-    char *host; /* NULL for a unix socket */
-    char *path;
-    int port;
-    int db;
-    char *user;
-    char *password;
+    struct redis_url url; /* TCP or UNIX (redis_url_supported) */
+    char addr[300];       /* host:port or the socket path, for log lines */
     int timeout_ms;
+    struct evdns_base *dns;                  /* created for a host name, else NULL */
+    struct evdns_getaddrinfo_request *query; /* a resolution in flight */
 
     enum conn_state state;
     redisAsyncContext *ac;
@@ -107,100 +111,6 @@ static void tv_ms(struct timeval *tv, int ms)
 {
     tv->tv_sec = ms / 1000;
     tv->tv_usec = (ms % 1000) * 1000;
-}
-
-/* ---- url ---------------------------------------------------------------- */
-
-static int parse_int(const char *s, size_t n, int lo, int hi, int *out)
-{
-    long v = 0;
-    if (n == 0 || n > 9)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* Query of a unix url: db=N and password=P, '&'-separated. */
-static int parse_query(struct redis *r, const char *q)
-{
-    while (*q) {
-        const char *end = strchr(q, '&');
-        size_t n = end ? (size_t)(end - q) : strlen(q);
-        if (n > 3 && strncmp(q, "db=", 3) == 0) {
-            if (parse_int(q + 3, n - 3, 0, 65535, &r->db) < 0)
-                return -1;
-        } else if (n > 9 && strncmp(q, "password=", 9) == 0) {
-            free(r->password);
-            if (!(r->password = percent_decode_dup(q + 9, n - 9)))
-                return -1;
-        } else {
-            return -1;
-        }
-        q += n + (end ? 1 : 0);
-    }
-    return 0;
-}
-
-static int parse_url(struct redis *r, const char *url)
-{
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *p = url + 7, *q = strchr(p, '?');
-        size_t n = q ? (size_t)(q - p) : strlen(p);
-        if (n < 2 || p[0] != '/')
-            return -1;
-        if (!(r->path = percent_decode_dup(p, n)))
-            return -1;
-        return q ? parse_query(r, q + 1) : 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0)
-        return -1;
-    const char *p = url + 8;
-    const char *slash = strchr(p, '/');
-    const char *auth_end = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
-    if (auth_end) {
-        /* [user]:password@ */
-        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
-        if (!colon)
-            return -1;
-        if (colon > p && !(r->user = percent_decode_dup(p, (size_t)(colon - p))))
-            return -1;
-        if (!(r->password = percent_decode_dup(colon + 1, (size_t)(auth_end - colon - 1))))
-            return -1;
-        p = auth_end + 1;
-    }
-    const char *hend = slash ? slash : p + strlen(p);
-    const char *hstart = p, *port = NULL;
-    if (*p == '[') { /* [v6]:port */
-        const char *rb = memchr(p, ']', (size_t)(hend - p));
-        if (!rb)
-            return -1;
-        hstart = p + 1;
-        port = rb + 1 < hend && rb[1] == ':' ? rb + 2 : NULL;
-        if (rb + 1 < hend && rb[1] != ':')
-            return -1;
-        if (!(r->host = strndup(hstart, (size_t)(rb - hstart))))
-            return -1;
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(hend - p));
-        port = colon ? colon + 1 : NULL;
-        if (!(r->host = strndup(p, (size_t)((colon ? colon : hend) - p))))
-            return -1;
-    }
-    if (r->host[0] == '\0')
-        return -1;
-    r->port = 6379;
-    if (port && parse_int(port, (size_t)(hend - port), 1, 65535, &r->port) < 0)
-        return -1;
-    if (slash && slash[1] && parse_int(slash + 1, strlen(slash + 1), 0, 65535, &r->db) < 0)
-        return -1;
-    return 0;
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -322,7 +232,7 @@ static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
         cmd_finish(c, NULL, err_timeout);
         return;
     }
-    log_warn("redis: command timed out after %d ms, reconnecting", r->timeout_ms);
+    log_warn("redis: command to %s timed out after %d ms, reconnecting", r->addr, r->timeout_ms);
     drop(r, err_timeout);
 }
 
@@ -531,7 +441,8 @@ static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
     if (!reply || r->ac != ac || r->state != C_HANDSHAKE)
         return; /* the context is being dropped; nothing to do */
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_warn("redis: handshake refused: %.200s", reply->str ? reply->str : "?");
+        log_warn("redis: %s refused the handshake (AUTH/SELECT): %.200s", r->addr,
+                 reply->str ? reply->str : "?");
         r->errors++;
         schedule_drop(r, err_disconnected);
         return;
@@ -542,7 +453,7 @@ static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
     r->state = C_READY;
     r->backoff_ms = BACKOFF_MIN_MS;
     event_del(r->connect_timer);
-    log_info("redis: connected");
+    log_info("redis: connected to %s", r->addr);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -553,7 +464,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     if (status != REDIS_OK) {
         /* hiredis frees ac itself after this returns */
-        log_warn("redis: connect failed: %.200s", ac->errstr);
+        log_warn("redis: connect to %s failed: %.200s", r->addr, ac->errstr);
         r->errors++;
         r->ac = NULL;
         r->state = C_DOWN;
@@ -564,14 +475,14 @@ static void on_connect(const redisAsyncContext *cac, int status)
     r->state = C_HANDSHAKE;
     r->handshake_left = 0;
     char dbs[16];
-    snprintf(dbs, sizeof(dbs), "%d", r->db);
+    snprintf(dbs, sizeof(dbs), "%d", r->url.db);
     int rc = REDIS_OK;
-    if (r->password && r->user)
-        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s %s", r->user, r->password);
-    else if (r->password)
-        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s", r->password);
-    r->handshake_left += r->password ? 1 : 0;
-    if (r->db) {
+    if (r->url.password && r->url.user)
+        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s %s", r->url.user, r->url.password);
+    else if (r->url.password)
+        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s", r->url.password);
+    r->handshake_left += r->url.password ? 1 : 0;
+    if (r->url.db) {
         rc |= redisAsyncCommand(ac, on_handshake, r, "SELECT %s", dbs);
         r->handshake_left++;
     }
@@ -589,7 +500,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     if (!r || r->ac != cac)
         return; /* we dropped it ourselves */
     /* hiredis frees the context after this returns */
-    log_warn("redis: connection lost: %.200s", cac->errstr ? cac->errstr : "closed");
+    log_warn("redis: connection to %s lost: %.200s", r->addr, cac->errstr ? cac->errstr : "closed");
     r->errors++;
     r->ac = NULL;
     r->state = C_DOWN;
@@ -600,8 +511,16 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct redis *r = arg;
-    log_warn("redis: connect timed out after %d ms", r->timeout_ms);
+    log_warn("redis: connect to %s timed out after %d ms", r->addr, r->timeout_ms);
     r->errors++;
+    if (r->state == C_RESOLVING) {
+        r->state = C_DOWN; /* the cancelled query's callback then does nothing */
+        if (r->query)
+            evdns_getaddrinfo_cancel(r->query);
+        r->query = NULL;
+        schedule_retry(r);
+        return;
+    }
     drop(r, err_timeout);
 }
 
@@ -610,18 +529,16 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     start_connect(arg);
 }
 
-static void start_connect(struct redis *r)
+/* Connects to ip (an address, never a name) or the unix socket. */
+static void connect_to(struct redis *r, const char *ip)
 {
     redisAsyncContext *ac;
-    struct timeval tv;
-    if (r->closing || r->ac)
-        return;
-    /* note: a host name is resolved here, blocking; use an address */
-    ac = r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    ac = r->url.path ? redisAsyncConnectUnix(r->url.path)
+                     : redisAsyncConnect(ip, r->url.addrs[0].port);
     if (!ac)
         goto fail;
     if (ac->err) {
-        log_warn("redis: connect failed: %.200s", ac->errstr);
+        log_warn("redis: connect to %s failed: %.200s", r->addr, ac->errstr);
         redisAsyncFree(ac);
         goto fail;
     }
@@ -634,12 +551,72 @@ static void start_connect(struct redis *r)
     }
     r->ac = ac;
     r->state = C_CONNECTING;
-    tv_ms(&tv, r->timeout_ms);
-    event_add(r->connect_timer, &tv);
     return;
 fail:
     r->errors++;
+    r->state = C_DOWN;
+    event_del(r->connect_timer);
     schedule_retry(r);
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct redis *r = arg;
+    char ip[INET6_ADDRSTRLEN] = "";
+    r->query = NULL;
+    if (result == EVUTIL_EAI_CANCEL) /* dropped meanwhile: nothing to do */
+        return;
+    if (result == 0 && res) {
+        const void *a =
+            res->ai_family == AF_INET6
+                ? (const void *)&((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr
+                : (const void *)&((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
+        evutil_inet_ntop(res->ai_family, a, ip, sizeof(ip));
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+    if (r->state != C_RESOLVING)
+        return;
+    if (!ip[0]) {
+        log_warn("redis: cannot resolve %s: %s", r->addr,
+                 result ? evutil_gai_strerror(result) : "no address");
+        r->errors++;
+        r->state = C_DOWN;
+        event_del(r->connect_timer);
+        schedule_retry(r);
+        return;
+    }
+    connect_to(r, ip);
+}
+
+/* An address is used as it is; a name is resolved first, by evdns. */
+static bool is_address(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return evutil_inet_pton(AF_INET, host, buf) == 1 || evutil_inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void start_connect(struct redis *r)
+{
+    struct timeval tv;
+    if (r->closing || r->ac || r->state != C_DOWN)
+        return;
+    tv_ms(&tv, r->timeout_ms); /* resolution, connect and handshake */
+    event_add(r->connect_timer, &tv);
+    if (r->url.path || is_address(r->url.addrs[0].host)) {
+        connect_to(r, r->url.path ? NULL : r->url.addrs[0].host);
+        return;
+    }
+    if (!r->dns && !(r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
+        log_warn("redis: no resolver for %s (resolv.conf?)", r->addr);
+        r->errors++;
+        event_del(r->connect_timer);
+        schedule_retry(r);
+        return;
+    }
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    r->state = C_RESOLVING;
+    r->query = evdns_getaddrinfo(r->dns, r->url.addrs[0].host, NULL, &hints, on_resolved, r);
 }
 
 void redis_set_timeout(struct redis *r, int ms)
@@ -660,13 +637,14 @@ struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms
     r->base = base;
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
-    if (!url || parse_url(r, url) < 0) {
-        /* never echo the url: it may carry a password */
-        snprintf(err, errlen,
-                 "bad redis url (want redis://[:password@]host[:port][/db] or "
-                 "unix:///path[?db=N])");
+    if (redis_url_parse(url, &r->url, err, errlen) < 0)
         goto fail;
-    }
+    if (!redis_url_supported(&r->url, err, errlen))
+        goto fail;
+    if (r->url.path)
+        snprintf(r->addr, sizeof(r->addr), "%s", r->url.path);
+    else
+        redis_addr_format(&r->url.addrs[0], r->addr, sizeof(r->addr));
     if (timeout_ms <= 0) {
         snprintf(err, errlen, "redis timeout must be positive");
         goto fail;
@@ -704,14 +682,32 @@ void redis_free(struct redis *r)
         event_free(r->retry_timer);
     if (r->drop_ev)
         event_free(r->drop_ev);
-    free(r->host);
-    free(r->path);
-    free(r->user);
-    if (r->password) {
-        explicit_bzero(r->password, strlen(r->password));
-        free(r->password);
-    }
+    if (r->query)
+        evdns_getaddrinfo_cancel(r->query); /* its callback sees EAI_CANCEL */
+    if (r->dns)
+        evdns_base_free(r->dns, 0);
+    redis_url_free(&r->url);
     free(r);
+}
+
+bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen)
+{
+    switch (u->kind) {
+    case REDIS_URL_TCP:
+    case REDIS_URL_UNIX:
+        return true;
+    case REDIS_URL_TLS:
+        snprintf(err, errlen, "rediss:// (TLS) is not supported by this build yet");
+        return false;
+    case REDIS_URL_SENTINEL:
+        snprintf(err, errlen, "redis-sentinel:// is not supported by this build yet");
+        return false;
+    case REDIS_URL_CLUSTER:
+        snprintf(err, errlen, "redis-cluster:// is not supported by this build yet");
+        return false;
+    }
+    snprintf(err, errlen, "unknown redis url kind");
+    return false;
 }
 
 bool redis_connected(const struct redis *r)

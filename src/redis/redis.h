@@ -14,6 +14,7 @@ struct event_base;
 struct redisReply;
 struct redis;
 struct redis_cmd;
+struct redis_url;
 
 /* A Lua script embedded at build time (src/lua/NAME.lua). */
 struct redis_script {
@@ -27,8 +28,9 @@ struct redis_script {
  * an error, never as a reply. The reply lives only during the call. */
 typedef void (*redis_cb)(struct redisReply *reply, const char *err, void *arg);
 
-/* url: redis://[:password@]host[:port][/db] or unix:///path[?db=N].
- * Connects in the background; returns NULL only for a malformed url. */
+/* url: any form redis_url.h parses that redis_url_supported accepts. A
+ * host name is resolved with evdns, never blocking the loop. Connects in
+ * the background; returns NULL only for a malformed or unsupported url. */
 struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
                         size_t errlen) MUST_CHECK;
 /* Fails every pending command and frees. The callbacks run synchronously,
@@ -39,6 +41,9 @@ void redis_free(struct redis *r);
 /* A new per-command deadline for commands sent from now on ([redis]
  * timeout on reload); ms > 0. Commands in flight keep theirs. */
 void redis_set_timeout(struct redis *r, int ms);
+/* Whether this connection layer can reach a url of u's kind; else err
+ * says which scheme is missing. For redis_new and the config check (-t). */
+bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen);
 /* True while connected (and authenticated / db selected). */
 bool redis_connected(const struct redis *r);
 

@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "redis/redis_url.h"
 #include "core/metrics.h"
 #include "core/money.h"
 #include "core/percent.h"
@@ -312,24 +313,14 @@ static json_t *secret(const char *s)
     return s && *s ? json_string("***") : json_null();
 }
 
-/* The redis url with its password masked (userinfo becomes three stars). */
+/* The redis url with its password masked (redis_url_redact). */
 static json_t *redis_url_json(const char *url)
 {
+    char buf[1024];
     if (!url)
         return json_null();
-    char buf[1024];
-    const char *at = strchr(url, '@'), *pw = strstr(url, "password=");
-    const char *slash = strncmp(url, "redis://", 8) == 0 ? strchr(url + 8, '/') : NULL;
-    if (at && strncmp(url, "redis://", 8) == 0 && (!slash || at < slash)) {
-        snprintf(buf, sizeof(buf), "redis://***@%s", at + 1);
-        return json_string(buf);
-    }
-    if (pw) {
-        const char *end = strchr(pw, '&');
-        snprintf(buf, sizeof(buf), "%.*spassword=***%s", (int)(pw - url), url, end ? end : "");
-        return json_string(buf);
-    }
-    return json_string(url);
+    redis_url_redact(url, buf, sizeof(buf));
+    return json_string(buf);
 }
 
 /* The effective config, secrets masked. */

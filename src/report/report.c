@@ -15,8 +15,9 @@
 #include "budget/budget.h"
 #include "core/clock.h"
 #include "core/config.h"
-#include "core/percent.h"
 #include "budget/plan.h"
+#include "redis/redis.h"
+#include "redis/redis_url.h"
 
 #define KEY_MAX 512
 
@@ -103,62 +104,20 @@ static int run_simple(redisContext *c, const char *what, int argc, const char **
     return 0;
 }
 
-/* The same url forms as redis.c: redis://[[user]:password@]host[:port][/db]
- * and unix:///path[?db=N&password=P]. */
+/* url through the daemon's parser (redis_url.h) and the same check of what
+ * can be reached (redis_url_supported). A blocking connection: the report
+ * is a command-line tool and the admin API runs it on its own thread. */
 struct redisContext *report_connect(const char *url, int timeout_ms, char *err, size_t errlen)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    char *host = NULL, *user = NULL, *pass = NULL, *path = NULL;
-    int port = 6379, db = 0;
+    struct redis_url u;
     redisContext *c = NULL;
-
-    if (url && strncmp(url, "unix://", 7) == 0) {
-        const char *p = url + 7, *q = strchr(p, '?');
-        path = percent_decode_dup(p, q ? (size_t)(q - p) : strlen(p));
-        for (q = q ? q + 1 : NULL; q && *q;) {
-            const char *end = strchr(q, '&');
-            size_t n = end ? (size_t)(end - q) : strlen(q);
-            if (n > 3 && strncmp(q, "db=", 3) == 0)
-                db = atoi(q + 3);
-            else if (n > 9 && strncmp(q, "password=", 9) == 0 && !pass)
-                pass = percent_decode_dup(q + 9, n - 9);
-            q = end ? end + 1 : NULL;
-        }
-        if (!path || path[0] != '/')
-            goto bad;
-    } else if (url && strncmp(url, "redis://", 8) == 0) {
-        const char *p = url + 8, *slash = strchr(p, '/');
-        const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
-        if (at) {
-            const char *colon = memchr(p, ':', (size_t)(at - p));
-            if (!colon)
-                goto bad;
-            if (colon > p)
-                user = percent_decode_dup(p, (size_t)(colon - p));
-            pass = percent_decode_dup(colon + 1, (size_t)(at - colon - 1));
-            p = at + 1;
-        }
-        const char *hend = slash ? slash : p + strlen(p), *colon;
-        if (*p == '[') {
-            const char *rb = memchr(p, ']', (size_t)(hend - p));
-            if (!rb)
-                goto bad;
-            host = strndup(p + 1, (size_t)(rb - p - 1));
-            colon = rb + 1 < hend && rb[1] == ':' ? rb + 1 : NULL;
-        } else {
-            colon = memchr(p, ':', (size_t)(hend - p));
-            host = strndup(p, (size_t)((colon ? colon : hend) - p));
-        }
-        if (colon)
-            port = atoi(colon + 1);
-        if (slash && slash[1])
-            db = atoi(slash + 1);
-        if (!host || !*host || port <= 0 || port > 65535)
-            goto bad;
-    } else {
-        goto bad;
-    }
-
+    if (redis_url_parse(url, &u, err, errlen) < 0 || !redis_url_supported(&u, err, errlen))
+        goto fail;
+    const char *path = u.path, *host = u.naddrs ? u.addrs[0].host : NULL;
+    int port = u.naddrs ? u.addrs[0].port : 0;
+    const char *user = u.user, *pass = u.password;
+    int db = u.db;
     c = path ? redisConnectUnixWithTimeout(path, tv) : redisConnectWithTimeout(host, port, tv);
     if (!c || c->err) {
         const char *why = c ? c->errstr : "out of memory";
@@ -184,22 +143,12 @@ struct redisContext *report_connect(const char *url, int timeout_ms, char *err, 
             goto fail;
     }
     goto done;
-bad:
-    snprintf(err, errlen,
-             "bad redis url (want redis://[:password@]host[:port][/db] or "
-             "unix:///path[?db=N])");
 fail:
     if (c)
         redisFree(c);
     c = NULL;
 done:
-    if (pass) {
-        explicit_bzero(pass, strlen(pass));
-        free(pass);
-    }
-    free(user);
-    free(host);
-    free(path);
+    redis_url_free(&u);
     return c;
 }
 

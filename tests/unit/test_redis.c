@@ -133,6 +133,12 @@ static const struct {
     {"unix://relative", 0},
     {"unix:///run/redis.sock?db=x", 0},
     {"unix:///run/redis.sock?foo=1", 0},
+    {"unix://app:secret@/run/redis.sock", 1}, /* an ACL user on every scheme */
+    {"redis://app:secret@cache.internal:6379/0", 1},
+    /* parsed (redis_url.c) but not reachable through this connection layer */
+    {"rediss://127.0.0.1:6380", 0},
+    {"redis-sentinel://127.0.0.1:26379/mymaster", 0},
+    {"redis-cluster://127.0.0.1:7000,127.0.0.1:7001", 0},
 };
 
 static void test_url(void)
@@ -147,6 +153,34 @@ static void test_url(void)
         CHECK(r || !strstr(err, "secret")); /* never echo a password */
         redis_free(r);
     }
+    event_base_free(base);
+}
+
+/* A host name is resolved by evdns on the loop (here from /etc/hosts). */
+static void test_hostname(void)
+{
+    char url2[64], err[256];
+    struct event_base *base = event_base_new();
+    struct result res = {0};
+    snprintf(url2, sizeof(url2), "redis://localhost:%d/0", server_port);
+    struct redis *r = redis_new(base, url2, 1000, err, sizeof(err));
+    CHECK(r != NULL);
+    if (!r)
+        goto done;
+    CHECK(wait_for(base, is_connected, r, 3000));
+    run(base, r, &res, "PING");
+    CHECK_STR(res.str, "PONG");
+    /* a name that does not resolve: no connection, errors counted, no hang */
+    struct redis *bad =
+        redis_new(base, "redis://no-such-host.invalid:6379/0", 300, err, sizeof(err));
+    CHECK(bad != NULL);
+    wait_for(base, NULL, NULL, 500);
+    CHECK(bad && !redis_connected(bad));
+    CHECK(bad && redis_errors(bad) > 0);
+    redis_free(bad);
+done:
+    free(res.hash);
+    redis_free(r);
     event_base_free(base);
 }
 
@@ -447,6 +481,7 @@ done:
 
 static const struct check_test tests[] = {
     {"url", test_url},
+    {"hostname", test_hostname},
     {"budget_key", test_budget_key},
     {"roundtrip", test_roundtrip},
     {"settle_once", test_settle_once},
