@@ -220,8 +220,10 @@ static const struct key keys[] = {
 
     {S_PRICING, "file", T_STR, CF(pricing_file), "conf/pricing.conf", 0, .max = PATH_MAX_,
      .doc = "prices in USD per 1M tokens (INI, or LiteLLM JSON)"},
-    {S_PRICING, "unknown_model", T_FUNC, 0, "allow", 0, .set = config_set_unknown_model, .max = 136,
-     .doc = "allow (record unpriced) | block (400) | price_as:MODEL"},
+    {S_PRICING, "unknown_model", T_FUNC, 0, "highest", 0, .set = config_set_unknown_model,
+     .max = 136,
+     .doc = "highest (the provider's highest listed price of the model's kind, recorded "
+            "unpriced) | allow ($0, unpriced) | block (400) | price_as:MODEL"},
     {S_PRICING, "unmetered_routes", T_ENUM, CF(unmetered_routes), "block", 0,
      .names = unmetered_routes_names,
      .doc = "block (403 route_not_metered) | allow (forward paths tollgate cannot price, "
@@ -953,6 +955,19 @@ static void finish_trust(struct parser *p)
     }
 }
 
+/* A downgrade target must have a price: an unpriced one would be charged
+ * at the fallback (often the highest) price, the opposite of a downgrade. */
+static void downgrades_priced(struct parser *p)
+{
+    struct config *c = p->c;
+    for (size_t i = 0; i < c->n_plans; i++)
+        for (size_t k = 0; k < c->plans[i].n_downgrade; k++)
+            if (!pricing_lookup(c->pricing, c->plans[i].downgrade[k].to))
+                fail_at(p, line_of(p, S_PLAN, i, "downgrade"),
+                        "downgrade: %s has no price in %s (a downgrade target must be priced)",
+                        c->plans[i].downgrade[k].to, c->pricing_file);
+}
+
 static void finish(struct parser *p)
 {
     struct config *c = p->c;
@@ -987,11 +1002,14 @@ static void finish(struct parser *p)
             fail_raw(p, perr);
         else
             fail_at(p, line_of(p, S_PRICING, 0, "file"), "file: cannot load %s", c->pricing_file);
-    } else if (c->unknown_model == UNKNOWN_MODEL_PRICE_AS &&
-               !pricing_lookup(c->pricing, c->price_as_model)) {
-        fail_at(p, line_of(p, S_PRICING, 0, "unknown_model"),
-                "unknown_model: price_as:%s has no price in %s", c->price_as_model,
-                c->pricing_file);
+    } else {
+        downgrades_priced(p);
+        if (c->unknown_model == UNKNOWN_MODEL_PRICE_AS &&
+            !pricing_lookup(c->pricing, c->price_as_model)) {
+            fail_at(p, line_of(p, S_PRICING, 0, "unknown_model"),
+                    "unknown_model: price_as:%s has no price in %s", c->price_as_model,
+                    c->pricing_file);
+        }
     }
 }
 

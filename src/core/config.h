@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "core/money.h"
 #include "core/util.h"
+#include "providers/pricing.h"
 
 struct pricing;
 
@@ -24,7 +25,6 @@ struct pricing;
 enum missing_tenant { MISSING_TENANT_REJECT, MISSING_TENANT_ALLOW };
 enum on_failure { ON_FAILURE_OPEN, ON_FAILURE_CLOSED };
 enum on_exceed { ON_EXCEED_BLOCK, ON_EXCEED_DOWNGRADE };
-enum unknown_model { UNKNOWN_MODEL_ALLOW, UNKNOWN_MODEL_BLOCK, UNKNOWN_MODEL_PRICE_AS };
 enum price_period { PRICE_PERIOD_MONTH, PRICE_PERIOD_YEAR };
 /* Paths no route table prices (route.h): refused with 403, or forwarded unpriced. */
 enum unmetered_routes { UNMETERED_BLOCK, UNMETERED_ALLOW };

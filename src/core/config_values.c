@@ -582,7 +582,9 @@ int config_set_unknown_model(void *obj, const char *v, char *msg, size_t n)
     struct config *c = obj;
     char *model = NULL;
     enum unknown_model um;
-    if (strcmp(v, "allow") == 0) {
+    if (strcmp(v, "highest") == 0) {
+        um = UNKNOWN_MODEL_HIGHEST;
+    } else if (strcmp(v, "allow") == 0) {
         um = UNKNOWN_MODEL_ALLOW;
     } else if (strcmp(v, "block") == 0) {
         um = UNKNOWN_MODEL_BLOCK;
@@ -601,7 +603,7 @@ int config_set_unknown_model(void *obj, const char *v, char *msg, size_t n)
         free(copy);
         um = UNKNOWN_MODEL_PRICE_AS;
     } else {
-        snprintf(msg, n, "'%s' is not one of allow, block, price_as:MODEL", v);
+        snprintf(msg, n, "'%s' is not one of highest, allow, block, price_as:MODEL", v);
         return -1;
     }
     free(c->price_as_model);

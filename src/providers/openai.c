@@ -137,6 +137,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     if (provider_body_bool(body, "stream", &stream, err, errlen) < 0)
         return -1;
     call->stream = stream && kind != EP_EMBED;
+    call->price_kind = kind == EP_EMBED ? PRICE_KIND_EMBEDDING : PRICE_KIND_CHAT;
     /* A background Response answers at once without usage; the work (and
      * its bill) arrives later through GET /v1/responses/{id}, which tollgate
      * does not meter: refused rather than let through nearly free. */

@@ -7,6 +7,7 @@
 #include "providers/provider.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <ini.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -17,11 +18,21 @@
 
 #define MAX_FILE_BYTES (64 * 1024 * 1024)
 
+#define WARN_MAX 1024
+
 struct pricing {
     struct price *v; /* sorted by model (strcmp), names unique */
     size_t n;
     size_t *lens; /* distinct strlen(model) values, longest first */
     size_t nlens;
+    /* highest[provider index][kind]; has[] says whether any model fed it */
+    struct price *highest;
+    bool *has;
+    size_t nprov;
+    /* unpriced models already warned about (pricing_warn_once) */
+    pthread_mutex_t warn_lock;
+    char *warned[WARN_MAX];
+    size_t nwarned;
 };
 
 /* An entry while loading: where it came from, so duplicates can be reported
@@ -100,6 +111,39 @@ static price_t times_125(price_t p)
     return r;
 }
 
+static price_t max_price(price_t a, price_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The highest prices per provider and kind (pricing_highest). */
+static int highest_init(struct pricing *p)
+{
+    while (provider_at(p->nprov))
+        p->nprov++;
+    p->highest = calloc(p->nprov * PRICE_KINDS + 1, sizeof(*p->highest));
+    p->has = calloc(p->nprov * PRICE_KINDS + 1, sizeof(*p->has));
+    if (!p->highest || !p->has)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct price *e = &p->v[i];
+        for (size_t k = 0; e->provider && k < p->nprov; k++) {
+            if (strcmp(provider_at(k)->name, e->provider) != 0)
+                continue;
+            size_t at = k * PRICE_KINDS + e->kind;
+            struct price *h = &p->highest[at];
+            h->input = max_price(h->input, e->input);
+            h->cached_input = max_price(h->cached_input, e->cached_input);
+            h->cache_write = max_price(h->cache_write, e->cache_write);
+            h->output = max_price(h->output, e->output);
+            h->max_output = e->max_output > h->max_output ? e->max_output : h->max_output;
+            h->kind = e->kind;
+            p->has[at] = true;
+        }
+    }
+    return 0;
+}
+
 /* Moves the sorted entries of b into a new table; of entries with the same
  * name only the first (in cmp_entry order) is kept. Empties b. */
 static struct pricing *finish(struct builder *b)
@@ -135,6 +179,9 @@ static struct pricing *finish(struct builder *b)
             p->lens[j] = p->lens[j - 1];
             p->lens[j - 1] = t;
         }
+    if (highest_init(p) < 0)
+        goto fail;
+    pthread_mutex_init(&p->warn_lock, NULL);
     builder_release(b);
     return p;
 
@@ -142,6 +189,8 @@ fail:
     if (p) {
         free(p->v);
         free(p->lens);
+        free(p->highest);
+        free(p->has);
         free(p);
     }
     builder_release(b);
@@ -154,7 +203,10 @@ enum key_kind {
     K_PROVIDER, /* openai | anthropic | gemini */
     K_PRICE,    /* USD per 1M tokens */
     K_TOKENS,   /* a token count */
+    K_KIND,     /* chat | embedding | image | audio */
 };
+
+static const char *const kind_names[PRICE_KINDS] = {"chat", "embedding", "image", "audio"};
 
 static const struct ini_key {
     const char *name;
@@ -172,6 +224,7 @@ static const struct ini_key {
     {"tier_cache_write", K_PRICE, offsetof(struct price, tier_cache_write)},
     {"tier_output", K_PRICE, offsetof(struct price, tier_output)},
     {"max_output", K_TOKENS, offsetof(struct price, max_output)},
+    {"kind", K_KIND, 0},
 };
 #define KEY_BIT(name) (1u << key_index(name))
 
@@ -362,6 +415,17 @@ static int take_key(struct ini_ctx *c, const char *section, const char *name, co
             return 0;
         }
         break;
+    case K_KIND: {
+        size_t i;
+        for (i = 0; i < PRICE_KINDS && strcmp(value, kind_names[i]) != 0; i++)
+            ;
+        if (i == PRICE_KINDS) {
+            ini_fail(c, c->line, "kind: \"%s\" is not one of chat, embedding, image, audio", value);
+            return 0;
+        }
+        c->cur.p.kind = (enum price_kind)i;
+        break;
+    }
     case K_TOKENS: {
         char *endp;
         errno = 0;
@@ -521,6 +585,16 @@ static int json_entry(const char *path, const char *key, json_t *obj, struct ent
             goto bad;
     }
 
+    /* LiteLLM's mode: embedding, image_generation, audio_speech,
+     * audio_transcription, chat, completion, ... */
+    const char *mode = json_string_value(json_object_get(obj, "mode"));
+    if (mode && strcmp(mode, "embedding") == 0)
+        p->kind = PRICE_KIND_EMBEDDING;
+    else if (mode && strncmp(mode, "image", 5) == 0)
+        p->kind = PRICE_KIND_IMAGE;
+    else if (mode && strncmp(mode, "audio", 5) == 0)
+        p->kind = PRICE_KIND_AUDIO;
+
     v = json_object_get(obj, "max_output_tokens");
     if (json_is_integer(v) && json_integer_value(v) > 0)
         p->max_output = (int64_t)json_integer_value(v);
@@ -667,7 +741,62 @@ void pricing_free(struct pricing *p)
     }
     free(p->v);
     free(p->lens);
+    free(p->highest);
+    free(p->has);
+    for (size_t i = 0; i < p->nwarned; i++)
+        free(p->warned[i]);
+    pthread_mutex_destroy(&p->warn_lock);
     free(p);
+}
+
+const struct price *pricing_highest(const struct pricing *p, const char *provider,
+                                    enum price_kind kind)
+{
+    for (size_t k = 0; provider && k < p->nprov; k++) {
+        if (strcmp(provider_at(k)->name, provider) != 0)
+            continue;
+        size_t at = k * PRICE_KINDS + kind;
+        return p->has[at] ? &p->highest[at] : NULL;
+    }
+    return NULL;
+}
+
+const struct price *pricing_choose(const struct pricing *p, enum unknown_model policy,
+                                   const char *price_as, const char *provider, enum price_kind kind,
+                                   const char *model, const char *fallback, bool *listed)
+{
+    const struct price *pr = model && *model ? pricing_lookup(p, model) : NULL;
+    if (!pr && fallback && *fallback)
+        pr = pricing_lookup(p, fallback);
+    *listed = pr != NULL;
+    if (pr)
+        return pr;
+    switch (policy) {
+    case UNKNOWN_MODEL_HIGHEST:
+        pr = pricing_highest(p, provider, kind);
+        return pr ? pr : pricing_highest(p, provider, PRICE_KIND_CHAT);
+    case UNKNOWN_MODEL_PRICE_AS:
+        return price_as ? pricing_lookup(p, price_as) : NULL;
+    case UNKNOWN_MODEL_ALLOW:
+    case UNKNOWN_MODEL_BLOCK:
+        break;
+    }
+    return NULL;
+}
+
+bool pricing_warn_once(struct pricing *p, const char *model)
+{
+    bool first = false;
+    pthread_mutex_lock(&p->warn_lock);
+    size_t i;
+    for (i = 0; i < p->nwarned && strcmp(p->warned[i], model) != 0; i++)
+        ;
+    if (i == p->nwarned && p->nwarned < WARN_MAX && (p->warned[p->nwarned] = strdup(model))) {
+        p->nwarned++;
+        first = true;
+    }
+    pthread_mutex_unlock(&p->warn_lock);
+    return first;
 }
 
 size_t pricing_count(const struct pricing *p)

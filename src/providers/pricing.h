@@ -4,14 +4,34 @@
 #ifndef TOLLGATE_PRICING_H
 #define TOLLGATE_PRICING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "core/money.h"
 #include "providers/usage.h"
 #include "core/util.h"
 
+/* What a model produces: unpriced models are charged at the highest
+ * price of their provider's models of the same kind. */
+enum price_kind {
+    PRICE_KIND_CHAT, /* text generation (default) */
+    PRICE_KIND_EMBEDDING,
+    PRICE_KIND_IMAGE,
+    PRICE_KIND_AUDIO,
+};
+#define PRICE_KINDS 4
+
+/* [pricing] unknown_model: what a model without a listed price costs. */
+enum unknown_model {
+    UNKNOWN_MODEL_HIGHEST,  /* its provider's highest price of its kind, priced false */
+    UNKNOWN_MODEL_ALLOW,    /* $0, priced false */
+    UNKNOWN_MODEL_BLOCK,    /* refused with 400 before forwarding */
+    UNKNOWN_MODEL_PRICE_AS, /* a named model's price, priced false */
+};
+
 struct price {
     char *model;          /* key as listed */
     char *provider;       /* openai | anthropic | gemini | NULL */
+    enum price_kind kind; /* INI kind = chat | embedding | image | audio; LiteLLM mode */
     price_t input;        /* pico-USD per token */
     price_t cached_input; /* cache reads; default: input */
     price_t cache_write;  /* cache writes; default: 1.25 x input */
@@ -37,6 +57,26 @@ const struct price *pricing_at(const struct pricing *p, size_t i);
 
 /* Exact match first, then the longest listed prefix; NULL if none. */
 const struct price *pricing_lookup(const struct pricing *p, const char *model);
+
+/* The highest input, cached, cache-write and output prices (each on its
+ * own, no tiers) among provider's models of kind; NULL when none is listed.
+ * Computed at load; owned by p. */
+const struct price *pricing_highest(const struct pricing *p, const char *provider,
+                                    enum price_kind kind);
+
+/* The price a request pays under the unknown_model policy: the listed price
+ * of model (else of fallback, the model the request named, may be NULL),
+ * sets *listed. Unlisted: HIGHEST gives pricing_highest(provider, kind)
+ * (chat's when kind has none), PRICE_AS the price of price_as, ALLOW and
+ * BLOCK NULL ($0). */
+const struct price *pricing_choose(const struct pricing *p, enum unknown_model policy,
+                                   const char *price_as, const char *provider, enum price_kind kind,
+                                   const char *model, const char *fallback, bool *listed);
+
+/* True the first time model is named for p (one warning per unpriced
+ * model per loaded price table, that is per reload); thread-safe. After
+ * 1024 distinct names it stays false. */
+bool pricing_warn_once(struct pricing *p, const char *model);
 
 /* Cost of u at price pr in nano-USD (exact: one rounding at the end).
  * input - cached - cache_write at input, cached at cached_input, cache_write

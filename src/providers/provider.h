@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include "http/json_scan.h"
 #include "http/sse.h"
+#include "providers/pricing.h"
 #include "providers/usage.h"
 #include "core/util.h"
 
@@ -48,21 +49,22 @@ struct provider_route {
 
 /* What the request asked for; filled by route + prepare. */
 struct provider_call {
-    const char *endpoint;      /* upstream path without query: "/v1/chat/completions" */
-    int kind;                  /* route row's kind (provider_route.kind), 0 when unknown */
-    bool metered;              /* a priced endpoint: the route row is ROUTE_METERED */
-    bool stream;               /* the answer is an SSE stream */
-    bool strip_usage;          /* prepare added include_usage: drop the usage-only chunk */
-    bool splice_usage;         /* the body has no stream_options: the proxy inserts
-                                  "stream_options":{"include_usage":true} as text, which
-                                  spares re-serialising the whole body */
-    char model[128];           /* from the body (gemini: from the path); "" if none */
-    int64_t est_input_tokens;  /* estimated from the body text */
-    int64_t max_output_tokens; /* requested bound on one answer's output (max_tokens,
-                                  max_completion_tokens, max_output_tokens, maxOutputTokens
-                                  + thinkingBudget), 0 if none */
-    int64_t choices;           /* answers generated and billed: n, best_of, candidateCount;
-                                  0 is read as 1 */
+    const char *endpoint;       /* upstream path without query: "/v1/chat/completions" */
+    int kind;                   /* route row's kind (provider_route.kind), 0 when unknown */
+    bool metered;               /* a priced endpoint: the route row is ROUTE_METERED */
+    enum price_kind price_kind; /* set by prepare: the kind an unpriced model is charged as */
+    bool stream;                /* the answer is an SSE stream */
+    bool strip_usage;           /* prepare added include_usage: drop the usage-only chunk */
+    bool splice_usage;          /* the body has no stream_options: the proxy inserts
+                                   "stream_options":{"include_usage":true} as text, which
+                                   spares re-serialising the whole body */
+    char model[128];            /* from the body (gemini: from the path); "" if none */
+    int64_t est_input_tokens;   /* estimated from the body text */
+    int64_t max_output_tokens;  /* requested bound on one answer's output (max_tokens,
+                                   max_completion_tokens, max_output_tokens, maxOutputTokens
+                                   + thinkingBudget), 0 if none */
+    int64_t choices;            /* answers generated and billed: n, best_of, candidateCount;
+                                   0 is read as 1 */
 };
 
 /* What the response taught us; filled by on_event / on_json. */

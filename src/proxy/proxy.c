@@ -504,7 +504,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 
     /* 4. price check: an unpriced model is forwarded or refused per config */
     if (r->call.metered && r->cfg->unknown_model == UNKNOWN_MODEL_BLOCK &&
-        !pricing_lookup(r->cfg->pricing, r->call.model)) {
+        !pricing_lookup(r->cfg->pricing, r->call.model)) { /* listed, not a fallback */
         snprintf(err, sizeof(err), "model '%.100s' has no price configured", r->call.model);
         reject(r, 400, "unknown_model", err, OUTCOME_BAD_REQUEST);
         return;
@@ -516,12 +516,14 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 
 /* ---- admission: rate limits and caps ---- */
 
-static const struct price *price_of(const struct req *r, const char *model)
+/* The price of model (else fallback) under [pricing] unknown_model, for
+ * estimates and the bill alike; *listed says whether it was on the list. */
+static const struct price *price_of(const struct req *r, const char *model, const char *fallback,
+                                    bool *listed)
 {
-    const struct price *pr = model && *model ? pricing_lookup(r->cfg->pricing, model) : NULL;
-    if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
-        pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
-    return pr;
+    return pricing_choose(r->cfg->pricing, r->cfg->unknown_model, r->cfg->price_as_model,
+                          r->route.prov ? r->route.prov->name : NULL, r->call.price_kind, model,
+                          fallback, listed);
 }
 
 /* The most the request can cost: input from the body, output from its own
@@ -529,7 +531,8 @@ static const struct price *price_of(const struct req *r, const char *model)
  * upper bound, so concurrent reservations really hold the cap. */
 static money_t estimate(const struct req *r, const char *model)
 {
-    const struct price *pr = price_of(r, model);
+    bool listed;
+    const struct price *pr = price_of(r, model, NULL, &listed);
     if (!pr)
         return 0;
     struct usage u = {.input = r->call.est_input_tokens,
@@ -555,7 +558,8 @@ static void admit(struct req *r)
     const struct plan *p = &r->plan_eff;
     const char *down =
         p->base->on_exceed == ON_EXCEED_DOWNGRADE ? plan_downgrade(p, r->call.model) : NULL;
-    const struct price *pr = price_of(r, r->call.model);
+    bool listed;
+    const struct price *pr = price_of(r, r->call.model, NULL, &listed);
     int64_t out_tokens = provider_output_bound(&r->call, pr ? pr->max_output : 0);
     struct admit a = {
         .key_prefix = r->cfg->key_prefix,
@@ -1111,7 +1115,8 @@ static void final_usage(struct req *r, struct usage *u)
     if (lost || r->meter.usage_invalid) {
         /* we stopped reading while the provider did not stop generating, or
          * its counts cannot be believed: the estimate's upper bound is the bill */
-        const struct price *pr = price_of(r, r->call.model);
+        bool listed;
+        const struct price *pr = price_of(r, r->call.model, NULL, &listed);
         int64_t bound = provider_output_bound(&r->call, pr ? pr->max_output : 0);
         int64_t text = provider_estimate_tokens(r->meter.text_bytes);
         if (r->meter.usage_invalid)
@@ -1176,15 +1181,17 @@ static void finish(struct req *r)
     const char *model = r->call.model[0] ? r->call.model : NULL;
     const char *price_model = r->meter.model[0] ? r->meter.model : model;
     const struct price *pr = NULL;
-    if (r->call.metered && price_model) {
-        pr = pricing_lookup(r->cfg->pricing, price_model);
-        if (!pr && model)
-            pr = pricing_lookup(r->cfg->pricing, model);
-        if (!pr && r->cfg->unknown_model == UNKNOWN_MODEL_PRICE_AS)
-            pr = pricing_lookup(r->cfg->pricing, r->cfg->price_as_model);
-        if (!pr) {
-            req_log(LOG_WARN, r->id, "model '%.100s' has no price: recorded unpriced", price_model);
-        }
+    bool listed = false;
+    if (r->call.metered) {
+        pr = price_of(r, price_model, model, &listed);
+        const char *name = price_model ? price_model : "(none)";
+        if (!listed && pricing_warn_once(r->cfg->pricing, name))
+            req_log(LOG_WARN, r->id,
+                    "model '%.100s' has no price: %s, recorded \"priced\": false (warned once "
+                    "per model until a reload)",
+                    name,
+                    pr ? "charged at the fallback price of [pricing] unknown_model"
+                       : "charged $0 ([pricing] unknown_model = allow)");
     }
     money_t cost = pr ? pricing_cost(pr, &u) : 0;
     if (r->forwarded)
@@ -1208,13 +1215,13 @@ static void finish(struct req *r)
         .usage = u,
         .cost = cost,
         /* a free route's price is known (0); an unknown one's is not */
-        .priced = r->call.metered ? pr != NULL : r->route.cls == ROUTE_FREE,
+        .priced = r->call.metered ? listed : r->route.cls == ROUTE_FREE,
         .latency_ms = ms_since(&r->t0),
         .ttfb_ms = r->ttfb_ms,
     };
     record_queue_push(w->records, &rec);
     export_record(w->exports, r->cfg, &rec, &r->trace, r->decision);
-    bool unpriced = r->call.metered && price_model && !pr;
+    bool unpriced = r->call.metered && !listed;
     metrics_request(w->metrics, r->route.prov ? r->route.prov->name : NULL, model, r->outcome, &u,
                     cost, unpriced, rec.latency_ms / 1e3, r->ttfb_ms < 0 ? -1 : r->ttfb_ms / 1e3);
     atomic_fetch_sub_explicit(&w->stats.inflight, 1, memory_order_relaxed);

@@ -328,7 +328,8 @@ static char *config_json(const struct config *cfg)
 {
     static const char *const on_exceed[] = {
         [ON_EXCEED_BLOCK] = "block", [ON_EXCEED_DOWNGRADE] = "downgrade"};
-    static const char *const unknown[] = {[UNKNOWN_MODEL_ALLOW] = "allow",
+    static const char *const unknown[] = {[UNKNOWN_MODEL_HIGHEST] = "highest",
+                                          [UNKNOWN_MODEL_ALLOW] = "allow",
                                           [UNKNOWN_MODEL_BLOCK] = "block",
                                           [UNKNOWN_MODEL_PRICE_AS] = "price_as"};
     json_t *ups = json_array(), *plans = json_array(), *tenants = json_array(), *th = json_array();

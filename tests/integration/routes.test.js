@@ -164,5 +164,56 @@ describe('routes: metered, free and unknown paths', () => {
     });
   });
 
+  test('an unknown plan named by the plan header is a 400 unknown_plan, never the default plan', async () => {
+    const tenant = h.uniq('plan');
+    const nonce = h.uniq('n');
+    const r = await h.post(env.tg, '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: nonce }] },
+      { 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'platinum' });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error.code, 'unknown_plan');
+    assert.match(r.json.error.message, /platinum/);
+    await h.sleep(h.ms(100));
+    assert.equal(seen(nonce).length, 0);
+    const ok = await h.post(env.tg, '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${nonce}b` }] },
+      { 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'capped' });
+    assert.equal(ok.status, 200, ok.text);
+  });
+
+  test('unknown_model = highest: a fine-tune and a new embedding model are charged at the provider\'s highest price of their kind, "priced": false, counted, warned once', async () => {
+    await env.withTollgate({ ...PLANS, pricing: { unknown_model: 'highest' } }, async (tg) => {
+      const tenant = h.uniq('hi');
+      const { OpenAI } = require('openai');
+      const o = new OpenAI({ baseURL: `${tg.base}/v1`, apiKey: 'sk-test', maxRetries: 0, timeout: h.ms(20000),
+        defaultHeaders: { 'X-Tenant-Id': tenant } });
+      const ft = 'ft:gpt-4o-mini:acme::abc123';
+      for (let i = 0; i < 2; i++) {
+        await o.chat.completions.create({ model: ft, messages: [{ role: 'user', content: 'mock:tokens=1000,100 mock:cached=200' }] });
+      }
+      await o.embeddings.create({ model: 'new-embedding-9', input: 'mock:tokens=1000,0' });
+      const recs = await tg.records({ tenant }, 3);
+      const chats = recs.filter((x) => x.endpoint === '/v1/chat/completions');
+      // conf/pricing.conf, OpenAI chat: highest input o1-pro 150, highest cached o1-pro's
+      // (defaults to its input) 150, highest output o1-pro 600 USD per 1M tokens
+      const want = h.nanoCost([[800, 150], [200, 150], [100, 600]]);
+      for (const rec of chats) {
+        assert.equal(rec.model, ft);
+        assert.equal(rec.priced, false);
+        assert.equal(h.recordNano(rec), want, JSON.stringify(rec));
+      }
+      // embeddings: highest OpenAI embedding input, text-embedding-3-large 0.13
+      const emb = recs.find((x) => x.endpoint === '/v1/embeddings');
+      assert.equal(emb.priced, false);
+      assert.equal(h.recordNano(emb), h.nanoCost([[1000, 0.13]]));
+      const m = await env.redis.waitRequests(tenant, 3);
+      assert.equal(m.cost, 2 * want + h.nanoCost([[1000, 0.13]]), 'settled what was recorded');
+      const res = await fetch(`http://127.0.0.1:${tg.adminPort}/metrics`, { headers: { authorization: 'Bearer test-admin-token' } });
+      const text = await res.text();
+      const line = text.split('\n').find((l) => l.startsWith('tollgate_unpriced_requests_total{') && l.includes(ft));
+      assert.ok(line && / 2$/.test(line), `unpriced counter: ${line}`);
+      const warns = tg.stderr.split('\n').filter((l) => l.includes(ft) && /no price/.test(l));
+      assert.equal(warns.length, 1, `warned once: ${warns.join(' | ')}`);
+    });
+  });
+
   h.cleanRunTest(env);
 });

@@ -14,7 +14,9 @@ static char tmpdir[] = "/tmp/tollgate-test-config-XXXXXX";
 
 static const char pricing_text[] = "[gpt-4o]\nprovider = openai\ninput = 2.50\noutput = 10.00\n"
                                    "[gpt-4o-mini]\nprovider = openai\ninput = 0.15\n"
-                                   "output = 0.60\n";
+                                   "output = 0.60\n"
+                                   "[claude-haiku-4-5]\nprovider = anthropic\ninput = 1\n"
+                                   "output = 5\n";
 
 static void write_file(const char *path, const char *text)
 {
@@ -143,13 +145,16 @@ static const struct {
     {"bad webhook", "[alerts]\nwebhook = hooks.example.com/secret\n",
      "t.conf:2: webhook: expected an http:// or https:// URL"},
     {"unknown_model", "[pricing]\nunknown_model = guess\n",
-     "t.conf:2: unknown_model: 'guess' is not one of allow, block, price_as:MODEL"},
+     "t.conf:2: unknown_model: 'guess' is not one of highest, allow, block, price_as:MODEL"},
     {"price_as unpriced", "[pricing]\n\nunknown_model = price_as:nope-1\n",
      "t.conf:3: unknown_model: price_as:nope-1 has no price in conf/pricing.conf"},
     {"pricing file missing", "[pricing]\nfile = missing.conf\n",
      "missing.conf: No such file or directory"},
     {"no follow-up for bad url", "[upstream a]\nurl = ftp://x\nprefix = /a\n",
      "t.conf:2: url: 'ftp://x' is not http[s]://host[:port][/base]"},
+    {"downgrade target unpriced", "[plan free]\ndowngrade = gpt-4o > gpt-9-nano\n",
+     "t.conf:2: downgrade: gpt-9-nano has no price in conf/pricing.conf (a downgrade target must "
+     "be priced)"},
     {"no follow-up for bad downgrade", "[plan free]\non_exceed = downgrade\ndowngrade = a b\n",
      "t.conf:3: downgrade: expected 'from > to' pairs separated by ','"},
     {"no follow-up for bad default_plan", "[server]\ndefault_plan = a b\n[plan pro]\n",
@@ -313,7 +318,7 @@ static void test_defaults(void)
     CHECK_INT(c->on_failure, ON_FAILURE_OPEN);
     CHECK_INT(c->redis_timeout_ms, 250);
     CHECK_STR(c->pricing_file, "conf/pricing.conf");
-    CHECK_INT(c->unknown_model, UNKNOWN_MODEL_ALLOW);
+    CHECK_INT(c->unknown_model, UNKNOWN_MODEL_HIGHEST);
     CHECK(c->pricing != NULL);
     CHECK_STR(c->records_file, "var/usage.jsonl");
     CHECK(c->redis_stream == NULL);

@@ -385,7 +385,81 @@ out:
     pricing_free(js);
 }
 
+/* unknown_model policies: the highest prices per provider and kind, each
+ * price on its own; price_as; allow; listed or not. */
+static void test_choose(void)
+{
+    static const char text[] = "[a-big-in]\nprovider = openai\ninput = 9\noutput = 1\n"
+                               "[a-big-out]\nprovider = openai\ninput = 1\ncached_input = 0.5\n"
+                               "output = 20\n"
+                               "[emb]\nprovider = openai\nkind = embedding\ninput = 0.5\n"
+                               "output = 0\n"
+                               "[g]\nprovider = gemini\ninput = 2\noutput = 3\n"
+                               "[x]\ninput = 100\noutput = 100\n";
+    char path[64], err[512] = "";
+    CHECK_INT(write_temp(text, path, sizeof(path)), 0);
+    struct pricing *p = pricing_load(path, err, sizeof(err));
+    unlink(path);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    const struct price *h = pricing_highest(p, "openai", PRICE_KIND_CHAT);
+    CHECK(h != NULL);
+    if (h) {
+        CHECK_INT(h->input, 9000000);
+        CHECK_INT(h->cached_input, 9000000); /* a-big-in's cached defaults to its input */
+        CHECK_INT(h->output, 20000000);
+        CHECK_INT(h->cache_write, 11250000);
+    }
+    const struct price *e = pricing_highest(p, "openai", PRICE_KIND_EMBEDDING);
+    CHECK(e && e->input == 500000 && e->output == 0);
+    CHECK(pricing_highest(p, "openai", PRICE_KIND_AUDIO) == NULL);
+    CHECK(pricing_highest(p, "anthropic", PRICE_KIND_CHAT) == NULL);
+    CHECK(pricing_highest(p, "nope", PRICE_KIND_CHAT) == NULL);
+
+    bool listed = true;
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_HIGHEST, NULL, "openai", PRICE_KIND_CHAT, "ft:new", NULL,
+                         &listed) == h);
+    CHECK(!listed);
+    /* a kind with no model falls back to the provider's chat prices */
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_HIGHEST, NULL, "openai", PRICE_KIND_AUDIO, "tts-9", NULL,
+                         &listed) == h);
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_HIGHEST, NULL, "openai", PRICE_KIND_EMBEDDING, "zz-emb",
+                         NULL, &listed) == e);
+    /* the gemini highest is gemini's, not openai's or the provider-less x */
+    const struct price *g = pricing_choose(p, UNKNOWN_MODEL_HIGHEST, NULL, "gemini",
+                                           PRICE_KIND_CHAT, "q-9", NULL, &listed);
+    CHECK(g && g->input == 2000000 && g->output == 3000000 && !listed);
+    /* listed: the model, else the fallback */
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_HIGHEST, NULL, "openai", PRICE_KIND_CHAT, "emb", NULL,
+                         &listed) == pricing_lookup(p, "emb"));
+    CHECK(listed);
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_ALLOW, NULL, "openai", PRICE_KIND_CHAT, "zzz", "g",
+                         &listed) == pricing_lookup(p, "g"));
+    CHECK(listed);
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_ALLOW, NULL, "openai", PRICE_KIND_CHAT, "zzz", NULL,
+                         &listed) == NULL);
+    CHECK(!listed);
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_BLOCK, NULL, "openai", PRICE_KIND_CHAT, "zzz", NULL,
+                         &listed) == NULL);
+    CHECK(pricing_choose(p, UNKNOWN_MODEL_PRICE_AS, "g", "openai", PRICE_KIND_CHAT, "zzz", NULL,
+                         &listed) == pricing_lookup(p, "g"));
+    CHECK(!listed);
+
+    CHECK(pricing_warn_once(p, "ft:new"));
+    CHECK(!pricing_warn_once(p, "ft:new"));
+    CHECK(pricing_warn_once(p, "ft:other"));
+    pricing_free(p);
+
+    CHECK_INT(write_temp("[a]\nkind = video\ninput = 1\noutput = 1\n", path, sizeof(path)), 0);
+    p = pricing_load(path, err, sizeof(err));
+    unlink(path);
+    CHECK(p == NULL && strstr(err, "kind") != NULL);
+    pricing_free(p);
+}
+
 static const struct check_test tests[] = {
+    {"choose", test_choose},
     {"shipped_loads", test_shipped_loads},
     {"lookup", test_lookup},
     {"cost", test_cost},
