@@ -14,6 +14,9 @@
 #   BENCH_CAPS (1: the tenant's plan has budget and rate caps that never bind, so every request
 #   is admitted in Redis as well as settled; 0: no caps, settlement only), BENCH_STRICT (1: exit 1
 #   on a MISS), BENCH_KEEP (1: keep the temp dir), BENCH_TIMEOUT (900 s).
+# BENCH_CALLGRIND=1: instead of the table, tollgate alone runs under valgrind's callgrind and the
+#   run prints its instructions per request for each body (4 conns) and the top 10 functions:
+#   a repeatable measure on a shared or noisy machine, where CPU time is not.
 set -eu
 set -o pipefail
 
@@ -23,6 +26,7 @@ bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 [ -x "$bin" ] || { echo "bench: $1: not an executable" >&2; exit 2; }
 cd "$root"
 
+CG=${BENCH_CALLGRIND:-0}
 DUR=${BENCH_DURATION:-5}
 WARM=${BENCH_WARMUP:-1}
 FE_N=${BENCH_FIRST_EVENT_N:-200}
@@ -174,6 +178,10 @@ file = $tmp/usage.jsonl
 [plan free]
 price = 0
 EOF
+if [ "$CG" = 1 ]; then
+    # 50x slower under valgrind: Redis answers in time all the same
+    sed -i 's|^url = redis://.*|&\ntimeout = 30s|' "$tmp/tollgate.conf"
+fi
 if [ "${BENCH_CAPS:-1}" = 1 ]; then
     # caps that never bind: every request still goes through admission (rate limits and
     # budget in Redis) before it is forwarded, as a capped tenant's would
@@ -182,10 +190,45 @@ if [ "${BENCH_CAPS:-1}" = 1 ]; then
 fi
 # a copy: the binary under test stays the same (and perf finds its symbols) if it is rebuilt meanwhile
 cp "$bin" "$tmp/tollgate"
-taskset -c 0 "$tmp/tollgate" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
+if [ "$CG" = 1 ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" --vgdb=yes \
+        "$tmp/tollgate" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
+else
+    taskset -c 0 "$tmp/tollgate" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
+fi
 tg_pid=$!
 pids="$pids $tg_pid"
-wait_for 10 curl -sf "http://127.0.0.1:$tg_admin/healthz" || die "tollgate did not start"
+wait_for 60 curl -sf "http://127.0.0.1:$tg_admin/healthz" || die "tollgate did not start"
+
+# ---- instructions per request under callgrind (BENCH_CALLGRIND=1) -------------------------
+if [ "$CG" = 1 ]; then
+    echo "bench: tollgate under callgrind; ${DUR}s of wrk (4 conns) per body after ${WARM}s of warm-up"
+    for b in 1k 1k-stream 100k 100k-stream; do
+        BENCH_BODY="$tmp/body-$b.json" timeout $(( WARM + 60 )) wrk -t 1 -c 4 -d "${WARM}s" \
+            --timeout 30s -s bench/post.lua "http://127.0.0.1:$tg_port" >/dev/null 2>&1 || true
+        rm -f "$tmp"/callgrind.out.*
+        callgrind_control -d "$tg_pid" >/dev/null 2>&1 || die "callgrind_control -d failed"
+        wait_for 30 ls "$tmp"/callgrind.out.* || die "no callgrind dump"
+        out=$(BENCH_BODY="$tmp/body-$b.json" timeout $(( DUR + 60 )) wrk -t 1 -c 4 -d "${DUR}s" \
+            --timeout 30s -s bench/post.lua "http://127.0.0.1:$tg_port" 2>&1) || die "wrk failed: $out"
+        rm -f "$tmp"/callgrind.out.*
+        callgrind_control -d "$tg_pid" >/dev/null 2>&1 || die "callgrind_control -d failed"
+        wait_for 30 ls "$tmp"/callgrind.out.* || die "no callgrind dump"
+        sleep 1
+        dump=$(ls "$tmp"/callgrind.out.* | head -1)
+        reqs=$(echo "$out" | sed -n 's/^BENCHJSON {"requests":\([0-9]*\).*/\1/p')
+        errs=$(echo "$out" | sed -n 's/^BENCHJSON .*"err_status":\([0-9]*\).*/\1/p')
+        ir=$(cat "$tmp"/callgrind.out.* | sed -n 's/^summary: *\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s }')
+        [ "${reqs:-0}" -gt 0 ] || die "no requests completed: $out"
+        echo
+        echo "$b: $reqs requests ($errs non-2xx), $(( ir / reqs )) instructions per request (all threads)"
+        echo "  top 10 functions (self, all threads):"
+        callgrind_annotate --inclusive=no "$tmp"/callgrind.out.* 2>/dev/null |
+            grep -E '^ *[0-9,]+ +\([ 0-9.]+%\)' | grep -v 'PROGRAM TOTALS' | head -10 | sed 's/^/    /'
+        mv "$dump" "$tmp/cg-$b.out"
+    done
+    exit 0
+fi
 
 # ---- nginx -------------------------------------------------------------------------------
 mkdir -p "$tmp/nginx-body" "$tmp/nginx-proxy" "$tmp/nginx-fastcgi" "$tmp/nginx-uwsgi" "$tmp/nginx-scgi"

@@ -10,8 +10,9 @@
  * body, a '\0' byte, then the stream). Checked (abort on violation): no
  * crash; usage counters never negative and subsets within their totals;
  * seen set by any non-zero count and never unset; strings NUL-terminated;
- * prepare returns 0 or -1 with a message, and a modified body still
- * encodes. */
+ * prepare returns 0 or -1 with a message, and the body with its edits
+ * (include_usage, a downgrade's model) spliced in is still JSON that says
+ * so. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,34 +85,72 @@ static void on_sse(const struct sse_event *ev, void *arg)
         CHECKF(s->call.strip_usage); /* only the chunk the proxy asked for */
 }
 
+/* The body with the call's edits spliced in, as the proxy forwards it. */
+static char *apply_edits(const uint8_t *body, size_t len, const struct provider_call *call,
+                         size_t *out_len)
+{
+    size_t n = len, at = 0;
+    for (size_t i = 0; i < call->n_edits; i++)
+        n += call->edits[i].len;
+    char *out = malloc(n + 1), *o = out;
+    CHECKF(out != NULL);
+    for (size_t i = 0; i < call->n_edits; i++) {
+        const struct provider_edit *e = &call->edits[i];
+        CHECKF(e->start >= at && e->end >= e->start && e->end <= len);
+        memcpy(o, body + at, e->start - at);
+        o += e->start - at;
+        memcpy(o, e->text, e->len);
+        o += e->len;
+        at = e->end;
+    }
+    memcpy(o, body + at, len - at);
+    o += len - at;
+    *out_len = (size_t)(o - out);
+    return out;
+}
+
 static void do_prepare(struct state *s, const uint8_t *body, size_t len)
 {
-    json_t *j = json_loadb((const char *)body, len, JSON_DECODE_ANY, NULL);
-    bool modified = false;
+    static struct json_scan scan;
+    json_scan_init(&scan, s->prov->body_fields);
+    bool valid =
+        json_scan_feed(&scan, (const char *)body, len) == 0 && json_scan_finish(&scan) == 0;
+    const struct json_scan *j = valid ? &scan : NULL;
     char err[256];
     err[0] = '\0';
     memset(s->call.model, 'x', sizeof(s->call.model)); /* prepare must set it */
-    int rc = s->prov->prepare(&s->call, j, &modified, err, sizeof(err));
+    s->call.n_edits = 7;                               /* and reset the edits */
+    int rc = s->prov->prepare(&s->call, j, err, sizeof(err));
     CHECKF(rc == 0 || rc == -1);
     check_str(s->call.model, sizeof(s->call.model));
+    CHECKF(s->call.n_edits <= PROVIDER_MAX_EDITS);
     if (rc < 0) {
         CHECKF(err[0] != '\0' && memchr(err, '\0', sizeof(err)));
     } else {
         CHECKF(s->call.est_input_tokens >= 0 && s->call.max_output_tokens >= 0);
         CHECKF(!s->call.strip_usage || s->call.stream);
-        if (modified) {
-            CHECKF(j != NULL);
-            char *out = json_dumps(j, JSON_COMPACT);
-            CHECKF(out != NULL);
-            json_t *back = json_loads(out, 0, NULL);
+        if (!j)
+            CHECKF(s->call.n_edits == 0);
+        /* a downgrade on top, when the body names a model */
+        char path[256];
+        snprintf(path, sizeof(path), "%s", s->call.endpoint ? s->call.endpoint : "");
+        bool down = j && s->call.metered &&
+                    s->prov->set_model(&s->call, j, path, sizeof(path), "dg\"\n") == 0;
+        if (s->call.n_edits) {
+            size_t n;
+            char *out = apply_edits(body, len, &s->call, &n);
+            json_t *back = json_loadb(out, n, JSON_ALLOW_NUL, NULL);
             CHECKF(back != NULL); /* what goes upstream is still JSON */
+            if (s->call.strip_usage)
+                CHECKF(json_is_true(
+                    json_object_get(json_object_get(back, "stream_options"), "include_usage")));
+            if (down && strcmp(s->prov->name, "gemini") != 0)
+                CHECKF(strcmp(json_string_value(json_object_get(back, "model")), "dg\"\n") == 0);
             json_decref(back);
             free(out);
         }
     }
-    if (!j)
-        CHECKF(!modified);
-    json_decref(j);
+    json_scan_free(&scan);
 }
 
 static void do_stream(struct state *s, const uint8_t *in, size_t len)

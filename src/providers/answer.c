@@ -13,7 +13,7 @@ int answer_init(struct answer *a, const struct provider *prov)
     a->spec.fields = prov->answer_fields;
     a->spec.n_fields = prov->n_answer_fields;
     a->spec.skip_keys = provider_text_skip_keys;
-    a->spec.n_skip_keys = provider_n_text_skip_keys;
+    a->spec.n_skip_keys = PROVIDER_N_TEXT_SKIP_KEYS;
     json_scan_init(&a->scan, &a->spec);
     return 0;
 }

@@ -32,7 +32,20 @@ static const struct provider_route routes[] = {
  * provider-wire-formats.md 1.1); a prefixed anthropic upstream has it. */
 static const char *const claims[] = {"/v1/messages/**"};
 
-static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
+/* What prepare reads; the text fields feed the input estimate. */
+static const struct json_scan_field fields[] = {
+    {"model", false},   {"stream", false}, {"max_tokens", false},
+    {"messages", true}, {"system", true},
+};
+
+static const struct json_scan_spec body_fields = {
+    .fields = fields,
+    .n_fields = ARRAY_LEN(fields),
+    .skip_keys = provider_text_skip_keys,
+    .n_skip_keys = PROVIDER_N_TEXT_SKIP_KEYS,
+};
+
+static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
     call->stream = false;
@@ -41,15 +54,16 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
     call->choices = 1;
+    call->n_edits = 0;
     if (!body)
         return 0;
     if (call->kind != EP_MESSAGES) {
         /* count_tokens, batches, models: forwarded, never priced. */
-        call->stream = json_is_true(json_object_get(body, "stream"));
-        provider_copy_str(call->model, sizeof(call->model), json_object_get(body, "model"));
+        call->stream = provider_body_get(body, "stream")->type == JSON_SCAN_TRUE;
+        provider_body_str(body, "model", call->model, sizeof(call->model));
         return 0;
     }
-    if (!json_is_object(body)) {
+    if (body->top != JSON_SCAN_OBJECT) {
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
@@ -58,10 +72,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
         provider_body_count(body, "max_tokens", 0, PROVIDER_MAX_OUTPUT_TOKENS,
                             &call->max_output_tokens, err, errlen) < 0)
         return -1;
-    size_t bytes = provider_json_text_bytes(json_object_get(body, "messages"));
-    size_t sys = provider_json_text_bytes(json_object_get(body, "system"));
-    bytes = sys > SIZE_MAX - bytes ? SIZE_MAX : bytes + sys;
-    call->est_input_tokens = provider_estimate_tokens(bytes);
+    call->est_input_tokens = provider_body_tokens(body); /* messages + system */
     return 0;
 }
 
@@ -201,6 +212,7 @@ const struct provider provider_anthropic = {
     .n_claims = ARRAY_LEN(claims),
     .routes = routes,
     .n_routes = ARRAY_LEN(routes),
+    .body_fields = &body_fields,
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,

@@ -84,7 +84,24 @@ static const struct provider_route routes[] = {
 static const char *const claims[] = {"/v1beta/**", "/upload/v1beta/**", "/v1/models/*:*",
                                      "/v1/tunedModels/**"};
 
-static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
+/* What prepare reads; the text fields feed the input estimate. */
+static const struct json_scan_field fields[] = {
+    {"generationConfig", false},
+    {"generationConfig.maxOutputTokens", false},
+    {"generationConfig.candidateCount", false},
+    {"generationConfig.thinkingConfig.thinkingBudget", false},
+    {"contents", true},
+    {"systemInstruction", true},
+};
+
+static const struct json_scan_spec body_fields = {
+    .fields = fields,
+    .n_fields = ARRAY_LEN(fields),
+    .skip_keys = provider_text_skip_keys,
+    .n_skip_keys = PROVIDER_N_TEXT_SKIP_KEYS,
+};
+
+static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
     call->stream = false;
@@ -93,6 +110,7 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
     call->choices = 1;
+    call->n_edits = 0;
     const char *model, *verb;
     size_t model_len;
     if (!split_path(call->endpoint, &model, &model_len, &verb))
@@ -113,34 +131,27 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->stream = stream;
     if (!body || !metered)
         return 0;
-    if (!json_is_object(body)) {
+    if (body->top != JSON_SCAN_OBJECT) {
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
-    const json_t *gc = json_object_get(body, "generationConfig");
-    if (gc && !json_is_null(gc) && !json_is_object(gc)) {
-        snprintf(err, errlen, "`generationConfig` must be an object");
+    if (provider_body_object(body, "generationConfig", err, errlen) < 0)
         return -1;
-    }
     int64_t max_out = 0, count = 1, thinking = 0;
-    if (provider_body_count(gc, "maxOutputTokens", 0, PROVIDER_MAX_OUTPUT_TOKENS, &max_out, err,
-                            errlen) < 0 ||
-        provider_body_count(gc, "candidateCount", 1, 8, &count, err, errlen) < 0)
+    if (provider_body_count(body, "generationConfig.maxOutputTokens", 0, PROVIDER_MAX_OUTPUT_TOKENS,
+                            &max_out, err, errlen) < 0 ||
+        provider_body_count(body, "generationConfig.candidateCount", 1, 8, &count, err, errlen) < 0)
         return -1;
     /* thinkingBudget adds to the bound (section 7.1); -1 means "dynamic".
      * Without maxOutputTokens there is no bound (the model's maximum
      * applies), whatever the thinking budget. */
-    const json_t *tc = json_object_get(gc, "thinkingConfig");
     if (max_out > 0)
-        thinking = provider_json_count(tc, "thinkingBudget");
+        thinking = provider_body_int(body, "generationConfig.thinkingConfig.thinkingBudget");
     if (thinking > PROVIDER_MAX_OUTPUT_TOKENS)
         thinking = PROVIDER_MAX_OUTPUT_TOKENS;
     call->max_output_tokens = max_out > 0 ? provider_sat_add(max_out, thinking) : 0;
     call->choices = count;
-    size_t bytes = provider_json_text_bytes(json_object_get(body, "contents"));
-    size_t sys = provider_json_text_bytes(json_object_get(body, "systemInstruction"));
-    bytes = sys > SIZE_MAX - bytes ? SIZE_MAX : bytes + sys;
-    call->est_input_tokens = provider_estimate_tokens(bytes);
+    call->est_input_tokens = provider_body_tokens(body); /* contents + systemInstruction */
     return 0;
 }
 
@@ -240,7 +251,8 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
 }
 
 /* Gemini names the model in the path: rewrite models/{model}:{verb} there. */
-static int set_model(json_t *body, char *path, size_t pathlen, const char *model)
+static int set_model(struct provider_call *call, const struct json_scan *body, char *path,
+                     size_t pathlen, const char *model)
 {
     const char *old, *verb;
     size_t old_len;
@@ -277,6 +289,7 @@ const struct provider provider_gemini = {
     .n_claims = ARRAY_LEN(claims),
     .routes = routes,
     .n_routes = ARRAY_LEN(routes),
+    .body_fields = &body_fields,
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,

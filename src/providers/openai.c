@@ -72,39 +72,65 @@ static const struct provider_route routes[] = {
  * another provider is OpenAI's. */
 static const char *const claims[] = {"/v1/**"};
 
+/* What prepare reads; the text fields feed the input estimate. */
+static const struct json_scan_field fields[] = {
+    {"model", false},
+    {"stream", false},
+    {"stream_options", false},
+    {"stream_options.include_usage", false},
+    {"max_completion_tokens", false},
+    {"max_tokens", false},
+    {"max_output_tokens", false},
+    {"n", false},
+    {"best_of", false},
+    {"background", false},
+    {"messages", true},
+    {"input", true},
+    {"prompt", true},
+    {"instructions", true},
+};
+
+static const struct json_scan_spec body_fields = {
+    .fields = fields,
+    .n_fields = ARRAY_LEN(fields),
+    .skip_keys = provider_text_skip_keys,
+    .n_skip_keys = PROVIDER_N_TEXT_SKIP_KEYS,
+};
+
 /* Makes a chat/legacy stream carry its usage chunk: stream_options.include_usage
- * = true, other stream_options members kept. The client did not ask for the
- * chunk, so the proxy strips it again (call->strip_usage). */
-static int want_usage(struct provider_call *call, json_t *body, bool *modified, char *err,
+ * = true, other stream_options members kept, by an edit of the body's text.
+ * The client did not ask for the chunk, so the proxy strips it again
+ * (call->strip_usage). */
+static int want_usage(struct provider_call *call, const struct json_scan *body, char *err,
                       size_t errlen)
 {
-    json_t *so = json_object_get(body, "stream_options");
-    if (so && !json_is_null(so) && !json_is_object(so)) {
-        snprintf(err, errlen, "`stream_options` must be an object");
+    if (provider_body_object(body, "stream_options", err, errlen) < 0)
         return -1;
-    }
-    if (json_is_true(json_object_get(so, "include_usage")))
+    const struct json_scan_value *so = provider_body_get(body, "stream_options");
+    const struct json_scan_value *iu = provider_body_get(body, "stream_options.include_usage");
+    if (iu->type == JSON_SCAN_TRUE)
         return 0;
     call->strip_usage = true;
-    if (!so) { /* absent: inserted as text by the proxy (provider.h) */
-        call->splice_usage = true;
-        return 0;
-    }
-    if (!json_is_object(so)) {
-        so = json_object();
-        if (json_object_set_new(body, "stream_options", so) < 0)
-            goto fail;
-    }
-    if (json_object_set_new(so, "include_usage", json_true()) < 0)
-        goto fail;
-    *modified = true;
-    return 0;
-fail:
-    snprintf(err, errlen, "out of memory while preparing the request");
-    return -1;
+    static const char member[] = "\"stream_options\":{\"include_usage\":true},";
+    static const char object[] = "{\"include_usage\":true}";
+    static const char inner[] = "\"include_usage\":true,";
+    int rc;
+    if (so->type == JSON_SCAN_ABSENT) /* first member; the comma only before another */
+        rc = provider_add_edit(call, body->top_open + 1, body->top_open + 1, member,
+                               sizeof(member) - 1 - !body->top_members);
+    else if (so->type == JSON_SCAN_NULL)
+        rc = provider_add_edit(call, so->start, so->end, object, sizeof(object) - 1);
+    else if (iu->type != JSON_SCAN_ABSENT) /* false, null, ...: the value replaced */
+        rc = provider_add_edit(call, iu->start, iu->end, "true", 4);
+    else
+        rc = provider_add_edit(call, so->start + 1, so->start + 1, inner,
+                               sizeof(inner) - 1 - !so->members);
+    if (rc < 0)
+        snprintf(err, errlen, "the request cannot be prepared (too many edits)");
+    return rc;
 }
 
-static int prepare(struct provider_call *call, json_t *body, bool *modified, char *err,
+static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
     enum endpoint kind = (enum endpoint)call->kind;
@@ -114,23 +140,23 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->est_input_tokens = 0;
     call->max_output_tokens = 0;
     call->choices = 1;
+    call->n_edits = 0;
     /* The caller rejects an invalid JSON body (passed as NULL) only on a
      * metered endpoint. */
     if (!body)
         return 0;
     if (kind == EP_OTHER) {
         /* Forwarded untouched; only learn whether an SSE answer is coming. */
-        call->stream = json_is_true(json_object_get(body, "stream"));
-        if (json_is_string(json_object_get(body, "model")))
-            provider_copy_str(call->model, sizeof(call->model), json_object_get(body, "model"));
+        call->stream = provider_body_get(body, "stream")->type == JSON_SCAN_TRUE;
+        provider_body_str(body, "model", call->model, sizeof(call->model));
         return 0;
     }
-    if (!json_is_object(body)) {
+    if (body->top != JSON_SCAN_OBJECT) {
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
     /* Responses may take the model from a stored prompt; the answer names it. */
-    bool need_model = !(kind == EP_RESP && provider_json_has(body, "prompt"));
+    bool need_model = !(kind == EP_RESP && provider_body_has(body, "prompt"));
     if (provider_body_model(body, need_model, call->model, sizeof(call->model), err, errlen) < 0)
         return -1;
     bool stream = false;
@@ -172,16 +198,11 @@ static int prepare(struct provider_call *call, json_t *body, bool *modified, cha
     call->max_output_tokens = bound;
     call->choices = n > best_of ? n : best_of;
 
-    static const char *const texts[] = {"messages", "input", "prompt", "instructions"};
-    size_t bytes = 0;
-    for (size_t i = 0; i < ARRAY_LEN(texts); i++) {
-        size_t b = provider_json_text_bytes(json_object_get(body, texts[i]));
-        bytes = b > SIZE_MAX - bytes ? SIZE_MAX : bytes + b;
-    }
-    call->est_input_tokens = provider_estimate_tokens(bytes);
+    /* messages, input, prompt, instructions: the text fields */
+    call->est_input_tokens = provider_body_tokens(body);
 
     if (call->stream && (kind == EP_CHAT || kind == EP_LEGACY))
-        return want_usage(call, body, modified, err, errlen);
+        return want_usage(call, body, err, errlen);
     return 0;
 }
 
@@ -479,6 +500,7 @@ const struct provider provider_openai = {
     .n_claims = ARRAY_LEN(claims),
     .routes = routes,
     .n_routes = ARRAY_LEN(routes),
+    .body_fields = &body_fields,
     .prepare = prepare,
     .on_event = on_event,
     .on_json = on_json,

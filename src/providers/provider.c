@@ -262,117 +262,157 @@ void provider_copy_str(char *dst, size_t cap, const json_t *v)
 /* Members whose values are binary payloads (base64) or references, not text
  * the model reads as tokens one-for-four: OpenAI image_url/input_audio/file,
  * Anthropic image/document source, Gemini inlineData/fileData. */
-const char *const provider_text_skip_keys[] = {
+const char *const provider_text_skip_keys[PROVIDER_N_TEXT_SKIP_KEYS] = {
     "image_url",  "input_audio", "file",     "file_data", "source",
     "inlineData", "inline_data", "fileData", "file_id",   "image",
 };
-const size_t provider_n_text_skip_keys = ARRAY_LEN(provider_text_skip_keys);
+/* (a shorter list would leave NULLs: test_provider checks there are none) */
 
-static bool skip_key(const char *k)
+/* ---- request bodies, as scanned (http/json_scan.h) ---- */
+
+const struct json_scan_value *provider_body_get(const struct json_scan *body, const char *path)
 {
-    for (size_t i = 0; i < provider_n_text_skip_keys; i++)
-        if (strcmp(k, provider_text_skip_keys[i]) == 0)
-            return true;
-    return false;
+    static const struct json_scan_value absent = {.type = JSON_SCAN_ABSENT};
+    if (!body || !body->spec)
+        return &absent;
+    for (size_t i = 0; i < body->spec->n_fields; i++)
+        if (strcmp(body->spec->fields[i].path, path) == 0)
+            return body->top == JSON_SCAN_OBJECT ? &body->v[i] : &absent;
+    /* A path missing from the provider's body_fields would read as absent
+     * and silently skip its check: a defect in the provider's file, found by
+     * the first test that takes that branch. */
+    fprintf(stderr, "provider_body_get: \"%s\" is not in the provider's body_fields\n", path);
+    abort();
 }
 
-/* A data: URL with base64 payload ("data:image/png;base64,...") anywhere. */
-static bool is_data_url(const char *s, size_t n)
+bool provider_body_has(const struct json_scan *body, const char *path)
 {
-    return n > 5 && memcmp(s, "data:", 5) == 0 && memmem(s, n < 128 ? n : 128, ";base64,", 8);
+    enum json_scan_type t = provider_body_get(body, path)->type;
+    return t != JSON_SCAN_ABSENT && t != JSON_SCAN_NULL;
 }
 
-size_t provider_json_text_bytes(const json_t *v)
+int64_t provider_body_int(const struct json_scan *body, const char *path)
 {
-    size_t total = 0;
-    if (json_is_string(v)) {
-        size_t n = json_string_length(v);
-        return is_data_url(json_string_value(v), n) ? 0 : n;
+    const struct json_scan_value *v = provider_body_get(body, path);
+    if (v->type == JSON_SCAN_INT)
+        return v->i > 0 ? v->i : 0;
+    if (v->type == JSON_SCAN_REAL) {
+        if (!isfinite(v->d) || v->d <= 0)
+            return 0;
+        return v->d >= 9.2e18 ? INT64_MAX : (int64_t)v->d;
     }
-    if (json_is_number(v))
-        return 4; /* token-id arrays (embeddings input): about one token each */
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e)
-        {
-            size_t n = provider_json_text_bytes(e);
-            total = n > SIZE_MAX - total ? SIZE_MAX : total + n;
-        }
-    } else if (json_is_object(v)) {
-        const char *k;
-        json_t *e;
-        json_object_foreach((json_t *)v, k, e)
-        {
-            if (skip_key(k))
-                continue;
-            size_t n = provider_json_text_bytes(e);
-            total = n > SIZE_MAX - total ? SIZE_MAX : total + n;
-        }
-    }
-    return total;
+    return 0;
 }
 
-int provider_body_model(const json_t *body, bool required, char *model, size_t cap, char *err,
-                        size_t errlen)
+void provider_body_str(const struct json_scan *body, const char *path, char *dst, size_t cap)
 {
-    const json_t *v = json_is_object(body) ? json_object_get(body, "model") : NULL;
-    if (!v || json_is_null(v)) {
+    const struct json_scan_value *v = provider_body_get(body, path);
+    if (v->type == JSON_SCAN_STRING && cap > 0)
+        snprintf(dst, cap, "%s", v->str);
+}
+
+int64_t provider_body_tokens(const struct json_scan *body)
+{
+    return body && body->top == JSON_SCAN_OBJECT ? provider_estimate_tokens(body->text_bytes) : 0;
+}
+
+/* The member's own name in messages: "maxOutputTokens" for
+ * "generationConfig.maxOutputTokens". */
+static const char *leaf(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+int provider_body_model(const struct json_scan *body, bool required, char *model, size_t cap,
+                        char *err, size_t errlen)
+{
+    const struct json_scan_value *v = provider_body_get(body, "model");
+    if (v->type == JSON_SCAN_ABSENT || v->type == JSON_SCAN_NULL) {
         if (!required)
             return 0;
         snprintf(err, errlen, "`model` is required: a string naming the model");
         return -1;
     }
-    if (!json_is_string(v)) {
+    if (v->type != JSON_SCAN_STRING) {
         snprintf(err, errlen, "`model` must be a string naming the model");
         return -1;
     }
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
+    size_t n = v->len;
     if (n == 0) {
         snprintf(err, errlen, "`model` must not be empty");
         return -1;
     }
-    if (n >= cap) {
-        snprintf(err, errlen, "`model` is too long (at most %zu bytes)", cap - 1);
+    if (n >= cap || n >= sizeof(v->str)) {
+        snprintf(err, errlen, "`model` is too long (at most %zu bytes)",
+                 (cap < sizeof(v->str) ? cap : sizeof(v->str)) - 1);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+        if ((unsigned char)v->str[i] < 0x20 || v->str[i] == 0x7f) {
             snprintf(err, errlen, "`model` must not contain control characters");
             return -1;
         }
     }
-    memcpy(model, s, n);
+    memcpy(model, v->str, n);
     model[n] = '\0';
     return 0;
 }
 
-int provider_body_bool(const json_t *body, const char *key, bool *out, char *err, size_t errlen)
+int provider_body_bool(const struct json_scan *body, const char *path, bool *out, char *err,
+                       size_t errlen)
 {
-    const json_t *v = json_is_object(body) ? json_object_get(body, key) : NULL;
-    if (!v || json_is_null(v))
+    const struct json_scan_value *v = provider_body_get(body, path);
+    if (v->type == JSON_SCAN_ABSENT || v->type == JSON_SCAN_NULL)
         return 0;
-    if (!json_is_boolean(v)) {
-        snprintf(err, errlen, "`%s` must be true or false", key);
+    if (v->type != JSON_SCAN_TRUE && v->type != JSON_SCAN_FALSE) {
+        snprintf(err, errlen, "`%s` must be true or false", leaf(path));
         return -1;
     }
-    *out = json_is_true(v);
+    *out = v->type == JSON_SCAN_TRUE;
     return 0;
 }
 
-int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max, int64_t *out,
-                        char *err, size_t errlen)
+int provider_body_count(const struct json_scan *body, const char *path, int64_t min, int64_t max,
+                        int64_t *out, char *err, size_t errlen)
 {
-    const json_t *v = json_is_object(body) ? json_object_get(body, key) : NULL;
-    if (!v || json_is_null(v))
+    const struct json_scan_value *v = provider_body_get(body, path);
+    if (v->type == JSON_SCAN_ABSENT || v->type == JSON_SCAN_NULL)
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min) {
-        snprintf(err, errlen, "`%s` must be an integer of at least %lld", key, (long long)min);
+    if (v->type != JSON_SCAN_INT || v->i < min) {
+        snprintf(err, errlen, "`%s` must be an integer of at least %lld", leaf(path),
+                 (long long)min);
         return -1;
     }
-    json_int_t n = json_integer_value(v);
-    *out = n > max ? max : (int64_t)n;
+    *out = v->i > max ? max : v->i;
+    return 0;
+}
+
+int provider_body_object(const struct json_scan *body, const char *path, char *err, size_t errlen)
+{
+    enum json_scan_type t = provider_body_get(body, path)->type;
+    if (t == JSON_SCAN_ABSENT || t == JSON_SCAN_NULL || t == JSON_SCAN_OBJECT)
+        return 0;
+    snprintf(err, errlen, "`%s` must be an object", leaf(path));
+    return -1;
+}
+
+int provider_add_edit(struct provider_call *call, size_t start, size_t end, const char *text,
+                      size_t len)
+{
+    if (call->n_edits == PROVIDER_MAX_EDITS || len > sizeof(call->edits[0].text) || end < start)
+        return -1;
+    size_t i = call->n_edits;
+    while (i > 0 && call->edits[i - 1].start > start) {
+        call->edits[i] = call->edits[i - 1];
+        i--;
+    }
+    struct provider_edit *e = &call->edits[i];
+    e->start = start;
+    e->end = end;
+    e->len = len;
+    memcpy(e->text, text, len);
+    call->n_edits++;
     return 0;
 }
 
@@ -404,9 +444,48 @@ void provider_write_json(struct evbuffer *out, json_t *v, const char *fallback)
     json_decref(v);
 }
 
-int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char *model)
+/* s as a JSON string into out (cap bytes); returns its length, 0 if it
+ * does not fit. */
+static size_t json_quote(const char *s, char *out, size_t cap)
 {
-    if (!json_is_object(body))
+    size_t n = 0;
+    if (cap < 2)
+        return 0;
+    out[n++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        size_t k = 1;
+        esc[0] = (char)c;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            k = 2;
+        } else if (c < 0x20) {
+            k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
+        }
+        if (n + k + 1 > cap)
+            return 0;
+        memcpy(out + n, esc, k);
+        n += k;
+    }
+    out[n++] = '"';
+    return n;
+}
+
+int provider_set_body_model(struct provider_call *call, const struct json_scan *body, char *path,
+                            size_t pathlen, const char *model)
+{
+    if (!body || body->top != JSON_SCAN_OBJECT)
         return -1;
-    return json_object_set_new(body, "model", json_string(model));
+    char text[sizeof(call->edits[0].text)];
+    const struct json_scan_value *v = provider_body_get(body, "model");
+    if (v->type != JSON_SCAN_ABSENT) { /* the value replaced */
+        size_t n = json_quote(model, text, sizeof(text));
+        return n ? provider_add_edit(call, v->start, v->end, text, n) : -1;
+    }
+    /* a new last member (the front is where include_usage goes) */
+    size_t k = (size_t)snprintf(text, sizeof(text), "%s\"model\":", body->top_members ? "," : "");
+    size_t n = json_quote(model, text + k, sizeof(text) - k);
+    return n ? provider_add_edit(call, body->top_close, body->top_close, text, k + n) : -1;
 }

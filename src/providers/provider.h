@@ -47,6 +47,18 @@ struct provider_route {
     const char *why;     /* unknown rows: why the path is not metered, for the 403 */
 };
 
+/* An edit of the request body as text: bytes [start, end) of the body as
+ * it arrived are replaced by text (start == end: text is inserted). The body
+ * is forwarded from the buffers it arrived in with the edits spliced in, so
+ * nothing is re-serialised. */
+struct provider_edit {
+    size_t start, end;
+    size_t len; /* bytes of text */
+    char text[400];
+};
+
+#define PROVIDER_MAX_EDITS 2 /* include_usage, and the model of a downgrade */
+
 /* What the request asked for; filled by route + prepare. */
 struct provider_call {
     const char *endpoint;       /* upstream path without query: "/v1/chat/completions" */
@@ -55,9 +67,6 @@ struct provider_call {
     enum price_kind price_kind; /* set by prepare: the kind an unpriced model is charged as */
     bool stream;                /* the answer is an SSE stream */
     bool strip_usage;           /* prepare added include_usage: drop the usage-only chunk */
-    bool splice_usage;          /* the body has no stream_options: the proxy inserts
-                                   "stream_options":{"include_usage":true} as text, which
-                                   spares re-serialising the whole body */
     char model[128];            /* from the body (gemini: from the path); "" if none */
     int64_t est_input_tokens;   /* estimated from the body text */
     int64_t max_output_tokens;  /* requested bound on one answer's output (max_tokens,
@@ -65,6 +74,8 @@ struct provider_call {
                                    + thinkingBudget), 0 if none */
     int64_t choices;            /* answers generated and billed: n, best_of, candidateCount;
                                    0 is read as 1 */
+    struct provider_edit edits[PROVIDER_MAX_EDITS]; /* in order of start */
+    size_t n_edits;
 };
 
 /* What the response taught us; filled by on_event / on_json. */
@@ -93,13 +104,17 @@ struct provider {
     size_t n_claims;
     const struct provider_route *routes;
     size_t n_routes;
-    /* Reads the parsed body (a JSON object, or NULL for a bodyless request
-     * or one that is not valid JSON), fills call->model, stream and
-     * estimates, and may edit body (e.g. add stream_options.include_usage);
-     * sets *modified when it did. call->endpoint, kind and metered are set
-     * from the route row before (provider_call_init); prepare leaves them. Returns 0, or -1 with a
+    /* The member paths of a request body that prepare reads (text fields:
+     * the ones the input estimate counts); the proxy scans the body for them
+     * (http/json_scan.h) as it arrives, without building a tree. */
+    const struct json_scan_spec *body_fields;
+    /* Reads the scanned body (NULL for a bodyless request or one that is
+     * not valid JSON; body->top may be an array), fills call->model, stream
+     * and estimates, and may add edits (e.g. stream_options.include_usage).
+     * call->endpoint, kind and metered are set from the route row before
+     * (provider_call_init); prepare leaves them. Returns 0, or -1 with a
      * message for the client in err (a 400). */
-    int (*prepare)(struct provider_call *call, json_t *body, bool *modified, char *err,
+    int (*prepare)(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen);
     /* One SSE event of a streamed answer; set *drop to keep it from the client. */
     void (*on_event)(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
@@ -116,14 +131,17 @@ struct provider {
      * tollgate's code ("missing_tenant", "budget_exceeded",
      * "rate_limit_exceeded", "upstream_unreachable", ...). */
     void (*error_body)(struct evbuffer *out, int status, const char *code, const char *message);
-    /* Downgrade: makes the request ask for model instead, rewriting only
-     * the top-level "model" of body, or the model segment of path (size
-     * pathlen) for providers that name it there. Returns 0 or -1. */
-    int (*set_model)(json_t *body, char *path, size_t pathlen, const char *model);
+    /* Downgrade: makes the request ask for model instead, by an edit of
+     * the top-level "model" of body (call->edits), or of the model segment
+     * of path (size pathlen) for providers that name it there. Returns 0 or
+     * -1. */
+    int (*set_model)(struct provider_call *call, const struct json_scan *body, char *path,
+                     size_t pathlen, const char *model);
 };
 
 /* set_model for providers that name the model in the body's top level. */
-int provider_set_body_model(json_t *body, char *path, size_t pathlen, const char *model);
+int provider_set_body_model(struct provider_call *call, const struct json_scan *body, char *path,
+                            size_t pathlen, const char *model);
 
 /* The table: "openai", "anthropic", "gemini"; NULL if unknown. */
 const struct provider *provider_find(const char *name);
@@ -178,30 +196,49 @@ extern const struct provider provider_gemini;
 int64_t provider_json_count(const json_t *obj, const char *key);
 /* obj[key] is present and not null. */
 bool provider_json_has(const json_t *obj, const char *key);
-/* Bytes of text inside v (strings, 4 per number), walking objects and arrays
- * without copying; skips inline binary payloads (base64 images, audio, files)
- * that would swamp an estimate. */
-size_t provider_json_text_bytes(const json_t *v);
-/* The member names whose values that walk skips (binary payloads). */
-extern const char *const provider_text_skip_keys[];
-extern const size_t provider_n_text_skip_keys;
+/* The member names whose values are binary payloads (base64 files) or
+ * references, not text read as tokens: skipped by the input estimate. */
+#define PROVIDER_N_TEXT_SKIP_KEYS 10
+extern const char *const provider_text_skip_keys[PROVIDER_N_TEXT_SKIP_KEYS];
 /* Copies the JSON string v into dst (cut to cap - 1 bytes); leaves dst alone
  * when v is not a string. */
 void provider_copy_str(char *dst, size_t cap, const json_t *v);
+
+/* Request bodies, as scanned. path must be one of the provider's body_fields
+ * (another aborts: a defect of the provider's file that its tests find)
+ * ("stream_options.include_usage"); a body that is NULL or not an object
+ * has every path absent. */
+const struct json_scan_value *provider_body_get(const struct json_scan *body, const char *path);
+/* body[path] is present and not null. */
+bool provider_body_has(const struct json_scan *body, const char *path);
+/* body[path] as a token count, like provider_json_count. */
+int64_t provider_body_int(const struct json_scan *body, const char *path);
+/* Copies the string at path into dst (cut to cap - 1 bytes); leaves dst
+ * alone when it is not a string. */
+void provider_body_str(const struct json_scan *body, const char *path, char *dst, size_t cap);
+/* Input tokens estimated from the text fields of body_fields. */
+int64_t provider_body_tokens(const struct json_scan *body);
 
 /* Request checks for prepare. Each returns 0, or -1 with a message for the
  * client in err that names the member and what to send instead. */
 /* body["model"] into model[cap]: when required, a non-empty string shorter
  * than cap without control bytes; when not required, absent is fine. */
-int provider_body_model(const json_t *body, bool required, char *model, size_t cap, char *err,
-                        size_t errlen) MUST_CHECK;
-/* body[key] must be true, false or null if present; *out set when a bool. */
-int provider_body_bool(const json_t *body, const char *key, bool *out, char *err,
-                       size_t errlen) MUST_CHECK;
-/* body[key] must be an integer >= min if present (null counts as absent);
- * *out is set to it, clamped to max; left alone when absent. */
-int provider_body_count(const json_t *body, const char *key, int64_t min, int64_t max, int64_t *out,
+int provider_body_model(const struct json_scan *body, bool required, char *model, size_t cap,
                         char *err, size_t errlen) MUST_CHECK;
+/* body[path] must be true, false or null if present; *out set when a bool. */
+int provider_body_bool(const struct json_scan *body, const char *path, bool *out, char *err,
+                       size_t errlen) MUST_CHECK;
+/* body[path] must be an integer >= min if present (null counts as absent);
+ * *out is set to it, clamped to max; left alone when absent. */
+int provider_body_count(const struct json_scan *body, const char *path, int64_t min, int64_t max,
+                        int64_t *out, char *err, size_t errlen) MUST_CHECK;
+/* body[path] must be an object or null if present. */
+int provider_body_object(const struct json_scan *body, const char *path, char *err,
+                         size_t errlen) MUST_CHECK;
+/* Adds an edit replacing [start, end) of the body with len bytes of text
+ * (kept in order of start). Returns 0, or -1 when there is no room. */
+int provider_add_edit(struct provider_call *call, size_t start, size_t end, const char *text,
+                      size_t len) MUST_CHECK;
 
 /* Usage counts above this are absurd for one request, not a bill. */
 #define PROVIDER_MAX_USAGE_TOKENS 100000000

@@ -47,6 +47,7 @@
 #include "proxy/route.h"
 #include "proxy/trust.h"
 #include "http/headers.h"
+#include "http/json_scan.h"
 #include "http/sse.h"
 #include "http/upstream.h"
 #include "core/worker.h"
@@ -75,8 +76,8 @@ struct req {
     struct upstream_req *up;
     struct redis_cmd *admit_cmd;   /* admission in flight */
     const struct http_request *hr; /* the client's request, valid until client_end */
-    json_t *doc;                   /* the parsed body, while it may still be edited */
-    char *body;                    /* the body to forward when edited (owned), else NULL */
+    struct json_scan scan;         /* the body as scanned (no tree); valid when scanned */
+    bool scanned;                  /* the body was scanned and is valid JSON */
     struct plan plan_eff;
     struct route route;
     struct provider_call call;
@@ -241,8 +242,10 @@ static void add_header(struct evbuffer *b, const char *name, const char *value)
     evbuffer_add(b, "\r\n", 2);
 }
 
-static struct evbuffer *build_upstream_request(struct req *r, const struct http_request *hr,
-                                               const char *body, size_t body_len)
+/* The head, then the body moved over from the buffers it arrived in (whole
+ * chains change hands, no copy) with the provider's edits spliced in. The
+ * client's body buffer is left empty. */
+static struct evbuffer *build_upstream_request(struct req *r, const struct http_request *hr)
 {
     const struct cfg_upstream *u = r->route.up;
     struct evbuffer *b = evbuffer_new();
@@ -273,51 +276,67 @@ static struct evbuffer *build_upstream_request(struct req *r, const struct http_
                             r->route.prov->auth_scheme, u->api_key);
     /* identity: usage must be readable from the answer */
     evbuffer_add_printf(b, "Accept-Encoding: identity\r\n");
-    /* the member a stream needs for its usage chunk, inserted right after
-     * the object's opening brace (provider.h, splice_usage) */
-    static const char usage_member[] = "\"stream_options\":{\"include_usage\":true}";
-    size_t open_at = body_len, extra = 0;
-    bool comma = false;
-    if (r->call.splice_usage) {
-        open_at = 0;
-        while (open_at < body_len && strchr(" \t\r\n", body[open_at]))
-            open_at++;
-        if (open_at < body_len && body[open_at] == '{') {
-            size_t next = open_at + 1;
-            while (next < body_len && strchr(" \t\r\n", body[next]))
-                next++;
-            comma = next < body_len && body[next] != '}';
-            extra = sizeof(usage_member) - 1 + comma;
-        } else {
-            open_at = body_len; /* not an object: prepare refused it already */
-        }
+    struct evbuffer *body = hr->body;
+    size_t body_len = evbuffer_get_length(body), out_len = body_len, at = 0;
+    for (size_t i = 0; i < r->call.n_edits; i++) {
+        const struct provider_edit *e = &r->call.edits[i];
+        if (e->start < at || e->end > body_len)
+            goto fail; /* edits are ordered and inside the body (provider_add_edit) */
+        out_len = out_len - (e->end - e->start) + e->len;
+        at = e->end;
     }
     if (body_len > 0 || hr->method == HTTP_POST || hr->method == HTTP_PUT ||
         hr->method == HTTP_PATCH)
-        evbuffer_add_printf(b, "Content-Length: %zu\r\n", body_len + extra);
+        evbuffer_add_printf(b, "Content-Length: %zu\r\n", out_len);
     evbuffer_add(b, "\r\n", 2);
-    if (extra) {
-        evbuffer_add(b, body, open_at + 1);
-        evbuffer_add(b, usage_member, sizeof(usage_member) - 1);
-        if (comma)
-            evbuffer_add(b, ",", 1);
-        evbuffer_add(b, body + open_at + 1, body_len - open_at - 1);
-    } else {
-        evbuffer_add(b, body, body_len);
+    at = 0;
+    for (size_t i = 0; i < r->call.n_edits; i++) {
+        const struct provider_edit *e = &r->call.edits[i];
+        size_t keep = e->start - at;
+        if ((keep && evbuffer_remove_buffer(body, b, keep) != (int)keep) ||
+            evbuffer_drain(body, e->end - e->start) < 0 || evbuffer_add(b, e->text, e->len) < 0)
+            goto fail;
+        at = e->end;
     }
+    if (evbuffer_add_buffer(b, body) < 0)
+        goto fail;
     return b;
+fail:
+    evbuffer_free(b);
+    return NULL;
 }
 
-/* Parses the body and lets the provider read (and maybe edit) it; the
- * parsed document stays in r->doc for a later downgrade. Returns 0, or -1
- * after rejecting the request. */
+/* Feeds the body to the scanner chain by chain, as it lies in the buffer. */
+static int scan_body(struct req *r, struct evbuffer *body)
+{
+    json_scan_init(&r->scan, r->route.prov->body_fields);
+    size_t n = evbuffer_get_length(body), done = 0;
+    struct evbuffer_ptr pos;
+    struct evbuffer_iovec v[16];
+    evbuffer_ptr_set(body, &pos, 0, EVBUFFER_PTR_SET);
+    while (done < n) {
+        int k = evbuffer_peek(body, (ev_ssize_t)(n - done), &pos, v, ARRAY_LEN(v));
+        if (k <= 0)
+            return -1;
+        for (int i = 0; i < k && i < (int)ARRAY_LEN(v); i++) {
+            if (json_scan_feed(&r->scan, v[i].iov_base, v[i].iov_len) < 0)
+                return -1;
+            done += v[i].iov_len;
+        }
+        if (done < n && evbuffer_ptr_set(body, &pos, done, EVBUFFER_PTR_SET) < 0)
+            return -1;
+    }
+    return json_scan_finish(&r->scan);
+}
+
+/* Scans the body (no tree) and lets the provider read it and add its edits;
+ * the scan stays in r->scan for a later downgrade. Returns 0, or -1 when
+ * the request was refused. */
 static int prepare_body(struct req *r, const struct http_request *hr)
 {
     size_t n = evbuffer_get_length(hr->body);
-    const char *raw = n ? (const char *)evbuffer_pullup(hr->body, -1) : "";
     provider_call_init(&r->call, r->endpoint, r->route.row);
 
-    json_error_t jerr;
     bool bad_json = false;
     if (n > 0) {
         /* every Content-Encoding counts, not just the first: "identity"
@@ -332,13 +351,13 @@ static int prepare_body(struct req *r, const struct http_request *hr)
                 return -1;
             }
         }
-        /* duplicate keys are refused: a second "model" must never pick the price */
-        r->doc = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
-        bad_json = r->doc == NULL;
+        /* duplicate top-level keys are refused: a second "model" must never pick the price */
+        r->scanned = scan_body(r, hr->body) == 0;
+        bad_json = !r->scanned;
     }
+    const struct json_scan *body = r->scanned ? &r->scan : NULL;
     char err[256] = "";
-    bool modified = false;
-    int rc = r->route.prov->prepare(&r->call, r->doc, &modified, err, sizeof(err));
+    int rc = r->route.prov->prepare(&r->call, body, err, sizeof(err));
     const char *only = r->route.row && r->route.row->method ? r->route.row->method : "POST";
     if (r->call.metered && strcmp(hr->method_name, only) != 0) {
         /* a metered row is metered for its method, the one that creates (and
@@ -352,21 +371,14 @@ static int prepare_body(struct req *r, const struct http_request *hr)
     }
     if (bad_json && r->call.metered) {
         char msg[320];
-        snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %d)", jerr.text,
-                 jerr.position);
+        snprintf(msg, sizeof(msg), "the request body is not valid JSON: %s (at byte %zu)",
+                 r->scan.err[0] ? r->scan.err : "out of memory", r->scan.err_at);
         reject(r, 400, "invalid_json", msg, OUTCOME_BAD_REQUEST);
         return -1;
     }
-    if (rc < 0 && (r->doc || r->call.metered)) {
+    if (rc < 0 && (body || r->call.metered)) {
         reject(r, 400, "invalid_request", err, OUTCOME_BAD_REQUEST);
         return -1;
-    }
-    if (modified && r->doc) {
-        r->body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!r->body) {
-            reject(r, 503, "overloaded", "out of memory", OUTCOME_BAD_REQUEST);
-            return -1;
-        }
     }
     snprintf(r->model_requested, sizeof(r->model_requested), "%s", r->call.model);
     return 0;
@@ -696,14 +708,10 @@ static void rate_limited(struct req *r, const struct admit_result *res)
 static int downgrade(struct req *r)
 {
     const char *to = plan_downgrade(&r->plan_eff, r->call.model);
-    if (!to || !r->doc ||
-        r->route.prov->set_model(r->doc, r->endpoint, sizeof(r->endpoint), to) < 0)
+    /* the body must have been scanned (a model to replace), as for the path */
+    if (!to || !r->scanned ||
+        r->route.prov->set_model(&r->call, &r->scan, r->endpoint, sizeof(r->endpoint), to) < 0)
         return -1;
-    char *body = json_dumps(r->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!body)
-        return -1;
-    free(r->body);
-    r->body = body;
     snprintf(r->downgrade_hdr, sizeof(r->downgrade_hdr), "%s -> %s", r->call.model, to);
     snprintf(r->call.model, sizeof(r->call.model), "%s", to);
     r->downgraded = true;
@@ -778,17 +786,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
 static void forward_request(struct req *r)
 {
     const struct http_request *hr = r->hr;
-    const char *body = r->body;
-    size_t body_len = r->body ? strlen(r->body) : 0;
-    if (!body) {
-        body_len = evbuffer_get_length(hr->body);
-        body = body_len ? (const char *)evbuffer_pullup(hr->body, -1) : "";
-    }
-    json_decref(r->doc); /* no more edits */
-    r->doc = NULL;
-    struct evbuffer *out = build_upstream_request(r, hr, body, body_len);
-    free(r->body);
-    r->body = NULL;
+    struct evbuffer *out = build_upstream_request(r, hr);
     if (out)
         r->up = upstream_send(r->gen->pools[r->route.upstream], out, hr->method == HTTP_HEAD,
                               &up_handlers, r);
@@ -1232,8 +1230,7 @@ static void finish(struct req *r)
         answer_free(r->answer);
         free(r->answer);
     }
-    json_decref(r->doc);
-    free(r->body);
+    json_scan_free(&r->scan);
     worker_gen_unref(r->gen);
     if (r->prev)
         r->prev->next = r->next;

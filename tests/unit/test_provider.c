@@ -609,7 +609,7 @@ static const struct {
     {"openai", "/v1/chat/completions",
      "{\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_obfuscation\":false}}", 0,
      NULL, true, true, true, true, "gpt-4o", 0, 0,
-     "\"stream_options\":{\"include_obfuscation\":false,\"include_usage\":true}"},
+     "\"stream_options\":{\"include_usage\":true,\"include_obfuscation\":false}"},
     {"openai", "/v1/chat/completions",
      "{\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_usage\":false}}", 0, NULL,
      true, true, true, true, "gpt-4o", 0, 0, "\"stream_options\":{\"include_usage\":true}"},
@@ -701,18 +701,44 @@ static const struct {
      "`generationConfig` must be an object", true, false, false, false, NULL, 0, 0, NULL},
 };
 
+/* Scans text as the proxy does; NULL when it is not valid JSON. */
+static const struct json_scan *scan_text(const struct provider *prov, const char *text)
+{
+    static struct json_scan s;
+    json_scan_free(&s);
+    json_scan_init(&s, prov->body_fields);
+    if (json_scan_feed(&s, text, strlen(text)) < 0 || json_scan_finish(&s) < 0)
+        return NULL;
+    return &s;
+}
+
+/* The body as forwarded: text with the call's edits spliced in (malloc'd). */
+static char *apply_edits(const char *text, const struct provider_call *call)
+{
+    struct buf b = {0};
+    size_t at = 0;
+    for (size_t i = 0; i < call->n_edits; i++) {
+        const struct provider_edit *e = &call->edits[i];
+        CHECK(e->start >= at && e->end >= e->start && e->end <= strlen(text));
+        buf_add(&b, text + at, e->start - at);
+        buf_add(&b, e->text, e->len);
+        at = e->end;
+    }
+    buf_add(&b, text + at, strlen(text) - at);
+    return b.p;
+}
+
 static void test_prepare(void)
 {
     for (size_t i = 0; i < ARRAY_LEN(prepares); i++) {
         const struct provider *prov = provider_find(prepares[i].provider);
-        json_t *body = NULL;
+        const struct json_scan *body = NULL;
         char *text = NULL;
         if (prepares[i].body) {
             text = expand(prepares[i].body);
-            body = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+            body = scan_text(prov, text);
             if (prepares[i].rc == BAD_JSON) {
                 CHECK(body == NULL);
-                json_decref(body);
                 free(text);
                 continue;
             }
@@ -721,40 +747,38 @@ static void test_prepare(void)
         struct provider_call call;
         provider_call_init(&call, prepares[i].endpoint,
                            provider_route_find(prov, "POST", prepares[i].endpoint));
-        bool modified = false;
         char err[256] = "";
-        int rc = prov->prepare(&call, body, &modified, err, sizeof(err));
+        int rc = prov->prepare(&call, body, err, sizeof(err));
         bool ok = rc == prepares[i].rc && call.metered == prepares[i].metered;
         if (rc == -1)
             ok = ok && prepares[i].err && strstr(err, prepares[i].err) != NULL;
         if (rc == 0 && prepares[i].rc == 0) {
-            /* a body without stream_options is not edited: the proxy splices
-             * the member in as text (splice_usage), which counts as the edit */
-            if (call.splice_usage)
-                ok = ok && !modified && json_object_get(body, "stream_options") == NULL;
             ok = ok && call.stream == prepares[i].stream && call.strip_usage == prepares[i].strip &&
-                 (modified || call.splice_usage) == prepares[i].modified &&
+                 (call.n_edits > 0) == prepares[i].modified &&
                  strcmp(call.model, prepares[i].model ? prepares[i].model : "") == 0 &&
                  provider_sat_mul(call.max_output_tokens, call.choices) == prepares[i].max_out &&
                  call.est_input_tokens == prepares[i].est_in;
-            if (prepares[i].after && !call.splice_usage) {
-                char *out = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                ok = ok && out && strstr(out, prepares[i].after) != NULL;
-                /* The edit keeps everything else: model and stream unchanged. */
-                ok = ok && out && strstr(out, "\"stream\":true") != NULL;
+            if (prepares[i].after) {
+                /* the edited body is valid JSON with the member, all else kept */
+                char *out = apply_edits(text, &call);
+                json_t *j = out ? json_loads(out, JSON_REJECT_DUPLICATES, NULL) : NULL;
+                ok = ok && j && strstr(out, prepares[i].after) != NULL;
+                ok = ok && strstr(out, "\"stream\":true") != NULL;
+                ok = ok && json_is_true(json_object_get(json_object_get(j, "stream_options"),
+                                                        "include_usage"));
+                json_decref(j);
                 free(out);
             }
         }
         if (!ok) {
             fprintf(stderr,
                     "  prepare %zu (%s %s): rc %d err \"%s\" metered %d stream %d strip %d "
-                    "modified %d model \"%s\" max %lld est %lld\n",
+                    "edits %zu model \"%s\" max %lld est %lld\n",
                     i, prepares[i].provider, prepares[i].endpoint, rc, err, call.metered,
-                    call.stream, call.strip_usage, modified, call.model,
+                    call.stream, call.strip_usage, call.n_edits, call.model,
                     (long long)call.max_output_tokens, (long long)call.est_input_tokens);
             CHECK(ok);
         }
-        json_decref(body);
         free(text);
     }
 }
@@ -796,6 +820,55 @@ static void test_check_usage(void)
     }
 }
 
+/* Downgrade: the model is replaced (or added) by an edit, the rest of the
+ * body untouched, beside the include_usage edit of a stream; Gemini's model
+ * is in the path. */
+static const struct {
+    const char *provider, *endpoint, *body, *model;
+    const char *want; /* the body as forwarded, or the path for gemini */
+} set_models[] = {
+    {"openai", "/v1/chat/completions", "{\"model\":\"gpt-4o\",\"stream\":true}", "gpt-4o-mini",
+     "{\"stream_options\":{\"include_usage\":true},\"model\":\"gpt-4o-mini\",\"stream\":true}"},
+    {"openai", "/v1/chat/completions", "{ \"stream\" : true , \"model\" : \"a\\u0062\" }", "x\"y",
+     "{\"stream_options\":{\"include_usage\":true}, \"stream\" : true , \"model\" : \"x\\\"y\" }"},
+    {"openai", "/v1/responses", "{\"prompt\":{\"id\":\"p\"}}", "gpt-5-mini",
+     "{\"prompt\":{\"id\":\"p\"},\"model\":\"gpt-5-mini\"}"},
+    {"anthropic", "/v1/messages", "{\"max_tokens\":5,\"model\":\"claude-opus-4-8\"}",
+     "claude-haiku", "{\"max_tokens\":5,\"model\":\"claude-haiku\"}"},
+    {"gemini", "/v1beta/models/gemini-2.5-pro:generateContent", "{}", "gemini-2.5-flash",
+     "/v1beta/models/gemini-2.5-flash:generateContent"},
+};
+
+static void test_set_model(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(set_models); i++) {
+        const struct provider *prov = provider_find(set_models[i].provider);
+        const struct json_scan *body = scan_text(prov, set_models[i].body);
+        CHECK(body != NULL);
+        struct provider_call call;
+        provider_call_init(&call, set_models[i].endpoint,
+                           provider_route_find(prov, "POST", set_models[i].endpoint));
+        char err[256] = "", path[256];
+        snprintf(path, sizeof(path), "%s", set_models[i].endpoint);
+        CHECK_INT(prov->prepare(&call, body, err, sizeof(err)), 0);
+        CHECK_INT(prov->set_model(&call, body, path, sizeof(path), set_models[i].model), 0);
+        if (strcmp(set_models[i].provider, "gemini") == 0) {
+            CHECK_STR(path, set_models[i].want);
+            continue;
+        }
+        char *out = apply_edits(set_models[i].body, &call);
+        CHECK_STR(out, set_models[i].want);
+        free(out);
+    }
+}
+
+/* The skip list has no hole (PROVIDER_N_TEXT_SKIP_KEYS counts it). */
+static void test_skip_keys(void)
+{
+    for (size_t i = 0; i < PROVIDER_N_TEXT_SKIP_KEYS; i++)
+        CHECK(provider_text_skip_keys[i] != NULL && provider_text_skip_keys[i][0] != '\0');
+}
+
 /* ---- output bounds: what a request reserves (issue 17) ---- */
 
 static const struct {
@@ -834,20 +907,18 @@ static void test_output_bound(void)
 {
     for (size_t i = 0; i < ARRAY_LEN(bounds); i++) {
         const struct provider *prov = provider_find(bounds[i].provider);
-        json_t *body = json_loads(bounds[i].body, 0, NULL);
+        const struct json_scan *body = scan_text(prov, bounds[i].body);
         struct provider_call call;
         provider_call_init(&call, bounds[i].endpoint,
                            provider_route_find(prov, "POST", bounds[i].endpoint));
-        bool modified = false;
         char err[256] = "";
-        int rc = prov->prepare(&call, body, &modified, err, sizeof(err));
+        int rc = prov->prepare(&call, body, err, sizeof(err));
         int64_t got = provider_output_bound(&call, bounds[i].model_max);
         if (rc != 0 || got != bounds[i].bound) {
             fprintf(stderr, "  bound %zu: rc %d (%s) got %lld want %lld\n", i, rc, err,
                     (long long)got, (long long)bounds[i].bound);
             CHECK(rc == 0 && got == bounds[i].bound);
         }
-        json_decref(body);
     }
 }
 
@@ -997,6 +1068,8 @@ static const struct check_test tests[] = {
     {"sequences", test_sequences},
     {"answers", test_answers},
     {"prepare", test_prepare},
+    {"set_model", test_set_model},
+    {"skip_keys", test_skip_keys},
     {"output_bound", test_output_bound},
     {"check_usage", test_check_usage},
     {"error_bodies", test_error_bodies},
