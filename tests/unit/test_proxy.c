@@ -49,7 +49,9 @@ static void test_identity(void)
     CHECK_INT(identity(&hr, NULL, out, err, sizeof(err)), 1); /* no such header configured */
 }
 
-/* A request of route up (api_key or not) through build_upstream_request. */
+/* A request of route up (api_key or not) through build_upstream_request;
+ * splice: the include_usage member inserted after the body's first '{' as
+ * an edit (as provider_openai.c's prepare adds it). */
 static char *upstream_text(const char *api_key, const char *prov, bool splice, const char *body,
                            const struct http_header *h, size_t nh)
 {
@@ -62,14 +64,29 @@ static char *upstream_text(const char *api_key, const char *prov, bool splice, c
                               .tls = true,
                               .base_path = "/base",
                               .api_key = (char *)api_key};
-    struct req r = {.cfg = &cfg};
+    static struct req r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = &cfg;
     r.route.up = &up;
     r.route.prov = provider_find(prov);
-    r.call.splice_usage = splice;
+    if (splice) {
+        static const char member[] = "\"stream_options\":{\"include_usage\":true},";
+        size_t open = strcspn(body, "{") + 1;
+        bool more = body[open + strspn(body + open, " ")] != '}';
+        CHECK_INT(provider_add_edit(&r.call, open, open, member, sizeof(member) - 1 - !more), 0);
+    }
     snprintf(r.endpoint, sizeof(r.endpoint), "/v1/chat/completions");
-    const struct http_request hr = {
-        .method = HTTP_POST, .method_name = "POST", .query = NULL, .headers = h, .n_headers = nh};
-    struct evbuffer *b = build_upstream_request(&r, &hr, body, strlen(body));
+    struct evbuffer *in = evbuffer_new();
+    evbuffer_add(in, body, strlen(body));
+    const struct http_request hr = {.method = HTTP_POST,
+                                    .method_name = "POST",
+                                    .query = NULL,
+                                    .headers = h,
+                                    .n_headers = nh,
+                                    .body = in};
+    struct evbuffer *b = build_upstream_request(&r, &hr);
+    CHECK_INT(evbuffer_get_length(in), 0); /* the body's buffers moved over */
+    evbuffer_free(in);
     if (!b)
         return NULL;
     size_t n = evbuffer_get_length(b);
