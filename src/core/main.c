@@ -30,6 +30,7 @@
 #include "report/report.h"
 #include "core/worker.h"
 #include "export/export.h"
+#include "export/export_cli.h"
 
 #define TOLLGATE_VERSION "0.1.0"
 #define MAX_WORKERS 64
@@ -41,6 +42,8 @@ static const char usage_text[] =
     "                       [--tenant ID] [--by model|feature|user|day]\n"
     "       tollgate health [URL | -c FILE]  GET /healthz on the admin listener, exit 0 on 200\n"
     "       tollgate -H URL               the same (a container HEALTHCHECK; no curl needed)\n"
+    "       tollgate export --period 2026-11|2026-11-22 [-c FILE]\n"
+    "                                     replay the period's records to [export] cloudevents_url\n"
     "       tollgate --version | --help\n";
 
 struct daemon {
@@ -338,6 +341,8 @@ int main(int argc, char **argv)
         return health_main(argc - 1, argv + 1);
     if (argc == 3 && strcmp(argv[1], "-H") == 0)
         return health_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "export") == 0)
+        return export_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "report") == 0) {
         clock_init(); /* the default period is the current month by tollgate's clock */
         return report_main(argc - 1, argv + 1);
