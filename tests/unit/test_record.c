@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -427,6 +428,51 @@ static void test_sink_rotate_keep(void)
     CHECK(system(cmd) == 0);
 }
 
+/* rotate = daily: a file last written on an earlier UTC day is rotated at
+ * the first record of today; one written today is appended to. */
+static void test_sink_rotate_daily(void)
+{
+    char dir[] = "/tmp/tollgate-daily-XXXXXX";
+    char path[256], p1[300], err[256] = "", cmd[300];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/usage.jsonl", dir);
+    snprintf(p1, sizeof(p1), "%s.1", path);
+    const struct record_rotation rot = {.daily = true, .keep = 3};
+    for (int yesterday = 1; yesterday >= 0; yesterday--) {
+        unlink(p1);
+        FILE *f = fopen(path, "w");
+        CHECK(f != NULL);
+        if (!f)
+            return;
+        fputs("{\"old\":true}\n", f);
+        fclose(f);
+        struct timeval tv[2];
+        gettimeofday(&tv[0], NULL);
+        tv[0].tv_sec -= yesterday ? 86400 : 0;
+        tv[1] = tv[0];
+        CHECK(utimes(path, tv) == 0);
+        struct record_sink *s = record_sink_open(path, &rot, err, sizeof(err));
+        CHECK(s != NULL);
+        if (!s)
+            return;
+        struct worker w = {s, 10, 0, 1};
+        run_worker(&w);
+        struct record_sink_stats st = wait_written(s, 10);
+        CHECK_INT(st.written, 10);
+        CHECK_INT(st.rotations, yesterday ? 1 : 0);
+        record_sink_close(s);
+        int missing, dup, bad, files;
+        count_ids(dir, 10, &missing, &dup, &bad, &files);
+        CHECK_INT(bad, 1);      /* the old line, once, in usage.jsonl.1 or usage.jsonl */
+        CHECK_INT(missing, 10); /* tag 2 wrote nothing; all of tag 1 is there */
+        CHECK_INT(dup, 0);
+        CHECK_INT(access(p1, F_OK) == 0, yesterday);
+        unlink(path);
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 static void test_sink_open_fails(void)
 {
     char err[256] = "";
@@ -446,6 +492,7 @@ static const struct check_test tests[] = {
     {"sink_two_threads", test_sink_two_threads},
     {"sink_rotate_under_load", test_sink_rotate_under_load},
     {"sink_rotate_keep", test_sink_rotate_keep},
+    {"sink_rotate_daily", test_sink_rotate_daily},
     {"sink_open_fails", test_sink_open_fails},
 };
 
