@@ -517,6 +517,34 @@ static void on_released(struct redisReply *reply, const char *err, void *arg)
     }
 }
 
+static void on_renewed(struct redisReply *reply, const char *err, void *arg)
+{
+    if (!reply)
+        log_debug("budget: lease renewal not done (%s)", err ? err : "?");
+}
+
+bool budget_renew(struct redis *r, const char *key_prefix, const char *tenant,
+                  const char *const *ids, size_t n, int ttl_s)
+{
+    char leases[KEY_MAX], lease[KEY_MAX], exp[24];
+    if (n == 0 || n > 1000 || lease_keys(key_prefix, tenant, ids[0], leases, lease) < 0)
+        return false;
+    snprintf(exp, sizeof(exp), "%" PRId64, wall_ms() + (int64_t)ttl_s * 1000);
+    const char **argv = malloc((3 + 2 * n) * sizeof(*argv));
+    if (!argv)
+        return false;
+    argv[0] = "ZADD";
+    argv[1] = leases;
+    argv[2] = "XX";
+    for (size_t i = 0; i < n; i++) {
+        argv[3 + 2 * i] = exp;
+        argv[4 + 2 * i] = ids[i];
+    }
+    struct redis_cmd *c = redis_command(r, on_renewed, NULL, (int)(3 + 2 * n), argv, NULL);
+    free(argv);
+    return c != NULL;
+}
+
 struct redis_cmd *budget_release(struct redis *r, const char *key_prefix, const char *tenant,
                                  const char *request_id, budget_cb cb, void *arg)
 {

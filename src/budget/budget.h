@@ -195,6 +195,14 @@ typedef void (*budget_admit_cb)(const struct admit_result *res, const char *err,
 struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
                                void *arg) MUST_CHECK;
 
+/* Extends the leases of requests still in flight (ids, n of them, all of
+ * tenant's) to expire ttl_s from now: one ZADD XX on the tenant's leases
+ * zset, so a lease already settled, released or swept is not brought back.
+ * Fire and forget: a lost renewal only lets the leases expire as before.
+ * Returns false when not queued. */
+bool budget_renew(struct redis *r, const char *key_prefix, const char *tenant,
+                  const char *const *ids, size_t n, int ttl_s);
+
 /* Gives back the reservation of a request that was admitted but never
  * forwarded (or whose settlement is abandoned), and its tokens to the tpm
  * bucket; no request or cost is counted. Exactly one callback (ok: the

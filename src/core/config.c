@@ -191,6 +191,9 @@ static const struct key keys[] = {
     {S_SERVER, "drain_on_abort", T_DUR, CF(drain_on_abort_ms), "60s", 0, 0, MS_MAX,
      .doc = "client gone mid-request: keep reading the metered answer this long to bill the "
             "provider's usage; 0: cut at once (billed on the estimate)"},
+    {S_SERVER, "max_request_time", T_DUR, CF(max_request_time_ms), "30m", 0, 1, MS_MAX,
+     .doc = "a request still running after this (a long or trickling stream) is cut and "
+            "settled on its estimate"},
     {S_SERVER, "upstream_pool_size", T_INT, CF(pool_size), "128", 0, 0, 10000,
      .doc = "idle keep-alive connections per upstream per worker"},
 

@@ -123,6 +123,7 @@ struct config {
     int first_byte_timeout_ms; /* request sent -> response headers */
     int idle_timeout_ms;       /* gap between two body reads */
     int drain_on_abort_ms;     /* client gone: read the metered answer this long for its usage */
+    int max_request_time_ms;   /* a request (a stream) is cut and settled after this */
     int pool_size;             /* idle keep-alive connections per upstream per worker */
 
     /* [redis] */

@@ -147,6 +147,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         w->busy_since_trim = true;
     }
     journal_tick(w->journal, w->redis);
+    proxy_tick(w);
     ledger_tick(w->ledger);
     if (w->n_retired)
         free_retired(w);

@@ -56,6 +56,23 @@
 #define MAX_SSE_EVENT (1 << 20)
 #define MAX_RESP_HEADERS 64
 #define LEASE_TTL_S 600 /* a reservation outlives a dead tollgate this long */
+#define RENEW_BATCH 64  /* lease ids per renewal command */
+
+/* The lease TTL; tests shorten it with TOLLGATE_TEST_LEASE_TTL_S to see a
+ * renewal happen (1..600). */
+static int lease_ttl_s(void)
+{
+    static _Atomic int ttl;
+    int v = atomic_load_explicit(&ttl, memory_order_relaxed);
+    if (v == 0) {
+        const char *e = getenv("TOLLGATE_TEST_LEASE_TTL_S");
+        v = e ? atoi(e) : 0;
+        if (v <= 0 || v > LEASE_TTL_S)
+            v = LEASE_TTL_S;
+        atomic_store_explicit(&ttl, v, memory_order_relaxed);
+    }
+    return v;
+}
 
 /* Where a request is; changed only by set_state, and only forward. */
 enum req_state {
@@ -95,6 +112,8 @@ struct req {
     bool draining;             /* the client left: the answer is read for its usage only */
     bool cut_on_abort;         /* the client left and the call was cut: billed on the estimate */
     bool unreadable;           /* the answer came encoded: billed on the estimate */
+    bool leased;               /* a Redis lease holds its estimate: renewed while alive */
+    unsigned renew_round;      /* the last lease renewal round that covered it */
     struct event *drain_timer; /* drain_on_abort deadline while draining */
     money_t remaining;         /* budget left this month before the request; -1: unknown */
     money_t spent_before;      /* month's spend at admission; -1: not admitted through Redis */
@@ -586,7 +605,7 @@ static void admit(struct req *r)
         .rpm = p->rpm,
         .tpm = p->tpm,
         .est_tokens = provider_sat_add(r->call.est_input_tokens, out_tokens),
-        .lease_ttl_s = LEASE_TTL_S,
+        .lease_ttl_s = lease_ttl_s(),
     };
     r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
     if (!r->admit_cmd)
@@ -753,6 +772,8 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     r->spent_before = res->spent_month;
     r->remaining = budget_left(&r->plan_eff, res);
     keep_ratelimits(r, res);
+    /* admitted or downgraded: a lease holds the estimate until settled */
+    r->leased = res->decision == BUDGET_ADMIT || res->decision == BUDGET_DOWNGRADE;
     switch (res->decision) {
     case BUDGET_ADMIT:
         decided(r, "admit");
@@ -968,7 +989,6 @@ static void upstream_failed(struct req *r, enum upstream_result res, const char 
         answer_error(r, status, code, msg, OUTCOME_UPSTREAM_ERROR, NULL, 0);
         return;
     }
-    r->outcome = OUTCOME_UPSTREAM_ERROR;
     if (r->client) {
         /* headers already went out: the client must see the cut */
         r->stream_cut = true;
@@ -1083,6 +1103,62 @@ static void on_gone(void *ctx)
             r->status = 499; /* nginx's "client closed request" */
     }
     finish(r);
+}
+
+/* Renews the leases of this worker's requests in flight, one command per
+ * tenant: a request that outlives the lease TTL (long reasoning, a
+ * trickling stream) keeps its reservation. */
+static void renew_leases(struct worker *w)
+{
+    unsigned round = ++w->renew_round;
+    for (struct req *r = w->reqs; r; r = r->next) {
+        if (!r->leased || r->renew_round == round || r->state == REQ_FINISHED)
+            continue;
+        const char *ids[RENEW_BATCH];
+        size_t n = 0;
+        for (struct req *o = r; o && n < RENEW_BATCH; o = o->next) {
+            if (o->leased && o->renew_round != round && o->state != REQ_FINISHED &&
+                strcmp(o->tenant, r->tenant) == 0 &&
+                strcmp(o->cfg->key_prefix, r->cfg->key_prefix) == 0) {
+                o->renew_round = round;
+                ids[n++] = o->id;
+            }
+        }
+        if (!budget_renew(w->redis, r->cfg->key_prefix, r->tenant, ids, n, lease_ttl_s()))
+            log_debug("lease renewal for %s not queued", r->tenant);
+    }
+}
+
+/* A request past [server] max_request_time is cut like a stalled upstream
+ * and settled on its estimate's upper bound (the provider may go on). */
+static void cut_overtime(struct req *r)
+{
+    req_log(LOG_WARN, r->id, "longer than max_request_time: cut");
+    if (r->draining) {
+        cut_draining(r);
+        return;
+    }
+    upstream_cancel(r->up);
+    r->up = NULL;
+    r->cut_on_abort = true;
+    upstream_failed(r, UPSTREAM_IDLE_TIMEOUT, "max_request_time"); /* finishes r */
+}
+
+void proxy_tick(struct worker *w)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    if (now_ms - w->lease_renewed_ms >= (int64_t)lease_ttl_s() * 1000 / 3) {
+        w->lease_renewed_ms = now_ms;
+        renew_leases(w);
+    }
+    for (struct req *r = w->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->up && (r->state == REQ_WAITING || r->state == REQ_STREAMING) &&
+            ms_since(&r->t0) > (double)r->cfg->max_request_time_ms)
+            cut_overtime(r);
+    }
 }
 
 /* Counts the request in Redis, or journals it when Redis is away (ledger.h). */

@@ -15,6 +15,10 @@ void proxy_handle(struct client *c, struct http_request *req, void *arg);
 void proxy_error_body(const char *path, int status, const char *code, const char *message,
                       struct evbuffer *out, void *arg);
 
+/* From the worker's tick: renews the leases of requests in flight (every
+ * third of the lease TTL) and cuts requests past max_request_time. */
+void proxy_tick(struct worker *w);
+
 /* Shutdown deadline: cuts the requests still reading an answer for a
  * client that left (drain_on_abort), settling them on their estimate. */
 void proxy_cut_draining(struct worker *w);

@@ -182,6 +182,56 @@ describe('cap', () => {
     assert.equal((await h.newRequests(env.mock, since2)).length, 0, 'nothing forwarded');
   });
 
+  // ---- leases that last, requests that end ---------------------------------------------------
+
+  test('a stream outliving the lease TTL keeps its reservation: leases are renewed while the request is alive', { timeout: h.ms(60000) }, async () => {
+    const tg = await h.startTollgate({ redis: env.redis, mock: env.mock, overrides: { ...PLANS }, env: { TOLLGATE_TEST_LEASE_TTL_S: '2' } });
+    try {
+      const tenant = h.uniq('lease');
+      const leases = `${PREFIX}{${tenant}}:leases`;
+      const body = { model: 'gpt-4o', max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'mock:tokens=10,20 mock:chunks=40 mock:slow=200' }] };
+      const res = await fetch(`${tg.base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-test', ...headers(tenant, 'big') } });
+      assert.equal(res.status, 200);
+      const id = res.headers.get('x-tollgate-request-id');
+      const done = res.text();
+      const held = (await monthHash(env.redis, tenant)).reserved;
+      assert.ok(held > 0, 'the stream holds a reservation');
+      const [score0] = await env.redis.cmd('ZSCORE', leases, id);
+      await h.sleep(3500); // past the 2 s TTL
+      const [score1] = await env.redis.cmd('ZSCORE', leases, id);
+      assert.ok(Number(score1) > Number(score0) + 1000, `the lease was renewed: expiry ${score0} -> ${score1}`);
+      // another admission sweeps expired leases: the stream's must not be one of them
+      const b = await h.post(tg, '/v1/chat/completions', { model: 'gpt-4o', max_tokens: 10, messages: [{ role: 'user', content: 'mock:tokens=5,5' }] }, headers(tenant, 'big'));
+      assert.equal(b.status, 200);
+      await h.waitFor(async () => (await monthHash(env.redis, tenant)).requests === 1, { what: 'the short request settled' });
+      assert.equal((await monthHash(env.redis, tenant)).reserved, held, 'the stream still holds its reservation after the TTL');
+      await done;
+      await h.waitFor(async () => { const m = await monthHash(env.redis, tenant); return m.requests === 2 && m.reserved === 0; }, { what: 'both settled, nothing reserved' });
+      await tg.stopAndCheck();
+    } finally {
+      await tg.stop();
+    }
+  });
+
+  test('max_request_time cuts a stream that runs too long and settles it on its estimate (max_tokens), flagged', { timeout: h.ms(60000) }, async () => {
+    await env.withTollgate({ ...PLANS, server: { max_request_time: '1s' } }, async (tg) => {
+      const tenant = h.uniq('maxtime');
+      const body = { model: 'gpt-4o', max_tokens: 300, stream: true, messages: [{ role: 'user', content: 'mock:tokens=10,20 mock:chunks=20 mock:slow=200' }] };
+      const t0 = Date.now();
+      const res = await fetch(`${tg.base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-test', ...headers(tenant, 'big') } });
+      const id = res.headers.get('x-tollgate-request-id');
+      await res.text().then(() => null, () => null); // cut: the body ends early or errors
+      const took = Date.now() - t0;
+      assert.ok(took < h.ms(3000), `cut near 1 s, not after the 4 s stream (${took} ms)`);
+      const rec = await tg.record(id).catch((e) => { throw new Error(`${e.message}; took ${took}; records ${JSON.stringify(tg.readRecords())}; stderr ${tg.proc.tail(80)}`); });
+      assert.equal(rec.outcome, 'upstream_error');
+      assert.equal(rec.estimated, true);
+      assert.equal(rec.output_tokens, 300, JSON.stringify(rec));
+    });
+  });
+
   // ---- background Responses ------------------------------------------------------------------
 
   test('background Responses are refused with a clear 400 (their usage would arrive past the budget check), nothing forwarded', async () => {
