@@ -1180,6 +1180,15 @@ void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg)
     }
 }
 
+/* Bytes of a non-text value in its struct. */
+static size_t value_size(const struct key *k)
+{
+    return k->type == T_SIZE    ? sizeof(size_t)
+           : k->type == T_I64   ? sizeof(int64_t)
+           : k->type == T_MONEY ? sizeof(money_t)
+                                : sizeof(int);
+}
+
 static bool same(const struct config *a, const struct config *b, const struct key *k)
 {
     const char *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
@@ -1187,10 +1196,7 @@ static bool same(const struct config *a, const struct config *b, const struct ke
         const char *sa = *(char *const *)(const void *)fa, *sb = *(char *const *)(const void *)fb;
         return (!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0);
     }
-    size_t size = k->type == T_SIZE    ? sizeof(size_t)
-                  : k->type == T_I64   ? sizeof(int64_t)
-                  : k->type == T_MONEY ? sizeof(money_t)
-                                       : sizeof(int);
+    size_t size = value_size(k);
     return memcmp(fa, fb, size) == 0;
 }
 
@@ -1209,10 +1215,7 @@ static int keep_old(const struct config *old, struct config *nw, const struct ke
         *dst = copy;
         return 0;
     }
-    size_t size = k->type == T_SIZE    ? sizeof(size_t)
-                  : k->type == T_I64   ? sizeof(int64_t)
-                  : k->type == T_MONEY ? sizeof(money_t)
-                                       : sizeof(int);
+    size_t size = value_size(k);
     memcpy(fn, fo, size);
     return 0;
 }

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-static int hexval(char c)
+int percent_hex(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -20,8 +20,8 @@ int percent_decode(const char *s, size_t n, bool plus_is_space, char *out, size_
     for (size_t i = 0; i < n; i++) {
         int ch = (unsigned char)s[i];
         if (ch == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? percent_hex(s[i + 1]) : -1;
+            int lo = i + 2 < n ? percent_hex(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return -1;
             ch = hi * 16 + lo;

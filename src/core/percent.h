@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include "core/util.h"
 
+/* The value of one hex digit, or -1. */
+int percent_hex(char c);
+
 /* Decodes s[0..n) into out (cap bytes, NUL-terminated); plus_is_space: a
  * '+' is a space (form-encoded queries). Returns the decoded length, or -1
  * on a '%' not followed by two hex digits, an encoded NUL (%00), or when

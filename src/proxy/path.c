@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/percent.h"
+
 /* The literal words of the providers' paths whose spelling decides the
  * route or whether a call is metered. An upstream that matches them
  * without regard to case must not see a spelling the router missed. */
@@ -33,17 +35,6 @@ static const char *const fixed_words[] = {
     "batchEmbedContents",
     "batchGenerateContent",
 };
-
-static int hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static bool unreserved(unsigned char c)
 {
@@ -98,7 +89,7 @@ enum path_result path_canonical(const char *raw, char *out, size_t outlen, const
     for (const char *p = raw; *p; p++) {
         unsigned char c = (unsigned char)*p;
         if (c == '%') {
-            int hi = hex(p[1]), lo = hi < 0 ? -1 : hex(p[2]);
+            int hi = percent_hex(p[1]), lo = hi < 0 ? -1 : percent_hex(p[2]);
             if (hi < 0 || lo < 0)
                 return bad(why, "the path has a '%' that is not followed by two hex digits");
             c = (unsigned char)(hi * 16 + lo);
