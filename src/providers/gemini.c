@@ -46,6 +46,7 @@ enum endpoint {
     EP_OTHER,    /* forwarded, not priced */
     EP_GENERATE, /* models/{model}:generateContent */
     EP_STREAM,   /* models/{model}:streamGenerateContent */
+    EP_OPENAI,   /* openai/chat/completions: OpenAI's wire format, Gemini's models */
 };
 
 #define NOT_YET "it costs money and tollgate does not meter it yet"
@@ -78,6 +79,9 @@ static const struct provider_route routes[] = {
     {NULL, "/*/models/*:predict", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/*/models/*:predictLongRunning", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/*/cachedContents/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    /* the OpenAI-compatible endpoint: full chat, metered as chat */
+    {"POST", "/*/openai/chat/completions", ROUTE_METERED, EP_OPENAI, MODEL_BODY, NULL},
+    {"GET", "/*/openai/models/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
     {NULL, "/*/openai/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
 };
 
@@ -92,6 +96,22 @@ static const struct json_scan_field fields[] = {
     {"generationConfig.thinkingConfig.thinkingBudget", false},
     {"contents", true},
     {"systemInstruction", true},
+    /* the OpenAI-compatible endpoint's request, read by provider_openai's
+     * prepare, which asks for all of its own fields */
+    {"model", false},
+    {"stream", false},
+    {"stream_options", false},
+    {"stream_options.include_usage", false},
+    {"max_completion_tokens", false},
+    {"max_tokens", false},
+    {"max_output_tokens", false},
+    {"n", false},
+    {"best_of", false},
+    {"background", false},
+    {"messages", true},
+    {"input", true},
+    {"prompt", true},
+    {"instructions", true},
 };
 
 static const struct json_scan_spec body_fields = {
@@ -101,9 +121,27 @@ static const struct json_scan_spec body_fields = {
     .n_skip_keys = PROVIDER_N_TEXT_SKIP_KEYS,
 };
 
+/* The OpenAI-compatible endpoint is read by the OpenAI provider, as its
+ * chat row (its kind, not ours, while it reads). */
+static struct provider_call as_openai(const struct provider_call *call)
+{
+    struct provider_call c = *call;
+    const struct provider_route *row =
+        provider_route_find(&provider_openai, "POST", "/v1/chat/completions");
+    c.kind = row ? row->kind : 0;
+    return c;
+}
+
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
+    if (call->kind == EP_OPENAI) {
+        struct provider_call c = as_openai(call);
+        int rc = provider_openai.prepare(&c, body, err, errlen);
+        c.kind = call->kind;
+        *call = c;
+        return rc;
+    }
     call->stream = false;
     call->strip_usage = false;
     call->model[0] = '\0';
@@ -198,6 +236,11 @@ static void response(struct meter *m, const json_t *j)
 static void on_event(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
                      bool *drop)
 {
+    if (call->kind == EP_OPENAI) {
+        struct provider_call c = as_openai(call);
+        provider_openai.on_event(m, &c, ev, drop);
+        return;
+    }
     json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
     response(m, j);
     json_decref(j);
@@ -207,6 +250,11 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
  * JSON array of chunks. */
 static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
 {
+    if (call->kind == EP_OPENAI) {
+        struct provider_call c = as_openai(call);
+        provider_openai.on_json(m, &c, body, len);
+        return;
+    }
     json_t *j = json_loadb(body, len, 0, NULL);
     if (json_is_array(j)) {
         size_t i;
@@ -250,12 +298,15 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
                         "\"status\":\"INTERNAL\"}}");
 }
 
-/* Gemini names the model in the path: rewrite models/{model}:{verb} there. */
+/* Gemini names the model in the path: rewrite models/{model}:{verb} there;
+ * the OpenAI-compatible endpoint names it in the body. */
 static int set_model(struct provider_call *call, const struct json_scan *body, char *path,
                      size_t pathlen, const char *model)
 {
     const char *old, *verb;
     size_t old_len;
+    if (call->kind == EP_OPENAI)
+        return provider_set_body_model(call, body, path, pathlen, model);
     if (!split_path(path, &old, &old_len, &verb) || !model_ok(model, strlen(model), 128))
         return -1;
     char out[512];
@@ -278,6 +329,14 @@ static const struct json_scan_field answer_fields[] = {
     {"usageMetadata.candidatesTokenCount", false},
     {"usageMetadata.thoughtsTokenCount", false},
     {"candidates", true},
+    /* the OpenAI-compatible endpoint's chat answer (read by provider_openai) */
+    {"model", false},
+    {"usage", false},
+    {"usage.prompt_tokens", false},
+    {"usage.completion_tokens", false},
+    {"usage.prompt_tokens_details.cached_tokens", false},
+    {"usage.completion_tokens_details.reasoning_tokens", false},
+    {"choices", true},
 };
 
 const struct provider provider_gemini = {

@@ -41,6 +41,7 @@ describe('routes: metered, free and unknown paths', () => {
       ['/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 10, messages: msgs }, 'anthropic'],
       ['/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ role: 'user', parts: [{ text: `${nonce} g` }] }] }, 'gemini'],
       ['/v1beta/models/gemini-2.5-flash:streamGenerateContent', { contents: [{ role: 'user', parts: [{ text: `${nonce} s` }] }] }, 'gemini'],
+      ['/v1beta/openai/chat/completions', { model: 'gemini-2.5-flash', messages: msgs }, 'gemini'],
     ];
     for (const [path, body, dialect] of cases) {
       const r = await h.post(env.tg, path, body, { ...headers(tenant), 'anthropic-version': '2023-06-01' });
@@ -213,6 +214,31 @@ describe('routes: metered, free and unknown paths', () => {
       const warns = tg.stderr.split('\n').filter((l) => l.includes(ft) && /no price/.test(l));
       assert.equal(warns.length, 1, `warned once: ${warns.join(' | ')}`);
     });
+  });
+
+  test('Gemini\'s OpenAI-compatible /v1beta/openai/chat/completions is metered as chat: plain and streamed, charged exactly at the Gemini price', async () => {
+    const tenant = h.uniq('gcompat');
+    const { OpenAI } = require('openai');
+    const o = new OpenAI({ baseURL: `${env.tg.base}/v1beta/openai`, apiKey: 'g-test-key', maxRetries: 0,
+      timeout: h.ms(20000), defaultHeaders: { 'X-Tenant-Id': tenant } });
+    const a = await o.chat.completions.create({ model: 'gemini-2.5-flash', messages: [{ role: 'user', content: 'mock:tokens=1000,200 mock:cached=100' }] }).withResponse();
+    assert.equal(a.data.choices[0].message.content, 'tok0 tok1 tok2 ');
+    const s = await o.chat.completions.create({ model: 'gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: 'mock:tokens=300,30' }] }).withResponse();
+    let chunks = 0;
+    for await (const ch of s.data) { chunks++; assert.ok(!ch.usage, 'no usage chunk the client did not ask for'); }
+    assert.ok(chunks > 0);
+    const r1 = await env.tg.record(a.response.headers.get('x-tollgate-request-id'));
+    const r2 = await env.tg.record(s.response.headers.get('x-tollgate-request-id'));
+    for (const [rec, t] of [[r1, { input: 1000, cached: 100, output: 200 }], [r2, { input: 300, output: 30 }]]) {
+      assert.equal(rec.provider, 'gemini');
+      assert.equal(rec.endpoint, '/v1beta/openai/chat/completions');
+      assert.equal(rec.priced, true);
+      assert.equal(rec.estimated, false);
+      h.assertTokens(rec, t);
+      assert.equal(h.recordNano(rec), h.expectedNano('gemini-2.5-flash', t));
+    }
+    const up = env.mock.requests().filter((q) => q.path === '/v1beta/openai/chat/completions' && q.json && q.json.stream);
+    assert.ok(up.length >= 1 && up[up.length - 1].json.stream_options.include_usage === true, 'usage asked upstream');
   });
 
   h.cleanRunTest(env);

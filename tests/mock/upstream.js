@@ -4,7 +4,8 @@
 // Speaks the wire formats of shared/reference/provider-wire-formats.md:
 //   OpenAI   POST /v1/chat/completions (JSON, SSE with/without stream_options.include_usage),
 //            POST /v1/responses (JSON, SSE), /v1/embeddings, /v1/completions (JSON, SSE),
-//            GET /v1/models, POST /v1/moderations
+//            GET /v1/models, POST /v1/moderations; Gemini's OpenAI-compatible
+//            POST /v1beta/openai/chat/completions (OpenAI's chat format)
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
 //   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
 //            (also /v1/models/{m}:...)
@@ -368,6 +369,7 @@ function route(method, path, json) {
     case '/v1/messages': return ['anthropic', 'messages'];
     case '/v1/messages/count_tokens': return ['anthropic', 'countTokens'];
     case '/v1/moderations': return ['openai', 'moderations'];
+    case '/v1beta/openai/chat/completions': return ['openai', 'chat'];
     default: break;
   }
   const g = /^\/(?:v1beta|v1)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(path);

@@ -42,6 +42,7 @@ static const struct {
      NULL, M},
     {"POST", "/v1/models/gemini-2.5-flash:generateContent", ROUTE_OK, "gemini", "gemini", NULL, M},
     {"POST", "/v1beta/tunedModels/my-tune:generateContent", ROUTE_OK, "gemini", "gemini", NULL, M},
+    {"POST", "/v1beta/openai/chat/completions", ROUTE_OK, "gemini", "gemini", NULL, M},
     {"POST", "/groq/v1/chat/completions", ROUTE_OK, "groq", "openai", "/v1/chat/completions", M},
     {"POST", "/claude2/v1/messages", ROUTE_OK, "claude2", "anthropic", "/v1/messages", M},
     /* free */
@@ -84,7 +85,7 @@ static const struct {
      NULL, U},
     {"POST", "/v1beta/models/imagen-4:predict", ROUTE_OK, "gemini", "gemini", NULL, U},
     {"POST", "/v1beta/cachedContents", ROUTE_OK, "gemini", "gemini", NULL, U},
-    {"POST", "/v1beta/openai/chat/completions", ROUTE_OK, "gemini", "gemini", NULL, U},
+    {"POST", "/v1beta/openai/embeddings", ROUTE_OK, "gemini", "gemini", NULL, U},
     {"POST", "/v1/whatever", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/groq/openai/v1/chat/completions", ROUTE_OK, "groq", "openai",
      "/openai/v1/chat/completions", U},
