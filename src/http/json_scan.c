@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum state {
     ST_TOP,       /* before the top-level value: '{' or '[' */
@@ -479,6 +482,24 @@ static const unsigned char *scan_string(struct json_scan *s, const unsigned char
 {
     const unsigned char *run = p;
     for (;;) {
+#ifdef __SSE2__
+        /* 16 bytes a step while none is '"', '\\', a control or non-ASCII
+         * (signed: 0x80-0xff are below 0x20 too) */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+        const __m128i space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i stop =
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                             _mm_cmplt_epi8(v, space));
+            int m = _mm_movemask_epi8(stop);
+            if (m) {
+                p += __builtin_ctz((unsigned)m);
+                break;
+            }
+            p += 16;
+        }
+#endif
         while (p < end && plain[*p])
             p++;
         if (p == end)
