@@ -15,7 +15,7 @@
 #   is admitted in Redis as well as settled; 0: no caps, settlement only), BENCH_STRICT (1: exit 1
 #   on a MISS), BENCH_KEEP (1: keep the temp dir), BENCH_TIMEOUT (900 s).
 # BENCH_CALLGRIND=1: instead of the table, tollgate alone runs under valgrind's callgrind and the
-#   run prints its instructions per request for each body (4 conns) and the top 10 functions:
+#   run prints its instructions per request for each body (4 conns) and keeps each profile:
 #   a repeatable measure on a shared or noisy machine, where CPU time is not.
 set -eu
 set -o pipefail
@@ -192,6 +192,7 @@ fi
 cp "$bin" "$tmp/tollgate"
 if [ "$CG" = 1 ]; then
     valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" --vgdb=yes \
+        --compress-strings=no --compress-pos=no \
         "$tmp/tollgate" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
 else
     taskset -c 0 "$tmp/tollgate" -c "$tmp/tollgate.conf" >"$tmp/tollgate.log" 2>"$tmp/tollgate.err" &
@@ -222,10 +223,8 @@ if [ "$CG" = 1 ]; then
         [ "${reqs:-0}" -gt 0 ] || die "no requests completed: $out"
         echo
         echo "$b: $reqs requests ($errs non-2xx), $(( ir / reqs )) instructions per request (all threads)"
-        echo "  top 10 functions (self, all threads):"
-        callgrind_annotate --inclusive=no "$tmp"/callgrind.out.* 2>/dev/null |
-            grep -E '^ *[0-9,]+ +\([ 0-9.]+%\)' | grep -v 'PROGRAM TOTALS' | head -10 | sed 's/^/    /'
         mv "$dump" "$tmp/cg-$b.out"
+        echo "  profile: $tmp/cg-$b.out (kept with BENCH_KEEP=1; kcachegrind reads it)"
     done
     exit 0
 fi
