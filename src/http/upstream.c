@@ -386,23 +386,18 @@ static int write_request(struct upstream_req *r)
         r->request = NULL;
         return rc;
     }
-    struct evbuffer_ptr pos;
-    evbuffer_ptr_set(r->request, &pos, 0, EVBUFFER_PTR_SET);
-    struct evbuffer_iovec v[8];
-    for (;;) {
-        int n = evbuffer_peek(r->request, -1, &pos, v, ARRAY_LEN(v));
-        int got = n < (int)ARRAY_LEN(v) ? n : (int)ARRAY_LEN(v);
-        size_t moved = 0;
-        for (int i = 0; i < got; i++) {
-            if (evbuffer_add(out, v[i].iov_base, v[i].iov_len) < 0)
-                return -1;
-            moved += v[i].iov_len;
-        }
-        if (n <= (int)ARRAY_LEN(v))
-            return 0;
-        if (evbuffer_ptr_set(r->request, &pos, moved, EVBUFFER_PTR_ADD) < 0)
-            return -1;
-    }
+    /* one peek of every chunk: the body arrives as many small chains */
+    int n = evbuffer_peek(r->request, -1, NULL, NULL, 0);
+    if (n <= 0)
+        return n < 0 ? -1 : 0;
+    struct evbuffer_iovec *v = malloc((size_t)n * sizeof(*v));
+    if (!v)
+        return -1;
+    int got = evbuffer_peek(r->request, -1, NULL, v, n), rc = 0;
+    for (int i = 0; i < got && i < n && rc == 0; i++)
+        rc = evbuffer_add(out, v[i].iov_base, v[i].iov_len);
+    free(v);
+    return rc;
 }
 
 /* Starts sending on r->c (connected: fresh after the handshake, or pooled). */
