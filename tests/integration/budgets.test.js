@@ -741,23 +741,25 @@ describe('budgets', () => {
     assert.equal(small, 'ok', `a small request fits under the tpm: ${small && small.message}`);
   });
 
-  test('rpm = 60, a burst of 61 through the SDK with its default retries: the 61st waits about a second and succeeds', async () => {
+  test('rpm = 60, a burst past the limit: the refused get retry-after-ms of at most a second, and the SDK with its default retries gets through', async () => {
     const tenant = h.uniq('rpm60');
-    const c = sdkOpenAI(env.tg, tenant, 'rpm60', { maxRetries: 0 });
-    await Promise.all(Array.from({ length: 60 }, (_, i) =>
-      c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: chatMsgs(`mock:tokens=2,2 #${i}`) })));
     const cap = capturingFetch();
-    const retrying = sdkOpenAI(env.tg, tenant, 'rpm60', { fetch: cap.fetch }); // default maxRetries
+    const c = sdkOpenAI(env.tg, tenant, 'rpm60', { maxRetries: 0, fetch: cap.fetch });
+    // 70 at once against a burst of 60: however slow the machine, some are refused
+    const got = await Promise.all(Array.from({ length: 70 }, (_, i) =>
+      c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: chatMsgs(`mock:tokens=2,2 #${i}`) })
+        .then(() => 200, (e) => e.status)));
+    const refused = cap.calls.filter((x) => x.status === 429);
+    assert.ok(refused.length >= 1 && got.filter((x) => x === 200).length >= 60, `statuses: ${got.join(',')}`);
+    for (const x of refused) {
+      const ms = Number(x.headers.get('retry-after-ms'));
+      assert.ok(ms >= 1 && ms <= 1000, `one slot is a second at rpm = 60, not the rest of the minute: ${ms} ms`);
+    }
+    const retrying = sdkOpenAI(env.tg, tenant, 'rpm60'); // default maxRetries
     const t0 = Date.now();
-    const r = await retrying.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: chatMsgs('mock:tokens=2,2 #61') });
-    const waited = Date.now() - t0;
-    assert.ok(r.choices, 'the 61st succeeded after the SDK retried');
-    assert.equal(cap.calls[0].status, 429, 'first refused');
-    assert.ok(Number(cap.calls[0].headers.get('retry-after-ms')) <= 1000, `the wait is one slot: ${cap.calls[0].headers.get('retry-after-ms')} ms`);
-    assert.equal(cap.calls[cap.calls.length - 1].status, 200);
-    assert.ok(waited < h.ms(5000), `the SDK waited ${waited} ms, about a second, not the rest of the minute`);
-    const recs = await env.tg.records({ tenant }, 61 + cap.calls.length - 1);
-    assert.equal(recs.filter((x) => x.outcome === 'ok').length, 61);
+    const r = await retrying.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: chatMsgs('mock:tokens=2,2 #last') });
+    assert.ok(r.choices, 'the SDK got through');
+    assert.ok(Date.now() - t0 < h.ms(5000), 'within seconds, not the rest of the minute');
   });
 
   h.cleanRunTest(env);
