@@ -79,6 +79,13 @@ static time_t day_time(const struct report_period *p, int day)
     return timegm(&tm);
 }
 
+/* qsort of n items; an empty list may be NULL, which qsort must not get. */
+static void sort_n(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
+
 /* ---- redis --------------------------------------------------------------- */
 
 static void set_err(char *err, size_t n, const char *what, const redisContext *c)
@@ -292,7 +299,7 @@ static void names_free(struct names *s)
 static void names_unique(struct names *s)
 {
     size_t w = 0;
-    qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+    sort_n(s->v, s->n, sizeof(*s->v), cmp_str);
     for (size_t i = 0; i < s->n; i++) {
         if (w > 0 && strcmp(s->v[w - 1], s->v[i]) == 0)
             free(s->v[i]);
@@ -506,7 +513,7 @@ struct report *report_build(redisContext *c, const struct config *cfg,
         if (!(row->plan = strdup(plan ? plan : "")))
             goto oom;
     }
-    qsort(r->rows, r->n, sizeof(*r->rows), cmp_row);
+    sort_n(r->rows, r->n, sizeof(*r->rows), cmp_row);
     batch_free(&b);
     names_free(&t);
     return r;
@@ -589,7 +596,7 @@ static int merge_hashes(struct report_breakdown *out, const struct batch *b)
                                     f->len - (size_t)(bar - f->str) - 1, to_i64(r->element[j + 1])};
         }
     }
-    qsort(e, k, sizeof(*e), cmp_entry);
+    sort_n(e, k, sizeof(*e), cmp_entry);
     size_t items = 0;
     for (size_t i = 0; i < k; i++)
         items += i == 0 || cmp_entry(&e[i - 1], &e[i]) != 0;
@@ -608,7 +615,7 @@ static int merge_hashes(struct report_breakdown *out, const struct batch *b)
         count_field(&out->items[out->n - 1].n, e[i].field, e[i].flen, e[i].v);
     }
     free(e);
-    qsort(out->items, out->n, sizeof(*out->items), cmp_item_cost);
+    sort_n(out->items, out->n, sizeof(*out->items), cmp_item_cost);
     return 0;
 }
 
