@@ -20,7 +20,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "export/cloudevent.h"
-#include "export/http_post.h"
+#include "http/http_client.h"
 #include "export/spool.h"
 
 #define PEEK_MAX (1u << 20) /* spool bytes read per POST at most */
@@ -136,9 +136,9 @@ static void deliver(struct ce_sink *s)
         goto done;
     }
     size_t len = evbuffer_get_length(body);
-    int status = http_post(&s->target, CLOUDEVENT_BATCH_TYPE, s->token,
-                           (const char *)evbuffer_pullup(body, -1), len, CE_POST_TIMEOUT_MS, err,
-                           sizeof(err));
+    int status = http_request(&s->target, "POST", CLOUDEVENT_BATCH_TYPE, s->token,
+                              (const char *)evbuffer_pullup(body, -1), len, CE_POST_TIMEOUT_MS, err,
+                              sizeof(err));
     if (status >= 200 && status < 300) {
         ack(s, used);
         pthread_mutex_lock(&s->mu);

@@ -20,7 +20,7 @@
 #include "core/config.h"
 #include "export/ce_sink.h"
 #include "export/cloudevent.h"
-#include "export/http_post.h"
+#include "http/http_client.h"
 
 #define ATTEMPTS 6
 
@@ -79,9 +79,9 @@ static int post_batch(struct replay *r)
         int status = 0, delay_ms = 500;
         char err[256] = "";
         for (int a = 0; events > 0 && a < ATTEMPTS; a++) {
-            status = http_post(&r->t, CLOUDEVENT_BATCH_TYPE, r->token,
-                               (const char *)evbuffer_pullup(body, -1), evbuffer_get_length(body),
-                               CE_POST_TIMEOUT_MS, err, sizeof(err));
+            status = http_request(&r->t, "POST", CLOUDEVENT_BATCH_TYPE, r->token,
+                                  (const char *)evbuffer_pullup(body, -1),
+                                  evbuffer_get_length(body), CE_POST_TIMEOUT_MS, err, sizeof(err));
             if (status >= 200 && status < 300)
                 break;
             if (status >= 400 && status < 500 && status != 408 && status != 429)

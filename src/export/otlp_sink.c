@@ -17,7 +17,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
-#include "export/http_post.h"
+#include "http/http_client.h"
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
@@ -118,9 +118,9 @@ static void *run(void *arg)
             pthread_mutex_unlock(&s->mu);
         }
         size_t len = evbuffer_get_length(body);
-        int status =
-            http_post(&s->target, "application/json", NULL, (const char *)evbuffer_pullup(body, -1),
-                      len, OTLP_POST_TIMEOUT_MS, err, sizeof(err));
+        int status = http_request(&s->target, "POST", "application/json", NULL,
+                                  (const char *)evbuffer_pullup(body, -1), len,
+                                  OTLP_POST_TIMEOUT_MS, err, sizeof(err));
         bool ok = status >= 200 && status < 300;
         bool refused = status == 400 || status == 413; /* retrying would not help */
         if (ok || refused) {

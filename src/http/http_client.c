@@ -1,11 +1,11 @@
-/* http_post.c: blocking HTTP/1.1 POST with one deadline (http_post.h). The
+/* http_client.c: blocking HTTP/1.1 with one deadline (http_client.h). The
  * socket is non-blocking and every wait is a poll() bounded by what is left
  * of the deadline, TLS handshake included, so a sink that accepts and then
  * says nothing costs at most timeout_ms. Name resolution is getaddrinfo's
  * (blocking; the export threads can afford it, the event loops never see it).
  * "Connection: close": the status line is all we need, and a fresh connection
- * per batch keeps the state machine trivial at a few batches per second. */
-#include "export/http_post.h"
+ * per request keeps the state machine trivial at a few batches per second. */
+#include "http/http_client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +135,7 @@ struct conn {
     int fd;
     SSL *ssl;
     long long deadline;
+    int timeout_ms; /* what the deadline was set from, for the message */
 };
 
 static void ssl_err(char *err, size_t errlen, const char *what)
@@ -214,7 +215,9 @@ static int read_status(struct conn *c, char *err, size_t errlen)
                     if (ok > 0)
                         continue;
                     if (ok == 0)
-                        snprintf(err, errlen, "timeout waiting for the response");
+                        snprintf(err, errlen,
+                                 "timeout waiting for the response: no answer within %d ms",
+                                 c->timeout_ms);
                     else
                         ssl_err(err, errlen, "receive");
                     return -1;
@@ -228,8 +231,12 @@ static int read_status(struct conn *c, char *err, size_t errlen)
                 int ok = wait_fd(c->fd, POLLIN, c->deadline);
                 if (ok > 0)
                     continue;
-                snprintf(err, errlen, ok == 0 ? "timeout waiting for the response" : "receive: %s",
-                         strerror(errno));
+                if (ok == 0)
+                    snprintf(err, errlen,
+                             "timeout waiting for the response: no answer within %d ms",
+                             c->timeout_ms);
+                else
+                    snprintf(err, errlen, "receive: %s", strerror(errno));
                 return -1;
             }
             if (r < 0) {
@@ -258,10 +265,11 @@ static int read_status(struct conn *c, char *err, size_t errlen)
     return status;
 }
 
-int http_post(struct http_target *t, const char *type, const char *auth, const char *body,
-              size_t len, int timeout_ms, char *err, size_t errlen)
+int http_request(struct http_target *t, const char *method, const char *type, const char *auth,
+                 const char *body, size_t len, int timeout_ms, char *err, size_t errlen)
 {
-    struct conn c = {.fd = -1, .ssl = NULL, .deadline = now_ms() + timeout_ms};
+    struct conn c = {
+        .fd = -1, .ssl = NULL, .deadline = now_ms() + timeout_ms, .timeout_ms = timeout_ms};
     char head[1024];
     int status = -1;
     c.fd = connect_to(t, c.deadline, err, errlen);
@@ -298,9 +306,12 @@ int http_post(struct http_target *t, const char *type, const char *auth, const c
     if (!dflt)
         snprintf(port, sizeof(port), ":%d", t->port);
     int n = snprintf(head, sizeof(head),
-                     "POST %s HTTP/1.1\r\nHost: %s%s%s%s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\nUser-Agent: tollgate\r\n",
-                     t->path, v6 ? "[" : "", t->host, v6 ? "]" : "", port, type, len);
+                     "%s %s HTTP/1.1\r\nHost: %s%s%s%s\r\nConnection: close\r\n"
+                     "User-Agent: tollgate\r\n",
+                     method, t->path, v6 ? "[" : "", t->host, v6 ? "]" : "", port);
+    if (type && n > 0 && (size_t)n < sizeof(head))
+        n += snprintf(head + n, sizeof(head) - (size_t)n,
+                      "Content-Type: %s\r\nContent-Length: %zu\r\n", type, len);
     if (n < 0 || (size_t)n >= sizeof(head)) {
         snprintf(err, errlen, "request head too long");
         goto done;
@@ -311,7 +322,8 @@ int http_post(struct http_target *t, const char *type, const char *auth, const c
                  send_all(&c, auth, strlen(auth), err, errlen) < 0 ||
                  send_all(&c, "\r\n", 2, err, errlen) < 0))
         goto done;
-    if (send_all(&c, "\r\n", 2, err, errlen) < 0 || send_all(&c, body, len, err, errlen) < 0)
+    if (send_all(&c, "\r\n", 2, err, errlen) < 0 ||
+        (type && send_all(&c, body, len, err, errlen) < 0))
         goto done;
     status = read_status(&c, err, errlen);
 done:
