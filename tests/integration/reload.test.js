@@ -188,6 +188,22 @@ describe('reload', () => {
     });
   });
 
+  test('plans: a target_margin set by SIGHUP caps the plan at its price less that margin', { timeout: h.ms(60000) }, async () => {
+    const base = { 'plan tm': { price: '0.001' } };
+    const t = h.uniq('tm');
+    await env.withTollgate({ ...base, [`tenant ${t}`]: { plan: 'tm' } }, async (tg) => {
+      for (let i = 0; i < 2; i++) assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 200, 'no cap yet');
+      // $0.001 x (1 - 99%) = $0.00001: already spent, so the next request is over the cap
+      await reload(tg, { 'plan tm': { price: '0.001', target_margin: '99%' }, [`tenant ${t}`]: { plan: 'tm' } });
+      await h.waitFor(async () => ((await ask(tg, t, 'mock:tokens=100,50')).status === 429 ? true : null),
+        { what: 'the cap from target_margin applied' });
+      const r = await ask(tg, t, 'mock:tokens=100,50');
+      assert.equal(r.status, 429);
+      assert.equal(r.json.error.code, 'budget_exceeded');
+      assert.match(r.json.error.message, /monthly AI budget of \$0\.00001/);
+    });
+  });
+
   test('pricing: a new pricing file and unknown_model are live after SIGHUP', { timeout: h.ms(30000) }, async () => {
     const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'tollgate-prices-'));
     const original = fs.readFileSync(path.join(__dirname, '..', '..', 'conf', 'pricing.conf'), 'utf8');

@@ -764,13 +764,64 @@ static void test_each_key(void)
     CHECK_INT(bad_info, 0);
 }
 
+/* target_margin: a plan's cap follows its price; the report's margin for a
+ * suggested plan; what -t refuses. */
+static void test_margins(void)
+{
+    char err[2048];
+    struct config *c =
+        load("[report]\ntarget_margin = 40%\n"
+             "[plan free]\nprice = 0\n"
+             "[plan pro]\nprice = 50\ntarget_margin = 60%\n"
+             "[plan yearly]\nprice = 120\nprice_period = year\ntarget_margin = 25%\n",
+             err, sizeof err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(c->report_target_margin_bp, 4000);
+        CHECK_INT(config_plan(c, "pro")->budget_monthly, 20000000000LL);   /* $50 x 40% */
+        CHECK_INT(config_plan(c, "yearly")->budget_monthly, 7500000000LL); /* $10 x 75% */
+        CHECK_INT(config_plan(c, "free")->budget_monthly, -1);
+        CHECK_INT(config_plan(c, "free")->target_margin_bp, -1);
+        config_unref(c);
+    }
+    c = load("", err, sizeof err);
+    CHECK(c && c->report_target_margin_bp == 5000); /* the default: 50% */
+    config_unref(c);
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[plan free]\nprice = 9\nbudget_monthly = 4\ntarget_margin = 50%\n",
+         "target_margin: set it or budget_monthly in [plan free], not both"},
+        {"[plan free]\nprice = 9\ntarget_margin = 100%\n", "expected a percent from 0% to 99%"},
+        {"[plan free]\nprice = 9\ntarget_margin = half\n", "expected a percent from 0% to 99%"},
+        {"[report]\ntarget_margin = off\n", "expected a percent from 0% to 99%"},
+        {"[report]\ntarget_margin = 50\n", "expected a percent from 0% to 99%"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        c = load(bad[i].text, err, sizeof err);
+        CHECK(c == NULL);
+        if (!c && !strstr(err, bad[i].want)) {
+            fprintf(stderr, "  margin case %zu: got \"%s\"\n", i, err);
+            check_failed_now = 1;
+        }
+        config_unref(c);
+    }
+}
+
 static const struct check_test tests[] = {
-    {"bad", test_bad},           {"missing_file", test_missing_file},
-    {"good", test_good},         {"defaults", test_defaults},
-    {"env", test_env},           {"pricing_beside_config", test_pricing_beside_config},
-    {"sizes", test_sizes},       {"durations", test_durations},
-    {"urls", test_urls},         {"full", test_full},
-    {"refs", test_refs},         {"restart_keys", test_restart_keys},
+    {"margins", test_margins},
+    {"bad", test_bad},
+    {"missing_file", test_missing_file},
+    {"good", test_good},
+    {"defaults", test_defaults},
+    {"env", test_env},
+    {"pricing_beside_config", test_pricing_beside_config},
+    {"sizes", test_sizes},
+    {"durations", test_durations},
+    {"urls", test_urls},
+    {"full", test_full},
+    {"refs", test_refs},
+    {"restart_keys", test_restart_keys},
     {"each_key", test_each_key},
 };
 
