@@ -982,7 +982,10 @@ static void upstream_failed(struct req *r, enum upstream_result res, const char 
             msg = map[i].msg;
         }
     }
-    req_log(LOG_WARN, r->id, "upstream %s: %s (%s)", r->route.up->name, code, errstr);
+    /* host:port: the name alone does not say which address refused */
+    const struct cfg_upstream *u = r->route.up;
+    req_log(LOG_WARN, r->id, "upstream %s (%s:%d): %s (%s)", u->name, u->host, u->port, code,
+            errstr);
     if (!r->draining) /* a client that left is the outcome either way */
         r->outcome = OUTCOME_UPSTREAM_ERROR;
     if (r->state == REQ_WAITING && r->client) {

@@ -127,6 +127,9 @@ describe('upstream faults', () => {
       const m = await env.redis.counters(tenant);
       assert.equal(m.cost || 0, 0, 'nothing charged');
       assertIdHeader(r, rec);
+      // issue 15: the log names the address that refused, not only the section
+      await h.waitFor(() => tg.stderr.includes(`upstream openai (127.0.0.1:${dead}): upstream_unreachable`),
+        { what: 'the upstream error log line with host:port' });
     });
   });
 
