@@ -17,6 +17,13 @@ void clock_wall(struct timespec *ts)
     ts->tv_sec += offset_s;
 }
 
+long long clock_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 long clock_to_period_end(time_t t, char period)
 {
     struct tm tm;

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,8 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
+#include "core/bgthread.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "export/cloudevent.h"
@@ -51,13 +52,6 @@ struct ce_sink {
     int backoff_ms;
     long long next_try;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void stat_add(struct ce_sink *s, uint64_t *field, uint64_t n)
 {
@@ -96,7 +90,7 @@ static void failed(struct ce_sink *s, const char *why, size_t events)
         s->backoff_ms = BACKOFF_MAX_MS;
     /* jitter: instances restarted together do not retry in step */
     int wait = s->backoff_ms / 2 + (int)((unsigned)rand() % (unsigned)(s->backoff_ms / 2 + 1));
-    s->next_try = now_ms() + wait;
+    s->next_try = clock_mono_ms() + wait;
     stat_add(s, &s->st.post_failures, 1);
     if (s->fails == 1 || s->fails % FAIL_LOG_EVERY == 0)
         log_warn("export: CloudEvents POST of %zu events failed (%s); %" PRIu64
@@ -218,21 +212,12 @@ static void *run(void *arg)
         for (;;) {
             if (s->stop || evbuffer_get_length(s->incoming) > 0)
                 break;
-            long long now = now_ms();
+            long long now = clock_mono_ms();
             bool due = spool_pending(s->spool) > 0 && now >= s->next_try;
             if (due)
                 break;
             long long until = spool_pending(s->spool) > 0 ? s->next_try : now + IDLE_WAKE_MS;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            long long add = until - now;
-            ts.tv_sec += add / 1000;
-            ts.tv_nsec += (add % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            bgthread_wait_until(&s->cv, &s->mu, until);
         }
         bool stopping = s->stop;
         evbuffer_add_buffer(local, s->incoming);
@@ -243,7 +228,7 @@ static void *run(void *arg)
         spool_incoming(s, local, lines);
         if (stopping)
             break;
-        if (spool_pending(s->spool) > 0 && now_ms() >= s->next_try)
+        if (spool_pending(s->spool) > 0 && clock_mono_ms() >= s->next_try)
             deliver(s);
     }
     evbuffer_free(local);
@@ -275,21 +260,12 @@ struct ce_sink *ce_sink_open(const struct config *cfg, char *err, size_t errlen)
         goto fail;
     }
     s->st.spool_bytes = spool_pending(s->spool);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
+    if (bgthread_sync_init(&s->mu, &s->cv) < 0) {
         snprintf(err, errlen, "cannot create a lock");
         goto fail;
     }
-    pthread_condattr_destroy(&ca);
     sync_init = true;
-    sigset_t all, old;
-    sigfillset(&all); /* signals belong to the main thread */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&s->thread, NULL, run, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = bgthread_start(&s->thread, run, s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the CloudEvents thread: %s", strerror(rc));
         goto fail;
@@ -319,11 +295,7 @@ void ce_sink_close(struct ce_sink *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    bgthread_stop(s->thread, &s->mu, &s->cv, &s->stop);
     if (spool_pending(s->spool))
         log_info("export: %" PRIu64 " bytes of CloudEvents stay in the spool for the next start",
                  spool_pending(s->spool));

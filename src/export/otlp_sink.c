@@ -6,7 +6,6 @@
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,8 @@
 
 #include <event2/buffer.h>
 
+#include "core/bgthread.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "http/http_client.h"
@@ -44,13 +45,6 @@ struct otlp_sink {
     int backoff_ms;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Moves up to OTLP_BATCH_SPANS lines of q into body (as array items);
  * returns how many. Under mu. */
 static unsigned long take(struct otlp_sink *s, struct evbuffer *body)
@@ -75,18 +69,8 @@ static unsigned long take(struct otlp_sink *s, struct evbuffer *body)
 static bool sleep_until(struct otlp_sink *s, long long until)
 {
     pthread_mutex_lock(&s->mu);
-    while (!s->stop && now_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long long add = until - now_ms();
-        ts.tv_sec += add / 1000;
-        ts.tv_nsec += (add % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-    }
+    while (!s->stop && clock_mono_ms() < until)
+        bgthread_wait_until(&s->cv, &s->mu, until);
     bool stop = s->stop;
     pthread_mutex_unlock(&s->mu);
     return stop;
@@ -158,7 +142,7 @@ static void *run(void *arg)
                      "row)",
                      n, why, s->backoff_ms, s->fails);
         }
-        if (sleep_until(s, now_ms() + s->backoff_ms))
+        if (sleep_until(s, clock_mono_ms() + s->backoff_ms))
             break;
     }
     pthread_mutex_lock(&s->mu);
@@ -190,21 +174,12 @@ struct otlp_sink *otlp_sink_open(const struct config *cfg, char *err, size_t err
         snprintf(err, errlen, "[export] otlp_endpoint: %s", why);
         goto fail;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
+    if (bgthread_sync_init(&s->mu, &s->cv) < 0) {
         snprintf(err, errlen, "cannot create a lock");
         goto fail;
     }
-    pthread_condattr_destroy(&ca);
     sync_init = true;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&s->thread, NULL, run, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = bgthread_start(&s->thread, run, s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the OTLP thread: %s", strerror(rc));
         goto fail;
@@ -225,11 +200,7 @@ void otlp_sink_close(struct otlp_sink *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    bgthread_stop(s->thread, &s->mu, &s->cv, &s->stop);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     http_target_free(&s->target);

@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "http/tls.h"
 
@@ -63,18 +64,11 @@ void http_target_free(struct http_target *t)
     memset(t, 0, sizeof(*t));
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits for fd to be ready for events; 1 ready, 0 deadline, -1 error. */
 static int wait_fd(int fd, short events, long long deadline)
 {
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = deadline - clock_mono_ms();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = events};
@@ -269,7 +263,7 @@ int http_request(struct http_target *t, const char *method, const char *type, co
                  const char *body, size_t len, int timeout_ms, char *err, size_t errlen)
 {
     struct conn c = {
-        .fd = -1, .ssl = NULL, .deadline = now_ms() + timeout_ms, .timeout_ms = timeout_ms};
+        .fd = -1, .ssl = NULL, .deadline = clock_mono_ms() + timeout_ms, .timeout_ms = timeout_ms};
     char head[1024];
     int status = -1;
     c.fd = connect_to(t, c.deadline, err, errlen);

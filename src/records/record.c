@@ -13,7 +13,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "core/bgthread.h"
 #include "core/log.h"
 
 #define BATCH_BYTES (64 * 1024)
@@ -530,7 +530,6 @@ struct record_sink *record_sink_open(const char *path, const struct record_rotat
                                      size_t errlen)
 {
     struct record_sink *s = calloc(1, sizeof(*s));
-    sigset_t all, old;
     bool sync_init = false;
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -557,16 +556,12 @@ struct record_sink *record_sink_open(const char *path, const struct record_rotat
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
-    if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, NULL) != 0) {
+    if (bgthread_sync_init(&s->mu, &s->cv) < 0) {
         snprintf(err, errlen, "cannot create a lock");
         goto fail;
     }
     sync_init = true;
-    /* the writer takes no signals: they belong to the main thread */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&s->thread, NULL, writer, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = bgthread_start(&s->thread, writer, s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the records writer: %s", strerror(rc));
         goto fail;
@@ -602,11 +597,7 @@ void record_sink_close(struct record_sink *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    bgthread_stop(s->thread, &s->mu, &s->cv, &s->stop);
     if (s->lost_unlogged)
         log_error("records: %lu more records lost writing %s", s->lost_unlogged, s->path);
     if (fsync(s->fd) < 0 && errno != EINVAL)
