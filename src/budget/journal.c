@@ -254,7 +254,13 @@ static json_t *decode(const char *line, struct settle *s)
     }
     s->when = (time_t)when;
     s->cost = cost;
-    s->usage = (struct usage){in, cached, cw, out, reas, seen, est};
+    s->usage = (struct usage){.input = in,
+                              .cached = cached,
+                              .cache_write = cw,
+                              .output = out,
+                              .reasoning = reas,
+                              .seen = seen,
+                              .estimated = est};
     /* The stamp that says whether the settlement already ran (settle.lua).
      * Lines written before stamps existed get one made from the request
      * id, the same at every replay, so those count once too. */

@@ -137,6 +137,8 @@ static int highest_init(struct pricing *p)
             h->cache_write = max_price(h->cache_write, e->cache_write);
             h->output = max_price(h->output, e->output);
             h->max_output = e->max_output > h->max_output ? e->max_output : h->max_output;
+            for (size_t u = 0; u < USAGE_UNITS; u++)
+                h->per_unit[u] = max_price(h->per_unit[u], e->per_unit[u]);
             h->kind = e->kind;
             p->has[at] = true;
         }
@@ -197,6 +199,12 @@ fail:
     return NULL;
 }
 
+const char *usage_unit_name(enum usage_unit u)
+{
+    static const char *const names[USAGE_UNITS] = {NULL, "image", "second", "character"};
+    return u < USAGE_UNITS ? names[u] : NULL;
+}
+
 /* ---- INI ---------------------------------------------------------------- */
 
 enum key_kind {
@@ -204,6 +212,7 @@ enum key_kind {
     K_PRICE,    /* USD per 1M tokens */
     K_TOKENS,   /* a token count */
     K_KIND,     /* chat | embedding | image | audio */
+    K_UNIT,     /* USD per unit (image, second, character), up to 9 decimals */
 };
 
 static const char *const kind_names[PRICE_KINDS] = {"chat", "embedding", "image", "audio"};
@@ -225,6 +234,9 @@ static const struct ini_key {
     {"tier_output", K_PRICE, offsetof(struct price, tier_output)},
     {"max_output", K_TOKENS, offsetof(struct price, max_output)},
     {"kind", K_KIND, 0},
+    {"per_image", K_UNIT, offsetof(struct price, per_unit[USAGE_UNIT_IMAGE])},
+    {"per_second", K_UNIT, offsetof(struct price, per_unit[USAGE_UNIT_SECOND])},
+    {"per_character", K_UNIT, offsetof(struct price, per_unit[USAGE_UNIT_CHARACTER])},
 };
 #define KEY_BIT(name) (1u << key_index(name))
 
@@ -310,6 +322,11 @@ static void close_section(struct ini_ctx *c)
                                  KEY_BIT("tier_cache_write") | KEY_BIT("tier_output");
     if (!p->model)
         return;
+    /* a model priced per unit (dall-e, whisper, tts) may have no token prices */
+    const unsigned per_unit =
+        KEY_BIT("per_image") | KEY_BIT("per_second") | KEY_BIT("per_character");
+    if ((c->seen & per_unit) && !(c->seen & (KEY_BIT("input") | KEY_BIT("output"))))
+        c->seen |= KEY_BIT("input") | KEY_BIT("output");
     if (!(c->seen & KEY_BIT("input")))
         ini_fail(c, e->line, "[%s]: missing input", p->model);
     else if (!(c->seen & KEY_BIT("output")))
@@ -424,6 +441,16 @@ static int take_key(struct ini_ctx *c, const char *section, const char *name, co
             return 0;
         }
         c->cur.p.kind = (enum price_kind)i;
+        break;
+    }
+    case K_UNIT: {
+        money_t nano;
+        if (money_parse_usd(value, &nano) < 0 || nano < 0 || nano > INT64_MAX / 1000) {
+            ini_fail(c, c->line, "%s: bad price \"%s\" (USD per unit, >= 0, at most 9 decimals)",
+                     name, value);
+            return 0;
+        }
+        *field = nano * 1000; /* pico-USD */
         break;
     }
     case K_TOKENS: {
@@ -873,5 +900,7 @@ money_t pricing_cost(const struct price *pr, const struct usage *u)
     pico = add_sat(pico, money_pico_mul(u->cached, cached));
     pico = add_sat(pico, money_pico_mul(u->cache_write, write));
     pico = add_sat(pico, money_pico_mul(u->output, out));
+    if (u->unit > USAGE_UNIT_NONE && u->unit < USAGE_UNITS && u->units > 0)
+        pico = add_sat(pico, money_pico_mul(u->units, pr->per_unit[u->unit]));
     return money_from_pico(pico);
 }

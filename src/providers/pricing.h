@@ -43,6 +43,10 @@ struct price {
      * max_output_tokens): what a request without its own bound reserves; 0 =
      * not listed */
     int64_t max_output;
+    /* pico-USD per unit for endpoints not priced in tokens, by enum
+     * usage_unit (INI per_image, per_second, per_character in USD per unit);
+     * 0 = none */
+    price_t per_unit[USAGE_UNITS];
 };
 
 struct pricing;
@@ -80,7 +84,8 @@ bool pricing_warn_once(struct pricing *p, const char *model);
 
 /* Cost of u at price pr in nano-USD (exact: one rounding at the end).
  * input - cached - cache_write at input, cached at cached_input, cache_write
- * at cache_write, output at output; tier prices when input > tier_threshold. */
+ * at cache_write, output at output; tier prices when input > tier_threshold;
+ * plus u->units at per_unit[u->unit]. */
 money_t pricing_cost(const struct price *pr, const struct usage *u);
 
 #endif

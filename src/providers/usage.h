@@ -6,6 +6,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* What an endpoint not priced in tokens counts (product contract, "Usage
+ * record": units and unit). */
+enum usage_unit {
+    USAGE_UNIT_NONE,      /* priced in tokens only */
+    USAGE_UNIT_IMAGE,     /* images generated (dall-e: per image by size and quality) */
+    USAGE_UNIT_SECOND,    /* seconds of audio transcribed or translated */
+    USAGE_UNIT_CHARACTER, /* characters of text spoken (tts-1, tts-1-hd) */
+};
+#define USAGE_UNITS 4
+
 struct usage {
     int64_t input;       /* all prompt tokens, cached and cache writes included */
     int64_t cached;      /* cache reads: a subset of input */
@@ -14,6 +24,11 @@ struct usage {
     int64_t reasoning;   /* a subset of output */
     bool seen;           /* the provider reported usage (reported 0 is not "missing") */
     bool estimated;      /* counts were estimated by tollgate, not reported */
+    int64_t units;       /* of unit, priced at the price's per-unit rate for unit */
+    enum usage_unit unit;
 };
+
+/* "image" | "second" | "character"; NULL for USAGE_UNIT_NONE. */
+const char *usage_unit_name(enum usage_unit u);
 
 #endif

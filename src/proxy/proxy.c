@@ -1282,6 +1282,7 @@ static void finish(struct req *r)
         .feature = r->feature[0] ? r->feature : NULL,
         .plan = r->plan[0] ? r->plan : r->cfg->default_plan,
         .provider = r->route.prov ? r->route.prov->name : "-",
+        .upstream = r->route.up ? r->route.up->name : NULL,
         .endpoint = r->endpoint,
         .model_requested = r->model_requested[0] ? r->model_requested : NULL,
         .model = model,

@@ -174,6 +174,8 @@ int record_format(const struct record *r, char *buf, size_t n)
     put_str(&o, r->plan);
     puts_(&o, ",\"provider\":");
     put_str(&o, r->provider);
+    puts_(&o, ",\"upstream\":");
+    put_str(&o, r->upstream);
     puts_(&o, ",\"endpoint\":");
     put_str(&o, r->endpoint);
     puts_(&o, ",\"model_requested\":");
@@ -186,8 +188,14 @@ int record_format(const struct record *r, char *buf, size_t n)
     put_str(&o, outcome_name(r->outcome));
     putf(&o, ",\"input_tokens\":%" PRId64, r->usage.input);
     putf(&o, ",\"cached_tokens\":%" PRId64, r->usage.cached);
+    putf(&o, ",\"cache_write_tokens\":%" PRId64, r->usage.cache_write);
     putf(&o, ",\"output_tokens\":%" PRId64, r->usage.output);
     putf(&o, ",\"reasoning_tokens\":%" PRId64, r->usage.reasoning);
+    const char *unit = usage_unit_name(r->usage.unit);
+    if (unit)
+        putf(&o, ",\"units\":%" PRId64 ",\"unit\":\"%s\"", r->usage.units, unit);
+    else
+        puts_(&o, ",\"units\":null,\"unit\":null");
     puts_(&o, ",\"cost_usd\":");
     puts_(&o, cost);
     putf(&o, ",\"priced\":%s,\"estimated\":%s", r->priced ? "true" : "false",

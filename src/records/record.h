@@ -23,6 +23,7 @@ struct record {
     const char *feature; /* NULL: null */
     const char *plan;
     const char *provider;
+    const char *upstream; /* the [upstream NAME] that served it; NULL: null (not routed) */
     const char *endpoint;
     const char *model_requested; /* NULL: null */
     const char *model;           /* NULL: null */
@@ -30,7 +31,8 @@ struct record {
     bool stream;
     int status;
     enum outcome outcome;
-    struct usage usage; /* usage.estimated -> "estimated" */
+    struct usage usage; /* usage.estimated -> "estimated"; units/unit -> "units", "unit"
+                           (null when the endpoint is priced in tokens only) */
     money_t cost;
     bool priced;
     double latency_ms;

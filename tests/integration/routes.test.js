@@ -241,5 +241,24 @@ describe('routes: metered, free and unknown paths', () => {
     assert.ok(up.length >= 1 && up[up.length - 1].json.stream_options.include_usage === true, 'usage asked upstream');
   });
 
+  test('records carry upstream and cache_write_tokens: Anthropic cache writes are priced at cache_write', async () => {
+    const tenant = h.uniq('cw');
+    const a = env.anthropic(tenant);
+    const res = await a.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50,
+      messages: [{ role: 'user', content: 'mock:tokens=3000,200 mock:cached=1000 mock:cachewrite=1500' }] }).withResponse();
+    assert.equal(res.data.usage.cache_creation_input_tokens, 1500);
+    const rec = await env.tg.record(res.response.headers.get('x-tollgate-request-id'));
+    assert.equal(rec.upstream, 'anthropic');
+    assert.equal(rec.provider, 'anthropic');
+    assert.equal(rec.cache_write_tokens, 1500);
+    assert.equal(rec.units, null);
+    assert.equal(rec.unit, null);
+    h.assertTokens(rec, { input: 3000, cached: 1000, output: 200 });
+    // claude-haiku-4-5: 500 plain at 1.00, 1000 reads at 0.10, 1500 writes at 1.25, 200 out at 5.00
+    assert.equal(h.recordNano(rec), h.nanoCost([[500, 1.0], [1000, 0.1], [1500, 1.25], [200, 5.0]]));
+    const m = await env.redis.waitRequests(tenant, 1);
+    assert.equal(m.cost, h.recordNano(rec), 'settled what was recorded');
+  });
+
   h.cleanRunTest(env);
 });

@@ -12,6 +12,7 @@
 // Steered by words in the last user message text (or input / prompt / contents):
 //   mock:tokens=IN,OUT  prompt and completion tokens reported (default 12,5)
 //   mock:cached=N       of IN, N were cache reads     mock:reasoning=N  of OUT, N were reasoning
+//   mock:cachewrite=N   of IN, N were cache writes (Anthropic cache_creation_input_tokens)
 //   mock:chunks=N       content chunks (default 3)    mock:slow=MS      delay between chunks
 //                       (non-streamed answers wait MS once before the headers)
 //   mock:delay=MS       wait MS before the response headers
@@ -28,7 +29,8 @@
 // provider-wire-formats.md §8, the record gets input=IN, cached=N, output=OUT, reasoning=R):
 //   OpenAI chat/completions: prompt_tokens=IN, cached_tokens=N, completion_tokens=OUT, reasoning_tokens=R
 //   Responses: input_tokens=IN, cached_tokens=N, output_tokens=OUT, reasoning_tokens=R
-//   Anthropic: input_tokens=IN-N, cache_read_input_tokens=N, output_tokens=OUT,
+//   Anthropic: input_tokens=IN-N-W, cache_read_input_tokens=N, cache_creation_input_tokens=W,
+//              output_tokens=OUT,
 //              output_tokens_details.thinking_tokens=R
 //   Gemini:    promptTokenCount=IN, cachedContentTokenCount=N, candidatesTokenCount=OUT-R,
 //              thoughtsTokenCount=R
@@ -83,7 +85,7 @@ function steeringText(json) {
 
 function parseDirectives(text) {
   const d = {
-    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, reasoning: 0, chunks: DEFAULT_CHUNKS,
+    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, reasoning: 0, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
     hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0,
   };
@@ -99,6 +101,7 @@ function parseDirectives(text) {
         break;
       }
       case 'cached': d.cached = +(v || 0); break;
+      case 'cachewrite': d.cachewrite = +(v || 0); break;
       case 'reasoning': d.reasoning = +(v || 0); break;
       case 'chunks': d.chunks = Math.max(1, +(v || 1)); break;
       case 'slow': d.slow = +(v || 0); break;
@@ -171,7 +174,7 @@ function responsesUsage(d) {
 
 function anthropicUsage(d, output) {
   return {
-    input_tokens: Math.max(0, d.in - d.cached), cache_creation_input_tokens: 0,
+    input_tokens: Math.max(0, d.in - d.cached - d.cachewrite), cache_creation_input_tokens: d.cachewrite,
     cache_read_input_tokens: d.cached, output_tokens: output,
     output_tokens_details: { thinking_tokens: d.reasoning }, service_tier: 'standard',
   };

@@ -55,7 +55,10 @@ static void test_shipped_loads(void)
         seen[0] += strcmp(pr->provider, "openai") == 0;
         seen[1] += strcmp(pr->provider, "anthropic") == 0;
         seen[2] += strcmp(pr->provider, "gemini") == 0;
-        CHECK(pr->input > 0 || pr->output > 0);
+        bool per_unit = false;
+        for (size_t u = 0; u < USAGE_UNITS; u++)
+            per_unit = per_unit || pr->per_unit[u] > 0;
+        CHECK(pr->input > 0 || pr->output > 0 || per_unit);
         if (i > 0)
             CHECK(strcmp(pricing_at(p, i - 1)->model, pr->model) < 0);
     }
@@ -151,6 +154,14 @@ static const struct {
     {"gpt-5.6", {.input = 272001, .output = 0}, 2720010000},
     /* more cached than input (a confused provider) earns no credit */
     {"gpt-4o", {.input = 100, .cached = 200}, 250000},
+    /* per image by size and quality: 2 x 0.08, 1 x 0.12, 3 x 0.016 */
+    {"dall-e-3/1024x1024/hd", {.units = 2, .unit = USAGE_UNIT_IMAGE}, 160000000},
+    {"dall-e-3/1792x1024/hd", {.units = 1, .unit = USAGE_UNIT_IMAGE}, 120000000},
+    {"dall-e-2/256x256/standard", {.units = 3, .unit = USAGE_UNIT_IMAGE}, 48000000},
+    /* units of a unit the model has no price for cost nothing extra */
+    {"gpt-4o", {.input = 1000, .units = 5, .unit = USAGE_UNIT_IMAGE}, 2500000},
+    /* gpt-image-1: tokens, its units (images) not priced on their own */
+    {"gpt-image-1", {.input = 50, .output = 4160, .units = 1, .unit = USAGE_UNIT_IMAGE}, 166650000},
 };
 
 static void test_cost(void)
@@ -266,6 +277,9 @@ static const struct {
     {"[a]\ninput=1\noutput=1\nmax_output = 0\n", ":4: max_output: bad token count"},
     {"[a]\ninput=1\noutput=1\nmax_output = 1k\n", ":4: max_output: bad token count"},
     {"[a b]\ninput=1\noutput=1\n", ":1: bad model name [a b]"},
+    {"[a]\nper_image = 0.0000000001\n", ":2: per_image: bad price \"0.0000000001\""},
+    {"[a]\nper_second = -1\n", ":2: per_second: bad price \"-1\""},
+    {"[a]\ninput = 1\nper_character = 0.000015\n", ":1: [a]: missing output"},
     {long_line, ":4: line longer than"},
     {"{\n  \"gpt-4o\": {\n    \"input_cost_per_token\": 2.5e-06,\n  }\n}\n", ":4: "},
     {"{\"gpt-4o\": {\"input_cost_per_token\": -1e-06}}", ": \"gpt-4o\": bad price"},
@@ -303,6 +317,10 @@ static const struct {
     {"[a]\ninput=1\noutput=2", 1}, /* no final newline */
     {"\n\n[a]\ninput=1\noutput=2\n[a-b]\ninput=1\noutput=2\nprovider=gemini\n", 2},
     {"{}", 0},
+    /* priced per unit only: token prices default to 0 */
+    {"[a]\ninput=1\noutput=2\n[b]\nper_image = 0.04\nkind = image\n[c]\nper_character = "
+     "0.000015\n",
+     3},
 };
 
 static void test_good_files(void)

@@ -26,6 +26,7 @@ static struct record base_record(void)
         .feature = "summary",
         .plan = "pro",
         .provider = "openai",
+        .upstream = "openai-eu",
         .endpoint = "/v1/chat/completions",
         .model_requested = "gpt-4o",
         .model = "gpt-4o-mini",
@@ -33,7 +34,7 @@ static struct record base_record(void)
         .stream = true,
         .status = 200,
         .outcome = OUTCOME_OK,
-        .usage = {.input = 1000, .cached = 200, .output = 500, .reasoning = 0},
+        .usage = {.input = 1000, .cached = 200, .cache_write = 100, .output = 500, .reasoning = 0},
         .cost = 405000,
         .priced = true,
         .latency_ms = 812.4,
@@ -51,10 +52,13 @@ static void test_exact_line(void)
         "{\"ts\":\"2026-11-22T12:00:00.123Z\",\"id\":\"req_1\",\"tenant\":\"acme\",\"user\":\"u_"
         "1\","
         "\"feature\":\"summary\",\"plan\":\"pro\",\"provider\":\"openai\","
-        "\"endpoint\":\"/v1/chat/completions\",\"model_requested\":\"gpt-4o\","
+        "\"upstream\":\"openai-eu\",\"endpoint\":\"/v1/chat/"
+        "completions\",\"model_requested\":\"gpt-4o\","
         "\"model\":\"gpt-4o-mini\",\"downgraded\":true,\"stream\":true,\"status\":200,"
-        "\"outcome\":\"ok\",\"input_tokens\":1000,\"cached_tokens\":200,\"output_tokens\":500,"
-        "\"reasoning_tokens\":0,\"cost_usd\":0.000405,\"priced\":true,\"estimated\":false,"
+        "\"outcome\":\"ok\",\"input_tokens\":1000,\"cached_tokens\":200,"
+        "\"cache_write_tokens\":100,\"output_tokens\":500,"
+        "\"reasoning_tokens\":0,\"units\":null,\"unit\":null,\"cost_usd\":0.000405,\"priced\":true,"
+        "\"estimated\":false,"
         "\"latency_ms\":812.4,\"ttfb_ms\":301.2}\n";
     CHECK_INT(n, strlen(want));
     CHECK_STR(buf, want);
@@ -83,6 +87,7 @@ static void test_parse_back(void)
         "feature",
         "plan",
         "provider",
+        "upstream",
         "endpoint",
         "model_requested",
         "model",
@@ -92,8 +97,11 @@ static void test_parse_back(void)
         "outcome",
         "input_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "output_tokens",
         "reasoning_tokens",
+        "units",
+        "unit",
         "cost_usd",
         "priced",
         "estimated",
@@ -129,6 +137,10 @@ static void test_parse_back(void)
     CHECK_INT(json_integer_value(json_object_get(j, "cached_tokens")), 200);
     CHECK_INT(json_integer_value(json_object_get(j, "output_tokens")), 500);
     CHECK_INT(json_integer_value(json_object_get(j, "reasoning_tokens")), 0);
+    CHECK_STR(json_string_value(json_object_get(j, "upstream")), "openai-eu");
+    CHECK_INT(json_integer_value(json_object_get(j, "cache_write_tokens")), 100);
+    CHECK(json_is_null(json_object_get(j, "units")));
+    CHECK(json_is_null(json_object_get(j, "unit")));
     CHECK(json_number_value(json_object_get(j, "cost_usd")) == 31.5);
     CHECK(json_is_true(json_object_get(j, "priced")));
     CHECK(json_is_true(json_object_get(j, "estimated")));
@@ -188,6 +200,7 @@ static void test_nulls(void)
     r.feature = NULL;
     r.model_requested = NULL;
     r.model = NULL;
+    r.upstream = NULL;
     r.ttfb_ms = -1;
     r.cost = 0;
     r.priced = false;
@@ -195,12 +208,35 @@ static void test_nulls(void)
     CHECK(record_format(&r, buf, sizeof(buf)) > 0);
     static const char *const want[] = {
         "\"user\":null,",    "\"feature\":null,", "\"model_requested\":null,", "\"model\":null,",
-        "\"ttfb_ms\":null}", "\"cost_usd\":0,",   "\"priced\":false,",
+        "\"ttfb_ms\":null}", "\"cost_usd\":0,",   "\"priced\":false,",         "\"upstream\":null,",
     };
     for (size_t i = 0; i < ARRAY_LEN(want); i++) {
         if (!strstr(buf, want[i]))
             fprintf(stderr, "  missing %s in %s", want[i], buf);
         CHECK(strstr(buf, want[i]) != NULL);
+    }
+}
+
+/* Endpoints priced per image, second or character name their units. */
+static void test_units(void)
+{
+    static const struct {
+        enum usage_unit unit;
+        int64_t units;
+        const char *want;
+    } cases[] = {
+        {USAGE_UNIT_IMAGE, 2, "\"units\":2,\"unit\":\"image\","},
+        {USAGE_UNIT_SECOND, 61, "\"units\":61,\"unit\":\"second\","},
+        {USAGE_UNIT_CHARACTER, 0, "\"units\":0,\"unit\":\"character\","},
+        {USAGE_UNIT_NONE, 7, "\"units\":null,\"unit\":null,"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct record r = base_record();
+        r.usage.unit = cases[i].unit;
+        r.usage.units = cases[i].units;
+        char buf[2048];
+        CHECK(record_format(&r, buf, sizeof(buf)) > 0);
+        CHECK(strstr(buf, cases[i].want) != NULL);
     }
 }
 
@@ -287,7 +323,7 @@ static void test_sink_two_threads(void)
     while (fgets(line, sizeof(line), f)) {
         lines++;
         json_t *j = json_loads(line, 0, NULL);
-        if (j && json_is_object(j) && json_object_size(j) == 23 && strchr(line, '\n'))
+        if (j && json_is_object(j) && json_object_size(j) == 27 && strchr(line, '\n'))
             valid++;
         json_decref(j);
     }
@@ -488,6 +524,7 @@ static const struct check_test tests[] = {
     {"parse_back", test_parse_back},
     {"escaping", test_escaping},
     {"nulls", test_nulls},
+    {"units", test_units},
     {"small_buffer", test_small_buffer},
     {"sink_two_threads", test_sink_two_threads},
     {"sink_rotate_under_load", test_sink_rotate_under_load},
