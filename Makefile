@@ -96,6 +96,7 @@ bench: all
 
 # A month of synthetic traffic for ~30 tenants, then the margin report.
 demo: all
+	@scripts/deps.sh demo
 	@demo/run.sh $(BUILD)/tollgate
 
 # Fuzz targets (fuzz/): libFuzzer + ASan + UBSan with clang, else corpus replay with gcc.

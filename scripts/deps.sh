@@ -2,7 +2,8 @@
 # Installs the Debian packages tollgate needs, when some are missing: to
 # build and run (no argument), or also to test (`deps.sh test`: the npm
 # test clients' Node, clang's libFuzzer for the fuzz targets, Chromium for
-# the dashboard test). As root it runs apt-get; otherwise it names what is
+# the dashboard test), or to run the demo (`deps.sh demo`: Node for its
+# SDK-driven traffic). As root it runs apt-get; otherwise it names what is
 # missing and stops. Quiet when everything is there.
 set -e
 pkgs="gcc libc6-dev make pkg-config ca-certificates openssl curl \
@@ -10,6 +11,8 @@ libevent-dev libssl-dev libhiredis-dev libinih-dev libjansson-dev libhttp-parser
 redis-server"
 if [ "$1" = test ]; then
     pkgs="$pkgs nodejs npm clang libclang-rt-14-dev chromium valgrind"
+elif [ "$1" = demo ]; then
+    pkgs="$pkgs nodejs npm"
 fi
 [ -n "$TOLLGATE_EXTRA_PKGS" ] && pkgs="$pkgs $TOLLGATE_EXTRA_PKGS"
 missing=""
