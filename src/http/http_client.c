@@ -91,7 +91,7 @@ static int connect_to(struct http_target *t, long long deadline, char *err, size
     snprintf(port, sizeof(port), "%d", t->port);
     int rc = getaddrinfo(t->host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "resolve %s: %s", t->host, gai_strerror(rc));
+        snprintf(err, errlen, "resolve: %s", gai_strerror(rc));
         return -1;
     }
     int fd = -1;
@@ -259,6 +259,17 @@ static int read_status(struct conn *c, char *err, size_t errlen)
     return status;
 }
 
+/* Every failure names the address it was about ("10.0.0.7:4318: connect:
+ * Connection refused"): the log line of a sink or a health check must say
+ * which of several endpoints failed. */
+static void name_peer(const struct http_target *t, char *err, size_t errlen)
+{
+    char why[256];
+    bool v6 = strchr(t->host, ':') != NULL;
+    snprintf(why, sizeof(why), "%s", err);
+    snprintf(err, errlen, "%s%s%s:%d: %s", v6 ? "[" : "", t->host, v6 ? "]" : "", t->port, why);
+}
+
 int http_request(struct http_target *t, const char *method, const char *type, const char *auth,
                  const char *body, size_t len, int timeout_ms, char *err, size_t errlen)
 {
@@ -268,7 +279,7 @@ int http_request(struct http_target *t, const char *method, const char *type, co
     int status = -1;
     c.fd = connect_to(t, c.deadline, err, errlen);
     if (c.fd < 0)
-        return -1;
+        goto done;
     if (t->tls) {
         if (!(c.ssl = tls_client_ssl(t->tc, t->host)) || SSL_set_fd(c.ssl, c.fd) != 1) {
             snprintf(err, errlen, "TLS: out of memory");
@@ -325,6 +336,9 @@ done:
         SSL_set_quiet_shutdown(c.ssl, 1);
         SSL_free(c.ssl);
     }
-    close(c.fd);
+    if (c.fd >= 0)
+        close(c.fd);
+    if (status < 0)
+        name_peer(t, err, errlen);
     return status;
 }

@@ -96,7 +96,7 @@ describe('CloudEvents export', () => {
       for (let i = 0; i < 15; i++) ids.push(await chat(tg, tenant, `b${i} mock:tokens=10,5`));
       await h.waitFor(async () => (await metric(tg, 'tollgate_export_spool_bytes')) > 0, { what: 'events wait in the spool' });
       await h.waitFor(async () => (await metric(tg, 'tollgate_export_post_failures_total')) > 0, { what: 'failed POSTs counted' });
-      assert.match(tg.stderr, /CloudEvents POST of \d+ events failed \(connect: Connection refused\)/);
+      assert.match(tg.stderr, /CloudEvents POST of \d+ events failed \(127\.0\.0\.1:\d+: connect: Connection refused\)/);
       await rx.start();
       await rx.waitIds(ids, h.ms(30000));
       const c = counts(rx.ids());
