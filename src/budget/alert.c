@@ -178,14 +178,15 @@ static void retry(struct alert *al, const char *why)
     struct alerter *a = al->a;
     if (al->attempts >= ALERT_ATTEMPTS) {
         a->st.failed++;
-        log_error("alert: webhook failed %d times (%s), giving up: %s", al->attempts, why,
-                  al->text);
+        log_error("alert: webhook %s failed %d times (%s), giving up: %s", a->host_header,
+                  al->attempts, why, al->text);
         alert_free(al);
         return;
     }
     int ms = backoff_ms[al->attempts - 1];
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    log_warn("alert: webhook attempt %d failed (%s), retry in %d ms", al->attempts, why, ms);
+    log_warn("alert: webhook %s attempt %d failed (%s), retry in %d ms", a->host_header,
+             al->attempts, why, ms);
     al->state = A_WAITING;
     if (evtimer_add(al->timer, &tv) < 0) {
         a->st.failed++;

@@ -257,28 +257,6 @@ done:
     fx_close(&f);
 }
 
-/* A 500 is retried after 1 s and the alert delivered once. */
-static void test_retry_after_500(void)
-{
-    struct fx f;
-    struct alerter *a = NULL;
-    if (fx_open(&f, "retry", true, true) < 0 || !(a = anew(&f)))
-        goto done;
-    f.sink.fail_first = 1;
-    long long t0 = now_ms();
-    alerter_check(a, f.tenant, "pro", 79 * USD, 81 * USD, 100 * USD, WHEN);
-    struct alerter_stats st = settle_wait(&f, a, 4000);
-    CHECK_INT(st.fired, 1);
-    CHECK_INT(st.delivered, 1);
-    CHECK_INT(st.failed, 0);
-    CHECK_INT(f.sink.n, 2);
-    CHECK_STR(f.sink.body[0], f.sink.body[1]);
-    CHECK(now_ms() - t0 >= 1000);
-done:
-    alerter_free(a);
-    fx_close(&f);
-}
-
 /* Reads what was logged to stderr while fn ran. */
 static void capture_stderr(void (*fn)(void *), void *arg, char *out, size_t n)
 {
@@ -299,6 +277,48 @@ static void capture_stderr(void (*fn)(void *), void *arg, char *out, size_t n)
     out[len > 0 ? len : 0] = '\0';
     close(fd);
     unlink(path);
+}
+
+struct retry_run {
+    struct fx *f;
+    struct alerter *a;
+    struct alerter_stats st;
+};
+
+static void retry_run(void *arg)
+{
+    struct retry_run *rr = arg;
+    alerter_check(rr->a, rr->f->tenant, "pro", 79 * USD, 81 * USD, 100 * USD, WHEN);
+    rr->st = settle_wait(rr->f, rr->a, 4000);
+}
+
+/* A 500 is retried after 1 s and the alert delivered once; the failed
+ * attempt's log line names the webhook's address. */
+static void test_retry_after_500(void)
+{
+    struct fx f;
+    struct alerter *a = NULL;
+    char log[4096], want[128];
+    if (fx_open(&f, "retry", true, true) < 0 || !(a = anew(&f)))
+        goto done;
+    f.sink.fail_first = 1;
+    long long t0 = now_ms();
+    struct retry_run rr = {&f, a, {0}};
+    capture_stderr(retry_run, &rr, log, sizeof(log));
+    CHECK_INT(rr.st.fired, 1);
+    CHECK_INT(rr.st.delivered, 1);
+    CHECK_INT(rr.st.failed, 0);
+    CHECK_INT(f.sink.n, 2);
+    CHECK_STR(f.sink.body[0], f.sink.body[1]);
+    CHECK(now_ms() - t0 >= 1000);
+    snprintf(want, sizeof(want), "alert: webhook 127.0.0.1:%d attempt 1 failed (HTTP 500)",
+             f.sink.port);
+    CHECK(strstr(log, want) != NULL);
+    if (!strstr(log, want))
+        fprintf(stderr, "  log: %s", log);
+done:
+    alerter_free(a);
+    fx_close(&f);
 }
 
 struct nohook {
