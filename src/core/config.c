@@ -17,8 +17,10 @@
 
 #include "core/config_values.h"
 #include "core/log.h"
+#include "http/tls.h"
 #include "providers/pricing.h"
 #include "providers/provider.h"
+#include "redis/redis_url.h"
 
 /* Sections. Named ones are templates: [plan NAME] may appear many times. */
 enum sect {
@@ -200,6 +202,12 @@ static const struct key keys[] = {
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
      .check = config_check_redis_url, .max = URL_MAX,
      .doc = "redis://[user:password@]host:port/db or unix://[user:password@]/path.sock"},
+    {S_REDIS, "ca_file", T_FILE, CF(redis_ca_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
+     .doc = "rediss://: CAs (PEM) trusted beside the system's; the server is always verified"},
+    {S_REDIS, "cert_file", T_FILE, CF(redis_cert_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
+     .doc = "rediss://: client certificate chain (PEM), with key_file"},
+    {S_REDIS, "key_file", T_FILE, CF(redis_key_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
+     .doc = "rediss://: the client certificate's private key (PEM)"},
     {S_REDIS, "key_prefix", T_STR, CF(key_prefix), "tollgate:", K_RESTART,
      .check = config_check_key_prefix, .max = CONFIG_KEY_PREFIX_MAX,
      .doc = "prefix of every Redis key"},
@@ -971,6 +979,33 @@ static void downgrades_priced(struct parser *p)
                         c->plans[i].downgrade[k].to, c->pricing_file);
 }
 
+/* [redis] ca_file, cert_file, key_file: only with rediss:// (else they
+ * would do nothing), cert and key together, and loadable as OpenSSL will
+ * load them at start, so -t finds a bad file. */
+static void finish_redis_tls(struct parser *p)
+{
+    struct config *c = p->c;
+    struct redis_url u;
+    char err[600];
+    int line = line_of(p, S_REDIS, 0, c->redis_cert_file ? "cert_file" : "ca_file");
+    if (!c->redis_ca_file && !c->redis_cert_file && !c->redis_key_file)
+        return;
+    bool tls = redis_url_parse(c->redis_url, &u, err, sizeof(err)) == 0 && u.kind == REDIS_URL_TLS;
+    redis_url_free(&u);
+    if (!tls) {
+        fail_at(p, line, "ca_file, cert_file and key_file need a rediss:// url");
+        return;
+    }
+    if (!c->redis_cert_file != !c->redis_key_file) {
+        fail_at(p, line, "cert_file and key_file go together");
+        return;
+    }
+    struct tls_client *tc = tls_client_new(c->redis_ca_file, err, sizeof(err));
+    if (!tc || tls_client_use(tc, c->redis_cert_file, c->redis_key_file, err, sizeof(err)) < 0)
+        fail_at(p, line, "%s", err);
+    tls_client_free(tc);
+}
+
 static void finish(struct parser *p)
 {
     struct config *c = p->c;
@@ -979,6 +1014,7 @@ static void finish(struct parser *p)
     if (c->tls_listen && (!c->tls_cert || !c->tls_key) && !rejected(p, S_SERVER, 0, "tls_cert") &&
         !rejected(p, S_SERVER, 0, "tls_key"))
         fail_at(p, line_of(p, S_SERVER, 0, "tls_listen"), "tls_listen: needs tls_cert and tls_key");
+    finish_redis_tls(p);
     if ((c->records_rotate_bytes > 0 || c->records_rotate_daily) &&
         (strcmp(c->records_file, "-") == 0 || strncmp(c->records_file, "/dev/", 5) == 0))
         fail_at(p, line_of(p, S_RECORDS, 0, "rotate"),

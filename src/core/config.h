@@ -131,6 +131,9 @@ struct config {
     char *key_prefix;
     enum on_failure on_failure;
     int redis_timeout_ms;
+    char *redis_ca_file;   /* rediss:// only: extra CAs, NULL: the system's */
+    char *redis_cert_file; /* rediss:// only: client certificate, with redis_key_file */
+    char *redis_key_file;
     char *journal_dir; /* worker-N.jsonl: settlements Redis missed (journal.h) */
 
     /* [pricing] */

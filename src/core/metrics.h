@@ -38,6 +38,9 @@ struct usage;
       "Requests whose usage was estimated by tollgate, not reported by the provider.")             \
     X(METRIC_REDIS_ERRORS, "tollgate_redis_errors_total", COUNTER, "",                             \
       "Redis commands that failed or timed out.")                                                  \
+    X(METRIC_REDIS_CONNECT_FAILURES, "tollgate_redis_connect_failures_total", COUNTER, "",         \
+      "Redis connection attempts that failed (refused, timed out, TLS, AUTH) and lost "            \
+      "connections.")                                                                              \
     X(METRIC_INFLIGHT, "tollgate_inflight_requests", GAUGE, "", "Requests being answered.")        \
     X(METRIC_JOURNAL_PENDING, "tollgate_journal_pending", GAUGE, "",                               \
       "Settlements waiting in the local journal for Redis.")                                       \

@@ -135,6 +135,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     atomic_store(&w->redis_up, redis_connected(w->redis));
+    unsigned long cf = redis_connect_failures(w->redis);
+    metrics_inc(w->metrics, METRIC_REDIS_CONNECT_FAILURES, (int64_t)(cf - w->redis_cf_seen));
+    w->redis_cf_seen = cf;
     /* after a burst, give the freed buffers back to the system so RSS
      * follows the load down (glibc keeps them per thread arena otherwise) */
     long now_inflight = atomic_load(&w->stats.inflight);
@@ -352,7 +355,8 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
     w->gen = gen_new(w, cfg, err, errlen);
     if (!w->gen)
         goto fail;
-    w->redis = redis_new(w->base, cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
+    struct redis_tls tls = {cfg->redis_ca_file, cfg->redis_cert_file, cfg->redis_key_file};
+    w->redis = redis_new(w->base, cfg->redis_url, &tls, cfg->redis_timeout_ms, err, errlen);
     if (!w->redis)
         goto fail;
     w->tally = tally_new(w->base, w->redis);

@@ -63,6 +63,7 @@ struct worker {
     struct worker_stats stats;
     struct metrics *metrics; /* written by this worker only */
     atomic_bool redis_up;
+    unsigned long redis_cf_seen; /* redis_connect_failures already in metrics */
     bool stopping;
     bool cut;             /* past drain_timeout: requests still open are cut (drain_cut) */
     bool busy_since_trim; /* requests ran since the last malloc_trim */

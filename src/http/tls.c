@@ -172,6 +172,32 @@ void tls_client_free(struct tls_client *tc)
 }
 
 /* Copies host without IPv6 brackets into buf; false if it does not fit. */
+int tls_client_use(struct tls_client *tc, const char *cert_file, const char *key_file, char *err,
+                   size_t errlen)
+{
+    char what[600];
+    /* An empty list turns the offer off (this one returns 0 on success). */
+    if (SSL_CTX_set_alpn_protos(tc->ctx, NULL, 0) != 0) {
+        openssl_reason("clearing ALPN", err, errlen);
+        return -1;
+    }
+    if (!cert_file)
+        return 0;
+    if (SSL_CTX_use_certificate_chain_file(tc->ctx, cert_file) != 1) {
+        snprintf(what, sizeof(what), "cannot load cert_file %s", cert_file);
+        openssl_reason(what, err, errlen);
+        return -1;
+    }
+    if (!key_file || SSL_CTX_use_PrivateKey_file(tc->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(tc->ctx) != 1) {
+        snprintf(what, sizeof(what), "cannot load key_file %s for cert_file %s",
+                 key_file ? key_file : "(none)", cert_file);
+        openssl_reason(what, err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
 static bool strip_brackets(const char *host, char *buf, size_t n)
 {
     size_t len = strlen(host);

@@ -19,6 +19,11 @@ struct tls_client;
  * reason to err when the CA bundle cannot be loaded or OpenSSL fails. */
 struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen) MUST_CHECK;
 void tls_client_free(struct tls_client *tc);
+/* For a non-HTTP peer (Redis): no ALPN offer, and, when cert_file is not
+ * NULL, a client certificate chain and its key (PEM) for servers that ask
+ * for one. 0, or -1 with err when a file does not load or does not match. */
+int tls_client_use(struct tls_client *tc, const char *cert_file, const char *key_file, char *err,
+                   size_t errlen) MUST_CHECK;
 /* Loads (and caches) the trust store for ca_file ahead of time, so the
  * workers' tls_client_new finds it ready: the main thread calls it for each
  * upstream before a (re)load reaches the workers. 0, or -1 with err. */

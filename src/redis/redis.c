@@ -1,56 +1,68 @@
-/* redis.c: one asynchronous Redis connection on a worker's event loop, over
- * hiredis 0.14.1's async API and its libevent adapter. 0.14.1 has no
- * timeouts and is unsafe when its context is freed from inside its own
- * callbacks, so this file owns both (the model is h2o lib/common/redis.c):
- *   - a connect timer covers TCP connect and the handshake (AUTH, SELECT,
- *     PING); the connection is "ready" only when the server has answered;
- *   - each command has its own timer; when one fires the whole context is
- *     dropped, which makes hiredis fail every pending command once;
- *   - the context is freed only from our own timers and events, never from
- *     inside a hiredis callback (those schedule the drop on a zero-timeout
- *     event instead);
+/* redis.c: one asynchronous Redis connection on a worker's event loop, a
+ * connection layer of our own: a libevent bufferevent (plain, or OpenSSL for
+ * rediss://) carries bytes, hiredis's I/O-free parts do the protocol
+ * (redisFormatCommandArgv writes a request, redisReader parses replies).
+ * Debian's hiredis 0.14 has neither TLS nor timeouts, so its own async
+ * context is not used. This file owns (the model is h2o lib/common/redis.c):
+ *   - a connect timer covering name resolution (evdns), TCP connect, the TLS
+ *     handshake and ours (AUTH, SELECT, PING): "ready" means the server has
+ *     answered;
+ *   - each command's deadline; when one passes the connection is dropped,
+ *     which fails every command in flight once;
+ *   - replies matched to commands in the order sent (one FIFO);
+ *   - bounds: MAX_PENDING commands, MAX_REPLY_BYTES for one reply and
+ *     MAX_ELEMENTS per array, past which the connection is dropped;
  *   - a lost connection is retried with backoff from 100 ms to 5 s.
- * A redis_cmd lives until hiredis's own callback for it has fired (or, for a
- * command that failed to queue, until its deferred error event has run), so
- * hiredis never holds a dangling privdata. */
+ * Every callback runs from our own events (a timer, a read, a connection
+ * event), never from inside the call that issued the command. */
 #include "redis/redis.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/random.h>
-#include <stdint.h>
 #include <time.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libevent.h>
+#include <hiredis/read.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "core/log.h"
+#include "http/tls.h"
 #include "redis/redis_url.h"
 
 #define MAX_PENDING 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* Far above anything the daemon reads (its replies are a few numbers, the
+ * largest a tenant's lease list); a bigger one is a broken or hostile peer. */
+#define MAX_REPLY_BYTES (16u << 20)
+#define MAX_ELEMENTS (1 << 20)
 
 static const char err_timeout[] = "timeout";
 static const char err_disconnected[] = "disconnected";
 
 enum conn_state {
-    C_DOWN,       /* no context; a reconnect is scheduled (or we are closing) */
-    C_RESOLVING,  /* the host name is being resolved (evdns: never blocks the loop) */
-    C_CONNECTING, /* TCP connect in progress */
+    C_DOWN,       /* no connection; a reconnect is scheduled (or we are closing) */
+    C_CONNECTING, /* resolving, TCP connect, TLS handshake */
     C_HANDSHAKE,  /* connected; AUTH / SELECT / PING sent, not all answered */
     C_READY,      /* commands accepted */
 };
@@ -61,9 +73,10 @@ struct redis_cmd {
     void *arg;
     void (*release)(void *arg); /* runs instead of cb when cancelled */
     struct event *ev;           /* the deadline; also the deferred error delivery */
-    const char *fail;           /* set: queueing failed, ev delivers this error */
+    const char *fail;           /* set: sending failed, ev delivers this error */
     bool cancelled;
     bool eval_retried;
+    bool inflight; /* on r->inflight: sent, its reply not read yet */
     /* EVAL fallback for redis_eval: argv[0..2] rewritten on NOSCRIPT */
     struct redis_script *script;
     struct redis_stamp *stamp; /* redis_eval_stamped: written at each send */
@@ -73,44 +86,87 @@ struct redis_cmd {
     int argc;
     const char **argv;
     size_t *argvlen;
-    TAILQ_ENTRY(redis_cmd) link;
+    TAILQ_ENTRY(redis_cmd) link;  /* every live command */
+    TAILQ_ENTRY(redis_cmd) qlink; /* in flight, in the order sent */
 };
 
 TAILQ_HEAD(cmd_list, redis_cmd);
 
 struct redis {
     struct event_base *base;
-    struct redis_url url; /* TCP or UNIX (redis_url_supported) */
+    struct redis_url url; /* TCP, TLS or UNIX (redis_url_supported) */
     char addr[300];       /* host:port or the socket path, for log lines */
     int timeout_ms;
-    struct evdns_base *dns;                  /* created for a host name, else NULL */
-    struct evdns_getaddrinfo_request *query; /* a resolution in flight */
+    struct evdns_base *dns;  /* created for a host name, else NULL */
+    struct tls_client *tls;  /* rediss:// only */
+    struct bufferevent *bev; /* the connection, from connect to drop */
+    struct redisReader *rdr; /* its reply parser */
+    size_t reply_bytes;      /* fed since the last complete reply: bounds one reply */
 
     enum conn_state state;
-    redisAsyncContext *ac;
-    const char *drop_err; /* the error pending callbacks get while dropping */
-    int handshake_left;
+    int handshake_left; /* replies still owed to the handshake, ahead of any command */
     int backoff_ms;
     bool closing;
-    struct event *connect_timer; /* connect + handshake deadline */
+    struct event *connect_timer; /* resolve + connect + handshake deadline */
     struct event *retry_timer;   /* next connect attempt */
-    struct event *drop_ev;       /* deferred drop from inside callbacks */
-    const char *drop_ev_err;
-    redisAsyncContext *drop_target; /* the context drop_ev is meant for */
 
-    char conn_id[17];       /* random per connection, for redis_stamp */
-    unsigned long long seq; /* stamps sent on this connection */
-    struct cmd_list cmds;   /* every live redis_cmd */
+    char conn_id[17];         /* random per connection, for redis_stamp */
+    unsigned long long seq;   /* stamps sent on this connection */
+    struct cmd_list cmds;     /* every live redis_cmd */
+    struct cmd_list inflight; /* sent on bev, awaiting their replies in order */
     unsigned npending;
     unsigned long errors;
+    unsigned long conn_failures; /* failed connects and lost connections, also in errors */
 };
 
 static void start_connect(struct redis *r);
+
+/* A connection attempt failed or a connection was lost (or dropped by us). */
+static void conn_failed(struct redis *r)
+{
+    r->errors++;
+    r->conn_failures++;
+}
 
 static void tv_ms(struct timeval *tv, int ms)
 {
     tv->tv_sec = ms / 1000;
     tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* ---- the reply parser ---------------------------------------------------- */
+
+/* hiredis 0.14's reader trusts an array header ("*2000000000") and
+ * allocates for it; ours refuses arrays above MAX_ELEMENTS (the reader then
+ * fails, and the connection is dropped). */
+static redisReplyObjectFunctions bounded_fn;
+static void *(*default_create_array)(const redisReadTask *, int);
+static pthread_once_t bounded_once = PTHREAD_ONCE_INIT;
+
+static void *create_array(const redisReadTask *t, int elements)
+{
+    if (elements < 0 || elements > MAX_ELEMENTS)
+        return NULL;
+    return default_create_array(t, elements);
+}
+
+static void bounded_init(void)
+{
+    redisReader *probe = redisReaderCreate();
+    if (!probe)
+        return; /* reader_new then fails too */
+    bounded_fn = *probe->fn;
+    default_create_array = bounded_fn.createArray;
+    bounded_fn.createArray = create_array;
+    redisReaderFree(probe);
+}
+
+static redisReader *reader_new(void)
+{
+    pthread_once(&bounded_once, bounded_init);
+    if (!default_create_array)
+        return NULL;
+    return redisReaderCreateWithFunctions(&bounded_fn);
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -119,6 +175,8 @@ static void cmd_free(struct redis_cmd *c)
 {
     struct redis *r = c->r;
     TAILQ_REMOVE(&r->cmds, c, link);
+    if (c->inflight)
+        TAILQ_REMOVE(&r->inflight, c, qlink);
     r->npending--;
     if (c->ev)
         event_free(c->ev);
@@ -139,8 +197,6 @@ static void cmd_finish(struct redis_cmd *c, struct redisReply *reply, const char
         cb(reply, err, arg);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata);
-
 /* Fills in c's stamp as it goes out on the current connection. */
 static void stamp(struct redis_cmd *c)
 {
@@ -158,19 +214,39 @@ static void stamp(struct redis_cmd *c)
     c->argvlen[c->stamp_at + 1] = (size_t)n;
 }
 
-static int issue_on(redisAsyncContext *ac, struct redis_cmd *c, int argc, const char **argv,
-                    const size_t *argvlen)
+static void free_formatted(const void *data, size_t len, void *arg)
 {
-    stamp(c);
-    return redisAsyncCommandArgv(ac, on_reply, c, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+    redisFreeCommand((char *)data);
 }
 
-static int issue(struct redis_cmd *c, int argc, const char **argv, const size_t *argvlen)
+/* Appends one request to the connection's output; the bufferevent writes
+ * what a loop turn queued in one go (pipelining for free). */
+static int write_argv(struct redis *r, int argc, const char **argv, const size_t *argvlen)
+{
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+    if (len < 0 || !buf)
+        return -1;
+    if (evbuffer_add_reference(bufferevent_get_output(r->bev), buf, (size_t)len, free_formatted,
+                               NULL) != 0) {
+        redisFreeCommand(buf);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends c on the ready connection and puts it last in the reply order. */
+static int send_cmd(struct redis_cmd *c, int argc, const char **argv, const size_t *argvlen)
 {
     struct redis *r = c->r;
-    if (r->state != C_READY || !r->ac)
+    if (r->state != C_READY || !r->bev)
         return -1;
-    return issue_on(r->ac, c, argc, argv, argvlen);
+    stamp(c);
+    if (write_argv(r, argc, argv, argvlen) < 0)
+        return -1;
+    TAILQ_INSERT_TAIL(&r->inflight, c, qlink);
+    c->inflight = true;
+    return 0;
 }
 
 static void schedule_retry(struct redis *r)
@@ -183,38 +259,27 @@ static void schedule_retry(struct redis *r)
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
-/* Drops the context now: hiredis runs every pending command's callback with
- * a NULL reply, which on_reply turns into err. Only from our own events. */
+/* Closes the connection and fails every command in flight with err, once,
+ * in the order sent; then schedules a reconnect. From our own events only
+ * (callbacks may run: none of them may free r). */
 static void drop(struct redis *r, const char *err)
 {
-    redisAsyncContext *ac = r->ac;
-    if (!ac)
+    struct bufferevent *bev = r->bev;
+    if (!bev)
         return;
-    r->ac = NULL; /* on_disconnect sees it is not the current context */
-    r->state = C_DOWN;
-    r->drop_err = err;
+    r->bev = NULL;
+    r->state = C_DOWN; /* callbacks below cannot queue on a dying connection */
     event_del(r->connect_timer);
-    redisAsyncFree(ac);
-    r->drop_err = NULL;
+    if (r->tls)
+        tls_client_close(bev);
+    bufferevent_free(bev); /* safe inside its own callbacks: libevent defers */
+    if (r->rdr)
+        redisReaderFree(r->rdr);
+    r->rdr = NULL;
+    struct redis_cmd *c;
+    while ((c = TAILQ_FIRST(&r->inflight)) != NULL)
+        cmd_finish(c, NULL, err);
     schedule_retry(r);
-}
-
-/* From inside a hiredis callback: drop on the next loop iteration. */
-static void schedule_drop(struct redis *r, const char *err)
-{
-    if (r->state == C_DOWN)
-        return;
-    r->drop_ev_err = err;
-    r->drop_target = r->ac;
-    event_active(r->drop_ev, EV_TIMEOUT, 0);
-}
-
-static void on_drop_ev(evutil_socket_t fd, short what, void *arg)
-{
-    struct redis *r = arg;
-    if (r->ac && r->ac == r->drop_target)
-        drop(r, r->drop_ev_err);
-    r->drop_target = NULL;
 }
 
 static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
@@ -225,10 +290,10 @@ static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
         return;
     }
     /* Deadline passed: the server is stuck or the link is gone. Dropping
-     * the context fails this and every other pending command exactly once
-     * (c is freed in the process). */
+     * the connection fails this and every other command in flight exactly
+     * once (c is freed in the process). */
     struct redis *r = c->r;
-    if (!r->ac) { /* cannot happen: a context drop ends its commands */
+    if (!c->inflight) { /* cannot happen: a drop ends what it carried */
         cmd_finish(c, NULL, err_timeout);
         return;
     }
@@ -236,19 +301,17 @@ static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
     drop(r, err_timeout);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+/* A reply for the oldest command in flight. */
+static void on_cmd_reply(struct redis *r, redisReply *reply)
 {
-    struct redis_cmd *c = privdata;
-    struct redis *r = c->r;
-    redisReply *reply = reply_;
-    if (!reply) {
-        /* The context is going away; no new command may be queued on it. */
-        const char *err = r->drop_err ? r->drop_err : err_disconnected;
-        if (r->ac == ac && r->state != C_DOWN)
-            r->state = C_DOWN;
-        cmd_finish(c, NULL, err);
+    struct redis_cmd *c = TAILQ_FIRST(&r->inflight);
+    if (!c) {
+        log_warn("redis: %s sent a reply nobody asked for, reconnecting", r->addr);
+        drop(r, err_disconnected);
         return;
     }
+    TAILQ_REMOVE(&r->inflight, c, qlink);
+    c->inflight = false;
     if (reply->type == REDIS_REPLY_ERROR) {
         if (c->script && !c->eval_retried && !c->cancelled && reply->len >= 8 &&
             strncmp(reply->str, "NOSCRIPT", 8) == 0) {
@@ -259,7 +322,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
             c->argvlen[0] = 4;
             c->argv[1] = c->script->source;
             c->argvlen[1] = strlen(c->script->source);
-            if (issue_on(ac, c, c->argc, c->argv, c->argvlen) == 0)
+            if (send_cmd(c, c->argc, c->argv, c->argvlen) == 0)
                 return;
             cmd_finish(c, NULL, err_disconnected);
             return;
@@ -314,7 +377,7 @@ struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg, int arg
     struct redis_cmd *c = cmd_new(r, cb, arg);
     if (!c)
         return NULL;
-    cmd_start(c, issue(c, argc, argv, argvlen));
+    cmd_start(c, send_cmd(c, argc, argv, argvlen));
     return c;
 }
 
@@ -389,7 +452,7 @@ struct redis_cmd *redis_eval_stamped(struct redis *r, struct redis_script *s, re
         c->stamp_at = 3 + at;
         c->stamp_own = st->seq == 0;
     }
-    cmd_start(c, issue(c, argc, c->argv, c->argvlen));
+    cmd_start(c, send_cmd(c, argc, c->argv, c->argvlen));
     return c;
 }
 
@@ -434,17 +497,14 @@ static void new_conn_id(struct redis *r)
     r->seq = 0;
 }
 
-static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
+/* A reply to AUTH, SELECT or PING. */
+static void on_handshake_reply(struct redis *r, redisReply *reply)
 {
-    struct redis *r = privdata;
-    redisReply *reply = reply_;
-    if (!reply || r->ac != ac || r->state != C_HANDSHAKE)
-        return; /* the context is being dropped; nothing to do */
     if (reply->type == REDIS_REPLY_ERROR) {
         log_warn("redis: %s refused the handshake (AUTH/SELECT): %.200s", r->addr,
                  reply->str ? reply->str : "?");
-        r->errors++;
-        schedule_drop(r, err_disconnected);
+        conn_failed(r);
+        drop(r, err_disconnected);
         return;
     }
     if (--r->handshake_left > 0)
@@ -456,68 +516,120 @@ static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
     log_info("redis: connected to %s", r->addr);
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
+static void on_read(struct bufferevent *bev, void *arg)
 {
-    struct redis *r = cac->data;
-    redisAsyncContext *ac = (redisAsyncContext *)cac;
-    if (!r || r->ac != ac)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees ac itself after this returns */
-        log_warn("redis: connect to %s failed: %.200s", r->addr, ac->errstr);
-        r->errors++;
-        r->ac = NULL;
-        r->state = C_DOWN;
-        event_del(r->connect_timer);
-        schedule_retry(r);
-        return;
+    struct redis *r = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_iovec v[4];
+    int n;
+    while ((n = evbuffer_peek(in, -1, NULL, v, 4)) > 0) {
+        size_t fed = 0;
+        for (int i = 0; i < n && i < 4; i++) {
+            if (redisReaderFeed(r->rdr, v[i].iov_base, v[i].iov_len) != REDIS_OK)
+                goto broken;
+            fed += v[i].iov_len;
+        }
+        r->reply_bytes += fed;
+        evbuffer_drain(in, fed);
     }
-    r->state = C_HANDSHAKE;
-    r->handshake_left = 0;
-    char dbs[16];
-    snprintf(dbs, sizeof(dbs), "%d", r->url.db);
-    int rc = REDIS_OK;
-    if (r->url.password && r->url.user)
-        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s %s", r->url.user, r->url.password);
-    else if (r->url.password)
-        rc |= redisAsyncCommand(ac, on_handshake, r, "AUTH %s", r->url.password);
-    r->handshake_left += r->url.password ? 1 : 0;
-    if (r->url.db) {
-        rc |= redisAsyncCommand(ac, on_handshake, r, "SELECT %s", dbs);
-        r->handshake_left++;
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(r->rdr, &reply) != REDIS_OK)
+            goto broken;
+        if (!reply)
+            break;
+        /* what is left in the reader belongs to the replies after this one */
+        r->reply_bytes = r->rdr->len - r->rdr->pos;
+        if (r->state == C_HANDSHAKE && r->handshake_left > 0)
+            on_handshake_reply(r, reply);
+        else
+            on_cmd_reply(r, reply);
+        freeReplyObject(reply);
+        if (r->bev != bev) /* dropped meanwhile: the reader is gone */
+            return;
     }
-    /* PING last: "ready" means the server answers, not just that the
-     * kernel accepted the connection (a stopped server's backlog does). */
-    rc |= redisAsyncCommand(ac, on_handshake, r, "PING");
-    r->handshake_left++;
-    if (rc != REDIS_OK)
-        schedule_drop(r, err_disconnected);
+    if (r->reply_bytes > MAX_REPLY_BYTES) {
+        log_warn("redis: a reply from %s exceeds %u bytes, reconnecting", r->addr, MAX_REPLY_BYTES);
+        conn_failed(r);
+        drop(r, err_disconnected);
+    }
+    return;
+broken:
+    log_warn("redis: protocol error from %s: %.120s, reconnecting", r->addr,
+             r->rdr->errstr[0] ? r->rdr->errstr : "unreadable reply");
+    conn_failed(r);
+    drop(r, err_disconnected);
 }
 
-static void on_disconnect(const redisAsyncContext *cac, int status)
+/* Connected (for rediss://: the TLS handshake done and the certificate
+ * verified): our own handshake goes first, AUTH, SELECT, then PING, which
+ * tells that the server answers, not just that the kernel accepted the
+ * connection (a stopped server's backlog does). */
+static void start_handshake(struct redis *r)
 {
-    struct redis *r = cac->data;
-    if (!r || r->ac != cac)
-        return; /* we dropped it ourselves */
-    /* hiredis frees the context after this returns */
-    log_warn("redis: connection to %s lost: %.200s", r->addr, cac->errstr ? cac->errstr : "closed");
-    r->errors++;
-    r->ac = NULL;
-    r->state = C_DOWN;
-    event_del(r->connect_timer);
-    schedule_retry(r);
+    char dbs[16];
+    const char *auth[3] = {"AUTH", NULL, NULL};
+    int rc = 0;
+    evutil_socket_t fd = bufferevent_getfd(r->bev);
+    int one = 1;
+    if (!r->url.path && fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    r->state = C_HANDSHAKE;
+    r->handshake_left = 0;
+    if (r->url.password) { /* AUTH [user] password: an ACL user, or the default one */
+        int argc = 1;
+        if (r->url.user)
+            auth[argc++] = r->url.user;
+        auth[argc++] = r->url.password;
+        rc |= write_argv(r, argc, auth, NULL);
+        r->handshake_left++;
+    }
+    if (r->url.db) {
+        snprintf(dbs, sizeof(dbs), "%d", r->url.db);
+        rc |= write_argv(r, 2, (const char *[]){"SELECT", dbs}, NULL);
+        r->handshake_left++;
+    }
+    rc |= write_argv(r, 1, (const char *[]){"PING"}, NULL);
+    r->handshake_left++;
+    if (rc != 0) {
+        conn_failed(r);
+        drop(r, err_disconnected);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (r->bev != bev)
+        return;
+    if (what & BEV_EVENT_CONNECTED) {
+        start_handshake(r);
+        return;
+    }
+    char why[300] = "";
+    int dns_err = bufferevent_socket_get_dns_error(bev);
+    if (r->tls)
+        tls_client_error(bev, why, sizeof(why));
+    if (!why[0] && dns_err)
+        snprintf(why, sizeof(why), "cannot resolve: %s", evutil_gai_strerror(dns_err));
+    if (!why[0] && (what & BEV_EVENT_ERROR))
+        snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (!why[0])
+        snprintf(why, sizeof(why), "closed");
+    if (r->state == C_CONNECTING)
+        log_warn("redis: connect to %s failed: %.250s", r->addr, why);
+    else
+        log_warn("redis: connection to %s lost: %.250s", r->addr, why);
+    conn_failed(r);
+    drop(r, err_disconnected);
 }
 
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct redis *r = arg;
     log_warn("redis: connect to %s timed out after %d ms", r->addr, r->timeout_ms);
-    r->errors++;
-    if (r->state == C_RESOLVING) {
-        r->state = C_DOWN; /* the cancelled query's callback then does nothing */
-        if (r->query)
-            evdns_getaddrinfo_cancel(r->query);
-        r->query = NULL;
+    conn_failed(r);
+    if (!r->bev) { /* cannot happen: the timer runs only while connecting */
         schedule_retry(r);
         return;
     }
@@ -529,66 +641,6 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     start_connect(arg);
 }
 
-/* Connects to ip (an address, never a name) or the unix socket. */
-static void connect_to(struct redis *r, const char *ip)
-{
-    redisAsyncContext *ac;
-    ac = r->url.path ? redisAsyncConnectUnix(r->url.path)
-                     : redisAsyncConnect(ip, r->url.addrs[0].port);
-    if (!ac)
-        goto fail;
-    if (ac->err) {
-        log_warn("redis: connect to %s failed: %.200s", r->addr, ac->errstr);
-        redisAsyncFree(ac);
-        goto fail;
-    }
-    ac->data = r;
-    if (redisLibeventAttach(ac, r->base) != REDIS_OK ||
-        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
-        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
-        redisAsyncFree(ac);
-        goto fail;
-    }
-    r->ac = ac;
-    r->state = C_CONNECTING;
-    return;
-fail:
-    r->errors++;
-    r->state = C_DOWN;
-    event_del(r->connect_timer);
-    schedule_retry(r);
-}
-
-static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
-{
-    struct redis *r = arg;
-    char ip[INET6_ADDRSTRLEN] = "";
-    r->query = NULL;
-    if (result == EVUTIL_EAI_CANCEL) /* dropped meanwhile: nothing to do */
-        return;
-    if (result == 0 && res) {
-        const void *a =
-            res->ai_family == AF_INET6
-                ? (const void *)&((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr
-                : (const void *)&((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
-        evutil_inet_ntop(res->ai_family, a, ip, sizeof(ip));
-    }
-    if (res)
-        evutil_freeaddrinfo(res);
-    if (r->state != C_RESOLVING)
-        return;
-    if (!ip[0]) {
-        log_warn("redis: cannot resolve %s: %s", r->addr,
-                 result ? evutil_gai_strerror(result) : "no address");
-        r->errors++;
-        r->state = C_DOWN;
-        event_del(r->connect_timer);
-        schedule_retry(r);
-        return;
-    }
-    connect_to(r, ip);
-}
-
 /* An address is used as it is; a name is resolved first, by evdns. */
 static bool is_address(const char *host)
 {
@@ -596,27 +648,69 @@ static bool is_address(const char *host)
     return evutil_inet_pton(AF_INET, host, buf) == 1 || evutil_inet_pton(AF_INET6, host, buf) == 1;
 }
 
+/* Opens the bufferevent (TLS for rediss://) and starts connecting; every
+ * outcome arrives at on_event, later (deferred callbacks). */
+static int open_bev(struct redis *r)
+{
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    SSL *ssl = NULL;
+    if (r->tls) {
+        if (!(ssl = tls_client_ssl(r->tls, r->url.addrs[0].host)))
+            return -1;
+        r->bev = bufferevent_openssl_socket_new(r->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+        if (!r->bev) {
+            SSL_free(ssl);
+            return -1;
+        }
+        /* Redis closes without close_notify; the protocol frames replies. */
+        bufferevent_openssl_set_allow_dirty_shutdown(r->bev, 1);
+    } else if (!(r->bev = bufferevent_socket_new(r->base, -1, opts))) {
+        return -1;
+    }
+    if (!(r->rdr = reader_new()))
+        return -1;
+    r->reply_bytes = 0;
+    bufferevent_setcb(r->bev, on_read, NULL, on_event, r);
+    bufferevent_enable(r->bev, EV_READ | EV_WRITE);
+    r->state = C_CONNECTING;
+    if (r->url.path) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        if (strlen(r->url.path) >= sizeof(sun.sun_path))
+            return -1;
+        memcpy(sun.sun_path, r->url.path, strlen(r->url.path) + 1);
+        return bufferevent_socket_connect(r->bev, (struct sockaddr *)&sun, sizeof(sun));
+    }
+    const struct redis_addr *a = &r->url.addrs[0];
+    return bufferevent_socket_connect_hostname(r->bev, r->dns, AF_UNSPEC, a->host, a->port);
+}
+
 static void start_connect(struct redis *r)
 {
     struct timeval tv;
-    if (r->closing || r->ac || r->state != C_DOWN)
+    if (r->closing || r->bev || r->state != C_DOWN)
         return;
-    tv_ms(&tv, r->timeout_ms); /* resolution, connect and handshake */
+    tv_ms(&tv, r->timeout_ms); /* resolution, connect and handshakes */
     event_add(r->connect_timer, &tv);
-    if (r->url.path || is_address(r->url.addrs[0].host)) {
-        connect_to(r, r->url.path ? NULL : r->url.addrs[0].host);
-        return;
-    }
-    if (!r->dns && !(r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
+    if (!r->url.path && !is_address(r->url.addrs[0].host) && !r->dns &&
+        !(r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
         log_warn("redis: no resolver for %s (resolv.conf?)", r->addr);
-        r->errors++;
+        conn_failed(r);
         event_del(r->connect_timer);
         schedule_retry(r);
         return;
     }
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    r->state = C_RESOLVING;
-    r->query = evdns_getaddrinfo(r->dns, r->url.addrs[0].host, NULL, &hints, on_resolved, r);
+    if (open_bev(r) < 0) {
+        log_warn("redis: cannot connect to %s: %s", r->addr,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_failed(r);
+        if (r->bev) {
+            drop(r, err_disconnected);
+            return;
+        }
+        r->state = C_DOWN;
+        event_del(r->connect_timer);
+        schedule_retry(r);
+    }
 }
 
 void redis_set_timeout(struct redis *r, int ms)
@@ -625,8 +719,8 @@ void redis_set_timeout(struct redis *r, int ms)
         r->timeout_ms = ms;
 }
 
-struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
-                        size_t errlen)
+struct redis *redis_new(struct event_base *base, const char *url, const struct redis_tls *tls,
+                        int timeout_ms, char *err, size_t errlen)
 {
     struct redis *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -634,6 +728,7 @@ struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms
         return NULL;
     }
     TAILQ_INIT(&r->cmds);
+    TAILQ_INIT(&r->inflight);
     r->base = base;
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
@@ -649,10 +744,16 @@ struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms
         snprintf(err, errlen, "redis timeout must be positive");
         goto fail;
     }
+    if (r->url.kind == REDIS_URL_TLS) {
+        if (!(r->tls = tls_client_new(tls ? tls->ca_file : NULL, err, errlen)))
+            goto fail;
+        if (tls_client_use(r->tls, tls ? tls->cert_file : NULL, tls ? tls->key_file : NULL, err,
+                           errlen) < 0)
+            goto fail;
+    }
     r->connect_timer = evtimer_new(base, on_connect_timeout, r);
     r->retry_timer = evtimer_new(base, on_retry, r);
-    r->drop_ev = event_new(base, -1, 0, on_drop_ev, r);
-    if (!r->connect_timer || !r->retry_timer || !r->drop_ev) {
+    if (!r->connect_timer || !r->retry_timer) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -671,7 +772,7 @@ void redis_free(struct redis *r)
         return;
     r->closing = true;
     drop(r, err_disconnected);
-    /* commands whose queueing failed still wait for their deferred event */
+    /* commands whose sending failed still wait for their deferred event */
     while (!TAILQ_EMPTY(&r->cmds)) {
         struct redis_cmd *c = TAILQ_FIRST(&r->cmds);
         cmd_finish(c, NULL, c->fail ? c->fail : err_disconnected);
@@ -680,12 +781,9 @@ void redis_free(struct redis *r)
         event_free(r->connect_timer);
     if (r->retry_timer)
         event_free(r->retry_timer);
-    if (r->drop_ev)
-        event_free(r->drop_ev);
-    if (r->query)
-        evdns_getaddrinfo_cancel(r->query); /* its callback sees EAI_CANCEL */
     if (r->dns)
         evdns_base_free(r->dns, 0);
+    tls_client_free(r->tls);
     redis_url_free(&r->url);
     free(r);
 }
@@ -694,11 +792,9 @@ bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen)
 {
     switch (u->kind) {
     case REDIS_URL_TCP:
+    case REDIS_URL_TLS:
     case REDIS_URL_UNIX:
         return true;
-    case REDIS_URL_TLS:
-        snprintf(err, errlen, "rediss:// (TLS) is not supported by this build yet");
-        return false;
     case REDIS_URL_SENTINEL:
         snprintf(err, errlen, "redis-sentinel:// is not supported by this build yet");
         return false;
@@ -718,4 +814,9 @@ bool redis_connected(const struct redis *r)
 unsigned long redis_errors(const struct redis *r)
 {
     return r->errors;
+}
+
+unsigned long redis_connect_failures(const struct redis *r)
+{
+    return r->conn_failures;
 }

@@ -1,8 +1,9 @@
 /* redis.h: one asynchronous Redis connection per worker, on the worker's
- * event loop, through hiredis's async API (Debian's 0.14.1, which has no
- * command timeouts of its own). Every command gets a deadline and ends in
- * exactly one callback, with a reply or an error, never from inside the call
- * that issued it. Lost connections reconnect with capped backoff. */
+ * event loop, over tollgate's own connection layer (libevent bufferevents,
+ * OpenSSL for rediss://, hiredis only for its I/O-free request formatter
+ * and reply reader). Every command gets a deadline and ends in exactly one
+ * callback, with a reply or an error, never from inside the call that
+ * issued it. Lost connections reconnect with capped backoff. */
 #ifndef TOLLGATE_REDIS_H
 #define TOLLGATE_REDIS_H
 
@@ -28,11 +29,20 @@ struct redis_script {
  * an error, never as a reply. The reply lives only during the call. */
 typedef void (*redis_cb)(struct redisReply *reply, const char *err, void *arg);
 
-/* url: any form redis_url.h parses that redis_url_supported accepts. A
- * host name is resolved with evdns, never blocking the loop. Connects in
- * the background; returns NULL only for a malformed or unsupported url. */
-struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms, char *err,
-                        size_t errlen) MUST_CHECK;
+/* [redis] ca_file, cert_file, key_file: for rediss:// only; each may be NULL. */
+struct redis_tls {
+    const char *ca_file;   /* CAs beside the system's; the server is always verified */
+    const char *cert_file; /* a client certificate (PEM), for servers that ask */
+    const char *key_file;  /* its key */
+};
+
+/* url: any form redis_url.h parses that redis_url_supported accepts; tls
+ * may be NULL (system CAs, no client certificate). A host name is resolved
+ * with evdns, never blocking the loop. Connects in the background; returns
+ * NULL only for a malformed or unsupported url or TLS files that do not
+ * load (err says which). */
+struct redis *redis_new(struct event_base *base, const char *url, const struct redis_tls *tls,
+                        int timeout_ms, char *err, size_t errlen) MUST_CHECK;
 /* Fails every pending command and frees. The callbacks run synchronously,
  * inside redis_free, with err "disconnected": call it only at worker
  * shutdown, never from a redis callback, and only while the callbacks' args
@@ -99,5 +109,8 @@ void redis_script_prepare(struct redis_script *s);
 /* Counters for metrics: commands ended in an error (timeouts, disconnects,
  * error replies) plus failed connection attempts and lost connections. */
 unsigned long redis_errors(const struct redis *r);
+/* Of those, failed connection attempts (refused, timed out, TLS, AUTH) and
+ * lost connections. */
+unsigned long redis_connect_failures(const struct redis *r);
 
 #endif

@@ -121,6 +121,11 @@ struct redisContext *report_connect(const char *url, int timeout_ms, char *err, 
     redisContext *c = NULL;
     if (redis_url_parse(url, &u, err, errlen) < 0 || !redis_url_supported(&u, err, errlen))
         goto fail;
+    if (u.kind != REDIS_URL_TCP && u.kind != REDIS_URL_UNIX) {
+        /* this blocking client is hiredis's own, which has no TLS */
+        snprintf(err, errlen, "the report reads Redis over redis:// and unix:// only (not TLS)");
+        goto fail;
+    }
     const char *path = u.path, *host = u.naddrs ? u.addrs[0].host : NULL;
     int port = u.naddrs ? u.addrs[0].port : 0;
     const char *user = u.user, *pass = u.password;

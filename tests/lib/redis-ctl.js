@@ -15,9 +15,11 @@ const { httpGet } = require('./tollgate');
 const { ms, waitFor, freePort, tmpDir, periods } = require('./util');
 
 class RedisCtl {
-  constructor(port, { persist = false } = {}) {
+  // extra: more redis-server arguments (a TLS port, ACL users); later ones win.
+  constructor(port, { persist = false, extra = [] } = {}) {
     this.port = port;
     this.persist = persist;
+    this.extra = extra;
     this.dir = tmpDir('tollgate-redisctl-');
     this.bin = findBinary('redis-server');
     this.cli = findBinary('redis-cli');
@@ -42,6 +44,7 @@ class RedisCtl {
       '--daemonize', 'no', '--loglevel', 'warning'];
     if (this.persist) args.push('--appendonly', 'yes', '--appendfsync', 'always');
     else args.push('--appendonly', 'no');
+    args.push(...this.extra);
     await waitFor(async () => {
       if (!this.running) this.proc = new Proc('redis-server', this.bin, args);
       const out = await this.cmd('PING');

@@ -130,7 +130,7 @@ static int fx_open(struct fx *f, const char *name, bool webhook, bool redis)
     }
     if (!redis)
         return 0;
-    f->r = redis_new(f->base, url, TIMEOUT_MS, err, sizeof(err));
+    f->r = redis_new(f->base, url, NULL, TIMEOUT_MS, err, sizeof(err));
     if (!f->r || !wait_for(f->base, is_connected, f->r, 3000)) {
         fprintf(stderr, "  redis: %s\n", f->r ? "not connected" : err);
         return -1;
@@ -368,7 +368,7 @@ static void test_redis_down_sends(void)
     if (fx_open(&f, "down", true, false) < 0)
         goto done;
     snprintf(dead, sizeof(dead), "redis://127.0.0.1:%d/0", free_port());
-    f.r = redis_new(f.base, dead, TIMEOUT_MS, err, sizeof(err));
+    f.r = redis_new(f.base, dead, NULL, TIMEOUT_MS, err, sizeof(err));
     CHECK(f.r != NULL);
     if (!(a = anew(&f)))
         goto done;

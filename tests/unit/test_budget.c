@@ -42,7 +42,7 @@ static char run_id[64]; /* unique per run: every tenant starts at zero */
 static struct redis *connect_new(struct event_base *base)
 {
     char err[256];
-    struct redis *r = redis_new(base, url, TIMEOUT_MS, err, sizeof(err));
+    struct redis *r = redis_new(base, url, NULL, TIMEOUT_MS, err, sizeof(err));
     if (!r) {
         fprintf(stderr, "  redis_new: %s\n", err);
         return NULL;

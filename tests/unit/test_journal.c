@@ -46,7 +46,7 @@ static int fx_open(struct fx *f, const char *name)
     f->base = event_base_new();
     snprintf(f->dir, sizeof(f->dir), "%s/%s/journal", jroot, name); /* two levels: mkdir -p */
     snprintf(f->tenant, sizeof(f->tenant), "jt-%s-%d-%lld", name, (int)getpid(), now_ms());
-    f->r = redis_new(f->base, url, TIMEOUT_MS, err, sizeof(err));
+    f->r = redis_new(f->base, url, NULL, TIMEOUT_MS, err, sizeof(err));
     if (!f->r) {
         fprintf(stderr, "  redis_new: %s\n", err);
         return -1;

@@ -80,7 +80,7 @@ static int done_one(void *arg)
 static struct redis *connect_new(struct event_base *base)
 {
     char err[256];
-    struct redis *r = redis_new(base, url, TIMEOUT_MS, err, sizeof(err));
+    struct redis *r = redis_new(base, url, NULL, TIMEOUT_MS, err, sizeof(err));
     if (!r) {
         fprintf(stderr, "  redis_new: %s\n", err);
         return NULL;
@@ -135,8 +135,9 @@ static const struct {
     {"unix:///run/redis.sock?foo=1", 0},
     {"unix://app:secret@/run/redis.sock", 1}, /* an ACL user on every scheme */
     {"redis://app:secret@cache.internal:6379/0", 1},
+    {"rediss://127.0.0.1:6380", 1},
+    {"rediss://app:secret@cache.internal/3", 1},
     /* parsed (redis_url.c) but not reachable through this connection layer */
-    {"rediss://127.0.0.1:6380", 0},
     {"redis-sentinel://127.0.0.1:26379/mymaster", 0},
     {"redis-cluster://127.0.0.1:7000,127.0.0.1:7001", 0},
 };
@@ -146,7 +147,7 @@ static void test_url(void)
     struct event_base *base = event_base_new();
     for (size_t i = 0; i < ARRAY_LEN(urls); i++) {
         char err[256] = "";
-        struct redis *r = redis_new(base, urls[i].url, 100, err, sizeof(err));
+        struct redis *r = redis_new(base, urls[i].url, NULL, 100, err, sizeof(err));
         if ((r != NULL) != urls[i].ok)
             fprintf(stderr, "  url %s: %s\n", urls[i].url, r ? "accepted" : err);
         CHECK_INT(r != NULL, urls[i].ok);
@@ -163,7 +164,7 @@ static void test_hostname(void)
     struct event_base *base = event_base_new();
     struct result res = {0};
     snprintf(url2, sizeof(url2), "redis://localhost:%d/0", server_port);
-    struct redis *r = redis_new(base, url2, 1000, err, sizeof(err));
+    struct redis *r = redis_new(base, url2, NULL, 1000, err, sizeof(err));
     CHECK(r != NULL);
     if (!r)
         goto done;
@@ -172,7 +173,7 @@ static void test_hostname(void)
     CHECK_STR(res.str, "PONG");
     /* a name that does not resolve: no connection, errors counted, no hang */
     struct redis *bad =
-        redis_new(base, "redis://no-such-host.invalid:6379/0", 300, err, sizeof(err));
+        redis_new(base, "redis://no-such-host.invalid:6379/0", NULL, 300, err, sizeof(err));
     CHECK(bad != NULL);
     wait_for(base, NULL, NULL, 500);
     CHECK(bad && !redis_connected(bad));

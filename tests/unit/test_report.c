@@ -102,7 +102,7 @@ static void settle_all(void)
 {
     char err[256];
     struct event_base *base = event_base_new();
-    struct redis *r = redis_new(base, url, 1000, err, sizeof(err));
+    struct redis *r = redis_new(base, url, NULL, 1000, err, sizeof(err));
     CHECK(r != NULL);
     if (!r)
         return;

@@ -39,7 +39,7 @@ static char run_id[64];
 static struct redis *connect_new(struct event_base *base, int timeout_ms)
 {
     char err[256];
-    struct redis *r = redis_new(base, url, timeout_ms, err, sizeof(err));
+    struct redis *r = redis_new(base, url, NULL, timeout_ms, err, sizeof(err));
     if (!r) {
         fprintf(stderr, "  redis_new: %s\n", err);
         return NULL;
