@@ -14,7 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <hiredis/hiredis.h>
 
 #include "check.h"
@@ -107,6 +110,140 @@ static void run(struct event_base *base, struct redis *r, struct result *res, co
     if (c)
         wait_for(base, done_one, res, 3000);
     CHECK_INT(res->calls, 1);
+}
+
+/* ---- a lying server ------------------------------------------------------ */
+
+/* On the test's own loop: answers the handshake's PING with +PONG, then
+ * every later PING with `payload` (and `extra` bytes of 'x' after it). */
+struct fake {
+    struct evconnlistener *l;
+    int port;
+    const char *payload;
+    size_t extra;
+    int conns;
+};
+
+struct fake_conn {
+    struct fake *f;
+    int pings;
+};
+
+static void fake_read(struct bufferevent *bev, void *arg)
+{
+    struct fake_conn *fc = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n = evbuffer_get_length(in);
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return;
+    evbuffer_remove(in, buf, n);
+    buf[n] = '\0';
+    for (char *p = buf; (p = strstr(p, "PING")) != NULL; p += 4) {
+        if (fc->pings++ == 0) {
+            bufferevent_write(bev, "+PONG\r\n", 7);
+            continue;
+        }
+        bufferevent_write(bev, fc->f->payload, strlen(fc->f->payload));
+        for (size_t left = fc->f->extra; left > 0;) {
+            static char xs[65536];
+            size_t k = left < sizeof(xs) ? left : sizeof(xs);
+            memset(xs, 'x', k);
+            bufferevent_write(bev, xs, k);
+            left -= k;
+        }
+    }
+    free(buf);
+}
+
+static void fake_event(struct bufferevent *bev, short what, void *arg)
+{
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        free(arg);
+        bufferevent_free(bev);
+    }
+}
+
+static void fake_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                        void *arg)
+{
+    struct fake *f = arg;
+    struct bufferevent *bev =
+        bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+    struct fake_conn *fc = calloc(1, sizeof(*fc));
+    if (!bev || !fc) {
+        free(fc);
+        if (bev)
+            bufferevent_free(bev);
+        return;
+    }
+    fc->f = f;
+    f->conns++;
+    bufferevent_setcb(bev, fake_read, NULL, fake_event, fc);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static int fake_start(struct event_base *base, struct fake *f)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    f->l = evconnlistener_new_bind(base, fake_accept, f, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                   16, (struct sockaddr *)&a, sizeof(a));
+    if (!f->l || getsockname(evconnlistener_get_fd(f->l), (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    f->port = ntohs(a.sin_port);
+    return 0;
+}
+
+static int reconnected(void *arg)
+{
+    struct redis *r = arg;
+    return redis_connected(r) && redis_connect_failures(r) > 0;
+}
+
+/* Replies the reader must not build: an array header far above the bound,
+ * a bulk string above 16 MiB, bytes that are not RESP. Each drops the
+ * connection (the command fails once with "disconnected", the failure is
+ * counted) and the client connects again. */
+static void test_bounded_replies(void)
+{
+    static const struct {
+        const char *name;
+        const char *payload;
+        size_t extra;
+    } cases[] = {
+        {"array of 2e9 elements", "*2000000000\r\n", 0},
+        {"array of 2^20 + 1 elements", "*1048577\r\n", 0},
+        {"bulk of 20 MB", "$20000000\r\n", 17u << 20},
+        {"not RESP", "!oops\r\n", 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct event_base *base = event_base_new();
+        struct fake f = {.payload = cases[i].payload, .extra = cases[i].extra};
+        struct result res = {0};
+        char u[64], err[256];
+        struct redis *r = NULL;
+        CHECK_INT(fake_start(base, &f), 0);
+        snprintf(u, sizeof(u), "redis://127.0.0.1:%d/0", f.port);
+        r = redis_new(base, u, NULL, 2000, err, sizeof(err));
+        CHECK(r && wait_for(base, is_connected, r, 3000));
+        if (!r || !redis_connected(r))
+            goto next;
+        const char *argv[] = {"PING"};
+        CHECK(redis_command(r, on_result, &res, 1, argv, NULL) != NULL);
+        wait_for(base, done_one, &res, 5000);
+        if (res.calls != 1 || strcmp(res.err, "disconnected") != 0)
+            fprintf(stderr, "  %s: calls %d err '%s'\n", cases[i].name, res.calls, res.err);
+        CHECK_INT(res.calls, 1);
+        CHECK_STR(res.err, "disconnected");
+        CHECK(wait_for(base, reconnected, r, 3000));
+        CHECK(f.conns >= 2);
+    next:
+        redis_free(r);
+        if (f.l)
+            evconnlistener_free(f.l);
+        event_base_free(base);
+    }
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -488,6 +625,7 @@ static const struct check_test tests[] = {
     {"settle_once", test_settle_once},
     {"noscript", test_noscript},
     {"cancel", test_cancel},
+    {"bounded_replies", test_bounded_replies},
     {"pending_bound", test_pending_bound},
     {"free_pending", test_free_pending},
     {"stopped_server", test_stopped_server},
