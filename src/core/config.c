@@ -90,6 +90,7 @@ struct key {
     setter set;               /* T_FUNC */
     checker check;            /* text types: extra validation */
     size_t max;               /* text and T_FUNC: longest value in bytes (after env:) */
+    size_t span; /* T_FUNC and K_RESTART: bytes from off the setter stores, compared on reload */
     const char *doc;
 };
 
@@ -242,7 +243,9 @@ static const struct key keys[] = {
 
     {S_RECORDS, "file", T_STR, CF(records_file), "var/usage.jsonl", K_RESTART, .max = PATH_MAX_,
      .doc = "one JSON line per request; - : standard output (log shippers)"},
-    {S_RECORDS, "rotate", T_FUNC, 0, "off", K_RESTART, .set = config_set_rotate, .max = 32,
+    {S_RECORDS, "rotate", T_FUNC, CF(records_rotate_bytes), "off", K_RESTART,
+     .set = config_set_rotate, .max = 32,
+     .span = CF(records_rotate_daily) + sizeof(bool) - CF(records_rotate_bytes),
      .doc = "off | a size (100m) | daily: tollgate rotates file itself to file.1, file.2, ..."},
     {S_RECORDS, "keep", T_INT, CF(records_keep), "7", K_RESTART, 1, 1000,
      .doc = "rotated files kept (file.1 newest); older ones are deleted"},
@@ -1219,7 +1222,8 @@ void config_each_key_info(void (*fn)(const struct config_key_info *k, void *arg)
 /* Bytes of a non-text value in its struct. */
 static size_t value_size(const struct key *k)
 {
-    return k->type == T_SIZE    ? sizeof(size_t)
+    return k->type == T_FUNC    ? k->span
+           : k->type == T_SIZE  ? sizeof(size_t)
            : k->type == T_I64   ? sizeof(int64_t)
            : k->type == T_MONEY ? sizeof(money_t)
                                 : sizeof(int);
@@ -1264,7 +1268,7 @@ int config_restart_keys(const struct config *old, struct config *nw, char *buf, 
         buf[0] = '\0';
     for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
         const struct key *k = &keys[i];
-        if (!(k->flags & K_RESTART) || sects[k->sect].named || k->type == T_FUNC ||
+        if (!(k->flags & K_RESTART) || sects[k->sect].named || value_size(k) == 0 ||
             same(old, nw, k))
             continue;
         count++;

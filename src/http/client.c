@@ -73,6 +73,7 @@ struct client {
     http_parser parser;
     http_parser_settings settings;
     enum client_state state;
+    int send_timeout_ms; /* the write timeout set on bev (lim's, at this request's start) */
     char peer[64];
 
     /* the request being read: target and headers in hbuf, NUL-separated */
@@ -137,6 +138,19 @@ static void arm(struct client *c, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+}
+
+/* The write timeout (send_timeout) of the owner's limits, set on the
+ * bufferevent when it differs from the one in force: at accept and at the
+ * start of each request, so a reload reaches kept-alive connections too. */
+static void set_send_timeout(struct client *c)
+{
+    int ms = c->lim->send_timeout_ms;
+    if (ms == c->send_timeout_ms)
+        return;
+    struct timeval wt = {ms / 1000, (ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &wt);
+    c->send_timeout_ms = ms;
 }
 
 static void reset_request(struct client *c)
@@ -222,8 +236,7 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
 
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
-    struct timeval wt = {lim->send_timeout_ms / 1000, (lim->send_timeout_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &wt);
+    set_send_timeout(c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     LIST_INSERT_HEAD(&clients, c, link);
     c->state = CS_HEAD; /* the first request must arrive within the header deadline */
@@ -667,6 +680,7 @@ static void parse_input(struct client *c)
             c->state = CS_HEAD;
             evtimer_del(c->timer);
             arm(c, c->lim->header_timeout_ms);
+            set_send_timeout(c); /* a reload may have changed it */
         }
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)

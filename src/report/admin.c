@@ -521,6 +521,19 @@ static void on_accept(int fd, void *arg)
         log_warn("admin: out of memory accepting a connection");
 }
 
+/* The admin listener's own size caps, with the [server] deadlines of cfg;
+ * its connections read them at each use, so a reload applies to them too. */
+static void set_limits(struct admin *a, const struct config *cfg)
+{
+    a->limits = (struct client_limits){.max_header_size = 16384,
+                                       .max_body = 65536,
+                                       .header_timeout_ms = cfg->header_timeout_ms,
+                                       .body_timeout_ms = cfg->body_timeout_ms,
+                                       .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
+                                       .send_timeout_ms = cfg->send_timeout_ms,
+                                       .open = &admin_open};
+}
+
 struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
                         size_t n_workers, struct record_sink *sink, char *err, size_t errlen)
 {
@@ -535,13 +548,7 @@ struct admin *admin_new(struct event_base *base, struct config *cfg, struct work
                         .n_workers = n_workers,
                         .sink = sink};
     LIST_INIT(&a->jobs);
-    a->limits = (struct client_limits){.max_header_size = 16384,
-                                       .max_body = 65536,
-                                       .header_timeout_ms = cfg->header_timeout_ms,
-                                       .body_timeout_ms = cfg->body_timeout_ms,
-                                       .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
-                                       .send_timeout_ms = cfg->send_timeout_ms,
-                                       .open = &admin_open};
+    set_limits(a, cfg);
     const struct listener_conf lc = {
         .name = "admin",
         .addr = cfg->admin_listen,
@@ -571,6 +578,7 @@ void admin_set_config(struct admin *a, struct config *cfg)
         return;
     config_unref(a->cfg);
     a->cfg = config_ref(cfg);
+    set_limits(a, cfg);
 }
 
 void admin_free(struct admin *a)

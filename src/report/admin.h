@@ -21,7 +21,8 @@ struct admin;
 struct admin *admin_new(struct event_base *base, struct config *cfg, struct worker **workers,
                         size_t n_workers, struct record_sink *sink, char *err,
                         size_t errlen) MUST_CHECK;
-/* After a reload (main thread): the admin token and on_failure may change. */
+/* After a reload (main thread): the admin API uses cfg from now on (token,
+ * on_failure, report margin, the config it shows, client deadlines). */
 void admin_set_config(struct admin *a, struct config *cfg);
 /* The export sinks whose counters /metrics shows (NULL: none); they outlive a. */
 void admin_set_exports(struct admin *a, struct export_hub *hub);

@@ -1,12 +1,17 @@
 'use strict';
 // Reload is honest: for each class of key, a value changed in the file and sent with SIGHUP is
-// the value the running tollgate uses (logging, alerts with a real webhook receiver, Redis
-// timeouts and on_failure, plans and tenants, pricing, upstreams, server limits and upstream
-// timeouts), and a key marked (restart) is reported as needing one and keeps its running
-// value everywhere until then.
+// the value the running tollgate uses (logging, identity headers and the admin token, alerts
+// with a real webhook receiver, Redis timeouts and on_failure, plans and tenants (every plan
+// and tenant key), pricing and routes, upstreams (URLs, keys, kinds, timeouts, pools), client
+// limits and deadlines (on connections kept alive across the reload too), records, the
+// report's margin and the drain at SIGTERM), and a key marked (restart) is reported as
+// needing one and keeps its running value everywhere until then. Other files prove the keys
+// of their own concern: trust.test.js (client_token, tenant_policy, trust_plan_header,
+// plan_header_allow), cap.test.js (drain_on_abort), export-stream.test.js (redis_stream).
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const net = require('node:net');
 const path = require('node:path');
 const { describe, test } = require('node:test');
 const h = require('../lib/harness');
@@ -14,6 +19,7 @@ const { startMock } = require('../lib/mock');
 const { startWebhookSink } = require('../lib/webhook');
 const { waitReady } = require('../lib/redis-ctl');
 const { httpGet } = require('../lib/tollgate');
+const { parseResponses } = require('../lib/raw');
 
 const count = (tg, re) => (tg.stderr.match(new RegExp(re.source, 'gm')) || []).length;
 
@@ -31,22 +37,69 @@ async function reload(tg, overrides) {
 const chat = (content, model = 'gpt-4o') => ({ model, max_tokens: 50, messages: [{ role: 'user', content }] });
 
 // A request with the tenant header named `header`; returns {status, json, id}.
-async function ask(tg, tenant, content, { model, header = 'X-Tenant-Id', extra = {}, path: p = '/v1/chat/completions' } = {}) {
-  const r = await h.post(tg, p, chat(content, model), { ...(tenant ? { [header]: tenant } : {}), ...extra });
-  return { status: r.status, json: r.json, text: r.text, id: r.headers.get('x-tollgate-request-id') };
+async function ask(tg, tenant, content, { model, header = 'X-Tenant-Id', extra = {}, path: p = '/v1/chat/completions', body, timeout = h.ms(20000) } = {}) {
+  const r = await h.post(tg, p, body || chat(content, model), { ...(tenant ? { [header]: tenant } : {}), ...extra },
+    AbortSignal.timeout(timeout));
+  return { status: r.status, json: r.json, text: r.text, headers: r.headers, id: r.headers.get('x-tollgate-request-id') };
 }
 
-async function adminConfig(tg) {
+// GET on the admin listener with a bearer token; resolves {status, json}.
+async function adminGet(tg, p, token = 'test-admin-token') {
   const http = require('node:http');
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: tg.adminPort, path: '/admin/api/config', agent: false,
-      headers: { authorization: 'Bearer test-admin-token' } }, (res) => {
+    http.get({ host: '127.0.0.1', port: tg.adminPort, path: p, agent: false,
+      headers: { authorization: `Bearer ${token}` } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { body += d; });
-      res.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(body); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, json, body });
+      });
     }).on('error', reject);
   });
+}
+
+async function adminConfig(tg) {
+  const r = await adminGet(tg, '/admin/api/config');
+  assert.equal(r.status, 200, r.body);
+  return r.json;
+}
+
+// A raw connection that stays open between requests (keep-alive): send bytes, wait for the
+// nth complete response, see when the server closes it.
+function rawConn(port) {
+  const sock = net.connect({ host: '127.0.0.1', port });
+  const c = { sock, buf: Buffer.alloc(0), closedAt: null };
+  sock.on('data', (d) => { c.buf = Buffer.concat([c.buf, d]); });
+  sock.on('close', () => { c.closedAt = Date.now(); });
+  sock.on('error', () => { /* seen as the close */ });
+  c.send = (text) => sock.write(text);
+  c.responses = () => parseResponses(c.buf).filter((r) => r.complete);
+  c.waitResponses = (n, what) => h.waitFor(() => (c.responses().length >= n ? c.responses() : null),
+    { timeout: h.ms(10000), what: `${n} response(s) on the kept-alive connection: ${what}` });
+  c.waitClosed = (timeout, what) => h.waitFor(() => c.closedAt, { timeout, what: `the server closed the connection: ${what}` });
+  c.end = () => sock.destroy();
+  return c;
+}
+
+// The bytes of one chat request for tenant (keep-alive: HTTP/1.1's default).
+function chatBytes(tenant, content) {
+  const body = JSON.stringify(chat(content));
+  return `POST /v1/chat/completions HTTP/1.1\r\nHost: tollgate\r\nContent-Type: application/json\r\n`
+    + `Authorization: Bearer sk-test\r\nX-Tenant-Id: ${tenant}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+// A TCP server that accepts and never answers: a TLS handshake to it never ends.
+async function startSilentServer() {
+  const socks = new Set();
+  const srv = net.createServer((s) => { socks.add(s); s.on('close', () => socks.delete(s)); s.on('error', () => {}); });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    port: srv.address().port,
+    close: () => new Promise((resolve) => { for (const s of socks) s.destroy(); srv.close(resolve); }),
+  };
 }
 
 describe('reload', () => {
@@ -84,6 +137,44 @@ describe('reload', () => {
       await h.sleep(h.ms(300));
       assert.ok(!/reload: .* loaded/.test(tg.stderr.slice(before)), 'info lines are off at warn');
       assert.ok(!/^\{/m.test(tg.stderr.slice(before)), 'plain lines again');
+    });
+  });
+
+  test('identity and admin: user_header, feature_header, plan_header, tenant_pattern and admin_token are live after SIGHUP', { timeout: h.ms(30000) }, async () => {
+    const base = {
+      server: { tenant_policy: 'configured', tenant_pattern: 'old_[0-9]+' },
+      'plan gold': { price: '1' },
+    };
+    await env.withTollgate(base, async (tg) => {
+      const who = { 'X-User-Id': 'u-old', 'X-Feature': 'f-old', 'X-Tenant-Plan': 'gold' };
+      const r1 = await ask(tg, 'old_1', 'mock:tokens=5,5', { extra: who });
+      assert.equal(r1.status, 200, r1.text);
+      const rec1 = await tg.record(r1.id);
+      assert.deepEqual([rec1.user, rec1.feature, rec1.plan], ['u-old', 'f-old', 'gold']);
+      assert.equal((await ask(tg, 'new_1', 'mock:tokens=5,5')).status, 403, 'new_1 does not match the pattern yet');
+      assert.equal((await adminGet(tg, '/admin/api/config')).status, 200);
+
+      await reload(tg, {
+        ...base,
+        server: { tenant_policy: 'configured', tenant_pattern: 'new_[0-9]+', admin_token: 'rotated-admin-token-0123',
+          user_header: 'X-End-User', feature_header: 'X-App-Feature', plan_header: 'X-Billing-Plan' },
+      });
+      const r2 = await ask(tg, 'new_1', 'mock:tokens=5,5', {
+        extra: { 'X-End-User': 'u-new', 'X-App-Feature': 'f-new', 'X-Billing-Plan': 'gold', 'X-User-Id': 'u-old', 'X-Feature': 'f-old' } });
+      assert.equal(r2.status, 200, `tenant_pattern new_[0-9]+: ${r2.text}`);
+      const rec2 = await tg.record(r2.id);
+      assert.equal(rec2.user, 'u-new', 'the reloaded user_header names the user');
+      assert.equal(rec2.feature, 'f-new', 'the reloaded feature_header names the feature');
+      assert.equal(rec2.plan, 'gold', 'the reloaded plan_header names the plan');
+      const r3 = await ask(tg, 'new_2', 'mock:tokens=5,5', { extra: { 'X-Tenant-Plan': 'gold' } });
+      assert.equal(r3.status, 200);
+      assert.equal((await tg.record(r3.id)).plan, 'free', 'the old plan header no longer names the plan');
+      assert.equal((await ask(tg, 'old_1', 'mock:tokens=5,5')).status, 403, 'old_1 no longer matches the pattern');
+      assert.equal((await adminGet(tg, '/admin/api/config')).status, 401, 'the old admin token is refused');
+      const cfg = await adminGet(tg, '/admin/api/config', 'rotated-admin-token-0123');
+      assert.equal(cfg.status, 200, 'the reloaded admin token is accepted');
+      assert.equal(cfg.json.server.user_header, 'X-End-User');
+      // the stop check asks for nothing else of the admin API
     });
   });
 
@@ -273,6 +364,258 @@ describe('reload', () => {
       await reload(tg, { server: { max_body: '2k', max_header_size: '2k' } });
       assert.equal((await ask(tg, t, `${big} mock:tokens=5,5`)).status, 413);
       assert.equal((await ask(tg, t, 'mock:tokens=5,5', { extra: { 'X-Pad': 'p'.repeat(3000) } })).status, 431);
+    });
+  });
+
+  test('client deadlines: header_timeout, body_timeout, keepalive_timeout and send_timeout are live after SIGHUP, on connections kept alive across it too', { timeout: h.ms(90000) }, async () => {
+    // long start values: a deadline that did not reload would outlast every wait below
+    const long = { header_timeout: '60s', body_timeout: '60s', keepalive_timeout: '60s', send_timeout: '60s' };
+    await env.withTollgate({ server: { workers: 1, ...long } }, async (tg) => {
+      const kept = rawConn(tg.port);
+      const reader = rawConn(tg.port);
+      const admin = rawConn(tg.adminPort);
+      try {
+        kept.send(chatBytes(h.uniq('ka'), 'mock:tokens=5,5'));
+        reader.send(chatBytes(h.uniq('ka'), 'mock:tokens=5,5'));
+        admin.send('GET /healthz HTTP/1.1\r\nHost: tollgate\r\n\r\n');
+        for (const [c, what] of [[kept, 'api'], [reader, 'api'], [admin, 'admin']]) {
+          const [res] = await c.waitResponses(1, what);
+          assert.equal(res.status, 200);
+        }
+        await reload(tg, { server: { workers: 1, header_timeout: '700ms', body_timeout: '700ms', keepalive_timeout: '700ms', send_timeout: '1s' } });
+
+        // keepalive_timeout: the next idle period of connections opened before the reload
+        kept.send(chatBytes(h.uniq('ka'), 'mock:tokens=5,5'));
+        assert.equal((await kept.waitResponses(2, 'after the reload'))[1].status, 200);
+        await kept.waitClosed(h.ms(10000), 'keepalive_timeout 700ms');
+        admin.send('GET /healthz HTTP/1.1\r\nHost: tollgate\r\n\r\n');
+        assert.equal((await admin.waitResponses(2, 'admin after the reload'))[1].status, 200);
+        await admin.waitClosed(h.ms(10000), 'keepalive_timeout 700ms on the admin listener');
+
+        // header_timeout and body_timeout: a request that stops half way gets 408 at once
+        const head = rawConn(tg.port);
+        head.send('POST /v1/chat/completions HTTP/1.1\r\nHost: tollgate\r\n');
+        await head.waitClosed(h.ms(10000), 'header_timeout 700ms');
+        assert.equal(head.responses()[0].status, 408);
+        const body = rawConn(tg.port);
+        body.send('POST /v1/chat/completions HTTP/1.1\r\nHost: tollgate\r\nX-Tenant-Id: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model"');
+        await body.waitClosed(h.ms(10000), 'body_timeout 700ms');
+        assert.equal(body.responses()[0].status, 408);
+
+        // send_timeout: a connection from before the reload asks for a large answer and stops
+        // reading; it is cut once nothing could be written for 1 s (recorded client_aborted)
+        const slow = h.uniq('send');
+        reader.send(chatBytes(slow, 'mock:pad=48000000 mock:tokens=5,5'));
+        reader.sock.pause();
+        const [rec] = await tg.records({ tenant: slow }, 1, h.ms(30000));
+        assert.equal(rec.outcome, 'client_aborted', JSON.stringify(rec));
+      } finally {
+        kept.end();
+        reader.end();
+        admin.end();
+      }
+    });
+  });
+
+  test('upstreams: connect_timeout, idle_timeout, max_request_time, upstream_pool_size and kind are live after SIGHUP', { timeout: h.ms(90000) }, async () => {
+    const silent = await startSilentServer();
+    try {
+      const groq = { url: env.mock.url, ca_file: env.mock.certs.ca, prefix: '/groq', api_key: 'sk-groq-0123', kind: 'openai' };
+      const base = {
+        server: { workers: 1, connect_timeout: '60s', idle_timeout: '60s', first_byte_timeout: '60s', max_request_time: '30m' },
+        'upstream groq': groq,
+        'upstream dark': { url: `https://127.0.0.1:${silent.port}`, prefix: '/dark', kind: 'openai' },
+      };
+      await env.withTollgate(base, async (tg) => {
+        const t = h.uniq('up');
+        const peer = async (word) => {
+          const r = await ask(tg, t, `${word} mock:tokens=5,5`);
+          assert.equal(r.status, 200, r.text);
+          const [got] = env.mock.requestsWith(word);
+          return got.peerPort;
+        };
+        const w = h.uniq('pool');
+        const [p1, p2] = [await peer(`${w}-1`), await peer(`${w}-2`)];
+        assert.equal(p1, p2, 'upstream_pool_size 128: the second request reuses the pooled connection');
+        const g1 = await ask(tg, t, `${w}-g1 mock:tokens=5,5`, { path: '/groq/v1/chat/completions' });
+        assert.equal(g1.status, 200, g1.text);
+        assert.equal(env.mock.requestsWith(`${w}-g1`)[0].headers.authorization, 'Bearer sk-groq-0123', 'kind openai');
+
+        await reload(tg, {
+          ...base,
+          server: { workers: 1, connect_timeout: '500ms', idle_timeout: '700ms', first_byte_timeout: '60s', max_request_time: '1s', upstream_pool_size: '0' },
+          'upstream groq': { ...groq, kind: 'anthropic' },
+        });
+        const [p3, p4] = [await peer(`${w}-3`), await peer(`${w}-4`)];
+        assert.notEqual(p3, p4, 'upstream_pool_size 0: no connection is kept for the next request');
+
+        const msg = { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: `${w}-g2 mock:tokens=5,5` }] };
+        const g2 = await ask(tg, t, null, { path: '/groq/v1/messages', body: msg });
+        assert.equal(g2.status, 200, g2.text);
+        const [up] = env.mock.requestsWith(`${w}-g2`);
+        assert.equal(up.headers['x-api-key'], 'sk-groq-0123', 'kind anthropic: the key goes in x-api-key');
+        assert.equal(up.headers.authorization, undefined);
+        assert.equal((await tg.record(g2.id)).provider, 'anthropic');
+
+        const dark = await ask(tg, t, 'mock:tokens=5,5', { path: '/dark/v1/chat/completions', timeout: h.ms(20000) });
+        assert.equal(dark.status, 504, `connect_timeout 500ms against a silent TLS peer: ${dark.text}`);
+        assert.match(tg.stderr, new RegExp(`${dark.id}.*connect timed out after 500 ms`));
+
+        // headers, then silence: a 504, or a 200 whose body is cut (the client sees an error)
+        const th = h.uniq('hung');
+        await ask(tg, th, 'mock:hang mock:tokens=5,5', { timeout: h.ms(20000) }).catch(() => null);
+        const [hung] = await tg.records({ tenant: th }, 1);
+        assert.equal(hung.outcome, 'upstream_error', `idle_timeout 700ms: ${JSON.stringify(hung)}`);
+        assert.match(tg.stderr, new RegExp(`${hung.id}.*response stalled for 700 ms`));
+
+        const long = await ask(tg, t, 'mock:delay=8000 mock:tokens=5,5', { timeout: h.ms(20000) });
+        assert.equal(long.status, 504, `max_request_time 1s: ${long.text}`);
+        assert.match(tg.stderr, new RegExp(`${long.id}.*longer than max_request_time`));
+      });
+    } finally {
+      await silent.close();
+    }
+  });
+
+  test('plans and tenants: price, price_period, target_margin, budget_daily, hard_limit, tpm, on_exceed, downgrade, block_message and every tenant override are live after SIGHUP', { timeout: h.ms(60000) }, async () => {
+    const tn = { m: h.uniq('tn-m'), d: h.uniq('tn-d'), h: h.uniq('tn-h'), r: h.uniq('tn-r') };
+    const tenants = (over = {}) => Object.fromEntries(Object.entries(tn).map(([k, id]) => [`tenant ${id}`, { plan: 'base', ...(over[k] || {}) }]));
+    const base = {
+      'plan base': { price: '1' },
+      'plan pa': { price: '12', price_period: 'month' },
+      'plan pb': { price: '1' },
+      'plan pc': { price: '1' },
+      'plan pd': { price: '1', budget_monthly: '0' },
+      'plan pe': { price: '1', budget_monthly: '0' },
+      ...tenants(),
+    };
+    const asPlan = (plan, content = 'mock:tokens=5,5') => ask(tg0, h.uniq(`pl-${plan}`), content, { extra: { 'X-Tenant-Plan': plan } });
+    let tg0 = null;
+    const left = (r) => r.headers.get('x-tollgate-budget-remaining');
+    await env.withTollgate(base, async (tg) => {
+      tg0 = tg;
+      for (const p of ['pa', 'pb', 'pc']) {
+        const r = await asPlan(p);
+        assert.equal(r.status, 200);
+        assert.equal(left(r), null, `plan ${p}: no cap before the reload`);
+        assert.equal(r.headers.get('x-ratelimit-limit-requests'), null);
+      }
+      for (const id of Object.values(tn)) assert.equal(left(await ask(tg, id, 'mock:tokens=5,5')), null);
+      const d0 = await asPlan('pd');
+      assert.equal(d0.status, 429);
+      assert.match(d0.json.error.message, /monthly AI budget of \$0/);
+      assert.equal((await asPlan('pe')).status, 429, 'on_exceed block');
+
+      await reload(tg, {
+        ...base,
+        'plan pa': { price: '12', price_period: 'year', target_margin: '50%' },
+        'plan pb': { price: '1', budget_daily: '0.2', rpm: '100', tpm: '100000' },
+        'plan pc': { price: '1', hard_limit: '0.4' },
+        'plan pd': { price: '1', budget_monthly: '0', block_message: 'Upgrade to keep chatting.' },
+        'plan pe': { price: '1', budget_monthly: '0', on_exceed: 'downgrade', downgrade: 'gpt-4o > gpt-4o-mini' },
+        ...tenants({ m: { budget_monthly: '0.7' }, d: { budget_daily: '0.6' }, h: { hard_limit: '0.8' }, r: { rpm: '7', tpm: '7000' } }),
+      });
+      // $12 a year = $1 a month, kept at a 50% margin: a $0.50 cap
+      assert.equal(Number(left(await asPlan('pa'))), 0.5, 'price, price_period and target_margin');
+      const b = await asPlan('pb');
+      assert.equal(Number(left(b)), 0.2, 'budget_daily');
+      assert.equal(b.headers.get('x-ratelimit-limit-requests'), '100');
+      assert.equal(b.headers.get('x-ratelimit-limit-tokens'), '100000', 'tpm');
+      assert.equal(Number(left(await asPlan('pc'))), 0.4, 'hard_limit');
+      const d = await asPlan('pd');
+      assert.equal(d.status, 429);
+      assert.equal(d.json.error.message, 'Upgrade to keep chatting.', 'block_message');
+      const e = await asPlan('pe');
+      assert.equal(e.status, 200, `on_exceed downgrade: ${e.text}`);
+      const rec = await tg.record(e.id);
+      assert.equal(rec.model_requested, 'gpt-4o');
+      assert.equal(rec.model, 'gpt-4o-mini', 'the reloaded downgrade map');
+      assert.equal(rec.downgraded, true);
+      // the tenants spent $0.0000625 before the reload
+      const near = (r, cap, what) => assert.ok(Math.abs(Number(left(r)) - cap) < 0.001, `${what}: ${left(r)} left of ${cap}`);
+      near(await ask(tg, tn.m, 'mock:tokens=5,5'), 0.7, '[tenant] budget_monthly');
+      near(await ask(tg, tn.d, 'mock:tokens=5,5'), 0.6, '[tenant] budget_daily');
+      near(await ask(tg, tn.h, 'mock:tokens=5,5'), 0.8, '[tenant] hard_limit');
+      const r = await ask(tg, tn.r, 'mock:tokens=5,5');
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '7', '[tenant] rpm');
+      assert.equal(r.headers.get('x-ratelimit-limit-tokens'), '7000', '[tenant] tpm');
+    });
+  });
+
+  test('routes, records and the report: unmetered_routes, redis_stream_maxlen and [report] target_margin are live after SIGHUP', { timeout: h.ms(90000) }, async () => {
+    const stream = `tollgate:rs-${h.uniq('s')}`;
+    const base = {
+      server: { workers: 1 },
+      records: { redis_stream: stream, redis_stream_maxlen: '1000000' },
+      report: { target_margin: '50%' },
+      'plan small': { price: '5' },
+      'plan big': { price: '1000' },
+    };
+    const tq = h.uniq('rep');
+    base[`tenant ${tq}`] = { plan: 'small' };
+    // small stream nodes, so that MAXLEN ~ trims close to the bound
+    const nodeMax = (await env.redis.cmd('CONFIG', 'GET', 'stream-node-max-entries'))[1];
+    await env.redis.cmd('CONFIG', 'SET', 'stream-node-max-entries', '4');
+    try {
+      await env.withTollgate(base, async (tg) => {
+        const t = h.uniq('rt');
+        const image = (nonce) => ask(tg, t, null, { path: '/v1/images/generations', body: { model: 'gpt-image-1', prompt: nonce } });
+        const i1 = await image(h.uniq('img'));
+        assert.equal(i1.status, 403);
+        assert.equal(i1.json.error.code, 'route_not_metered');
+
+        // 30000 input tokens of gpt-4o: $0.075, more than small keeps at 99% ($0.05), less
+        // than it keeps at 50% even projected over a whole month ($2.50)
+        const spend = await ask(tg, tq, 'mock:tokens=30000,0');
+        assert.equal(spend.status, 200);
+        const row = async () => {
+          const r = await adminGet(tg, '/admin/api/tenants');
+          const rows = r.json && (r.json.tenants || r.json.rows || []);
+          const mine = rows.find((x) => x.tenant === tq);
+          return mine && mine.cost_usd > 0 ? mine : null;
+        };
+        const before = await h.waitFor(row, { what: 'the tenant in the report' });
+        assert.equal(before.suggested_plan, null, `target_margin 50%: small covers it: ${JSON.stringify(before)}`);
+
+        for (let i = 0; i < 12; i++) assert.equal((await ask(tg, t, `mock:tokens=5,5 s${i}`)).status, 200);
+        await h.waitFor(async () => Number((await env.redis.cmd('XLEN', stream))[0]) >= 14 || null, { what: '14 entries (1 403, 1 spend, 12)' });
+
+        await reload(tg, { ...base, pricing: { unmetered_routes: 'allow' }, records: { redis_stream: stream, redis_stream_maxlen: '4' }, report: { target_margin: '99%' } });
+        const nonce = h.uniq('img');
+        const i2 = await image(nonce);
+        assert.equal(i2.status, 404, `unmetered_routes allow: forwarded, the mock has no images endpoint: ${i2.text}`);
+        assert.equal(env.mock.requestsWith(nonce).length, 1);
+        assert.equal((await tg.record(i2.id)).priced, false);
+
+        const after = await row();
+        assert.equal(after.suggested_plan, 'big', `target_margin 99%: ${JSON.stringify(after)}`);
+
+        const ids = [];
+        for (let i = 0; i < 12; i++) ids.push((await ask(tg, t, `mock:tokens=5,5 s2-${i}`)).id);
+        await h.waitFor(async () => {
+          const lines = await env.redis.cmd('XREVRANGE', stream, '+', '-', 'COUNT', '1');
+          return lines.some((l) => l.includes(ids[ids.length - 1])) || null;
+        }, { what: 'the last record in the stream' });
+        const len = Number((await env.redis.cmd('XLEN', stream))[0]);
+        assert.ok(len <= 8, `redis_stream_maxlen 4 (MAXLEN ~, nodes of 4): XLEN ${len}`);
+      });
+    } finally {
+      await env.redis.cmd('CONFIG', 'SET', 'stream-node-max-entries', nodeMax);
+    }
+  });
+
+  test('drain_timeout set by SIGHUP bounds the drain at SIGTERM', { timeout: h.ms(60000) }, async () => {
+    await env.withTollgate({ server: { drain_timeout: '60s', first_byte_timeout: '60s' } }, async (tg) => {
+      await reload(tg, { server: { drain_timeout: '1s', first_byte_timeout: '60s' } });
+      const t = h.uniq('drain');
+      const nonce = h.uniq('hang');
+      const pending = ask(tg, t, `${nonce} mock:hang-early mock:tokens=5,5`, { timeout: h.ms(30000) }).catch((e) => ({ error: e }));
+      await h.waitFor(() => env.mock.requestsWith(nonce).length > 0 || null, { what: 'the request reached the upstream' });
+      const problems = await tg.stop();
+      assert.deepEqual(problems, [], 'exited 0 within the stop deadline (10 s; drain_timeout was 60 s at start)');
+      await pending;
+      const [rec] = await tg.records({ tenant: t }, 1);
+      assert.equal(rec.outcome, 'drain_cut', JSON.stringify(rec));
     });
   });
 

@@ -38,7 +38,8 @@
 //   --port is the HTTPS port (0 = any free one); --http-port adds a plain HTTP listener
 //   (0 = any free one). Prints {"https":P,"http":P,"pid":N} on stdout once listening.
 //   Every request received is appended to --log as one JSON line (flushed at once):
-//   {"n","t","method","path","query","headers","body","json"}; clientError lines too.
+//   {"n","t","method","path","query","headers","body","json","peerPort"} (peerPort: the
+//   connection's client port, to tell a reused connection); clientError lines too.
 //   SIGTERM/SIGINT: close every socket and exit 0.
 
 const fs = require('node:fs');
@@ -423,7 +424,8 @@ async function handle(req, res, raw) {
   const n = ++nReq;
   if (logFd !== null) {
     logLine({ n, t: Date.now(), method: req.method, path: url.pathname, query: url.search,
-      headers: req.headers, rawHeaders: req.rawHeaders, body: raw.toString('utf8'), json });
+      headers: req.headers, rawHeaders: req.rawHeaders, body: raw.toString('utf8'), json,
+      peerPort: req.socket.remotePort });
   }
   const r = route(req.method, url.pathname, json);
   if (!r) { sendJson(res, 404, errorBody('openai', 404)); return; }

@@ -705,12 +705,14 @@ static void test_restart_keys(void)
     char err[1024], buf[256];
     struct config *a = load("[server]\nlisten = 127.0.0.1:1\nlog_level = info\n", err, sizeof err);
     struct config *b =
-        load("[server]\nlisten = 127.0.0.1:2\nlog_level = debug\n[redis]\nurl = unix:///r.sock\n",
+        load("[server]\nlisten = 127.0.0.1:2\nlog_level = debug\n[redis]\nurl = unix:///r.sock\n"
+             "[records]\nrotate = daily\n",
              err, sizeof err);
     CHECK(a && b);
     if (a && b) {
-        CHECK_INT(config_restart_keys(a, b, buf, sizeof buf), 2);
-        CHECK_STR(buf, "server.listen, redis.url");
+        CHECK_INT(config_restart_keys(a, b, buf, sizeof buf), 3);
+        CHECK_STR(buf, "server.listen, redis.url, records.rotate");
+        CHECK(!b->records_rotate_daily); /* a key set through a function too */
         /* the running values stay until a restart; the reloadable one moved */
         CHECK_STR(b->listen, "127.0.0.1:1");
         CHECK_STR(b->redis_url, a->redis_url);
