@@ -14,6 +14,7 @@ enum endpoint {
     EP_LEGACY, /* /v1/completions */
     EP_EMBED,  /* /v1/embeddings */
     EP_RESP,   /* /v1/responses */
+    EP_IMAGE,  /* /v1/images/generations: gpt-image-1 by tokens, dall-e per image */
 };
 
 /* Why a paid endpoint is not metered yet, for the 403 and the README. */
@@ -48,6 +49,8 @@ static const struct provider_route routes[] = {
     {"GET", "/v1/batches/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
     {"POST", "/v1/batches/*/cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
     {"POST", "/v1/batches", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {"POST", "/v1/images/generations", ROUTE_METERED, EP_IMAGE, MODEL_BODY, NULL},
+    /* edits and variations are multipart uploads */
     {NULL, "/v1/images/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/v1/audio/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/v1/realtime/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, EPHEMERAL},
@@ -84,6 +87,12 @@ static const struct json_scan_field fields[] = {
     {"n", false},
     {"best_of", false},
     {"background", false},
+    {"size", false},
+    {"quality", false},
+    {"moderation", false},
+    {"output_format", false},
+    {"output_compression", false},
+    {"partial_images", false},
     {"messages", true},
     {"input", true},
     {"prompt", true},
@@ -130,6 +139,55 @@ static int want_usage(struct provider_call *call, const struct json_scan *body, 
     return rc;
 }
 
+/* A size or quality as a price key part: short, [a-z0-9] only; anything
+ * else leaves the variant unlisted, so the model's (or the highest) price. */
+static bool variant_word(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 16)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+/* POST /v1/images/generations (ImageGenerateParams): n images of size and
+ * quality. gpt-image-1 reports token usage; dall-e-2 and dall-e-3 report
+ * none and are priced per image, by size and quality (pricing.conf
+ * [dall-e-3/1024x1024/hd]). */
+static int prepare_image(struct provider_call *call, const struct json_scan *body, char *err,
+                         size_t errlen)
+{
+    if (provider_body_model(body, false, call->model, sizeof(call->model), err, errlen) < 0 ||
+        provider_body_bool(body, "stream", &call->stream, err, errlen) < 0)
+        return -1;
+    if (!call->model[0]) {
+        /* OpenAI's default: dall-e-2, unless a parameter only gpt-image-1 takes is sent */
+        static const char *const only_gpt_image[] = {
+            "moderation", "output_format", "output_compression", "partial_images", "background"};
+        bool gpt = call->stream;
+        for (size_t i = 0; i < ARRAY_LEN(only_gpt_image); i++)
+            gpt = gpt || provider_body_has(body, only_gpt_image[i]);
+        snprintf(call->model, sizeof(call->model), "%s", gpt ? "gpt-image-1" : "dall-e-2");
+    }
+    int64_t n = 1;
+    if (provider_body_count(body, "n", 1, 10, &n, err, errlen) < 0)
+        return -1;
+    call->choices = n;
+    call->units = n;
+    call->unit = USAGE_UNIT_IMAGE;
+    call->price_kind = PRICE_KIND_IMAGE;
+    call->bound_if_unseen = true;
+    char size[JSON_SCAN_STR_MAX] = "1024x1024", quality[JSON_SCAN_STR_MAX] = "standard";
+    provider_body_str(body, "size", size, sizeof(size));
+    provider_body_str(body, "quality", quality, sizeof(quality));
+    if (variant_word(size) && variant_word(quality))
+        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality);
+    call->est_input_tokens = provider_body_tokens(body); /* the prompt */
+    return 0;
+}
+
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
@@ -155,6 +213,8 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
+    if (kind == EP_IMAGE)
+        return prepare_image(call, body, err, errlen);
     /* Responses may take the model from a stored prompt; the answer names it. */
     bool need_model = !(kind == EP_RESP && provider_body_has(body, "prompt"));
     if (provider_body_model(body, need_model, call->model, sizeof(call->model), err, errlen) < 0)
@@ -323,6 +383,41 @@ static void resp_event(struct meter *m, const json_t *j, const char *type)
     }
 }
 
+/* Whole-answer usage of an image call: ImagesResponse.usage (gpt-image-1)
+ * added to what earlier images of the call reported; the images billed
+ * per image are the n asked for. dall-e reports no usage: its answer is the
+ * bill (per image). */
+static void image_usage(struct meter *m, const struct provider_call *call, const json_t *u)
+{
+    struct usage add = {0}, *t = &m->usage;
+    if (json_is_object(u)) {
+        provider_check_usage(m, u);
+        resp_usage(&add, u);
+        t->input = provider_sat_add(t->input, add.input);
+        t->cached = provider_sat_add(t->cached, add.cached);
+        t->output = provider_sat_add(t->output, add.output);
+        t->seen = true;
+    } else if (strncmp(call->model, "dall-e", 6) == 0) {
+        t->seen = true;
+    }
+    t->units = call->units;
+    t->unit = call->unit;
+}
+
+/* Streamed image generation (gpt-image-1): partial images, then one
+ * image_generation.completed per image with its usage. */
+static void image_event(struct meter *m, const struct provider_call *call, const json_t *j,
+                        const char *type)
+{
+    if (strcmp(type, "image_generation.completed") == 0 ||
+        strcmp(type, "image_edit.completed") == 0) {
+        image_usage(m, call, json_object_get(j, "usage"));
+        m->done = true;
+    } else if (strcmp(type, "error") == 0) {
+        m->stream_error = true;
+    }
+}
+
 static bool is_done_marker(const char *d, size_t n)
 {
     while (n && (d[n - 1] == ' ' || d[n - 1] == '\t'))
@@ -411,7 +506,9 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
     if (!json_is_object(j))
         goto out;
     const char *type = json_string_value(json_object_get(j, "type"));
-    if (type)
+    if (type && call->kind == EP_IMAGE)
+        image_event(m, call, j, type);
+    else if (type)
         resp_event(m, j, type);
     else
         chat_chunk(m, call, j, drop);
@@ -426,6 +523,11 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
         goto out;
     provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
     const json_t *u = json_object_get(j, "usage");
+    if (call->kind == EP_IMAGE) {
+        m->usage = (struct usage){0};
+        image_usage(m, call, u);
+        goto out;
+    }
     if (!json_is_object(u))
         goto out;
     provider_check_usage(m, u);

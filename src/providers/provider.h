@@ -76,6 +76,16 @@ struct provider_call {
                                    0 is read as 1 */
     struct provider_edit edits[PROVIDER_MAX_EDITS]; /* in order of start */
     size_t n_edits;
+    /* Endpoints not priced in tokens (images, audio): what one call bills in
+     * unit (images asked for), for the estimate and the record. */
+    int64_t units;
+    enum usage_unit unit;
+    /* Appended to the model for the price lookup ("/1024x1024/hd": dall-e is
+     * priced per size and quality); the model alone when not listed. */
+    char price_variant[48];
+    /* The usage sits after a payload too large to read (a streamed image):
+     * an answer without it is billed on the estimate's upper bound. */
+    bool bound_if_unseen;
 };
 
 /* What the response taught us; filled by on_event / on_json. */

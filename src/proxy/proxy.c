@@ -405,6 +405,8 @@ static int prepare_body(struct req *r, const struct http_request *hr)
 
 static void forward_request(struct req *r);
 static void admit(struct req *r);
+static const struct price *price_of(const struct req *r, const char *model, const char *fallback,
+                                    bool *listed);
 
 void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 {
@@ -534,8 +536,9 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         return;
 
     /* 4. price check: an unpriced model is forwarded or refused per config */
+    bool listed = false;
     if (r->call.metered && r->cfg->unknown_model == UNKNOWN_MODEL_BLOCK &&
-        !pricing_lookup(r->cfg->pricing, r->call.model)) { /* listed, not a fallback */
+        (!price_of(r, r->call.model, NULL, &listed) || !listed)) { /* listed, not a fallback */
         snprintf(err, sizeof(err), "model '%.100s' has no price configured", r->call.model);
         reject(r, 400, "unknown_model", err, OUTCOME_BAD_REQUEST);
         return;
@@ -552,6 +555,12 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 static const struct price *price_of(const struct req *r, const char *model, const char *fallback,
                                     bool *listed)
 {
+    char key[sizeof(r->call.model) + sizeof(r->call.price_variant)];
+    if (model && r->call.price_variant[0]) { /* dall-e-3/1024x1024/hd, else dall-e-3 */
+        snprintf(key, sizeof(key), "%s%s", model, r->call.price_variant);
+        fallback = fallback ? fallback : model;
+        model = key;
+    }
     return pricing_choose(r->cfg->pricing, r->cfg->unknown_model, r->cfg->price_as_model,
                           r->route.prov ? r->route.prov->name : NULL, r->call.price_kind, model,
                           fallback, listed);
@@ -567,7 +576,9 @@ static money_t estimate(const struct req *r, const char *model)
     if (!pr)
         return 0;
     struct usage u = {.input = r->call.est_input_tokens,
-                      .output = provider_output_bound(&r->call, pr->max_output)};
+                      .output = provider_output_bound(&r->call, pr->max_output),
+                      .units = r->call.units,
+                      .unit = r->call.unit};
     return pricing_cost(pr, &u);
 }
 
@@ -1182,13 +1193,15 @@ static void settle(struct req *r, money_t cost, const struct usage *u)
 
 /* The usage to bill: what the provider reported, else an estimate when the
  * answer was cut or never carried usage. */
-static void final_usage(struct req *r, struct usage *u)
+static void bill_usage(struct req *r, struct usage *u)
 {
     *u = r->meter.usage;
     if (!r->call.metered || !r->forwarded)
         return;
-    bool lost =
-        (r->cut_on_abort || r->unreadable) && !(u->seen && (!r->call.stream || r->meter.done));
+    bool whole = u->seen && (!r->call.stream || r->meter.done);
+    bool answered = r->status >= 200 && r->status < 300;
+    bool lost = ((r->cut_on_abort || r->unreadable) && !whole) ||
+                (r->call.bound_if_unseen && answered && !whole);
     if (lost || r->meter.usage_invalid) {
         /* we stopped reading while the provider did not stop generating, or
          * its counts cannot be believed: the estimate's upper bound is the bill */
@@ -1209,9 +1222,8 @@ static void final_usage(struct req *r, struct usage *u)
     /* usage is final once the answer is whole (a JSON body, or a stream up
      * to its completion marker); Anthropic and Gemini streams report
      * partial counts on the way, which are not the bill */
-    if (u->seen && (!r->call.stream || r->meter.done))
+    if (whole)
         return;
-    bool answered = r->status >= 200 && r->status < 300;
     bool unanswered = r->unanswered; /* the client left or was cut before the answer */
     if (!answered && !unanswered)
         return;    /* an upstream error answer bills nothing */
@@ -1225,6 +1237,18 @@ static void final_usage(struct req *r, struct usage *u)
     u->input = r->call.est_input_tokens;
     u->output = provider_estimate_tokens(r->meter.text_bytes);
     u->estimated = true;
+}
+
+/* The usage to bill (bill_usage) with the units the call asked for when
+ * the answer did not name them (an estimate). */
+static void final_usage(struct req *r, struct usage *u)
+{
+    bill_usage(r, u);
+    if (r->call.unit != USAGE_UNIT_NONE && u->unit == USAGE_UNIT_NONE &&
+        (u->seen || u->estimated)) {
+        u->unit = r->call.unit;
+        u->units = r->call.units;
+    }
 }
 
 static void finish(struct req *r)

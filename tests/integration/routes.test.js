@@ -42,6 +42,8 @@ describe('routes: metered, free and unknown paths', () => {
       ['/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ role: 'user', parts: [{ text: `${nonce} g` }] }] }, 'gemini'],
       ['/v1beta/models/gemini-2.5-flash:streamGenerateContent', { contents: [{ role: 'user', parts: [{ text: `${nonce} s` }] }] }, 'gemini'],
       ['/v1beta/openai/chat/completions', { model: 'gemini-2.5-flash', messages: msgs }, 'gemini'],
+      ['/v1/images/generations', { model: 'dall-e-3', prompt: `${nonce} a cat` }, 'openai'],
+      ['/v1/images/generations', { model: 'gpt-image-1', prompt: `${nonce} a dog`, stream: true }, 'openai'],
     ];
     for (const [path, body, dialect] of cases) {
       const r = await h.post(env.tg, path, body, { ...headers(tenant), 'anthropic-version': '2023-06-01' });
@@ -61,13 +63,13 @@ describe('routes: metered, free and unknown paths', () => {
     const tenant = h.uniq('unk');
     const nonce = h.uniq('n');
     const before = env.mock.count();
-    // OpenAI SDK: images (paid, not metered yet) -> PermissionDeniedError
+    // OpenAI SDK: fine-tuning job creation (paid, not metered) -> PermissionDeniedError
     const o = env.openai(tenant);
-    const err = await o.images.generate({ model: 'gpt-image-1', prompt: `${nonce} a cat` }).then(() => null, (e) => e);
-    assert.ok(err, 'images.generate was refused');
+    const err = await o.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: `file-${nonce}` }).then(() => null, (e) => e);
+    assert.ok(err, 'fineTuning.jobs.create was refused');
     assert.equal(err.status, 403);
     assert.equal(err.code, 'route_not_metered');
-    assert.match(err.message, /POST \/v1\/images\/generations/);
+    assert.match(err.message, /POST \/v1\/fine_tuning\/jobs/);
     assert.match(err.message, /unmetered_routes = allow/);
     // realtime client secrets mint keys that bypass tollgate
     const rt = await h.post(env.tg, '/v1/realtime/client_secrets', { session: { type: 'realtime', model: 'gpt-realtime' } }, { 'X-Tenant-Id': tenant });
@@ -155,11 +157,11 @@ describe('routes: metered, free and unknown paths', () => {
       const { OpenAI } = require('openai');
       const o = new OpenAI({ baseURL: `${tg.base}/v1`, apiKey: 'sk-test', maxRetries: 0, timeout: h.ms(20000),
         defaultHeaders: { 'X-Tenant-Id': tenant } });
-      const err = await o.images.generate({ model: 'gpt-image-1', prompt: `${nonce} a cat` }).then(() => null, (e) => e);
-      assert.equal(err && err.status, 404, 'forwarded: the mock answered (404, it has no images endpoint)');
+      const err = await o.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: `file-${nonce}` }).then(() => null, (e) => e);
+      assert.equal(err && err.status, 404, 'forwarded: the mock answered (404, it has no fine-tuning endpoint)');
       assert.equal(seen(nonce).length, 1, 'reached the upstream');
       const [rec] = await tg.records({ tenant }, 1);
-      assert.equal(rec.endpoint, '/v1/images/generations');
+      assert.equal(rec.endpoint, '/v1/fine_tuning/jobs');
       assert.equal(rec.priced, false);
       assert.equal(rec.cost_usd, 0);
     });
@@ -180,7 +182,7 @@ describe('routes: metered, free and unknown paths', () => {
     assert.equal(ok.status, 200, ok.text);
   });
 
-  test('unknown_model = highest: a fine-tune and a new embedding model are charged at the provider\'s highest price of their kind, "priced": false, counted, warned once', async () => {
+  test('unknown_model = highest: a fine-tune, a new embedding model and a new image model are charged at the provider\'s highest price of their kind, "priced": false, counted, warned once', async () => {
     await env.withTollgate({ ...PLANS, pricing: { unknown_model: 'highest' } }, async (tg) => {
       const tenant = h.uniq('hi');
       const { OpenAI } = require('openai');
@@ -191,7 +193,15 @@ describe('routes: metered, free and unknown paths', () => {
         await o.chat.completions.create({ model: ft, messages: [{ role: 'user', content: 'mock:tokens=1000,100 mock:cached=200' }] });
       }
       await o.embeddings.create({ model: 'new-embedding-9', input: 'mock:tokens=1000,0' });
-      const recs = await tg.records({ tenant }, 3);
+      await o.images.generate({ model: 'gpt-image-9', prompt: 'mock:tokens=10,100 x' });
+      const recs = await tg.records({ tenant }, 4);
+      // an image model with no price: the highest OpenAI image prices (gpt-image-1's tokens,
+      // dall-e-3 hd's $0.12 an image), "priced": false
+      const img = recs.find((x) => x.endpoint === '/v1/images/generations');
+      assert.equal(img.priced, false);
+      assert.equal(img.units, 1);
+      const imgNano = h.nanoCost([[10, 5], [100, 40]]) + 120000000;
+      assert.equal(h.recordNano(img), imgNano);
       const chats = recs.filter((x) => x.endpoint === '/v1/chat/completions');
       // conf/pricing.conf, OpenAI chat: highest input o1-pro 150, highest cached o1-pro's
       // (defaults to its input) 150, highest output o1-pro 600 USD per 1M tokens
@@ -205,8 +215,8 @@ describe('routes: metered, free and unknown paths', () => {
       const emb = recs.find((x) => x.endpoint === '/v1/embeddings');
       assert.equal(emb.priced, false);
       assert.equal(h.recordNano(emb), h.nanoCost([[1000, 0.13]]));
-      const m = await env.redis.waitRequests(tenant, 3);
-      assert.equal(m.cost, 2 * want + h.nanoCost([[1000, 0.13]]), 'settled what was recorded');
+      const m = await env.redis.waitRequests(tenant, 4);
+      assert.equal(m.cost, 2 * want + h.nanoCost([[1000, 0.13]]) + imgNano, 'settled what was recorded');
       const res = await fetch(`http://127.0.0.1:${tg.adminPort}/metrics`, { headers: { authorization: 'Bearer test-admin-token' } });
       const text = await res.text();
       const line = text.split('\n').find((l) => l.startsWith('tollgate_unpriced_requests_total{') && l.includes(ft));
@@ -258,6 +268,51 @@ describe('routes: metered, free and unknown paths', () => {
     assert.equal(h.recordNano(rec), h.nanoCost([[500, 1.0], [1000, 0.1], [1500, 1.25], [200, 5.0]]));
     const m = await env.redis.waitRequests(tenant, 1);
     assert.equal(m.cost, h.recordNano(rec), 'settled what was recorded');
+  });
+
+  test('images.generate is metered: dall-e per image by size and quality, gpt-image-1 by its token usage (plain and streamed), a lost streamed usage billed on the bound', async () => {
+    const tenant = h.uniq('img');
+    const o = env.openai(tenant);
+    const rec = async (p) => env.tg.record((await p.withResponse()).response.headers.get('x-tollgate-request-id'));
+    // dall-e-3 hd 1792x1024: $0.12 an image; dall-e-2 256x256, n = 3: 3 x $0.016
+    const d3 = await rec(o.images.generate({ model: 'dall-e-3', prompt: 'a lighthouse', size: '1792x1024', quality: 'hd' }));
+    const d2 = await rec(o.images.generate({ model: 'dall-e-2', prompt: 'a cat', size: '256x256', n: 3 }));
+    // no model: OpenAI's default, dall-e-2 at 1024x1024 ($0.02)
+    const dflt = await rec(o.images.generate({ prompt: 'a dog' }));
+    for (const [r, model, n, nano] of [[d3, 'dall-e-3', 1, 120000000], [d2, 'dall-e-2', 3, 48000000], [dflt, 'dall-e-2', 1, 20000000]]) {
+      assert.equal(r.endpoint, '/v1/images/generations');
+      assert.equal(r.model, model);
+      assert.equal(r.units, n, JSON.stringify(r));
+      assert.equal(r.unit, 'image');
+      assert.equal(r.priced, true);
+      assert.equal(r.estimated, false);
+      assert.equal(h.recordNano(r), nano, JSON.stringify(r));
+    }
+    // gpt-image-1: 50 text tokens in at 5.00, 4160 image tokens out at 40.00 (USD per 1M)
+    const g = await rec(o.images.generate({ model: 'gpt-image-1', prompt: 'mock:tokens=50,4160 a fox', quality: 'high' }));
+    h.assertTokens(g, { input: 50, output: 4160 });
+    assert.equal(g.units, 1);
+    assert.equal(g.priced, true);
+    assert.equal(h.recordNano(g), h.nanoCost([[50, 5], [4160, 40]]));
+    // streamed: the usage of the completed event
+    const s = await o.images.generate({ model: 'gpt-image-1', prompt: 'mock:tokens=40,1056 an owl', stream: true, partial_images: 1 }).withResponse();
+    const types = [];
+    for await (const ev of s.data) types.push(ev.type);
+    assert.deepEqual(types, ['image_generation.partial_image', 'image_generation.completed']);
+    const gs = await env.tg.record(s.response.headers.get('x-tollgate-request-id'));
+    assert.equal(gs.stream, true);
+    assert.equal(gs.estimated, false);
+    h.assertTokens(gs, { input: 40, output: 1056 });
+    assert.equal(h.recordNano(gs), h.nanoCost([[40, 5], [1056, 40]]));
+    // a streamed image whose usage never came: billed on the estimate's upper bound (6240 out)
+    const lost = await o.images.generate({ model: 'gpt-image-1', prompt: 'mock:nousage a bee', stream: true }).withResponse();
+    for await (const ev of lost.data) assert.ok(ev.type);
+    const gl = await env.tg.record(lost.response.headers.get('x-tollgate-request-id'));
+    assert.equal(gl.estimated, true);
+    assert.equal(gl.output_tokens, 6240);
+    const m = await env.redis.waitRequests(tenant, 6);
+    const all = await env.tg.records({ tenant }, 6);
+    assert.equal(m.cost, all.reduce((a, r) => a + h.recordNano(r), 0), 'settled what was recorded');
   });
 
   h.cleanRunTest(env);

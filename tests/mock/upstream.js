@@ -4,7 +4,9 @@
 // Speaks the wire formats of shared/reference/provider-wire-formats.md:
 //   OpenAI   POST /v1/chat/completions (JSON, SSE with/without stream_options.include_usage),
 //            POST /v1/responses (JSON, SSE), /v1/embeddings, /v1/completions (JSON, SSE),
-//            GET /v1/models, POST /v1/moderations; Gemini's OpenAI-compatible
+//            GET /v1/models, POST /v1/moderations, POST /v1/images/generations (JSON; SSE
+//            image_generation.partial_image / .completed events with stream: true; usage
+//            only for gpt-image-*, none for dall-e-*); Gemini's OpenAI-compatible
 //            POST /v1beta/openai/chat/completions (OpenAI's chat format)
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
 //   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
@@ -331,6 +333,34 @@ const builders = {
     return { json: { input_tokens: d.in } };
   },
 
+  // ImagesResponse (openai-node src/resources/images.ts): n images; gpt-image-* report usage
+  // (input_tokens=IN of which text, output_tokens=OUT), dall-e-* none. Streamed: per image
+  // one partial_image and one completed event carrying that image's usage.
+  images(req, d, stream) {
+    const model = req.json.model || 'dall-e-2';
+    const n = req.json.n || 1;
+    const gpt = model.startsWith('gpt-image');
+    const b64 = Buffer.from(`mock image ${++seq}`).toString('base64');
+    const usage = { input_tokens: d.in, input_tokens_details: { text_tokens: d.in, image_tokens: 0 },
+      output_tokens: d.out, total_tokens: d.in + d.out };
+    if (!stream) {
+      const body = { created: now(), data: Array.from({ length: n }, () => ({ b64_json: b64 })) };
+      if (gpt) Object.assign(body, { background: 'opaque', output_format: 'png', quality: 'high', size: '1024x1024' });
+      if (gpt && !d.nousage) body.usage = usage;
+      return { json: body };
+    }
+    const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify(Object.assign({ type }, data))}\n\n`;
+    const events = [];
+    for (let i = 0; i < n; i++) {
+      events.push(ev('image_generation.partial_image', { b64_json: b64, created_at: now(), partial_image_index: 0,
+        background: 'opaque', output_format: 'png', quality: 'high', size: '1024x1024' }));
+      const done = { b64_json: b64, created_at: now(), background: 'opaque', output_format: 'png', quality: 'high', size: '1024x1024' };
+      if (!d.nousage) done.usage = usage;
+      events.push(ev('image_generation.completed', done));
+    }
+    return { events, contentEvents: 0 };
+  },
+
   // ModerationCreateResponse (openai-node src/resources/moderations.ts); free at OpenAI.
   moderations(req) {
     const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
@@ -373,6 +403,7 @@ function route(method, path, json) {
     case '/v1/messages': return ['anthropic', 'messages'];
     case '/v1/messages/count_tokens': return ['anthropic', 'countTokens'];
     case '/v1/moderations': return ['openai', 'moderations'];
+    case '/v1/images/generations': return ['openai', 'images'];
     case '/v1beta/openai/chat/completions': return ['openai', 'chat'];
     default: break;
   }

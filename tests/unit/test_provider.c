@@ -1062,6 +1062,73 @@ static void test_table(void)
     CHECK_INT(provider_sat_mul(3, 4), 12);
 }
 
+/* Image generation: the model (OpenAI's default when absent), n images,
+ * the size/quality price variant, and usage from the answer (gpt-image-1
+ * tokens; dall-e none, its answer is the bill), through the answer scanner. */
+static const struct {
+    const char *body;
+    int rc;
+    const char *model, *variant;
+    int64_t units;
+    const char *answer;
+    bool seen;
+    int64_t in, out;
+} images[] = {
+    {"{\"model\":\"dall-e-3\",\"prompt\":\"a cat\",\"size\":\"1792x1024\",\"quality\":\"hd\"}", 0,
+     "dall-e-3", "/1792x1024/hd", 1, "{\"created\":1,\"data\":[{\"url\":\"https://x\"}]}", true, 0,
+     0},
+    {"{\"prompt\":\"a cat\",\"n\":3}", 0, "dall-e-2", "/1024x1024/standard", 3,
+     "{\"created\":1,\"data\":[{},{},{}]}", true, 0, 0},
+    {"{\"prompt\":\"a cat\",\"output_format\":\"webp\"}", 0, "gpt-image-1", "/1024x1024/standard",
+     1,
+     "{\"created\":1,\"data\":[{\"b64_json\":\"QUJD\"}],\"usage\":{\"input_tokens\":50,"
+     "\"input_tokens_details\":{\"text_tokens\":50,\"image_tokens\":0},\"output_tokens\":4160,"
+     "\"total_tokens\":4210}}",
+     true, 50, 4160},
+    /* gpt-image-1 without usage: not seen (billed on the bound by the proxy) */
+    {"{\"model\":\"gpt-image-1\",\"prompt\":\"x\",\"size\":\"auto\",\"quality\":\"high\"}", 0,
+     "gpt-image-1", "/auto/high", 1, "{\"created\":1,\"data\":[]}", false, 0, 0},
+    /* a size that cannot be a price key: no variant, the model's price */
+    {"{\"model\":\"dall-e-3\",\"prompt\":\"x\",\"size\":\"../../x\"}", 0, "dall-e-3", "", 1, "{}",
+     true, 0, 0},
+    {"{\"model\":\"dall-e-2\",\"prompt\":\"x\",\"n\":0}", -1, NULL, NULL, 0, NULL, false, 0, 0},
+    {"{\"model\":\"dall-e-2\",\"prompt\":\"x\",\"n\":11}", 0, "dall-e-2", "/1024x1024/standard", 10,
+     "{}", true, 0, 0},
+};
+
+static void test_images(void)
+{
+    const struct provider *prov = provider_find("openai");
+    const char *ep = "/v1/images/generations";
+    for (size_t i = 0; i < ARRAY_LEN(images); i++) {
+        struct provider_call call;
+        provider_call_init(&call, ep, provider_route_find(prov, "POST", ep));
+        CHECK(call.metered);
+        char err[256] = "";
+        int rc = prov->prepare(&call, scan_text(prov, images[i].body), err, sizeof(err));
+        CHECK_INT(rc, images[i].rc);
+        if (rc < 0)
+            continue;
+        CHECK_STR(call.model, images[i].model);
+        CHECK_STR(call.price_variant, images[i].variant);
+        CHECK_INT(call.units, images[i].units);
+        CHECK_INT(call.unit, USAGE_UNIT_IMAGE);
+        CHECK_INT(call.price_kind, PRICE_KIND_IMAGE);
+        CHECK(call.bound_if_unseen);
+        struct answer a;
+        struct meter m = {0};
+        CHECK(answer_init(&a, prov) == 0);
+        answer_feed(&a, images[i].answer, strlen(images[i].answer));
+        answer_finish(&a, &m, &call);
+        answer_free(&a);
+        CHECK(m.usage.seen == images[i].seen);
+        CHECK_INT(m.usage.input, images[i].in);
+        CHECK_INT(m.usage.output, images[i].out);
+        CHECK_INT(m.usage.units, images[i].units);
+        CHECK_INT(m.usage.unit, USAGE_UNIT_IMAGE);
+    }
+}
+
 static const struct check_test tests[] = {
     {"streams", test_streams},
     {"truncated", test_truncated},
@@ -1074,6 +1141,7 @@ static const struct check_test tests[] = {
     {"check_usage", test_check_usage},
     {"error_bodies", test_error_bodies},
     {"table", test_table},
+    {"images", test_images},
 };
 
 int main(void)

@@ -58,6 +58,7 @@ static const struct {
      * answers 405 rather than let it pass as free */
     {"GET", "/v1/chat/completions", ROUTE_OK, "openai", "openai", NULL, M},
     {"DELETE", "/v1/messages", ROUTE_OK, "anthropic", "anthropic", NULL, M},
+    {"POST", "/v1/images/generations", ROUTE_OK, "openai", "openai", NULL, M},
     {"GET", "/v1/chat/completions/chatcmpl-1/messages", ROUTE_OK, "openai", "openai", NULL, F},
     {"GET", "/v1/responses/resp_1", ROUTE_OK, "openai", "openai", NULL, F},
     {"POST", "/v1/responses/input_tokens", ROUTE_OK, "openai", "openai", NULL, F},
@@ -69,7 +70,8 @@ static const struct {
     {"GET", "/v1beta/models", ROUTE_OK, "gemini", "gemini", NULL, F},
     {"POST", "/upload/v1beta/files", ROUTE_OK, "gemini", "gemini", NULL, F},
     /* unknown: paid endpoints not metered, and anything else */
-    {"POST", "/v1/images/generations", ROUTE_OK, "openai", "openai", NULL, U},
+    {"POST", "/v1/images/edits", ROUTE_OK, "openai", "openai", NULL, U},
+    {"POST", "/v1/images/variations", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/audio/speech", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/batches", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/realtime/sessions", ROUTE_OK, "openai", "openai", NULL, U},
