@@ -268,7 +268,8 @@ void metrics_request(struct metrics *m, const char *provider, const char *model,
     if (unpriced)
         bump(&s->unpriced, 1);
     struct provider *v = find_provider(m, p);
-    observe(&v->duration, latency_s);
+    if (latency_s >= 0) /* usage reported through the admin API has no duration */
+        observe(&v->duration, latency_s);
     if (ttfb_s >= 0)
         observe(&v->ttfb, ttfb_s);
 }

@@ -114,8 +114,8 @@ void metrics_free(struct metrics *m);
 /* Counts one finished request (worker thread only). provider and model may
  * be NULL or "" (label "none"); u may be NULL (no usage). cost_nano: nano-USD.
  * unpriced: a metered request whose model had no price. latency_s: the whole
- * request; ttfb_s < 0: no upstream response headers. Counts u->estimated in
- * tollgate_estimated_requests_total. Never allocates. */
+ * request (< 0: none, usage reported through the admin API); ttfb_s < 0: no upstream response
+ * headers. Counts u->estimated in tollgate_estimated_requests_total. Never allocates. */
 void metrics_request(struct metrics *m, const char *provider, const char *model,
                      enum outcome outcome, const struct usage *u, int64_t cost_nano, bool unpriced,
                      double latency_s, double ttfb_s);

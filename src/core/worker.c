@@ -181,6 +181,54 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+struct worker_call {
+    void (*fn)(struct worker *w, void *arg);
+    void *arg;
+    struct worker_call *next;
+};
+
+/* Runs the calls queued so far, oldest first. */
+static void run_calls(struct worker *w)
+{
+    pthread_mutex_lock(&w->calls_lock);
+    struct worker_call *c = w->calls;
+    w->calls = NULL;
+    pthread_mutex_unlock(&w->calls_lock);
+    struct worker_call *rev = NULL; /* queued newest first: reverse */
+    while (c) {
+        struct worker_call *next = c->next;
+        c->next = rev;
+        rev = c;
+        c = next;
+    }
+    while (rev) {
+        struct worker_call *next = rev->next;
+        rev->fn(w, rev->arg);
+        free(rev);
+        rev = next;
+    }
+}
+
+static void on_call(evutil_socket_t fd, short what, void *arg)
+{
+    run_calls(arg);
+}
+
+bool worker_call(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg)
+{
+    struct worker_call *c = malloc(sizeof(*c));
+    if (!c)
+        return false;
+    c->fn = fn;
+    c->arg = arg;
+    pthread_mutex_lock(&w->calls_lock);
+    c->next = w->calls;
+    w->calls = c;
+    pthread_mutex_unlock(&w->calls_lock);
+    event_active(w->call_ev, 0, 0); /* thread-safe: evthread_use_pthreads() is on */
+    return true;
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -331,6 +379,7 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
         return NULL;
     }
     w->id = id;
+    pthread_mutex_init(&w->calls_lock, NULL);
     w->max_connections = max_connections;
     w->metrics = metrics_new();
     if (!w->metrics) {
@@ -396,7 +445,8 @@ struct worker *worker_new(int id, struct config *cfg, int max_connections, struc
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
-    if (!w->stop_ev || !w->tick || !w->reload_ev) {
+    w->call_ev = event_new(w->base, -1, 0, on_call, w);
+    if (!w->stop_ev || !w->tick || !w->reload_ev || !w->call_ev) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -425,6 +475,8 @@ void worker_join(struct worker *w)
         return;
     if (w->thread)
         pthread_join(w->thread, NULL);
+    if (w->call_ev)
+        run_calls(w); /* asked for after the loop's last turn */
     listener_free(w->listener);
     listener_free(w->tls_listener);
     if (w->tls)
@@ -454,6 +506,9 @@ void worker_join(struct worker *w)
         config_unref(pending);
     if (w->reload_ev)
         event_free(w->reload_ev);
+    if (w->call_ev)
+        event_free(w->call_ev);
+    pthread_mutex_destroy(&w->calls_lock);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->tick)

@@ -18,6 +18,7 @@ struct record_sink;
 struct export_hub;
 struct export_worker;
 struct req;
+struct worker_call;
 
 /* Gauges the drain logic and the admin thread read (relaxed atomics);
  * every other figure is in the worker's metrics (metrics.h). */
@@ -65,8 +66,11 @@ struct worker {
     atomic_bool redis_up;
     unsigned long redis_cf_seen; /* redis_connect_failures already in metrics */
     bool stopping;
-    bool cut;             /* past drain_timeout: requests still open are cut (drain_cut) */
-    bool busy_since_trim; /* requests ran since the last malloc_trim */
+    bool cut;                   /* past drain_timeout: requests still open are cut (drain_cut) */
+    bool busy_since_trim;       /* requests ran since the last malloc_trim */
+    pthread_mutex_t calls_lock; /* guards calls: any thread -> this worker */
+    struct worker_call *calls;  /* worker_call: to run on this thread, in order */
+    struct event *call_ev;
     struct timespec stop_deadline;
     struct timespec settle_deadline; /* after the cut: Redis answers the settlements by then */
     uint64_t rng;                    /* request ids */
@@ -91,6 +95,13 @@ void worker_new_id(struct worker *w, char out[33]);
 /* A request takes and drops the current generation (worker thread only). */
 struct generation *worker_gen_ref(struct worker *w);
 void worker_gen_unref(struct generation *g);
+
+/* Runs fn(w, arg) on w's thread soon (thread-safe; in the order asked).
+ * Every call runs exactly once: one still queued when the loop has ended
+ * runs in worker_join, before the worker's Redis connection, records and
+ * exports go (a settlement then reaches the journal). false: out of memory,
+ * fn will not run. */
+bool worker_call(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg) MUST_CHECK;
 
 /* Asks the worker to stop accepting and finish its requests (thread-safe). */
 void worker_stop(struct worker *w);

@@ -52,7 +52,7 @@
 #include "http/upstream.h"
 #include "core/worker.h"
 
-#define ID_MAX 129 /* tenant, user, feature ids: up to 128 bytes */
+#define ID_MAX TRUST_ID_MAX /* tenant, user, feature ids: up to 128 bytes */
 #define MAX_SSE_EVENT (1 << 20)
 #define MAX_RESP_HEADERS 64
 #define LEASE_TTL_S 600 /* a reservation outlives a dead tollgate this long */
@@ -197,20 +197,6 @@ static void reject(struct req *r, int status, const char *code, const char *mess
 
 /* Tenant, user and feature ids go into records, logs, Redis keys (inside a
  * hash tag) and metric labels, so they are held to a plain alphabet. */
-static bool valid_id(const char *v)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n >= ID_MAX)
-        return false;
-    for (const char *p = v; *p; p++) {
-        char ch = *p;
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("._:@+=/-", ch)))
-            return false;
-    }
-    return true;
-}
-
 /* Reads one identity header into out. Returns 0, 1 when absent, -1 when
  * repeated or malformed (the message is written to err). */
 static int identity(const struct http_request *hr, const char *name, char *out, char *err,
@@ -223,7 +209,7 @@ static int identity(const struct http_request *hr, const char *name, char *out, 
     const char *v = client_header(hr, name, &count);
     if (!v)
         return 1;
-    if (count > 1 || !valid_id(v)) {
+    if (count > 1 || !trust_valid_id(v)) {
         snprintf(err, errlen,
                  "the %s header must appear once and hold 1-128 characters of A-Z a-z 0-9 . _ : "
                  "@ + = / -",

@@ -38,11 +38,30 @@ bool trust_client_ok(const struct config *cfg, const struct http_request *hr)
     return ok;
 }
 
-bool trust_tenant_allowed(const struct config *cfg, const char *tenant)
+bool trust_valid_id(const char *v)
 {
-    if (cfg->tenant_policy == TENANT_POLICY_OPEN || config_tenant(cfg, tenant))
+    size_t n = strlen(v);
+    if (n == 0 || n >= TRUST_ID_MAX)
+        return false;
+    for (const char *p = v; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("._:@+=/-", ch)))
+            return false;
+    }
+    return true;
+}
+
+bool trust_tenant_configured(const struct config *cfg, const char *tenant)
+{
+    if (config_tenant(cfg, tenant))
         return true;
     return cfg->tenant_re && regexec(cfg->tenant_re, tenant, 0, NULL, 0) == 0;
+}
+
+bool trust_tenant_allowed(const struct config *cfg, const char *tenant)
+{
+    return cfg->tenant_policy == TENANT_POLICY_OPEN || trust_tenant_configured(cfg, tenant);
 }
 
 bool trust_plan_allowed(const struct config *cfg, const char *plan)

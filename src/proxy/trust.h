@@ -21,9 +21,20 @@ struct http_request;
  * time: digests of both sides, every configured token compared). */
 bool trust_client_ok(const struct config *cfg, const struct http_request *hr);
 
+/* Tenant, user, feature and plan ids: 1 to TRUST_ID_MAX - 1 bytes. */
+#define TRUST_ID_MAX 129
+
+/* True when v is a valid id: 1-128 characters of A-Z a-z 0-9 . _ : @ + = / -
+ * (the identity headers' alphabet, and the usage API's ids). */
+bool trust_valid_id(const char *v);
+
 /* True when tenant may be served: tenant_policy open, or a [tenant]
  * section names it, or it matches tenant_pattern. */
 bool trust_tenant_allowed(const struct config *cfg, const char *tenant);
+
+/* True when a [tenant] section names tenant or it matches tenant_pattern,
+ * whatever tenant_policy says. */
+bool trust_tenant_configured(const struct config *cfg, const char *tenant);
 
 /* True when the plan header may name plan: trust_plan_header = yes, or
  * plan is in plan_header_allow. */

@@ -34,10 +34,13 @@
 #include "records/record.h"
 #include "export/export.h"
 #include "report/report.h"
+#include "report/usage_api.h"
+#include "report/usage_event.h"
 #include "core/worker.h"
 
-#define API_TIMEOUT_MS 2000 /* a report not done by then is answered 503 */
-#define API_MAX_JOBS 8      /* reports computing at once; more: 503 */
+#define API_TIMEOUT_MS 2000    /* a report not done by then is answered 503 */
+#define API_MAX_JOBS 8         /* reports computing at once; more: 503 */
+#define API_MAX_BODY (1 << 20) /* POST /admin/api/usage: 1 MiB, larger is 413 */
 
 extern const char web_dashboard_html[]; /* src/report/web/dashboard.html, embedded */
 
@@ -55,11 +58,13 @@ struct admin {
     struct client_limits limits;
     struct job_list jobs; /* threads not yet joined */
     size_t n_jobs;
+    size_t next_worker; /* usage batches go round the workers */
 };
 
 enum job_kind {
     JOB_TENANTS, /* GET /admin/api/tenants: the report as JSON */
     JOB_TENANT,  /* GET /admin/api/tenants/{id}: one tenant's detail */
+    JOB_USAGE,   /* POST /admin/api/usage: ids claimed in Redis (usage_api.h) */
 };
 
 /* One API report being computed on its own thread. The thread reads only
@@ -72,6 +77,7 @@ struct job {
     enum job_kind kind;
     struct report_period period;
     char *tenant;
+    struct usage_batch *usage; /* JOB_USAGE: until handed to a worker */
     pthread_t thread;
     struct event *done;  /* activated by the thread as its last act */
     struct event *timer; /* API_TIMEOUT_MS after the request */
@@ -156,6 +162,7 @@ static void job_free(struct job *j)
     config_unref(j->cfg);
     free(j->body);
     free(j->tenant);
+    usage_batch_free(j->usage);
     free(j);
 }
 
@@ -165,7 +172,13 @@ static void *job_run(void *arg)
     struct job *j = arg;
     j->status = 503;
     redisContext *rc = report_connect(j->cfg->redis_url, API_TIMEOUT_MS, j->err, sizeof(j->err));
-    if (rc) {
+    if (rc && j->kind == JOB_USAGE) {
+        usage_api_claim(rc, j->usage);
+        redisFree(rc);
+    } else if (!rc && j->kind == JOB_USAGE) {
+        snprintf(j->usage->err, sizeof(j->usage->err), "%s", j->err);
+        j->usage->bad = SIZE_MAX;
+    } else if (rc) {
         if (j->kind == JOB_TENANTS) {
             /* the report, its forecast, and the company's trend by day */
             struct report_breakdown *trend = NULL;
@@ -211,11 +224,39 @@ static const char *status_code(int status)
     }
 }
 
+/* The usage job's end: what it claimed is counted even when its client
+ * left or was answered 503 (a retry then finds the ids counted). */
+static void usage_done(struct job *j)
+{
+    struct usage_batch *b = j->usage;
+    char *text = usage_api_answer(b);
+    if (usage_api_fresh(b)) {
+        struct admin *a = j->a;
+        struct worker *w = a->workers[a->next_worker++ % a->n_workers];
+        if (usage_api_count(w, b))
+            j->usage = NULL; /* the worker's now */
+        else
+            log_error("usage API: out of memory: %zu claimed events are not counted",
+                      usage_api_fresh(b));
+    }
+    if (j->c) {
+        static const struct http_header h[] = {{"Content-Type", "application/json"}};
+        if (text)
+            client_respond(j->c, b->status, h, 1, text, strlen(text));
+        else
+            client_error(j->c, 503, "overloaded", "out of memory");
+        j->c = NULL;
+    }
+    free(text);
+}
+
 static void on_job_done(evutil_socket_t fd, short what, void *arg)
 {
     struct job *j = arg;
     pthread_join(j->thread, NULL);
-    if (j->c) {
+    if (j->kind == JOB_USAGE) {
+        usage_done(j);
+    } else if (j->c) {
         if (j->status == 200 && j->body)
             respond_json(j->c, 200, j->body);
         else
@@ -230,28 +271,37 @@ static void on_job_timeout(evutil_socket_t fd, short what, void *arg)
     struct job *j = arg;
     if (j->c) {
         client_error(j->c, 503, "timeout",
-                     "the report did not finish within 2 s (Redis slow or "
-                     "unreachable)");
+                     j->kind == JOB_USAGE
+                         ? "the usage was not taken within 2 s (Redis slow or unreachable): "
+                           "retry with the same ids, nothing is counted twice"
+                         : "the report did not finish within 2 s (Redis slow or "
+                           "unreachable)");
         j->c = NULL;
     }
     /* the thread ends by its own Redis timeouts; on_job_done frees the job */
 }
 
-/* Starts a report for c on a thread; answers c itself when it cannot. */
+/* Starts a report (or a usage claim, taking usage) for c on a thread;
+ * answers c itself when it cannot. */
 static void job_start(struct admin *a, struct client *c, enum job_kind kind,
-                      const struct report_period *p, const char *tenant)
+                      const struct report_period *p, const char *tenant, struct usage_batch *usage)
 {
     struct job *j = NULL;
     if (a->n_jobs >= API_MAX_JOBS) {
+        usage_batch_free(usage);
         client_error(c, 503, "busy", "too many reports in progress; retry shortly");
         return;
     }
-    if (!(j = calloc(1, sizeof(*j))))
+    if (!(j = calloc(1, sizeof(*j)))) {
+        usage_batch_free(usage);
         goto oom;
+    }
     j->a = a;
     j->cfg = config_ref(a->cfg);
     j->kind = kind;
-    j->period = *p;
+    j->usage = usage;
+    if (p)
+        j->period = *p;
     LIST_INSERT_HEAD(&a->jobs, j, link);
     a->n_jobs++;
     if ((tenant && !(j->tenant = strdup(tenant))) ||
@@ -389,16 +439,55 @@ static char *config_json(const struct config *cfg)
     return text;
 }
 
+/* POST /admin/api/usage: the body checked whole, then its ids claimed on a
+ * job thread (usage_api.h). A bad event is 400 naming its index. */
+static void usage(struct admin *a, struct client *c, const struct http_request *req)
+{
+    struct usage_event *ev = NULL;
+    size_t n = 0, bad = SIZE_MAX;
+    char err[256];
+    size_t len = evbuffer_get_length(req->body);
+    const char *body = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
+    if (usage_events_parse(body, len, a->cfg, &ev, &n, &bad, err, sizeof(err)) < 0) {
+        json_t *o =
+            json_pack("{s:{s:s,s:s,s:o}}", "error", "code", "bad_request", "message", err, "index",
+                      bad == SIZE_MAX ? json_null() : json_integer((json_int_t)bad));
+        char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(o);
+        if (text)
+            respond_json(c, 400, text);
+        else
+            client_error(c, 503, "overloaded", "out of memory");
+        free(text);
+        return;
+    }
+    struct usage_batch *b = usage_batch_new(a->cfg, ev, n);
+    if (!b) {
+        client_error(c, 503, "overloaded", "out of memory");
+        return;
+    }
+    job_start(a, c, JOB_USAGE, NULL, NULL, b);
+}
+
 /* GET /admin/api/tenants[?period=], /admin/api/tenants/{id}[?period=],
- * /admin/api/config. */
+ * /admin/api/config; POST /admin/api/usage. */
 static void api(struct admin *a, struct client *c, const struct http_request *req)
 {
     const char *rest = req->path + strlen("/admin/api/");
     char period[32], tenant[256];
     struct report_period p;
 
+    if (strcmp(rest, "usage") == 0) {
+        if (strcmp(req->method_name, "POST") != 0) {
+            static const struct http_header allow[] = {{"Allow", "POST"}};
+            client_error_with(c, 405, "method_not_allowed", "POST usage events here", allow, 1);
+            return;
+        }
+        usage(a, c, req);
+        return;
+    }
     if (strcmp(req->method_name, "GET") != 0 && strcmp(req->method_name, "HEAD") != 0) {
-        client_error(c, 405, "method_not_allowed", "the admin API answers GET only");
+        client_error(c, 405, "method_not_allowed", "this admin endpoint answers GET only");
         return;
     }
     if (strcmp(rest, "config") == 0) {
@@ -427,7 +516,7 @@ static void api(struct admin *a, struct client *c, const struct http_request *re
         report_month_of(now.tv_sec, &p);
     }
     if (strcmp(rest, "tenants") == 0) {
-        job_start(a, c, JOB_TENANTS, &p, NULL);
+        job_start(a, c, JOB_TENANTS, &p, NULL, NULL);
         return;
     }
     rest += 8;
@@ -438,7 +527,7 @@ static void api(struct admin *a, struct client *c, const struct http_request *re
         client_error(c, 404, "not_found", "no such tenant");
         return;
     }
-    job_start(a, c, JOB_TENANT, &p, tenant);
+    job_start(a, c, JOB_TENANT, &p, tenant, NULL);
 }
 
 /* Ready: Redis up and records written. Degraded (still 200: requests are
@@ -526,7 +615,7 @@ static void on_accept(int fd, void *arg)
 static void set_limits(struct admin *a, const struct config *cfg)
 {
     a->limits = (struct client_limits){.max_header_size = 16384,
-                                       .max_body = 65536,
+                                       .max_body = API_MAX_BODY,
                                        .header_timeout_ms = cfg->header_timeout_ms,
                                        .body_timeout_ms = cfg->body_timeout_ms,
                                        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,

@@ -20,17 +20,17 @@ static void test_valid_id(void)
         {"a\"b", false},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
-        if (valid_id(cases[i].id) != cases[i].ok) {
-            fprintf(stderr, "  valid_id(\"%s\") != %d\n", cases[i].id, cases[i].ok);
+        if (trust_valid_id(cases[i].id) != cases[i].ok) {
+            fprintf(stderr, "  trust_valid_id(\"%s\") != %d\n", cases[i].id, cases[i].ok);
             check_failed_now = 1;
         }
     char id[200];
     memset(id, 'a', sizeof(id));
     id[128] = '\0';
-    CHECK(valid_id(id)); /* 128 bytes: the longest */
+    CHECK(trust_valid_id(id)); /* 128 bytes: the longest */
     id[128] = 'a';
     id[129] = '\0';
-    CHECK(!valid_id(id));
+    CHECK(!trust_valid_id(id));
 }
 
 static void test_identity(void)
