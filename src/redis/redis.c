@@ -12,7 +12,12 @@
  *   - replies matched to commands in the order sent (one FIFO);
  *   - bounds: MAX_PENDING commands, MAX_REPLY_BYTES for one reply and
  *     MAX_ELEMENTS per array, past which the connection is dropped;
- *   - a lost connection is retried with backoff from 100 ms to 5 s.
+ *   - a lost connection is retried with backoff from 100 ms to 5 s;
+ *   - redis-sentinel://: each connection starts by asking a sentinel for the
+ *     primary (SENTINEL get-master-addr-by-name, the next sentinel after a
+ *     failure) and checks it with ROLE, so a failover is followed at the
+ *     next connection: the sentinels close the old primary's clients when
+ *     they demote it, and a READONLY reply drops the connection too.
  * Every callback runs from our own events (a timer, a read, a connection
  * event), never from inside the call that issued the command. */
 #include "redis/redis.h"
@@ -61,10 +66,11 @@ static const char err_timeout[] = "timeout";
 static const char err_disconnected[] = "disconnected";
 
 enum conn_state {
-    C_DOWN,       /* no connection; a reconnect is scheduled (or we are closing) */
-    C_CONNECTING, /* resolving, TCP connect, TLS handshake */
-    C_HANDSHAKE,  /* connected; AUTH / SELECT / PING sent, not all answered */
-    C_READY,      /* commands accepted */
+    C_DOWN,        /* no connection; a reconnect is scheduled (or we are closing) */
+    C_DISCOVERING, /* redis-sentinel://: asking a sentinel where the primary is */
+    C_CONNECTING,  /* resolving, TCP connect, TLS handshake */
+    C_HANDSHAKE,   /* connected; AUTH / SELECT / PING sent, not all answered */
+    C_READY,       /* commands accepted */
 };
 
 struct redis_cmd {
@@ -96,6 +102,9 @@ struct redis {
     struct event_base *base;
     struct redis_url url; /* TCP, TLS or UNIX (redis_url_supported) */
     char addr[300];       /* host:port or the socket path, for log lines */
+    char host[256];       /* where this connection goes: the url's host, a sentinel, */
+    int port;             /* or the primary a sentinel named */
+    size_t sentinel_at;   /* the sentinel asked next (the one after, on a failure) */
     int timeout_ms;
     struct evdns_base *dns;  /* created for a host name, else NULL */
     struct tls_client *tls;  /* rediss:// only */
@@ -120,6 +129,8 @@ struct redis {
 };
 
 static void start_connect(struct redis *r);
+static void connect_target(struct redis *r, enum conn_state state);
+static void on_sentinel_reply(struct redis *r, redisReply *reply);
 
 /* A connection attempt failed or a connection was lost (or dropped by us). */
 static void conn_failed(struct redis *r)
@@ -268,6 +279,8 @@ static void drop(struct redis *r, const char *err)
     if (!bev)
         return;
     r->bev = NULL;
+    if (r->state == C_DISCOVERING) /* that sentinel failed us: ask the next one */
+        r->sentinel_at = (r->sentinel_at + 1) % r->url.naddrs;
     r->state = C_DOWN; /* callbacks below cannot queue on a dying connection */
     event_del(r->connect_timer);
     if (r->tls)
@@ -332,7 +345,14 @@ static void on_cmd_reply(struct redis *r, redisReply *reply)
             c->stamp->conn[0] = '\0';
             c->stamp->seq = 0;
         }
+        bool readonly = reply->len >= 8 && strncmp(reply->str, "READONLY", 8) == 0;
         cmd_finish(c, NULL, reply->str ? reply->str : "error");
+        if (readonly && r->bev) {
+            /* a replica now (a failover demoted it): find the primary again */
+            log_warn("redis: %s answers READONLY (a replica now?), reconnecting", r->addr);
+            conn_failed(r);
+            drop(r, err_disconnected);
+        }
         return;
     }
     cmd_finish(c, reply, NULL);
@@ -507,6 +527,20 @@ static void on_handshake_reply(struct redis *r, redisReply *reply)
         drop(r, err_disconnected);
         return;
     }
+    /* redis-sentinel://: ROLE is the reply before PING's */
+    if (r->url.kind == REDIS_URL_SENTINEL && r->handshake_left == 2) {
+        const char *role = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                                   reply->element[0]->type == REDIS_REPLY_STRING
+                               ? reply->element[0]->str
+                               : "?";
+        if (strcmp(role, "master") != 0) {
+            log_warn("redis: %s is not the primary of %s (ROLE %.20s), asking the sentinels again",
+                     r->addr, r->url.master, role);
+            conn_failed(r);
+            drop(r, err_disconnected);
+            return;
+        }
+    }
     if (--r->handshake_left > 0)
         return;
     new_conn_id(r);
@@ -540,7 +574,9 @@ static void on_read(struct bufferevent *bev, void *arg)
             break;
         /* what is left in the reader belongs to the replies after this one */
         r->reply_bytes = r->rdr->len - r->rdr->pos;
-        if (r->state == C_HANDSHAKE && r->handshake_left > 0)
+        if (r->state == C_DISCOVERING)
+            on_sentinel_reply(r, reply);
+        else if (r->state == C_HANDSHAKE && r->handshake_left > 0)
             on_handshake_reply(r, reply);
         else
             on_cmd_reply(r, reply);
@@ -572,7 +608,7 @@ static void start_handshake(struct redis *r)
     int rc = 0;
     evutil_socket_t fd = bufferevent_getfd(r->bev);
     int one = 1;
-    if (!r->url.path && fd >= 0)
+    if (!r->url.path && fd >= 0) /* small requests, answered at once: no Nagle */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     r->state = C_HANDSHAKE;
     r->handshake_left = 0;
@@ -589,6 +625,10 @@ static void start_handshake(struct redis *r)
         rc |= write_argv(r, 2, (const char *[]){"SELECT", dbs}, NULL);
         r->handshake_left++;
     }
+    if (r->url.kind == REDIS_URL_SENTINEL) { /* the sentinel's answer may be stale */
+        rc |= write_argv(r, 1, (const char *[]){"ROLE"}, NULL);
+        r->handshake_left++;
+    }
     rc |= write_argv(r, 1, (const char *[]){"PING"}, NULL);
     r->handshake_left++;
     if (rc != 0) {
@@ -603,7 +643,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (r->bev != bev)
         return;
     if (what & BEV_EVENT_CONNECTED) {
-        start_handshake(r);
+        if (r->state != C_DISCOVERING) {
+            start_handshake(r);
+        } else if (write_argv(
+                       r, 3, (const char *[]){"SENTINEL", "get-master-addr-by-name", r->url.master},
+                       NULL) < 0) {
+            conn_failed(r);
+            drop(r, err_disconnected);
+        }
         return;
     }
     char why[300] = "";
@@ -616,7 +663,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     if (!why[0])
         snprintf(why, sizeof(why), "closed");
-    if (r->state == C_CONNECTING)
+    if (r->state == C_CONNECTING || r->state == C_DISCOVERING)
         log_warn("redis: connect to %s failed: %.250s", r->addr, why);
     else
         log_warn("redis: connection to %s lost: %.250s", r->addr, why);
@@ -641,6 +688,52 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     start_connect(arg);
 }
 
+/* Where the next connection goes, and how log lines name it. */
+static void target(struct redis *r, const struct redis_addr *a, bool sentinel)
+{
+    char buf[280];
+    snprintf(r->host, sizeof(r->host), "%s", a->host);
+    r->port = a->port;
+    redis_addr_format(a, buf, sizeof(buf));
+    snprintf(r->addr, sizeof(r->addr), "%s%s", sentinel ? "sentinel " : "", buf);
+}
+
+/* The sentinel's answer: [host, port] of the primary, or nil when it does
+ * not know the name. On an answer the sentinel's connection is closed and
+ * the primary's opened, under the same connect deadline. */
+static void on_sentinel_reply(struct redis *r, redisReply *reply)
+{
+    char port[8] = "";
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len > 0 &&
+        reply->element[0]->len < sizeof(r->host) && reply->element[1]->len < sizeof(port))
+        memcpy(port, reply->element[1]->str, reply->element[1]->len + 1);
+    char *end = NULL;
+    long p = port[0] ? strtol(port, &end, 10) : 0;
+    if (!port[0] || *end || p <= 0 || p > 65535) {
+        log_warn("redis: %s does not name a primary for %s: %.200s", r->addr, r->url.master,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str
+                 : reply->type == REDIS_REPLY_NIL ? "unknown master name"
+                                                  : "unexpected reply");
+        conn_failed(r);
+        drop(r, err_disconnected);
+        return;
+    }
+    struct redis_addr primary = {.host = reply->element[0]->str, .port = (int)p};
+    char sentinel[300];
+    snprintf(sentinel, sizeof(sentinel), "%s", r->addr);
+    /* close the sentinel's connection; not a failure, nothing in flight */
+    struct bufferevent *bev = r->bev;
+    r->bev = NULL;
+    bufferevent_free(bev);
+    redisReaderFree(r->rdr);
+    r->rdr = NULL;
+    target(r, &primary, false);
+    log_info("redis: %s names %s as the primary of %s", sentinel, r->addr, r->url.master);
+    connect_target(r, C_CONNECTING);
+}
+
 /* An address is used as it is; a name is resolved first, by evdns. */
 static bool is_address(const char *host)
 {
@@ -650,12 +743,12 @@ static bool is_address(const char *host)
 
 /* Opens the bufferevent (TLS for rediss://) and starts connecting; every
  * outcome arrives at on_event, later (deferred callbacks). */
-static int open_bev(struct redis *r)
+static int open_bev(struct redis *r, enum conn_state state)
 {
     int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
     SSL *ssl = NULL;
     if (r->tls) {
-        if (!(ssl = tls_client_ssl(r->tls, r->url.addrs[0].host)))
+        if (!(ssl = tls_client_ssl(r->tls, r->host)))
             return -1;
         r->bev = bufferevent_openssl_socket_new(r->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
         if (!r->bev) {
@@ -672,7 +765,7 @@ static int open_bev(struct redis *r)
     r->reply_bytes = 0;
     bufferevent_setcb(r->bev, on_read, NULL, on_event, r);
     bufferevent_enable(r->bev, EV_READ | EV_WRITE);
-    r->state = C_CONNECTING;
+    r->state = state;
     if (r->url.path) {
         struct sockaddr_un sun = {.sun_family = AF_UNIX};
         if (strlen(r->url.path) >= sizeof(sun.sun_path))
@@ -680,26 +773,23 @@ static int open_bev(struct redis *r)
         memcpy(sun.sun_path, r->url.path, strlen(r->url.path) + 1);
         return bufferevent_socket_connect(r->bev, (struct sockaddr *)&sun, sizeof(sun));
     }
-    const struct redis_addr *a = &r->url.addrs[0];
-    return bufferevent_socket_connect_hostname(r->bev, r->dns, AF_UNSPEC, a->host, a->port);
+    return bufferevent_socket_connect_hostname(r->bev, r->dns, AF_UNSPEC, r->host, r->port);
 }
 
-static void start_connect(struct redis *r)
+/* Connects to r->host:r->port (or the unix socket); a failure to even
+ * start is logged and retried like any other. */
+static void connect_target(struct redis *r, enum conn_state state)
 {
-    struct timeval tv;
-    if (r->closing || r->bev || r->state != C_DOWN)
-        return;
-    tv_ms(&tv, r->timeout_ms); /* resolution, connect and handshakes */
-    event_add(r->connect_timer, &tv);
-    if (!r->url.path && !is_address(r->url.addrs[0].host) && !r->dns &&
+    if (!r->url.path && !is_address(r->host) && !r->dns &&
         !(r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
         log_warn("redis: no resolver for %s (resolv.conf?)", r->addr);
         conn_failed(r);
+        r->state = C_DOWN;
         event_del(r->connect_timer);
         schedule_retry(r);
         return;
     }
-    if (open_bev(r) < 0) {
+    if (open_bev(r, state) < 0) {
         log_warn("redis: cannot connect to %s: %s", r->addr,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         conn_failed(r);
@@ -711,6 +801,19 @@ static void start_connect(struct redis *r)
         event_del(r->connect_timer);
         schedule_retry(r);
     }
+}
+
+static void start_connect(struct redis *r)
+{
+    struct timeval tv;
+    if (r->closing || r->bev || r->state != C_DOWN)
+        return;
+    tv_ms(&tv, r->timeout_ms); /* resolution, connect and handshakes */
+    event_add(r->connect_timer, &tv);
+    bool sentinel = r->url.kind == REDIS_URL_SENTINEL;
+    if (!r->url.path)
+        target(r, &r->url.addrs[sentinel ? r->sentinel_at : 0], sentinel);
+    connect_target(r, sentinel ? C_DISCOVERING : C_CONNECTING);
 }
 
 void redis_set_timeout(struct redis *r, int ms)
@@ -796,8 +899,7 @@ bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen)
     case REDIS_URL_UNIX:
         return true;
     case REDIS_URL_SENTINEL:
-        snprintf(err, errlen, "redis-sentinel:// is not supported by this build yet");
-        return false;
+        return true;
     case REDIS_URL_CLUSTER:
         snprintf(err, errlen, "redis-cluster:// is not supported by this build yet");
         return false;
