@@ -123,6 +123,11 @@ static bool emit(struct json_scan *s, const void *p, size_t n)
     if (n == 0)
         return true;
     s->slen += n;
+    if (!s->in_key && s->scalar_exact) { /* a captured value: its characters (speech bills them) */
+        const unsigned char *b = p;
+        for (size_t i = 0; i < n; i++)
+            s->schars += (b[i] & 0xc0) != 0x80;
+    }
     if (s->sink == SINK_FIXED) {
         if (s->sink_used < s->sink_cap) {
             size_t m = n < s->sink_cap - s->sink_used ? n : s->sink_cap - s->sink_used;
@@ -329,6 +334,7 @@ static void begin_string(struct json_scan *s, bool key)
     s->in_key = key;
     s->str_nul = false;
     s->slen = 0;
+    s->schars = 0;
     s->sink = SINK_NONE;
     s->sink_used = 0;
     s->state = ST_STRING;
@@ -462,6 +468,7 @@ static bool end_string(struct json_scan *s, size_t at)
             memcpy(v->str, s->sink_buf, kept);
         v->str[kept] = '\0';
         v->len = s->slen;
+        v->chars = s->schars;
         v->nul = s->str_nul;
     }
     if (counting(s)) {

@@ -68,6 +68,7 @@ struct json_scan_value {
     int64_t i;                   /* JSON_SCAN_INT */
     double d;                    /* JSON_SCAN_INT and JSON_SCAN_REAL */
     size_t len;                  /* JSON_SCAN_STRING: decoded bytes (may exceed str) */
+    size_t chars;                /* JSON_SCAN_STRING: decoded code points (UTF-8 characters) */
     bool nul;                    /* JSON_SCAN_STRING: holds U+0000 */
     char str[JSON_SCAN_STR_MAX]; /* JSON_SCAN_STRING: decoded, NUL-terminated, cut */
 };
@@ -107,8 +108,9 @@ struct json_scan {
     /* strings */
     bool in_key;
     bool str_nul;
-    size_t slen; /* decoded bytes so far */
-    int sink;    /* where decoded bytes go (enum sink) */
+    size_t slen;   /* decoded bytes so far */
+    size_t schars; /* of which the first bytes of a character (captured values only) */
+    int sink;      /* where decoded bytes go (enum sink) */
     char *sink_buf;
     size_t sink_used, sink_cap;
     uint32_t hex, high; /* \uXXXX being read; high surrogate waiting for its pair */

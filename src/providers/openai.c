@@ -15,6 +15,7 @@ enum endpoint {
     EP_EMBED,  /* /v1/embeddings */
     EP_RESP,   /* /v1/responses */
     EP_IMAGE,  /* /v1/images/generations: gpt-image-1 by tokens, dall-e per image */
+    EP_SPEECH, /* /v1/audio/speech: tts-1 per character, gpt-4o-mini-tts by tokens */
 };
 
 /* Why a paid endpoint is not metered yet, for the 403 and the README. */
@@ -50,6 +51,7 @@ static const struct provider_route routes[] = {
     {"POST", "/v1/batches/*/cancel", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
     {"POST", "/v1/batches", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {"POST", "/v1/images/generations", ROUTE_METERED, EP_IMAGE, MODEL_BODY, NULL},
+    {"POST", "/v1/audio/speech", ROUTE_METERED, EP_SPEECH, MODEL_BODY, NULL},
     /* edits and variations are multipart uploads */
     {NULL, "/v1/images/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/v1/audio/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
@@ -93,6 +95,8 @@ static const struct json_scan_field fields[] = {
     {"output_format", false},
     {"output_compression", false},
     {"partial_images", false},
+    {"stream_format", false},
+    {"speed", false},
     {"messages", true},
     {"input", true},
     {"prompt", true},
@@ -188,6 +192,38 @@ static int prepare_image(struct provider_call *call, const struct json_scan *bod
     return 0;
 }
 
+/* POST /v1/audio/speech (SpeechCreateParams): the answer is audio bytes.
+ * tts-1 and tts-1-hd are billed per character of input, known from the
+ * request; gpt-4o-mini-tts by tokens, reported only in the SSE answer
+ * (stream_format "sse", speech.audio.done), else billed on the bound. */
+static int prepare_speech(struct provider_call *call, const struct json_scan *body, char *err,
+                          size_t errlen)
+{
+    if (provider_body_model(body, true, call->model, sizeof(call->model), err, errlen) < 0)
+        return -1;
+    const struct json_scan_value *in = provider_body_get(body, "input");
+    if (in->type != JSON_SCAN_STRING) {
+        snprintf(err, errlen, "`input` must be a string: the text to generate audio for");
+        return -1;
+    }
+    char fmt[JSON_SCAN_STR_MAX] = "";
+    provider_body_str(body, "stream_format", fmt, sizeof(fmt));
+    call->stream = strcmp(fmt, "sse") == 0;
+    call->units = (int64_t)in->chars;
+    call->unit = USAGE_UNIT_CHARACTER;
+    call->price_kind = PRICE_KIND_AUDIO;
+    call->priced_on_request = strncmp(call->model, "tts-1", 5) == 0;
+    call->bound_if_unseen = !call->priced_on_request;
+    call->est_input_tokens = provider_body_tokens(body); /* input, instructions */
+    /* The audio's tokens bound: speech at speed 1 runs about 1.3 audio tokens a
+     * character, 2 bounds it; a slower speed (down to 0.25) makes it longer. */
+    const struct json_scan_value *sp = provider_body_get(body, "speed");
+    int64_t per_char =
+        (sp->type == JSON_SCAN_INT || sp->type == JSON_SCAN_REAL) && sp->d < 1 ? 8 : 2;
+    call->max_output_tokens = provider_sat_mul(call->units > 0 ? call->units : 1, per_char);
+    return 0;
+}
+
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
@@ -215,6 +251,8 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
     }
     if (kind == EP_IMAGE)
         return prepare_image(call, body, err, errlen);
+    if (kind == EP_SPEECH)
+        return prepare_speech(call, body, err, errlen);
     /* Responses may take the model from a stored prompt; the answer names it. */
     bool need_model = !(kind == EP_RESP && provider_body_has(body, "prompt"));
     if (provider_body_model(body, need_model, call->model, sizeof(call->model), err, errlen) < 0)
@@ -418,6 +456,22 @@ static void image_event(struct meter *m, const struct provider_call *call, const
     }
 }
 
+/* Speech as SSE (gpt-4o-mini-tts, stream_format "sse"): audio deltas, then
+ * speech.audio.done with the usage. */
+static void speech_event(struct meter *m, const json_t *j, const char *type)
+{
+    if (strcmp(type, "speech.audio.done") == 0) {
+        const json_t *u = json_object_get(j, "usage");
+        if (json_is_object(u)) {
+            provider_check_usage(m, u);
+            resp_usage(&m->usage, u);
+        }
+        m->done = true;
+    } else if (strcmp(type, "error") == 0) {
+        m->stream_error = true;
+    }
+}
+
 static bool is_done_marker(const char *d, size_t n)
 {
     while (n && (d[n - 1] == ' ' || d[n - 1] == '\t'))
@@ -508,6 +562,8 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
     const char *type = json_string_value(json_object_get(j, "type"));
     if (type && call->kind == EP_IMAGE)
         image_event(m, call, j, type);
+    else if (type && call->kind == EP_SPEECH)
+        speech_event(m, j, type);
     else if (type)
         resp_event(m, j, type);
     else

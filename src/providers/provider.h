@@ -86,6 +86,9 @@ struct provider_call {
     /* The usage sits after a payload too large to read (a streamed image):
      * an answer without it is billed on the estimate's upper bound. */
     bool bound_if_unseen;
+    /* The request is the bill (tts-1: its characters): a 2xx answer, which
+     * carries no usage, is billed units at the per-unit price, not estimated. */
+    bool priced_on_request;
 };
 
 /* What the response taught us; filled by on_event / on_json. */

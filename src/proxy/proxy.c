@@ -1184,8 +1184,10 @@ static void bill_usage(struct req *r, struct usage *u)
     *u = r->meter.usage;
     if (!r->call.metered || !r->forwarded)
         return;
-    bool whole = u->seen && (!r->call.stream || r->meter.done);
     bool answered = r->status >= 200 && r->status < 300;
+    if (r->call.priced_on_request && answered)
+        u->seen = true; /* the units asked for are the bill */
+    bool whole = u->seen && (!r->call.stream || r->meter.done);
     bool lost = ((r->cut_on_abort || r->unreadable) && !whole) ||
                 (r->call.bound_if_unseen && answered && !whole);
     if (lost || r->meter.usage_invalid) {

@@ -44,6 +44,8 @@ describe('routes: metered, free and unknown paths', () => {
       ['/v1beta/openai/chat/completions', { model: 'gemini-2.5-flash', messages: msgs }, 'gemini'],
       ['/v1/images/generations', { model: 'dall-e-3', prompt: `${nonce} a cat` }, 'openai'],
       ['/v1/images/generations', { model: 'gpt-image-1', prompt: `${nonce} a dog`, stream: true }, 'openai'],
+      ['/v1/audio/speech', { model: 'tts-1', voice: 'alloy', input: `${nonce} hello` }, 'openai'],
+      ['/v1/audio/speech', { model: 'gpt-4o-mini-tts', voice: 'alloy', input: `${nonce} hi`, stream_format: 'sse' }, 'openai'],
     ];
     for (const [path, body, dialect] of cases) {
       const r = await h.post(env.tg, path, body, { ...headers(tenant), 'anthropic-version': '2023-06-01' });
@@ -312,6 +314,46 @@ describe('routes: metered, free and unknown paths', () => {
     assert.equal(gl.output_tokens, 6240);
     const m = await env.redis.waitRequests(tenant, 6);
     const all = await env.tg.records({ tenant }, 6);
+    assert.equal(m.cost, all.reduce((a, r) => a + h.recordNano(r), 0), 'settled what was recorded');
+  });
+
+  test('audio.speech is metered: tts-1 and tts-1-hd per character of input, gpt-4o-mini-tts by the tokens of its SSE answer, else on a bound from the characters', async () => {
+    const tenant = h.uniq('tts');
+    const o = env.openai(tenant);
+    const speak = async (params) => {
+      const res = await o.audio.speech.create(params).withResponse();
+      const bytes = Buffer.from(await res.data.arrayBuffer());
+      assert.ok(bytes.length > 0);
+      return env.tg.record(res.response.headers.get('x-tollgate-request-id'));
+    };
+    const text = 'Grüße, 世界! ' + 'x'.repeat(100); // 11 characters (15 bytes) + 100
+    const t1 = await speak({ model: 'tts-1', voice: 'alloy', input: text });
+    const hd = await speak({ model: 'tts-1-hd', voice: 'alloy', input: text, response_format: 'wav' });
+    for (const [r, model, usdPerChar] of [[t1, 'tts-1', 15], [hd, 'tts-1-hd', 30]]) {
+      assert.equal(r.endpoint, '/v1/audio/speech');
+      assert.equal(r.model, model);
+      assert.equal(r.unit, 'character');
+      assert.equal(r.units, 111, JSON.stringify(r));
+      assert.equal(r.priced, true);
+      assert.equal(r.estimated, false);
+      assert.equal(h.recordNano(r), 111 * usdPerChar * 1000, JSON.stringify(r)); // USD per 1M characters
+    }
+    // gpt-4o-mini-tts with stream_format sse: its usage, 0.60 in and 12.00 out per 1M tokens
+    const sse = await speak({ model: 'gpt-4o-mini-tts', voice: 'alloy', input: 'mock:tokens=20,700 hello', stream_format: 'sse' });
+    assert.equal(sse.stream, true);
+    assert.equal(sse.estimated, false);
+    h.assertTokens(sse, { input: 20, output: 700 });
+    assert.equal(h.recordNano(sse), h.nanoCost([[20, 0.6], [700, 12]]));
+    // plain audio carries no usage: billed on the bound, 2 tokens a character, flagged
+    const plain = await speak({ model: 'gpt-4o-mini-tts', voice: 'alloy', input: 'y'.repeat(300) });
+    assert.equal(plain.estimated, true);
+    assert.equal(plain.output_tokens, 600);
+    assert.equal(plain.units, 300);
+    const bad = await o.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 42 }).then(() => null, (e) => e);
+    assert.equal(bad && bad.status, 400);
+    assert.match(bad.message, /`input` must be a string/);
+    const m = await env.redis.waitRequests(tenant, 4);
+    const all = (await env.tg.records({ tenant }, 5)).filter((r) => r.status === 200);
     assert.equal(m.cost, all.reduce((a, r) => a + h.recordNano(r), 0), 'settled what was recorded');
   });
 

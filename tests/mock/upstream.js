@@ -6,7 +6,9 @@
 //            POST /v1/responses (JSON, SSE), /v1/embeddings, /v1/completions (JSON, SSE),
 //            GET /v1/models, POST /v1/moderations, POST /v1/images/generations (JSON; SSE
 //            image_generation.partial_image / .completed events with stream: true; usage
-//            only for gpt-image-*, none for dall-e-*); Gemini's OpenAI-compatible
+//            only for gpt-image-*, none for dall-e-*), POST /v1/audio/speech (audio/mpeg bytes;
+//            stream_format "sse": speech.audio.delta events, then speech.audio.done with usage
+//            input_tokens=IN, output_tokens=OUT); Gemini's OpenAI-compatible
 //            POST /v1beta/openai/chat/completions (OpenAI's chat format)
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
 //   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
@@ -361,6 +363,19 @@ const builders = {
     return { events, contentEvents: 0 };
   },
 
+  // Speech: the audio itself (no usage), or with stream_format "sse" (gpt-4o-mini-tts)
+  // speech.audio.delta events and speech.audio.done carrying the usage.
+  speech(req, d) {
+    const audio = Buffer.from(`ID3 mock audio ${++seq} `.repeat(8));
+    if (req.json.stream_format !== 'sse') return { binary: audio, contentType: 'audio/mpeg' };
+    const ev = (type, data) => `data: ${JSON.stringify(Object.assign({ type }, data))}\n\n`;
+    const events = Array.from({ length: d.chunks }, () => ev('speech.audio.delta', { audio: audio.toString('base64') }));
+    const done = {};
+    if (!d.nousage) done.usage = { input_tokens: d.in, output_tokens: d.out, total_tokens: d.in + d.out };
+    events.push(ev('speech.audio.done', done));
+    return { events, contentEvents: 0 };
+  },
+
   // ModerationCreateResponse (openai-node src/resources/moderations.ts); free at OpenAI.
   moderations(req) {
     const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
@@ -404,6 +419,7 @@ function route(method, path, json) {
     case '/v1/messages/count_tokens': return ['anthropic', 'countTokens'];
     case '/v1/moderations': return ['openai', 'moderations'];
     case '/v1/images/generations': return ['openai', 'images'];
+    case '/v1/audio/speech': return ['openai', 'speech'];
     case '/v1beta/openai/chat/completions': return ['openai', 'chat'];
     default: break;
   }
@@ -472,6 +488,11 @@ async function handle(req, res, raw) {
     return;
   }
   const built = builders[name]({ json: json || {} }, d, stream, model);
+  if (built.binary) {
+    res.writeHead(200, { 'content-type': built.contentType, 'content-length': built.binary.length, 'x-request-id': `req_mock${seq}` });
+    res.end(built.binary);
+    return;
+  }
   if (built.json) {
     if (d.slow) await sleep(d.slow);
     const obj = d.pad ? { mock_pad: 'x'.repeat(d.pad), ...built.json } : built.json;

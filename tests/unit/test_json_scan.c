@@ -212,6 +212,35 @@ static void test_offsets(void)
     json_scan_free(&s);
 }
 
+/* A captured string's characters (code points), at every split of the
+ * body and through escapes: speech is billed per character. */
+static void test_chars(void)
+{
+    static const struct {
+        const char *body;
+        size_t len, chars;
+    } cases[] = {
+        {"{\"model\":\"abc\"}", 3, 3},
+        {"{\"model\":\"caf\u00e9 \u65e5\u672c\"}", 12, 7},   /* é 2 bytes, 日本 3 each */
+        {"{\"model\":\"x\\u00e9\\n\\ud83d\\ude00\"}", 8, 4}, /* escapes: é, LF, 😀 */
+        {"{\"model\":\"\"}", 0, 0},
+        {"{\"x\":\"\u00e9\u00e9\",\"model\":\"a\"}", 1, 1}, /* other strings do not count */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        size_t n = strlen(cases[i].body);
+        for (size_t cut = 0; cut <= n; cut++) {
+            static struct json_scan s;
+            json_scan_init(&s, &spec);
+            CHECK_INT(json_scan_feed(&s, cases[i].body, cut), 0);
+            CHECK_INT(json_scan_feed(&s, cases[i].body + cut, n - cut), 0);
+            CHECK_INT(json_scan_finish(&s), 0);
+            CHECK_INT(s.v[0].len, cases[i].len);
+            CHECK_INT(s.v[0].chars, cases[i].chars);
+            json_scan_free(&s);
+        }
+    }
+}
+
 /* Many top-level members: the key set grows and still finds a duplicate. */
 static void test_many_keys(void)
 {
@@ -258,7 +287,7 @@ static void test_depth(void)
 
 static const struct check_test tests[] = {
     {"cases", test_cases},         {"prefixes", test_prefixes}, {"offsets", test_offsets},
-    {"many_keys", test_many_keys}, {"depth", test_depth},
+    {"many_keys", test_many_keys}, {"chars", test_chars},       {"depth", test_depth},
 };
 
 int main(void)
