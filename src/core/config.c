@@ -276,6 +276,8 @@ static const struct key keys[] = {
     {S_EXPORT, "otlp_endpoint", T_STR, CF(otlp_endpoint), NULL, K_OPT | K_RESTART, .max = URL_MAX,
      .check = config_check_webhook,
      .doc = "OTLP/HTTP base URL: one span per request POSTed (JSON) to /v1/traces; unset: off"},
+    {S_EXPORT, "ca_file", T_FILE, CF(export_ca_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
+     .doc = "extra CA bundle (PEM) for https:// sinks (CloudEvents, OTLP); unset: the system's"},
 
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
     {S_PLAN, "price_period", T_ENUM, PL(price_period), "month", 0, .names = price_period_names,

@@ -156,8 +156,9 @@ struct config {
     char *cloudevents_token; /* NULL: no Authorization */
     char *export_source;     /* CloudEvents source */
     char *spool_dir;
-    size_t spool_max;    /* bytes */
-    char *otlp_endpoint; /* NULL: off */
+    size_t spool_max;     /* bytes */
+    char *otlp_endpoint;  /* NULL: off */
+    char *export_ca_file; /* https sinks: extra CAs, NULL: the system's */
 
     /* [alerts] */
     char *webhook;     /* NULL: off */

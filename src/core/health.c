@@ -62,7 +62,7 @@ int health_main(int argc, char **argv)
         strcat(url, "/healthz"); /* a bare host:port probes /healthz */
     struct http_target t;
     char err[512] = "";
-    if (strncmp(url, "http://", 7) != 0 || http_target_init(&t, url, err, sizeof(err)) < 0) {
+    if (strncmp(url, "http://", 7) != 0 || http_target_init(&t, url, NULL, err, sizeof(err)) < 0) {
         /* the admin listener speaks plain HTTP */
         fprintf(stderr, "tollgate health: '%s' is not an http://host:port[/path] URL\n", url);
         return 2;

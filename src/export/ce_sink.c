@@ -251,7 +251,8 @@ struct ce_sink *ce_sink_open(const struct config *cfg, char *err, size_t errlen)
     }
     s->max_events = CE_BATCH_EVENTS;
     char why[256];
-    if (http_target_init(&s->target, cfg->cloudevents_url, why, sizeof(why)) < 0) {
+    if (http_target_init(&s->target, cfg->cloudevents_url, cfg->export_ca_file, why, sizeof(why)) <
+        0) {
         snprintf(err, errlen, "[export] cloudevents_url: %s", why);
         goto fail;
     }

@@ -173,7 +173,7 @@ int export_main(int argc, char **argv)
         fprintf(stderr, "tollgate export: [records] file is standard output: nothing to read\n");
         goto done;
     }
-    if (http_target_init(&r.t, cfg->cloudevents_url, err, sizeof(err)) < 0) {
+    if (http_target_init(&r.t, cfg->cloudevents_url, cfg->export_ca_file, err, sizeof(err)) < 0) {
         fprintf(stderr, "tollgate export: [export] cloudevents_url: %s\n", err);
         goto done;
     }

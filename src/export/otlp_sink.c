@@ -170,7 +170,7 @@ struct otlp_sink *otlp_sink_open(const struct config *cfg, char *err, size_t err
     while (n > 0 && cfg->otlp_endpoint[n - 1] == '/')
         n--;
     snprintf(url, sizeof(url), "%.*s/v1/traces", (int)n, cfg->otlp_endpoint);
-    if (http_target_init(&s->target, url, why, sizeof(why)) < 0) {
+    if (http_target_init(&s->target, url, cfg->export_ca_file, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "[export] otlp_endpoint: %s", why);
         goto fail;
     }

@@ -1,8 +1,12 @@
 /* http_client.c: blocking HTTP/1.1 with one deadline (http_client.h). The
  * socket is non-blocking and every wait is a poll() bounded by what is left
  * of the deadline, TLS handshake included, so a sink that accepts and then
- * says nothing costs at most timeout_ms. Name resolution is getaddrinfo's
- * (blocking; the export threads can afford it, the event loops never see it).
+ * says nothing costs at most timeout_ms. Name resolution is getaddrinfo's,
+ * which has no deadline of its own (a resolver that never answers holds it
+ * for resolv.conf's timeouts times attempts times servers), so a name is
+ * looked up on a short-lived thread the request waits for until its
+ * deadline; a lookup that outlives it finishes on its own and the next
+ * request of the target takes its answer. IP literals need no thread.
  * "Connection: close": the status line is all we need, and a fresh connection
  * per request keeps the state machine trivial at a few batches per second. */
 #include "http/http_client.h"
@@ -13,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +34,8 @@
 
 #define HEAD_MAX 16384 /* a response head longer than this is refused */
 
-int http_target_init(struct http_target *t, const char *url, char *err, size_t errlen)
+int http_target_init(struct http_target *t, const char *url, const char *ca_file, char *err,
+                     size_t errlen)
 {
     char *base = NULL;
     memset(t, 0, sizeof(*t));
@@ -46,7 +52,7 @@ int http_target_init(struct http_target *t, const char *url, char *err, size_t e
     snprintf(t->path, n + 2, "%s", n ? base : "/");
     free(base);
     base = NULL;
-    if (t->tls && !(t->tc = tls_client_new(NULL, err, errlen)))
+    if (t->tls && !(t->tc = tls_client_new(ca_file, err, errlen)))
         goto fail;
     return 0;
 fail:
@@ -55,8 +61,134 @@ fail:
     return -1;
 }
 
+/* A getaddrinfo on its own thread, shared by the thread and the waiting
+ * request (two references); the last one to let go frees it. */
+struct lookup {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC, as the deadlines */
+    int refs;
+    bool done;
+    int rc;               /* getaddrinfo's */
+    struct addrinfo *res; /* taken by the request that reads it */
+    char port[8];
+    char host[];
+};
+
+static void lookup_unref(struct lookup *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int left = --l->refs;
+    pthread_mutex_unlock(&l->mu);
+    if (left)
+        return;
+    if (l->res)
+        freeaddrinfo(l->res);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+static void *lookup_run(void *arg)
+{
+    struct lookup *l = arg;
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(l->host, l->port, &hints, &res);
+    pthread_mutex_lock(&l->mu);
+    l->rc = rc;
+    l->res = rc == 0 ? res : NULL;
+    l->done = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    return NULL;
+}
+
+static struct lookup *lookup_start(const char *host, const char *port)
+{
+    size_t n = strlen(host) + 1;
+    struct lookup *l = calloc(1, sizeof(*l) + n);
+    pthread_condattr_t ca;
+    pthread_attr_t ta;
+    pthread_t th;
+    if (!l)
+        return NULL;
+    memcpy(l->host, host, n);
+    snprintf(l->port, sizeof(l->port), "%s", port);
+    l->refs = 2;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &ta, lookup_run, l);
+    pthread_attr_destroy(&ta);
+    if (rc != 0) {
+        l->refs = 1;
+        lookup_unref(l);
+        return NULL;
+    }
+    return l;
+}
+
+/* Resolves t's host by deadline: 0 with *res (the caller frees it), or -1
+ * with err. */
+static int resolve(struct http_target *t, long long deadline, struct addrinfo **res, char *err,
+                   size_t errlen)
+{
+    char port[8];
+    snprintf(port, sizeof(port), "%d", t->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+    if (getaddrinfo(t->host, port, &hints, res) == 0)
+        return 0; /* an IP literal: nothing to wait for */
+    struct lookup *l = t->lookup;
+    if (!l && !(l = lookup_start(t->host, port))) {
+        snprintf(err, errlen, "resolve: cannot start a lookup thread");
+        return -1;
+    }
+    t->lookup = l;
+    pthread_mutex_lock(&l->mu);
+    while (!l->done) {
+        long long left = deadline - clock_mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    }
+    bool done = l->done;
+    int rc = l->rc;
+    *res = l->res;
+    l->res = NULL;
+    pthread_mutex_unlock(&l->mu);
+    if (!done) { /* kept: the next request waits for this lookup, not a new one */
+        snprintf(err, errlen, "resolve: no answer within the deadline (the lookup goes on)");
+        return -1;
+    }
+    t->lookup = NULL;
+    lookup_unref(l);
+    if (rc != 0) {
+        snprintf(err, errlen, "resolve: %s", gai_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 void http_target_free(struct http_target *t)
 {
+    if (t->lookup)
+        lookup_unref(t->lookup); /* its thread frees it when it ends */
     if (t->tc)
         tls_client_free(t->tc);
     free(t->host);
@@ -84,16 +216,9 @@ static int wait_fd(int fd, short events, long long deadline)
 
 static int connect_to(struct http_target *t, long long deadline, char *err, size_t errlen)
 {
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof(port), "%d", t->port);
-    int rc = getaddrinfo(t->host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "resolve: %s", gai_strerror(rc));
+    if (resolve(t, deadline, &res, err, errlen) < 0)
         return -1;
-    }
     int fd = -1;
     snprintf(err, errlen, "connect: no address");
     for (struct addrinfo *a = res; a; a = a->ai_next) {

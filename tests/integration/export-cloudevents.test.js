@@ -13,6 +13,7 @@ const { describe, test, before, after } = require('node:test');
 const h = require('../lib/harness');
 const { metric } = require('../lib/redis-ctl');
 const { startReceiver } = require('../lib/ce-receiver');
+const { makeCerts } = require('../lib/certs');
 const { execFile } = require('node:child_process');
 
 function runExport(args) {
@@ -135,6 +136,34 @@ describe('CloudEvents export', () => {
       assert.ok(await metric(tg, 'tollgate_export_post_failures_total') >= 3);
       assert.deepEqual(rx.invalid, []);
     });
+  });
+
+  test('an https receiver: refused without its CA, every event delivered with [export] ca_file', { timeout: h.ms(60000) }, async () => {
+    const certs = makeCerts(); // the test CA the mock upstream's certificate comes from
+    const srx = await startReceiver({ tls: certs });
+    try {
+      const tenant = h.uniq('ce-tls');
+      const ids = [];
+      const spool = path.join(h.tmpDir('tollgate-spool-'), 's');
+      // the system's CAs do not know the test CA: the POST fails verification, the event waits
+      await withTg(ceOverrides(srx, spool), async (tg) => {
+        ids.push(await chat(tg, tenant, 'tls0 mock:tokens=10,5'));
+        await h.waitFor(async () => (await metric(tg, 'tollgate_export_post_failures_total')) > 0, { what: 'a failed https POST' });
+        assert.match(tg.stderr, /CloudEvents POST of \d+ events failed \(.*certificate verify failed/);
+        assert.equal(srx.events.length, 0);
+        assert.ok(await metric(tg, 'tollgate_export_spool_bytes') > 0, 'the event waits in the spool');
+      });
+      // with ca_file the same spool drains over https and new events follow
+      await withTg(ceOverrides(srx, spool, { ca_file: certs.ca }), async (tg) => {
+        for (let i = 1; i < 4; i++) ids.push(await chat(tg, tenant, `tls${i} mock:tokens=10,5`));
+        const got = await srx.waitIds(ids);
+        const recs = await tg.records((r) => ids.includes(r.id), 3);
+        for (const r of recs) assert.deepEqual(got.get(r.id).data, r);
+        const c = counts(srx.ids());
+        for (const id of ids) assert.equal(c.get(id), 1, `event ${id} once`);
+        assert.deepEqual(srx.invalid, []);
+      });
+    } finally { await srx.stop(); }
   });
 
   test('tollgate restarted with a non-empty spool sends what waited', { timeout: h.ms(60000) }, async () => {

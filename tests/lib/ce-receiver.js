@@ -6,17 +6,20 @@
 //   rx.mode = {status: 500} | {destroy: true} | {delayMs: 6000} | {maxEvents: 3} | null
 //   await rx.stop(); await rx.start();   // down and up again on the same port
 //   rx.events (every accepted event, in order), rx.posts (every POST seen)
+//   startReceiver({ tls: makeCerts() })  // https with the test CA's server certificate
 
+const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const { HTTP } = require('cloudevents');
 const { ms, waitFor } = require('./util');
 
-async function startReceiver({ path = '/api/v1/events' } = {}) {
+async function startReceiver({ path = '/api/v1/events', tls = null } = {}) {
   const rx = {
     port: 0, url: '', path, events: [], posts: [], invalid: [], mode: null, server: null,
     sockets: new Set(),
     async start() {
-      const server = http.createServer((req, res) => {
+      const handler = (req, res) => {
         const chunks = [];
         const entry = { t: Date.now(), url: req.url, headers: req.headers, events: 0, status: 0 };
         rx.posts.push(entry);
@@ -46,7 +49,12 @@ async function startReceiver({ path = '/api/v1/events' } = {}) {
           };
           if (mode.delayMs) setTimeout(answer, mode.delayMs); else answer();
         });
-      });
+      };
+      const server = tls
+        ? https.createServer({ key: fs.readFileSync(tls.key), cert: fs.readFileSync(tls.cert) }, handler)
+        : http.createServer(handler);
+      rx.tlsErrors = 0;
+      server.on('tlsClientError', () => { rx.tlsErrors += 1; });
       server.on('connection', (s) => { rx.sockets.add(s); s.on('close', () => rx.sockets.delete(s)); });
       await new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -54,7 +62,7 @@ async function startReceiver({ path = '/api/v1/events' } = {}) {
       });
       rx.server = server;
       rx.port = server.address().port;
-      rx.url = `http://127.0.0.1:${rx.port}${path}`;
+      rx.url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}${path}`;
     },
     async stop() {
       if (!rx.server) return;
