@@ -23,6 +23,7 @@
 #include "redis/redis.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -126,17 +127,26 @@ struct redis {
     unsigned npending;
     unsigned long errors;
     unsigned long conn_failures; /* failed connects and lost connections, also in errors */
+    char why[300];               /* the last of those, for redis_last_error */
 };
 
 static void start_connect(struct redis *r);
 static void connect_target(struct redis *r, enum conn_state state);
 static void on_sentinel_reply(struct redis *r, redisReply *reply);
 
-/* A connection attempt failed or a connection was lost (or dropped by us). */
-static void conn_failed(struct redis *r)
+/* A connection attempt failed or a connection was lost (or dropped by us):
+ * counted, logged as a warning, and kept for redis_last_error. */
+static void conn_failed(struct redis *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void conn_failed(struct redis *r, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why, sizeof(r->why), fmt, ap);
+    va_end(ap);
     r->errors++;
     r->conn_failures++;
+    log_warn("redis: %s", r->why);
 }
 
 static void tv_ms(struct timeval *tv, int ms)
@@ -310,7 +320,7 @@ static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
         cmd_finish(c, NULL, err_timeout);
         return;
     }
-    log_warn("redis: command to %s timed out after %d ms, reconnecting", r->addr, r->timeout_ms);
+    conn_failed(r, "command to %s timed out after %d ms, reconnecting", r->addr, r->timeout_ms);
     drop(r, err_timeout);
 }
 
@@ -349,8 +359,7 @@ static void on_cmd_reply(struct redis *r, redisReply *reply)
         cmd_finish(c, NULL, reply->str ? reply->str : "error");
         if (readonly && r->bev) {
             /* a replica now (a failover demoted it): find the primary again */
-            log_warn("redis: %s answers READONLY (a replica now?), reconnecting", r->addr);
-            conn_failed(r);
+            conn_failed(r, "%s answers READONLY (a replica now?), reconnecting", r->addr);
             drop(r, err_disconnected);
         }
         return;
@@ -521,9 +530,8 @@ static void new_conn_id(struct redis *r)
 static void on_handshake_reply(struct redis *r, redisReply *reply)
 {
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_warn("redis: %s refused the handshake (AUTH/SELECT): %.200s", r->addr,
-                 reply->str ? reply->str : "?");
-        conn_failed(r);
+        conn_failed(r, "%s refused the handshake (AUTH/SELECT): %.200s", r->addr,
+                    reply->str ? reply->str : "?");
         drop(r, err_disconnected);
         return;
     }
@@ -534,9 +542,8 @@ static void on_handshake_reply(struct redis *r, redisReply *reply)
                                ? reply->element[0]->str
                                : "?";
         if (strcmp(role, "master") != 0) {
-            log_warn("redis: %s is not the primary of %s (ROLE %.20s), asking the sentinels again",
-                     r->addr, r->url.master, role);
-            conn_failed(r);
+            conn_failed(r, "%s is not the primary of %s (ROLE %.20s), asking the sentinels again",
+                        r->addr, r->url.master, role);
             drop(r, err_disconnected);
             return;
         }
@@ -585,15 +592,13 @@ static void on_read(struct bufferevent *bev, void *arg)
             return;
     }
     if (r->reply_bytes > MAX_REPLY_BYTES) {
-        log_warn("redis: a reply from %s exceeds %u bytes, reconnecting", r->addr, MAX_REPLY_BYTES);
-        conn_failed(r);
+        conn_failed(r, "a reply from %s exceeds %u bytes, reconnecting", r->addr, MAX_REPLY_BYTES);
         drop(r, err_disconnected);
     }
     return;
 broken:
-    log_warn("redis: protocol error from %s: %.120s, reconnecting", r->addr,
-             r->rdr->errstr[0] ? r->rdr->errstr : "unreadable reply");
-    conn_failed(r);
+    conn_failed(r, "protocol error from %s: %.120s, reconnecting", r->addr,
+                r->rdr->errstr[0] ? r->rdr->errstr : "unreadable reply");
     drop(r, err_disconnected);
 }
 
@@ -632,7 +637,7 @@ static void start_handshake(struct redis *r)
     rc |= write_argv(r, 1, (const char *[]){"PING"}, NULL);
     r->handshake_left++;
     if (rc != 0) {
-        conn_failed(r);
+        conn_failed(r, "cannot write to %s (out of memory)", r->addr);
         drop(r, err_disconnected);
     }
 }
@@ -648,7 +653,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         } else if (write_argv(
                        r, 3, (const char *[]){"SENTINEL", "get-master-addr-by-name", r->url.master},
                        NULL) < 0) {
-            conn_failed(r);
+            conn_failed(r, "cannot ask %s (out of memory)", r->addr);
             drop(r, err_disconnected);
         }
         return;
@@ -664,18 +669,16 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (!why[0])
         snprintf(why, sizeof(why), "closed");
     if (r->state == C_CONNECTING || r->state == C_DISCOVERING)
-        log_warn("redis: connect to %s failed: %.250s", r->addr, why);
+        conn_failed(r, "connect to %s failed: %.250s", r->addr, why);
     else
-        log_warn("redis: connection to %s lost: %.250s", r->addr, why);
-    conn_failed(r);
+        conn_failed(r, "connection to %s lost: %.250s", r->addr, why);
     drop(r, err_disconnected);
 }
 
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct redis *r = arg;
-    log_warn("redis: connect to %s timed out after %d ms", r->addr, r->timeout_ms);
-    conn_failed(r);
+    conn_failed(r, "connect to %s timed out after %d ms", r->addr, r->timeout_ms);
     if (!r->bev) { /* cannot happen: the timer runs only while connecting */
         schedule_retry(r);
         return;
@@ -712,11 +715,10 @@ static void on_sentinel_reply(struct redis *r, redisReply *reply)
     char *end = NULL;
     long p = port[0] ? strtol(port, &end, 10) : 0;
     if (!port[0] || *end || p <= 0 || p > 65535) {
-        log_warn("redis: %s does not name a primary for %s: %.200s", r->addr, r->url.master,
-                 reply->type == REDIS_REPLY_ERROR ? reply->str
-                 : reply->type == REDIS_REPLY_NIL ? "unknown master name"
-                                                  : "unexpected reply");
-        conn_failed(r);
+        conn_failed(r, "%s does not name a primary for %s: %.200s", r->addr, r->url.master,
+                    reply->type == REDIS_REPLY_ERROR ? reply->str
+                    : reply->type == REDIS_REPLY_NIL ? "unknown master name"
+                                                     : "unexpected reply");
         drop(r, err_disconnected);
         return;
     }
@@ -782,17 +784,15 @@ static void connect_target(struct redis *r, enum conn_state state)
 {
     if (!r->url.path && !is_address(r->host) && !r->dns &&
         !(r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
-        log_warn("redis: no resolver for %s (resolv.conf?)", r->addr);
-        conn_failed(r);
+        conn_failed(r, "no resolver for %s (resolv.conf?)", r->addr);
         r->state = C_DOWN;
         event_del(r->connect_timer);
         schedule_retry(r);
         return;
     }
     if (open_bev(r, state) < 0) {
-        log_warn("redis: cannot connect to %s: %s", r->addr,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        conn_failed(r);
+        conn_failed(r, "cannot connect to %s: %s", r->addr,
+                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         if (r->bev) {
             drop(r, err_disconnected);
             return;
@@ -921,4 +921,14 @@ unsigned long redis_errors(const struct redis *r)
 unsigned long redis_connect_failures(const struct redis *r)
 {
     return r->conn_failures;
+}
+
+const char *redis_last_error(const struct redis *r)
+{
+    return r->why[0] ? r->why : "no answer yet";
+}
+
+const char *redis_addr(const struct redis *r)
+{
+    return r->addr;
 }

@@ -112,5 +112,11 @@ unsigned long redis_errors(const struct redis *r);
 /* Of those, failed connection attempts (refused, timed out, TLS, AUTH) and
  * lost connections. */
 unsigned long redis_connect_failures(const struct redis *r);
+/* Why the last connection attempt failed or the last connection was lost,
+ * as logged ("connect to 10.0.0.5:6379 failed: Connection refused"). */
+const char *redis_last_error(const struct redis *r);
+/* Where the connection goes (host:port, the socket path, or "sentinel
+ * host:port" while asking one), for messages. */
+const char *redis_addr(const struct redis *r);
 
 #endif

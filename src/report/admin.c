@@ -26,6 +26,8 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "redis/redis.h"
+#include "redis/redis_sync.h"
 #include "redis/redis_url.h"
 #include "core/metrics.h"
 #include "core/money.h"
@@ -171,10 +173,13 @@ static void *job_run(void *arg)
 {
     struct job *j = arg;
     j->status = 503;
-    redisContext *rc = report_connect(j->cfg->redis_url, API_TIMEOUT_MS, j->err, sizeof(j->err));
+    const struct config *cfg = j->cfg;
+    struct redis_tls tls = {cfg->redis_ca_file, cfg->redis_cert_file, cfg->redis_key_file};
+    struct redis_sync *rc =
+        report_connect(cfg->redis_url, &tls, API_TIMEOUT_MS, j->err, sizeof(j->err));
     if (rc && j->kind == JOB_USAGE) {
         usage_api_claim(rc, j->usage);
-        redisFree(rc);
+        redis_sync_free(rc);
     } else if (!rc && j->kind == JOB_USAGE) {
         snprintf(j->usage->err, sizeof(j->usage->err), "%s", j->err);
         j->usage->bad = SIZE_MAX;
@@ -198,7 +203,7 @@ static void *job_run(void *arg)
             j->body = report_tenant_json(rc, j->cfg, &j->period, j->tenant, &j->status, j->err,
                                          sizeof(j->err));
         }
-        redisFree(rc);
+        redis_sync_free(rc);
     }
     event_active(j->done, 0, 0);
     return NULL;

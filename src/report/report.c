@@ -17,7 +17,7 @@
 #include "core/config.h"
 #include "budget/plan.h"
 #include "redis/redis.h"
-#include "redis/redis_url.h"
+#include "redis/redis_sync.h"
 
 #define KEY_MAX 512
 
@@ -88,80 +88,14 @@ static void sort_n(void *base, size_t n, size_t size, int (*cmp)(const void *, c
 
 /* ---- redis --------------------------------------------------------------- */
 
-static void set_err(char *err, size_t n, const char *what, const redisContext *c)
+/* url through the daemon's parser and connection layer (redis_sync.h):
+ * every scheme the daemon reaches, AUTH and SELECT done by the layer. The
+ * report is a command-line tool and the admin API runs it on its own
+ * thread, so blocking is fine. */
+struct redis_sync *report_connect(const char *url, const struct redis_tls *tls, int timeout_ms,
+                                  char *err, size_t errlen)
 {
-    snprintf(err, n, "redis: %s: %s", what, c && c->err ? c->errstr : "unexpected reply");
-}
-
-/* Runs one command and checks the reply is not an error; the reply is freed. */
-static int run_simple(redisContext *c, const char *what, int argc, const char **argv, char *err,
-                      size_t errlen)
-{
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        if (r)
-            snprintf(err, errlen, "redis: %s refused: %.*s", what, (int)r->len, r->str);
-        else
-            set_err(err, errlen, what, c);
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-/* url through the daemon's parser (redis_url.h) and the same check of what
- * can be reached (redis_url_supported). A blocking connection: the report
- * is a command-line tool and the admin API runs it on its own thread. */
-struct redisContext *report_connect(const char *url, int timeout_ms, char *err, size_t errlen)
-{
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    struct redis_url u;
-    redisContext *c = NULL;
-    if (redis_url_parse(url, &u, err, errlen) < 0 || !redis_url_supported(&u, err, errlen))
-        goto fail;
-    if (u.kind != REDIS_URL_TCP && u.kind != REDIS_URL_UNIX) {
-        /* this blocking client is hiredis's own, which has no TLS */
-        snprintf(err, errlen, "the report reads Redis over redis:// and unix:// only (not TLS)");
-        goto fail;
-    }
-    const char *path = u.path, *host = u.naddrs ? u.addrs[0].host : NULL;
-    int port = u.naddrs ? u.addrs[0].port : 0;
-    const char *user = u.user, *pass = u.password;
-    int db = u.db;
-    c = path ? redisConnectUnixWithTimeout(path, tv) : redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        const char *why = c ? c->errstr : "out of memory";
-        if (path)
-            snprintf(err, errlen, "cannot reach Redis at %s: %s", path, why);
-        else
-            snprintf(err, errlen, "cannot reach Redis at %s:%d: %s", host, port, why);
-        goto fail;
-    }
-    redisSetTimeout(c, tv);
-    if (pass) {
-        const char *auth[] = {"AUTH", user ? user : pass, pass};
-        int n = user ? 3 : 2;
-        if (!user)
-            auth[1] = pass;
-        if (run_simple(c, "AUTH", n, auth, err, errlen) < 0)
-            goto fail;
-    }
-    if (db) {
-        char num[16];
-        snprintf(num, sizeof(num), "%d", db);
-        if (run_simple(c, "SELECT", 2, (const char *[]){"SELECT", num}, err, errlen) < 0)
-            goto fail;
-    }
-    goto done;
-fail:
-    if (c)
-        redisFree(c);
-    c = NULL;
-done:
-    redis_url_free(&u);
-    return c;
+    return redis_sync_connect(url, tls, timeout_ms, err, errlen);
 }
 
 /* A batch of pipelined commands and their replies. */
@@ -170,7 +104,7 @@ struct batch {
     size_t n, cap;
 };
 
-static int batch_add(redisContext *c, struct batch *b, int argc, const char **argv)
+static int batch_add(struct redis_sync *c, struct batch *b, int argc, const char **argv)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
@@ -180,23 +114,19 @@ static int batch_add(redisContext *c, struct batch *b, int argc, const char **ar
         b->replies = r;
         b->cap = cap;
     }
-    if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+    if (redis_sync_append(c, argc, argv, NULL) < 0)
         return -1;
     b->replies[b->n++] = NULL;
     return 0;
 }
 
 /* Reads every reply; -1 on a connection error or an error reply. */
-static int batch_run(redisContext *c, struct batch *b, char *err, size_t errlen)
+static int batch_run(struct redis_sync *c, struct batch *b, char *err, size_t errlen)
 {
     int rc = 0;
     for (size_t i = 0; i < b->n; i++) {
-        void *r = NULL;
-        if (redisGetReply(c, &r) != REDIS_OK || !r) {
-            set_err(err, errlen, "read", c);
+        if (redis_sync_get(c, &b->replies[i], err, errlen) < 0)
             return -1; /* the connection is unusable now */
-        }
-        b->replies[i] = r;
         if (b->replies[i]->type == REDIS_REPLY_ERROR && rc == 0) {
             snprintf(err, errlen, "redis: %.*s", (int)b->replies[i]->len, b->replies[i]->str);
             rc = -1;
@@ -316,7 +246,7 @@ static void names_unique(struct names *s)
 
 /* The month's tenant set plus the configured tenants (only when tenant is
  * NULL; else just it). in_set: whether each was in the set (parallel). */
-static int tenants_of(redisContext *c, const struct config *cfg, const struct report_period *p,
+static int tenants_of(struct redis_sync *c, const struct config *cfg, const struct report_period *p,
                       const char *tenant, struct names *out, char *err, size_t errlen)
 {
     char key[KEY_MAX];
@@ -326,12 +256,12 @@ static int tenants_of(redisContext *c, const struct config *cfg, const struct re
     }
     if (tenant)
         return names_add(out, tenant, strlen(tenant)) < 0 ? (snprintf(err, errlen, "oom"), -1) : 0;
-    redisReply *r = redisCommandArgv(c, 2, (const char *[]){"SMEMBERS", key}, NULL);
+    redisReply *r = redis_sync_command(c, 2, (const char *[]){"SMEMBERS", key}, err, errlen);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r && r->type == REDIS_REPLY_ERROR)
             snprintf(err, errlen, "redis: %.*s", (int)r->len, r->str);
-        else
-            set_err(err, errlen, "SMEMBERS", c);
+        else if (r)
+            snprintf(err, errlen, "redis: SMEMBERS: unexpected reply");
         if (r)
             freeReplyObject(r);
         return -1;
@@ -456,7 +386,7 @@ void report_free(struct report *r)
     free(r);
 }
 
-struct report *report_build(redisContext *c, const struct config *cfg,
+struct report *report_build(struct redis_sync *c, const struct config *cfg,
                             const struct report_period *p, const char *tenant, char *err,
                             size_t errlen)
 {
@@ -624,7 +554,7 @@ static int merge_hashes(struct report_breakdown *out, const struct batch *b)
     return 0;
 }
 
-struct report_breakdown *report_breakdown(redisContext *c, const struct config *cfg,
+struct report_breakdown *report_breakdown(struct redis_sync *c, const struct config *cfg,
                                           const struct report_period *p, const char *tenant,
                                           enum report_by by, char *err, size_t errlen)
 {

@@ -2,9 +2,10 @@
  * counters settle.lua keeps in Redis (budget.h) and the plans' prices in the
  * config, rendered as a table, JSON (the contract's shape) or CSV; also the
  * per-model / feature / user / day breakdowns and the admin API's tenant
- * detail. Blocking: it talks to Redis through hiredis's sync API, so it runs
- * in the CLI (`tollgate report`) or on a thread of its own, never on an event
- * loop.
+ * detail. Blocking: it talks to Redis through redis_sync.h (the daemon's
+ * connection layer on a private loop: every scheme the daemon reaches), so it
+ * runs in the CLI (`tollgate report`) or on a thread of its own, never on a
+ * worker's event loop.
  *
  * Revenue of a tenant in a month: its plan's price (price_period = year:
  * price / 12), prorated by days when the plan changed within the month. The
@@ -31,7 +32,8 @@
 #include "core/util.h"
 
 struct config;
-struct redisContext;
+struct redis_sync;
+struct redis_tls;
 
 struct report_period {
     int year, month;
@@ -108,15 +110,16 @@ struct report_breakdown {
     size_t n;
 };
 
-/* Connects to a redis:// or unix:// url ([redis] url) with timeout_ms for
- * the connect and for every reply, authenticates and selects the db.
- * NULL with a message (never the password) in err. */
-struct redisContext *report_connect(const char *url, int timeout_ms, char *err,
-                                    size_t errlen) MUST_CHECK;
+/* Connects to [redis] url (any scheme the daemon reaches; tls: [redis]
+ * ca_file, cert_file, key_file, or NULL) with timeout_ms for the connect
+ * and for every reply, authenticates and selects the db. NULL with a
+ * message (never the password) in err. Free with redis_sync_free. */
+struct redis_sync *report_connect(const char *url, const struct redis_tls *tls, int timeout_ms,
+                                  char *err, size_t errlen) MUST_CHECK;
 
 /* Every tenant of the period (the month's tenant set plus the [tenant]
  * sections), or only `tenant` when not NULL. NULL with err on a Redis error. */
-struct report *report_build(struct redisContext *c, const struct config *cfg,
+struct report *report_build(struct redis_sync *c, const struct config *cfg,
                             const struct report_period *p, const char *tenant, char *err,
                             size_t errlen) MUST_CHECK;
 void report_free(struct report *r);
@@ -126,7 +129,7 @@ char *report_render(const struct report *r, enum report_format f) MUST_CHECK;
 /* One tenant's (or, tenant NULL, everyone's) counters by model, feature or
  * user (month periods only: those hashes are per month) or by day (every
  * day of a month period; the day itself for a day period). */
-struct report_breakdown *report_breakdown(struct redisContext *c, const struct config *cfg,
+struct report_breakdown *report_breakdown(struct redis_sync *c, const struct config *cfg,
                                           const struct report_period *p, const char *tenant,
                                           enum report_by by, char *err, size_t errlen) MUST_CHECK;
 void report_breakdown_free(struct report_breakdown *b);
@@ -142,7 +145,7 @@ int64_t report_div_round(__int128 a, __int128 b);
 /* The admin API's /admin/api/tenants/{id} body for a month period. NULL
  * with *status 400 (day period), 404 (tenant unknown in that month) or 503
  * (Redis) and a message in err. */
-char *report_tenant_json(struct redisContext *c, const struct config *cfg,
+char *report_tenant_json(struct redis_sync *c, const struct config *cfg,
                          const struct report_period *p, const char *tenant, int *status, char *err,
                          size_t errlen) MUST_CHECK;
 

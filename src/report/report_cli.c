@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <hiredis/hiredis.h>
-
 #include "core/clock.h"
 #include "core/config.h"
+#include "redis/redis.h"
+#include "redis/redis_sync.h"
 
 #define CLI_TIMEOUT_MS 5000
 
@@ -115,7 +115,8 @@ int report_main(int argc, char **argv)
     }
     int rc = 1;
     char *text = NULL;
-    redisContext *c = report_connect(cfg->redis_url, CLI_TIMEOUT_MS, err, sizeof(err));
+    struct redis_tls tls = {cfg->redis_ca_file, cfg->redis_cert_file, cfg->redis_key_file};
+    struct redis_sync *c = report_connect(cfg->redis_url, &tls, CLI_TIMEOUT_MS, err, sizeof(err));
     if (!c) {
         fprintf(stderr, "tollgate report: %s\n", err);
         goto done;
@@ -168,8 +169,7 @@ int report_main(int argc, char **argv)
     rc = fflush(stdout) == 0 ? 0 : 1;
 done:
     free(text);
-    if (c)
-        redisFree(c);
+    redis_sync_free(c);
     config_unref(cfg);
     return rc;
 }

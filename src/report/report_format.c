@@ -544,7 +544,7 @@ char *report_breakdown_render(const struct report_breakdown *b, enum report_form
 
 /* ---- the admin API's tenant detail --------------------------------------- */
 
-char *report_tenant_json(struct redisContext *c, const struct config *cfg,
+char *report_tenant_json(struct redis_sync *c, const struct config *cfg,
                          const struct report_period *p, const char *tenant, int *status, char *err,
                          size_t errlen)
 {

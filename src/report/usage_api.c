@@ -21,6 +21,7 @@
 #include "core/worker.h"
 #include "export/export.h"
 #include "records/record.h"
+#include "redis/redis_sync.h"
 #include "report/usage_event.h"
 
 #define KEY_MAX 512
@@ -82,17 +83,16 @@ static int id_key(char *buf, const char *prefix, const char *id)
 
 /* Sends the n commands argv[i] (argc[i] words) as one pipeline and reads
  * their replies into rep[i] (the caller frees them). -1 with b refused 503. */
-static int pipeline(struct redisContext *rc, struct usage_batch *b, size_t n, const int *argc,
+static int pipeline(struct redis_sync *rc, struct usage_batch *b, size_t n, const int *argc,
                     const char *(*argv)[6], redisReply **rep)
 {
+    char err[256] = "redis: cannot send";
     for (size_t i = 0; i < n; i++)
-        if (redisAppendCommandArgv(rc, argc[i], argv[i], NULL) != REDIS_OK)
+        if (redis_sync_append(rc, argc[i], argv[i], NULL) < 0)
             goto fail;
     for (size_t i = 0; i < n; i++) {
-        void *r = NULL;
-        if (redisGetReply(rc, &r) != REDIS_OK || !r)
+        if (redis_sync_get(rc, &rep[i], err, sizeof(err)) < 0)
             goto fail;
-        rep[i] = r;
         if (rep[i]->type == REDIS_REPLY_ERROR) {
             refuse(b, 503, SIZE_MAX, "redis: %.200s", rep[i]->str);
             return -1;
@@ -100,7 +100,7 @@ static int pipeline(struct redisContext *rc, struct usage_batch *b, size_t n, co
     }
     return 0;
 fail:
-    refuse(b, 503, SIZE_MAX, "redis: %s", rc->err ? rc->errstr : "no answer");
+    refuse(b, 503, SIZE_MAX, "%s", err);
     return -1;
 }
 
@@ -130,7 +130,7 @@ static size_t first_tenant(const struct usage_batch *b, size_t i)
     return i;
 }
 
-void usage_api_claim(struct redisContext *rc, struct usage_batch *b)
+void usage_api_claim(struct redis_sync *rc, struct usage_batch *b)
 {
     const struct config *cfg = b->cfg;
     const char *prefix = cfg->key_prefix;
@@ -263,7 +263,9 @@ void usage_api_claim(struct redisContext *rc, struct usage_batch *b)
         if (!b->fresh[i] || rep[at[i]]->type == REDIS_REPLY_STATUS)
             continue;
         b->fresh[i] = false; /* claimed by another request meanwhile */
-        redisReply *g = redisCommand(rc, "GET %s", keys[i][0]);
+        char gerr[256];
+        redisReply *g =
+            redis_sync_command(rc, 2, (const char *[]){"GET", keys[i][0]}, gerr, sizeof(gerr));
         bool same = g && g->type == REDIS_REPLY_STRING && strcmp(g->str, b->ev[i].fingerprint) == 0;
         if (g)
             freeReplyObject(g);

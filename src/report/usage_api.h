@@ -22,7 +22,7 @@
 #include "core/util.h"
 
 struct config;
-struct redisContext;
+struct redis_sync;
 struct usage_event;
 struct worker;
 
@@ -52,7 +52,7 @@ void usage_batch_free(struct usage_batch *b);
  * known with other numbers is 409 and nothing is claimed; then every new id
  * is claimed. Only a claim that loses a race with another request for the
  * same id can leave a 409 beside claimed events (they are counted). */
-void usage_api_claim(struct redisContext *rc, struct usage_batch *b);
+void usage_api_claim(struct redis_sync *rc, struct usage_batch *b);
 
 /* Events b claimed (fresh). */
 size_t usage_api_fresh(const struct usage_batch *b);

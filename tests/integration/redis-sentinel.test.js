@@ -7,10 +7,11 @@
 // The failover happens between two batches, with the replica caught up: a write the old
 // primary acknowledged after the promotion is lost by Redis's asynchronous replication
 // whatever the client does, so a test with writes in that window could not be exact.
-// Also: a sentinel that is down is skipped; a plain redis:// url pointing at a replica
+// `tollgate report` reads through the sentinels too. Also: a sentinel that is down is skipped; a plain redis:// url pointing at a replica
 // (READONLY) is a log line, the connection metric and a reconnect.
 
 const assert = require('node:assert/strict');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
@@ -115,6 +116,12 @@ describe('Redis behind Sentinel (redis-sentinel://)', () => {
       assert.equal(got.cost, want.cost);
       assert.equal(got.input_tokens, want.input_tokens);
       assert.equal(got.output_tokens, want.output_tokens);
+      // the report finds the new primary through the sentinels too
+      const cli = spawnSync(h.BINARY, ['report', '-c', tg.configFile, '--format', 'json'], { encoding: 'utf8', timeout: h.ms(20000) });
+      assert.equal(cli.status, 0, cli.stderr);
+      const row = JSON.parse(cli.stdout).tenants.find((t) => t.tenant === tenant);
+      assert.ok(row, cli.stdout);
+      assert.equal(row.requests, 10);
     });
   });
 

@@ -6,7 +6,8 @@
 // and key_file, AUTH user password, then metering counted once. The faults: a certificate
 // for another name, wrong credentials, no client certificate; each a clear log line, the
 // Redis error metric and the on_failure policy. And -t refusing TLS keys that would do
-// nothing or do not load. The plain port of the same server is the test's window on it.
+// nothing or do not load. `tollgate report` and the admin API read over TLS too. The plain
+// port of the same server is the test's window on it.
 
 const assert = require('node:assert/strict');
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -79,6 +80,15 @@ describe('Redis over TLS (rediss://)', () => {
       const tls = list.split('\n').filter((l) => l.includes(`laddr=127.0.0.1:${tlsPort}`));
       assert.ok(tls.length >= 1, list);
       assert.ok(tls.every((l) => /\buser=app\b/.test(l)), list);
+      // the report and the admin API read through the same layer, over TLS too
+      const cli = spawnSync(h.BINARY, ['report', '-c', tg.configFile, '--format', 'json'], { encoding: 'utf8', timeout: h.ms(20000) });
+      assert.equal(cli.status, 0, cli.stderr);
+      const row = JSON.parse(cli.stdout).tenants.find((t) => t.tenant === tenant);
+      assert.ok(row, cli.stdout);
+      assert.equal(row.requests, 3);
+      const api = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants`, { headers: { authorization: 'Bearer test-admin-token' } });
+      assert.equal(api.status, 200);
+      assert.deepEqual(await api.json(), JSON.parse(cli.stdout));
       assert.equal(await metric(tg, 'tollgate_redis_errors_total'), 0);
       assert.equal(await metric(tg, 'tollgate_redis_connect_failures_total'), 0);
     });

@@ -5,6 +5,7 @@
 #include "budget/budget.h"
 #include "core/log.h"
 #include "redis/redis.h"
+#include "redis/redis_sync.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -618,6 +619,57 @@ done:
     event_base_free(base);
 }
 
+/* redis_sync: the blocking client on the same layer. A batch longer than
+ * the layer's bound of commands in flight, replies in order, a server's
+ * error as a REDIS_REPLY_ERROR reply, the connection's loss as -1. */
+static void test_sync(void)
+{
+    char err[256] = "";
+    struct redis_sync *s = redis_sync_connect(url, NULL, 2000, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "  %s\n", err);
+        return;
+    }
+    enum { N = MANY + 2000 };
+    char num[N][12];
+    int queued = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(num[i], sizeof(num[i]), "%d", i);
+        queued += redis_sync_append(s, 2, (const char *[]){"ECHO", num[i]}, NULL) == 0;
+    }
+    CHECK_INT(queued, N);
+    int in_order = 0;
+    for (int i = 0; i < queued; i++) {
+        redisReply *rep = NULL;
+        if (redis_sync_get(s, &rep, err, sizeof(err)) == 0 && rep &&
+            rep->type == REDIS_REPLY_STRING && strcmp(rep->str, num[i]) == 0)
+            in_order++;
+        if (rep)
+            freeReplyObject(rep);
+    }
+    CHECK_INT(in_order, N);
+    redisReply *rep = redis_sync_command(s, 3, (const char *[]){"SET", "tollgate:test:sync", "x"},
+                                         err, sizeof(err));
+    CHECK(rep && rep->type == REDIS_REPLY_STATUS);
+    if (rep)
+        freeReplyObject(rep);
+    rep = redis_sync_command(s, 3, (const char *[]){"HGET", "tollgate:test:sync", "f"}, err,
+                             sizeof(err));
+    CHECK(rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0);
+    if (rep)
+        freeReplyObject(rep);
+    redis_sync_free(s);
+    /* nothing listens: a clear error within the deadline */
+    char dead[64];
+    snprintf(dead, sizeof(dead), "redis://:secret@127.0.0.1:%d/0", free_port());
+    long long t0 = now_ms();
+    CHECK(redis_sync_connect(dead, NULL, 300, err, sizeof(err)) == NULL);
+    CHECK(now_ms() - t0 < 300 + SLACK_MS);
+    CHECK(strstr(err, "cannot reach Redis at 127.0.0.1:") != NULL);
+    CHECK(strstr(err, "secret") == NULL);
+}
+
 static const struct check_test tests[] = {
     {"url", test_url},
     {"hostname", test_hostname},
@@ -628,6 +680,7 @@ static const struct check_test tests[] = {
     {"cancel", test_cancel},
     {"bounded_replies", test_bounded_replies},
     {"pending_bound", test_pending_bound},
+    {"sync", test_sync},
     {"free_pending", test_free_pending},
     {"stopped_server", test_stopped_server},
     {"killed_server", test_killed_server},

@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "redis/redis.h"
+#include "redis/redis_sync.h"
 #include "report/report.h"
 
 #include <arpa/inet.h>
@@ -32,7 +33,7 @@
 
 static char url[64];
 static struct config *cfg;
-static redisContext *rc;
+static struct redis_sync *rc;
 
 /* ---- settling through budget_settle ------------------------------------- */
 
@@ -608,13 +609,13 @@ done:
 static void test_unreachable(void)
 {
     char err[256] = "";
-    redisContext *c = report_connect("redis://127.0.0.1:1/0", 500, err, sizeof(err));
+    struct redis_sync *c = report_connect("redis://127.0.0.1:1/0", NULL, 500, err, sizeof(err));
     CHECK(c == NULL);
     CHECK(strstr(err, "cannot reach Redis at 127.0.0.1:1") != NULL);
-    c = report_connect("redis://:secret@127.0.0.1:1/0", 500, err, sizeof(err));
+    c = report_connect("redis://:secret@127.0.0.1:1/0", NULL, 500, err, sizeof(err));
     CHECK(c == NULL);
     CHECK(strstr(err, "secret") == NULL);
-    c = report_connect("http://x", 500, err, sizeof(err));
+    c = report_connect("http://x", NULL, 500, err, sizeof(err));
     CHECK(c == NULL);
     CHECK(strstr(err, "bad redis url") != NULL);
 }
@@ -659,12 +660,12 @@ int main(void)
         return 1;
     }
     settle_all();
-    if (!(rc = report_connect(url, 2000, err, sizeof(err)))) {
+    if (!(rc = report_connect(url, NULL, 2000, err, sizeof(err)))) {
         fprintf(stderr, "connect: %s\n", err);
         return 1;
     }
     int failed = CHECK_MAIN("report", tests);
-    redisFree(rc);
+    redis_sync_free(rc);
     config_unref(cfg);
     return failed;
 }
