@@ -17,7 +17,7 @@ endif
 
 SRCS     = $(wildcard src/*/*.c)
 LIB_SRCS = $(filter-out src/core/main.c,$(SRCS))
-LUA      = $(wildcard src/budget/lua/*.lua)
+LUA      = $(wildcard src/budget/lua/*.lua src/cache/lua/*.lua)
 WEB      = $(wildcard src/report/web/*)
 OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o $(BUILD)/web_assets.o
 UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))

@@ -33,6 +33,7 @@ enum sect {
     S_ALERTS,
     S_REPORT,
     S_EXPORT,
+    S_CACHE,
     S_PLAN,
     S_TENANT
 };
@@ -51,6 +52,7 @@ static const struct {
     [S_ALERTS] = {"alerts", "alerts", false},
     [S_REPORT] = {"report", "report", false},
     [S_EXPORT] = {"export", "export", false},
+    [S_CACHE] = {"cache", "cache", false},
     [S_PLAN] = {"plan", "plan *", true},
     [S_TENANT] = {"tenant", "tenant *", true},
 };
@@ -103,6 +105,8 @@ static const char *const price_period_names[] = {"month", "year", NULL};
 static const char *const unmetered_routes_names[] = {"block", "allow", NULL};
 static const char *const no_yes_names[] = {"no", "yes", NULL};
 static const char *const tenant_policy_names[] = {"open", "configured", NULL};
+/* enum cache_mode: a plan may not say "plan" (config_load refuses it) */
+static const char *const cache_mode_names[] = {"plan", "off", "on", "ask", NULL};
 
 #define CF(f) offsetof(struct config, f)
 #define UP(f) offsetof(struct cfg_upstream, f)
@@ -279,6 +283,19 @@ static const struct key keys[] = {
     {S_EXPORT, "ca_file", T_FILE, CF(export_ca_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
      .doc = "extra CA bundle (PEM) for https:// sinks (CloudEvents, OTLP); unset: the system's"},
 
+    {S_CACHE, "enabled", T_ENUM, CF(cache_enabled), "no", 0, .names = no_yes_names,
+     .doc = "yes: plans and tenants with cache = on | ask may be answered from the response "
+            "cache (Redis)"},
+    {S_CACHE, "ttl", T_DUR, CF(cache_ttl_ms), "1h", 0, 1000, 7 * MS_MAX,
+     .doc = "how long a stored answer is served"},
+    {S_CACHE, "max_entry", T_SIZE, CF(cache_max_entry), "1m", 0, 1024, 64 << 20,
+     .doc = "answers longer than this are not stored (nor held in memory past it)"},
+    {S_CACHE, "shared", T_ENUM, CF(cache_shared), "no", 0, .names = no_yes_names,
+     .doc = "yes: one entry answers every tenant; no: each tenant has its own"},
+    {S_CACHE, "wait", T_DUR, CF(cache_wait_ms), "10s", 0, 0, MS_MAX,
+     .doc = "identical misses wait this long for the first one's answer (single flight); "
+            "0: each goes upstream"},
+
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
     {S_PLAN, "price_period", T_ENUM, PL(price_period), "month", 0, .names = price_period_names,
      .doc = "month | year: what price is for"},
@@ -300,6 +317,9 @@ static const struct key keys[] = {
     {S_PLAN, "block_message", T_STR, PL(block_message), NULL, K_OPT,
      .max = CONFIG_BLOCK_MESSAGE_MAX,
      .doc = "error message when blocked; unset: a default naming the cap"},
+    {S_PLAN, "cache", T_ENUM, PL(cache), "off", 0, .names = cache_mode_names,
+     .doc = "off | on (unless the request sends X-Tollgate-Cache: off) | ask (only requests "
+            "that send X-Tollgate-Cache: on); needs [cache] enabled"},
 
     {S_TENANT, "plan", T_STR, TN(plan), NULL, K_OPT, .check = config_check_name,
      .max = CONFIG_NAME_MAX, .doc = "the tenant's plan"},
@@ -313,6 +333,8 @@ static const struct key keys[] = {
      .doc = "overrides the plan's requests per minute"},
     {S_TENANT, "tpm", T_I64, TN(tpm), NULL, 0, 0, INT64_MAX,
      .doc = "overrides the plan's tokens per minute"},
+    {S_TENANT, "cache", T_ENUM, TN(cache), "plan", 0, .names = cache_mode_names,
+     .doc = "plan (the plan's cache) | off | on | ask"},
 };
 
 /* Where a key or section header was seen, for duplicates and for errors
@@ -911,6 +933,9 @@ static void finish_plans(struct parser *p)
         if (pl->hard_limit >= 0 && pl->budget_monthly >= 0 && pl->hard_limit < pl->budget_monthly)
             fail_at(p, line_of(p, S_PLAN, i, "hard_limit"),
                     "hard_limit: is below budget_monthly in [plan %s]", pl->name);
+        if (pl->cache == CACHE_MODE_PLAN) /* "plan" is a tenant's word */
+            fail_at(p, line_of(p, S_PLAN, i, "cache"),
+                    "cache: off, on or ask in [plan %s] (plan is for [tenant] sections)", pl->name);
     }
     for (size_t i = 0; i < c->n_tenants; i++) {
         const struct cfg_tenant *t = &c->tenants[i];
@@ -1061,7 +1086,7 @@ static void finish(struct parser *p)
 
 static void config_free(struct config *c)
 {
-    for (enum sect s = S_SERVER; s <= S_EXPORT; s++)
+    for (enum sect s = S_SERVER; s <= S_CACHE; s++)
         if (!sects[s].named)
             free_fields(c, s);
     for (size_t i = 0; i < c->n_upstreams; i++) {
@@ -1107,7 +1132,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         goto fail;
     }
     atomic_init(&p.c->refs, 1);
-    for (enum sect s = S_SERVER; s <= S_EXPORT; s++) {
+    for (enum sect s = S_SERVER; s <= S_CACHE; s++) {
         if (!sects[s].named && apply_defaults(p.c, s) < 0) {
             fail_at(&p, 0, "out of memory");
             goto fail;

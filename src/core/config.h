@@ -32,6 +32,14 @@ enum tenant_policy {
     TENANT_POLICY_OPEN,       /* any tenant id the header names */
     TENANT_POLICY_CONFIGURED, /* [tenant] sections and tenant_pattern only */
 };
+/* Whether a plan (or a tenant) is answered from the response cache (cache.h);
+ * in the order of the key table's names. */
+enum cache_mode {
+    CACHE_MODE_PLAN, /* a tenant only: as its plan says */
+    CACHE_MODE_OFF,  /* never, whatever the request asks */
+    CACHE_MODE_ON,   /* unless the request says X-Tollgate-Cache: off */
+    CACHE_MODE_ASK,  /* only requests that say X-Tollgate-Cache: on or refresh */
+};
 
 /* [upstream NAME]: where one provider's traffic goes. */
 struct cfg_upstream {
@@ -63,11 +71,12 @@ struct cfg_plan {
     enum on_exceed on_exceed;
     struct cfg_downgrade *downgrade;
     size_t n_downgrade;
-    money_t hard_limit;   /* -1: none */
-    int target_margin_bp; /* -1: off; else budget_monthly = price x (1 - it) */
-    int64_t rpm;          /* 0: unlimited */
-    int64_t tpm;          /* 0: unlimited */
-    char *block_message;  /* NULL: a default naming the cap */
+    money_t hard_limit;    /* -1: none */
+    int target_margin_bp;  /* -1: off; else budget_monthly = price x (1 - it) */
+    int64_t rpm;           /* 0: unlimited */
+    int64_t tpm;           /* 0: unlimited */
+    char *block_message;   /* NULL: a default naming the cap */
+    enum cache_mode cache; /* never CACHE_MODE_PLAN */
 };
 
 /* [tenant NAME]: per-customer overrides; -1 / NULL means "from the plan". */
@@ -79,6 +88,7 @@ struct cfg_tenant {
     money_t hard_limit;
     int64_t rpm;
     int64_t tpm;
+    enum cache_mode cache; /* CACHE_MODE_PLAN: the plan's */
 };
 
 struct config {
@@ -167,6 +177,13 @@ struct config {
 
     /* [report] */
     int report_target_margin_bp; /* margin a suggested plan must keep */
+
+    /* [cache] (cache.h) */
+    int cache_enabled;      /* 0: no request is looked up or stored */
+    int cache_ttl_ms;       /* an entry's lifetime */
+    size_t cache_max_entry; /* bytes: a longer answer is not stored */
+    int cache_shared;       /* 1: one entry serves every tenant */
+    int cache_wait_ms;      /* single flight: identical misses wait this long; 0: off */
 
     struct cfg_upstream *upstreams;
     size_t n_upstreams;

@@ -44,10 +44,12 @@ static const struct family {
 /* Label values with a fixed set; the last entry takes everything else. */
 static const char *const decisions[] = {"admit",        "downgrade",  "block",
                                         "rate_limited", "unverified", "other"};
+static const char *const cache_results[] = {"hit", "miss", "bypass", "other"};
 enum token_kind { K_INPUT, K_CACHED, K_OUTPUT, K_REASONING, N_KINDS };
 static const char *const kinds[N_KINDS] = {"input", "cached", "output", "reasoning"};
 #define N_OUTCOMES OUTCOME__COUNT
 #define N_DECISIONS ARRAY_LEN(decisions)
+#define N_CACHE_RESULTS ARRAY_LEN(cache_results)
 
 /* Histogram bucket upper bounds, microseconds and as printed: LLM calls run
  * from a cached refusal in milliseconds to a long reasoning stream in minutes. */
@@ -90,6 +92,7 @@ struct metrics {
     _Atomic size_t n_providers;
     struct provider providers[PROVIDERS_MAX];
     counter_t decisions[N_DECISIONS];
+    counter_t cache[N_CACHE_RESULTS];
     counter_t scalar[METRIC__COUNT]; /* unlabelled families */
 };
 
@@ -279,6 +282,12 @@ void metrics_budget(struct metrics *m, const char *decision)
     bump(&m->decisions[index_of(decisions, N_DECISIONS, decision)], 1);
 }
 
+void metrics_cache(struct metrics *m, const char *result, int64_t saved_nano)
+{
+    bump(&m->cache[index_of(cache_results, N_CACHE_RESULTS, result)], 1);
+    bump(&m->scalar[METRIC_CACHE_SAVED], saved_nano);
+}
+
 void metrics_inc(struct metrics *m, enum metric_id id, int64_t n)
 {
     if (plain(id))
@@ -450,6 +459,7 @@ int metrics_render(struct evbuffer *out, struct metrics *const *per_worker, size
         return -1;
     }
     int64_t decision_sum[N_DECISIONS] = {0}, scalar_sum[METRIC__COUNT] = {0};
+    int64_t cache_sum[N_CACHE_RESULTS] = {0};
     n_pairs = n_provs = 0;
     for (size_t w = 0; w < n; w++) {
         struct metrics *m = per_worker[w];
@@ -477,6 +487,8 @@ int metrics_render(struct evbuffer *out, struct metrics *const *per_worker, size
         }
         for (size_t k = 0; k < N_DECISIONS; k++)
             decision_sum[k] += get(&m->decisions[k]);
+        for (size_t k = 0; k < N_CACHE_RESULTS; k++)
+            cache_sum[k] += get(&m->cache[k]);
         for (size_t k = 0; k < METRIC__COUNT; k++)
             scalar_sum[k] += get(&m->scalar[k]);
     }
@@ -561,6 +573,18 @@ int metrics_render(struct evbuffer *out, struct metrics *const *per_worker, size
                     const char *vals[] = {decisions[k]};
                     sample(&o, id, "", vals, NULL, num(buf, decision_sum[k]));
                 }
+            break;
+        case METRIC_CACHE_REQUESTS:
+            for (size_t k = 0; k < N_CACHE_RESULTS; k++)
+                if (k + 1 < N_CACHE_RESULTS || cache_sum[k]) {
+                    const char *vals[] = {cache_results[k]};
+                    sample(&o, id, "", vals, NULL, num(buf, cache_sum[k]));
+                }
+            break;
+        case METRIC_CACHE_SAVED: /* nano-USD summed as integers, printed as dollars */
+            if (money_format(scalar_sum[id], buf, sizeof(buf)) < 0)
+                snprintf(buf, sizeof(buf), "0");
+            sample(&o, id, "", NULL, NULL, buf);
             break;
         default: /* unlabelled */
             if (plain(id))

@@ -81,7 +81,15 @@ struct usage;
       "Times a listener stopped accepting for a pause because accept ran out of file "             \
       "descriptors or memory (EMFILE, ENFILE).")                                                   \
     X(METRIC_LABELS_FOLDED, "tollgate_metric_labels_folded_total", COUNTER, "",                    \
-      "Requests counted under model=\"other\" because a worker reached its label cap.")
+      "Requests counted under model=\"other\" because a worker reached its label cap.")            \
+    X(METRIC_CACHE_REQUESTS, "tollgate_cache_requests_total", COUNTER, "result",                   \
+      "Requests by how the response cache answered: hit, miss, bypass.")                           \
+    X(METRIC_CACHE_SAVED, "tollgate_cache_saved_usd_total", COUNTER, "",                           \
+      "What the cache hits would have cost upstream, USD.")                                        \
+    X(METRIC_CACHE_STORED, "tollgate_cache_stored_total", COUNTER, "",                             \
+      "Answers sent to Redis to be kept in the response cache.")                                   \
+    X(METRIC_CACHE_CORRUPT, "tollgate_cache_corrupt_total", COUNTER, "",                           \
+      "Cache entries that failed their check when read (dropped, answered as a miss).")
 
 enum metric_id {
 #define X(id, name, type, labels, help) id,
@@ -123,6 +131,10 @@ void metrics_request(struct metrics *m, const char *provider, const char *model,
 /* Counts one admission decision: admit, downgrade, block, rate_limited,
  * unverified (others count as "other"). Worker thread only. */
 void metrics_budget(struct metrics *m, const char *decision);
+
+/* Counts one request's cache result: hit, miss, bypass (others count as
+ * "other"), and what a hit saved (nano-USD). Worker thread only. */
+void metrics_cache(struct metrics *m, const char *result, int64_t saved_nano);
 
 /* Adds n (may be negative) to / sets an unlabelled family (worker thread
  * only); ids of labelled families are ignored. */

@@ -1,7 +1,8 @@
 /* proxy.c: the life of one request, top to bottom.
  *
  *   proxy_handle      route -> tenant, user, feature, plan -> body and
- *                     provider prepare -> price check
+ *                     provider prepare -> price check -> response cache
+ *                     (a stored answer is replayed as if from upstream)
  *   admit / admitted  rate limits and caps in one Redis script: forward,
  *                     downgrade the model, or answer 429
  *   forward_request   upstream_send
@@ -30,6 +31,7 @@
 #include <event2/event.h>
 
 #include "budget/budget.h"
+#include "cache/cache.h"
 #include "budget/ledger.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -100,7 +102,8 @@ struct req {
     struct provider_call call;
     struct meter meter;
     struct sse_parser sse;
-    struct answer *answer; /* a non-streamed 2xx answer, scanned for its usage */
+    struct answer *answer;   /* a non-streamed 2xx answer, scanned for its usage */
+    struct cache_call cache; /* the response cache's part (cache.h) */
     enum req_state state;
     enum outcome outcome;
     int status;
@@ -178,12 +181,13 @@ static void answer_error(struct req *r, int status, const char *code, const char
     r->outcome = outcome;
     struct client *c = r->client;
     r->client = NULL;
-    struct http_header h[8];
+    struct http_header h[12];
     size_t n = 0;
-    for (size_t i = 0; i < n_extra && n < ARRAY_LEN(h) - 2; i++)
+    for (size_t i = 0; i < n_extra && n < ARRAY_LEN(h) - 3; i++)
         h[n++] = extra[i];
     h[n++] = (struct http_header){"X-Tollgate-Request-Id", r->id};
     h[n++] = (struct http_header){"X-Tollgate-Tenant", r->tenant[0] ? r->tenant : "-"};
+    h[n++] = (struct http_header){CACHE_HEADER, cache_verdict_name(r->cache.verdict)};
     if (c)
         client_error_with(c, status, code, message, h, n);
     finish(r);
@@ -393,6 +397,7 @@ static void forward_request(struct req *r);
 static void admit(struct req *r);
 static const struct price *price_of(const struct req *r, const char *model, const char *fallback,
                                     bool *listed);
+static bool cache_begin(struct req *r, const struct http_request *hr);
 
 void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 {
@@ -530,8 +535,168 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
         return;
     }
 
-    /* 5. admission, then forward */
+    /* 5. the response cache: a stored answer (replayed after the rate
+     * limits), or a miss that may store its answer */
+    if (cache_begin(r, hr))
+        return;
+
+    /* 6. admission, then forward */
     admit(r);
+}
+
+/* ---- the response cache ---- */
+
+static void cache_look(struct req *r);
+
+static void on_cache_wait(evutil_socket_t fd, short what, void *arg)
+{
+    struct req *r = arg;
+    event_free(r->cache.timer);
+    r->cache.timer = NULL;
+    cache_look(r);
+}
+
+/* Single flight: another request is fetching this answer; look again soon,
+ * until [cache] wait has passed. Returns -1 when the wait is over. */
+static int cache_wait(struct req *r)
+{
+    struct cache_call *c = &r->cache;
+    int step = 25 + c->waited_ms / 4; /* 25 ms, growing: few looks for a slow answer */
+    if (c->waited_ms >= r->cfg->cache_wait_ms)
+        return -1;
+    if (step > r->cfg->cache_wait_ms - c->waited_ms)
+        step = r->cfg->cache_wait_ms - c->waited_ms;
+    struct timeval tv = {step / 1000, (step % 1000) * 1000};
+    if (!(c->timer = evtimer_new(r->w->base, on_cache_wait, r)) || evtimer_add(c->timer, &tv) < 0)
+        return -1;
+    c->waited_ms += step;
+    return 0;
+}
+
+static void on_cache_found(enum cache_found found, const char *answer, size_t len, void *arg)
+{
+    struct req *r = arg;
+    struct cache_call *c = &r->cache;
+    c->cmd = NULL;
+    switch (found) {
+    case CACHE_FOUND:
+        if ((c->hit = malloc(len ? len : 1))) {
+            memcpy(c->hit, answer, len);
+            c->hit_len = len;
+            c->verdict = CACHE_HIT;
+            c->keep = false;
+        }
+        break;
+    case CACHE_WAIT:
+        if (cache_wait(r) == 0)
+            return;
+        break; /* waited long enough: a miss of its own */
+    case CACHE_LEAD:
+        c->lead = true;
+        break;
+    case CACHE_CORRUPT:
+        req_log(LOG_WARN, r->id, "cache: a stored entry failed its check: dropped, a miss");
+        metrics_inc(r->w->metrics, METRIC_CACHE_CORRUPT, 1);
+        break;
+    case CACHE_ABSENT:
+    case CACHE_UNREACHABLE: /* Redis away: a miss, never an error */
+        break;
+    }
+    admit(r);
+}
+
+static void cache_look(struct req *r)
+{
+    struct cache_call *c = &r->cache;
+    c->cmd = cache_lookup(r->w->redis, c->key, c->stream, r->id, r->cfg->cache_wait_ms,
+                          on_cache_found, r);
+    if (!c->cmd)
+        on_cache_found(CACHE_UNREACHABLE, NULL, 0, r);
+}
+
+/* Whether the request is answered through the cache (it then goes on from
+ * the lookup's callback): the header, the tenant's and the plan's cache, a
+ * body that can be answered twice, a key. Else a bypass (false). */
+static bool cache_begin(struct req *r, const struct http_request *hr)
+{
+    struct cache_call *c = &r->cache;
+    enum cache_ask ask;
+    if (cache_parse_ask(client_header(hr, CACHE_HEADER, NULL), &ask) < 0) {
+        reject(r, 400, "invalid_header", CACHE_HEADER " must be on, off or refresh",
+               OUTCOME_BAD_REQUEST);
+        return true;
+    }
+    struct cache_body_facts facts;
+    unsigned char digest[CACHE_DIGEST_LEN];
+    if (!cache_applies(r->cfg, r->plan_eff.base, r->tenant, ask) || !r->scanned ||
+        r->scan.top != JSON_SCAN_OBJECT || cache_digest_buffer(hr->body, digest, &facts) < 0 ||
+        !cache_cacheable(&r->call, &facts) ||
+        cache_key(c->key, sizeof(c->key), r->cfg->key_prefix,
+                  r->cfg->cache_shared ? NULL : r->tenant, r->route.prov->name, r->route.up->name,
+                  r->endpoint, hr->query, r->call.stream, digest) < 0)
+        return false;
+    c->verdict = CACHE_MISS;
+    c->stream = r->call.stream;
+    c->max_entry = r->cfg->cache_max_entry;
+    c->keep = true;
+    if (ask == CACHE_ASK_REFRESH)
+        return false; /* fetched anew; its answer replaces the entry */
+    cache_look(r);
+    return true;
+}
+
+/* A hit, past the rate limits: the stored answer goes through the same
+ * path as an upstream's (headers, metering, usage chunk kept or dropped). */
+static void cache_replay(struct req *r)
+{
+    struct cache_call *c = &r->cache;
+    const struct upstream_header h[] = {
+        {"Content-Type", c->stream ? "text/event-stream; charset=utf-8" : "application/json"}};
+    set_state(r, REQ_WAITING);
+    on_head(r, 200, h, ARRAY_LEN(h), (long long)c->hit_len);
+    on_body(r, c->hit, c->hit_len);
+    on_done(r, UPSTREAM_OK, NULL); /* finishes r */
+}
+
+/* Stops what is pending (lookup, wait). */
+static void cache_stop(struct req *r)
+{
+    struct cache_call *c = &r->cache;
+    if (c->cmd) {
+        redis_cancel(c->cmd);
+        c->cmd = NULL;
+    }
+    if (c->timer) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+}
+
+/* At the end of a request: a miss's answer is stored when it ended well
+ * (a whole 200 with the provider's usage, not downgraded, not over
+ * max_entry), the single-flight lock released, memory freed. */
+static void cache_end(struct req *r, const struct usage *u)
+{
+    struct cache_call *c = &r->cache;
+    cache_stop(r);
+    bool whole = c->answer && r->status == 200 && r->outcome == OUTCOME_OK && !r->stream_cut &&
+                 !r->meter.stream_error && !r->meter.usage_invalid && !r->downgraded &&
+                 !r->unreadable && u->seen && !u->estimated && (!c->stream || r->meter.done);
+    if (whole || c->lead) {
+        char *entry = NULL;
+        size_t n = 0, len = whole ? evbuffer_get_length(c->answer) : 0;
+        const char *bytes = whole ? (const char *)evbuffer_pullup(c->answer, -1) : NULL;
+        if (whole && (bytes || len == 0))
+            entry = cache_entry_build(bytes ? bytes : "", len, c->stream, &n);
+        if (cache_store(r->w->redis, c->key, entry, n, r->cfg->cache_ttl_ms, r->id) && entry)
+            metrics_inc(r->w->metrics, METRIC_CACHE_STORED, 1);
+        free(entry);
+    }
+    if (c->answer)
+        evbuffer_free(c->answer);
+    c->answer = NULL;
+    free(c->hit);
+    c->hit = NULL;
 }
 
 /* ---- admission: rate limits and caps ---- */
@@ -571,6 +736,8 @@ static money_t estimate(const struct req *r, const char *model)
 static bool needs_admission(const struct req *r)
 {
     const struct plan *p = &r->plan_eff;
+    if (r->cache.verdict == CACHE_HIT) /* costs nothing: only the rate limits */
+        return p->rpm > 0 || p->tpm > 0;
     return r->call.metered && (p->budget_monthly >= 0 || p->budget_daily >= 0 ||
                                p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0);
 }
@@ -589,19 +756,20 @@ static void admit(struct req *r)
     bool listed;
     const struct price *pr = price_of(r, r->call.model, NULL, &listed);
     int64_t out_tokens = provider_output_bound(&r->call, pr ? pr->max_output : 0);
+    bool hit = r->cache.verdict == CACHE_HIT; /* a request, no tokens, no dollars */
     struct admit a = {
         .key_prefix = r->cfg->key_prefix,
         .tenant = r->tenant,
         .request_id = r->id,
         .when = r->wall.tv_sec,
-        .estimate = estimate(r, r->call.model),
-        .estimate_down = down ? estimate(r, down) : -1,
-        .cap_monthly = p->budget_monthly,
-        .cap_daily = p->budget_daily,
-        .hard_limit = p->hard_limit,
+        .estimate = hit ? 0 : estimate(r, r->call.model),
+        .estimate_down = down && !hit ? estimate(r, down) : -1,
+        .cap_monthly = hit ? -1 : p->budget_monthly,
+        .cap_daily = hit ? -1 : p->budget_daily,
+        .hard_limit = hit ? -1 : p->hard_limit,
         .rpm = p->rpm,
         .tpm = p->tpm,
-        .est_tokens = provider_sat_add(r->call.est_input_tokens, out_tokens),
+        .est_tokens = hit ? 0 : provider_sat_add(r->call.est_input_tokens, out_tokens),
         .lease_ttl_s = lease_ttl_s(),
     };
     r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
@@ -803,6 +971,10 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
 
 static void forward_request(struct req *r)
 {
+    if (r->cache.verdict == CACHE_HIT) {
+        cache_replay(r);
+        return;
+    }
     const struct http_request *hr = r->hr;
     struct evbuffer *out = build_upstream_request(r, hr);
     if (out)
@@ -824,7 +996,7 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
 {
     size_t k = 0;
     *sse = false;
-    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 10; i++) {
+    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 11; i++) {
         if (strcasecmp(h[i].name, "content-type") == 0 &&
             strncasecmp(h[i].value, "text/event-stream", 17) == 0)
             *sse = true;
@@ -836,6 +1008,8 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
     out[k++].value = r->id;
     out[k].name = "X-Tollgate-Tenant";
     out[k++].value = r->tenant;
+    out[k].name = CACHE_HEADER;
+    out[k++].value = cache_verdict_name(r->cache.verdict);
     if (r->downgraded) {
         out[k].name = "X-Tollgate-Downgraded";
         out[k++].value = r->downgrade_hdr;
@@ -874,6 +1048,8 @@ static void on_head(void *arg, int status, const struct upstream_header *h, size
             r->answer = NULL;
         }
     }
+    if (r->cache.keep && status == 200 && !r->cache.answer)
+        r->cache.answer = evbuffer_new(); /* the copy a miss may store, up to max_entry */
     for (size_t i = 0; r->metering && i < n; i++) {
         /* asked for identity; an encoded answer's usage cannot be read, so
          * it is billed on the estimate's upper bound */
@@ -933,6 +1109,7 @@ static void forward_raw(const char *raw, size_t len, void *arg)
 static void on_body(void *arg, const char *buf, size_t len)
 {
     struct req *r = arg;
+    cache_keep(&r->cache, buf, len);
     if (r->sse_on) {
         if (!r->call.strip_usage)
             forward(r, buf, len); /* bytes go on as they came; the parser reads a copy */
@@ -1079,6 +1256,7 @@ static void on_gone(void *ctx)
     r->client = NULL;
     if (r->state == REQ_FINISHED || r->draining)
         return;
+    cache_stop(r);      /* left during a cache lookup or wait: nothing was forwarded */
     if (r->admit_cmd) { /* left while being admitted: nothing was forwarded */
         redis_cancel(r->admit_cmd);
         r->admit_cmd = NULL;
@@ -1282,8 +1460,15 @@ static void finish(struct req *r)
                     pr ? "charged at the fallback price of [pricing] unknown_model"
                        : "charged $0 ([pricing] unknown_model = allow)");
     }
-    money_t cost = pr ? pricing_cost(pr, &u) : 0;
-    if (r->forwarded)
+    money_t cost = pr ? pricing_cost(pr, &u) : 0, saved = 0;
+    cache_end(r, &u);
+    bool hit = r->cache.verdict == CACHE_HIT;
+    if (hit) { /* no provider call: what it would have cost is saved, not spent */
+        saved = cost;
+        cost = 0;
+        u = (struct usage){.seen = true};
+    }
+    if (r->forwarded || hit)
         settle(r, cost, &u);
 
     struct record rec = {
@@ -1306,6 +1491,8 @@ static void finish(struct req *r)
         .cost = cost,
         /* a free route's price is known (0); an unknown one's is not */
         .priced = r->call.metered ? listed : r->route.cls == ROUTE_FREE,
+        .cache_hit = hit,
+        .saved = saved,
         .latency_ms = ms_since(&r->t0),
         .ttfb_ms = r->ttfb_ms,
     };
@@ -1314,6 +1501,8 @@ static void finish(struct req *r)
     bool unpriced = r->call.metered && !listed;
     metrics_request(w->metrics, r->route.prov ? r->route.prov->name : NULL, model, r->outcome, &u,
                     cost, unpriced, rec.latency_ms / 1e3, r->ttfb_ms < 0 ? -1 : r->ttfb_ms / 1e3);
+    if (r->call.metered)
+        metrics_cache(w->metrics, cache_verdict_name(r->cache.verdict), saved);
     atomic_fetch_sub_explicit(&w->stats.inflight, 1, memory_order_relaxed);
 
     if (r->sse_on)

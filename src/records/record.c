@@ -155,10 +155,11 @@ int record_format(const struct record *r, char *buf, size_t n)
 {
     struct out o = {.p = buf, .n = n, .len = 0, .full = false};
     struct tm tm;
-    char cost[40];
+    char cost[40], saved[40];
     time_t sec = r->ts.tv_sec;
 
-    if (!gmtime_r(&sec, &tm) || money_format(r->cost, cost, sizeof(cost)) < 0)
+    if (!gmtime_r(&sec, &tm) || money_format(r->cost, cost, sizeof(cost)) < 0 ||
+        money_format(r->saved, saved, sizeof(saved)) < 0)
         return -1;
     putf(&o, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(r->ts.tv_nsec / 1000000) % 1000);
@@ -200,6 +201,8 @@ int record_format(const struct record *r, char *buf, size_t n)
     puts_(&o, cost);
     putf(&o, ",\"priced\":%s,\"estimated\":%s", r->priced ? "true" : "false",
          r->usage.estimated ? "true" : "false");
+    putf(&o, ",\"cache_hit\":%s,\"saved_usd\":", r->cache_hit ? "true" : "false");
+    puts_(&o, saved);
     puts_(&o, ",\"latency_ms\":");
     put_ms(&o, r->latency_ms);
     puts_(&o, ",\"ttfb_ms\":");

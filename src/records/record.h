@@ -35,6 +35,8 @@ struct record {
                            (null when the endpoint is priced in tokens only) */
     money_t cost;
     bool priced;
+    bool cache_hit; /* answered from the response cache: cost 0 */
+    money_t saved;  /* a cache hit: what the call would have cost */
     double latency_ms;
     double ttfb_ms; /* < 0: null */
 };

@@ -758,7 +758,7 @@ static void test_each_key(void)
     struct key_count k = {0};
     config_each_key(count_key, &k);
     CHECK(k.total > 50);
-    CHECK_INT(k.templates, 22); /* upstream 5 + plan 11 + tenant 6 */
+    CHECK_INT(k.templates, 24); /* upstream 5 + plan 12 + tenant 7 */
     CHECK(k.upstream_url);
     CHECK(k.server_listen);
     int bad_info = 0;

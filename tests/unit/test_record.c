@@ -58,7 +58,7 @@ static void test_exact_line(void)
         "\"outcome\":\"ok\",\"input_tokens\":1000,\"cached_tokens\":200,"
         "\"cache_write_tokens\":100,\"output_tokens\":500,"
         "\"reasoning_tokens\":0,\"units\":null,\"unit\":null,\"cost_usd\":0.000405,\"priced\":true,"
-        "\"estimated\":false,"
+        "\"estimated\":false,\"cache_hit\":false,\"saved_usd\":0,"
         "\"latency_ms\":812.4,\"ttfb_ms\":301.2}\n";
     CHECK_INT(n, strlen(want));
     CHECK_STR(buf, want);
@@ -105,6 +105,8 @@ static void test_parse_back(void)
         "cost_usd",
         "priced",
         "estimated",
+        "cache_hit",
+        "saved_usd",
         "latency_ms",
         "ttfb_ms",
     };
@@ -323,7 +325,7 @@ static void test_sink_two_threads(void)
     while (fgets(line, sizeof(line), f)) {
         lines++;
         json_t *j = json_loads(line, 0, NULL);
-        if (j && json_is_object(j) && json_object_size(j) == 27 && strchr(line, '\n'))
+        if (j && json_is_object(j) && json_object_size(j) == 29 && strchr(line, '\n'))
             valid++;
         json_decref(j);
     }

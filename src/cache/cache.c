@@ -1,0 +1,297 @@
+/* cache.c: the response cache's rules, keys, entries and Redis commands
+ * (cache.h). The proxy decides when to call them; everything about what a
+ * key or an entry is lives here. */
+#include "cache/cache.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include "core/log.h"
+#include "providers/provider.h"
+#include "redis/redis.h"
+
+#define ENTRY_MAGIC "TGC1" /* bump when the entry format changes: old ones read as corrupt */
+
+extern const char lua_cache_lookup[];
+extern const char lua_cache_store[];
+
+static struct redis_script lookup_script = {"cache_lookup", lua_cache_lookup, ""};
+static struct redis_script store_script = {"cache_store", lua_cache_store, ""};
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+static void prepare_scripts(void)
+{
+    redis_script_prepare(&lookup_script);
+    redis_script_prepare(&store_script);
+}
+
+void cache_prepare(void)
+{
+    pthread_once(&scripts_once, prepare_scripts);
+}
+
+int cache_parse_ask(const char *value, enum cache_ask *out)
+{
+    static const struct {
+        const char *name;
+        enum cache_ask ask;
+    } names[] = {{"on", CACHE_ASK_ON}, {"off", CACHE_ASK_OFF}, {"refresh", CACHE_ASK_REFRESH}};
+    *out = CACHE_ASK_NONE;
+    if (!value)
+        return 0;
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+        if (strcasecmp(value, names[i].name) == 0) {
+            *out = names[i].ask;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *cache_verdict_name(enum cache_verdict v)
+{
+    return v == CACHE_HIT ? "hit" : v == CACHE_MISS ? "miss" : "bypass";
+}
+
+bool cache_applies(const struct config *cfg, const struct cfg_plan *plan, const char *tenant,
+                   enum cache_ask ask)
+{
+    if (!cfg->cache_enabled || ask == CACHE_ASK_OFF)
+        return false;
+    const struct cfg_tenant *t = config_tenant(cfg, tenant);
+    enum cache_mode mode = t && t->cache != CACHE_MODE_PLAN ? t->cache : plan->cache;
+    switch (mode) {
+    case CACHE_MODE_ON:
+        return true;
+    case CACHE_MODE_ASK:
+        return ask == CACHE_ASK_ON || ask == CACHE_ASK_REFRESH;
+    case CACHE_MODE_PLAN:
+    case CACHE_MODE_OFF:
+        break;
+    }
+    return false;
+}
+
+bool cache_cacheable(const struct provider_call *call, const struct cache_body_facts *facts)
+{
+    if (!call->metered || facts->audio)
+        return false;
+    /* several answers sampled at a temperature are meant to differ (the
+     * providers' default temperature is above 0) */
+    if (call->choices > 1 && (!facts->has_temperature || facts->temperature > 0))
+        return false;
+    return true;
+}
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int cache_key(char *out, size_t n, const char *prefix, const char *tenant, const char *provider,
+              const char *upstream, const char *path, const char *query, bool stream,
+              const unsigned char digest[CACHE_DIGEST_LEN])
+{
+    if (tenant && strpbrk(tenant, "{}"))
+        return -1;
+    /* every part ends with a NUL, so no two lists of parts hash alike */
+    const char *parts[] = {"tollgate-cache-1",     provider, upstream, path, query ? query : "",
+                           stream ? "sse" : "json"};
+    unsigned char d[CACHE_DIGEST_LEN];
+    unsigned int len = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < ARRAY_LEN(parts); i++)
+        ok = EVP_DigestUpdate(md, parts[i], strlen(parts[i]) + 1) == 1;
+    ok = ok && EVP_DigestUpdate(md, digest, CACHE_DIGEST_LEN) == 1 &&
+         EVP_DigestFinal_ex(md, d, &len) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok)
+        return -1;
+    char h[2 * CACHE_DIGEST_LEN + 1];
+    hex(d, sizeof(d), h);
+    /* the hash tag keeps an entry and its lock in one cluster slot */
+    int w = tenant ? snprintf(out, n, "%s{%s}:cache:%s", prefix, tenant, h)
+                   : snprintf(out, n, "%s{cache:%s}", prefix, h);
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+int cache_digest_buffer(struct evbuffer *body, unsigned char digest[CACHE_DIGEST_LEN],
+                        struct cache_body_facts *facts)
+{
+    size_t n = evbuffer_get_length(body);
+    const unsigned char *p = evbuffer_pullup(body, -1);
+    if (!p && n)
+        return -1;
+    return cache_body_digest((const char *)p, n, digest, facts);
+}
+
+/* ---- entries ---- */
+
+static int sha_hex(const char *data, size_t len, char out[2 * CACHE_DIGEST_LEN + 1])
+{
+    unsigned char d[CACHE_DIGEST_LEN];
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, d, &n, EVP_sha256(), NULL) != 1)
+        return -1;
+    hex(d, sizeof(d), out);
+    return 0;
+}
+
+char *cache_entry_build(const char *answer, size_t len, bool stream, size_t *out_len)
+{
+    char sum[2 * CACHE_DIGEST_LEN + 1], head[128];
+    if (sha_hex(answer, len, sum) < 0)
+        return NULL;
+    int h = snprintf(head, sizeof(head), ENTRY_MAGIC " %c %zu %s\n", stream ? 's' : 'j', len, sum);
+    if (h < 0 || (size_t)h >= sizeof(head))
+        return NULL;
+    char *e = malloc((size_t)h + len);
+    if (!e)
+        return NULL;
+    memcpy(e, head, (size_t)h);
+    memcpy(e + h, answer, len);
+    *out_len = (size_t)h + len;
+    return e;
+}
+
+int cache_entry_parse(const char *entry, size_t n, bool stream, const char **answer, size_t *len)
+{
+    const char *nl = memchr(entry, '\n', n < 128 ? n : 128);
+    if (!nl)
+        return -1;
+    char head[128], kind, sum[2 * CACHE_DIGEST_LEN + 1], want[2 * CACHE_DIGEST_LEN + 1];
+    size_t hl = (size_t)(nl - entry), body_len;
+    memcpy(head, entry, hl);
+    head[hl] = '\0';
+    int used = 0;
+    if (sscanf(head, ENTRY_MAGIC " %c %zu %64[0-9a-f]%n", &kind, &body_len, sum, &used) != 3 ||
+        (size_t)used != hl || kind != (stream ? 's' : 'j') || body_len != n - hl - 1)
+        return -1;
+    if (sha_hex(nl + 1, body_len, want) < 0 || strcmp(want, sum) != 0)
+        return -1;
+    *answer = nl + 1;
+    *len = body_len;
+    return 0;
+}
+
+void cache_keep(struct cache_call *c, const char *buf, size_t len)
+{
+    if (!c->answer)
+        return;
+    if (evbuffer_get_length(c->answer) + len > c->max_entry || evbuffer_add(c->answer, buf, len)) {
+        evbuffer_free(c->answer); /* too big to keep: never more than max_entry held */
+        c->answer = NULL;
+    }
+}
+
+/* ---- Redis ---- */
+
+struct lookup {
+    cache_lookup_cb cb;
+    void *arg;
+    bool stream;
+    struct redis *r;
+    char key[CACHE_KEY_MAX];
+};
+
+static void on_dropped(struct redisReply *reply, const char *err, void *arg)
+{
+    if (err)
+        log_debug("cache: a corrupt entry was not deleted (%s); it expires", err);
+}
+
+static void drop_corrupt(struct redis *r, const char *key)
+{
+    const char *argv[] = {"DEL", key};
+    struct redis_cmd *c = redis_command(r, on_dropped, NULL, 2, argv, NULL);
+    if (!c)
+        log_debug("cache: a corrupt entry could not be deleted now (it expires)");
+}
+
+static void on_lookup(struct redisReply *reply, const char *err, void *arg)
+{
+    struct lookup *l = arg;
+    enum cache_found found = CACHE_UNREACHABLE;
+    const char *answer = NULL;
+    size_t len = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        long long code = reply->element[0]->integer;
+        if (code == 1 && reply->elements == 2 && reply->element[1]->type == REDIS_REPLY_STRING) {
+            if (cache_entry_parse(reply->element[1]->str, reply->element[1]->len, l->stream,
+                                  &answer, &len) == 0) {
+                found = CACHE_FOUND;
+            } else {
+                drop_corrupt(l->r, l->key);
+                found = CACHE_CORRUPT;
+            }
+        } else if (code == 2) {
+            found = CACHE_LEAD;
+        } else if (code == 3) {
+            found = CACHE_WAIT;
+        } else if (code == 0) {
+            found = CACHE_ABSENT;
+        }
+    } else if (err) {
+        log_debug("cache: lookup failed (%s): a miss", err);
+    }
+    l->cb(found, answer, len, l->arg);
+    free(l);
+}
+
+struct redis_cmd *cache_lookup(struct redis *r, const char *key, bool stream, const char *owner,
+                               int lock_ms, cache_lookup_cb cb, void *arg)
+{
+    cache_prepare();
+    struct lookup *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->cb = cb;
+    l->arg = arg;
+    l->stream = stream;
+    l->r = r;
+    snprintf(l->key, sizeof(l->key), "%s", key);
+    char lock[CACHE_KEY_MAX + 8], ms[24];
+    snprintf(lock, sizeof(lock), "%s:lock", key);
+    snprintf(ms, sizeof(ms), "%d", lock_ms > 0 ? lock_ms : 0);
+    const char *args[] = {key, lock, owner, ms};
+    struct redis_cmd *c = redis_eval(r, &lookup_script, on_lookup, l, 2, 4, args, NULL);
+    if (!c) {
+        free(l);
+        return NULL;
+    }
+    redis_cmd_set_release(c, free);
+    return c;
+}
+
+static void on_stored(struct redisReply *reply, const char *err, void *arg)
+{
+    if (err)
+        log_debug("cache: an entry was not stored (%s)", err);
+}
+
+bool cache_store(struct redis *r, const char *key, const char *entry, size_t len, int ttl_ms,
+                 const char *owner)
+{
+    cache_prepare();
+    char lock[CACHE_KEY_MAX + 8], ms[24];
+    snprintf(lock, sizeof(lock), "%s:lock", key);
+    snprintf(ms, sizeof(ms), "%d", ttl_ms);
+    const char *args[] = {key, lock, entry ? entry : "", ms, owner};
+    size_t lens[] = {strlen(key), strlen(lock), entry ? len : 0, strlen(ms), strlen(owner)};
+    struct redis_cmd *c = redis_eval(r, &store_script, on_stored, NULL, 2, 5, args, lens);
+    return c != NULL;
+}
