@@ -18,6 +18,7 @@
 #include <hiredis/hiredis.h>
 
 #include "core/log.h"
+#include "core/sat.h"
 #include "budget/tally.h"
 #include "redis/redis.h"
 
@@ -261,7 +262,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
     snprintf(num[4], sizeof(num[4]), "%" PRId64, s->usage.reasoning);
     /* tpm counts what the provider processed: every input and output token */
     int64_t tokens =
-        (s->usage.input > 0 ? s->usage.input : 0) + (s->usage.output > 0 ? s->usage.output : 0);
+        sat_add(s->usage.input > 0 ? s->usage.input : 0, s->usage.output > 0 ? s->usage.output : 0);
     snprintf(num[5], sizeof(num[5]), "%" PRId64, tokens);
     /* KEYS[1..4] (+5..8 in full mode), then ARGV as settle.lua lists them;
      * the stamp (ARGV[4], ARGV[5]) is written by redis.c as it is sent */

@@ -9,6 +9,7 @@
 #include "budget/journal.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/sat.h"
 #include "redis/redis.h"
 
 /* A reservation to give back; the strings live in one allocation. */
@@ -167,7 +168,7 @@ static void settled(bool ok, const char *err, void *arg)
         journal_settle(l, &st->s); /* idempotent by id: a late success is not counted twice */
     } else if (st->spent_before >= 0 && st->cap_monthly > 0) {
         alerter_check(l->alerter, st->s.tenant, st->s.plan, st->spent_before,
-                      st->spent_before + st->s.cost, st->cap_monthly, st->s.when);
+                      sat_add(st->spent_before, st->s.cost), st->cap_monthly, st->s.when);
     }
     free(st);
 }

@@ -18,6 +18,7 @@
 
 #include "budget/budget.h"
 #include "core/log.h"
+#include "core/sat.h"
 #include "redis/redis.h"
 
 #define KEY_MAX 512
@@ -157,7 +158,7 @@ static void add(struct tally *t, const char *group, const char *key, char kind, 
                     free(e->value);
                     e->value = v;
                 } else {
-                    e->delta += delta;
+                    e->delta = sat_add(e->delta, delta);
                 }
                 return;
             }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/sat.h"
+
 /* Parses [-]digits[.digits] as a fixed-point integer with `scale` decimals
  * (value * 10^scale). At most max_decimals fraction digits; no exponent, no
  * '+', no spaces, no bare "." or "5." or ".5". */
@@ -90,10 +92,7 @@ int money_format(money_t m, char *buf, size_t n)
 
 int64_t money_pico_mul(int64_t tokens, price_t price)
 {
-    int64_t r;
-    if (__builtin_mul_overflow(tokens, price, &r))
-        return ((tokens < 0) != (price < 0)) ? INT64_MIN : INT64_MAX;
-    return r;
+    return sat_mul(tokens, price);
 }
 
 money_t money_from_pico(int64_t pico)

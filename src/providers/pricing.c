@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sat.h"
+
 #define MAX_FILE_BYTES (64 * 1024 * 1024)
 
 #define WARN_MAX 1024
@@ -874,14 +876,6 @@ const struct price *pricing_lookup(const struct pricing *p, const char *model)
     return NULL;
 }
 
-static int64_t add_sat(int64_t a, int64_t b)
-{
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r))
-        return b < 0 ? INT64_MIN : INT64_MAX;
-    return r;
-}
-
 money_t pricing_cost(const struct price *pr, const struct usage *u)
 {
     if (!pr || !u)
@@ -897,10 +891,10 @@ money_t pricing_cost(const struct price *pr, const struct usage *u)
         plain = 0;
 
     int64_t pico = money_pico_mul(plain, in);
-    pico = add_sat(pico, money_pico_mul(u->cached, cached));
-    pico = add_sat(pico, money_pico_mul(u->cache_write, write));
-    pico = add_sat(pico, money_pico_mul(u->output, out));
+    pico = sat_add(pico, money_pico_mul(u->cached, cached));
+    pico = sat_add(pico, money_pico_mul(u->cache_write, write));
+    pico = sat_add(pico, money_pico_mul(u->output, out));
     if (u->unit > USAGE_UNIT_NONE && u->unit < USAGE_UNITS && u->units > 0)
-        pico = add_sat(pico, money_pico_mul(u->units, pr->per_unit[u->unit]));
+        pico = sat_add(pico, money_pico_mul(u->units, pr->per_unit[u->unit]));
     return money_from_pico(pico);
 }

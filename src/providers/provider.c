@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/sat.h"
+
 static const struct provider *const table[] = {
     &provider_openai,
     &provider_anthropic,
@@ -212,7 +214,7 @@ int64_t provider_sat_mul(int64_t a, int64_t b)
 {
     if (a <= 0 || b <= 0)
         return 0;
-    return a > INT64_MAX / b ? INT64_MAX : a * b;
+    return sat_mul(a, b);
 }
 
 int64_t provider_sat_add(int64_t a, int64_t b)
@@ -221,7 +223,7 @@ int64_t provider_sat_add(int64_t a, int64_t b)
         a = 0;
     if (b < 0)
         b = 0;
-    return a > INT64_MAX - b ? INT64_MAX : a + b;
+    return sat_add(a, b);
 }
 
 int64_t provider_json_count(const json_t *obj, const char *key)
