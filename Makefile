@@ -18,6 +18,7 @@ endif
 SRCS     = $(wildcard src/*/*.c)
 LIB_SRCS = $(filter-out src/core/main.c,$(SRCS))
 LUA      = $(wildcard src/budget/lua/*.lua src/cache/lua/*.lua)
+LUA_LIB  = $(wildcard src/budget/lua/lib/*.lua)
 WEB      = $(wildcard src/report/web/*)
 OBJS     = $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS)) $(BUILD)/lua_scripts.o $(BUILD)/web_assets.o
 UNIT     = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
@@ -39,7 +40,7 @@ $(BUILD)/%.o: src/%.c $(BUILD)/.pkg-flags
 	@$(CC) $(CFLAGS) $$(cat $(BUILD)/.pkg-flags.c) -c $< -o $@
 
 # Lua scripts are embedded as C strings, runnable by hand with redis-cli --eval.
-$(BUILD)/lua_scripts.c: $(LUA) scripts/embed-lua.sh
+$(BUILD)/lua_scripts.c: $(LUA) $(LUA_LIB) scripts/embed-lua.sh
 	@mkdir -p $(BUILD)
 	@scripts/embed-lua.sh $(LUA) > $@
 $(BUILD)/lua_scripts.o: $(BUILD)/lua_scripts.c $(BUILD)/.pkg-flags

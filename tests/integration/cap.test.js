@@ -15,6 +15,7 @@ const CAP_NANO = 50000000; // $0.05, the cap of plan "tight"
 const PLANS = {
   'plan tight': { price: 9, budget_monthly: '0.05', on_exceed: 'block' },
   'plan big': { price: 9, budget_monthly: '100', on_exceed: 'block' },
+  'plan open': { price: 9, rpm: 1000 }, // admitted (a lease), no cap
 };
 
 async function monthHash(redis, tenant) {
@@ -295,6 +296,53 @@ describe('cap', () => {
       assert.equal(rec.output_tokens, 1000, what);
       assert.ok(rec.input_tokens > 0 && rec.cost_usd > 0, what);
     }
+  });
+
+  test('two settlements onto counters near INT64_MAX: they saturate there, nothing is half-written, each request counts once', { timeout: h.ms(30000) }, async () => {
+    const tenant = h.uniq('sat');
+    const MAX = '9223372036854775807';
+    const dKey = `${PREFIX}{${tenant}}:d:${new Date().toISOString().slice(0, 10)}`;
+    // the month's counters already near the top (an import, years of a huge tenant)
+    await env.redis.cmd('HSET', mKey(tenant), 'cost', '9223372036854774807', 'output_tokens', '9223372036000000000');
+    const since = env.tg.stderr.length;
+    // the largest bounds a request may ask (10M output tokens, n = 128) with usage that cannot
+    // be believed: each is billed on its bound, 1.28e9 output tokens, $12,800
+    const body = { model: 'gpt-4o', max_tokens: 10000000, n: 128, messages: [{ role: 'user', content: 'mock:tokens=10,20 mock:lie=1' }] };
+    const recs = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'open'));
+      assert.equal(res.status, 200, res.text);
+      const rec = await env.tg.record(res.headers.get('x-tollgate-request-id'));
+      assert.equal(rec.estimated, true, JSON.stringify(rec));
+      assert.equal(rec.output_tokens, 1280000000, JSON.stringify(rec));
+      recs.push(rec);
+    }
+    const m = await h.waitFor(async () => {
+      const x = await env.redis.hgetall(mKey(tenant));
+      return x.requests === '2' && x.reserved === '0' ? x : null;
+    }, { what: 'both settled and tallied' });
+    assert.equal(m.cost, MAX, 'the month cost saturated at INT64_MAX');
+    assert.equal(m.output_tokens, MAX, 'the month output tokens saturated at INT64_MAX');
+    assert.equal(Number(m.input_tokens), recs[0].input_tokens + recs[1].input_tokens);
+    // the day's counters started at 0: exact
+    const d = await env.redis.hgetall(dKey);
+    assert.equal(d.requests, '2');
+    assert.equal(Number(d.cost), h.recordNano(recs[0]) + h.recordNano(recs[1]));
+    assert.equal(d.output_tokens, '2560000000');
+    assert.equal(d.reserved, '0');
+    assert.ok(Object.keys(d).some((f) => f.startsWith('w:')), `the settlements' markers: ${Object.keys(d)}`);
+    const [left] = await env.redis.cmd('ZCOUNT', `${PREFIX}{${tenant}}:leases`, '-inf', '(+inf');
+    assert.equal(Number(left), 0, 'no lease left behind');
+    // an ordinary request is counted as usual on top of the saturated counters
+    const ok = await h.post(env.tg, '/v1/chat/completions', { model: 'gpt-4o', max_tokens: 50, messages: [{ role: 'user', content: 'mock:tokens=10,20' }] }, headers(tenant, 'open'));
+    assert.equal(ok.status, 200);
+    await h.waitFor(async () => (await env.redis.hgetall(dKey)).requests === '3', { what: 'the third request tallied' });
+    const m3 = await env.redis.hgetall(mKey(tenant));
+    assert.equal(m3.cost, MAX);
+    assert.equal(m3.requests, '3');
+    assert.equal(m3.reserved, '0');
+    const log = env.tg.stderr.slice(since);
+    assert.doesNotMatch(log, /settlement of .* failed|journaled|overflow|not an integer/i, log);
   });
 
   // ---- no free aborts -----------------------------------------------------------------------

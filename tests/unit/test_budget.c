@@ -726,6 +726,114 @@ done:
     env_close(&e);
 }
 
+/* Settlements near INT64_MAX (absurd but well-formed costs and counts, as
+ * a request with max_tokens near INT64_MAX billed on its estimate brings):
+ * the counters saturate at INT64_MAX, every other counter, the lease and
+ * the stamp's marker stay consistent; a counter that holds no integer fails
+ * the settlement before anything is written. */
+#define I64_MAX_S "9223372036854775807"
+static void test_settle_saturates(void)
+{
+    struct env e = {0};
+    struct keys k;
+    struct result res;
+    char lk[200];
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "saturate", WHEN);
+    run(e.base, e.r, &res, "HSET", k.month, "cost", "9223372036854774807"); /* MAX - 1000 */
+    run(e.base, e.r, &res, "HSET", k.day, "cost", "9223372036854774807");
+    run(e.base, e.r, &res, "HSET", k.month, "output_tokens", "9223372036854775800");
+    const money_t big = 9000000000000000; /* $9M: one absurd request's cost */
+    const char *ids[] = {"x1", "x2"};
+    for (size_t i = 0; i < 2; i++) {
+        struct admit a = admit_of(&k, ids[i], big);
+        a.est_tokens = INT64_MAX;   /* the tpm TAT stays a sane number */
+        a.tpm = i == 0 ? a.tpm : 0; /* the first filled the bucket for centuries */
+        CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    }
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 2 * big);
+    long long tat = hget(e.base, e.r, k.tpm, NULL);
+    CHECK(tat > NOW_MS * 1000LL && tat <= 9007199254740992LL);
+    struct redis_stamp st[2];
+    for (size_t i = 0; i < 2; i++) {
+        st[i] = settle_wait(e.base, e.r, &k, ids[i], big, 10, INT64_MAX);
+        CHECK_INT(hget(e.base, e.r, k.month, "cost"), INT64_MAX);
+        CHECK_INT(hget(e.base, e.r, k.day, "cost"), INT64_MAX);
+        CHECK_INT(hget(e.base, e.r, k.month, "output_tokens"), INT64_MAX);
+        CHECK_INT(hget(e.base, e.r, k.day, "output_tokens"), INT64_MAX);
+        CHECK_INT(hget(e.base, e.r, k.month, "requests"), (long long)i + 1);
+        CHECK_INT(hget(e.base, e.r, k.month, "input_tokens"), 10 * ((long long)i + 1));
+        CHECK_INT(hget(e.base, e.r, k.month, "reserved"), (1 - (long long)i) * big);
+        CHECK_INT(hget(e.base, e.r, k.day, "reserved"), (1 - (long long)i) * big);
+        lease_key(lk, sizeof(lk), &k, ids[i]);
+        CHECK_INT(lease_exists(e.base, e.r, lk), 0);
+    }
+    CHECK_INT(leases_held(e.base, e.r, &k), 0);
+    tat = hget(e.base, e.r, k.tpm, NULL);
+    CHECK(tat >= 0 && tat <= 9007199254740992LL);
+    /* the stamps' markers were written with the counters: replays count nothing */
+    for (size_t i = 0; i < 2; i++)
+        settle_stamped(e.base, e.r, &k, ids[i], big, 10, INT64_MAX, st[i]);
+    CHECK_INT(hget(e.base, e.r, k.month, "requests"), 2);
+    CHECK_INT(hget(e.base, e.r, k.month, "input_tokens"), 20);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), INT64_MAX);
+
+    /* "reserved" near INT64_MAX: the lease takes only what still fits and
+     * gives back exactly that */
+    keys_for(&k, "saturate-reserved", WHEN);
+    run(e.base, e.r, &res, "HSET", k.month, "reserved", "9223372036854775797"); /* MAX - 10 */
+    struct admit a = admit_of(&k, "r1", 100);
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    lease_key(lk, sizeof(lk), &k, "r1");
+    CHECK_INT(lease_est(e.base, e.r, lk), 10);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), INT64_MAX);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 10);
+    settle_wait(e.base, e.r, &k, "r1", 50, 1, 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), INT64_MAX - 10);
+    CHECK_INT(hget(e.base, e.r, k.day, "reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 50);
+
+    /* a counter that holds no integer: the settlement fails with nothing
+     * written (lease kept, no counter, no marker), which is what an error
+     * reply promises (redis.h: the stamp is reset, "send afresh"); once the
+     * value is repaired the settlement counts once */
+    keys_for(&k, "saturate-bad", WHEN);
+    run(e.base, e.r, &res, "HSET", k.day, "output_tokens", "lots");
+    a = admit_of(&k, "b1", 700);
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    struct settle s = {.key_prefix = PREFIX,
+                       .tenant = k.tenant,
+                       .request_id = "b1",
+                       .when = WHEN,
+                       .cost = 500,
+                       .usage = {.input = 1, .output = 2, .seen = true}};
+    struct settled sd = {0};
+    struct redis_stamp bst = {{0}, 0};
+    CHECK(budget_settle(e.r, NULL, &s, &bst, on_settled, &sd) != NULL);
+    wait_for(e.base, settled_done, &sd, 5000);
+    CHECK_INT(sd.calls, 1);
+    CHECK(!sd.ok);
+    CHECK(strstr(sd.err, "not an integer") != NULL);
+    lease_key(lk, sizeof(lk), &k, "b1");
+    CHECK_INT(lease_exists(e.base, e.r, lk), 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 700);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "requests"), 0);
+    CHECK_INT(integer(e.base, e.r, "HLEN", k.day), 2); /* reserved and the bad field */
+    CHECK(bst.seq == 0);
+    run(e.base, e.r, &res, "HSET", k.day, "output_tokens", "0");
+    bst = settle_wait(e.base, e.r, &k, "b1", 500, 1, 2);
+    settle_stamped(e.base, e.r, &k, "b1", 500, 1, 2, bst);
+    CHECK_INT(hget(e.base, e.r, k.month, "cost"), 500);
+    CHECK_INT(hget(e.base, e.r, k.day, "output_tokens"), 2);
+    CHECK_INT(hget(e.base, e.r, k.month, "requests"), 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 0);
+    CHECK_INT(lease_exists(e.base, e.r, lk), 0);
+done:
+    env_close(&e);
+}
+
 struct poll_field {
     struct event_base *base;
     struct redis *r;
@@ -1271,6 +1379,7 @@ static const struct check_test tests[] = {
     {"tpm", test_tpm},
     {"lease_expiry", test_lease_expiry},
     {"settle_releases", test_settle_releases},
+    {"settle_saturates", test_settle_saturates},
     {"release", test_release},
     {"refused", test_refused},
     {"errors", test_errors},

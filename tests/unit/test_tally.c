@@ -247,6 +247,62 @@ done:
     event_base_free(base);
 }
 
+/* Absurd but well-formed counts (a request with max_tokens near INT64_MAX
+ * billed on its estimate): sums in the tally and in Redis saturate at
+ * INT64_MAX, no flush fails half-way, every other count stays exact. */
+static void test_saturates(void)
+{
+    char tenant[96], month[256], day[256], by[256];
+    struct event_base *base = event_base_new();
+    struct redis *r = connect_new(base, 3000);
+    struct tally *t = r ? tally_new(base, r) : NULL;
+    CHECK(t != NULL);
+    if (!t || !redis_connected(r))
+        goto done;
+    tenant_name(tenant, sizeof(tenant), "saturates");
+    CHECK_INT(budget_key(month, sizeof(month), PREFIX, tenant, 'm', WHEN), 0);
+    CHECK_INT(budget_key(day, sizeof(day), PREFIX, tenant, 'd', WHEN), 0);
+    CHECK_INT(budget_month_key(by, sizeof(by), PREFIX, tenant, BUDGET_BY_MODEL, WHEN), 0);
+    struct result seeded = {0}; /* the month's cost at INT64_MAX - 1000 */
+    const char *seed[] = {"HSET", month, BUDGET_F_COST, "9223372036854774807"};
+    CHECK(redis_command(r, on_result, &seeded, 4, seed, NULL) != NULL);
+    wait_for(base, done_one, &seeded, 5000);
+    free(seeded.str);
+    /* two per flush: the second sum saturates in the tally, the second
+     * flush in Redis */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2; i++) {
+            char id[32];
+            struct settle s = mk(tenant, round * 2 + i, id, sizeof(id));
+            s.cost = 9000000000000000; /* $9M */
+            s.usage = (struct usage){.input = 10, .output = INT64_MAX, .seen = true};
+            struct settled res = {0};
+            struct redis_cmd *c = budget_settle(r, t, &s, &s.stamp, on_settled, &res);
+            CHECK(c != NULL);
+            if (c)
+                wait_for(base, settled_done, &res, 3000);
+            CHECK(res.ok);
+        }
+        tally_flush(t);
+        CHECK(wait_for(base, tally_empty, t, 3000));
+        long long n = 2 * (round + 1);
+        CHECK_INT(hget(base, r, month, BUDGET_F_COST), INT64_MAX);
+        CHECK_INT(hget(base, r, month, BUDGET_F_REQUESTS), n);
+        CHECK_INT(hget(base, r, day, BUDGET_F_REQUESTS), n);
+        CHECK_INT(hget(base, r, month, BUDGET_F_INPUT), 10 * n);
+        CHECK_INT(hget(base, r, month, BUDGET_F_OUTPUT), INT64_MAX);
+        CHECK_INT(hget(base, r, day, BUDGET_F_OUTPUT), INT64_MAX);
+        CHECK_INT(hget(base, r, by, "gpt-4o|output_tokens"), INT64_MAX);
+        CHECK_INT(hget(base, r, by, "gpt-4o|requests") + hget(base, r, by, "gpt-4o-mini|requests") +
+                      hget(base, r, by, "claude-haiku-4-5|requests"),
+                  n);
+    }
+done:
+    tally_free(t);
+    redis_free(r);
+    event_base_free(base);
+}
+
 /* A settlement and a flush that ran while their answers were lost: the
  * server is stopped past the deadline (the connection is dropped with both
  * pending), then resumed; it reads what was sent and runs it. Sent again
@@ -499,6 +555,7 @@ done:
 static const struct check_test tests[] = {
     {"sums", test_sums},
     {"lost_answers", test_lost_answers},
+    {"saturates", test_saturates},
     {"footprint", test_footprint},
 };
 

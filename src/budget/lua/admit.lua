@@ -16,7 +16,7 @@
 -- decision admit|downgrade|block|rate_limited, reason
 -- none|monthly|daily|hard|rpm|tpm, amounts in nano-USD as decimal strings,
 -- as they were before this request; retry_ms: the wait until the request
--- would fit (rate limits); *_left and *_reset_ms: the rate limits' state
+-- would fit (rate limits; at most an hour); *_left and *_reset_ms: the rate limits' state
 -- after this request, as OpenAI's x-ratelimit-* headers tell it (-1: no
 -- such limit).
 --
@@ -41,15 +41,20 @@
 --
 -- Precision: the comparisons add spent + reserved + estimate as Lua numbers
 -- (doubles), exact below 2^53 nano-USD (~$9M per tenant-month). Counters are
--- only ever written by HINCRBY/INCRBY with decimal strings, so they stay
--- exact beyond that; only a decision that close to a $9M cap could be off
--- by a few nano-USD.
--- By hand (2026-11-22 12:00:15 UTC, $0.001 estimate, $0.50 monthly cap):
---   redis-cli --eval src/budget/lua/admit.lua 'tollgate:{acme}:m:2026-11' \
+-- only ever written with decimal strings, so they stay exact beyond that;
+-- only a decision that close to a $9M cap could be off by a few nano-USD.
+-- The reservation is added to "reserved" only as far as it fits below
+-- INT64_MAX (exact, lib/int64.lua), and a TAT stays below 2^53 us, so no
+-- write after the first can fail ("increment would overflow").
+-- By hand (2026-11-22 12:00:15 UTC, $0.001 estimate, $0.50 monthly cap;
+-- scripts/embed-lua.sh --lua src/budget/lua/admit.lua > a.lua):
+--   redis-cli --eval a.lua 'tollgate:{acme}:m:2026-11' \
 --     'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
 --     'tollgate:{acme}:lease' 'tollgate:{acme}:rpm' \
 --     'tollgate:{acme}:tpm' , r1 1795348815000 600000 \
 --     1000000 -1 500000000 -1 -1 20 40000 1500
+
+-- #include int64.lua
 
 -- A lease outlives its ttl this long before Redis forgets the lease hash and
 -- zset on their own (a tenant gone quiet): until then a later admit purges
@@ -60,6 +65,8 @@ local MONTH_TTL_S = 34560000 -- as settle.lua: ~400 days
 local DAY_TTL_S = 3456000    -- ~40 days
 local WINDOW_US = 60000000   -- rate limits are per minute
 local SWEEP_MAX = 100        -- expired leases purged per call
+local TAT_MAX = 9007199254740992 -- 2^53 us (year 2255): a TAT stays exact
+local RETRY_MAX_MS = 3600000     -- a wait past an hour is told as an hour
 
 local id, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local est, down = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -144,7 +151,7 @@ local now_us = now * 1000
 local function gcra(key, limit, weight)
     local step = WINDOW_US / limit
     local tat = math.max(tonumber(redis.call('GET', key)) or 0, now_us)
-    local after = tat + step * weight
+    local after = math.min(tat + step * weight, TAT_MAX)
     local fits
     if weight > limit then
         fits = tat <= now_us
@@ -168,7 +175,8 @@ if tpm > 0 then
     tk_ok, tk_tat, tk_wait, tk_left, tk_reset = gcra(KEYS[6], tpm, tokens)
 end
 local function reply(decision, reason, retry_ms)
-    return {decision, reason, spent_m_s, res_m_s, spent_d_s, string.format('%d', retry_ms),
+    return {decision, reason, spent_m_s, res_m_s, spent_d_s,
+            string.format('%d', math.min(retry_ms, RETRY_MAX_MS)),
             string.format('%d', rq_left), string.format('%d', rq_reset),
             string.format('%d', tk_left), string.format('%d', tk_reset)}
 end
@@ -228,8 +236,23 @@ else
     end
     decision = 'downgrade'
 end
-local reserve = string.format('%d', amount)
-local capped = amount < (decision == 'admit' and est or down)
+-- What is reserved: the estimate as sent (exact), or what was left; never
+-- more than "reserved" can still count below INT64_MAX (an absurd estimate
+-- on a tenant without caps), so the lease gives back exactly what it took.
+local full = decision == 'admit' and est or down
+local capped = amount < full
+local reserve = capped and string.format('%d', math.min(amount, 2 ^ 53)) or
+    (decision == 'admit' and ARGV[4] or ARGV[5])
+local raw_m, raw_d = m[2] or '0', d[2] or '0'
+if not i64_ok(reserve) or not i64_ok(raw_m) or not i64_ok(raw_d) then
+    return redis.error_reply('admit.lua: reserved or estimate is not an integer')
+end
+for _, raw in ipairs({raw_m, raw_d}) do
+    local room = i64_add(I64_MAX, i64_neg(raw))
+    if i64_cmp(room, reserve) < 0 then
+        reserve = room
+    end
+end
 
 -- (d) Count the request and reserve its estimate under a lease. A TAT
 -- lives as long as it is ahead of now; a hash or lease store seen for the

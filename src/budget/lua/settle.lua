@@ -29,86 +29,91 @@
 -- a stamp that did not run is marked "j:CONN:SEQ" in the day hash, so that
 -- a replay lost on its way back is not counted twice either; those markers
 -- exist only for settlements that went through the journal.
--- Only HINCRBY touches the counters, with the arguments as strings: numbers
--- that pass through Lua become doubles and lose cents past 2^53 nano-USD.
--- By hand: redis-cli --eval src/budget/lua/settle.lua \
+-- No partial writes: every check comes first (the replay markers, the lease,
+-- every counter it changes read and its new value computed exactly, as
+-- int64 decimal strings that saturate at INT64_MAX: lib/int64.lua), then the
+-- writes, none of which can fail. A counter near INT64_MAX stays there, and
+-- the settlement is still counted once with its marker.
+-- By hand (scripts/embed-lua.sh --lua src/budget/lua/settle.lua > s.lua):
+--   redis-cli --eval s.lua \
 --   'tollgate:{acme}:m:2026-11' 'tollgate:{acme}:d:2026-11-22' \
 --   'tollgate:{acme}:leases' 'tollgate:{acme}:lease' \
 --   'tollgate:{acme}:m:2026-11:model' 'tollgate:{acme}:m:2026-11:feature' \
 --   'tollgate:{acme}:m:2026-11:user' 'tollgate:{acme}:m:2026-11:plan' , \
 --   r1 405000 1500 c0ffee 1 0 1 1000 200 500 0 0 gpt-4o-mini summary u_1 pro 22
 
+-- #include int64.lua
+
 local MONTH_TTL_S = 34560000 -- ~400 days, for year-over-year reports
 local DAY_TTL_S = 3456000    -- ~40 days
+local TAT_MAX = 9007199254740992 -- 2^53 us (year 2255): a TAT stays exact
 local id, cost, conn, seq = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:"
+local plan = plan_new()
 
--- HINCRBY rejects "-0", so amounts are negated as strings.
-local function neg(s)
-    if s == '0' then
-        return '0'
-    end
-    return '-' .. s
-end
-
+-- (a) Checks and reads; nothing is written until (c).
 -- The lease goes on a duplicate too: one left behind must not hold its
 -- reservation until it expires. Deleting the field is what makes the
 -- give-back happen once.
-local v = redis.call('HGET', KEYS[4], id)
-if v then
-    local e, capped, tokens, day, tpm = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
+local lease = redis.call('HGET', KEYS[4], id)
+local tpm_key, tpm_new
+if lease then
+    local e, capped, tokens, day, tpm = string.match(lease, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
     if e then
+        redis.call('ZSCORE', KEYS[3], id) -- a zset of the wrong type fails here, not in (c)
         local mkey = base .. 'm:' .. string.sub(day, 1, 7)
-        redis.call('HINCRBY', mkey, 'reserved', neg(e))
-        redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
+        plan_add(plan, mkey, 'reserved', i64_neg(e))
+        plan_add(plan, base .. 'd:' .. day, 'reserved', i64_neg(e))
         if capped == '1' then
-            redis.call('HINCRBY', mkey, 'capped', -1)
+            plan_add(plan, mkey, 'capped', -1)
         end
         -- The tpm TAT moves by what the provider really processed instead of
-        -- the estimate (60 s / tpm per token). A TAT already gone has nothing
-        -- to correct; a lease from before GCRA ("YYYYMMDDHHMM") is skipped.
+        -- the estimate (60 s / tpm per token), within [0, 2^53]. A TAT
+        -- already gone has nothing to correct; a lease from before GCRA
+        -- ("YYYYMMDDHHMM") is skipped.
         local limit = tonumber(tpm)
         if limit and limit > 0 and limit < 1e11 then
-            local tkey = base .. 'tpm'
-            local cur = tonumber(redis.call('GET', tkey))
+            local cur = tonumber(redis.call('GET', base .. 'tpm'))
             local delta = ((tonumber(ARGV[3]) or 0) - (tonumber(tokens) or 0)) * 60000000 / limit
             if cur and delta ~= 0 then
-                redis.call('SET', tkey, string.format('%d', math.max(cur + delta, 0)), 'KEEPTTL')
+                tpm_key = base .. 'tpm'
+                tpm_new = string.format('%d', math.min(math.max(cur + delta, 0), TAT_MAX))
             end
         end
-        redis.call('HDEL', KEYS[4], id)
-        redis.call('ZREM', KEYS[3], id)
+    else
+        lease = nil
     end
 end
 
-local fresh, replay, cost_ran = false, ARGV[6] ~= '0', false
+local count, replay, cost_ran = true, ARGV[6] ~= '0', false
 if replay then
     if redis.call('HEXISTS', KEYS[2], 'j:' .. conn .. ':' .. seq) == 1 then
-        return 0 -- an earlier replay counted it
-    end
-    local high = tonumber(redis.call('HGET', KEYS[2], 'w:' .. conn)) or 0
-    if high >= tonumber(seq) then
-        if ARGV[6] ~= '2' then
-            return 0 -- ran, in full, when first sent
+        count = false -- an earlier replay counted it
+    else
+        local high = tonumber(redis.call('HGET', KEYS[2], 'w:' .. conn)) or 0
+        if high >= tonumber(seq) then
+            if ARGV[6] ~= '2' then
+                count = false -- ran, in full, when first sent
+            end
+            cost_ran = true -- ran cost only: the rest is counted now
         end
-        cost_ran = true -- ran cost only: the rest is counted now
     end
-    fresh = true
 end
 
-if ARGV[7] == '1' then
+local fresh = replay
+if count and ARGV[7] == '1' then
     for i = 1, 2 do
         local k = KEYS[i]
         if not cost_ran then
-            redis.call('HINCRBY', k, 'cost', cost)
+            plan_add(plan, k, 'cost', cost)
         end
-        redis.call('HINCRBY', k, 'requests', 1)
-        redis.call('HINCRBY', k, 'input_tokens', ARGV[8])
-        redis.call('HINCRBY', k, 'cached_tokens', ARGV[9])
-        redis.call('HINCRBY', k, 'output_tokens', ARGV[10])
-        redis.call('HINCRBY', k, 'reasoning_tokens', ARGV[11])
+        plan_add(plan, k, 'requests', 1)
+        plan_add(plan, k, 'input_tokens', ARGV[8])
+        plan_add(plan, k, 'cached_tokens', ARGV[9])
+        plan_add(plan, k, 'output_tokens', ARGV[10])
+        plan_add(plan, k, 'reasoning_tokens', ARGV[11])
         if ARGV[12] == '1' then
-            redis.call('HINCRBY', k, 'estimated', 1)
+            plan_add(plan, k, 'estimated', 1)
         end
     end
     for i = 5, 7 do
@@ -116,29 +121,58 @@ if ARGV[7] == '1' then
         if name == nil or name == '' then
             name = '-'
         end
-        redis.call('HINCRBY', k, name .. '|cost', cost)
-        redis.call('HINCRBY', k, name .. '|requests', 1)
-        redis.call('HINCRBY', k, name .. '|input_tokens', ARGV[8])
-        redis.call('HINCRBY', k, name .. '|cached_tokens', ARGV[9])
-        redis.call('HINCRBY', k, name .. '|output_tokens', ARGV[10])
-        redis.call('EXPIRE', k, MONTH_TTL_S)
+        plan_add(plan, k, name .. '|cost', cost)
+        plan_add(plan, k, name .. '|requests', 1)
+        plan_add(plan, k, name .. '|input_tokens', ARGV[8])
+        plan_add(plan, k, name .. '|cached_tokens', ARGV[9])
+        plan_add(plan, k, name .. '|output_tokens', ARGV[10])
     end
     if ARGV[16] ~= '' then
-        redis.call('HSET', KEYS[8], ARGV[17], ARGV[16])
-        redis.call('EXPIRE', KEYS[8], MONTH_TTL_S)
+        plan_set(plan, KEYS[8], ARGV[17], ARGV[16])
     end
     fresh = true
-else
-    redis.call('HINCRBY', KEYS[1], 'cost', cost)
-    redis.call('HINCRBY', KEYS[2], 'cost', cost)
+elseif count then
+    plan_add(plan, KEYS[1], 'cost', cost)
+    plan_add(plan, KEYS[2], 'cost', cost)
 end
--- Last, so a script that failed above (a key of the wrong type) did not
--- mark the stamp as counted. A connection's first settlement of the day
--- also sets the expiries.
-if replay then
-    redis.call('HSET', KEYS[2], 'j:' .. conn .. ':' .. seq, '1')
-elseif redis.call('HSET', KEYS[2], 'w:' .. conn, seq) == 1 then
-    fresh = true
+-- The stamp's marker goes with the counters: a connection's first
+-- settlement of the day also sets the expiries.
+if count then
+    if replay then
+        plan_set(plan, KEYS[2], 'j:' .. conn .. ':' .. seq, '1')
+    elseif redis.call('HEXISTS', KEYS[2], 'w:' .. conn) == 0 then
+        fresh = true
+    end
+end
+
+-- (b) Every counter's new value, or an error before any write.
+local bad = plan_check(plan)
+if bad then
+    return redis.error_reply('settle.lua: ' .. bad)
+end
+
+-- (c) The writes: none of them can fail now.
+if count and not replay then
+    redis.call('HSET', KEYS[2], 'w:' .. conn, seq)
+end
+plan_write(plan)
+if lease then
+    if tpm_key then
+        redis.call('SET', tpm_key, tpm_new, 'KEEPTTL')
+    end
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+end
+if not count then
+    return 0
+end
+if ARGV[7] == '1' then
+    for i = 5, 7 do
+        redis.call('EXPIRE', KEYS[i], MONTH_TTL_S)
+    end
+    if ARGV[16] ~= '' then
+        redis.call('EXPIRE', KEYS[8], MONTH_TTL_S)
+    end
 end
 if fresh then
     redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
