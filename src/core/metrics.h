@@ -89,7 +89,14 @@ struct usage;
     X(METRIC_CACHE_STORED, "tollgate_cache_stored_total", COUNTER, "",                             \
       "Answers sent to Redis to be kept in the response cache.")                                   \
     X(METRIC_CACHE_CORRUPT, "tollgate_cache_corrupt_total", COUNTER, "",                           \
-      "Cache entries that failed their check when read (dropped, answered as a miss).")
+      "Cache entries that failed their check when read (dropped, answered as a miss).")            \
+    X(METRIC_USAGE_COUNTED, "tollgate_usage_events_counted_total", COUNTER, "",                    \
+      "Usage events of POST /admin/api/usage counted (settled, recorded, exported).")              \
+    X(METRIC_USAGE_DUPLICATES, "tollgate_usage_events_duplicate_total", COUNTER, "",               \
+      "Usage events whose id was counted before with the same numbers: not counted again.")        \
+    X(METRIC_USAGE_REFUSED, "tollgate_usage_requests_refused_total", COUNTER, "",                  \
+      "POST /admin/api/usage requests refused: a bad event, an unknown tenant, an id reported "    \
+      "with other numbers (nothing of them counted).")
 
 enum metric_id {
 #define X(id, name, type, labels, help) id,

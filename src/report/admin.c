@@ -60,7 +60,8 @@ struct admin {
     struct client_limits limits;
     struct job_list jobs; /* threads not yet joined */
     size_t n_jobs;
-    size_t next_worker; /* usage batches go round the workers */
+    size_t next_worker;                      /* usage batches go round the workers */
+    int64_t usage_duplicates, usage_refused; /* main thread only, like /metrics */
 };
 
 enum job_kind {
@@ -135,7 +136,9 @@ static void metrics(struct admin *a, struct client *c)
                                         [METRIC_RECORDS_WRITTEN] = (int64_t)rs.written,
                                         [METRIC_RECORDS_FAILED] = (int64_t)rs.failed,
                                         [METRIC_RECORDS_ROTATIONS] = (int64_t)rs.rotations,
-                                        [METRIC_CONNECTIONS] = (int64_t)client_open_count()}};
+                                        [METRIC_CONNECTIONS] = (int64_t)client_open_count(),
+                                        [METRIC_USAGE_DUPLICATES] = a->usage_duplicates,
+                                        [METRIC_USAGE_REFUSED] = a->usage_refused}};
     export_hub_metrics(a->exports, &x);
     if (!b || !ms || metrics_render(b, ms, a->n_workers, &x) < 0) {
         free(ms);
@@ -234,9 +237,18 @@ static const char *status_code(int status)
 static void usage_done(struct job *j)
 {
     struct usage_batch *b = j->usage;
+    struct admin *a = j->a;
     char *text = usage_api_answer(b);
+    if (b->status == 200) {
+        a->usage_duplicates += (int64_t)(b->n - usage_api_fresh(b));
+    } else {
+        a->usage_refused++;
+        if (b->bad != SIZE_MAX)
+            log_info("usage API: refused (%d), event %zu: %s", b->status, b->bad, b->err);
+        else
+            log_warn("usage API: refused (%d): %s", b->status, b->err);
+    }
     if (usage_api_fresh(b)) {
-        struct admin *a = j->a;
         struct worker *w = a->workers[a->next_worker++ % a->n_workers];
         if (usage_api_count(w, b))
             j->usage = NULL; /* the worker's now */
@@ -454,6 +466,11 @@ static void usage(struct admin *a, struct client *c, const struct http_request *
     size_t len = evbuffer_get_length(req->body);
     const char *body = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
     if (usage_events_parse(body, len, a->cfg, &ev, &n, &bad, err, sizeof(err)) < 0) {
+        a->usage_refused++;
+        if (bad != SIZE_MAX)
+            log_info("usage API: refused (400), event %zu: %s", bad, err);
+        else
+            log_info("usage API: refused (400): %s", err);
         json_t *o =
             json_pack("{s:{s:s,s:s,s:o}}", "error", "code", "bad_request", "message", err, "index",
                       bad == SIZE_MAX ? json_null() : json_integer((json_int_t)bad));

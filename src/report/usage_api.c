@@ -377,6 +377,7 @@ static void count(struct worker *w, void *arg)
         export_record(w->exports, cfg, &rec, NULL, NULL);
         metrics_request(w->metrics, e->provider[0] ? e->provider : NULL, model, OUTCOME_OK,
                         &e->usage, e->cost, false, -1, -1);
+        metrics_inc(w->metrics, METRIC_USAGE_COUNTED, 1);
     }
     usage_batch_free(b);
 }

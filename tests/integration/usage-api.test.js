@@ -12,11 +12,13 @@ const { describe, test, before, after } = require('node:test');
 const h = require('../lib/harness');
 const { startReceiver } = require('../lib/ce-receiver');
 const { startWebhookSink } = require('../lib/webhook');
+const { metric } = require('../lib/redis-ctl');
 
 const TOKEN = 'test-admin-token';
 const T = { a: h.uniq('ua'), b: h.uniq('ub'), tight: h.uniq('utight'), batch: h.uniq('ubatch'),
   alert: h.uniq('ualert'), bad: h.uniq('ubad') };
 const mKey = (tenant) => `tollgate:{${tenant}}:m:${h.periods().month}`;
+const STREAM = 'tollgate:usage-stream';
 const dKey = (tenant) => `tollgate:{${tenant}}:d:${h.periods().day}`;
 
 async function usage(tg, body, { token = TOKEN, contentType = 'application/json', method = 'POST' } = {}) {
@@ -47,6 +49,7 @@ describe('usage API', () => {
     const spool = path.join(h.tmpDir('tollgate-spool-'), 's');
     tg = await h.startTollgate({ redis, mock, overrides: {
       export: { cloudevents_url: rx.url, source: 'tollgate-usage-test', spool_dir: spool },
+      records: { redis_stream: STREAM },
       alerts: { webhook: sink.url, thresholds: '50%' },
       'plan tight': { price: '9', budget_monthly: '0.05', on_exceed: 'block' },
       'plan pro': { price: '49', budget_monthly: '1' },
@@ -96,6 +99,13 @@ describe('usage API', () => {
     assert.equal(e.subject, T.a);
     assert.deepEqual(e.data, rec, 'the CloudEvent carries the record');
     assert.deepEqual(rx.invalid, []);
+    // the Redis stream: the same record
+    const entry = await h.waitFor(async () => {
+      const lines = await redis.cmd('XRANGE', STREAM, '-', '+');
+      const at = lines.findIndex((l) => l.includes(`"id":"${id}"`));
+      return at >= 0 ? JSON.parse(lines[at]) : null;
+    }, { what: 'the event in the Redis stream' });
+    assert.deepEqual(entry, rec);
 
     await h.waitFor(async () => (await monthCost(redis, T.a)) === nano, { what: 'the month spend caps read' });
     assert.equal(await hget(redis, dKey(T.a), 'cost'), nano, 'the day spend');
@@ -257,6 +267,15 @@ describe('usage API', () => {
     const r = await usage(tg, many);
     assert.equal(r.status, 400);
     assert.match(r.json.error.message, /more than 1000 events/);
+  });
+
+  test('metrics count counted, duplicate and refused; refusals are logged', async () => {
+    // earlier tests: 1 + 1 + 5 + 3 + 1 + 1 + 1 events counted, 1 + 5 + 3 duplicates
+    await h.waitFor(async () => (await metric(tg, 'tollgate_usage_events_counted_total')) === 13, { what: '13 counted' });
+    assert.equal(await metric(tg, 'tollgate_usage_events_duplicate_total'), 9);
+    assert.ok((await metric(tg, 'tollgate_usage_requests_refused_total')) >= 20);
+    assert.match(tg.stderr, /usage API: refused \(400\), event 2: "output_tokens" must not be negative/);
+    assert.match(tg.stderr, /usage API: refused \(409\), event 1: id "[^"]+" was reported before with other numbers/);
   });
 
   test('tollgate exits 0 on SIGTERM without sanitizer or valgrind reports', { timeout: h.ms(60000) }, async () => {
