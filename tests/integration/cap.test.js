@@ -248,6 +248,39 @@ describe('cap', () => {
     assert.ok(ok.id, 'background: false is an ordinary Response');
   });
 
+  test('every endpoint whose usage arrives later is refused by default, with money left, nothing forwarded: batches, Assistants runs, long-running predictions', async () => {
+    const tenant = h.uniq('later');
+    const nonce = h.uniq('ln');
+    const since = env.mock.count();
+    const o = env.openai(tenant, { headers: { 'X-Tenant-Plan': 'big' } });
+    const berr = await o.batches.create({ input_file_id: `file-${nonce}`, endpoint: '/v1/chat/completions', completion_window: '24h' }).then(() => null, (e) => e);
+    assert.ok(berr, 'batches.create refused');
+    assert.equal(berr.status, 403);
+    assert.equal(berr.code, 'route_not_metered');
+    const hd = { ...headers(tenant, 'big'), 'x-goog-api-key': 'g-test-key' };
+    const cases = [
+      ['/v1/threads/runs', { assistant_id: `asst_${nonce}` }],
+      [`/v1/threads/thread_${nonce}/runs`, { assistant_id: `asst_${nonce}` }],
+      [`${GEM}:batchGenerateContent`, { batch: { displayName: nonce } }],
+      ['/v1beta/models/veo-3.0-generate-001:predictLongRunning', { instances: [{ prompt: nonce }] }],
+    ];
+    for (const [path, body] of cases) {
+      const res = await h.post(env.tg, path, body, hd);
+      assert.equal(res.status, 403, `${path}: ${res.text}`);
+      assert.match(res.text, /not metered/, path);
+    }
+    const reached = (await h.newRequests(env.mock, since)).filter((q) => (q.body || '').includes(nonce));
+    assert.deepEqual(reached.map((q) => `${q.method} ${q.path}`), [], 'nothing reached the upstream');
+    // a background Response is refused even where unknown routes are let through: its route is
+    // metered, and its bill would come after the budget check
+    await env.withTollgate({ ...PLANS, pricing: { unmetered_routes: 'allow' } }, async (tg) => {
+      const res = await h.post(tg, '/v1/responses', { model: 'gpt-4o', background: true, input: `${nonce} bg` }, headers(tenant, 'big'));
+      assert.equal(res.status, 400, res.text);
+      assert.match(res.json.error.message, /background/);
+    });
+    assert.equal((await h.newRequests(env.mock, since)).filter((q) => (q.body || '').includes(nonce)).length, 0, 'nothing forwarded');
+  });
+
   // ---- usage from answers of any size ------------------------------------------------------
 
   test('a 9 MB non-streamed answer: the usage after the text is read (OpenAI and Anthropic)', { timeout: h.ms(60000) }, async () => {
