@@ -21,6 +21,7 @@ PKGS="libevent libevent_openssl libevent_pthreads openssl hiredis inih jansson"
 # Each target links only the modules it exercises.
 declare -A MODULES=(
     [sse]="src/http/sse.c"
+    [multipart]="src/http/multipart.c"
     [provider]="src/http/sse.c src/http/json_scan.c src/providers/answer.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
     [http]="src/http/client.c src/core/log.c"
     [pricing]="src/providers/pricing.c src/core/money.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
@@ -33,7 +34,7 @@ declare -A MODULES=(
     [usage_event]="src/report/usage_event.c src/proxy/trust.c src/http/client.c src/core/config.c src/core/config_values.c src/providers/pricing.c src/core/money.c src/core/log.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c src/redis/redis_url.c src/redis/redis.c src/core/percent.c"
     [cache_key]="src/cache/cache_key.c src/http/json_scan.c"
 )
-all_targets="sse provider http pricing json_scan path cloudevent trace upstream redis_url usage_event cache_key"
+all_targets="sse multipart provider http pricing json_scan path cloudevent trace upstream redis_url usage_event cache_key"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

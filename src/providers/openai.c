@@ -9,13 +9,15 @@
 #include <string.h>
 
 enum endpoint {
-    EP_OTHER,  /* forwarded, not priced */
-    EP_CHAT,   /* /v1/chat/completions */
-    EP_LEGACY, /* /v1/completions */
-    EP_EMBED,  /* /v1/embeddings */
-    EP_RESP,   /* /v1/responses */
-    EP_IMAGE,  /* /v1/images/generations: gpt-image-1 by tokens, dall-e per image */
-    EP_SPEECH, /* /v1/audio/speech: tts-1 per character, gpt-4o-mini-tts by tokens */
+    EP_OTHER,      /* forwarded, not priced */
+    EP_CHAT,       /* /v1/chat/completions */
+    EP_LEGACY,     /* /v1/completions */
+    EP_EMBED,      /* /v1/embeddings */
+    EP_RESP,       /* /v1/responses */
+    EP_IMAGE,      /* /v1/images/generations: gpt-image-1 by tokens, dall-e per image */
+    EP_SPEECH,     /* /v1/audio/speech: tts-1 per character, gpt-4o-mini-tts by tokens */
+    EP_TRANSCRIBE, /* /v1/audio/transcriptions, translations: multipart; whisper-1 per
+                      second, gpt-4o(-mini)-transcribe by tokens */
 };
 
 /* Why a paid endpoint is not metered yet, for the 403 and the README. */
@@ -52,6 +54,8 @@ static const struct provider_route routes[] = {
     {"POST", "/v1/batches", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {"POST", "/v1/images/generations", ROUTE_METERED, EP_IMAGE, MODEL_BODY, NULL},
     {"POST", "/v1/audio/speech", ROUTE_METERED, EP_SPEECH, MODEL_BODY, NULL},
+    {"POST", "/v1/audio/transcriptions", ROUTE_METERED, EP_TRANSCRIBE, MODEL_BODY, NULL},
+    {"POST", "/v1/audio/translations", ROUTE_METERED, EP_TRANSCRIBE, MODEL_BODY, NULL},
     /* edits and variations are multipart uploads */
     {NULL, "/v1/images/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/v1/audio/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
@@ -181,6 +185,7 @@ static int prepare_image(struct provider_call *call, const struct json_scan *bod
     call->choices = n;
     call->units = n;
     call->unit = USAGE_UNIT_IMAGE;
+    call->units_known = true;
     call->price_kind = PRICE_KIND_IMAGE;
     call->bound_if_unseen = true;
     char size[JSON_SCAN_STR_MAX] = "1024x1024", quality[JSON_SCAN_STR_MAX] = "standard";
@@ -213,6 +218,7 @@ static int prepare_speech(struct provider_call *call, const struct json_scan *bo
     call->unit = USAGE_UNIT_CHARACTER;
     call->price_kind = PRICE_KIND_AUDIO;
     call->priced_on_request = strncmp(call->model, "tts-1", 5) == 0;
+    call->units_known = true;
     call->bound_if_unseen = !call->priced_on_request;
     call->est_input_tokens = provider_body_tokens(body); /* input, instructions */
     /* The audio's tokens bound: speech at speed 1 runs about 1.3 audio tokens a
@@ -221,6 +227,47 @@ static int prepare_speech(struct provider_call *call, const struct json_scan *bo
     int64_t per_char =
         (sp->type == JSON_SCAN_INT || sp->type == JSON_SCAN_REAL) && sp->d < 1 ? 8 : 2;
     call->max_output_tokens = provider_sat_mul(call->units > 0 ? call->units : 1, per_char);
+    return 0;
+}
+
+/* Audio bytes a second of speech takes at least (16 kbit/s, below the
+ * common encodings): a file's size bounds its duration from above. */
+#define AUDIO_MIN_BYTES_PER_SECOND 2000
+/* Audio input tokens a second (gpt-4o-transcribe bills about 17), for the
+ * estimate of a transcription whose usage is lost. */
+#define AUDIO_TOKENS_PER_SECOND 20
+
+static const char *const form_fields[] = {"model", "stream"};
+
+/* POST /v1/audio/transcriptions and translations (multipart): the model
+ * field, stream, and a duration bounded from the file's size. whisper-1 is
+ * billed per second of the duration its answer reports, the gpt-4o
+ * transcribe models by their token usage; an answer without either (text,
+ * srt, vtt formats) is billed on that bound, flagged estimated. */
+static int prepare_form(struct provider_call *call, const struct multipart *form,
+                        int64_t body_bytes, char *err, size_t errlen)
+{
+    const struct multipart_field *model = &form->fields[0], *stream = &form->fields[1];
+    if (!model->seen || model->too_long || model->len == 0 || strlen(model->value) != model->len) {
+        snprintf(err, errlen,
+                 "the form needs a `model` field: a model name shorter than 128 bytes");
+        return -1;
+    }
+    for (const char *p = model->value; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            snprintf(err, errlen, "the `model` field must not hold control characters");
+            return -1;
+        }
+    }
+    snprintf(call->model, sizeof(call->model), "%s", model->value);
+    call->stream = stream->seen && strcmp(stream->value, "true") == 0;
+    int64_t audio = form->file_bytes > 0 ? form->file_bytes : body_bytes;
+    int64_t seconds = (audio + AUDIO_MIN_BYTES_PER_SECOND - 1) / AUDIO_MIN_BYTES_PER_SECOND;
+    call->units = seconds > 0 ? seconds : 1;
+    call->unit = USAGE_UNIT_SECOND;
+    call->price_kind = PRICE_KIND_AUDIO;
+    call->bound_if_unseen = true;
+    call->est_input_tokens = provider_sat_mul(call->units, AUDIO_TOKENS_PER_SECOND);
     return 0;
 }
 
@@ -235,6 +282,11 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
     call->max_output_tokens = 0;
     call->choices = 1;
     call->n_edits = 0;
+    if (kind == EP_TRANSCRIBE) {
+        snprintf(err, errlen,
+                 "send the audio as multipart/form-data with a file and a model field");
+        return -1;
+    }
     /* The caller rejects an invalid JSON body (passed as NULL) only on a
      * metered endpoint. */
     if (!body)
@@ -472,6 +524,47 @@ static void speech_event(struct meter *m, const json_t *j, const char *type)
     }
 }
 
+/* A Transcription's usage: {"type":"tokens", input_tokens, output_tokens}
+ * (gpt-4o transcribe models) or {"type":"duration","seconds":N} (whisper-1),
+ * else the verbose answer's "duration" (seconds, rounded up). */
+static void transcript_usage(struct meter *m, const json_t *j)
+{
+    const json_t *u = json_object_get(j, "usage");
+    const char *type = json_string_value(json_object_get(u, "type"));
+    const json_t *secs = json_object_get(u, "seconds");
+    const json_t *dur = json_object_get(j, "duration");
+    if (type && strcmp(type, "tokens") == 0) {
+        provider_check_usage(m, u);
+        resp_usage(&m->usage, u);
+        return;
+    }
+    if (!json_is_number(secs))
+        secs = dur;
+    double d = json_number_value(secs);
+    if (!json_is_number(secs) || !(d >= 0) || d > 1e7) {
+        if (secs)
+            m->usage_invalid = true;
+        return;
+    }
+    int64_t s = (int64_t)d;
+    m->usage =
+        (struct usage){.seen = true, .units = s + (d > (double)s), .unit = USAGE_UNIT_SECOND};
+}
+
+/* A streamed transcription: transcript.text.delta events, then
+ * transcript.text.done with the usage. */
+static void transcript_event(struct meter *m, const json_t *j, const char *type)
+{
+    if (strcmp(type, "transcript.text.done") == 0) {
+        transcript_usage(m, j);
+        m->done = true;
+    } else if (strcmp(type, "transcript.text.delta") == 0) {
+        m->text_bytes += str_len(json_object_get(j, "delta"));
+    } else if (strcmp(type, "error") == 0) {
+        m->stream_error = true;
+    }
+}
+
 static bool is_done_marker(const char *d, size_t n)
 {
     while (n && (d[n - 1] == ' ' || d[n - 1] == '\t'))
@@ -564,6 +657,8 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
         image_event(m, call, j, type);
     else if (type && call->kind == EP_SPEECH)
         speech_event(m, j, type);
+    else if (type && call->kind == EP_TRANSCRIBE)
+        transcript_event(m, j, type);
     else if (type)
         resp_event(m, j, type);
     else
@@ -582,6 +677,10 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
     if (call->kind == EP_IMAGE) {
         m->usage = (struct usage){0};
         image_usage(m, call, u);
+        goto out;
+    }
+    if (call->kind == EP_TRANSCRIBE) {
+        transcript_usage(m, j);
         goto out;
     }
     if (!json_is_object(u))
@@ -645,6 +744,9 @@ static const struct json_scan_field answer_fields[] = {
     {"usage.input_tokens_details.cached_tokens", false},
     {"usage.input_tokens_details.cache_write_tokens", false},
     {"usage.output_tokens_details.reasoning_tokens", false},
+    {"usage.type", false},
+    {"usage.seconds", false},
+    {"duration", false},
     {"choices", true},
     {"output", true},
 };
@@ -666,4 +768,7 @@ const struct provider provider_openai = {
     .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,
     .set_model = provider_set_body_model,
+    .prepare_form = prepare_form,
+    .form_fields = form_fields,
+    .n_form_fields = ARRAY_LEN(form_fields),
 };

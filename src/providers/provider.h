@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "http/json_scan.h"
+#include "http/multipart.h"
 #include "http/sse.h"
 #include "providers/pricing.h"
 #include "providers/usage.h"
@@ -89,6 +90,10 @@ struct provider_call {
     /* The request is the bill (tts-1: its characters): a 2xx answer, which
      * carries no usage, is billed units at the per-unit price, not estimated. */
     bool priced_on_request;
+    /* units are what the request asked for (images, characters), recorded
+     * with any answer; otherwise they are an estimate, recorded only when
+     * the bill is (a transcription's seconds from its file size). */
+    bool units_known;
 };
 
 /* What the response taught us; filled by on_event / on_json. */
@@ -129,6 +134,13 @@ struct provider {
      * message for the client in err (a 400). */
     int (*prepare)(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen);
+    /* The same for a metered multipart/form-data body (audio uploads): form
+     * holds the fields named in form_fields, read from a body of body_bytes.
+     * NULL: the provider takes no form on a metered route. */
+    int (*prepare_form)(struct provider_call *call, const struct multipart *form,
+                        int64_t body_bytes, char *err, size_t errlen);
+    const char *const *form_fields; /* at most MULTIPART_MAX_FIELDS */
+    size_t n_form_fields;
     /* One SSE event of a streamed answer; set *drop to keep it from the client. */
     void (*on_event)(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
                      bool *drop);

@@ -50,6 +50,7 @@
 #include "proxy/trust.h"
 #include "http/headers.h"
 #include "http/json_scan.h"
+#include "http/multipart.h"
 #include "http/sse.h"
 #include "http/upstream.h"
 #include "core/worker.h"
@@ -315,10 +316,10 @@ fail:
     return NULL;
 }
 
-/* Feeds the body to the scanner chain by chain, as it lies in the buffer. */
-static int scan_body(struct req *r, struct evbuffer *body)
+/* Hands body to feed chain by chain, as it lies in the buffer (no copy). */
+static int each_chain(struct evbuffer *body, int (*feed)(void *ctx, const char *p, size_t n),
+                      void *ctx)
 {
-    json_scan_init(&r->scan, r->route.prov->body_fields);
     size_t n = evbuffer_get_length(body), done = 0;
     struct evbuffer_ptr pos;
     struct evbuffer_iovec v[16];
@@ -328,14 +329,52 @@ static int scan_body(struct req *r, struct evbuffer *body)
         if (k <= 0)
             return -1;
         for (int i = 0; i < k && i < (int)ARRAY_LEN(v); i++) {
-            if (json_scan_feed(&r->scan, v[i].iov_base, v[i].iov_len) < 0)
+            if (feed(ctx, v[i].iov_base, v[i].iov_len) < 0)
                 return -1;
             done += v[i].iov_len;
         }
         if (done < n && evbuffer_ptr_set(body, &pos, done, EVBUFFER_PTR_SET) < 0)
             return -1;
     }
+    return 0;
+}
+
+static int feed_json(void *ctx, const char *p, size_t n)
+{
+    return json_scan_feed(ctx, p, n);
+}
+
+static int feed_form(void *ctx, const char *p, size_t n)
+{
+    return multipart_feed(ctx, p, n);
+}
+
+/* Scans the JSON body without building a tree. */
+static int scan_body(struct req *r, struct evbuffer *body)
+{
+    json_scan_init(&r->scan, r->route.prov->body_fields);
+    if (each_chain(body, feed_json, &r->scan) < 0)
+        return -1;
     return json_scan_finish(&r->scan);
+}
+
+/* A metered multipart/form-data body (an audio upload): the provider's
+ * form fields read without a copy of the file, then its prepare_form.
+ * Returns 0, 1 when the body is not such a form, or -1 with err set. */
+static int prepare_form(struct req *r, const struct http_request *hr, char *err, size_t errlen)
+{
+    const struct provider *p = r->route.prov;
+    char boundary[MULTIPART_BOUNDARY_MAX + 1];
+    if (!p->prepare_form || !r->call.metered ||
+        multipart_boundary(client_header(hr, "content-type", NULL), boundary, sizeof(boundary)) < 0)
+        return 1;
+    struct multipart form;
+    multipart_init(&form, boundary, p->form_fields, p->n_form_fields);
+    if (each_chain(hr->body, feed_form, &form) < 0 || multipart_finish(&form) < 0) {
+        snprintf(err, errlen, "the multipart/form-data body is malformed: %s", form.err);
+        return -1;
+    }
+    return p->prepare_form(&r->call, &form, (int64_t)evbuffer_get_length(hr->body), err, errlen);
 }
 
 /* Scans the body (no tree) and lets the provider read it and add its edits;
@@ -360,13 +399,18 @@ static int prepare_body(struct req *r, const struct http_request *hr)
                 return -1;
             }
         }
+    }
+    char err[256] = "";
+    int rc = prepare_form(r, hr, err, sizeof(err));
+    bool form = rc != 1;
+    if (!form && n > 0) {
         /* duplicate top-level keys are refused: a second "model" must never pick the price */
         r->scanned = scan_body(r, hr->body) == 0;
         bad_json = !r->scanned;
     }
     const struct json_scan *body = r->scanned ? &r->scan : NULL;
-    char err[256] = "";
-    int rc = r->route.prov->prepare(&r->call, body, err, sizeof(err));
+    if (!form)
+        rc = r->route.prov->prepare(&r->call, body, err, sizeof(err));
     const char *only = r->route.row && r->route.row->method ? r->route.row->method : "POST";
     if (r->call.metered && strcmp(hr->method_name, only) != 0) {
         /* a metered row is metered for its method, the one that creates (and
@@ -385,7 +429,7 @@ static int prepare_body(struct req *r, const struct http_request *hr)
         reject(r, 400, "invalid_json", msg, OUTCOME_BAD_REQUEST);
         return -1;
     }
-    if (rc < 0 && (body || r->call.metered)) {
+    if (rc < 0 && (body || form || r->call.metered)) {
         reject(r, 400, "invalid_request", err, OUTCOME_BAD_REQUEST);
         return -1;
     }
@@ -1411,7 +1455,7 @@ static void final_usage(struct req *r, struct usage *u)
 {
     bill_usage(r, u);
     if (r->call.unit != USAGE_UNIT_NONE && u->unit == USAGE_UNIT_NONE &&
-        (u->seen || u->estimated)) {
+        ((u->seen && r->call.units_known) || u->estimated)) {
         u->unit = r->call.unit;
         u->units = r->call.units;
     }

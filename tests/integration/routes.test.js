@@ -357,5 +357,83 @@ describe('routes: metered, free and unknown paths', () => {
     assert.equal(m.cost, all.reduce((a, r) => a + h.recordNano(r), 0), 'settled what was recorded');
   });
 
+  test('audio transcriptions and translations (multipart) are metered: whisper-1 per second, gpt-4o transcribe models by tokens, text formats on a bound from the file size; refused at the hard limit', async () => {
+    const { toFile } = require('openai');
+    const tenant = h.uniq('stt');
+    const o = env.openai(tenant);
+    const audio = (bytes) => toFile(Buffer.alloc(bytes, 7), 'speech.mp3', { type: 'audio/mpeg' });
+    const rec = async (p) => env.tg.record((await p.withResponse()).response.headers.get('x-tollgate-request-id'));
+    // whisper-1: the seconds its usage reports, at 0.0001 USD a second
+    const w = await rec(o.audio.transcriptions.create({ file: await audio(5000), model: 'whisper-1', prompt: 'mock:seconds=42' }));
+    // verbose_json without usage: its duration, rounded up
+    const v = await rec(o.audio.transcriptions.create({ file: await audio(5000), model: 'whisper-1', response_format: 'verbose_json', prompt: 'mock:seconds=42 mock:nousage' }));
+    const tr = await rec(o.audio.translations.create({ file: await audio(5000), model: 'whisper-1', prompt: 'mock:seconds=9' }));
+    for (const [r, secs, ep] of [[w, 42, 'transcriptions'], [v, 43, 'transcriptions'], [tr, 9, 'translations']]) {
+      assert.equal(r.endpoint, `/v1/audio/${ep}`);
+      assert.equal(r.model, 'whisper-1');
+      assert.equal(r.unit, 'second');
+      assert.equal(r.units, secs, JSON.stringify(r));
+      assert.equal(r.priced, true);
+      assert.equal(r.estimated, false);
+      assert.equal(h.recordNano(r), secs * 100000);
+    }
+    // text format: no usage in the answer; billed on the file's bound (10000 bytes at
+    // 2000 a second: 5 s), flagged
+    const t = await rec(o.audio.transcriptions.create({ file: await audio(10000), model: 'whisper-1', response_format: 'text' }));
+    assert.equal(t.estimated, true);
+    assert.equal(t.units, 5);
+    assert.equal(h.recordNano(t), 5 * 100000);
+    // gpt-4o-transcribe: tokens at 6.00 in and 10.00 out
+    const g = await rec(o.audio.transcriptions.create({ file: await audio(3000), model: 'gpt-4o-transcribe', prompt: 'mock:tokens=500,40' }));
+    h.assertTokens(g, { input: 500, output: 40 });
+    assert.equal(g.unit, null, 'token-priced: no units');
+    assert.equal(g.estimated, false);
+    assert.equal(h.recordNano(g), h.nanoCost([[500, 6], [40, 10]]));
+    // streamed gpt-4o-mini-transcribe: the usage of transcript.text.done
+    const s = await o.audio.transcriptions.create({ file: await audio(3000), model: 'gpt-4o-mini-transcribe', stream: true, prompt: 'mock:tokens=300,20' }).withResponse();
+    const types = [];
+    for await (const ev of s.data) types.push(ev.type);
+    assert.equal(types[types.length - 1], 'transcript.text.done');
+    const gs = await env.tg.record(s.response.headers.get('x-tollgate-request-id'));
+    assert.equal(gs.stream, true);
+    h.assertTokens(gs, { input: 300, output: 20 });
+    assert.equal(h.recordNano(gs), h.nanoCost([[300, 3], [20, 5]]));
+    const m = await env.redis.waitRequests(tenant, 6);
+    const all = await env.tg.records({ tenant }, 6);
+    assert.equal(m.cost, all.reduce((a, r) => a + h.recordNano(r), 0), 'settled what was recorded');
+
+    // bad forms: no model field, and JSON instead of a form
+    const up = env.mock.count();
+    const fd = new FormData();
+    fd.append('file', new Blob([Buffer.alloc(100)]), 'a.mp3');
+    const nomodel = await fetch(`${env.tg.base}/v1/audio/transcriptions`, { method: 'POST', body: fd,
+      headers: { 'X-Tenant-Id': tenant, authorization: 'Bearer sk-test' } });
+    assert.equal(nomodel.status, 400);
+    assert.match((await nomodel.json()).error.message, /`model` field/);
+    const asJson = await h.post(env.tg, '/v1/audio/transcriptions', { model: 'whisper-1', file: 'x' }, { 'X-Tenant-Id': tenant });
+    assert.equal(asJson.status, 400);
+    assert.match(asJson.json.error.message, /multipart\/form-data/);
+    const cut = await fetch(`${env.tg.base}/v1/audio/transcriptions`, { method: 'POST',
+      body: '--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n--b',
+      headers: { 'content-type': 'multipart/form-data; boundary=b', 'X-Tenant-Id': tenant } });
+    assert.equal(cut.status, 400);
+    assert.match((await cut.json()).error.message, /malformed: the body ended before its closing boundary/);
+    assert.equal(env.mock.count(), up, 'bad forms never reach the upstream');
+
+    // a tenant at its hard limit: refused before anything reaches the upstream
+    const blocked = await blockedTenant('sttcap');
+    const nonce = h.uniq('n');
+    const ob = env.openai(blocked, { headers: headers() });
+    for (const call of [() => ob.audio.transcriptions.create({ file: toFile(Buffer.alloc(100), 'a.mp3'), model: 'whisper-1', prompt: nonce }),
+      () => ob.audio.translations.create({ file: toFile(Buffer.alloc(100), 'a.mp3'), model: 'whisper-1', prompt: nonce })]) {
+      const err = await call().then(() => null, (e) => e);
+      assert.equal(err && err.status, 429);
+      assert.equal(err.code, 'budget_exceeded');
+      assert.equal(err.headers.get('x-should-retry'), 'false');
+    }
+    await h.sleep(h.ms(200));
+    assert.deepEqual(seen(nonce), [], 'nothing reached the upstream');
+  });
+
   h.cleanRunTest(env);
 });

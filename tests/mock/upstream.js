@@ -8,7 +8,12 @@
 //            image_generation.partial_image / .completed events with stream: true; usage
 //            only for gpt-image-*, none for dall-e-*), POST /v1/audio/speech (audio/mpeg bytes;
 //            stream_format "sse": speech.audio.delta events, then speech.audio.done with usage
-//            input_tokens=IN, output_tokens=OUT); Gemini's OpenAI-compatible
+//            input_tokens=IN, output_tokens=OUT), POST /v1/audio/transcriptions and
+//            /translations (multipart/form-data; whisper-1: usage {type: duration, seconds},
+//            verbose_json adds duration; gpt-4o*-transcribe: usage {type: tokens} and with
+//            stream=true transcript.text.delta / .done events; text, srt, vtt: plain text);
+//            the form's fields are logged as "json" and steer like a JSON body (prompt);
+//            Gemini's OpenAI-compatible
 //            POST /v1beta/openai/chat/completions (OpenAI's chat format)
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
 //   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
@@ -17,6 +22,7 @@
 //   mock:tokens=IN,OUT  prompt and completion tokens reported (default 12,5)
 //   mock:cached=N       of IN, N were cache reads     mock:reasoning=N  of OUT, N were reasoning
 //   mock:cachewrite=N   of IN, N were cache writes (Anthropic cache_creation_input_tokens)
+//   mock:seconds=N      audio duration a transcription reports (default 7; verbose_json: N.5)
 //   mock:chunks=N       content chunks (default 3)    mock:slow=MS      delay between chunks
 //                       (non-streamed answers wait MS once before the headers)
 //   mock:delay=MS       wait MS before the response headers
@@ -90,7 +96,7 @@ function steeringText(json) {
 
 function parseDirectives(text) {
   const d = {
-    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, reasoning: 0, chunks: DEFAULT_CHUNKS,
+    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, reasoning: 0, seconds: 7, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
     hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0,
   };
@@ -107,6 +113,7 @@ function parseDirectives(text) {
       }
       case 'cached': d.cached = +(v || 0); break;
       case 'cachewrite': d.cachewrite = +(v || 0); break;
+      case 'seconds': d.seconds = +(v || 0); break;
       case 'reasoning': d.reasoning = +(v || 0); break;
       case 'chunks': d.chunks = Math.max(1, +(v || 1)); break;
       case 'slow': d.slow = +(v || 0); break;
@@ -376,6 +383,30 @@ const builders = {
     return { events, contentEvents: 0 };
   },
 
+  // Transcription / Translation (openai-node src/resources/audio/transcriptions.ts).
+  transcribe(req, d, stream) {
+    const f = req.json;
+    const model = f.model || 'whisper-1';
+    const text = pieces(d).join('');
+    const fmt = f.response_format || 'json';
+    const tokens = { type: 'tokens', input_tokens: d.in, input_token_details: { text_tokens: 0, audio_tokens: d.in },
+      output_tokens: d.out, total_tokens: d.in + d.out };
+    const usage = model.startsWith('whisper') ? { type: 'duration', seconds: d.seconds } : tokens;
+    if (stream) {
+      const ev = (type, data) => `data: ${JSON.stringify(Object.assign({ type }, data))}\n\n`;
+      const events = pieces(d).map((t) => ev('transcript.text.delta', { delta: t }));
+      const done = { text };
+      if (!d.nousage) done.usage = usage;
+      events.push(ev('transcript.text.done', done));
+      return { events, contentEvents: 0 };
+    }
+    if (['text', 'srt', 'vtt'].includes(fmt)) return { binary: Buffer.from(text), contentType: 'text/plain; charset=utf-8' };
+    const body = { text };
+    if (fmt === 'verbose_json') Object.assign(body, { task: 'transcribe', language: 'english', duration: d.seconds + 0.5, segments: [] });
+    if (!d.nousage) body.usage = usage;
+    return { json: body };
+  },
+
   // ModerationCreateResponse (openai-node src/resources/moderations.ts); free at OpenAI.
   moderations(req) {
     const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
@@ -420,6 +451,8 @@ function route(method, path, json) {
     case '/v1/moderations': return ['openai', 'moderations'];
     case '/v1/images/generations': return ['openai', 'images'];
     case '/v1/audio/speech': return ['openai', 'speech'];
+    case '/v1/audio/transcriptions': return ['openai', 'transcribe'];
+    case '/v1/audio/translations': return ['openai', 'transcribe'];
     case '/v1beta/openai/chat/completions': return ['openai', 'chat'];
     default: break;
   }
@@ -457,6 +490,21 @@ function logLine(obj) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// The text fields of a multipart/form-data body (file parts skipped), last one wins.
+function formFields(raw, boundary) {
+  const out = {};
+  const parts = raw.toString('latin1').split(`--${boundary}`);
+  for (const p of parts.slice(1)) {
+    const end = p.indexOf('\r\n\r\n');
+    if (end < 0) continue;
+    const head = p.slice(0, end);
+    const name = /name="([^"]*)"/i.exec(head);
+    if (!name || /filename=/i.test(head)) continue;
+    out[name[1]] = Buffer.from(p.slice(end + 4).replace(/\r\n$/, ''), 'latin1').toString('utf8');
+  }
+  return out;
+}
+
 function sendJson(res, status, bodyText, extraHeaders) {
   const buf = Buffer.from(bodyText);
   res.writeHead(status, Object.assign({ 'content-type': 'application/json', 'content-length': buf.length,
@@ -468,6 +516,8 @@ async function handle(req, res, raw) {
   const url = new URL(req.url, 'http://mock');
   let json = null;
   try { json = raw.length ? JSON.parse(raw.toString('utf8')) : null; } catch { json = null; }
+  const form = /^multipart\/form-data;.*boundary="?([^";]+)"?/i.exec(req.headers['content-type'] || '');
+  if (form) json = formFields(raw, form[1]);
   const n = ++nReq;
   if (logFd !== null) {
     logLine({ n, t: Date.now(), method: req.method, path: url.pathname, query: url.search,
@@ -478,7 +528,7 @@ async function handle(req, res, raw) {
   if (!r) { sendJson(res, 404, errorBody('openai', 404)); return; }
   const [provider, name, model, forcedStream] = r;
   const d = parseDirectives(steeringText(json));
-  const stream = forcedStream || !!(json && json.stream === true);
+  const stream = forcedStream || !!(json && (json.stream === true || json.stream === 'true'));
 
   if (d.hangEarly) return; // keep the socket open, say nothing
   if (d.resetEarly) { req.socket.destroy(); return; }

@@ -60,6 +60,8 @@ static const struct {
     {"DELETE", "/v1/messages", ROUTE_OK, "anthropic", "anthropic", NULL, M},
     {"POST", "/v1/images/generations", ROUTE_OK, "openai", "openai", NULL, M},
     {"POST", "/v1/audio/speech", ROUTE_OK, "openai", "openai", NULL, M},
+    {"POST", "/v1/audio/transcriptions", ROUTE_OK, "openai", "openai", NULL, M},
+    {"POST", "/v1/audio/translations", ROUTE_OK, "openai", "openai", NULL, M},
     {"GET", "/v1/chat/completions/chatcmpl-1/messages", ROUTE_OK, "openai", "openai", NULL, F},
     {"GET", "/v1/responses/resp_1", ROUTE_OK, "openai", "openai", NULL, F},
     {"POST", "/v1/responses/input_tokens", ROUTE_OK, "openai", "openai", NULL, F},
@@ -73,7 +75,7 @@ static const struct {
     /* unknown: paid endpoints not metered, and anything else */
     {"POST", "/v1/images/edits", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/images/variations", ROUTE_OK, "openai", "openai", NULL, U},
-    {"POST", "/v1/audio/transcriptions", ROUTE_OK, "openai", "openai", NULL, U},
+    {"POST", "/v1/audio/voices", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/batches", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/realtime/sessions", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/realtime/client_secrets", ROUTE_OK, "openai", "openai", NULL, U},
