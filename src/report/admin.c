@@ -239,6 +239,7 @@ static void usage_done(struct job *j)
     struct usage_batch *b = j->usage;
     struct admin *a = j->a;
     char *text = usage_api_answer(b);
+    int status = b->status; /* b is the worker's once handed over: read nothing of it after */
     if (b->status == 200) {
         a->usage_duplicates += (int64_t)(b->n - usage_api_fresh(b));
     } else {
@@ -248,23 +249,23 @@ static void usage_done(struct job *j)
         else
             log_warn("usage API: refused (%d): %s", b->status, b->err);
     }
-    if (usage_api_fresh(b)) {
-        struct worker *w = a->workers[a->next_worker++ % a->n_workers];
-        if (usage_api_count(w, b))
-            j->usage = NULL; /* the worker's now */
-        else
-            log_error("usage API: out of memory: %zu claimed events are not counted",
-                      usage_api_fresh(b));
-    }
     if (j->c) {
         static const struct http_header h[] = {{"Content-Type", "application/json"}};
         if (text)
-            client_respond(j->c, b->status, h, 1, text, strlen(text));
+            client_respond(j->c, status, h, 1, text, strlen(text));
         else
             client_error(j->c, 503, "overloaded", "out of memory");
         j->c = NULL;
     }
     free(text);
+    size_t fresh = usage_api_fresh(b);
+    if (fresh) {
+        struct worker *w = a->workers[a->next_worker++ % a->n_workers];
+        if (usage_api_count(w, b))
+            j->usage = NULL; /* the worker's now */
+        else
+            log_error("usage API: out of memory: %zu claimed events are not counted", fresh);
+    }
 }
 
 static void on_job_done(evutil_socket_t fd, short what, void *arg)
