@@ -233,7 +233,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
 {
     char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
     char by_model[KEY_MAX], by_feature[KEY_MAX], by_user[KEY_MAX], by_plan[KEY_MAX];
-    char num[7][24], mday[4];
+    char num[8][24], mday[4];
     struct settle_call *call = NULL;
     struct redis_cmd *cmd;
     struct tm tm;
@@ -264,6 +264,10 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
     int64_t tokens =
         sat_add(s->usage.input > 0 ? s->usage.input : 0, s->usage.output > 0 ? s->usage.output : 0);
     snprintf(num[5], sizeof(num[5]), "%" PRId64, tokens);
+    if (s->cache_hit)
+        snprintf(num[7], sizeof(num[7]), "%" PRId64, (int64_t)s->saved);
+    else
+        num[7][0] = '\0';
     /* KEYS[1..4] (+5..8 in full mode), then ARGV as settle.lua lists them;
      * the stamp (ARGV[4], ARGV[5]) is written by redis.c as it is sent */
     const char *args[] = {
@@ -294,6 +298,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
         by_name(s->user),
         s->plan ? s->plan : "",
         mday,
+        num[7],
     };
     if (!(call = call_new(s, t)))
         goto fail;

@@ -59,6 +59,8 @@ struct settle {
     time_t when; /* the request's start: picks the month and day */
     money_t cost;
     struct usage usage; /* input + output also correct the admission's tpm bucket */
+    bool cache_hit;     /* answered from the response cache (cost 0) */
+    money_t saved;      /* a cache hit: what the call would have cost */
     /* for the per-period breakdowns (report, admin API); NULL: none */
     const char *model;
     const char *feature;
@@ -119,6 +121,8 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUS
 #define BUDGET_F_OUTPUT "output_tokens"
 #define BUDGET_F_REASONING "reasoning_tokens"
 #define BUDGET_F_ESTIMATED "estimated"
+#define BUDGET_F_CACHE_HITS "cache_hits" /* requests answered from the response cache */
+#define BUDGET_F_SAVED "saved"           /* nano-USD those would have cost */
 
 /* ---- admission: rate limits and caps, before forwarding ----
  * One atomic script (lua/admit.lua) checks the tenant's rpm and tpm,

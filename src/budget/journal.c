@@ -209,7 +209,9 @@ static char *encode(const struct settle *s, size_t *len)
         s->usage.seen, "estimated", s->usage.estimated);
     if (o && (json_object_set_new(o, "conn", json_string(s->stamp.conn)) < 0 ||
               json_object_set_new(o, "seq", json_integer((json_int_t)s->stamp.seq)) < 0 ||
-              (s->tallied && json_object_set_new(o, "tallied", json_true()) < 0))) {
+              (s->tallied && json_object_set_new(o, "tallied", json_true()) < 0) ||
+              (s->cache_hit && (json_object_set_new(o, "cache_hit", json_true()) < 0 ||
+                                json_object_set_new(o, "saved", json_integer(s->saved)) < 0)))) {
         json_decref(o);
         o = NULL;
     }
@@ -277,6 +279,9 @@ static json_t *decode(const char *line, struct settle *s)
         s->stamp.seq = (h & ((1ULL << 53) - 1)) | 1; /* exact in Lua; never 0 */
     }
     s->tallied = json_is_true(json_object_get(o, "tallied"));
+    /* optional: a response cache hit and what it saved */
+    s->cache_hit = json_is_true(json_object_get(o, "cache_hit"));
+    s->saved = s->cache_hit ? json_integer_value(json_object_get(o, "saved")) : 0;
     /* optional: lines written before the breakdowns existed lack them */
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
         const char *v = json_string_value(json_object_get(o, names[i]));

@@ -214,16 +214,20 @@ void tally_add(struct tally *t, const struct settle *s)
     const struct {
         const char *field;
         int64_t v;
+        bool on; /* counted only when it happened */
     } counts[] = {
-        {BUDGET_F_REQUESTS, 1},
-        {BUDGET_F_INPUT, s->usage.input},
-        {BUDGET_F_CACHED, s->usage.cached},
-        {BUDGET_F_OUTPUT, s->usage.output},
-        {BUDGET_F_REASONING, s->usage.reasoning},
-        {BUDGET_F_ESTIMATED, 1},
+        {BUDGET_F_REQUESTS, 1, true},
+        {BUDGET_F_INPUT, s->usage.input, true},
+        {BUDGET_F_CACHED, s->usage.cached, true},
+        {BUDGET_F_OUTPUT, s->usage.output, true},
+        {BUDGET_F_REASONING, s->usage.reasoning, true},
+        {BUDGET_F_ESTIMATED, 1, s->usage.estimated},
+        {BUDGET_F_CACHE_HITS, 1, s->cache_hit},
+        {BUDGET_F_SAVED, s->saved, s->cache_hit},
     };
-    size_t ncounts = ARRAY_LEN(counts) - (s->usage.estimated ? 0 : 1);
-    for (size_t i = 0; i < ncounts; i++) {
+    for (size_t i = 0; i < ARRAY_LEN(counts); i++) {
+        if (!counts[i].on)
+            continue;
         add(t, month, month, 'm', counts[i].field, counts[i].v, NULL);
         add(t, month, day, 'd', counts[i].field, counts[i].v, NULL);
     }

@@ -1384,7 +1384,7 @@ void proxy_tick(struct worker *w)
 }
 
 /* Counts the request in Redis, or journals it when Redis is away (ledger.h). */
-static void settle(struct req *r, money_t cost, const struct usage *u)
+static void settle(struct req *r, money_t cost, money_t saved, const struct usage *u)
 {
     const struct settle s = {.key_prefix = r->cfg->key_prefix,
                              .tenant = r->tenant,
@@ -1392,6 +1392,8 @@ static void settle(struct req *r, money_t cost, const struct usage *u)
                              .when = r->wall.tv_sec,
                              .cost = cost,
                              .usage = *u,
+                             .cache_hit = r->cache.verdict == CACHE_HIT,
+                             .saved = saved,
                              .model = r->call.model[0] ? r->call.model : NULL,
                              .feature = r->feature[0] ? r->feature : NULL,
                              .user = r->user[0] ? r->user : NULL,
@@ -1513,7 +1515,7 @@ static void finish(struct req *r)
         u = (struct usage){.seen = true};
     }
     if (r->forwarded || hit)
-        settle(r, cost, &u);
+        settle(r, cost, saved, &u);
 
     struct record rec = {
         .ts = r->wall,

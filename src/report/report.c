@@ -170,6 +170,10 @@ static void count_field(struct report_counts *n, const char *f, size_t len, int6
         n->cached_tokens += v;
     else if (IS(BUDGET_F_OUTPUT))
         n->output_tokens += v;
+    else if (IS(BUDGET_F_CACHE_HITS))
+        n->cache_hits += v;
+    else if (IS(BUDGET_F_SAVED))
+        n->saved += v;
 #undef IS
 }
 
@@ -190,6 +194,8 @@ void report_counts_add(struct report_counts *a, const struct report_counts *b)
     a->input_tokens += b->input_tokens;
     a->cached_tokens += b->cached_tokens;
     a->output_tokens += b->output_tokens;
+    a->cache_hits += b->cache_hits;
+    a->saved += b->saved;
 }
 
 /* ---- tenants ------------------------------------------------------------- */

@@ -51,6 +51,8 @@ void report_month_of(time_t t, struct report_period *p);
 struct report_counts {
     money_t cost;
     int64_t requests, input_tokens, cached_tokens, output_tokens;
+    int64_t cache_hits; /* requests answered from the response cache */
+    money_t saved;      /* what those would have cost */
 };
 
 /* Where a tenant stands against its caps right now (current month only). */

@@ -178,6 +178,7 @@ static const char *const columns[] = {
     "margin_usd",     "margin_pct",    "requests",           "input_tokens",
     "cached_tokens",  "output_tokens", "projected_cost_usd", "budget_monthly_usd",
     "crosses_cap_on", "status",        "suggested_plan",     "free_plan",
+    "cache_hits",     "saved_usd",
 };
 
 /* "2026-11-19" for a day of the report's month, into buf; NULL for day 0. */
@@ -191,7 +192,7 @@ static const char *day_text(const struct report *r, int day, char *buf, size_t n
 
 /* ---- aligned tables ------------------------------------------------------ */
 
-#define TABLE_COLS 10
+#define TABLE_COLS 11
 
 /* A table as cells, row after row; column widths from the widest cell.
  * right[i]: column i holds numbers, aligned right. The last row is the
@@ -263,11 +264,12 @@ static void grid_free(struct grid *g)
 static int row_cells(struct grid *g, const char *name, const char *plan, money_t revenue,
                      const struct report_counts *n)
 {
-    char a[48], b[48], m[48], pc[32];
+    char a[48], b[48], m[48], s[48], pc[32];
     const char *p = pct(revenue - n->cost, revenue, pc, sizeof(pc));
     return cell(g, "%s", name) | cell(g, "%s", plan) |
            cell(g, "%s", usd_fixed(revenue, 4, a, sizeof(a))) |
            cell(g, "%s", usd_fixed(n->cost, 4, b, sizeof(b))) |
+           cell(g, "%s", usd_fixed(n->saved, 4, s, sizeof(s))) |
            cell(g, "%s", usd_fixed(revenue - n->cost, 4, m, sizeof(m))) |
            cell(g, "%s%s", p ? p : "n/a", p ? "%" : "") | cell(g, "%" PRId64, n->requests) |
            cell(g, "%" PRId64, n->input_tokens) | cell(g, "%" PRId64, n->cached_tokens) |
@@ -276,7 +278,7 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
 
 static void render_table(const struct report *r, struct out *o)
 {
-    static const bool right[TABLE_COLS] = {false, false, true, true, true,
+    static const bool right[TABLE_COLS] = {false, false, true, true, true, true,
                                            true,  true,  true, true, true};
     struct grid g = {.cols = TABLE_COLS, .right = right};
     struct totals t;
@@ -284,8 +286,8 @@ static void render_table(const struct report *r, struct out *o)
     int rc = 0;
     totals_of(r, &t);
     rc |= cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "REVENUE") | cell(&g, "COST") |
-          cell(&g, "MARGIN") | cell(&g, "MARGIN%%") | cell(&g, "REQUESTS") | cell(&g, "INPUT") |
-          cell(&g, "CACHED") | cell(&g, "OUTPUT");
+          cell(&g, "SAVED") | cell(&g, "MARGIN") | cell(&g, "MARGIN%%") | cell(&g, "REQUESTS") |
+          cell(&g, "INPUT") | cell(&g, "CACHED") | cell(&g, "OUTPUT");
     for (size_t i = 0; i < r->n; i++)
         rc |= row_cells(&g, r->rows[i].tenant, r->rows[i].plan, r->rows[i].revenue, &r->rows[i].n);
     snprintf(total, sizeof(total), "TOTAL (%zu)", t.tenants);
@@ -359,6 +361,14 @@ static void forecast_json(const struct report *r, const struct report_row *row, 
     put(o, ",\"free_plan\":%s", row->free_plan ? "true" : "false");
 }
 
+/* What the response cache answered and saved (cache.h). */
+static void cache_json(const struct report_counts *n, struct out *o)
+{
+    char s[48];
+    put(o, ",\"cache_hits\":%" PRId64 ",\"saved_usd\":%s", n->cache_hits,
+        usd(n->saved, s, sizeof(s)));
+}
+
 /* The company's cost, revenue and margin per day that has begun. */
 static void trend_json(const struct report *r, struct out *o)
 {
@@ -400,6 +410,7 @@ static void render_json(const struct report *r, struct out *o)
             usd(row->revenue, a, sizeof(a)), usd(row->n.cost, b, sizeof(b)),
             usd(margin, m, sizeof(m)), p ? p : "null", row->n.requests, row->n.input_tokens,
             row->n.cached_tokens, row->n.output_tokens);
+        cache_json(&row->n, o);
         forecast_json(r, row, o);
         put(o, "}");
     }
@@ -410,13 +421,15 @@ static void render_json(const struct report *r, struct out *o)
     put(o,
         "],\"totals\":{\"tenants\":%zu,\"revenue_usd\":%s,\"cost_usd\":%s,\"margin_usd\":%s,"
         "\"margin_pct\":%s,\"blended_cost_per_tenant_usd\":%s,\"tenants_under_water\":%zu,"
-        "\"free_tenants\":%zu,\"free_plan_cost_usd\":%s,\"projected_cost_usd\":%s}",
+        "\"free_tenants\":%zu,\"free_plan_cost_usd\":%s,\"projected_cost_usd\":%s",
         t.tenants, usd(t.revenue, a, sizeof(a)), usd(t.n.cost, b, sizeof(b)),
         usd(margin, m, sizeof(m)), p ? p : "null",
         usd(t.tenants ? (money_t)report_div_round(t.n.cost, (__int128)t.tenants) : 0, bl,
             sizeof(bl)),
         t.under_water, t.free_tenants, usd(t.free_cost, fc, sizeof(fc)),
         usd(t.projected, pj, sizeof(pj)));
+    cache_json(&t.n, o);
+    put(o, "}");
     put(o, ",\"days_begun\":%d,\"days_in_period\":%d", r->today,
         r->period.day ? 1 : r->period.days_in_month);
     if (r->trend)
@@ -447,7 +460,9 @@ static void render_csv(const struct report *r, struct out *o)
             row->cap >= 0 ? usd(row->cap, cp, sizeof(cp)) : "", cross ? cross : "",
             report_status_name(row->status));
         put_csv_str(o, row->suggested_plan ? row->suggested_plan : "");
-        put(o, ",%s\n", row->free_plan ? "true" : "false");
+        char sv[48];
+        put(o, ",%s,%" PRId64 ",%s\n", row->free_plan ? "true" : "false", row->n.cache_hits,
+            usd(row->n.saved, sv, sizeof(sv)));
     }
 }
 
@@ -598,6 +613,7 @@ char *report_tenant_json(struct redis_sync *c, const struct config *cfg,
         pp ? pp : "null", row->n.requests, row->n.input_tokens, row->n.cached_tokens,
         row->n.output_tokens, has_cap ? usd(eff.budget_monthly, cap, sizeof(cap)) : "null",
         has_hard ? usd(eff.hard_limit, hard, sizeof(hard)) : "null");
+    cache_json(&row->n, &o);
     for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
         put(&o, ",\"%s\":", labels[i]);
         items_json(by[i], &o);

@@ -264,6 +264,47 @@ describe('response cache', () => {
     for (const r of all) assert.deepEqual(r.data, all[0].data);
   });
 
+  test('the report, its CLI and the admin API show each tenant\'s hits and savings, and the totals', { timeout: h.ms(30000) }, async () => {
+    // every hit's record is written (the records file is written in batches)
+    const nHits = (await metricsText(env.tg)).value('tollgate_cache_requests_total', { result: 'hit' });
+    await env.tg.records((r) => r.cache_hit, nHits);
+    const records = env.tg.readRecords();
+    const period = new Date().toISOString().slice(0, 7);
+    const want = (tenant) => {
+      const hits = records.filter((r) => r.tenant === tenant && r.cache_hit);
+      return { hits: hits.length, saved: hits.reduce((s, r) => s + Math.round(r.saved_usd * 1e9), 0) };
+    };
+    const allHits = records.filter((r) => r.cache_hit);
+    // the tally reaches Redis within a second
+    const rep = await h.waitFor(async () => {
+      const res = await fetch(`http://127.0.0.1:${env.tg.adminPort}/admin/api/tenants?period=${period}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const j = await res.json();
+      return j.totals && j.totals.cache_hits === allHits.length ? j : null;
+    }, { timeout: h.ms(5000), what: 'every hit in the report' });
+    for (const tenant of ['c-a', 'c-b', 'c-cheap']) {
+      const row = rep.tenants.find((t) => t.tenant === tenant);
+      const w = want(tenant);
+      assert.ok(w.hits > 0, tenant);
+      assert.equal(row.cache_hits, w.hits, tenant);
+      assert.equal(Math.round(row.saved_usd * 1e9), w.saved, `${tenant} saved`);
+      // a hit is a request of the tenant and costs nothing (refused requests are not counted)
+      const mine = records.filter((r) => r.tenant === tenant && r.outcome !== 'bad_request' && r.outcome !== 'rate_limited' && r.outcome !== 'blocked');
+      assert.equal(row.requests, mine.length, `${tenant} requests`);
+      assert.equal(Math.round(row.cost_usd * 1e9), mine.reduce((s, r) => s + h.recordNano(r), 0), `${tenant} cost`);
+    }
+    assert.equal(Math.round(rep.totals.saved_usd * 1e9), allHits.reduce((s, r) => s + Math.round(r.saved_usd * 1e9), 0));
+    // the CLI prints the same, and the table has the SAVED column
+    const run = (args) => new Promise((resolve) => execFile(h.BINARY, ['report', '-c', env.tg.configFile, '--period', period, ...args],
+      { timeout: h.ms(20000) }, (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr })));
+    const cli = await run(['--format', 'json']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.deepEqual(JSON.parse(cli.stdout).totals, rep.totals);
+    const table = await run([]);
+    assert.match(table.stdout, /TENANT +PLAN +REVENUE +COST +SAVED +MARGIN/);
+    const detail = await (await fetch(`http://127.0.0.1:${env.tg.adminPort}/admin/api/tenants/c-a?period=${period}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+    assert.equal(detail.cache_hits, want('c-a').hits);
+  });
+
   test('metrics: tollgate_cache_requests_total by result and the dollars saved', { timeout: h.ms(30000) }, async () => {
     const m = await metricsText(env.tg);
     const want = m.value('tollgate_cache_requests_total', { result: 'hit' });

@@ -144,6 +144,9 @@ describe('dashboard page', () => {
         assert.equal(await text(page, 'total-under-water'), '2');
         assert.match(await text(page, 'total-under-water-sub'), /of 4 paying .*; 1 on free plans cost \$0\.42/);
         assert.equal(await text(page, 'total-projected'), '$132.16');
+        // the response cache's savings, in the totals and per customer
+        assert.equal(await text(page, 'total-saved'), '$8.10');
+        assert.equal(await text(page, 'total-saved-sub'), '300 answers from the cache');
 
         // Ranked worst margin first; the loss makers marked; n/a for revenue 0; ids as text.
         const ranked = ['alice', 'globex', 'free-bob', EVIL, 'acme'];
@@ -154,6 +157,7 @@ describe('dashboard page', () => {
         assert.equal(await aliceRow.locator('[data-testid=row-status]').textContent(), 'downgraded');
         assert.equal(await aliceRow.locator('[data-testid=row-suggested]').textContent(), '\u2192 scale');
         assert.equal(await aliceRow.locator('[data-testid=cell-projected]').textContent(), '$52.25');
+        assert.equal(await aliceRow.locator('[data-testid=cell-saved]').textContent(), '$8.10');
 
         // Needs attention: who is over a cap now, who will cross one, which upgrade would pay.
         assert.deepEqual(await attention(page), ['downgraded:alice', 'crossing:free-bob', 'upgrade:alice', 'upgrade:free-bob']);

@@ -151,8 +151,8 @@ describe('report and admin API', () => {
     for (const t of rep.tenants) {
       assert.equal(nano(t.margin_usd), nano(t.revenue_usd) - nano(t.cost_usd));
       assert.deepEqual(Object.keys(t), ['tenant', 'plan', 'revenue_usd', 'cost_usd', 'margin_usd', 'margin_pct',
-        'requests', 'input_tokens', 'cached_tokens', 'output_tokens', 'projected_cost_usd',
-        'budget_monthly_usd', 'crosses_cap_on', 'status', 'suggested_plan', 'free_plan']);
+        'requests', 'input_tokens', 'cached_tokens', 'output_tokens', 'cache_hits', 'saved_usd',
+        'projected_cost_usd', 'budget_monthly_usd', 'crosses_cap_on', 'status', 'suggested_plan', 'free_plan']);
     }
     const margins = rep.tenants.map((t) => nano(t.margin_usd));
     assert.deepEqual(margins, [...margins].sort((a, b) => a - b), 'worst margin first');
@@ -185,7 +185,7 @@ describe('report and admin API', () => {
     const csv = await runReport(['-c', configFile, '--period', MONTH, '--format', 'csv']);
     const lines = csv.stdout.trim().split('\n');
     assert.equal(lines[0], 'tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,cached_tokens,output_tokens,'
-      + 'projected_cost_usd,budget_monthly_usd,crosses_cap_on,status,suggested_plan,free_plan');
+      + 'projected_cost_usd,budget_monthly_usd,crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd');
     assert.equal(lines.length, 5);
     assert.ok(lines.some((l) => l.startsWith(`${carol},free,0,`) && l.includes(',n/a,')));
 

@@ -332,6 +332,22 @@ static void test_replay_sum_and_twice(void)
     CHECK_INT(rp.settled, 2);
     CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 50) + 7);
     CHECK_INT(counter(&f, "requests"), N + 51);
+    /* a response cache hit: cost 0, what it saved kept through the journal */
+    char hid[32];
+    struct settle hit = mk(&f, 9000, hid, sizeof(hid));
+    hit.cost = 0;
+    hit.usage = (struct usage){.seen = true};
+    hit.cache_hit = true;
+    hit.saved = 123456;
+    CHECK_INT(journal_append(j, &hit), 0);
+    CHECK_INT(counter(&f, "cache_hits"), 0);
+    rp = replay(&f, j);
+    CHECK_STR(rp.err, "");
+    CHECK_INT(rp.settled, 1);
+    CHECK_INT(counter(&f, "cache_hits"), 1);
+    CHECK_INT(counter(&f, "saved"), 123456);
+    CHECK_INT(counter(&f, "requests"), N + 52);
+    CHECK_INT(counter(&f, "cost"), sum_cost(0, N + 50) + 7);
     /* nothing pending: still exactly one callback, later */
     rp = replay(&f, j);
     CHECK_STR(rp.err, "");

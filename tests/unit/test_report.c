@@ -74,29 +74,32 @@ struct req {
     int64_t micro;
     const char *model, *feature, *user, *plan;
     int64_t input, cached, output;
+    int64_t saved_micro; /* > 0: a response cache hit (cost 0) that saved this */
 };
 
 static const struct req reqs[] = {
     /* acme: [tenant] plan pro, $120 a year = $10 a month; cost $2.50 */
-    {"acme", 3, "a1", 1500000, "gpt-4o", "summary", "u1", "pro", 1000, 200, 500},
-    {"acme", 5, "a2", 250000, "gpt-4o-mini", "chat", "u2", "pro", 300, 0, 40},
-    {"acme", 5, "a3", 750000, "gpt-4o", NULL, "u1", "pro", 100, 0, 10},
-    {"acme", 5, "a3", 750000, "gpt-4o", NULL, "u1", "pro", 100, 0, 10}, /* retried: once */
+    {"acme", 3, "a1", 1500000, "gpt-4o", "summary", "u1", "pro", 1000, 200, 500, 0},
+    {"acme", 5, "a2", 250000, "gpt-4o-mini", "chat", "u2", "pro", 300, 0, 40, 0},
+    {"acme", 5, "a3", 750000, "gpt-4o", NULL, "u1", "pro", 100, 0, 10, 0},
+    {"acme", 5, "a3", 750000, "gpt-4o", NULL, "u1", "pro", 100, 0, 10, 0}, /* retried: once */
     /* bob: starter ($9) days 1-15, free from the 16th: $4.50; cost $40 */
-    {"bob", 1, "b1", 10000000, "gpt-4o", "agent", "b", "starter", 10, 0, 10},
-    {"bob", 11, "b2", 10000000, "gpt-4o", "agent", "b", "starter", 10, 0, 10},
-    {"bob", 16, "b3", 20000000, "gpt-4o", "agent", "b", "free", 10, 0, 10},
+    {"bob", 1, "b1", 10000000, "gpt-4o", "agent", "b", "starter", 10, 0, 10, 0},
+    {"bob", 11, "b2", 10000000, "gpt-4o", "agent", "b", "starter", 10, 0, 10, 0},
+    {"bob", 16, "b3", 20000000, "gpt-4o", "agent", "b", "free", 10, 0, 10, 0},
     /* carol: free all month, no revenue; cost $0.01 */
-    {"carol", 2, "c1", 10000, "gpt-4o-mini", NULL, NULL, "free", 1, 0, 1},
+    {"carol", 2, "c1", 10000, "gpt-4o-mini", NULL, NULL, "free", 1, 0, 1, 0},
     /* dave: free (the config's plan) until the 10th, starter from then: $6.30 */
-    {"dave", 10, "d1", 300000, "claude-haiku-4-5", "search", "x", "starter", 5, 0, 5},
+    {"dave", 10, "d1", 300000, "claude-haiku-4-5", "search", "x", "starter", 5, 0, 5, 0},
     /* December (day + 30), for the forecast seen from 2026-12-10: eve $7 by the 10th
      * on starter, fay over its $9 cap since the 2nd, gus on the free plan */
-    {"eve", 31, "e1", 2000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
-    {"eve", 35, "e2", 2000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
-    {"eve", 40, "e3", 3000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
-    {"fay", 32, "f1", 10000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1},
-    {"gus", 33, "g1", 1000000, "gpt-4o", NULL, NULL, "free", 1, 0, 1},
+    {"eve", 31, "e1", 2000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1, 0},
+    {"eve", 35, "e2", 2000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1, 0},
+    {"eve", 40, "e3", 3000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1, 0},
+    {"fay", 32, "f1", 10000000, "gpt-4o", NULL, NULL, "starter", 1, 0, 1, 0},
+    {"gus", 33, "g1", 1000000, "gpt-4o", NULL, NULL, "free", 1, 0, 1, 0},
+    /* gus asks it again: answered from the response cache */
+    {"gus", 34, "g2", 0, "gpt-4o", NULL, NULL, "free", 0, 0, 0, 1000000},
 };
 
 static void settle_all(void)
@@ -123,6 +126,8 @@ static void settle_all(void)
                            .feature = q->feature,
                            .user = q->user,
                            .plan = q->plan,
+                           .cache_hit = q->saved_micro > 0,
+                           .saved = q->saved_micro * 1000,
                            .stamp = again ? last : (struct redis_stamp){{0}, 0}};
         struct done d = {0};
         struct redis_cmd *c = NULL;
@@ -273,29 +278,33 @@ static void test_json_csv(void)
     CHECK_STR(s, "{\"period\":\"2026-11\",\"tenants\":[{\"tenant\":\"carol\",\"plan\":\"free\","
                  "\"revenue_usd\":0,\"cost_usd\":0.01,\"margin_usd\":-0.01,\"margin_pct\":null,"
                  "\"requests\":1,\"input_tokens\":1,\"cached_tokens\":0,\"output_tokens\":1,"
-                 "\"projected_cost_usd\":0.01,\"budget_monthly_usd\":null,\"crosses_cap_on\":null,"
+                 "\"cache_hits\":0,\"saved_usd\":0,\"projected_cost_usd\":0.01,\"budget_monthly_"
+                 "usd\":null,\"crosses_cap_on\":null,"
                  "\"status\":\"ok\",\"suggested_plan\":\"starter\",\"free_plan\":true}],"
                  "\"totals\":{\"tenants\":1,\"revenue_usd\":0,\"cost_usd\":0.01,"
                  "\"margin_usd\":-0.01,\"margin_pct\":null,\"blended_cost_per_tenant_usd\":0.01,"
                  "\"tenants_under_water\":0,\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
-                 "\"projected_cost_usd\":0.01},\"days_begun\":30,\"days_in_period\":30}\n");
+                 "\"projected_cost_usd\":0.01,\"cache_hits\":0,\"saved_usd\":0},"
+                 "\"days_begun\":30,\"days_in_period\":30}\n");
     free(s);
     s = render("2026-11", NULL, REPORT_CSV);
     CHECK_STR(s, "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
                  "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
-                 "crosses_cap_on,status,suggested_plan,free_plan\n"
-                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false\n"
-                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true\n"
-                 "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false\n"
-                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false\n"
-                 "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false\n");
+                 "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd\n"
+                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0\n"
+                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true,0,0\n"
+                 "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false,0,0\n"
+                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0\n"
+                 "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false,0,"
+                 "0\n");
     free(s);
     s = render("2026-11", NULL, REPORT_JSON);
     CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":20.133333333,"
                          "\"cost_usd\":42.81,\"margin_usd\":-22.676666667,\"margin_pct\":-112.63,"
                          "\"blended_cost_per_tenant_usd\":8.562,\"tenants_under_water\":1,"
                          "\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
-                         "\"projected_cost_usd\":42.81},\"days_begun\":30,"
+                         "\"projected_cost_usd\":42.81,\"cache_hits\":0,\"saved_usd\":0},"
+                         "\"days_begun\":30,"
                          "\"days_in_period\":30}\n"));
     CHECK(s && strstr(s, "{\"tenant\":\"bob\",\"plan\":\"free\",\"revenue_usd\":4.5,"
                          "\"cost_usd\":40,\"margin_usd\":-35.5,\"margin_pct\":-788.89,"));
@@ -519,9 +528,10 @@ static void test_tenant_json(void)
                        "\"revenue_usd\":9.333333333,\"cost_usd\":2.5,"
                        "\"margin_usd\":6.833333333,\"margin_pct\":73.21,\"requests\":3,"
                        "\"input_tokens\":1400,\"cached_tokens\":200,\"output_tokens\":550,"
-                       "\"budget_monthly_usd\":100,\"hard_limit_usd\":null,\"daily\":["
+                       "\"budget_monthly_usd\":100,\"hard_limit_usd\":null,"
+                       "\"cache_hits\":0,\"saved_usd\":0,\"daily\":["
                        "{\"day\":\"2026-11-01\",\"cost_usd\":0,",
-                       270) == 0);
+                       304) == 0);
     CHECK(s && strstr(s, "\"by_model\":[{\"model\":\"gpt-4o\",\"cost_usd\":2.25,"));
     CHECK(s && strstr(s, "\"by_user\":[{\"user\":\"u1\","));
     free(s);
@@ -581,6 +591,10 @@ static void test_forecast(void)
             CHECK_INT(row->projected, 3625000000);
             CHECK(row->free_plan);
             CHECK_STR(row->suggested_plan, "starter"); /* $9 keeps 50% of $3.625 */
+            CHECK_INT(row->n.requests, 2);             /* the cache hit is a request */
+            CHECK_INT(row->n.cache_hits, 1);
+            CHECK_INT(row->n.saved, USD(1));
+            CHECK_INT(row->n.cost, USD(1)); /* that cost nothing */
             seen++;
         }
     }
@@ -591,6 +605,12 @@ static void test_forecast(void)
                          "\"revenue_usd\":0.290322581,\"margin_usd\":-1.709677419,"
                          "\"requests\":1},{\"day\":\"2026-12-02\",\"cost_usd\":10,"));
     CHECK(s && strstr(s, "\"days_begun\":10,\"days_in_period\":31"));
+    CHECK(s && strstr(s, "\"requests\":2,\"input_tokens\":1,\"cached_tokens\":0,"
+                         "\"output_tokens\":1,\"cache_hits\":1,\"saved_usd\":1,"));
+    CHECK(s && strstr(s, ",\"cache_hits\":1,\"saved_usd\":1},\"days_begun\":10")); /* totals */
+    free(s);
+    s = report_render(r, REPORT_CSV);
+    CHECK(s && strstr(s, ",free_plan,cache_hits,saved_usd\n") && strstr(s, ",true,1,1\n"));
     free(s);
     r->forecast_table = true; /* --forecast */
     s = report_render(r, REPORT_TABLE);

@@ -28,7 +28,7 @@ const EVIL = '<img src=x onerror="window.__pwned=1">&amp;';
 // The forecast fields are what tollgate's report computes (src/report/forecast.c).
 const TENANTS = [
   { tenant: 'alice', plan: 'starter', revenue_usd: 9, cost_usd: 40.5, requests: 1500, budget: 9,
-    status: 'downgraded', projected: 52.25, suggested: 'scale',
+    hits: 300, saved: 8.1, status: 'downgraded', projected: 52.25, suggested: 'scale',
     models: [['gpt-4o', 0.8], ['gpt-4o-mini', 0.2]], features: [['chat', 0.7], ['summary', 0.3]],
     users: [['u_heavy', 0.9], ['u_2', 0.1]] },
   { tenant: 'globex', plan: 'team', revenue_usd: 49, cost_usd: 51, requests: 2200, budget: null,
@@ -53,7 +53,7 @@ function row(t, period) {
     tenant: t.tenant, plan: t.plan, revenue_usd: t.revenue_usd, cost_usd: t.cost_usd, margin_usd: margin,
     margin_pct: t.revenue_usd ? round((100 * margin) / t.revenue_usd, 1) : null,
     requests: t.requests, input_tokens: t.requests * 900, cached_tokens: t.requests * 100,
-    output_tokens: t.requests * 300,
+    output_tokens: t.requests * 300, cache_hits: t.hits || 0, saved_usd: t.saved || 0,
     projected_cost_usd: t.projected || t.cost_usd, budget_monthly_usd: t.budget,
     crosses_cap_on: t.crosses ? `${period}-${t.crosses}` : null, status: t.status || 'ok',
     suggested_plan: t.suggested || null, free_plan: !!t.free,
@@ -90,6 +90,8 @@ function report(period, empty) {
       free_tenants: tenants.filter((t) => t.free_plan).length,
       free_plan_cost_usd: round(tenants.filter((t) => t.free_plan).reduce((s, t) => s + t.cost_usd, 0)),
       projected_cost_usd: round(tenants.reduce((s, t) => s + t.projected_cost_usd, 0)),
+      cache_hits: tenants.reduce((s, t) => s + t.cache_hits, 0),
+      saved_usd: round(tenants.reduce((s, t) => s + t.saved_usd, 0)),
     },
     days_begun: empty ? 0 : daily(TENANTS[0], period).length,
     days_in_period: new Date(Date.UTC(+period.slice(0, 4), +period.slice(5, 7), 0)).getUTCDate(),

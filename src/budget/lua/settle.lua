@@ -16,7 +16,8 @@
 -- ARGV[14] feature  ARGV[15] user ("-" when absent)  ARGV[16] plan (""
 -- when unknown)  ARGV[17] day of month "01".."31", and KEYS[5] month by
 -- model  KEYS[6] by feature  KEYS[7] by user  KEYS[8] the month's plan per
--- day. The breakdown hashes have fields NAME|cost, NAME|requests,
+-- day; ARGV[18] a response cache hit: what it saved (nano-USD), counted in
+-- "cache_hits" and "saved"; "" when not a hit. The breakdown hashes have fields NAME|cost, NAME|requests,
 -- NAME|input_tokens, NAME|cached_tokens, NAME|output_tokens (HINCRBY only).
 -- Returns 1 when settled now, 0 when this settlement was counted before.
 --
@@ -114,6 +115,10 @@ if count and ARGV[7] == '1' then
         plan_add(plan, k, 'reasoning_tokens', ARGV[11])
         if ARGV[12] == '1' then
             plan_add(plan, k, 'estimated', 1)
+        end
+        if ARGV[18] ~= nil and ARGV[18] ~= '' then
+            redis.call('HINCRBY', k, 'cache_hits', 1)
+            redis.call('HINCRBY', k, 'saved', ARGV[18])
         end
     end
     for i = 5, 7 do
