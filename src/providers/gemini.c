@@ -47,6 +47,7 @@ enum endpoint {
     EP_GENERATE, /* models/{model}:generateContent */
     EP_STREAM,   /* models/{model}:streamGenerateContent */
     EP_OPENAI,   /* openai/chat/completions: OpenAI's wire format, Gemini's models */
+    EP_EMBED,    /* models/{model}:embedContent, :batchEmbedContents: input tokens only */
 };
 
 #define NOT_YET "it costs money and tollgate does not meter it yet"
@@ -72,9 +73,9 @@ static const struct provider_route routes[] = {
     {"DELETE", "/*/batches/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
     {"GET", "/*/cachedContents/**", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
     {"DELETE", "/*/cachedContents/*", ROUTE_FREE, EP_OTHER, MODEL_NONE, NULL},
+    {"POST", "/*/models/*:embedContent", ROUTE_METERED, EP_EMBED, MODEL_PATH, NULL},
+    {"POST", "/*/models/*:batchEmbedContents", ROUTE_METERED, EP_EMBED, MODEL_PATH, NULL},
     /* paid, not metered yet */
-    {NULL, "/*/models/*:embedContent", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
-    {NULL, "/*/models/*:batchEmbedContents", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/*/models/*:batchGenerateContent", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/*/models/*:predict", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/*/models/*:predictLongRunning", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
@@ -96,6 +97,8 @@ static const struct json_scan_field fields[] = {
     {"generationConfig.thinkingConfig.thinkingBudget", false},
     {"contents", true},
     {"systemInstruction", true},
+    {"content", true},  /* embedContent */
+    {"requests", true}, /* batchEmbedContents */
     /* the OpenAI-compatible endpoint's request, read by provider_openai's
      * prepare, which asks for all of its own fields */
     {"model", false},
@@ -130,6 +133,28 @@ static struct provider_call as_openai(const struct provider_call *call)
         provider_route_find(&provider_openai, "POST", "/v1/chat/completions");
     c.kind = row ? row->kind : 0;
     return c;
+}
+
+/* embedContent / batchEmbedContents: the model is the path's; a body that
+ * names another ("model": "models/x") is refused rather than priced on one
+ * and served on the other. Gemini reports no usage for embeddings: the
+ * input is estimated from the text (on_json). */
+static int prepare_embed(struct provider_call *call, const struct json_scan *body, char *err,
+                         size_t errlen)
+{
+    char named[JSON_SCAN_STR_MAX] = "";
+    provider_body_str(body, "model", named, sizeof(named));
+    const char *m = strncmp(named, "models/", 7) == 0 ? named + 7 : named;
+    if (named[0] && strcmp(m, call->model) != 0) {
+        snprintf(err, errlen,
+                 "the body's \"model\" (%.60s) differs from the model in the path (%.60s): "
+                 "send one model",
+                 named, call->model);
+        return -1;
+    }
+    call->price_kind = PRICE_KIND_EMBEDDING;
+    call->est_input_tokens = provider_body_tokens(body); /* content, requests */
+    return 0;
 }
 
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
@@ -173,6 +198,8 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
         snprintf(err, errlen, "the request body must be a JSON object");
         return -1;
     }
+    if (call->kind == EP_EMBED)
+        return prepare_embed(call, body, err, errlen);
     if (provider_body_object(body, "generationConfig", err, errlen) < 0)
         return -1;
     int64_t max_out = 0, count = 1, thinking = 0;
@@ -264,6 +291,14 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
         response(m, j);
     }
     json_decref(j);
+    if (call->kind == EP_EMBED) {
+        /* the whole answer came; its input is billed as estimated when the
+         * provider reported none (the Gemini API does not for embeddings) */
+        if (!m->usage.seen)
+            m->usage =
+                (struct usage){.input = call->est_input_tokens, .seen = true, .estimated = true};
+        m->usage.output = m->usage.reasoning = 0;
+    }
 }
 
 /* google.rpc.Code names for the statuses tollgate answers with. */

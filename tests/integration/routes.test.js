@@ -89,12 +89,13 @@ describe('routes: metered, free and unknown paths', () => {
     assert.equal(aerr.error.type, 'error');
     assert.equal(aerr.error.error.type, 'permission_error');
     assert.match(aerr.error.error.message, /\/v1\/messages\/batches/);
-    // Gemini SDK: embedContent -> Gemini's dialect
+    // Gemini SDK: context caches (storage billed per hour) -> Gemini's dialect
     const g = env.gemini(tenant);
-    const gerr = await g.models.embedContent({ model: 'gemini-embedding-001', contents: `${nonce} e` }).then(() => null, (e) => e);
-    assert.ok(gerr && gerr.status === 403, `gemini embedContent refused: ${gerr && gerr.message}`);
+    const gerr = await g.caches.create({ model: 'gemini-2.5-flash', config: { contents: [{ role: 'user', parts: [{ text: `${nonce} e` }] }] } })
+      .then(() => null, (e) => e);
+    assert.ok(gerr && gerr.status === 403, `gemini caches.create refused: ${gerr && gerr.message}`);
     assert.match(gerr.message, /PERMISSION_DENIED/);
-    assert.match(gerr.message, /[eE]mbedContents? is not metered/);
+    assert.match(gerr.message, /cachedContents is not metered/);
     assert.match(gerr.message, /unmetered_routes = allow/);
 
     await h.sleep(h.ms(200));
@@ -431,6 +432,44 @@ describe('routes: metered, free and unknown paths', () => {
       assert.equal(err.code, 'budget_exceeded');
       assert.equal(err.headers.get('x-should-retry'), 'false');
     }
+    await h.sleep(h.ms(200));
+    assert.deepEqual(seen(nonce), [], 'nothing reached the upstream');
+  });
+
+  test('Gemini embedContent and batchEmbedContents are metered: input estimated from the text (Gemini reports no usage), flagged; a body naming another model is refused; refused at the hard limit', async () => {
+    const tenant = h.uniq('gemb');
+    const g = env.gemini(tenant);
+    const text = 'z'.repeat(4000);
+    const one = await g.models.embedContent({ model: 'gemini-embedding-001', contents: text });
+    assert.equal(one.embeddings.length, 1);
+    const two = await g.models.embedContent({ model: 'gemini-embedding-001', contents: [text, text] });
+    assert.equal(two.embeddings.length, 2);
+    const recs = await env.tg.records({ tenant }, 2);
+    for (const r of recs) {
+      assert.equal(r.provider, 'gemini');
+      assert.match(r.endpoint, /^\/v1beta\/models\/gemini-embedding-001:(batchE|e)mbedContents?$/);
+      assert.equal(r.model, 'gemini-embedding-001');
+      assert.equal(r.estimated, true);
+      assert.equal(r.priced, true);
+      assert.equal(r.output_tokens, 0);
+      assert.equal(h.recordNano(r), h.nanoCost([[r.input_tokens, 0.15]]));
+    }
+    const byIn = recs.map((r) => r.input_tokens).sort((a, b) => a - b);
+    assert.ok(byIn[0] >= 1000 && byIn[0] < 1100, `about 4 bytes a token: ${byIn}`);
+    assert.ok(byIn[1] >= 2000 && byIn[1] < 2200, `two texts: ${byIn}`);
+    // the path names the model; a body naming another is refused
+    const mix = await h.post(env.tg, '/v1beta/models/gemini-embedding-001:embedContent',
+      { model: 'models/text-embedding-004', content: { parts: [{ text: 'x' }] } }, { 'X-Tenant-Id': tenant });
+    assert.equal(mix.status, 400, mix.text);
+    assert.equal(mix.json.error.status, 'INVALID_ARGUMENT');
+    assert.match(mix.json.error.message, /differs from the model in the path/);
+    // at the hard limit
+    const blocked = await blockedTenant('gembcap');
+    const nonce = h.uniq('n');
+    const gb = env.gemini(blocked, { headers: headers() });
+    const err = await gb.models.embedContent({ model: 'gemini-embedding-001', contents: `${nonce} x` }).then(() => null, (e) => e);
+    assert.ok(err && err.status === 429, `refused: ${err && err.message}`);
+    assert.match(err.message, /RESOURCE_EXHAUSTED/);
     await h.sleep(h.ms(200));
     assert.deepEqual(seen(nonce), [], 'nothing reached the upstream');
   });

@@ -16,7 +16,8 @@
 //            Gemini's OpenAI-compatible
 //            POST /v1beta/openai/chat/completions (OpenAI's chat format)
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
-//   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF)
+//   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF),
+//            :embedContent, :batchEmbedContents (embeddings, no usage, as the Gemini API)
 //            (also /v1/models/{m}:...)
 // Steered by words in the last user message text (or input / prompt / contents):
 //   mock:tokens=IN,OUT  prompt and completion tokens reported (default 12,5)
@@ -407,6 +408,13 @@ const builders = {
     return { json: body };
   },
 
+  // EmbedContentResponse / BatchEmbedContentsResponse: no usageMetadata.
+  geminiEmbed(req) {
+    const values = [0.25, -0.5, 0.125, 1];
+    if (Array.isArray(req.json.requests)) return { json: { embeddings: req.json.requests.map(() => ({ values })) } };
+    return { json: { embedding: { values } } };
+  },
+
   // ModerationCreateResponse (openai-node src/resources/moderations.ts); free at OpenAI.
   moderations(req) {
     const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
@@ -456,6 +464,8 @@ function route(method, path, json) {
     case '/v1beta/openai/chat/completions': return ['openai', 'chat'];
     default: break;
   }
+  const e = /^\/(?:v1beta|v1)\/models\/([^/:]+):(embedContent|batchEmbedContents)$/.exec(path);
+  if (e) return ['gemini', 'geminiEmbed', decodeURIComponent(e[1]), false];
   const g = /^\/(?:v1beta|v1)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(path);
   if (g) return ['gemini', 'gemini', decodeURIComponent(g[1]), g[2] === 'streamGenerateContent'];
   return null;
