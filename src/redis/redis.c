@@ -530,7 +530,7 @@ static void new_conn_id(struct redis *r)
 static void on_handshake_reply(struct redis *r, redisReply *reply)
 {
     if (reply->type == REDIS_REPLY_ERROR) {
-        conn_failed(r, "%s refused the handshake (AUTH/SELECT): %.200s", r->addr,
+        conn_failed(r, "%s refused the handshake (AUTH, SELECT or PING): %.200s", r->addr,
                     reply->str ? reply->str : "?");
         drop(r, err_disconnected);
         return;

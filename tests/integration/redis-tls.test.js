@@ -100,7 +100,7 @@ describe('Redis over TLS (rediss://)', () => {
     ['a certificate for another name (127.0.0.2 is not in its SAN)', () => `rediss://app:s3cret@127.0.0.2:${tlsPort}/0`, {},
       /connect to 127\.0\.0\.2:\d+ failed: TLS: certificate verify failed \(IP address mismatch\)/],
     ['wrong credentials', () => `rediss://app:wrong@127.0.0.1:${tlsPort}/0`, {},
-      /refused the handshake \(AUTH\/SELECT\): WRONGPASS/],
+      /refused the handshake \(AUTH, SELECT or PING\): WRONGPASS/],
     ['no client certificate where the server demands one', () => `rediss://app:s3cret@127.0.0.1:${tlsPort}/0`,
       { cert_file: null, key_file: null }, /redis: (connect to|connection to) 127\.0\.0\.1:\d+ (failed|lost)/],
     ['a server not signed by ca_file (only the system CAs)', () => `rediss://app:s3cret@127.0.0.1:${tlsPort}/0`,

@@ -123,6 +123,7 @@ struct fake {
     const char *payload;
     size_t extra;
     int conns;
+    int loading; /* this many handshake PINGs answered -LOADING first */
 };
 
 struct fake_conn {
@@ -142,6 +143,13 @@ static void fake_read(struct bufferevent *bev, void *arg)
     buf[n] = '\0';
     for (char *p = buf; (p = strstr(p, "PING")) != NULL; p += 4) {
         if (fc->pings++ == 0) {
+            if (fc->f->loading > 0) {
+                fc->f->loading--;
+                fc->pings = 0; /* the client hangs up and comes back */
+                const char *l = "-LOADING Redis is loading the dataset in memory\r\n";
+                bufferevent_write(bev, l, strlen(l));
+                continue;
+            }
             bufferevent_write(bev, "+PONG\r\n", 7);
             continue;
         }
@@ -245,6 +253,31 @@ static void test_bounded_replies(void)
             evconnlistener_free(f.l);
         event_base_free(base);
     }
+}
+
+/* A server still loading its dataset answers -LOADING: not ready, the
+ * failure counted and kept (redis_last_error), retried until it answers. */
+static void test_loading(void)
+{
+    struct event_base *base = event_base_new();
+    struct fake f = {.payload = "+PONG\r\n", .loading = 2};
+    char u[64], err[256];
+    CHECK_INT(fake_start(base, &f), 0);
+    snprintf(u, sizeof(u), "redis://127.0.0.1:%d/0", f.port);
+    struct redis *r = redis_new(base, u, NULL, 1000, err, sizeof(err));
+    CHECK(r != NULL);
+    if (!r)
+        goto done;
+    CHECK(wait_for(base, is_connected, r, 5000));
+    CHECK_INT((int)redis_connect_failures(r), 2);
+    CHECK(strstr(redis_last_error(r), "refused the handshake") != NULL);
+    CHECK(strstr(redis_last_error(r), "LOADING") != NULL);
+    CHECK_INT(f.conns, 3);
+done:
+    redis_free(r);
+    if (f.l)
+        evconnlistener_free(f.l);
+    event_base_free(base);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -679,6 +712,7 @@ static const struct check_test tests[] = {
     {"noscript", test_noscript},
     {"cancel", test_cancel},
     {"bounded_replies", test_bounded_replies},
+    {"loading", test_loading},
     {"pending_bound", test_pending_bound},
     {"sync", test_sync},
     {"free_pending", test_free_pending},
