@@ -191,8 +191,12 @@ static int prepare_image(struct provider_call *call, const struct json_scan *bod
     char size[JSON_SCAN_STR_MAX] = "1024x1024", quality[JSON_SCAN_STR_MAX] = "standard";
     provider_body_str(body, "size", size, sizeof(size));
     provider_body_str(body, "quality", quality, sizeof(quality));
-    if (variant_word(size) && variant_word(quality))
-        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality);
+    /* a variant that does not fit is no price variant (and -O1's
+     * -Wformat-truncation wants the result looked at) */
+    if (variant_word(size) && variant_word(quality) &&
+        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality) >=
+            (int)sizeof(call->price_variant))
+        call->price_variant[0] = '\0';
     call->est_input_tokens = provider_body_tokens(body); /* the prompt */
     return 0;
 }
