@@ -117,8 +117,13 @@ static void run(struct event_base *base, struct redis *r, struct result *res, co
 
 /* On the test's own loop: answers the handshake's PING with +PONG, then
  * every later PING with `payload` (and `extra` bytes of 'x' after it). */
+#define FAKE_CONNS 16
+
+struct fake_conn;
+
 struct fake {
     struct evconnlistener *l;
+    struct fake_conn *conn[FAKE_CONNS]; /* freed by fake_stop */
     int port;
     const char *payload;
     size_t extra;
@@ -128,6 +133,7 @@ struct fake {
 
 struct fake_conn {
     struct fake *f;
+    struct bufferevent *bev; /* NULL once the client hung up */
     int pings;
 };
 
@@ -167,9 +173,10 @@ static void fake_read(struct bufferevent *bev, void *arg)
 
 static void fake_event(struct bufferevent *bev, short what, void *arg)
 {
+    struct fake_conn *fc = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        free(arg);
         bufferevent_free(bev);
+        fc->bev = NULL;
     }
 }
 
@@ -180,14 +187,15 @@ static void fake_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
     struct bufferevent *bev =
         bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
     struct fake_conn *fc = calloc(1, sizeof(*fc));
-    if (!bev || !fc) {
+    if (!bev || !fc || f->conns >= FAKE_CONNS) {
         free(fc);
         if (bev)
             bufferevent_free(bev);
         return;
     }
     fc->f = f;
-    f->conns++;
+    fc->bev = bev;
+    f->conn[f->conns++] = fc;
     bufferevent_setcb(bev, fake_read, NULL, fake_event, fc);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -202,6 +210,17 @@ static int fake_start(struct event_base *base, struct fake *f)
         return -1;
     f->port = ntohs(a.sin_port);
     return 0;
+}
+
+static void fake_stop(struct fake *f)
+{
+    for (int i = 0; i < f->conns; i++) {
+        if (f->conn[i]->bev)
+            bufferevent_free(f->conn[i]->bev);
+        free(f->conn[i]);
+    }
+    if (f->l)
+        evconnlistener_free(f->l);
 }
 
 static int reconnected(void *arg)
@@ -249,8 +268,7 @@ static void test_bounded_replies(void)
         CHECK(f.conns >= 2);
     next:
         redis_free(r);
-        if (f.l)
-            evconnlistener_free(f.l);
+        fake_stop(&f);
         event_base_free(base);
     }
 }
@@ -275,8 +293,7 @@ static void test_loading(void)
     CHECK_INT(f.conns, 3);
 done:
     redis_free(r);
-    if (f.l)
-        evconnlistener_free(f.l);
+    fake_stop(&f);
     event_base_free(base);
 }
 
