@@ -24,7 +24,10 @@ const sdk = (name) => require(require.resolve(name, { paths: [TESTS] }));
 // target: what the tenant's traffic would cost over the whole period (USD), at list price,
 // before budgets step in. perDay: requests on an average weekday. mix: [provider, model,
 // weight]. A free tenant past $0.50 is blocked; a starter tenant past $9 is downgraded
-// (gpt-4o -> gpt-4o-mini, ...) until its hard limit of $45.
+// (gpt-4o -> gpt-4o-mini, ...) until its hard limit of $45. repeat: the share of its
+// requests that ask a question it asked before (the same document summarised for every
+// viewer); such a tenant has the response cache on ([tenant] cache = on), so a repeat is
+// answered from Redis at no cost.
 const OA = 'openai';
 const AN = 'anthropic';
 const GE = 'gemini';
@@ -52,7 +55,7 @@ const TENANTS = [
   { id: 'globex', plan: 'pro', target: 21, perDay: 12, mix: [[OA, 'gpt-4o', 1], [OA, 'gpt-4o-mini', 1]], features: ['chat', 'summarize'], users: 8 },
   { id: 'initech', plan: 'pro', target: 12.5, perDay: 9, mix: [[OA, 'gpt-4o-mini', 1]], features: ['tps-reports', 'chat'], users: 9 },
   { id: 'vandelay', plan: 'pro', target: 27, perDay: 10, mix: [[AN, 'claude-sonnet-4-6', 1], [AN, 'claude-haiku-4-5', 2]], features: ['import-docs', 'export-docs'], users: 5 },
-  { id: 'hooli-docs', plan: 'pro', target: 63, perDay: 16, mix: [[AN, 'claude-sonnet-4-6', 3], [OA, 'gpt-4o', 1]], features: ['doc-qa', 'summarize', 'compare'], users: 10 },
+  { id: 'hooli-docs', plan: 'pro', target: 63, perDay: 16, mix: [[AN, 'claude-sonnet-4-6', 3], [OA, 'gpt-4o', 1]], features: ['doc-qa', 'summarize', 'compare'], users: 10, repeat: 0.45 },
   { id: 'wavelength', plan: 'pro', target: 17, perDay: 9, mix: [[GE, 'gemini-2.5-pro', 1], [GE, 'gemini-2.5-flash', 3]], features: ['transcribe-notes', 'chat'], users: 6 },
   { id: 'stackyard', plan: 'pro', target: 33, perDay: 14, mix: [[OA, 'gpt-4o', 1], [OA, 'gpt-4o-mini', 1]], features: ['code-review', 'explain-code'], users: 7 },
   { id: 'soylent-foods', plan: 'pro', target: 44, perDay: 12, mix: [[GE, 'gemini-2.5-pro', 1], [OA, 'gpt-4o', 1]], features: ['menu-planner', 'support-chat'], users: 9 },
@@ -167,7 +170,9 @@ const PROMPTS = {
   'bulk-triage': 'Classify each of these tickets by urgency and product area.', chat: 'Answer the user.',
 };
 
-// Sends one request; resolves {ok, downgraded, blocked, error}.
+// Sends one request; resolves {ok, downgraded, blocked, error, hit}.
+const answered = (h) => ({ ok: true, downgraded: !!h.get('x-tollgate-downgraded'), hit: h.get('x-tollgate-cache') === 'hit' });
+
 async function send(c, t, req) {
   const headers = { 'X-Tenant-Id': t.id, 'X-User-Id': req.user, 'X-Feature': req.feature };
   const text = `${PROMPTS[req.feature] || PROMPTS.default} mock:tokens=${req.in},${req.out}` +
@@ -180,16 +185,16 @@ async function send(c, t, req) {
         body.stream_options = { include_usage: true };
         const { data: stream, response } = await c.openai.chat.completions.create(body, { headers }).withResponse();
         for await (const _ of stream) { /* drain */ }
-        return { ok: true, downgraded: !!response.headers.get('x-tollgate-downgraded') };
+        return answered(response.headers);
       }
       const { response } = await c.openai.chat.completions.create(body, { headers }).withResponse();
-      return { ok: true, downgraded: !!response.headers.get('x-tollgate-downgraded') };
+      return answered(response.headers);
     }
     if (req.provider === AN) {
       const { response } = await c.anthropic.messages.create({
         model: req.model, max_tokens: 2048, messages: [{ role: 'user', content: text }],
       }, { headers }).withResponse();
-      return { ok: true, downgraded: !!response.headers.get('x-tollgate-downgraded') };
+      return answered(response.headers);
     }
     const r = await c.gemini.models.generateContent({
       model: req.model, contents: text, config: { httpOptions: { headers } },
@@ -228,6 +233,10 @@ function plan(t, state, dayWeight, days) {
   n = Math.max(n, Math.ceil((share * 1e6) / (avg * MAX_IN * 0.65))); // no call above MAX_IN
   const reqs = [];
   for (let i = 0; i < n; i++) {
+    if (t.repeat && state.recent.length && rnd() < t.repeat) { // a question asked before
+      reqs.push({ ...pick(state.recent), user: `u_${1 + Math.floor(rnd() * t.users)}` });
+      continue;
+    }
     const [provider, model] = pickWeighted(t.mix);
     const cm = charged(model);
     const { in: tin, out } = size(cm, ((share / n) * unitPrice(cm)) / avg);
@@ -236,6 +245,10 @@ function plan(t, state, dayWeight, days) {
       feature: pick(t.features), user: `u_${1 + Math.floor(rnd() * t.users)}`,
       stream: provider === OA && rnd() < 0.15, fail: rnd() < 0.004,
     });
+    if (t.repeat && !reqs[reqs.length - 1].fail) {
+      state.recent.push(reqs[reqs.length - 1]);
+      if (state.recent.length > 40) state.recent.shift();
+    }
   }
   return reqs;
 }
@@ -263,7 +276,7 @@ async function pool(items, n, fn) {
 async function main() {
   const o = args();
   if (o.tenants) {
-    for (const t of TENANTS) process.stdout.write(`[tenant ${t.id}]\nplan = ${t.plan}\n`);
+    for (const t of TENANTS) process.stdout.write(`[tenant ${t.id}]\nplan = ${t.plan}\n${t.repeat ? 'cache = on\n' : ''}`);
     return;
   }
   for (const k of ['bin', 'conf', 'port', 'admin-port', 'period', 'days']) {
@@ -273,7 +286,7 @@ async function main() {
   const [y, m] = o.period.split('-').map(Number);
   const weights = dayWeights(o.period, days);
   const launch = Math.max(1, days - 5); // stark-research's launch: a spike in the series
-  const state = Object.fromEntries(TENANTS.map((t) => [t.id, { downgraded: false, since: null, blockedSince: null }]));
+  const state = Object.fromEntries(TENANTS.map((t) => [t.id, { downgraded: false, since: null, blockedSince: null, recent: [], sent: 0, hits: 0 }]));
   const totals = { requests: 0, blocked: 0, downgraded: 0, errors: 0 };
   const today = new Date();
 
@@ -302,6 +315,8 @@ async function main() {
         if (!s.downgraded) { s.downgraded = true; s.since = date; }
       }
       if (res.blocked) { day.blocked++; if (!s.blockedSince) s.blockedSince = date; }
+      s.sent++;
+      if (res.hit) s.hits++;
       if (res.error) day.errors++;
     });
     await tg.stop();
@@ -318,6 +333,10 @@ async function main() {
     const s = state[t.id];
     if (s.since) console.log(`demo: ${t.id} (${t.plan}) crossed its budget on ${s.since}: gpt-4o -> gpt-4o-mini since (X-Tollgate-Downgraded)`);
     if (s.blockedSince) console.log(`demo: ${t.id} (${t.plan}) was blocked from ${s.blockedSince} (429 budget_exceeded)`);
+    if (t.repeat) {
+      console.log(`demo: ${t.id} (${t.plan}, cache = on) got ${s.hits} of its ${s.sent} answers from the response cache ` +
+        `(hit ratio ${s.sent ? ((100 * s.hits) / s.sent).toFixed(1) : 0}%, X-Tollgate-Cache: hit)`);
+    }
   }
 }
 

@@ -105,6 +105,17 @@ echo
 echo "\$ tollgate report -c CONF --period $period --tenant brightdesk --by model"
 "$bin" report -c "$conf" --period "$period" --tenant brightdesk --by model
 echo
+echo "\$ tollgate report -c CONF --period $period --format json   (hooli-docs: its response cache)"
+"$bin" report -c "$conf" --period "$period" --format json | "$node" -e '
+let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => {
+  const r = JSON.parse(s), t = r.tenants.find((x) => x.tenant === "hooli-docs") || {};
+  const cost = Number(t.cost_usd || 0), saved = Number(t.saved_usd || 0);
+  console.log(`hooli-docs: ${t.cache_hits} of ${t.requests} requests answered from the cache, ` +
+    `saved $${saved.toFixed(2)}: it cost $${cost.toFixed(2)} instead of $${(cost + saved).toFixed(2)} ` +
+    `(${cost + saved > 0 ? ((100 * saved) / (cost + saved)).toFixed(1) : 0}% less)`);
+  console.log(`all tenants: $${Number(r.totals.saved_usd).toFixed(2)} saved by ${r.totals.cache_hits} cache hits`);
+}); '
+echo
 echo "dashboard: http://127.0.0.1:$admin_port/dashboard (admin token: $admin_token)"
 echo "proxy:     http://127.0.0.1:$port (OPENAI_BASE_URL=http://127.0.0.1:$port/v1, header X-Tenant-Id)"
 
