@@ -10,10 +10,12 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "providers/provider.h"
 #include "redis/redis.h"
 
@@ -294,4 +296,134 @@ bool cache_store(struct redis *r, const char *key, const char *entry, size_t len
     size_t lens[] = {strlen(key), strlen(lock), entry ? len : 0, strlen(ms), strlen(owner)};
     struct redis_cmd *c = redis_eval(r, &store_script, on_stored, NULL, 2, 5, args, lens);
     return c != NULL;
+}
+
+/* ---- one request's call ---- */
+
+static void look(struct cache_call *c);
+
+static void on_wait(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache_call *c = arg;
+    event_free(c->timer);
+    c->timer = NULL;
+    look(c);
+}
+
+/* Single flight: another request is fetching this answer; look again soon
+ * (25 ms, growing: few looks for a slow answer), until [cache] wait has
+ * passed. Returns -1 when the wait is over. */
+static int wait_more(struct cache_call *c)
+{
+    int wait = c->env.cfg->cache_wait_ms, step = 25 + c->waited_ms / 4;
+    if (c->waited_ms >= wait)
+        return -1;
+    if (step > wait - c->waited_ms)
+        step = wait - c->waited_ms;
+    struct timeval tv = {step / 1000, (step % 1000) * 1000};
+    if (!(c->timer = evtimer_new(c->env.base, on_wait, c)) || evtimer_add(c->timer, &tv) < 0) {
+        if (c->timer)
+            event_free(c->timer);
+        c->timer = NULL;
+        return -1;
+    }
+    c->waited_ms += step;
+    return 0;
+}
+
+static void on_found(enum cache_found found, const char *answer, size_t len, void *arg)
+{
+    struct cache_call *c = arg;
+    c->cmd = NULL;
+    switch (found) {
+    case CACHE_FOUND:
+        if ((c->hit = malloc(len ? len : 1))) {
+            memcpy(c->hit, answer, len);
+            c->hit_len = len;
+            c->verdict = CACHE_HIT;
+            c->keep = false;
+        }
+        break;
+    case CACHE_WAIT:
+        if (wait_more(c) == 0)
+            return;
+        break; /* waited long enough: a miss of its own */
+    case CACHE_LEAD:
+        c->lead = true;
+        break;
+    case CACHE_CORRUPT:
+        req_log(LOG_WARN, c->env.owner, "cache: a stored entry failed its check: dropped, a miss");
+        metrics_inc(c->env.metrics, METRIC_CACHE_CORRUPT, 1);
+        break;
+    case CACHE_ABSENT:
+    case CACHE_UNREACHABLE: /* Redis away: a miss, never an error */
+        break;
+    }
+    c->ready(c->arg);
+}
+
+static void look(struct cache_call *c)
+{
+    c->cmd = cache_lookup(c->env.redis, c->key, c->stream, c->env.owner, c->env.cfg->cache_wait_ms,
+                          on_found, c);
+    if (!c->cmd)
+        on_found(CACHE_UNREACHABLE, NULL, 0, c);
+}
+
+static void begin(struct cache_call *c, const struct cache_env *env, bool stream)
+{
+    c->env = *env;
+    c->verdict = CACHE_MISS;
+    c->stream = stream;
+    c->max_entry = env->cfg->cache_max_entry;
+    c->keep = true;
+}
+
+void cache_start(struct cache_call *c, const struct cache_env *env, bool stream,
+                 void (*ready)(void *arg), void *arg)
+{
+    begin(c, env, stream);
+    c->ready = ready;
+    c->arg = arg;
+    look(c);
+}
+
+void cache_refresh(struct cache_call *c, const struct cache_env *env, bool stream)
+{
+    begin(c, env, stream);
+}
+
+void cache_stop(struct cache_call *c)
+{
+    if (c->cmd) {
+        redis_cancel(c->cmd);
+        c->cmd = NULL;
+    }
+    if (c->timer) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+}
+
+void cache_finish(struct cache_call *c, bool whole)
+{
+    cache_stop(c);
+    whole = whole && c->answer;
+    if (whole || c->lead) {
+        char *entry = NULL;
+        size_t n = 0, len = whole ? evbuffer_get_length(c->answer) : 0;
+        const char *bytes = whole ? (const char *)evbuffer_pullup(c->answer, -1) : NULL;
+        if (whole && (bytes || len == 0))
+            entry = cache_entry_build(bytes ? bytes : "", len, c->stream, &n);
+        if (cache_store(c->env.redis, c->key, entry, n, c->env.cfg->cache_ttl_ms, c->env.owner) &&
+            entry)
+            metrics_inc(c->env.metrics, METRIC_CACHE_STORED, 1);
+        free(entry);
+    }
+    if (c->answer)
+        evbuffer_free(c->answer);
+    c->answer = NULL;
+    free(c->hit);
+    c->hit = NULL;
+    c->lead = false;
 }

@@ -17,6 +17,9 @@
 #include "core/util.h"
 
 struct evbuffer;
+struct event;
+struct event_base;
+struct metrics;
 struct redis;
 struct redis_cmd;
 struct provider_call;
@@ -42,7 +45,17 @@ enum cache_verdict {
 /* "bypass", "miss", "hit". */
 const char *cache_verdict_name(enum cache_verdict v);
 
-/* A request's cache state, owned by its struct req. */
+/* What a request's cache call works with: the worker's and the request's;
+ * all must outlive the call (until cache_finish). */
+struct cache_env {
+    struct redis *redis;
+    struct event_base *base;
+    struct metrics *metrics;
+    const char *owner; /* the request id: the lock's owner, the logs */
+    const struct config *cfg;
+};
+
+/* A request's cache state, owned by its struct req (zeroed: a bypass). */
 struct cache_call {
     enum cache_verdict verdict;
     bool stream;             /* the entry is an SSE stream, else one JSON answer */
@@ -55,8 +68,28 @@ struct cache_call {
     size_t hit_len;
     struct redis_cmd *cmd; /* lookup in flight */
     struct event *timer;   /* single flight: the next look */
+    struct cache_env env;
+    void (*ready)(void *arg); /* the lookup ended (cache_start) */
+    void *arg;
     char key[CACHE_KEY_MAX];
 };
+
+/* Looks c->key (set by cache_key) up; ready(arg) then runs exactly once,
+ * from a later callback, or at once when Redis cannot take the command now
+ * (a miss). c->verdict is then CACHE_HIT with c->hit, or CACHE_MISS (with
+ * c->lead when this request fetches the answer for the others). A corrupt
+ * entry is dropped, logged and counted; a request fetching the same answer
+ * is waited for up to [cache] wait; Redis away is a miss. */
+void cache_start(struct cache_call *c, const struct cache_env *env, bool stream,
+                 void (*ready)(void *arg), void *arg);
+/* A refresh: no lookup, a miss whose answer replaces the entry. */
+void cache_refresh(struct cache_call *c, const struct cache_env *env, bool stream);
+/* Stops a lookup or a wait in progress: ready will not run. */
+void cache_stop(struct cache_call *c);
+/* The request ended: its kept answer is stored when whole (the proxy's
+ * verdict on how it ended), the lock released, memory freed. A bypass is
+ * a no-op. */
+void cache_finish(struct cache_call *c, bool whole);
 
 /* Parses the X-Tollgate-Cache request header (NULL: absent). Returns 0, or -1
  * for a value other than on, off, refresh (any case). */

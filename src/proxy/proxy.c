@@ -588,79 +588,17 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     admit(r);
 }
 
-/* ---- the response cache ---- */
+/* ---- the response cache (cache.h) ---- */
 
-static void cache_look(struct req *r);
-
-static void on_cache_wait(evutil_socket_t fd, short what, void *arg)
+/* The lookup ended: a hit (replayed after the rate limits) or a miss. */
+static void cache_ready(void *arg)
 {
-    struct req *r = arg;
-    event_free(r->cache.timer);
-    r->cache.timer = NULL;
-    cache_look(r);
-}
-
-/* Single flight: another request is fetching this answer; look again soon,
- * until [cache] wait has passed. Returns -1 when the wait is over. */
-static int cache_wait(struct req *r)
-{
-    struct cache_call *c = &r->cache;
-    int step = 25 + c->waited_ms / 4; /* 25 ms, growing: few looks for a slow answer */
-    if (c->waited_ms >= r->cfg->cache_wait_ms)
-        return -1;
-    if (step > r->cfg->cache_wait_ms - c->waited_ms)
-        step = r->cfg->cache_wait_ms - c->waited_ms;
-    struct timeval tv = {step / 1000, (step % 1000) * 1000};
-    if (!(c->timer = evtimer_new(r->w->base, on_cache_wait, r)) || evtimer_add(c->timer, &tv) < 0)
-        return -1;
-    c->waited_ms += step;
-    return 0;
-}
-
-static void on_cache_found(enum cache_found found, const char *answer, size_t len, void *arg)
-{
-    struct req *r = arg;
-    struct cache_call *c = &r->cache;
-    c->cmd = NULL;
-    switch (found) {
-    case CACHE_FOUND:
-        if ((c->hit = malloc(len ? len : 1))) {
-            memcpy(c->hit, answer, len);
-            c->hit_len = len;
-            c->verdict = CACHE_HIT;
-            c->keep = false;
-        }
-        break;
-    case CACHE_WAIT:
-        if (cache_wait(r) == 0)
-            return;
-        break; /* waited long enough: a miss of its own */
-    case CACHE_LEAD:
-        c->lead = true;
-        break;
-    case CACHE_CORRUPT:
-        req_log(LOG_WARN, r->id, "cache: a stored entry failed its check: dropped, a miss");
-        metrics_inc(r->w->metrics, METRIC_CACHE_CORRUPT, 1);
-        break;
-    case CACHE_ABSENT:
-    case CACHE_UNREACHABLE: /* Redis away: a miss, never an error */
-        break;
-    }
-    admit(r);
-}
-
-static void cache_look(struct req *r)
-{
-    struct cache_call *c = &r->cache;
-    c->cmd = cache_lookup(r->w->redis, c->key, c->stream, r->id, r->cfg->cache_wait_ms,
-                          on_cache_found, r);
-    if (!c->cmd)
-        on_cache_found(CACHE_UNREACHABLE, NULL, 0, r);
+    admit(arg);
 }
 
 /* Whether the request is answered through the cache (it then goes on from
- * the lookup's callback): the header, the tenant's and the plan's cache, a
- * body that can be answered twice, a key. Else a bypass (false). */
+ * cache_ready): the header, the tenant's and the plan's cache, a body that
+ * can be answered twice, a key. Else a bypass (false). */
 static bool cache_begin(struct req *r, const struct http_request *hr)
 {
     struct cache_call *c = &r->cache;
@@ -679,13 +617,16 @@ static bool cache_begin(struct req *r, const struct http_request *hr)
                   r->cfg->cache_shared ? NULL : r->tenant, r->route.prov->name, r->route.up->name,
                   r->endpoint, hr->query, r->call.stream, digest) < 0)
         return false;
-    c->verdict = CACHE_MISS;
-    c->stream = r->call.stream;
-    c->max_entry = r->cfg->cache_max_entry;
-    c->keep = true;
-    if (ask == CACHE_ASK_REFRESH)
-        return false; /* fetched anew; its answer replaces the entry */
-    cache_look(r);
+    const struct cache_env env = {.redis = r->w->redis,
+                                  .base = r->w->base,
+                                  .metrics = r->w->metrics,
+                                  .owner = r->id,
+                                  .cfg = r->cfg};
+    if (ask == CACHE_ASK_REFRESH) { /* fetched anew; its answer replaces the entry */
+        cache_refresh(c, &env, r->call.stream);
+        return false;
+    }
+    cache_start(c, &env, r->call.stream, cache_ready, r);
     return true;
 }
 
@@ -702,45 +643,14 @@ static void cache_replay(struct req *r)
     on_done(r, UPSTREAM_OK, NULL); /* finishes r */
 }
 
-/* Stops what is pending (lookup, wait). */
-static void cache_stop(struct req *r)
-{
-    struct cache_call *c = &r->cache;
-    if (c->cmd) {
-        redis_cancel(c->cmd);
-        c->cmd = NULL;
-    }
-    if (c->timer) {
-        event_free(c->timer);
-        c->timer = NULL;
-    }
-}
-
-/* At the end of a request: a miss's answer is stored when it ended well
- * (a whole 200 with the provider's usage, not downgraded, not over
- * max_entry), the single-flight lock released, memory freed. */
+/* At the end: a miss's answer is kept when it ended well (a whole 200 with
+ * the provider's usage, not downgraded; cache_keep bounds it by max_entry). */
 static void cache_end(struct req *r, const struct usage *u)
 {
-    struct cache_call *c = &r->cache;
-    cache_stop(r);
-    bool whole = c->answer && r->status == 200 && r->outcome == OUTCOME_OK && !r->stream_cut &&
+    bool whole = r->status == 200 && r->outcome == OUTCOME_OK && !r->stream_cut &&
                  !r->meter.stream_error && !r->meter.usage_invalid && !r->downgraded &&
-                 !r->unreadable && u->seen && !u->estimated && (!c->stream || r->meter.done);
-    if (whole || c->lead) {
-        char *entry = NULL;
-        size_t n = 0, len = whole ? evbuffer_get_length(c->answer) : 0;
-        const char *bytes = whole ? (const char *)evbuffer_pullup(c->answer, -1) : NULL;
-        if (whole && (bytes || len == 0))
-            entry = cache_entry_build(bytes ? bytes : "", len, c->stream, &n);
-        if (cache_store(r->w->redis, c->key, entry, n, r->cfg->cache_ttl_ms, r->id) && entry)
-            metrics_inc(r->w->metrics, METRIC_CACHE_STORED, 1);
-        free(entry);
-    }
-    if (c->answer)
-        evbuffer_free(c->answer);
-    c->answer = NULL;
-    free(c->hit);
-    c->hit = NULL;
+                 !r->unreadable && u->seen && !u->estimated && (!r->cache.stream || r->meter.done);
+    cache_finish(&r->cache, whole);
 }
 
 /* ---- admission: rate limits and caps ---- */
@@ -1300,8 +1210,8 @@ static void on_gone(void *ctx)
     r->client = NULL;
     if (r->state == REQ_FINISHED || r->draining)
         return;
-    cache_stop(r);      /* left during a cache lookup or wait: nothing was forwarded */
-    if (r->admit_cmd) { /* left while being admitted: nothing was forwarded */
+    cache_stop(&r->cache); /* left during a cache lookup or wait: nothing was forwarded */
+    if (r->admit_cmd) {    /* left while being admitted: nothing was forwarded */
         redis_cancel(r->admit_cmd);
         r->admit_cmd = NULL;
         ledger_release(r->w->ledger, r->cfg->key_prefix, r->tenant, r->id);
