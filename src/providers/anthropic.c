@@ -89,6 +89,12 @@ static void fold_usage(struct usage *u, const json_t *o)
         u->cached = provider_json_count(o, "cache_read_input_tokens");
     if (provider_json_has(o, "cache_creation_input_tokens"))
         u->cache_write = provider_json_count(o, "cache_creation_input_tokens");
+    /* the 1-hour part of the writes, priced higher (cache_write_1h) */
+    const json_t *cc = json_object_get(o, "cache_creation");
+    if (provider_json_has(cc, "ephemeral_1h_input_tokens"))
+        u->cache_write_1h = provider_json_count(cc, "ephemeral_1h_input_tokens");
+    if (u->cache_write_1h > u->cache_write)
+        u->cache_write_1h = u->cache_write;
     u->input = provider_sat_add(provider_sat_add(plain, u->cached), u->cache_write);
     if (provider_json_has(o, "output_tokens"))
         u->output = provider_json_count(o, "output_tokens");
@@ -198,6 +204,8 @@ static const struct json_scan_field answer_fields[] = {
     {"usage.input_tokens", false},
     {"usage.cache_read_input_tokens", false},
     {"usage.cache_creation_input_tokens", false},
+    {"usage.cache_creation", false},
+    {"usage.cache_creation.ephemeral_1h_input_tokens", false},
     {"usage.output_tokens", false},
     {"usage.output_tokens_details.thinking_tokens", false},
     {"content", true},

@@ -113,6 +113,15 @@ static price_t times_125(price_t p)
     return r;
 }
 
+/* 2 x price, saturating: the default 1-hour cache-write price. */
+static price_t times_2(price_t p)
+{
+    price_t r;
+    if (__builtin_add_overflow(p, p, &r))
+        return INT64_MAX;
+    return r;
+}
+
 static price_t max_price(price_t a, price_t b)
 {
     return a > b ? a : b;
@@ -137,6 +146,7 @@ static int highest_init(struct pricing *p)
             h->input = max_price(h->input, e->input);
             h->cached_input = max_price(h->cached_input, e->cached_input);
             h->cache_write = max_price(h->cache_write, e->cache_write);
+            h->cache_write_1h = max_price(h->cache_write_1h, e->cache_write_1h);
             h->output = max_price(h->output, e->output);
             h->max_output = e->max_output > h->max_output ? e->max_output : h->max_output;
             for (size_t u = 0; u < USAGE_UNITS; u++)
@@ -228,6 +238,7 @@ static const struct ini_key {
     {"input", K_PRICE, offsetof(struct price, input)},
     {"cached_input", K_PRICE, offsetof(struct price, cached_input)},
     {"cache_write", K_PRICE, offsetof(struct price, cache_write)},
+    {"cache_write_1h", K_PRICE, offsetof(struct price, cache_write_1h)},
     {"output", K_PRICE, offsetof(struct price, output)},
     {"tier_threshold", K_TOKENS, offsetof(struct price, tier_threshold)},
     {"tier_input", K_PRICE, offsetof(struct price, tier_input)},
@@ -342,6 +353,8 @@ static void close_section(struct ini_ctx *c)
         p->cached_input = p->input;
     if (!(c->seen & KEY_BIT("cache_write")))
         p->cache_write = times_125(p->input);
+    if (!(c->seen & KEY_BIT("cache_write_1h")))
+        p->cache_write_1h = times_2(p->input);
     if (p->tier_threshold) {
         if (!(c->seen & KEY_BIT("tier_cached_input")))
             p->tier_cached_input = p->tier_input;
@@ -589,6 +602,10 @@ static int json_entry(const char *path, const char *key, json_t *obj, struct ent
         goto bad;
     v = json_object_get(obj, "cache_creation_input_token_cost");
     p->cache_write = times_125(p->input);
+    p->cache_write_1h = times_2(p->input);
+    json_t *v1h = json_object_get(obj, "cache_creation_input_token_cost_above_1hr");
+    if (v1h && json_pico(v1h, &p->cache_write_1h) < 0)
+        goto bad;
     if (v && json_pico(v, &p->cache_write) < 0)
         goto bad;
 
@@ -884,6 +901,7 @@ money_t pricing_cost(const struct price *pr, const struct usage *u)
     price_t in = tier ? pr->tier_input : pr->input;
     price_t cached = tier ? pr->tier_cached_input : pr->cached_input;
     price_t write = tier ? pr->tier_cache_write : pr->cache_write;
+    price_t write_1h = tier ? times_2(pr->tier_input) : pr->cache_write_1h;
     price_t out = tier ? pr->tier_output : pr->output;
     /* A provider reporting more cached than input must not earn a credit. */
     int64_t plain = u->input - u->cached - u->cache_write;
@@ -892,7 +910,11 @@ money_t pricing_cost(const struct price *pr, const struct usage *u)
 
     int64_t pico = money_pico_mul(plain, in);
     pico = sat_add(pico, money_pico_mul(u->cached, cached));
-    pico = sat_add(pico, money_pico_mul(u->cache_write, write));
+    int64_t w1h = u->cache_write_1h < 0                ? 0
+                  : u->cache_write_1h > u->cache_write ? u->cache_write
+                                                       : u->cache_write_1h;
+    pico = sat_add(pico, money_pico_mul(u->cache_write - w1h, write));
+    pico = sat_add(pico, money_pico_mul(w1h, write_1h));
     pico = sat_add(pico, money_pico_mul(u->output, out));
     if (u->unit > USAGE_UNIT_NONE && u->unit < USAGE_UNITS && u->units > 0)
         pico = sat_add(pico, money_pico_mul(u->units, pr->per_unit[u->unit]));

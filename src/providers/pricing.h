@@ -29,12 +29,14 @@ enum unknown_model {
 };
 
 struct price {
-    char *model;          /* key as listed */
-    char *provider;       /* openai | anthropic | gemini | NULL */
-    enum price_kind kind; /* INI kind = chat | embedding | image | audio; LiteLLM mode */
-    price_t input;        /* pico-USD per token */
-    price_t cached_input; /* cache reads; default: input */
-    price_t cache_write;  /* cache writes; default: 1.25 x input */
+    char *model;            /* key as listed */
+    char *provider;         /* openai | anthropic | gemini | NULL */
+    enum price_kind kind;   /* INI kind = chat | embedding | image | audio; LiteLLM mode */
+    price_t input;          /* pico-USD per token */
+    price_t cached_input;   /* cache reads; default: input */
+    price_t cache_write;    /* cache writes; default: 1.25 x input */
+    price_t cache_write_1h; /* 1-hour cache writes (Anthropic); default: 2 x input (the long
+                               context tier's: 2 x tier_input) */
     price_t output;
     /* prices above a prompt-size threshold (long-context tiers); 0 = none */
     int64_t tier_threshold;
@@ -84,7 +86,8 @@ bool pricing_warn_once(struct pricing *p, const char *model);
 
 /* Cost of u at price pr in nano-USD (exact: one rounding at the end).
  * input - cached - cache_write at input, cached at cached_input, cache_write
- * at cache_write, output at output; tier prices when input > tier_threshold;
+ * at cache_write (its 1-hour part at cache_write_1h), output at output; tier
+ * prices when input > tier_threshold;
  * plus u->units at per_unit[u->unit]. */
 money_t pricing_cost(const struct price *pr, const struct usage *u);
 

@@ -17,14 +17,15 @@ enum usage_unit {
 #define USAGE_UNITS 4
 
 struct usage {
-    int64_t input;       /* all prompt tokens, cached and cache writes included */
-    int64_t cached;      /* cache reads: a subset of input */
-    int64_t cache_write; /* cache writes: a subset of input */
-    int64_t output;      /* billed output tokens, reasoning included */
-    int64_t reasoning;   /* a subset of output */
-    bool seen;           /* the provider reported usage (reported 0 is not "missing") */
-    bool estimated;      /* counts were estimated by tollgate, not reported */
-    int64_t units;       /* of unit, priced at the price's per-unit rate for unit */
+    int64_t input;          /* all prompt tokens, cached and cache writes included */
+    int64_t cached;         /* cache reads: a subset of input */
+    int64_t cache_write;    /* cache writes: a subset of input */
+    int64_t output;         /* billed output tokens, reasoning included */
+    int64_t reasoning;      /* a subset of output */
+    bool seen;              /* the provider reported usage (reported 0 is not "missing") */
+    bool estimated;         /* counts were estimated by tollgate, not reported */
+    int64_t cache_write_1h; /* cache writes with a 1-hour TTL: a subset of cache_write */
+    int64_t units;          /* of unit, priced at the price's per-unit rate for unit */
     enum usage_unit unit;
 };
 

@@ -6,7 +6,7 @@
 //
 // Not covered here because the mock cannot produce it (tests/mock/upstream.js has no
 // directive for it): a Responses stream carrying an error event (`response.failed` /
-// `error`), and Anthropic cache writes (the mock always sends cache_creation_input_tokens: 0).
+// `error`). Anthropic cache writes (mock:cachewrite, mock:cachewrite1h) are in routes.test.js.
 
 const assert = require('node:assert/strict');
 const http = require('node:http');

@@ -254,7 +254,7 @@ describe('routes: metered, free and unknown paths', () => {
     assert.ok(up.length >= 1 && up[up.length - 1].json.stream_options.include_usage === true, 'usage asked upstream');
   });
 
-  test('records carry upstream and cache_write_tokens: Anthropic cache writes are priced at cache_write', async () => {
+  test('records carry upstream and cache_write_tokens: Anthropic cache writes are priced at cache_write, 1-hour writes at cache_write_1h', async () => {
     const tenant = h.uniq('cw');
     const a = env.anthropic(tenant);
     const res = await a.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50,
@@ -269,8 +269,14 @@ describe('routes: metered, free and unknown paths', () => {
     h.assertTokens(rec, { input: 3000, cached: 1000, output: 200 });
     // claude-haiku-4-5: 500 plain at 1.00, 1000 reads at 0.10, 1500 writes at 1.25, 200 out at 5.00
     assert.equal(h.recordNano(rec), h.nanoCost([[500, 1.0], [1000, 0.1], [1500, 1.25], [200, 5.0]]));
-    const m = await env.redis.waitRequests(tenant, 1);
-    assert.equal(m.cost, h.recordNano(rec), 'settled what was recorded');
+    // 1-hour writes (cache_creation.ephemeral_1h_input_tokens) at cache_write_1h, 2 x input
+    const res1h = await a.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50,
+      messages: [{ role: 'user', content: 'mock:tokens=3000,200 mock:cachewrite=1500 mock:cachewrite1h=1000' }] }).withResponse();
+    const rec1h = await env.tg.record(res1h.response.headers.get('x-tollgate-request-id'));
+    assert.equal(rec1h.cache_write_tokens, 1500);
+    assert.equal(h.recordNano(rec1h), h.nanoCost([[1500, 1.0], [500, 1.25], [1000, 2.0], [200, 5.0]]));
+    const m = await env.redis.waitRequests(tenant, 2);
+    assert.equal(m.cost, h.recordNano(rec) + h.recordNano(rec1h), 'settled what was recorded');
   });
 
   test('images.generate is metered: dall-e per image by size and quality, gpt-image-1 by its token usage (plain and streamed), a lost streamed usage billed on the bound', async () => {

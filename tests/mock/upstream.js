@@ -23,6 +23,7 @@
 //   mock:tokens=IN,OUT  prompt and completion tokens reported (default 12,5)
 //   mock:cached=N       of IN, N were cache reads     mock:reasoning=N  of OUT, N were reasoning
 //   mock:cachewrite=N   of IN, N were cache writes (Anthropic cache_creation_input_tokens)
+//   mock:cachewrite1h=H of those writes, H had a 1-hour TTL (cache_creation.ephemeral_1h_input_tokens)
 //   mock:seconds=N      audio duration a transcription reports (default 7; verbose_json: N.5)
 //   mock:chunks=N       content chunks (default 3)    mock:slow=MS      delay between chunks
 //                       (non-streamed answers wait MS once before the headers)
@@ -97,11 +98,11 @@ function steeringText(json) {
 
 function parseDirectives(text) {
   const d = {
-    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, reasoning: 0, seconds: 7, chunks: DEFAULT_CHUNKS,
+    in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, cachewrite1h: 0, reasoning: 0, seconds: 7, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
     hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0,
   };
-  const re = /mock:([a-z-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
+  const re = /mock:([a-z0-9-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
   let m;
   while ((m = re.exec(text)) !== null) {
     const v = m[2];
@@ -114,6 +115,7 @@ function parseDirectives(text) {
       }
       case 'cached': d.cached = +(v || 0); break;
       case 'cachewrite': d.cachewrite = +(v || 0); break;
+      case 'cachewrite1h': d.cachewrite1h = +(v || 0); break;
       case 'seconds': d.seconds = +(v || 0); break;
       case 'reasoning': d.reasoning = +(v || 0); break;
       case 'chunks': d.chunks = Math.max(1, +(v || 1)); break;
@@ -189,6 +191,7 @@ function anthropicUsage(d, output) {
   return {
     input_tokens: Math.max(0, d.in - d.cached - d.cachewrite), cache_creation_input_tokens: d.cachewrite,
     cache_read_input_tokens: d.cached, output_tokens: output,
+    cache_creation: { ephemeral_5m_input_tokens: d.cachewrite - d.cachewrite1h, ephemeral_1h_input_tokens: d.cachewrite1h },
     output_tokens_details: { thinking_tokens: d.reasoning }, service_tier: 'standard',
   };
 }

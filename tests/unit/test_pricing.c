@@ -154,6 +154,13 @@ static const struct {
     {"gpt-5.6", {.input = 272001, .output = 0}, 2720010000},
     /* more cached than input (a confused provider) earns no credit */
     {"gpt-4o", {.input = 100, .cached = 200}, 250000},
+    /* Anthropic 1-hour cache writes at 2 x input: 100 plain, 1000 written (400 of them for an
+     * hour): 100*3 + 600*3.75 + 400*6 */
+    {"claude-sonnet-4-5", {.input = 1100, .cache_write = 1000, .cache_write_1h = 400}, 4950000},
+    /* long context: the 1-hour writes at 2 x tier_input: 200000*6 + 100000*12 */
+    {"claude-sonnet-4-5",
+     {.input = 300000, .cache_write = 100000, .cache_write_1h = 100000},
+     2400000000},
     /* per image by size and quality: 2 x 0.08, 1 x 0.12, 3 x 0.016 */
     {"dall-e-3/1024x1024/hd", {.units = 2, .unit = USAGE_UNIT_IMAGE}, 160000000},
     {"dall-e-3/1792x1024/hd", {.units = 1, .unit = USAGE_UNIT_IMAGE}, 120000000},
