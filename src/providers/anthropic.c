@@ -48,25 +48,16 @@ static const struct json_scan_spec body_fields = {
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
-    call->stream = false;
-    call->strip_usage = false;
-    call->model[0] = '\0';
-    call->est_input_tokens = 0;
-    call->max_output_tokens = 0;
-    call->choices = 1;
-    call->n_edits = 0;
+    provider_prepare_begin(call);
     if (!body)
         return 0;
     if (call->kind != EP_MESSAGES) {
         /* count_tokens, batches, models: forwarded, never priced. */
-        call->stream = provider_body_get(body, "stream")->type == JSON_SCAN_TRUE;
-        provider_body_str(body, "model", call->model, sizeof(call->model));
+        provider_prepare_forwarded(call, body);
         return 0;
     }
-    if (body->top != JSON_SCAN_OBJECT) {
-        snprintf(err, errlen, "the request body must be a JSON object");
+    if (provider_body_is_object(body, err, errlen) < 0)
         return -1;
-    }
     if (provider_body_model(body, true, call->model, sizeof(call->model), err, errlen) < 0 ||
         provider_body_bool(body, "stream", &call->stream, err, errlen) < 0 ||
         provider_body_count(body, "max_tokens", 0, PROVIDER_MAX_OUTPUT_TOKENS,

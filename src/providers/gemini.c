@@ -2,6 +2,7 @@
  * the model and the verb come from the path (models/{model}:{verb}), usage
  * from the last usageMetadata of a stream or answer (never summed, never
  * reset by a chunk without it), and {"error":{"code","message","status"}}. */
+#include "providers/openai_fields.h"
 #include "providers/provider.h"
 
 #include <stdio.h>
@@ -101,20 +102,7 @@ static const struct json_scan_field fields[] = {
     {"requests", true}, /* batchEmbedContents */
     /* the OpenAI-compatible endpoint's request, read by provider_openai's
      * prepare, which asks for all of its own fields */
-    {"model", false},
-    {"stream", false},
-    {"stream_options", false},
-    {"stream_options.include_usage", false},
-    {"max_completion_tokens", false},
-    {"max_tokens", false},
-    {"max_output_tokens", false},
-    {"n", false},
-    {"best_of", false},
-    {"background", false},
-    {"messages", true},
-    {"input", true},
-    {"prompt", true},
-    {"instructions", true},
+    OPENAI_BODY_FIELDS,
 };
 
 static const struct json_scan_spec body_fields = {
@@ -167,13 +155,7 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
         *call = c;
         return rc;
     }
-    call->stream = false;
-    call->strip_usage = false;
-    call->model[0] = '\0';
-    call->est_input_tokens = 0;
-    call->max_output_tokens = 0;
-    call->choices = 1;
-    call->n_edits = 0;
+    provider_prepare_begin(call);
     const char *model, *verb;
     size_t model_len;
     if (!split_path(call->endpoint, &model, &model_len, &verb))
@@ -194,10 +176,8 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
     call->stream = stream;
     if (!body || !metered)
         return 0;
-    if (body->top != JSON_SCAN_OBJECT) {
-        snprintf(err, errlen, "the request body must be a JSON object");
+    if (provider_body_is_object(body, err, errlen) < 0)
         return -1;
-    }
     if (call->kind == EP_EMBED)
         return prepare_embed(call, body, err, errlen);
     if (provider_body_object(body, "generationConfig", err, errlen) < 0)
@@ -365,14 +345,12 @@ static const struct json_scan_field answer_fields[] = {
     {"usageMetadata.thoughtsTokenCount", false},
     {"candidates", true},
     /* the OpenAI-compatible endpoint's chat answer (read by provider_openai) */
-    {"model", false},
-    {"usage", false},
-    {"usage.prompt_tokens", false},
-    {"usage.completion_tokens", false},
-    {"usage.prompt_tokens_details.cached_tokens", false},
-    {"usage.completion_tokens_details.reasoning_tokens", false},
-    {"choices", true},
+    OPENAI_ANSWER_FIELDS,
 };
+
+_Static_assert(ARRAY_LEN(fields) <= JSON_SCAN_MAX_FIELDS &&
+                   ARRAY_LEN(answer_fields) <= JSON_SCAN_MAX_FIELDS,
+               "json_scan reads at most JSON_SCAN_MAX_FIELDS members");
 
 const struct provider provider_gemini = {
     .name = "gemini",

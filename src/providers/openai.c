@@ -2,6 +2,7 @@
  * request checks and stream_options.include_usage injection for chat and
  * legacy completions, usage from chat chunks, Responses events and JSON
  * answers, and error bodies shaped like OpenAI's own. */
+#include "providers/openai_fields.h"
 #include "providers/provider.h"
 
 #include <stdio.h>
@@ -83,16 +84,8 @@ static const char *const claims[] = {"/v1/**"};
 
 /* What prepare reads; the text fields feed the input estimate. */
 static const struct json_scan_field fields[] = {
-    {"model", false},
-    {"stream", false},
-    {"stream_options", false},
-    {"stream_options.include_usage", false},
-    {"max_completion_tokens", false},
-    {"max_tokens", false},
-    {"max_output_tokens", false},
-    {"n", false},
-    {"best_of", false},
-    {"background", false},
+    OPENAI_BODY_FIELDS,
+    /* images and speech only (not the chat shape gemini.c shares) */
     {"size", false},
     {"quality", false},
     {"moderation", false},
@@ -101,10 +94,6 @@ static const struct json_scan_field fields[] = {
     {"partial_images", false},
     {"stream_format", false},
     {"speed", false},
-    {"messages", true},
-    {"input", true},
-    {"prompt", true},
-    {"instructions", true},
 };
 
 static const struct json_scan_spec body_fields = {
@@ -279,13 +268,7 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
                    size_t errlen)
 {
     enum endpoint kind = (enum endpoint)call->kind;
-    call->stream = false;
-    call->strip_usage = false;
-    call->model[0] = '\0';
-    call->est_input_tokens = 0;
-    call->max_output_tokens = 0;
-    call->choices = 1;
-    call->n_edits = 0;
+    provider_prepare_begin(call);
     if (kind == EP_TRANSCRIBE) {
         snprintf(err, errlen,
                  "send the audio as multipart/form-data with a file and a model field");
@@ -296,15 +279,11 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
     if (!body)
         return 0;
     if (kind == EP_OTHER) {
-        /* Forwarded untouched; only learn whether an SSE answer is coming. */
-        call->stream = provider_body_get(body, "stream")->type == JSON_SCAN_TRUE;
-        provider_body_str(body, "model", call->model, sizeof(call->model));
+        provider_prepare_forwarded(call, body);
         return 0;
     }
-    if (body->top != JSON_SCAN_OBJECT) {
-        snprintf(err, errlen, "the request body must be a JSON object");
+    if (provider_body_is_object(body, err, errlen) < 0)
         return -1;
-    }
     if (kind == EP_IMAGE)
         return prepare_image(call, body, err, errlen);
     if (kind == EP_SPEECH)
@@ -360,43 +339,31 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
     return 0;
 }
 
-/* CompletionUsage (chat, legacy, embeddings): the whole object replaces what
- * an earlier chunk said (last wins). */
-static void chat_usage(struct usage *u, const json_t *o)
+/* The member names of one of OpenAI's usage shapes. */
+struct usage_names {
+    const char *input, *input_details, *output, *output_details;
+};
+/* CompletionUsage (chat, legacy, embeddings) and ResponseUsage. */
+static const struct usage_names chat_names = {"prompt_tokens", "prompt_tokens_details",
+                                              "completion_tokens", "completion_tokens_details"};
+static const struct usage_names resp_names = {"input_tokens", "input_tokens_details",
+                                              "output_tokens", "output_tokens_details"};
+
+/* A usage object of shape n: the whole object replaces what an earlier
+ * chunk said (last wins). */
+static void read_usage(struct usage *u, const json_t *o, const struct usage_names *n)
 {
-    const json_t *in = json_object_get(o, "prompt_tokens_details");
-    const json_t *out = json_object_get(o, "completion_tokens_details");
+    const json_t *in = json_object_get(o, n->input_details);
+    const json_t *out = json_object_get(o, n->output_details);
     struct usage x = {
-        .input = provider_json_count(o, "prompt_tokens"),
+        .input = provider_json_count(o, n->input),
         .cached = provider_json_count(in, "cached_tokens"),
         .cache_write = provider_json_count(in, "cache_write_tokens"),
-        .output = provider_json_count(o, "completion_tokens"),
+        .output = provider_json_count(o, n->output),
         .reasoning = provider_json_count(out, "reasoning_tokens"),
         .seen = true,
     };
     /* Keep the subsets subsets even if a compatible backend disagrees. */
-    if (x.cached > x.input)
-        x.cached = x.input;
-    if (x.cache_write > x.input - x.cached)
-        x.cache_write = x.input - x.cached;
-    if (x.reasoning > x.output)
-        x.reasoning = x.output;
-    *u = x;
-}
-
-/* ResponseUsage. */
-static void resp_usage(struct usage *u, const json_t *o)
-{
-    const json_t *in = json_object_get(o, "input_tokens_details");
-    const json_t *out = json_object_get(o, "output_tokens_details");
-    struct usage x = {
-        .input = provider_json_count(o, "input_tokens"),
-        .cached = provider_json_count(in, "cached_tokens"),
-        .cache_write = provider_json_count(in, "cache_write_tokens"),
-        .output = provider_json_count(o, "output_tokens"),
-        .reasoning = provider_json_count(out, "reasoning_tokens"),
-        .seen = true,
-    };
     if (x.cached > x.input)
         x.cached = x.input;
     if (x.cache_write > x.input - x.cached)
@@ -440,7 +407,7 @@ static void chat_chunk(struct meter *m, const struct provider_call *call, const 
     if (!json_is_object(u))
         return;
     provider_check_usage(m, u);
-    chat_usage(&m->usage, u);
+    read_usage(&m->usage, u, &chat_names);
     /* The usage-only chunk ("choices": [], null or absent) exists because
      * prepare asked for it; a chunk that also carries choices is kept. */
     bool usage_only = !choices || json_is_null(choices) ||
@@ -465,7 +432,7 @@ static void resp_event(struct meter *m, const json_t *j, const char *type)
         const json_t *u = json_object_get(r, "usage");
         if (json_is_object(u))
             provider_check_usage(m, u);
-        resp_usage(&m->usage, u);
+        read_usage(&m->usage, u, &resp_names);
         m->done = true;
         if (strcmp(type, "response.failed") == 0)
             m->stream_error = true;
@@ -486,7 +453,7 @@ static void image_usage(struct meter *m, const struct provider_call *call, const
     struct usage add = {0}, *t = &m->usage;
     if (json_is_object(u)) {
         provider_check_usage(m, u);
-        resp_usage(&add, u);
+        read_usage(&add, u, &resp_names);
         t->input = provider_sat_add(t->input, add.input);
         t->cached = provider_sat_add(t->cached, add.cached);
         t->output = provider_sat_add(t->output, add.output);
@@ -520,7 +487,7 @@ static void speech_event(struct meter *m, const json_t *j, const char *type)
         const json_t *u = json_object_get(j, "usage");
         if (json_is_object(u)) {
             provider_check_usage(m, u);
-            resp_usage(&m->usage, u);
+            read_usage(&m->usage, u, &resp_names);
         }
         m->done = true;
     } else if (strcmp(type, "error") == 0) {
@@ -539,7 +506,7 @@ static void transcript_usage(struct meter *m, const json_t *j)
     const json_t *dur = json_object_get(j, "duration");
     if (type && strcmp(type, "tokens") == 0) {
         provider_check_usage(m, u);
-        resp_usage(&m->usage, u);
+        read_usage(&m->usage, u, &resp_names);
         return;
     }
     if (!json_is_number(secs))
@@ -692,9 +659,9 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
     provider_check_usage(m, u);
     /* Shape decides: Responses name input_tokens, the others prompt_tokens. */
     if (json_object_get(u, "input_tokens") || json_object_get(u, "output_tokens"))
-        resp_usage(&m->usage, u);
+        read_usage(&m->usage, u, &resp_names);
     else
-        chat_usage(&m->usage, u);
+        read_usage(&m->usage, u, &chat_names);
     if (call->kind == EP_EMBED) {
         m->usage.cached = m->usage.cache_write = 0;
         m->usage.output = m->usage.reasoning = 0;
@@ -736,24 +703,16 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
 
 /* What on_json reads of a whole answer (chat, legacy, embeddings, Responses). */
 static const struct json_scan_field answer_fields[] = {
-    {"model", false},
-    {"usage", false},
-    {"usage.prompt_tokens", false},
-    {"usage.completion_tokens", false},
-    {"usage.prompt_tokens_details.cached_tokens", false},
-    {"usage.prompt_tokens_details.cache_write_tokens", false},
-    {"usage.completion_tokens_details.reasoning_tokens", false},
-    {"usage.input_tokens", false},
-    {"usage.output_tokens", false},
-    {"usage.input_tokens_details.cached_tokens", false},
-    {"usage.input_tokens_details.cache_write_tokens", false},
-    {"usage.output_tokens_details.reasoning_tokens", false},
+    OPENAI_ANSWER_FIELDS,
+    /* audio answers only (not the chat shape gemini.c shares) */
     {"usage.type", false},
     {"usage.seconds", false},
     {"duration", false},
-    {"choices", true},
-    {"output", true},
 };
+
+_Static_assert(ARRAY_LEN(fields) <= JSON_SCAN_MAX_FIELDS &&
+                   ARRAY_LEN(answer_fields) <= JSON_SCAN_MAX_FIELDS,
+               "json_scan reads at most JSON_SCAN_MAX_FIELDS members");
 
 const struct provider provider_openai = {
     .name = "openai",

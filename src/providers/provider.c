@@ -129,6 +129,31 @@ void provider_call_init(struct provider_call *call, const char *endpoint,
     };
 }
 
+void provider_prepare_begin(struct provider_call *call)
+{
+    call->stream = false;
+    call->strip_usage = false;
+    call->model[0] = '\0';
+    call->est_input_tokens = 0;
+    call->max_output_tokens = 0;
+    call->choices = 1;
+    call->n_edits = 0;
+}
+
+void provider_prepare_forwarded(struct provider_call *call, const struct json_scan *body)
+{
+    call->stream = provider_body_get(body, "stream")->type == JSON_SCAN_TRUE;
+    provider_body_str(body, "model", call->model, sizeof(call->model));
+}
+
+int provider_body_is_object(const struct json_scan *body, char *err, size_t errlen)
+{
+    if (body->top == JSON_SCAN_OBJECT)
+        return 0;
+    snprintf(err, errlen, "the request body must be a JSON object");
+    return -1;
+}
+
 const char *provider_route_class_name(enum route_class c)
 {
     switch (c) {

@@ -189,6 +189,16 @@ const struct provider *provider_claiming(const char *path);
  * unknown). endpoint must outlive call. */
 void provider_call_init(struct provider_call *call, const char *endpoint,
                         const struct provider_route *row);
+/* What prepare fills, back to "nothing known yet" (no model, no stream,
+ * no estimate, one choice, no edits): the first step of every prepare, so
+ * a call prepared again carries nothing of the earlier body. */
+void provider_prepare_begin(struct provider_call *call);
+/* prepare for an endpoint forwarded untouched (not metered): only learns
+ * from body whether an SSE answer is coming and the model it names. */
+void provider_prepare_forwarded(struct provider_call *call, const struct json_scan *body);
+/* A metered request body must be one JSON object: 0, or -1 with the
+ * client's message in err. */
+int provider_body_is_object(const struct json_scan *body, char *err, size_t errlen) MUST_CHECK;
 /* "metered" | "free" | "unknown" */
 const char *provider_route_class_name(enum route_class c);
 
