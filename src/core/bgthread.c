@@ -2,11 +2,15 @@
 #include "core/bgthread.h"
 
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+
+#include <event2/buffer.h>
 
 #include "core/clock.h"
 
-int bgthread_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
+static int sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
 {
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
@@ -40,14 +44,25 @@ void bgthread_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, long long unti
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
-int bgthread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+int bgthread_launch(pthread_t *t, pthread_mutex_t *mu, pthread_cond_t *cv, void *(*fn)(void *),
+                    void *arg, const char *what, char *err, size_t errlen)
 {
+    if (sync_init(mu, cv) < 0) {
+        snprintf(err, errlen, "cannot start the %s thread: cannot create a lock", what);
+        return -1;
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the %s thread: %s", what, strerror(rc));
+        pthread_cond_destroy(cv);
+        pthread_mutex_destroy(mu);
+        return -1;
+    }
+    return 0;
 }
 
 void bgthread_stop(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, bool *stop)
@@ -57,4 +72,43 @@ void bgthread_stop(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, bool *s
     pthread_cond_broadcast(cv);
     pthread_mutex_unlock(mu);
     pthread_join(t, NULL);
+    pthread_cond_destroy(cv);
+    pthread_mutex_destroy(mu);
+}
+
+int bgqueue_init(struct bgqueue *q, size_t max_bytes, unsigned long max_lines)
+{
+    *q = (struct bgqueue){.max_bytes = max_bytes, .max_lines = max_lines};
+    q->buf = evbuffer_new();
+    return q->buf ? 0 : -1;
+}
+
+void bgqueue_free(struct bgqueue *q)
+{
+    if (q->buf)
+        evbuffer_free(q->buf);
+    q->buf = NULL;
+}
+
+bool bgqueue_push(struct bgqueue *q, pthread_mutex_t *mu, pthread_cond_t *cv, struct evbuffer *in,
+                  unsigned long n, uint64_t *dropped)
+{
+    size_t len = evbuffer_get_length(in);
+    if (len == 0)
+        return false;
+    pthread_mutex_lock(mu);
+    bool full = (q->max_bytes && evbuffer_get_length(q->buf) + len > q->max_bytes) ||
+                (q->max_lines && q->lines + n > q->max_lines);
+    if (!full) {
+        evbuffer_add_buffer(q->buf, in);
+        q->lines += n;
+        pthread_cond_signal(cv);
+    } else {
+        *dropped += n;
+    }
+    bool log = full && q->drops++ % 1000 == 0;
+    pthread_mutex_unlock(mu);
+    if (full)
+        evbuffer_drain(in, len);
+    return log;
 }

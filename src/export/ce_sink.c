@@ -36,11 +36,9 @@ struct ce_sink {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* under mu */
-    struct evbuffer *incoming;
-    unsigned long incoming_lines;
+    struct bgqueue incoming; /* JSONL events from the workers */
     bool stop;
     struct ce_stats st;
-    unsigned long drop_logged;
     /* the thread's own */
     struct spool *spool;
     struct http_target target;
@@ -210,7 +208,7 @@ static void *run(void *arg)
     for (;;) {
         pthread_mutex_lock(&s->mu);
         for (;;) {
-            if (s->stop || evbuffer_get_length(s->incoming) > 0)
+            if (s->stop || evbuffer_get_length(s->incoming.buf) > 0)
                 break;
             long long now = clock_mono_ms();
             bool due = spool_pending(s->spool) > 0 && now >= s->next_try;
@@ -220,9 +218,9 @@ static void *run(void *arg)
             bgthread_wait_until(&s->cv, &s->mu, until);
         }
         bool stopping = s->stop;
-        evbuffer_add_buffer(local, s->incoming);
-        unsigned long lines = s->incoming_lines;
-        s->incoming_lines = 0;
+        evbuffer_add_buffer(local, s->incoming.buf);
+        unsigned long lines = s->incoming.lines;
+        s->incoming.lines = 0;
         pthread_mutex_unlock(&s->mu);
 
         spool_incoming(s, local, lines);
@@ -235,15 +233,26 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* What open built, freed (the thread is not running). */
+static void free_sink(struct ce_sink *s)
+{
+    spool_close(s->spool);
+    http_target_free(&s->target);
+    bgqueue_free(&s->incoming);
+    free(s->peek);
+    free(s->source);
+    free(s->token);
+    free(s);
+}
+
 struct ce_sink *ce_sink_open(const struct config *cfg, char *err, size_t errlen)
 {
     struct ce_sink *s = calloc(1, sizeof(*s));
-    bool sync_init = false;
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (!(s->incoming = evbuffer_new()) || !(s->peek = malloc(PEEK_MAX)) ||
+    if (bgqueue_init(&s->incoming, CE_INCOMING_MAX, 0) < 0 || !(s->peek = malloc(PEEK_MAX)) ||
         !(s->source = strdup(cfg->export_source)) ||
         (cfg->cloudevents_token && !(s->token = strdup(cfg->cloudevents_token)))) {
         snprintf(err, errlen, "out of memory");
@@ -261,34 +270,15 @@ struct ce_sink *ce_sink_open(const struct config *cfg, char *err, size_t errlen)
         goto fail;
     }
     s->st.spool_bytes = spool_pending(s->spool);
-    if (bgthread_sync_init(&s->mu, &s->cv) < 0) {
-        snprintf(err, errlen, "cannot create a lock");
+    if (bgthread_launch(&s->thread, &s->mu, &s->cv, run, s, "CloudEvents", err, errlen) < 0)
         goto fail;
-    }
-    sync_init = true;
-    int rc = bgthread_start(&s->thread, run, s);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start the CloudEvents thread: %s", strerror(rc));
-        goto fail;
-    }
     s->started = true;
     if (s->st.spool_bytes)
         log_info("export: %" PRIu64 " bytes of CloudEvents in the spool from an earlier run",
                  s->st.spool_bytes);
     return s;
 fail:
-    if (sync_init) {
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
-    }
-    spool_close(s->spool);
-    http_target_free(&s->target);
-    if (s->incoming)
-        evbuffer_free(s->incoming);
-    free(s->peek);
-    free(s->source);
-    free(s->token);
-    free(s);
+    free_sink(s);
     return NULL;
 }
 
@@ -300,40 +290,15 @@ void ce_sink_close(struct ce_sink *s)
     if (spool_pending(s->spool))
         log_info("export: %" PRIu64 " bytes of CloudEvents stay in the spool for the next start",
                  spool_pending(s->spool));
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-    spool_close(s->spool);
-    http_target_free(&s->target);
-    evbuffer_free(s->incoming);
-    free(s->peek);
-    free(s->source);
-    free(s->token);
-    free(s);
+    free_sink(s);
 }
 
 void ce_sink_push(struct ce_sink *s, struct evbuffer *lines, unsigned long n)
 {
-    size_t len = evbuffer_get_length(lines);
-    if (len == 0)
-        return;
-    pthread_mutex_lock(&s->mu);
-    bool full = evbuffer_get_length(s->incoming) + len > CE_INCOMING_MAX;
-    if (!full) {
-        evbuffer_add_buffer(s->incoming, lines);
-        s->incoming_lines += n;
-        pthread_cond_signal(&s->cv);
-    } else {
-        s->st.dropped += n;
-    }
-    bool log = full && s->drop_logged++ % 1000 == 0;
-    pthread_mutex_unlock(&s->mu);
-    if (full) {
-        evbuffer_drain(lines, len);
-        if (log)
-            log_error("export: the CloudEvents spool cannot keep up (disk too slow): %lu events "
-                      "dropped (the records file keeps them)",
-                      n);
-    }
+    if (bgqueue_push(&s->incoming, &s->mu, &s->cv, lines, n, &s->st.dropped))
+        log_error("export: the CloudEvents spool cannot keep up (disk too slow): %lu events "
+                  "dropped (the records file keeps them)",
+                  n);
 }
 
 void ce_sink_stats(struct ce_sink *s, struct ce_stats *out)

@@ -34,11 +34,9 @@ struct otlp_sink {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* under mu */
-    struct evbuffer *queue; /* span lines */
-    unsigned long queued;
+    struct bgqueue queue; /* span lines from the workers */
     bool stop;
     struct otlp_stats st;
-    unsigned long drop_logged;
     /* the thread's own */
     struct http_target target;
     unsigned fails;
@@ -50,9 +48,9 @@ struct otlp_sink {
 static unsigned long take(struct otlp_sink *s, struct evbuffer *body)
 {
     unsigned long n = 0;
-    while (n < OTLP_BATCH_SPANS && s->queued > 0) {
+    while (n < OTLP_BATCH_SPANS && s->queue.lines > 0) {
         size_t len;
-        char *line = evbuffer_readln(s->queue, &len, EVBUFFER_EOL_LF);
+        char *line = evbuffer_readln(s->queue.buf, &len, EVBUFFER_EOL_LF);
         if (!line)
             break;
         if (n > 0)
@@ -60,7 +58,7 @@ static unsigned long take(struct otlp_sink *s, struct evbuffer *body)
         evbuffer_add(body, line, len);
         free(line);
         n++;
-        s->queued--;
+        s->queue.lines--;
     }
     return n;
 }
@@ -89,7 +87,7 @@ static void *run(void *arg)
     for (;;) {
         if (n == 0) {
             pthread_mutex_lock(&s->mu);
-            while (!s->stop && s->queued == 0)
+            while (!s->stop && s->queue.lines == 0)
                 pthread_cond_wait(&s->cv, &s->mu);
             if (s->stop) {
                 pthread_mutex_unlock(&s->mu);
@@ -98,7 +96,6 @@ static void *run(void *arg)
             evbuffer_add(body, head, sizeof(head) - 1);
             n = take(s, body);
             evbuffer_add(body, tail, sizeof(tail) - 1);
-            s->st.queued = s->queued;
             pthread_mutex_unlock(&s->mu);
         }
         size_t len = evbuffer_get_length(body);
@@ -146,9 +143,9 @@ static void *run(void *arg)
             break;
     }
     pthread_mutex_lock(&s->mu);
-    unsigned long lost = n + s->queued;
+    unsigned long lost = n + s->queue.lines;
     s->st.dropped += lost;
-    s->queued = 0;
+    s->queue.lines = 0;
     pthread_mutex_unlock(&s->mu);
     if (lost)
         log_warn("otlp: %lu spans not delivered at shutdown: dropped", lost);
@@ -160,8 +157,7 @@ struct otlp_sink *otlp_sink_open(const struct config *cfg, char *err, size_t err
 {
     struct otlp_sink *s = calloc(1, sizeof(*s));
     char url[2200], why[256];
-    bool sync_init = false;
-    if (!s || !(s->queue = evbuffer_new())) {
+    if (!s || bgqueue_init(&s->queue, 0, OTLP_QUEUE_MAX) < 0) {
         snprintf(err, errlen, "out of memory");
         free(s);
         return NULL;
@@ -174,24 +170,12 @@ struct otlp_sink *otlp_sink_open(const struct config *cfg, char *err, size_t err
         snprintf(err, errlen, "[export] otlp_endpoint: %s", why);
         goto fail;
     }
-    if (bgthread_sync_init(&s->mu, &s->cv) < 0) {
-        snprintf(err, errlen, "cannot create a lock");
+    if (bgthread_launch(&s->thread, &s->mu, &s->cv, run, s, "OTLP", err, errlen) < 0)
         goto fail;
-    }
-    sync_init = true;
-    int rc = bgthread_start(&s->thread, run, s);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start the OTLP thread: %s", strerror(rc));
-        goto fail;
-    }
     return s;
 fail:
-    if (sync_init) {
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
-    }
     http_target_free(&s->target);
-    evbuffer_free(s->queue);
+    bgqueue_free(&s->queue);
     free(s);
     return NULL;
 }
@@ -201,42 +185,23 @@ void otlp_sink_close(struct otlp_sink *s)
     if (!s)
         return;
     bgthread_stop(s->thread, &s->mu, &s->cv, &s->stop);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
     http_target_free(&s->target);
-    evbuffer_free(s->queue);
+    bgqueue_free(&s->queue);
     free(s);
 }
 
 void otlp_sink_push(struct otlp_sink *s, struct evbuffer *spans, unsigned long n)
 {
-    size_t len = evbuffer_get_length(spans);
-    if (len == 0)
-        return;
-    pthread_mutex_lock(&s->mu);
-    bool full = s->queued + n > OTLP_QUEUE_MAX;
-    if (!full) {
-        evbuffer_add_buffer(s->queue, spans);
-        s->queued += n;
-        s->st.queued = s->queued;
-        pthread_cond_signal(&s->cv);
-    } else {
-        s->st.dropped += n;
-    }
-    bool log = full && s->drop_logged++ % 1000 == 0;
-    pthread_mutex_unlock(&s->mu);
-    if (full) {
-        evbuffer_drain(spans, len);
-        if (log)
-            log_warn("otlp: span queue full (%d spans; the collector is away or slow): %lu spans "
-                     "dropped",
-                     OTLP_QUEUE_MAX, n);
-    }
+    if (bgqueue_push(&s->queue, &s->mu, &s->cv, spans, n, &s->st.dropped))
+        log_warn("otlp: span queue full (%d spans; the collector is away or slow): %lu spans "
+                 "dropped",
+                 OTLP_QUEUE_MAX, n);
 }
 
 void otlp_sink_stats(struct otlp_sink *s, struct otlp_stats *out)
 {
     pthread_mutex_lock(&s->mu);
     *out = s->st;
+    out->queued = s->queue.lines;
     pthread_mutex_unlock(&s->mu);
 }

@@ -541,7 +541,6 @@ struct record_sink *record_sink_open(const char *path, const struct record_rotat
                                      size_t errlen)
 {
     struct record_sink *s = calloc(1, sizeof(*s));
-    bool sync_init = false;
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -567,22 +566,10 @@ struct record_sink *record_sink_open(const char *path, const struct record_rotat
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
-    if (bgthread_sync_init(&s->mu, &s->cv) < 0) {
-        snprintf(err, errlen, "cannot create a lock");
+    if (bgthread_launch(&s->thread, &s->mu, &s->cv, writer, s, "records writer", err, errlen) < 0)
         goto fail;
-    }
-    sync_init = true;
-    int rc = bgthread_start(&s->thread, writer, s);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start the records writer: %s", strerror(rc));
-        goto fail;
-    }
     return s;
 fail:
-    if (sync_init) {
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
-    }
     if (s->fd >= 0)
         close(s->fd);
     if (s->part)
@@ -614,8 +601,6 @@ void record_sink_close(struct record_sink *s)
     if (fsync(s->fd) < 0 && errno != EINVAL)
         log_warn("records: fsync %s: %s", s->path, strerror(errno));
     close(s->fd);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
     evbuffer_free(s->part);
     evbuffer_free(s->batch);
     evbuffer_free(s->pending);
