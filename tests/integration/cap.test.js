@@ -316,9 +316,9 @@ describe('cap', () => {
 
   // ---- usage that lies ------------------------------------------------------------------------
 
-  test('negative, string or fractional usage counts: billed on the estimate (max_tokens), flagged, upstream_error; JSON and stream', async () => {
+  test('negative, string, fractional or absurd usage counts: billed on the estimate (max_tokens), flagged, upstream_error; JSON and stream', async () => {
     const tenant = h.uniq('lie');
-    for (const [lie, stream] of [[1, false], [2, false], [3, false], [1, true], [2, true]]) {
+    for (const [lie, stream] of [[1, false], [2, false], [3, false], [4, false], [1, true], [2, true], [4, true]]) {
       const body = { model: 'gpt-4o', max_tokens: 1000, stream, messages: [{ role: 'user', content: `mock:tokens=25,600 mock:lie=${lie}` }] };
       const res = await h.post(env.tg, '/v1/chat/completions', body, headers(tenant, 'big'));
       assert.equal(res.status, 200);

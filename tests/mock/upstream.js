@@ -35,7 +35,7 @@
 //   mock:pad=BYTES      a non-streamed answer starts with a member "mock_pad" of BYTES 'x's
 //                       (usage comes after it: answers of any size)
 //   mock:lie=N          chat usage lies: 1 negative completion count, 2 prompt count as a
-//                       string, 3 a fractional completion count
+//                       string, 3 a fractional completion count, 4 an absurd one (1e12)
 //   mock:gzip           a non-streamed answer gzip-encoded, whatever Accept-Encoding said
 // Token mapping, so one directive means the same in every dialect (normalised per
 // provider-wire-formats.md §8, the record gets input=IN, cached=N, output=OUT, reasoning=R):
@@ -167,8 +167,9 @@ function errorBody(provider, status) {
 }
 
 function chatUsage(d) {
-  // mock:lie=1 a negative completion count, =2 the prompt count as a string, =3 fractional
-  const lie = { 1: { completion_tokens: -d.out }, 2: { prompt_tokens: String(d.in) }, 3: { completion_tokens: d.out + 0.5 } }[d.lie] || {};
+  // mock:lie=1 a negative completion count, =2 the prompt count as a string, =3 fractional,
+  // =4 absurd (a trillion output tokens)
+  const lie = { 1: { completion_tokens: -d.out }, 2: { prompt_tokens: String(d.in) }, 3: { completion_tokens: d.out + 0.5 }, 4: { completion_tokens: 1e12 } }[d.lie] || {};
   return {
     prompt_tokens: d.in, completion_tokens: d.out, total_tokens: d.in + d.out, ...lie,
     prompt_tokens_details: { cached_tokens: d.cached, audio_tokens: 0 },
