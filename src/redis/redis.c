@@ -128,6 +128,7 @@ struct redis {
     unsigned long errors;
     unsigned long conn_failures; /* failed connects and lost connections, also in errors */
     char why[300];               /* the last of those, for redis_last_error */
+    bool quiet;                  /* connection events at debug level (redis_set_quiet) */
 };
 
 static void start_connect(struct redis *r);
@@ -146,7 +147,7 @@ static void conn_failed(struct redis *r, const char *fmt, ...)
     va_end(ap);
     r->errors++;
     r->conn_failures++;
-    log_warn("redis: %s", r->why);
+    log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s", r->why);
 }
 
 static void tv_ms(struct timeval *tv, int ms)
@@ -554,7 +555,7 @@ static void on_handshake_reply(struct redis *r, redisReply *reply)
     r->state = C_READY;
     r->backoff_ms = BACKOFF_MIN_MS;
     event_del(r->connect_timer);
-    log_info("redis: connected to %s", r->addr);
+    log_msg(r->quiet ? LOG_DEBUG : LOG_INFO, NULL, "redis: connected to %s", r->addr);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -732,7 +733,8 @@ static void on_sentinel_reply(struct redis *r, redisReply *reply)
     redisReaderFree(r->rdr);
     r->rdr = NULL;
     target(r, &primary, false);
-    log_info("redis: %s names %s as the primary of %s", sentinel, r->addr, r->url.master);
+    log_msg(r->quiet ? LOG_DEBUG : LOG_INFO, NULL, "redis: %s names %s as the primary of %s",
+            sentinel, r->addr, r->url.master);
     connect_target(r, C_CONNECTING);
 }
 
@@ -906,6 +908,11 @@ bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen)
     }
     snprintf(err, errlen, "unknown redis url kind");
     return false;
+}
+
+void redis_set_quiet(struct redis *r)
+{
+    r->quiet = true;
 }
 
 bool redis_connected(const struct redis *r)

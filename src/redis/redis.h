@@ -54,6 +54,10 @@ void redis_set_timeout(struct redis *r, int ms);
 /* Whether this connection layer can reach a url of u's kind; else err
  * says which scheme is missing. For redis_new and the config check (-t). */
 bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen);
+/* Connection events (connected, failed, lost) logged at debug level
+ * instead of info and warn: for a caller that reports them itself
+ * (redis_sync: the report's error message, the admin API's answer). */
+void redis_set_quiet(struct redis *r);
 /* True while connected (and authenticated / db selected). */
 bool redis_connected(const struct redis *r);
 

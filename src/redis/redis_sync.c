@@ -110,6 +110,7 @@ struct redis_sync *redis_sync_connect(const char *url, const struct redis_tls *t
     }
     if (!(s->r = redis_new(s->base, url, tls, timeout_ms, err, errlen)))
         goto fail;
+    redis_set_quiet(s->r); /* failures reach the caller as err */
     if (!(deadline = evtimer_new(s->base, on_deadline, &expired))) {
         snprintf(err, errlen, "out of memory");
         goto fail;

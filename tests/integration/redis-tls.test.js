@@ -83,6 +83,7 @@ describe('Redis over TLS (rediss://)', () => {
       // the report and the admin API read through the same layer, over TLS too
       const cli = spawnSync(h.BINARY, ['report', '-c', tg.configFile, '--format', 'json'], { encoding: 'utf8', timeout: h.ms(20000) });
       assert.equal(cli.status, 0, cli.stderr);
+      assert.equal(cli.stderr, '', 'the report logs no connection events of its own');
       const row = JSON.parse(cli.stdout).tenants.find((t) => t.tenant === tenant);
       assert.ok(row, cli.stdout);
       assert.equal(row.requests, 3);
