@@ -559,7 +559,8 @@ describe('reload', () => {
     try {
       await env.withTollgate(base, async (tg) => {
         const t = h.uniq('rt');
-        const image = (nonce) => ask(tg, t, null, { path: '/v1/images/generations', body: { model: 'gpt-image-1', prompt: nonce } });
+        // fine-tuning job creation: paid, not metered (unknown)
+        const image = (nonce) => ask(tg, t, null, { path: '/v1/fine_tuning/jobs', body: { model: 'gpt-4o-mini', training_file: nonce } });
         const i1 = await image(h.uniq('img'));
         assert.equal(i1.status, 403);
         assert.equal(i1.json.error.code, 'route_not_metered');
@@ -583,7 +584,7 @@ describe('reload', () => {
         await reload(tg, { ...base, pricing: { unmetered_routes: 'allow' }, records: { redis_stream: stream, redis_stream_maxlen: '4' }, report: { target_margin: '99%' } });
         const nonce = h.uniq('img');
         const i2 = await image(nonce);
-        assert.equal(i2.status, 404, `unmetered_routes allow: forwarded, the mock has no images endpoint: ${i2.text}`);
+        assert.equal(i2.status, 404, `unmetered_routes allow: forwarded, the mock has no fine-tuning endpoint: ${i2.text}`);
         assert.equal(env.mock.requestsWith(nonce).length, 1);
         assert.equal((await tg.record(i2.id)).priced, false);
 
