@@ -200,6 +200,11 @@ static const char *by_name(const char *name)
     return name && *name ? name : BUDGET_NO_NAME;
 }
 
+static int64_t at_least(int64_t v, int64_t floor)
+{
+    return v < floor ? floor : v;
+}
+
 /* Copies s into a call whose strings live in the same block. */
 static struct settle_call *call_new(const struct settle *s, struct tally *t)
 {
@@ -233,7 +238,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
 {
     char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
     char by_model[KEY_MAX], by_feature[KEY_MAX], by_user[KEY_MAX], by_plan[KEY_MAX];
-    char num[8][24], mday[4];
+    char num[11][24], mday[4];
     struct settle_call *call = NULL;
     struct redis_cmd *cmd;
     struct tm tm;
@@ -264,10 +269,15 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
     int64_t tokens =
         sat_add(s->usage.input > 0 ? s->usage.input : 0, s->usage.output > 0 ? s->usage.output : 0);
     snprintf(num[5], sizeof(num[5]), "%" PRId64, tokens);
+    bool allow = s->units > 0;
+    snprintf(num[6], sizeof(num[6]), "%" PRId64, allow ? s->units : 0);
+    snprintf(num[7], sizeof(num[7]), "%" PRId64, allow ? at_least(s->included, -1) : -1);
+    snprintf(num[8], sizeof(num[8]), "%" PRId64, allow ? at_least(s->overage_per_mu, 0) : 0);
+    snprintf(num[9], sizeof(num[9]), "%" PRId64, allow ? at_least(s->overage_markup_bp, -1) : -1);
     if (s->cache_hit)
-        snprintf(num[7], sizeof(num[7]), "%" PRId64, (int64_t)s->saved);
+        snprintf(num[10], sizeof(num[10]), "%" PRId64, (int64_t)s->saved);
     else
-        num[7][0] = '\0';
+        num[10][0] = '\0';
     /* KEYS[1..4] (+5..8 in full mode), then ARGV as settle.lua lists them;
      * the stamp (ARGV[4], ARGV[5]) is written by redis.c as it is sent */
     const char *args[] = {
@@ -288,6 +298,10 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
         : s->tallied ? "2"
                      : "1",
         full ? "1" : "0",
+        num[6],
+        num[7],
+        num[8],
+        num[9],
         num[1],
         num[2],
         num[3],
@@ -298,7 +312,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
         by_name(s->user),
         s->plan ? s->plan : "",
         mday,
-        num[7],
+        num[10],
     };
     if (!(call = call_new(s, t)))
         goto fail;
@@ -307,10 +321,11 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
     if (full)
         cmd = redis_eval_stamped(r, &settle_script, on_settled, call, 8, (int)ARRAY_LEN(args), args,
                                  NULL, 8 + 3, stamp);
-    else /* cost only: KEYS[1..4] and ARGV[1..7] */
-        cmd = redis_eval_stamped(r, &settle_script, on_settled, call, 4, 4 + 7,
+    else /* cost only: KEYS[1..4] and ARGV[1..11] */
+        cmd = redis_eval_stamped(r, &settle_script, on_settled, call, 4, 4 + 11,
                                  (const char *[]){month, day, leases, lease, args[8], args[9],
-                                                  args[10], args[11], args[12], args[13], "0"},
+                                                  args[10], args[11], args[12], args[13], "0",
+                                                  num[6], num[7], num[8], num[9]},
                                  NULL, 4 + 3, stamp);
     if (!cmd)
         goto fail;
@@ -339,9 +354,13 @@ static const char *const decisions[] = {
 };
 
 static const char *const reasons[] = {
-    [BUDGET_REASON_NONE] = "none",   [BUDGET_REASON_MONTHLY] = "monthly",
-    [BUDGET_REASON_DAILY] = "daily", [BUDGET_REASON_HARD] = "hard",
-    [BUDGET_REASON_RPM] = "rpm",     [BUDGET_REASON_TPM] = "tpm",
+    [BUDGET_REASON_NONE] = "none",
+    [BUDGET_REASON_MONTHLY] = "monthly",
+    [BUDGET_REASON_DAILY] = "daily",
+    [BUDGET_REASON_HARD] = "hard",
+    [BUDGET_REASON_RPM] = "rpm",
+    [BUDGET_REASON_TPM] = "tpm",
+    [BUDGET_REASON_ALLOWANCE] = "allowance",
 };
 
 /* Index of the reply string e in names, or -1. */
@@ -394,7 +413,7 @@ static int parse_admit(const struct redisReply *reply, time_t when, struct admit
 {
     int64_t retry_ms;
     int d, why;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 10)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 11)
         return -1;
     struct redisReply **e = reply->element;
     if ((d = lookup(e[0], decisions, ARRAY_LEN(decisions))) < 0 ||
@@ -403,7 +422,7 @@ static int parse_admit(const struct redisReply *reply, time_t when, struct admit
         reply_i64(e[4], &res->spent_day) < 0 || reply_i64(e[5], &retry_ms) < 0 || retry_ms < 0 ||
         retry_ms > 3600 * 1000 || reply_i64(e[6], &res->requests_left) < 0 ||
         reply_i64(e[7], &res->requests_reset_ms) < 0 || reply_i64(e[8], &res->tokens_left) < 0 ||
-        reply_i64(e[9], &res->tokens_reset_ms) < 0)
+        reply_i64(e[9], &res->tokens_reset_ms) < 0 || reply_i64(e[10], &res->allowance_used) < 0)
         return -1;
     res->decision = (enum budget_decision)d;
     res->reason = (enum budget_reason)why;
@@ -451,17 +470,12 @@ static int rate_key(char *buf, size_t n, const char *prefix, const char *tenant,
     return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 
-static int64_t at_least(int64_t v, int64_t floor)
-{
-    return v < floor ? floor : v;
-}
-
 struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
                                void *arg)
 {
     char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
     char rpm_key[KEY_MAX], tpm_key[KEY_MAX];
-    char num[10][24];
+    char num[14][24];
     struct admit_call *call = NULL;
     struct redis_cmd *cmd;
 
@@ -485,10 +499,18 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
     snprintf(num[7], sizeof(num[7]), "%" PRId64, at_least(a->rpm, 0));
     snprintf(num[8], sizeof(num[8]), "%" PRId64, at_least(a->tpm, 0));
     snprintf(num[9], sizeof(num[9]), "%" PRId64, at_least(a->est_tokens, 0));
-    /* KEYS[1..6], then ARGV[1..11], as admit.lua lists them */
+    bool allow = a->included >= 0 && a->on_allowance != ON_ALLOWANCE_UNSET;
+    snprintf(num[10], sizeof(num[10]), "%" PRId64, allow ? a->included : -1);
+    snprintf(num[11], sizeof(num[11]), "%" PRId64, at_least(a->est_units, 0));
+    const char *policy = !allow                                      ? "-"
+                         : a->on_allowance == ON_ALLOWANCE_BLOCK     ? "block"
+                         : a->on_allowance == ON_ALLOWANCE_DOWNGRADE ? "downgrade"
+                                                                     : "overage";
+    /* KEYS[1..6], then ARGV[1..15], as admit.lua lists them */
     const char *args[] = {
-        month,  day,    leases, lease,  rpm_key, tpm_key, a->request_id, num[0], num[1],
-        num[2], num[3], num[4], num[5], num[6],  num[7],  num[8],        num[9],
+        month,  day,    leases, lease,   rpm_key, tpm_key, a->request_id,
+        num[0], num[1], num[2], num[3],  num[4],  num[5],  num[6],
+        num[7], num[8], num[9], num[10], num[11], policy,  a->caps_block ? "0" : "1",
     };
     if (!(call = malloc(sizeof(*call))))
         goto fail;

@@ -10,7 +10,10 @@
  *       reasoning_tokens, estimated (requests with estimated usage; absent
  *       while 0), reserved (nano-USD held by leases in flight), capped
  *       (leases that reserved only what was left); every one an integer,
- *       only ever changed by HINCRBY; plus w:CONN (highest tally flush
+ *       only ever changed by HINCRBY; the allowance (settle.lua):
+ *       allowance_used (units: tokens or requests), overage_units,
+ *       overage_cost, overage_usd (nano-USD), and at admission
+ *       allowance_reserved, allowance_capped; plus w:CONN (highest tally flush
  *       counted from a connection) and j:CONN:SEQ (a replayed flush), see
  *       tally.h
  *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): the same
@@ -43,6 +46,7 @@
 
 #include <stdbool.h>
 #include <time.h>
+#include "core/config.h"
 #include "core/money.h"
 #include "providers/usage.h"
 #include "core/util.h"
@@ -72,6 +76,11 @@ struct settle {
     /* first sent with a tally (cost only): if its stamp ran, a replay still
      * counts the rest. The caller sets it with the tally it passes. */
     bool tallied;
+    /* The plan's allowance (plan.h), counted with the cost: units this
+     * request used (tokens or 1; 0: no allowance, the rest is ignored), the
+     * units included in the period (-1: counted, none included), and the
+     * overage terms of plan_overage_terms. */
+    int64_t units, included, overage_per_mu, overage_markup_bp;
 };
 
 /* ok: settled now or counted before (a replay of a stamp that ran). Either
@@ -123,6 +132,10 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUS
 #define BUDGET_F_ESTIMATED "estimated"
 #define BUDGET_F_CACHE_HITS "cache_hits" /* requests answered from the response cache */
 #define BUDGET_F_SAVED "saved"           /* nano-USD those would have cost */
+#define BUDGET_F_ALLOWANCE_USED "allowance_used"
+#define BUDGET_F_OVERAGE_UNITS "overage_units"
+#define BUDGET_F_OVERAGE_COST "overage_cost"
+#define BUDGET_F_OVERAGE_USD "overage_usd"
 
 /* ---- admission: rate limits and caps, before forwarding ----
  * One atomic script (lua/admit.lua) checks the tenant's rpm and tpm,
@@ -147,6 +160,7 @@ enum budget_reason {
     BUDGET_REASON_HARD,    /* hard_limit reached (even downgraded calls) */
     BUDGET_REASON_RPM,
     BUDGET_REASON_TPM,
+    BUDGET_REASON_ALLOWANCE, /* included_tokens / included_requests used up */
 };
 
 /* A request fits when spent + reserved + estimate <= cap, for each cap set.
@@ -169,6 +183,14 @@ struct admit {
     int64_t rpm, tpm;      /* 0: unlimited */
     int64_t est_tokens;    /* input + output estimate, for tpm */
     int lease_ttl_s;       /* how long a reservation outlives a dead tollgate; 0: 600 */
+    /* The allowance: units included in the period (-1: none), this
+     * request's estimated units, and what happens past the allowance
+     * (overage never refuses; block; downgrade to estimate_down). With
+     * on_allowance downgrade, estimate_down is set even when on_exceed
+     * blocks: caps_block then says that the dollar caps still block. */
+    int64_t included, est_units;
+    enum on_allowance on_allowance;
+    bool caps_block;
 };
 
 struct admit_result {
@@ -183,6 +205,7 @@ struct admit_result {
     /* The rate limits after this request, as OpenAI's x-ratelimit-* headers
      * say it: what is left and ms until full again; -1: no such limit. */
     int64_t requests_left, requests_reset_ms, tokens_left, tokens_reset_ms;
+    int64_t allowance_used; /* units settled + in flight, before this request */
 };
 
 typedef void (*budget_admit_cb)(const struct admit_result *res, const char *err, void *arg);

@@ -211,7 +211,12 @@ static char *encode(const struct settle *s, size_t *len)
               json_object_set_new(o, "seq", json_integer((json_int_t)s->stamp.seq)) < 0 ||
               (s->tallied && json_object_set_new(o, "tallied", json_true()) < 0) ||
               (s->cache_hit && (json_object_set_new(o, "cache_hit", json_true()) < 0 ||
-                                json_object_set_new(o, "saved", json_integer(s->saved)) < 0)))) {
+                                json_object_set_new(o, "saved", json_integer(s->saved)) < 0)) ||
+              (s->units > 0 &&
+               json_object_set_new(o, "allowance",
+                                   json_pack("[I,I,I,I]", (json_int_t)s->units,
+                                             (json_int_t)s->included, (json_int_t)s->overage_per_mu,
+                                             (json_int_t)s->overage_markup_bp)) < 0))) {
         json_decref(o);
         o = NULL;
     }
@@ -282,6 +287,16 @@ static json_t *decode(const char *line, struct settle *s)
     /* optional: a response cache hit and what it saved */
     s->cache_hit = json_is_true(json_object_get(o, "cache_hit"));
     s->saved = s->cache_hit ? json_integer_value(json_object_get(o, "saved")) : 0;
+    /* optional: [units, included, overage per 1M units, markup] (allowance plans) */
+    json_int_t al[4];
+    if (json_unpack(json_object_get(o, "allowance"), "[IIII]", &al[0], &al[1], &al[2], &al[3]) ==
+            0 &&
+        al[0] > 0) {
+        s->units = al[0];
+        s->included = al[1];
+        s->overage_per_mu = al[2];
+        s->overage_markup_bp = al[3];
+    }
     /* optional: lines written before the breakdowns existed lack them */
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
         const char *v = json_string_value(json_object_get(o, names[i]));

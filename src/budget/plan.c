@@ -23,7 +23,26 @@ int plan_resolve(const struct config *cfg, const char *tenant, const char *asked
     out->hard_limit = t && t->hard_limit >= 0 ? t->hard_limit : p->hard_limit;
     out->rpm = t && t->rpm >= 0 ? t->rpm : p->rpm;
     out->tpm = t && t->tpm >= 0 ? t->tpm : p->tpm;
+    out->unit = PLAN_UNIT_NONE;
+    out->included = -1;
+    if (p->included_tokens >= 0) {
+        out->unit = PLAN_UNIT_TOKENS;
+        out->included = t && t->included_tokens >= 0 ? t->included_tokens : p->included_tokens;
+    } else if (p->included_requests >= 0) {
+        out->unit = PLAN_UNIT_REQUESTS;
+        out->included =
+            t && t->included_requests >= 0 ? t->included_requests : p->included_requests;
+    }
     return 0;
+}
+
+int64_t plan_units(const struct plan *p, int64_t input, int64_t output)
+{
+    if (p->unit == PLAN_UNIT_REQUESTS)
+        return 1;
+    if (p->unit != PLAN_UNIT_TOKENS)
+        return 0;
+    return (input > 0 ? input : 0) + (output > 0 ? output : 0);
 }
 
 const char *plan_downgrade(const struct plan *p, const char *model)
@@ -32,4 +51,19 @@ const char *plan_downgrade(const struct plan *p, const char *model)
         if (strcmp(p->base->downgrade[i].from, model) == 0)
             return p->base->downgrade[i].to;
     return NULL;
+}
+
+void plan_overage_terms(const struct plan *p, int64_t *per_mu, int64_t *markup_bp)
+{
+    const struct cfg_plan *b = p->base;
+    *per_mu = 0;
+    *markup_bp = -1;
+    if (p->unit == PLAN_UNIT_NONE || b->on_allowance != ON_ALLOWANCE_OVERAGE)
+        return;
+    if (b->overage_kind == OVERAGE_MARKUP)
+        *markup_bp = b->overage_markup_bp;
+    else if (b->overage_kind == OVERAGE_PRICE) /* per 1M tokens, or per request */
+        *per_mu = p->unit == PLAN_UNIT_TOKENS        ? b->overage
+                  : b->overage > INT64_MAX / 1000000 ? INT64_MAX
+                                                     : b->overage * 1000000;
 }

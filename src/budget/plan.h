@@ -13,7 +13,20 @@ struct plan {
     money_t budget_daily;        /* -1: no cap */
     money_t hard_limit;          /* -1: none */
     int64_t rpm, tpm;            /* 0: unlimited */
+    /* the allowance per billing period, in units of its kind; -1: none */
+    enum plan_unit { PLAN_UNIT_NONE, PLAN_UNIT_TOKENS, PLAN_UNIT_REQUESTS } unit;
+    int64_t included;
 };
+
+/* The allowance units a request uses: its input + output tokens, or 1
+ * request; 0 for a plan without an allowance. */
+int64_t plan_units(const struct plan *p, int64_t input, int64_t output);
+
+/* How overage is billed, as settle.lua takes it: *per_mu nano-USD per
+ * million units past the allowance (0: not by price), *markup_bp basis
+ * points on the overage's AI cost (-1: not by cost). Both "none" for a
+ * plan that does not bill overage. */
+void plan_overage_terms(const struct plan *p, int64_t *per_mu, int64_t *markup_bp);
 
 /* The plan for tenant: [tenant] plan, else the plan the app named (when it
  * exists), else default_plan; then the tenant's overrides. Returns -1 only

@@ -321,6 +321,14 @@ static const struct key keys[] = {
     {S_PLAN, "cache", T_ENUM, PL(cache), "off", 0, .names = cache_mode_names,
      .doc = "off | on (unless the request sends X-Tollgate-Cache: off) | ask (only requests "
             "that send X-Tollgate-Cache: on); needs [cache] enabled"},
+    {S_PLAN, "included_tokens", T_I64, PL(included_tokens), NULL, 0, 1, INT64_MAX,
+     .doc = "allowance of input + output tokens per billing period; unset: none"},
+    {S_PLAN, "included_requests", T_I64, PL(included_requests), NULL, 0, 1, INT64_MAX,
+     .doc = "allowance of metered requests per billing period; unset: none"},
+    {S_PLAN, "on_allowance", T_FUNC, 0, NULL, 0, .set = config_set_on_allowance, .max = 16,
+     .doc = "past the allowance: overage (serve and bill) | block | downgrade"},
+    {S_PLAN, "overage", T_FUNC, 0, NULL, 0, .set = config_set_overage, .max = 32,
+     .doc = "USD per 1M tokens (or per request) past the allowance, or cost + N%"},
 
     {S_TENANT, "plan", T_STR, TN(plan), NULL, K_OPT, .check = config_check_name,
      .max = CONFIG_NAME_MAX, .doc = "the tenant's plan"},
@@ -336,6 +344,10 @@ static const struct key keys[] = {
      .doc = "overrides the plan's tokens per minute"},
     {S_TENANT, "cache", T_ENUM, TN(cache), "plan", 0, .names = cache_mode_names,
      .doc = "plan (the plan's cache) | off | on | ask"},
+    {S_TENANT, "included_tokens", T_I64, TN(included_tokens), NULL, 0, 1, INT64_MAX,
+     .doc = "overrides the plan's included_tokens (a plan with a token allowance)"},
+    {S_TENANT, "included_requests", T_I64, TN(included_requests), NULL, 0, 1, INT64_MAX,
+     .doc = "overrides the plan's included_requests (a plan with a request allowance)"},
 };
 
 /* Where a key or section header was seen, for duplicates and for errors
@@ -906,6 +918,48 @@ static money_t margin_cap(const struct cfg_plan *pl)
     return (money_t)((__int128)month * (10000 - pl->target_margin_bp) / 10000);
 }
 
+/* A plan's allowance keys, together: one allowance, a policy for past it,
+ * and an overage only where it is billed. */
+static void finish_allowance(struct parser *p, size_t i)
+{
+    const struct cfg_plan *pl = &p->c->plans[i];
+    bool has = pl->included_tokens >= 0 || pl->included_requests >= 0;
+    if (pl->included_tokens >= 0 && pl->included_requests >= 0)
+        fail_at(p, line_of(p, S_PLAN, i, "included_requests"),
+                "included_requests: set it or included_tokens in [plan %s], not both", pl->name);
+    if (has && pl->on_allowance == ON_ALLOWANCE_UNSET && !rejected(p, S_PLAN, i, "on_allowance"))
+        fail_at(p,
+                line_of(p, S_PLAN, i,
+                        pl->included_tokens >= 0 ? "included_tokens" : "included_requests"),
+                "on_allowance: missing in [plan %s]: say what happens past the allowance "
+                "(overage, block or downgrade)",
+                pl->name);
+    if (!has && pl->on_allowance != ON_ALLOWANCE_UNSET)
+        fail_at(p, line_of(p, S_PLAN, i, "on_allowance"),
+                "on_allowance: [plan %s] has no allowance (included_tokens or included_requests)",
+                pl->name);
+    if (!has && pl->overage_kind != OVERAGE_NONE)
+        fail_at(p, line_of(p, S_PLAN, i, "overage"),
+                "overage: [plan %s] has no allowance (included_tokens or included_requests) to "
+                "bill past",
+                pl->name);
+    else if (has && pl->overage_kind != OVERAGE_NONE && pl->on_allowance != ON_ALLOWANCE_OVERAGE &&
+             pl->on_allowance != ON_ALLOWANCE_UNSET)
+        fail_at(p, line_of(p, S_PLAN, i, "overage"),
+                "overage: [plan %s] does not serve past its allowance (on_allowance is not "
+                "overage)",
+                pl->name);
+    if (pl->on_allowance == ON_ALLOWANCE_OVERAGE && pl->overage_kind == OVERAGE_NONE)
+        fail_at(p, line_of(p, S_PLAN, i, "on_allowance"),
+                "on_allowance: overage needs overage = USD per 1M tokens (or per request) or "
+                "cost + N%% in [plan %s]",
+                pl->name);
+    if (pl->on_allowance == ON_ALLOWANCE_DOWNGRADE && pl->n_downgrade == 0 &&
+        !rejected(p, S_PLAN, i, "downgrade"))
+        fail_at(p, line_of(p, S_PLAN, i, "on_allowance"),
+                "on_allowance: downgrade needs downgrade = from > to in [plan %s]", pl->name);
+}
+
 static void finish_plans(struct parser *p)
 {
     struct config *c = p->c;
@@ -937,12 +991,24 @@ static void finish_plans(struct parser *p)
         if (pl->cache == CACHE_MODE_PLAN) /* "plan" is a tenant's word */
             fail_at(p, line_of(p, S_PLAN, i, "cache"),
                     "cache: off, on or ask in [plan %s] (plan is for [tenant] sections)", pl->name);
+        finish_allowance(p, i);
     }
     for (size_t i = 0; i < c->n_tenants; i++) {
         const struct cfg_tenant *t = &c->tenants[i];
         if (t->plan && !config_plan(c, t->plan))
             fail_at(p, line_of(p, S_TENANT, i, "plan"), "plan: no [plan %s] for [tenant %s]",
                     t->plan, t->name);
+        const struct cfg_plan *pl = config_plan(c, t->plan ? t->plan : c->default_plan);
+        if (t->included_tokens >= 0 && pl && pl->included_tokens < 0)
+            fail_at(p, line_of(p, S_TENANT, i, "included_tokens"),
+                    "included_tokens: [plan %s] of [tenant %s] has no token allowance (set "
+                    "included_tokens and on_allowance there)",
+                    pl->name, t->name);
+        if (t->included_requests >= 0 && pl && pl->included_requests < 0)
+            fail_at(p, line_of(p, S_TENANT, i, "included_requests"),
+                    "included_requests: [plan %s] of [tenant %s] has no request allowance (set "
+                    "included_requests and on_allowance there)",
+                    pl->name, t->name);
     }
 }
 

@@ -26,6 +26,19 @@ enum missing_tenant { MISSING_TENANT_REJECT, MISSING_TENANT_ALLOW };
 enum on_failure { ON_FAILURE_OPEN, ON_FAILURE_CLOSED };
 enum on_exceed { ON_EXCEED_BLOCK, ON_EXCEED_DOWNGRADE };
 enum price_period { PRICE_PERIOD_MONTH, PRICE_PERIOD_YEAR };
+/* [plan] on_allowance: what happens past included_tokens/included_requests. */
+enum on_allowance {
+    ON_ALLOWANCE_UNSET,     /* not written (an error when the plan has an allowance) */
+    ON_ALLOWANCE_OVERAGE,   /* serve and bill the overage */
+    ON_ALLOWANCE_BLOCK,     /* 429 allowance_exhausted */
+    ON_ALLOWANCE_DOWNGRADE, /* forward with the plan's cheaper model */
+};
+/* [plan] overage: how units past the allowance are billed. */
+enum overage_kind {
+    OVERAGE_NONE,   /* not written: overage is not billed */
+    OVERAGE_PRICE,  /* overage USD per 1M tokens, or per request */
+    OVERAGE_MARKUP, /* "cost + N%": the AI cost of the overage plus a markup */
+};
 /* Paths no route table prices (route.h): refused with 403, or forwarded unpriced. */
 enum unmetered_routes { UNMETERED_BLOCK, UNMETERED_ALLOW };
 enum tenant_policy {
@@ -77,6 +90,13 @@ struct cfg_plan {
     int64_t tpm;           /* 0: unlimited */
     char *block_message;   /* NULL: a default naming the cap */
     enum cache_mode cache; /* never CACHE_MODE_PLAN */
+    /* allowance per billing period: at most one of the two is set (-1: unset) */
+    int64_t included_tokens;   /* input + output tokens */
+    int64_t included_requests; /* metered requests */
+    enum on_allowance on_allowance;
+    enum overage_kind overage_kind;
+    money_t overage;       /* OVERAGE_PRICE: nano-USD per 1M tokens, or per request */
+    int overage_markup_bp; /* OVERAGE_MARKUP: basis points added to the cost */
 };
 
 /* [tenant NAME]: per-customer overrides; -1 / NULL means "from the plan". */
@@ -88,7 +108,9 @@ struct cfg_tenant {
     money_t hard_limit;
     int64_t rpm;
     int64_t tpm;
-    enum cache_mode cache; /* CACHE_MODE_PLAN: the plan's */
+    enum cache_mode cache;     /* CACHE_MODE_PLAN: the plan's */
+    int64_t included_tokens;   /* -1: the plan's */
+    int64_t included_requests; /* -1: the plan's */
 };
 
 struct config {

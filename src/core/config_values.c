@@ -721,6 +721,52 @@ int config_set_plan_margin(void *obj, const char *v, char *msg, size_t n)
     return parse_margin(v, &pl->target_margin_bp, msg, n);
 }
 
+int config_set_on_allowance(void *obj, const char *v, char *msg, size_t n)
+{
+    static const char *const names[] = {"overage", "block", "downgrade", NULL};
+    struct cfg_plan *pl = obj;
+    int i;
+    if (config_parse_enum(v, names, &i, msg, n) < 0)
+        return -1;
+    pl->on_allowance = (enum on_allowance)(ON_ALLOWANCE_OVERAGE + i);
+    return 0;
+}
+
+/* "4.00" (USD per 1M tokens, or per request) or "cost + 20%" (the AI cost
+ * of the overage plus a markup, 0% to 1000%). */
+int config_set_overage(void *obj, const char *v, char *msg, size_t n)
+{
+    struct cfg_plan *pl = obj;
+    if (strncmp(v, "cost", 4) == 0) {
+        const char *s = v + 4, *end;
+        unsigned long long x;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s++ != '+')
+            goto bad;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (config_parse_u64(s, &x, &end) < 0 || *end != '%' || end[1] || x > 1000)
+            goto bad;
+        pl->overage_kind = OVERAGE_MARKUP;
+        pl->overage_markup_bp = (int)x * 100;
+        pl->overage = 0;
+        return 0;
+    }
+    money_t m;
+    if (money_parse_usd(v, &m) < 0 || m < 0)
+        goto bad;
+    pl->overage_kind = OVERAGE_PRICE;
+    pl->overage = m;
+    pl->overage_markup_bp = 0;
+    return 0;
+bad:
+    snprintf(msg, n,
+             "expected USD per 1M tokens (or per request) like 4.00, or cost + N%% (0%% to "
+             "1000%%)");
+    return -1;
+}
+
 /* -------- env: references -------- */
 
 int config_resolve_env(const char *key, const char *value, char **out, char *msg, size_t n)

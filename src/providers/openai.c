@@ -674,7 +674,7 @@ out:
  * both 429 types parse into RateLimitError. */
 static const char *error_type(int status, const char *code)
 {
-    if (code && strcmp(code, "budget_exceeded") == 0)
+    if (code && (strcmp(code, "budget_exceeded") == 0 || strcmp(code, "allowance_exhausted") == 0))
         return "insufficient_quota";
     if (code && strcmp(code, "rate_limit_exceeded") == 0)
         return "rate_limit_exceeded";

@@ -121,9 +121,11 @@ struct req {
     struct event *drain_timer; /* drain_on_abort deadline while draining */
     money_t remaining;         /* budget left this month before the request; -1: unknown */
     money_t spent_before;      /* month's spend at admission; -1: not admitted through Redis */
+    int64_t allowance_left;    /* allowance units left before the request; -1: unknown/none */
     char model_requested[128];
     char downgrade_hdr[300];
     char remaining_hdr[32];
+    char allowance_hdr[24];
     /* x-ratelimit-* (OpenAI's names) from admission: limit, left, reset of
      * requests then tokens; limit 0: that limit is off */
     int64_t rl[6];
@@ -462,6 +464,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     r->ttfb_ms = -1;
     r->remaining = -1;
     r->spent_before = -1;
+    r->allowance_left = -1;
     r->outcome = OUTCOME_OK;
     clock_wall(&r->wall);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
@@ -693,7 +696,7 @@ static bool needs_admission(const struct req *r)
     if (r->cache.verdict == CACHE_HIT) /* costs nothing: only the rate limits */
         return p->rpm > 0 || p->tpm > 0;
     return r->call.metered && (p->budget_monthly >= 0 || p->budget_daily >= 0 ||
-                               p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0);
+                               p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0 || p->included >= 0);
 }
 
 static void admitted(const struct admit_result *res, const char *errstr, void *arg);
@@ -705,12 +708,14 @@ static void admit(struct req *r)
         return;
     }
     const struct plan *p = &r->plan_eff;
-    const char *down =
-        p->base->on_exceed == ON_EXCEED_DOWNGRADE ? plan_downgrade(p, r->call.model) : NULL;
+    bool exceed_down = p->base->on_exceed == ON_EXCEED_DOWNGRADE;
+    bool allowance_down = p->included >= 0 && p->base->on_allowance == ON_ALLOWANCE_DOWNGRADE;
+    const char *down = exceed_down || allowance_down ? plan_downgrade(p, r->call.model) : NULL;
     bool listed;
     const struct price *pr = price_of(r, r->call.model, NULL, &listed);
     int64_t out_tokens = provider_output_bound(&r->call, pr ? pr->max_output : 0);
     bool hit = r->cache.verdict == CACHE_HIT; /* a request, no tokens, no dollars */
+    int64_t est_tokens = provider_sat_add(r->call.est_input_tokens, out_tokens);
     struct admit a = {
         .key_prefix = r->cfg->key_prefix,
         .tenant = r->tenant,
@@ -723,8 +728,12 @@ static void admit(struct req *r)
         .hard_limit = hit ? -1 : p->hard_limit,
         .rpm = p->rpm,
         .tpm = p->tpm,
-        .est_tokens = hit ? 0 : provider_sat_add(r->call.est_input_tokens, out_tokens),
+        .est_tokens = hit ? 0 : est_tokens,
         .lease_ttl_s = lease_ttl_s(),
+        .included = hit ? -1 : p->included, /* a cached answer uses no allowance */
+        .est_units = plan_units(p, est_tokens, 0),
+        .on_allowance = p->base->on_allowance,
+        .caps_block = !exceed_down,
     };
     r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
     if (!r->admit_cmd)
@@ -800,10 +809,32 @@ static void retry_after(char *buf, size_t n, long s)
     snprintf(buf, n, "%ld", s > 0 ? s : 1);
 }
 
+/* The 429 of an allowance used up: included units are not dollars, and the
+ * app tells "upgrade" from "come back later" by its code. */
+static void allowance_exhausted(struct req *r)
+{
+    const struct plan *p = &r->plan_eff;
+    char msg[CONFIG_BLOCK_MESSAGE_MAX + 256], ra[24];
+    if (p->base->block_message)
+        snprintf(msg, sizeof(msg), "%s", p->base->block_message);
+    else
+        snprintf(msg, sizeof(msg),
+                 "this account has used the %" PRId64 " %s included in its plan this month; "
+                 "it resets at the start of the next month (UTC)",
+                 p->included, p->unit == PLAN_UNIT_TOKENS ? "tokens" : "requests");
+    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, 'm'));
+    const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
+    answer_error(r, 429, "allowance_exhausted", msg, OUTCOME_BLOCKED, h, ARRAY_LEN(h));
+}
+
 static void block(struct req *r, const struct admit_result *res)
 {
     const struct plan *p = &r->plan_eff;
     char msg[CONFIG_BLOCK_MESSAGE_MAX + 256], cap[32], ra[24]; /* tenant, plan and text fit */
+    if (res->reason == BUDGET_REASON_ALLOWANCE) {
+        allowance_exhausted(r);
+        return;
+    }
     char period = res->reason == BUDGET_REASON_DAILY ? 'd' : 'm';
     money_t c = res->reason == BUDGET_REASON_DAILY  ? p->budget_daily
                 : res->reason == BUDGET_REASON_HARD ? p->hard_limit
@@ -890,6 +921,10 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     }
     r->spent_before = res->spent_month;
     r->remaining = budget_left(&r->plan_eff, res);
+    if (r->plan_eff.included >= 0)
+        r->allowance_left = r->plan_eff.included > res->allowance_used
+                                ? r->plan_eff.included - res->allowance_used
+                                : 0;
     keep_ratelimits(r, res);
     /* admitted or downgraded: a lease holds the estimate until settled */
     r->leased = res->decision == BUDGET_ADMIT || res->decision == BUDGET_DOWNGRADE;
@@ -950,7 +985,7 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
 {
     size_t k = 0;
     *sse = false;
-    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 11; i++) {
+    for (size_t i = 0; i < n && k < MAX_RESP_HEADERS - 13; i++) {
         if (strcasecmp(h[i].name, "content-type") == 0 &&
             strncasecmp(h[i].value, "text/event-stream", 17) == 0)
             *sse = true;
@@ -972,6 +1007,11 @@ static void response_headers(struct req *r, const struct upstream_header *h, siz
         money_format(r->remaining, r->remaining_hdr, sizeof(r->remaining_hdr)) > 0) {
         out[k].name = "X-Tollgate-Budget-Remaining";
         out[k++].value = r->remaining_hdr;
+    }
+    if (r->allowance_left >= 0) {
+        snprintf(r->allowance_hdr, sizeof(r->allowance_hdr), "%" PRId64, r->allowance_left);
+        out[k].name = "X-Tollgate-Allowance-Remaining";
+        out[k++].value = r->allowance_hdr;
     }
     put_ratelimits(r, out, &k);
     *nout = k;
@@ -1296,18 +1336,27 @@ void proxy_tick(struct worker *w)
 /* Counts the request in Redis, or journals it when Redis is away (ledger.h). */
 static void settle(struct req *r, money_t cost, money_t saved, const struct usage *u)
 {
-    const struct settle s = {.key_prefix = r->cfg->key_prefix,
-                             .tenant = r->tenant,
-                             .request_id = r->id,
-                             .when = r->wall.tv_sec,
-                             .cost = cost,
-                             .usage = *u,
-                             .cache_hit = r->cache.verdict == CACHE_HIT,
-                             .saved = saved,
-                             .model = r->call.model[0] ? r->call.model : NULL,
-                             .feature = r->feature[0] ? r->feature : NULL,
-                             .user = r->user[0] ? r->user : NULL,
-                             .plan = r->plan};
+    struct settle s = {.key_prefix = r->cfg->key_prefix,
+                       .tenant = r->tenant,
+                       .request_id = r->id,
+                       .when = r->wall.tv_sec,
+                       .cost = cost,
+                       .usage = *u,
+                       .cache_hit = r->cache.verdict == CACHE_HIT,
+                       .saved = saved,
+                       .model = r->call.model[0] ? r->call.model : NULL,
+                       .feature = r->feature[0] ? r->feature : NULL,
+                       .user = r->user[0] ? r->user : NULL,
+                       .plan = r->plan,
+                       .units = plan_units(&r->plan_eff, u->input, u->output),
+                       .included = r->plan_eff.included};
+    /* a request allowance counts answered requests, not upstream failures
+     * nor cached answers (no provider call) */
+    if (r->plan_eff.unit == PLAN_UNIT_REQUESTS &&
+        (r->cache.verdict == CACHE_HIT ||
+         ((r->status < 200 || r->status >= 300) && u->input <= 0 && u->output <= 0)))
+        s.units = 0;
+    plan_overage_terms(&r->plan_eff, &s.overage_per_mu, &s.overage_markup_bp);
     ledger_settle(r->w->ledger, &s, r->spent_before, r->plan_eff.budget_monthly);
 }
 

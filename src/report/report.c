@@ -174,6 +174,12 @@ static void count_field(struct report_counts *n, const char *f, size_t len, int6
         n->cache_hits += v;
     else if (IS(BUDGET_F_SAVED))
         n->saved += v;
+    else if (IS(BUDGET_F_ALLOWANCE_USED))
+        n->allowance_used += v;
+    else if (IS(BUDGET_F_OVERAGE_UNITS))
+        n->overage_units += v;
+    else if (IS(BUDGET_F_OVERAGE_USD))
+        n->overage_usd += v;
 #undef IS
 }
 
@@ -196,6 +202,9 @@ void report_counts_add(struct report_counts *a, const struct report_counts *b)
     a->output_tokens += b->output_tokens;
     a->cache_hits += b->cache_hits;
     a->saved += b->saved;
+    a->allowance_used += b->allowance_used;
+    a->overage_units += b->overage_units;
+    a->overage_usd += b->overage_usd;
 }
 
 /* ---- tenants ------------------------------------------------------------- */
@@ -445,8 +454,15 @@ struct report *report_build(struct redis_sync *c, const struct config *cfg,
             add_counts(&day, rep[3]);
             row->today_cost = day.cost;
         }
+        row->revenue += row->n.overage_usd; /* billed past the allowance */
         const struct cfg_plan *pl = plan ? config_plan(cfg, plan) : NULL;
         row->free_plan = row->revenue == 0 && (!pl || pl->price == 0);
+        struct plan eff;
+        row->included = -1;
+        if (plan_resolve(cfg, t.v[i], plan, &eff) == 0 && eff.unit != PLAN_UNIT_NONE) {
+            row->included = eff.included;
+            row->unit = eff.unit == PLAN_UNIT_TOKENS ? 't' : 'r';
+        }
         row->cap = -1;
         row->tenant = t.v[i];
         t.v[i] = NULL;

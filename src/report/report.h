@@ -16,7 +16,9 @@
  * / days in the month. Revenue accrues from the first day of the month on
  * which the tenant had traffic to the month's end: a tenant (configured or
  * not) with no traffic in a month earns nothing in it, and a tenant first
- * seen on the 20th earns the days from the 20th. margin = revenue - cost;
+ * seen on the 20th earns the days from the 20th. A plan with an allowance
+ * adds the overage its tenant was billed (overage_usd, settled at the
+ * plan's terms of the time) to its revenue. margin = revenue - cost;
  * all amounts are nano-USD.
  *
  * report.c reads and computes, report_format.c renders (report_render,
@@ -53,6 +55,10 @@ struct report_counts {
     int64_t requests, input_tokens, cached_tokens, output_tokens;
     int64_t cache_hits; /* requests answered from the response cache */
     money_t saved;      /* what those would have cost */
+    /* the allowance (month hashes only; settle.lua): units used (tokens or
+     * requests), units past the included ones, and what they bill */
+    int64_t allowance_used, overage_units;
+    money_t overage_usd;
 };
 
 /* Where a tenant stands against its caps right now (current month only). */
@@ -70,6 +76,10 @@ struct report_row {
     bool known;         /* configured, or seen in the month's tenant set */
     int first_day;      /* first day of the month with traffic (1..31); 0: none */
     money_t today_cost; /* today's cost, when the period is the current month */
+    /* the allowance of its plan (with the tenant's override): included
+     * units per period (-1: none) and their kind: 't' tokens, 'r' requests */
+    int64_t included;
+    char unit;
 
     /* Filled by report_forecast (forecast.c) for month periods. */
     money_t projected;         /* month-end cost at the run rate since first_day */

@@ -178,8 +178,36 @@ static const char *const columns[] = {
     "margin_usd",     "margin_pct",    "requests",           "input_tokens",
     "cached_tokens",  "output_tokens", "projected_cost_usd", "budget_monthly_usd",
     "crosses_cap_on", "status",        "suggested_plan",     "free_plan",
-    "cache_hits",     "saved_usd",
+    "cache_hits",     "saved_usd",     "included_tokens",    "used_tokens",
+    "overage_tokens", "overage_usd",   "included_requests",  "overage_requests",
 };
+
+/* The allowance of a row, as JSON fields or CSV cells (the columns above):
+ * included_* null (empty) when its plan has no allowance of that kind;
+ * used_tokens = input + output tokens whatever the plan. */
+static void allowance_cells(const struct report_row *row, struct out *o, bool json)
+{
+    char a[48], inc_t[24] = "", inc_r[24] = "", over_t[24] = "0", over_r[24] = "0";
+    const char *none = json ? "null" : "";
+    if (row->included >= 0 && row->unit == 't') {
+        snprintf(inc_t, sizeof(inc_t), "%" PRId64, row->included);
+        snprintf(over_t, sizeof(over_t), "%" PRId64, row->n.overage_units);
+    } else if (row->included >= 0 && row->unit == 'r') {
+        snprintf(inc_r, sizeof(inc_r), "%" PRId64, row->included);
+        snprintf(over_r, sizeof(over_r), "%" PRId64, row->n.overage_units);
+    }
+    int64_t used = row->n.input_tokens + row->n.output_tokens;
+    if (json)
+        put(o,
+            ",\"included_tokens\":%s,\"used_tokens\":%" PRId64
+            ",\"overage_tokens\":%s,\"overage_usd\":%s,\"included_requests\":%s,"
+            "\"overage_requests\":%s",
+            *inc_t ? inc_t : none, used, over_t, usd(row->n.overage_usd, a, sizeof(a)),
+            *inc_r ? inc_r : none, over_r);
+    else
+        put(o, ",%s,%" PRId64 ",%s,%s,%s,%s", inc_t, used, over_t,
+            usd(row->n.overage_usd, a, sizeof(a)), inc_r, over_r);
+}
 
 /* "2026-11-19" for a day of the report's month, into buf; NULL for day 0. */
 static const char *day_text(const struct report *r, int day, char *buf, size_t n)
@@ -192,7 +220,7 @@ static const char *day_text(const struct report *r, int day, char *buf, size_t n
 
 /* ---- aligned tables ------------------------------------------------------ */
 
-#define TABLE_COLS 11
+#define TABLE_COLS 12
 
 /* A table as cells, row after row; column widths from the widest cell.
  * right[i]: column i holds numbers, aligned right. The last row is the
@@ -265,9 +293,11 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
                      const struct report_counts *n)
 {
     char a[48], b[48], m[48], s[48], pc[32];
+    char ov[48];
     const char *p = pct(revenue - n->cost, revenue, pc, sizeof(pc));
     return cell(g, "%s", name) | cell(g, "%s", plan) |
            cell(g, "%s", usd_fixed(revenue, 4, a, sizeof(a))) |
+           cell(g, "%s", n->overage_usd ? usd_fixed(n->overage_usd, 4, ov, sizeof(ov)) : "-") |
            cell(g, "%s", usd_fixed(n->cost, 4, b, sizeof(b))) |
            cell(g, "%s", usd_fixed(n->saved, 4, s, sizeof(s))) |
            cell(g, "%s", usd_fixed(revenue - n->cost, 4, m, sizeof(m))) |
@@ -279,15 +309,15 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
 static void render_table(const struct report *r, struct out *o)
 {
     static const bool right[TABLE_COLS] = {false, false, true, true, true, true,
-                                           true,  true,  true, true, true};
+                                           true,  true,  true, true, true, true};
     struct grid g = {.cols = TABLE_COLS, .right = right};
     struct totals t;
     char total[48], blended[48];
     int rc = 0;
     totals_of(r, &t);
-    rc |= cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "REVENUE") | cell(&g, "COST") |
-          cell(&g, "SAVED") | cell(&g, "MARGIN") | cell(&g, "MARGIN%%") | cell(&g, "REQUESTS") |
-          cell(&g, "INPUT") | cell(&g, "CACHED") | cell(&g, "OUTPUT");
+    rc |= cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "REVENUE") | cell(&g, "OVERAGE") |
+          cell(&g, "COST") | cell(&g, "SAVED") | cell(&g, "MARGIN") | cell(&g, "MARGIN%%") |
+          cell(&g, "REQUESTS") | cell(&g, "INPUT") | cell(&g, "CACHED") | cell(&g, "OUTPUT");
     for (size_t i = 0; i < r->n; i++)
         rc |= row_cells(&g, r->rows[i].tenant, r->rows[i].plan, r->rows[i].revenue, &r->rows[i].n);
     snprintf(total, sizeof(total), "TOTAL (%zu)", t.tenants);
@@ -412,6 +442,7 @@ static void render_json(const struct report *r, struct out *o)
             row->n.cached_tokens, row->n.output_tokens);
         cache_json(&row->n, o);
         forecast_json(r, row, o);
+        allowance_cells(row, o, true);
         put(o, "}");
     }
     money_t margin = t.revenue - t.n.cost;
@@ -461,8 +492,10 @@ static void render_csv(const struct report *r, struct out *o)
             report_status_name(row->status));
         put_csv_str(o, row->suggested_plan ? row->suggested_plan : "");
         char sv[48];
-        put(o, ",%s,%" PRId64 ",%s\n", row->free_plan ? "true" : "false", row->n.cache_hits,
+        put(o, ",%s,%" PRId64 ",%s", row->free_plan ? "true" : "false", row->n.cache_hits,
             usd(row->n.saved, sv, sizeof(sv)));
+        allowance_cells(row, o, false);
+        put(o, "\n");
     }
 }
 
@@ -614,6 +647,7 @@ char *report_tenant_json(struct redis_sync *c, const struct config *cfg,
         row->n.output_tokens, has_cap ? usd(eff.budget_monthly, cap, sizeof(cap)) : "null",
         has_hard ? usd(eff.hard_limit, hard, sizeof(hard)) : "null");
     cache_json(&row->n, &o);
+    allowance_cells(row, &o, true);
     for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
         put(&o, ",\"%s\":", labels[i]);
         items_json(by[i], &o);

@@ -295,6 +295,36 @@ describe('reload', () => {
     });
   });
 
+  test('plans: an allowance, its policy, its overage and a tenant override set by SIGHUP apply to the next request', { timeout: h.ms(60000) }, async () => {
+    const t = h.uniq('allow');
+    const month = `tollgate:{${t}}:m:${new Date().toISOString().slice(0, 7)}`;
+    const used = async () => Number((await env.redis.hgetall(month)).allowance_used || 0);
+    await env.withTollgate({ 'plan al': { price: '1' }, [`tenant ${t}`]: { plan: 'al' } }, async (tg) => {
+      assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 200, 'no allowance yet');
+      await reload(tg, { 'plan al': { price: '1', included_requests: '1', on_allowance: 'block' }, [`tenant ${t}`]: { plan: 'al' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 200, 'the one included request');
+      await h.waitFor(async () => ((await used()) >= 1 ? true : null), { what: 'the request counted' });
+      const r = await ask(tg, t, 'mock:tokens=100,50');
+      assert.equal(r.status, 429);
+      assert.equal(r.json.error.code, 'allowance_exhausted');
+      // a tenant override gives it three; then overage instead of a block, at $0.01 a request
+      await reload(tg, { 'plan al': { price: '1', included_requests: '1', on_allowance: 'block' },
+        [`tenant ${t}`]: { plan: 'al', included_requests: '3' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 200, 'the override applies');
+      await reload(tg, { 'plan al': { price: '1', included_requests: '1', on_allowance: 'overage', overage: '0.01' },
+        [`tenant ${t}`]: { plan: 'al' } });
+      await h.waitFor(async () => ((await used()) >= 2 ? true : null), { what: 'the second request counted' });
+      const r3 = await h.post(tg, '/v1/chat/completions', chat('mock:tokens=100,50'), { 'X-Tenant-Id': t });
+      assert.equal(r3.status, 200, 'overage serves');
+      assert.equal(r3.headers.get('x-tollgate-allowance-remaining'), '0');
+      await h.waitFor(async () => ((await used()) >= 3 ? true : null), { what: 'the third request counted' });
+      const m = await env.redis.hgetall(month);
+      // the second was within the override's three; the third is past the plan's one again
+      assert.equal(Number(m.overage_units), 1);
+      assert.equal(Number(m.overage_usd), 10000000, 'one request at $0.01');
+    });
+  });
+
   test('pricing: a new pricing file and unknown_model are live after SIGHUP', { timeout: h.ms(30000) }, async () => {
     const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'tollgate-prices-'));
     const original = fs.readFileSync(path.join(__dirname, '..', '..', 'conf', 'pricing.conf'), 'utf8');

@@ -939,6 +939,168 @@ done:
     env_close(&e);
 }
 
+/* ---- allowances ----------------------------------------------------------- */
+
+/* Settles a request of an allowance plan (no tally): units used, the
+ * period's included units and the overage terms (plan_overage_terms). */
+static void settle_units(struct event_base *base, struct redis *r, const struct keys *k,
+                         const char *id, money_t cost, int64_t units, int64_t included,
+                         int64_t per_mu, int64_t markup_bp)
+{
+    struct settle s = {.key_prefix = PREFIX,
+                       .tenant = k->tenant,
+                       .request_id = id,
+                       .when = WHEN,
+                       .cost = cost,
+                       .usage = {.input = units, .seen = true},
+                       .units = units,
+                       .included = included,
+                       .overage_per_mu = per_mu,
+                       .overage_markup_bp = markup_bp};
+    struct redis_stamp st = {{0}, 0};
+    struct settled res = {0};
+    struct redis_cmd *c = budget_settle(r, NULL, &s, &st, on_settled, &res);
+    CHECK(c != NULL);
+    if (c)
+        wait_for(base, settled_done, &res, 5000);
+    CHECK_INT(res.calls, 1);
+    CHECK(res.ok);
+}
+
+/* Overage: counted past the included units only, at the price per 1M
+ * tokens, per request, or at the cost plus a markup; never refused. */
+static void test_allowance_overage(void)
+{
+    struct env e = {0};
+    struct keys k;
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "overage", WHEN);
+    struct admit a = admit_of(&k, "o1", 100);
+    a.included = 1000;
+    a.est_units = 5000; /* more than the whole allowance: overage still serves */
+    a.on_allowance = ON_ALLOWANCE_OVERAGE;
+    struct admitted got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.allowance_used, 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_reserved"), 0); /* overage reserves none */
+    /* $4 per 1M tokens: 4e9 nano-USD per million units */
+    settle_units(e.base, e.r, &k, "o1", 600, 600, 1000, 4000000000LL, -1);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_used"), 600);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_units"), 0);
+    settle_units(e.base, e.r, &k, "o2", 1200, 600, 1000, 4000000000LL, -1);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_used"), 1200);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_units"), 200);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_cost"), 400);   /* 200/600 of 1200 */
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_usd"), 800000); /* 200 x $4/1M = $0.0008 */
+    /* cost + 20%: the overage's cost share, marked up */
+    settle_units(e.base, e.r, &k, "o3", 1000, 100, 1000, 0, 2000);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_units"), 300);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_cost"), 1400);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_usd"), 801200); /* + 1000 x 1.2 */
+    /* the admission now sees what was used */
+    a.request_id = "o4";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.allowance_used, 1300);
+    /* a plan without an allowance counts nothing of it */
+    keys_for(&k, "no-allowance", WHEN);
+    settle_units(e.base, e.r, &k, "n1", 100, 0, -1, 0, -1);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_used"), 0);
+    /* a request allowance at $0.05 a request: 5e7 nano-USD, per million x 1e6 */
+    keys_for(&k, "requests", WHEN);
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "q%d", i);
+        settle_units(e.base, e.r, &k, id, 10, 1, 2, 50000000LL * 1000000, -1);
+    }
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_used"), 3);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_units"), 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_usd"), 50000000);
+done:
+    env_close(&e);
+}
+
+/* Block and downgrade: the allowance is a cap in units, reserved at
+ * admission like dollars (one short reservation in flight at a time), and
+ * given back by settlement or release. The dollar caps still hold. */
+static void test_allowance_block(void)
+{
+    struct env e = {0};
+    struct keys k;
+    char lk[200];
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "allow-block", WHEN);
+    settle_units(e.base, e.r, &k, "b0", 100, 900, 1000, 0, -1);
+    struct admit a = admit_of(&k, "b1", 100);
+    a.included = 1000;
+    a.est_units = 500;
+    a.on_allowance = ON_ALLOWANCE_BLOCK;
+    /* 100 left: b1 goes ahead reserving the 100, b2 must wait for it */
+    struct admitted got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.allowance_used, 900);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_reserved"), 100);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_capped"), 1);
+    a.request_id = "b2";
+    a.est_units = 50;
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_ALLOWANCE);
+    CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
+    CHECK_INT(got.res.allowance_used, 1000);
+    /* released: the room is back and b2 fits whole */
+    CHECK(budget_release(e.r, PREFIX, k.tenant, "b1", NULL, NULL));
+    struct poll_field p = {e.base, e.r, k.month, 0, {0}, false};
+    CHECK(wait_for(e.base, reserved_is, &p, 5000));
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_capped"), 0);
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    lease_key(lk, sizeof(lk), &k, "b2");
+    CHECK_INT(lease_exists(e.base, e.r, lk), 1);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_reserved"), 50);
+    /* settled with what it really used: the reservation goes, the units count */
+    settle_units(e.base, e.r, &k, "b2", 100, 100, 1000, 0, -1);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_reserved"), 0);
+    CHECK_INT(hget(e.base, e.r, k.month, "allowance_used"), 1000);
+    CHECK_INT(hget(e.base, e.r, k.month, "overage_units"), 0);
+    a.request_id = "b3";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_ALLOWANCE);
+
+    /* downgrade: the cheaper model goes on, still under the dollar caps */
+    a.request_id = "b4";
+    a.on_allowance = ON_ALLOWANCE_DOWNGRADE;
+    a.estimate_down = 10;
+    a.caps_block = true; /* on_exceed = block */
+    a.cap_monthly = 1000;
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_DOWNGRADE);
+    CHECK_INT(got.res.reason, BUDGET_REASON_ALLOWANCE);
+    lease_key(lk, sizeof(lk), &k, "b4");
+    CHECK_INT(lease_est(e.base, e.r, lk), 10);
+    a.request_id = "b5";
+    a.cap_monthly = 300; /* 200 spent + 10 held: the 10 fits, 100 would not */
+    a.estimate_down = 100;
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_DOWNGRADE);
+    a.request_id = "b6";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_MONTHLY);
+    /* no cheaper model for this one: blocked at the allowance */
+    a.request_id = "b7";
+    a.estimate_down = -1;
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_ALLOWANCE);
+done:
+    env_close(&e);
+}
+
 /* ---- contract edges ------------------------------------------------------- */
 
 static void test_refused(void)
@@ -1381,6 +1543,8 @@ static const struct check_test tests[] = {
     {"settle_releases", test_settle_releases},
     {"settle_saturates", test_settle_saturates},
     {"release", test_release},
+    {"allowance_overage", test_allowance_overage},
+    {"allowance_block", test_allowance_block},
     {"refused", test_refused},
     {"errors", test_errors},
     {"month_boundary", test_month_boundary},

@@ -758,7 +758,7 @@ static void test_each_key(void)
     struct key_count k = {0};
     config_each_key(count_key, &k);
     CHECK(k.total > 50);
-    CHECK_INT(k.templates, 24); /* upstream 5 + plan 12 + tenant 7 */
+    CHECK_INT(k.templates, 30); /* upstream 5 + plan 16 + tenant 9 */
     CHECK(k.upstream_url);
     CHECK(k.server_listen);
     int bad_info = 0;
@@ -810,7 +810,82 @@ static void test_margins(void)
     }
 }
 
+/* Allowances: the keys of a plan and a tenant, and what -t refuses, each
+ * with its file:line. */
+static void test_allowances(void)
+{
+    char err[2048];
+    struct config *c =
+        load("[plan growth]\nprice = 19\nincluded_tokens = 5000000\non_allowance = overage\n"
+             "overage = 4.00\n"
+             "[plan team]\nincluded_requests = 2000\non_allowance = overage\n"
+             "overage = cost + 20%\n"
+             "[plan lite]\nincluded_tokens = 100\non_allowance = downgrade\n"
+             "downgrade = gpt-4o > gpt-4o-mini\n"
+             "[plan free]\n"
+             "[tenant acme]\nplan = growth\nincluded_tokens = 9000000\n",
+             err, sizeof err);
+    CHECK(c != NULL);
+    if (c) {
+        const struct cfg_plan *g = config_plan(c, "growth"), *t = config_plan(c, "team");
+        CHECK_INT(g->included_tokens, 5000000);
+        CHECK_INT(g->included_requests, -1);
+        CHECK_INT(g->on_allowance, ON_ALLOWANCE_OVERAGE);
+        CHECK_INT(g->overage_kind, OVERAGE_PRICE);
+        CHECK_INT(g->overage, 4000000000LL);
+        CHECK_INT(t->included_requests, 2000);
+        CHECK_INT(t->overage_kind, OVERAGE_MARKUP);
+        CHECK_INT(t->overage_markup_bp, 2000);
+        CHECK_INT(config_plan(c, "lite")->on_allowance, ON_ALLOWANCE_DOWNGRADE);
+        CHECK_INT(config_plan(c, "free")->on_allowance, ON_ALLOWANCE_UNSET);
+        CHECK_INT(config_plan(c, "free")->included_tokens, -1);
+        CHECK_INT(config_tenant(c, "acme")->included_tokens, 9000000);
+        CHECK_INT(config_tenant(c, "acme")->included_requests, -1);
+        config_unref(c);
+    }
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[plan free]\nincluded_tokens = 1000\n",
+         "t.conf:2: on_allowance: missing in [plan free]: say what happens past the allowance "
+         "(overage, block or downgrade)"},
+        {"[plan free]\noverage = 4\n",
+         "t.conf:2: overage: [plan free] has no allowance (included_tokens or included_requests) "
+         "to bill past"},
+        {"[plan free]\non_allowance = block\n",
+         "t.conf:2: on_allowance: [plan free] has no allowance"},
+        {"[plan free]\nincluded_tokens = 10\nincluded_requests = 5\non_allowance = block\n",
+         "t.conf:3: included_requests: set it or included_tokens in [plan free], not both"},
+        {"[plan free]\nincluded_tokens = 10\non_allowance = overage\n",
+         "t.conf:3: on_allowance: overage needs overage = USD per 1M tokens"},
+        {"[plan free]\nincluded_tokens = 10\non_allowance = block\noverage = 4\n",
+         "t.conf:4: overage: [plan free] does not serve past its allowance"},
+        {"[plan free]\nincluded_tokens = 10\non_allowance = downgrade\n",
+         "t.conf:3: on_allowance: downgrade needs downgrade = from > to in [plan free]"},
+        {"[plan free]\nincluded_tokens = 10\non_allowance = refuse\n",
+         "t.conf:3: on_allowance: 'refuse' is not one of overage, block, downgrade"},
+        {"[plan free]\nincluded_tokens = 10\non_allowance = overage\noverage = cost + x\n",
+         "t.conf:4: overage: expected USD per 1M tokens"},
+        {"[plan free]\nincluded_tokens = 0\non_allowance = block\n", "t.conf:2: included_tokens:"},
+        {"[plan free]\n[tenant a]\nincluded_tokens = 10\n",
+         "t.conf:3: included_tokens: [plan free] of [tenant a] has no token allowance"},
+        {"[plan free]\nincluded_tokens = 10\non_allowance = block\n[tenant a]\n"
+         "included_requests = 10\n",
+         "t.conf:5: included_requests: [plan free] of [tenant a] has no request allowance"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        c = load(bad[i].text, err, sizeof err);
+        CHECK(c == NULL);
+        if (!c && !strstr(err, bad[i].want)) {
+            fprintf(stderr, "  allowance case %zu: got \"%s\"\n", i, err);
+            check_failed_now = 1;
+        }
+        config_unref(c);
+    }
+}
+
 static const struct check_test tests[] = {
+    {"allowances", test_allowances},
     {"margins", test_margins},
     {"bad", test_bad},
     {"missing_file", test_missing_file},

@@ -280,7 +280,9 @@ static void test_json_csv(void)
                  "\"requests\":1,\"input_tokens\":1,\"cached_tokens\":0,\"output_tokens\":1,"
                  "\"cache_hits\":0,\"saved_usd\":0,\"projected_cost_usd\":0.01,\"budget_monthly_"
                  "usd\":null,\"crosses_cap_on\":null,"
-                 "\"status\":\"ok\",\"suggested_plan\":\"starter\",\"free_plan\":true}],"
+                 "\"status\":\"ok\",\"suggested_plan\":\"starter\",\"free_plan\":true,"
+                 "\"included_tokens\":null,\"used_tokens\":2,\"overage_tokens\":0,"
+                 "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0}],"
                  "\"totals\":{\"tenants\":1,\"revenue_usd\":0,\"cost_usd\":0.01,"
                  "\"margin_usd\":-0.01,\"margin_pct\":null,\"blended_cost_per_tenant_usd\":0.01,"
                  "\"tenants_under_water\":0,\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
@@ -290,13 +292,15 @@ static void test_json_csv(void)
     s = render("2026-11", NULL, REPORT_CSV);
     CHECK_STR(s, "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
                  "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
-                 "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd\n"
-                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0\n"
-                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true,0,0\n"
-                 "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false,0,0\n"
-                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0\n"
+                 "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,"
+                 "included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,"
+                 "overage_requests\n"
+                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0,,60,0,0,,0\n"
+                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true,0,0,,2,0,0,,0\n"
+                 "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false,0,0,,0,0,0,,0\n"
+                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0,,10,0,0,,0\n"
                  "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false,0,"
-                 "0\n");
+                 "0,,1950,0,0,,0\n");
     free(s);
     s = render("2026-11", NULL, REPORT_JSON);
     CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":20.133333333,"
@@ -523,15 +527,18 @@ static void test_tenant_json(void)
     struct report_period p = period("2026-11");
     char *s = report_tenant_json(rc, cfg, &p, "acme", &status, err, sizeof(err));
     CHECK_INT(status, 200);
-    CHECK(s && strncmp(s,
-                       "{\"tenant\":\"acme\",\"plan\":\"pro\",\"period\":\"2026-11\","
-                       "\"revenue_usd\":9.333333333,\"cost_usd\":2.5,"
-                       "\"margin_usd\":6.833333333,\"margin_pct\":73.21,\"requests\":3,"
-                       "\"input_tokens\":1400,\"cached_tokens\":200,\"output_tokens\":550,"
-                       "\"budget_monthly_usd\":100,\"hard_limit_usd\":null,"
-                       "\"cache_hits\":0,\"saved_usd\":0,\"daily\":["
-                       "{\"day\":\"2026-11-01\",\"cost_usd\":0,",
-                       304) == 0);
+    static const char want_head[] =
+        "{\"tenant\":\"acme\",\"plan\":\"pro\",\"period\":\"2026-11\","
+        "\"revenue_usd\":9.333333333,\"cost_usd\":2.5,"
+        "\"margin_usd\":6.833333333,\"margin_pct\":73.21,\"requests\":3,"
+        "\"input_tokens\":1400,\"cached_tokens\":200,\"output_tokens\":550,"
+        "\"budget_monthly_usd\":100,\"hard_limit_usd\":null,"
+        "\"cache_hits\":0,\"saved_usd\":0,"
+        "\"included_tokens\":null,\"used_tokens\":1950,\"overage_tokens\":0,"
+        "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0,"
+        "\"daily\":["
+        "{\"day\":\"2026-11-01\",\"cost_usd\":0,";
+    CHECK(s && strncmp(s, want_head, sizeof(want_head) - 1) == 0);
     CHECK(s && strstr(s, "\"by_model\":[{\"model\":\"gpt-4o\",\"cost_usd\":2.25,"));
     CHECK(s && strstr(s, "\"by_user\":[{\"user\":\"u1\","));
     free(s);
@@ -610,7 +617,8 @@ static void test_forecast(void)
     CHECK(s && strstr(s, ",\"cache_hits\":1,\"saved_usd\":1},\"days_begun\":10")); /* totals */
     free(s);
     s = report_render(r, REPORT_CSV);
-    CHECK(s && strstr(s, ",free_plan,cache_hits,saved_usd\n") && strstr(s, ",true,1,1\n"));
+    CHECK(s && strstr(s, ",free_plan,cache_hits,saved_usd,included_tokens,") &&
+          strstr(s, ",true,1,1,,2,0,0,,0\n"));
     free(s);
     r->forecast_table = true; /* --forecast */
     s = report_render(r, REPORT_TABLE);

@@ -10,20 +10,28 @@
 -- ARGV[4] estimate (nano-USD)  ARGV[5] estimate with the downgrade model
 -- (-1: no downgrade)  ARGV[6] cap_monthly  ARGV[7] cap_daily
 -- ARGV[8] hard_limit (caps: -1 none)  ARGV[9] rpm  ARGV[10] tpm (0: off)
--- ARGV[11] estimated tokens
+-- ARGV[11] estimated tokens  ARGV[12] the allowance: units included in the
+-- period (-1: none)  ARGV[13] this request's estimated units (tokens or 1)
+-- ARGV[14] on_allowance overage|block|downgrade  ARGV[15] "1" when
+-- on_exceed = downgrade (ARGV[5] may be set for on_allowance alone)
 -- Returns {decision, reason, spent_month, reserved_month, spent_day,
--- retry_ms, requests_left, requests_reset_ms, tokens_left, tokens_reset_ms}:
+-- retry_ms, requests_left, requests_reset_ms, tokens_left, tokens_reset_ms,
+-- allowance_used}:
 -- decision admit|downgrade|block|rate_limited, reason
--- none|monthly|daily|hard|rpm|tpm, amounts in nano-USD as decimal strings,
+-- none|monthly|daily|hard|rpm|tpm|allowance, amounts in nano-USD as decimal
+-- strings; allowance_used: the month hash's allowance_used +
+-- allowance_reserved (units settled and in flight),
 -- as they were before this request; retry_ms: the wait until the request
 -- would fit (rate limits; at most an hour); *_left and *_reset_ms: the rate limits' state
 -- after this request, as OpenAI's x-ratelimit-* headers tell it (-1: no
 -- such limit).
 --
 -- A lease is one field of the tenant's lease hash, "EST CAPPED TOKENS DAY
--- TPM" (reserved nano-USD, 1 when it reserved only what was left, tokens
--- reserved for tpm or 0, YYYY-MM-DD, the tpm limit they were reserved
--- under or "-"),
+-- TPM UNITS UCAPPED" (reserved nano-USD, 1 when it reserved only what was
+-- left, tokens reserved for tpm or 0, YYYY-MM-DD, the tpm limit they were
+-- reserved under or "-", allowance units reserved, 1 when they were only
+-- what was left of the allowance; leases from before allowances lack the
+-- last two),
 -- so a request costs no key of its own. The month, day and tpm keys it
 -- names share KEYS[4]'s "{prefix}{tenant}:" (same hash tag, same cluster
 -- slot); they are not in KEYS.
@@ -52,7 +60,7 @@
 --     'tollgate:{acme}:d:2026-11-22' 'tollgate:{acme}:leases' \
 --     'tollgate:{acme}:lease' 'tollgate:{acme}:rpm' \
 --     'tollgate:{acme}:tpm' , r1 1795348815000 600000 \
---     1000000 -1 500000000 -1 -1 20 40000 1500
+--     1000000 -1 500000000 -1 -1 20 40000 1500 5000000 1500 overage 0
 
 -- #include int64.lua
 
@@ -72,6 +80,8 @@ local id, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local est, down = tonumber(ARGV[4]), tonumber(ARGV[5])
 local cap_m, cap_d, hard = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local rpm, tpm, tokens = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local included, est_units, on_allowance = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
+local exceed_down = ARGV[15] == '1'
 local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:" (KEYS[4] ends in "lease")
 
 -- HINCRBY rejects "-0", so amounts are negated as strings.
@@ -84,7 +94,7 @@ end
 
 -- Gives back the reservation of a lease value (not a tombstone).
 local function give_back(v)
-    local e, capped, _, day = string.match(v, '^(%d+) (%d) (%d+) (%S+)')
+    local e, capped, _, day, _, rest = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
     if not e then
         return
     end
@@ -93,6 +103,13 @@ local function give_back(v)
     redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
     if capped == '1' then
         redis.call('HINCRBY', mkey, 'capped', -1)
+    end
+    local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
+    if u and u ~= '0' then
+        redis.call('HINCRBY', mkey, 'allowance_reserved', neg(u))
+    end
+    if ucapped == '1' then
+        redis.call('HINCRBY', mkey, 'allowance_capped', -1)
     end
 end
 
@@ -107,7 +124,7 @@ local refresh = got[2] ~= minute
 -- A request released before its admission got here (tollgate gave up
 -- waiting and released it): admitting it now would reserve for nothing.
 if prev == 'released' then
-    return {'block', 'none', '0', '0', '0', '0', '-1', '-1', '-1', '-1'}
+    return {'block', 'none', '0', '0', '0', '0', '-1', '-1', '-1', '-1', '0'}
 end
 -- The same id admitted again (a retried admit): its first reservation must
 -- not count against it, nor stay counted.
@@ -130,7 +147,8 @@ for _, old in ipairs(expired) do
     redis.call('ZREM', KEYS[3], old)
 end
 
-local m = redis.call('HMGET', KEYS[1], 'cost', 'reserved', 'capped')
+local m = redis.call('HMGET', KEYS[1], 'cost', 'reserved', 'capped', 'allowance_used',
+    'allowance_reserved', 'allowance_capped')
 local capped_in_flight = tonumber(m[3]) or 0
 local spent_m_s = m[1] or '0'
 local spent_m = tonumber(m[1]) or 0
@@ -139,6 +157,11 @@ local res_m_s = m[2] or '0'
 if res_m == 0 then
     res_m_s = '0'
 end
+-- The allowance, in its units (tokens or requests): settled + in flight.
+local a_used = tonumber(m[4]) or 0
+local a_res = math.max(tonumber(m[5]) or 0, 0)
+local a_capped = tonumber(m[6]) or 0
+local a_used_s = string.format('%d', a_used + a_res)
 local d = redis.call('HMGET', KEYS[2], 'cost', 'reserved')
 local spent_d_s = d[1] or '0'
 local spent_d = tonumber(d[1]) or 0
@@ -178,7 +201,7 @@ local function reply(decision, reason, retry_ms)
     return {decision, reason, spent_m_s, res_m_s, spent_d_s,
             string.format('%d', math.min(retry_ms, RETRY_MAX_MS)),
             string.format('%d', rq_left), string.format('%d', rq_reset),
-            string.format('%d', tk_left), string.format('%d', tk_reset)}
+            string.format('%d', tk_left), string.format('%d', tk_reset), a_used_s}
 end
 if not rq_ok then
     return reply('rate_limited', 'rpm', math.max(rq_wait, tk_wait))
@@ -218,21 +241,54 @@ end
 local monthly = {cap_m, spent_m, res_m, 'monthly'}
 local daily = {cap_d, spent_d, res_d, 'daily'}
 local hard_cap = {hard, spent_m, res_m, 'hard'}
+
+-- The allowance (block and downgrade; overage never refuses): the same
+-- rule in units, with its own one short reservation in flight at a time,
+-- so concurrent requests overshoot it by at most one estimate's error.
+local units, units_capped, over_allowance = 0, false, false
+if included >= 0 and on_allowance ~= 'overage' then
+    local left = included - a_used - a_res
+    if left <= 0 or (left < est_units and a_capped > 0) then
+        if on_allowance ~= 'downgrade' or down < 0 then
+            return reply('block', 'allowance', 0)
+        end
+        over_allowance = true
+    elseif left < est_units then
+        units, units_capped = left, true
+    else
+        units = est_units
+    end
+end
+
 local decision, reason = nil, 'none'
-local amount, why = take(est, {monthly, daily, hard_cap})
+local amount, why
+if over_allowance then
+    amount, why = nil, 'allowance'
+else
+    amount, why = take(est, {monthly, daily, hard_cap})
+end
 if amount then
     decision = 'admit'
 else
     reason = why
-    -- Over a cap: the plan's cheaper model, when it has one for this model,
-    -- goes ahead while it still fits under hard_limit. Daily overruns
-    -- downgrade like monthly ones.
-    if down < 0 or reason == 'hard' then
+    -- Over a cap (or the allowance): the plan's cheaper model, when it has
+    -- one for this model, goes ahead while it still fits under the dollar
+    -- caps that do not downgrade: hard_limit always; budget_monthly and
+    -- budget_daily unless on_exceed = downgrade. Daily overruns downgrade
+    -- like monthly ones.
+    if down < 0 or reason == 'hard' or (reason ~= 'allowance' and not exceed_down) then
         return reply('block', reason, 0)
     end
-    amount = take(down, {hard_cap})
-    if not amount then
-        return reply('block', 'hard', 0)
+    if reason == 'allowance' and not exceed_down then
+        amount, why = take(down, {monthly, daily, hard_cap})
+        if not amount then
+            return reply('block', why, 0)
+        end
+    else
+        amount = take(down, {hard_cap})
+        if not amount then
+            return reply('block', 'hard', 0)
+        end
     end
     decision = 'downgrade'
 end
@@ -277,9 +333,16 @@ if not d[1] and not d[2] then
 end
 local day = string.sub(KEYS[2], #base + 3) -- after "d:"
 redis.call('HSET', KEYS[4], id, reserve .. ' ' .. (capped and '1' or '0') .. ' ' ..
-    (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tlimit)
+    (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tlimit .. ' ' ..
+    string.format('%d', units) .. ' ' .. (units_capped and '1' or '0'))
 if capped then
     redis.call('HINCRBY', KEYS[1], 'capped', 1)
+end
+if units > 0 then
+    redis.call('HINCRBY', KEYS[1], 'allowance_reserved', string.format('%d', units))
+end
+if units_capped then
+    redis.call('HINCRBY', KEYS[1], 'allowance_capped', 1)
 end
 redis.call('ZADD', KEYS[3], now + ttl, id)
 if new_store then

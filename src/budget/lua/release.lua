@@ -26,9 +26,9 @@ end
 
 local released = 0
 local v = redis.call('HGET', KEYS[2], ARGV[1])
-local e, capped, tokens, day, tpm
+local e, capped, tokens, day, tpm, rest
 if v then
-    e, capped, tokens, day, tpm = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
+    e, capped, tokens, day, tpm, rest = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
 end
 if e then
     local mkey = base .. 'm:' .. string.sub(day, 1, 7)
@@ -36,6 +36,14 @@ if e then
     redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
     if capped == '1' then
         redis.call('HINCRBY', mkey, 'capped', -1)
+    end
+    -- allowance units reserved (leases from before allowances have none)
+    local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
+    if u and u ~= '0' then
+        redis.call('HINCRBY', mkey, 'allowance_reserved', neg(u))
+    end
+    if ucapped == '1' then
+        redis.call('HINCRBY', mkey, 'allowance_capped', -1)
     end
     -- No tokens were used: the tpm TAT moves back by what was reserved. A
     -- TAT already gone is left alone; a lease from before GCRA is skipped.

@@ -11,14 +11,22 @@
 -- when it was first sent in full, "2" when it was sent cost only (so if it
 -- ran, the rest never reached the tally and still has to be counted)
 -- ARGV[7] "1": full, "0": cost only (the worker's tally adds the rest)
--- Full mode also: ARGV[8] input  ARGV[9] cached  ARGV[10] output
--- ARGV[11] reasoning  ARGV[12] estimated (0|1)  ARGV[13] model
--- ARGV[14] feature  ARGV[15] user ("-" when absent)  ARGV[16] plan (""
--- when unknown)  ARGV[17] day of month "01".."31", and KEYS[5] month by
+-- ARGV[8] allowance units this request used (tokens or 1; 0: its plan has
+-- no allowance)  ARGV[9] units included in the period  ARGV[10] overage
+-- nano-USD per million units (0: none)  ARGV[11] overage markup in basis
+-- points on the overage's cost (-1: none)
+-- Full mode also: ARGV[12] input  ARGV[13] cached  ARGV[14] output
+-- ARGV[15] reasoning  ARGV[16] estimated (0|1)  ARGV[17] model
+-- ARGV[18] feature  ARGV[19] user ("-" when absent)  ARGV[20] plan (""
+-- when unknown)  ARGV[21] day of month "01".."31", and KEYS[5] month by
 -- model  KEYS[6] by feature  KEYS[7] by user  KEYS[8] the month's plan per
--- day; ARGV[18] a response cache hit: what it saved (nano-USD), counted in
+-- day; ARGV[22] a response cache hit: what it saved (nano-USD), counted in
 -- "cache_hits" and "saved"; "" when not a hit. The breakdown hashes have fields NAME|cost, NAME|requests,
 -- NAME|input_tokens, NAME|cached_tokens, NAME|output_tokens (HINCRBY only).
+-- The allowance is counted with the cost, in the month hash: allowance_used
+-- (units), and past the included units overage_units, overage_cost (the AI
+-- cost of those units, nano-USD) and overage_usd (what they bill, nano-USD,
+-- at the plan's terms when they were used).
 -- Returns 1 when settled now, 0 when this settlement was counted before.
 --
 -- Exactly once, without a key per request. A settlement is stamped by the
@@ -41,7 +49,8 @@
 --   'tollgate:{acme}:leases' 'tollgate:{acme}:lease' \
 --   'tollgate:{acme}:m:2026-11:model' 'tollgate:{acme}:m:2026-11:feature' \
 --   'tollgate:{acme}:m:2026-11:user' 'tollgate:{acme}:m:2026-11:plan' , \
---   r1 405000 1500 c0ffee 1 0 1 1000 200 500 0 0 gpt-4o-mini summary u_1 pro 22
+--   r1 405000 1500 c0ffee 1 0 1 1500 5000000 4000000000 -1 1000 200 500 0 0 \
+--   gpt-4o-mini summary u_1 pro 22
 
 -- #include int64.lua
 
@@ -59,7 +68,8 @@ local plan = plan_new()
 local lease = redis.call('HGET', KEYS[4], id)
 local tpm_key, tpm_new
 if lease then
-    local e, capped, tokens, day, tpm = string.match(lease, '^(%d+) (%d) (%d+) (%S+) (%S+)$')
+    local e, capped, tokens, day, tpm, rest =
+        string.match(lease, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
     if e then
         redis.call('ZSCORE', KEYS[3], id) -- a zset of the wrong type fails here, not in (c)
         local mkey = base .. 'm:' .. string.sub(day, 1, 7)
@@ -67,6 +77,14 @@ if lease then
         plan_add(plan, base .. 'd:' .. day, 'reserved', i64_neg(e))
         if capped == '1' then
             plan_add(plan, mkey, 'capped', -1)
+        end
+        -- allowance units reserved (leases from before allowances have none)
+        local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
+        if u and u ~= '0' then
+            plan_add(plan, mkey, 'allowance_reserved', i64_neg(u))
+        end
+        if ucapped == '1' then
+            plan_add(plan, mkey, 'allowance_capped', -1)
         end
         -- The tpm TAT moves by what the provider really processed instead of
         -- the estimate (60 s / tpm per token), within [0, 2^53]. A TAT
@@ -101,6 +119,41 @@ if replay then
     end
 end
 
+-- The allowance: units used, and what of them is past the included units.
+-- Units and amounts stay below 2^53 here (a period's tokens, a request's
+-- cost), so Lua numbers are exact; they leave through %d.
+local function allowance()
+    local units = tonumber(ARGV[8]) or 0
+    if units <= 0 then
+        return
+    end
+    plan_add(plan, KEYS[1], 'allowance_used', ARGV[8])
+    local included = tonumber(ARGV[9]) or -1
+    if included < 0 then
+        return
+    end
+    local before = tonumber(redis.call('HGET', KEYS[1], 'allowance_used')) or 0
+    local after = before + units
+    local over = math.max(after - included, 0) - math.max(before - included, 0)
+    if over <= 0 then
+        return
+    end
+    local share = math.floor((tonumber(cost) or 0) * over / units)
+    local per_mu, bp = tonumber(ARGV[10]) or 0, tonumber(ARGV[11]) or -1
+    local billed = 0
+    if bp >= 0 then
+        billed = math.floor(share * (10000 + bp) / 10000)
+    elseif per_mu > 0 then
+        billed = math.floor(over * per_mu / 1000000 + 0.5)
+    end
+    plan_add(plan, KEYS[1], 'overage_units', string.format('%d', over))
+    plan_add(plan, KEYS[1], 'overage_cost', string.format('%d', share))
+    plan_add(plan, KEYS[1], 'overage_usd', string.format('%d', billed))
+end
+
+if count and not cost_ran then
+    allowance()
+end
 local fresh = replay
 if count and ARGV[7] == '1' then
     for i = 1, 2 do
@@ -109,31 +162,31 @@ if count and ARGV[7] == '1' then
             plan_add(plan, k, 'cost', cost)
         end
         plan_add(plan, k, 'requests', 1)
-        plan_add(plan, k, 'input_tokens', ARGV[8])
-        plan_add(plan, k, 'cached_tokens', ARGV[9])
-        plan_add(plan, k, 'output_tokens', ARGV[10])
-        plan_add(plan, k, 'reasoning_tokens', ARGV[11])
-        if ARGV[12] == '1' then
+        plan_add(plan, k, 'input_tokens', ARGV[12])
+        plan_add(plan, k, 'cached_tokens', ARGV[13])
+        plan_add(plan, k, 'output_tokens', ARGV[14])
+        plan_add(plan, k, 'reasoning_tokens', ARGV[15])
+        if ARGV[16] == '1' then
             plan_add(plan, k, 'estimated', 1)
         end
-        if ARGV[18] ~= nil and ARGV[18] ~= '' then
+        if ARGV[22] ~= nil and ARGV[22] ~= '' then
             redis.call('HINCRBY', k, 'cache_hits', 1)
-            redis.call('HINCRBY', k, 'saved', ARGV[18])
+            redis.call('HINCRBY', k, 'saved', ARGV[22])
         end
     end
     for i = 5, 7 do
-        local k, name = KEYS[i], ARGV[i + 8]
+        local k, name = KEYS[i], ARGV[i + 12]
         if name == nil or name == '' then
             name = '-'
         end
         plan_add(plan, k, name .. '|cost', cost)
         plan_add(plan, k, name .. '|requests', 1)
-        plan_add(plan, k, name .. '|input_tokens', ARGV[8])
-        plan_add(plan, k, name .. '|cached_tokens', ARGV[9])
-        plan_add(plan, k, name .. '|output_tokens', ARGV[10])
+        plan_add(plan, k, name .. '|input_tokens', ARGV[12])
+        plan_add(plan, k, name .. '|cached_tokens', ARGV[13])
+        plan_add(plan, k, name .. '|output_tokens', ARGV[14])
     end
-    if ARGV[16] ~= '' then
-        plan_set(plan, KEYS[8], ARGV[17], ARGV[16])
+    if ARGV[20] ~= '' then
+        plan_set(plan, KEYS[8], ARGV[21], ARGV[20])
     end
     fresh = true
 elseif count then
@@ -175,7 +228,7 @@ if ARGV[7] == '1' then
     for i = 5, 7 do
         redis.call('EXPIRE', KEYS[i], MONTH_TTL_S)
     end
-    if ARGV[16] ~= '' then
+    if ARGV[20] ~= '' then
         redis.call('EXPIRE', KEYS[8], MONTH_TTL_S)
     end
 end
