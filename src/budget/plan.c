@@ -3,6 +3,7 @@
  * place. */
 #include "budget/plan.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 int plan_resolve(const struct config *cfg, const char *tenant, const char *asked, struct plan *out)
@@ -66,4 +67,18 @@ void plan_overage_terms(const struct plan *p, int64_t *per_mu, int64_t *markup_b
         *per_mu = p->unit == PLAN_UNIT_TOKENS        ? b->overage
                   : b->overage > INT64_MAX / 1000000 ? INT64_MAX
                                                      : b->overage * 1000000;
+}
+
+enum plan_standing plan_standing(const struct plan *p, money_t month, money_t today, int64_t units)
+{
+    if (p->hard_limit >= 0 && month >= p->hard_limit)
+        return PLAN_STANDING_BLOCKED;
+    bool over_cap = (p->budget_monthly >= 0 && month >= p->budget_monthly) ||
+                    (p->budget_daily >= 0 && today >= p->budget_daily);
+    bool over_allowance =
+        p->included >= 0 && p->base->on_allowance != ON_ALLOWANCE_OVERAGE && units >= p->included;
+    if ((over_cap && p->base->on_exceed != ON_EXCEED_DOWNGRADE) ||
+        (over_allowance && p->base->on_allowance == ON_ALLOWANCE_BLOCK))
+        return PLAN_STANDING_BLOCKED;
+    return over_cap || over_allowance ? PLAN_STANDING_DOWNGRADED : PLAN_STANDING_OK;
 }

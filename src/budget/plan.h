@@ -37,4 +37,15 @@ int plan_resolve(const struct config *cfg, const char *tenant, const char *asked
 /* The cheaper model a plan downgrades model to, or NULL. */
 const char *plan_downgrade(const struct plan *p, const char *model);
 
+/* Where a tenant on p stands now, given its month's and today's cost
+ * (settled, plus in flight where the caller knows it) and the allowance
+ * units used: past hard_limit, or past a cap or the allowance whose policy
+ * blocks, it is blocked; past one that downgrades, downgraded. */
+enum plan_standing {
+    PLAN_STANDING_OK,         /* under every cap and the allowance (or in overage) */
+    PLAN_STANDING_DOWNGRADED, /* its calls get the cheaper model */
+    PLAN_STANDING_BLOCKED,    /* its calls are refused */
+};
+enum plan_standing plan_standing(const struct plan *p, money_t month, money_t today, int64_t units);
+
 #endif

@@ -48,6 +48,7 @@
 #include "proxy/path.h"
 #include "proxy/route.h"
 #include "proxy/trust.h"
+#include "proxy/usage_api.h"
 #include "http/headers.h"
 #include "http/json_scan.h"
 #include "http/multipart.h"
@@ -200,31 +201,6 @@ static void reject(struct req *r, int status, const char *code, const char *mess
                    enum outcome outcome)
 {
     answer_error(r, status, code, message, outcome, NULL, 0);
-}
-
-/* Tenant, user and feature ids go into records, logs, Redis keys (inside a
- * hash tag) and metric labels, so they are held to a plain alphabet. */
-/* Reads one identity header into out. Returns 0, 1 when absent, -1 when
- * repeated or malformed (the message is written to err). */
-static int identity(const struct http_request *hr, const char *name, char *out, char *err,
-                    size_t errlen)
-{
-    out[0] = '\0';
-    if (!name)
-        return 1;
-    int count;
-    const char *v = client_header(hr, name, &count);
-    if (!v)
-        return 1;
-    if (count > 1 || !trust_valid_id(v)) {
-        snprintf(err, errlen,
-                 "the %s header must appear once and hold 1-128 characters of A-Z a-z 0-9 . _ : "
-                 "@ + = / -",
-                 name);
-        return -1;
-    }
-    memcpy(out, v, strlen(v) + 1);
-    return 0;
 }
 
 /* The header table's request rule (headers.h), plus the identity headers
@@ -448,6 +424,10 @@ static bool cache_begin(struct req *r, const struct http_request *hr);
 void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 {
     struct worker *w = arg;
+    if (usage_api_is(hr->path)) { /* tollgate's own, not a paid call: no record */
+        usage_api_handle(c, hr, w);
+        return;
+    }
     struct req *r = calloc(1, sizeof(*r));
     if (!r) {
         client_error(c, 503, "overloaded", "out of memory");
@@ -520,10 +500,10 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     /* 2. who: tenant, user, feature, plan */
     char err[256];
     char asked_plan[ID_MAX];
-    int t = identity(hr, r->cfg->tenant_header, r->tenant, err, sizeof(err));
-    if (t < 0 || identity(hr, r->cfg->user_header, r->user, err, sizeof(err)) < 0 ||
-        identity(hr, r->cfg->feature_header, r->feature, err, sizeof(err)) < 0 ||
-        identity(hr, r->cfg->plan_header, asked_plan, err, sizeof(err)) < 0) {
+    int t = trust_identity(hr, r->cfg->tenant_header, r->tenant, err, sizeof(err));
+    if (t < 0 || trust_identity(hr, r->cfg->user_header, r->user, err, sizeof(err)) < 0 ||
+        trust_identity(hr, r->cfg->feature_header, r->feature, err, sizeof(err)) < 0 ||
+        trust_identity(hr, r->cfg->plan_header, asked_plan, err, sizeof(err)) < 0) {
         if (!r->tenant[0])
             snprintf(r->tenant, sizeof(r->tenant), "invalid");
         reject(r, 400, "invalid_header", err, OUTCOME_BAD_REQUEST);

@@ -15,6 +15,29 @@
 
 #define LIST_SEP ", \t"
 
+/* Reads one identity header into out. Returns 0, 1 when absent, -1 when
+ * repeated or malformed (the message is written to err). */
+int trust_identity(const struct http_request *hr, const char *name, char *out, char *err,
+                   size_t errlen)
+{
+    out[0] = '\0';
+    if (!name)
+        return 1;
+    int count;
+    const char *v = client_header(hr, name, &count);
+    if (!v)
+        return 1;
+    if (count > 1 || !trust_valid_id(v)) {
+        snprintf(err, errlen,
+                 "the %s header must appear once and hold 1-128 characters of A-Z a-z 0-9 . _ : "
+                 "@ + = / -",
+                 name);
+        return -1;
+    }
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
 bool trust_client_ok(const struct config *cfg, const struct http_request *hr)
 {
     if (!cfg->client_token)

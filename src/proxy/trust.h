@@ -7,6 +7,7 @@
 #define TOLLGATE_TRUST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include "core/util.h"
 
 struct config;
@@ -27,6 +28,12 @@ bool trust_client_ok(const struct config *cfg, const struct http_request *hr);
 /* True when v is a valid id: 1-128 characters of A-Z a-z 0-9 . _ : @ + = / -
  * (the identity headers' alphabet, and the usage API's ids). */
 bool trust_valid_id(const char *v);
+
+/* Reads the identity header name (NULL: not configured) into out
+ * (TRUST_ID_MAX bytes). Returns 0, 1 when absent (out ""), -1 when
+ * repeated or malformed, with a message for the client in err. */
+int trust_identity(const struct http_request *hr, const char *name, char *out, char *err,
+                   size_t errlen) MUST_CHECK;
 
 /* True when tenant may be served: tenant_policy open, or a [tenant]
  * section names it, or it matches tenant_pattern. */

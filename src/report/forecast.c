@@ -52,17 +52,18 @@ static const struct cfg_plan *cheapest_covering(const struct config *cfg, money_
     return best;
 }
 
-/* Over which cap the tenant is now, from its month and today's cost. */
-static enum report_status status_now(const struct plan *eff, money_t month, money_t today)
+/* Over which cap (or allowance) the tenant is now (plan_standing). */
+static enum report_status status_now(const struct plan *eff, money_t month, money_t today,
+                                     int64_t units)
 {
-    if (eff->hard_limit >= 0 && month >= eff->hard_limit)
+    switch (plan_standing(eff, month, today, units)) {
+    case PLAN_STANDING_BLOCKED:
         return REPORT_STATUS_BLOCKED;
-    bool over = (eff->budget_monthly >= 0 && month >= eff->budget_monthly) ||
-                (eff->budget_daily >= 0 && today >= eff->budget_daily);
-    if (!over)
+    case PLAN_STANDING_DOWNGRADED:
+        return REPORT_STATUS_DOWNGRADED;
+    default:
         return REPORT_STATUS_OK;
-    return eff->base->on_exceed == ON_EXCEED_DOWNGRADE ? REPORT_STATUS_DOWNGRADED
-                                                       : REPORT_STATUS_BLOCKED;
+    }
 }
 
 static int forecast_row(struct report_row *row, const struct report *r, const struct config *cfg,
@@ -87,7 +88,7 @@ static int forecast_row(struct report_row *row, const struct report *r, const st
         }
     }
     if (has_plan && r->current)
-        row->status = status_now(&eff, row->n.cost, row->today_cost);
+        row->status = status_now(&eff, row->n.cost, row->today_cost, row->n.allowance_used);
 
     /* An upgrade to suggest: the tenant's plan does not keep the target margin
      * at the projected cost, and a configured plan would. */

@@ -17,6 +17,7 @@ const PLANS = {
   'plan analyses': { price: 9, included_requests: 2, on_allowance: 'block' },
   'plan lite': { price: 9, included_tokens: 100, on_allowance: 'downgrade', downgrade: DOWN_MAP },
   'plan tight': { price: 9, included_tokens: 500, on_allowance: 'block' },
+  'plan capped': { price: 9, budget_monthly: 1, hard_limit: 2 },
 };
 
 const monthKey = (tenant) => `${PREFIX}{${tenant}}:m:${new Date().toISOString().slice(0, 7)}`;
@@ -188,6 +189,79 @@ describe('plans: allowances and overage', () => {
     assert.equal(at('overage_tokens'), '500');
     assert.equal(at('overage_usd'), '0.002');
     assert.equal(at('revenue_usd'), String(row.revenue_usd));
+  });
+
+  async function usage(headers, method = 'GET') {
+    const res = await fetch(`${env.tg.base}/v1/tollgate/usage`, { method, headers });
+    const text = await res.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: res.status, json, text, headers: res.headers };
+  }
+
+  test('GET /v1/tollgate/usage: the tenant\'s period, used and included tokens, percentages, standing, a user; never cost, price or margin', async () => {
+    const tenant = h.uniq('use');
+    const c = h.openaiClient(env.tg, tenant, { headers: { 'X-Tenant-Plan': 'growth', 'X-User-Id': 'u_1' } });
+    await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 100, messages: chat('mock:tokens=600,200') });
+    await waitUsed(env.redis, tenant, 800);
+    await env.redis.waitRequests(tenant, 1);
+    const r = await usage({ 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'growth', 'X-User-Id': 'u_1' });
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.headers.get('content-type'), /application\/json/);
+    const now = new Date();
+    const period = now.toISOString().slice(0, 7);
+    const end = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString().replace('.000', '');
+    assert.deepEqual(r.json, {
+      tenant, plan: 'growth', period, period_start: `${period}-01T00:00:00Z`, period_end: end,
+      used_tokens: 800, included_tokens: 1000, used_requests: 1, included_requests: null,
+      allowance_used_pct: 80, overage: 0, budget_used_pct: null,
+      caps: { monthly_pct: null, daily_pct: null, hard_limit_pct: null },
+      downgraded: false, blocked: false,
+      user: { user: 'u_1', used_tokens: 800, requests: 1 },
+    });
+    assert.doesNotMatch(r.text, /cost|price|margin|revenue|usd/i, 'no money in the answer');
+    // another user of the same tenant has used nothing
+    const other = await usage({ 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'growth', 'X-User-Id': 'u_2' });
+    assert.deepEqual(other.json.user, { user: 'u_2', used_tokens: 0, requests: 0 });
+    // a tenant without traffic, on a dollar-capped plan
+    const fresh = await usage({ 'X-Tenant-Id': h.uniq('nobody') });
+    assert.equal(fresh.status, 200);
+    assert.equal(fresh.json.plan, 'free');
+    assert.equal(fresh.json.used_tokens, 0);
+    assert.equal(fresh.json.included_tokens, null);
+    assert.equal(fresh.json.allowance_used_pct, null);
+    assert.equal(fresh.json.user, undefined);
+    // bad asks: no tenant, a malformed one, not GET; no record is written for any of them
+    const none = await usage({});
+    assert.equal(none.status, 400);
+    assert.equal(none.json.error.code, 'missing_tenant');
+    assert.equal((await usage({ 'X-Tenant-Id': 'a b' })).json.error.code, 'invalid_header');
+    assert.equal((await usage({ 'X-Tenant-Id': tenant }, 'POST')).status, 405);
+    await h.sleep(h.ms(200));
+    assert.equal(env.tg.readRecords().filter((x) => x.endpoint === '/v1/tollgate/usage').length, 0);
+  });
+
+  test('usage endpoint: blocked at a request allowance that blocks, downgraded at one that downgrades, percent of a dollar cap', async () => {
+    const tenant = h.uniq('use-blk');
+    await env.redis.cmd('HSET', monthKey(tenant), 'allowance_used', '2');
+    const b = await usage({ 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'analyses' });
+    assert.equal(b.json.included_requests, 2);
+    assert.equal(b.json.used_requests, 2);
+    assert.equal(b.json.allowance_used_pct, 100);
+    assert.equal(b.json.blocked, true);
+    assert.equal(b.json.downgraded, false);
+    const l = h.uniq('use-lite');
+    await env.redis.cmd('HSET', monthKey(l), 'allowance_used', '150');
+    const d = await usage({ 'X-Tenant-Id': l, 'X-Tenant-Plan': 'lite' });
+    assert.equal(d.json.downgraded, true);
+    assert.equal(d.json.blocked, false);
+    assert.equal(d.json.allowance_used_pct, 150);
+    const cap = h.uniq('use-cap');
+    await env.redis.cmd('HSET', monthKey(cap), 'cost', '250000000'); // $0.25 of the $1 cap
+    const p = await usage({ 'X-Tenant-Id': cap, 'X-Tenant-Plan': 'capped' });
+    assert.equal(p.json.budget_used_pct, 25);
+    assert.deepEqual(p.json.caps, { monthly_pct: 25, daily_pct: null, hard_limit_pct: 12.5 });
+    assert.equal(p.json.blocked, false);
   });
 
   h.cleanRunTest(env);

@@ -152,7 +152,13 @@ describe('report and admin API', () => {
       assert.equal(nano(t.margin_usd), nano(t.revenue_usd) - nano(t.cost_usd));
       assert.deepEqual(Object.keys(t), ['tenant', 'plan', 'revenue_usd', 'cost_usd', 'margin_usd', 'margin_pct',
         'requests', 'input_tokens', 'cached_tokens', 'output_tokens', 'cache_hits', 'saved_usd',
-        'projected_cost_usd', 'budget_monthly_usd', 'crosses_cap_on', 'status', 'suggested_plan', 'free_plan']);
+        'projected_cost_usd', 'budget_monthly_usd', 'crosses_cap_on', 'status', 'suggested_plan', 'free_plan',
+        'included_tokens', 'used_tokens', 'overage_tokens', 'overage_usd', 'included_requests',
+        'overage_requests']);
+      // no allowance in these plans: used_tokens is input + output, nothing past an allowance
+      assert.equal(t.used_tokens, t.input_tokens + t.output_tokens);
+      assert.equal(t.included_tokens, null);
+      assert.equal(t.overage_usd, 0);
     }
     const margins = rep.tenants.map((t) => nano(t.margin_usd));
     assert.deepEqual(margins, [...margins].sort((a, b) => a - b), 'worst margin first');
@@ -180,12 +186,13 @@ describe('report and admin API', () => {
   test('report table, csv, a day period and --by', async () => {
     const table = await runReport(['-c', configFile, '--period', MONTH]);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /^period 2031-03\nTENANT +PLAN +REVENUE/);
+    assert.match(table.stdout, /^period 2031-03\nTENANT +PLAN +REVENUE +OVERAGE +COST/);
     assert.match(table.stdout, /TOTAL \(4\)/);
     const csv = await runReport(['-c', configFile, '--period', MONTH, '--format', 'csv']);
     const lines = csv.stdout.trim().split('\n');
     assert.equal(lines[0], 'tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,cached_tokens,output_tokens,'
-      + 'projected_cost_usd,budget_monthly_usd,crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd');
+      + 'projected_cost_usd,budget_monthly_usd,crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,'
+      + 'included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,overage_requests');
     assert.equal(lines.length, 5);
     assert.ok(lines.some((l) => l.startsWith(`${carol},free,0,`) && l.includes(',n/a,')));
 

@@ -39,14 +39,14 @@ static void test_identity(void)
         {"X-Tenant-Id", "acme"}, {"X-User-Id", "u 1"}, {"X-Feature", "a"}, {"x-feature", "b"}};
     const struct http_request hr = {.headers = h, .n_headers = ARRAY_LEN(h)};
     char out[ID_MAX], err[256];
-    CHECK_INT(identity(&hr, "x-tenant-id", out, err, sizeof(err)), 0);
+    CHECK_INT(trust_identity(&hr, "x-tenant-id", out, err, sizeof(err)), 0);
     CHECK_STR(out, "acme");
-    CHECK_INT(identity(&hr, "X-User-Id", out, err, sizeof(err)), -1); /* a space */
+    CHECK_INT(trust_identity(&hr, "X-User-Id", out, err, sizeof(err)), -1); /* a space */
     CHECK(strstr(err, "X-User-Id") != NULL);
-    CHECK_INT(identity(&hr, "X-Feature", out, err, sizeof(err)), -1); /* twice */
-    CHECK_INT(identity(&hr, "X-Plan", out, err, sizeof(err)), 1);     /* absent */
+    CHECK_INT(trust_identity(&hr, "X-Feature", out, err, sizeof(err)), -1); /* twice */
+    CHECK_INT(trust_identity(&hr, "X-Plan", out, err, sizeof(err)), 1);     /* absent */
     CHECK_STR(out, "");
-    CHECK_INT(identity(&hr, NULL, out, err, sizeof(err)), 1); /* no such header configured */
+    CHECK_INT(trust_identity(&hr, NULL, out, err, sizeof(err)), 1); /* no such header configured */
 }
 
 /* A request of route up (api_key or not) through build_upstream_request;
