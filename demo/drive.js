@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict';
-// demo/drive.js: the traffic of `make demo`. Thirty SaaS customers on four plans call
+// demo/drive.js: the traffic of `make demo`. Thirty-two SaaS customers on five plans call
 // OpenAI, Anthropic and Gemini through tollgate with the official SDKs for every day of a
 // month. Each simulated day runs a fresh tollgate with TOLLGATE_CLOCK_OFFSET set so its
 // clock reads noon of that day (today: no offset), which gives the daily series its shape.
@@ -60,6 +60,11 @@ const TENANTS = [
   { id: 'stackyard', plan: 'pro', target: 33, perDay: 14, mix: [[OA, 'gpt-4o', 1], [OA, 'gpt-4o-mini', 1]], features: ['code-review', 'explain-code'], users: 7 },
   { id: 'soylent-foods', plan: 'pro', target: 44, perDay: 12, mix: [[GE, 'gemini-2.5-pro', 1], [OA, 'gpt-4o', 1]], features: ['menu-planner', 'support-chat'], users: 9 },
   { id: 'northwind', plan: 'pro', target: 8.5, perDay: 6, mix: [[OA, 'gpt-4o-mini', 1]], features: ['orders-chat'], users: 4 },
+  // growth ($19 with 5M tokens included, then $4 per 1M tokens of overage; $60 budget)
+  // quillstack's overage on gpt-4o-mini is mostly margin; deepdraft's on claude-sonnet
+  // costs more than the $4 per 1M it is billed, so its overage still leaves it under water.
+  { id: 'quillstack', plan: 'growth', target: 4.2, perDay: 12, mix: [[OA, 'gpt-4o-mini', 1]], features: ['draft', 'rewrite'], users: 6 },
+  { id: 'deepdraft', plan: 'growth', target: 44, perDay: 10, mix: [[AN, 'claude-sonnet-4-6', 1]], features: ['long-form'], users: 4 },
   // business ($199, $500 budget, block)
   { id: 'umbrella-health', plan: 'business', target: 142, perDay: 30, mix: [[OA, 'gpt-4o', 2], [AN, 'claude-sonnet-4-6', 1]], features: ['clinical-notes', 'coding-assist', 'chat'], users: 25 },
   { id: 'wayne-logistics', plan: 'business', target: 96, perDay: 24, mix: [[OA, 'gpt-4o', 1], [OA, 'gpt-4o-mini', 2]], features: ['route-notes', 'email-triage'], users: 18 },

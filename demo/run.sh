@@ -89,7 +89,7 @@ else
     days=$(date -u -d "$(date -u +%Y-%m-01) -1 day" +%d | sed 's/^0//')
 fi
 
-echo "demo: $period, days 1..$days: 30 tenants on free / starter / pro / business (one tollgate run per day)"
+echo "demo: $period, days 1..$days: 32 tenants on free / starter / growth / pro / business (one tollgate run per day)"
 "$node" demo/drive.js --bin "$bin" --conf "$conf" --port "$port" --admin-port "$admin_port" \
     --period "$period" --days "$days"
 
@@ -104,6 +104,12 @@ echo "\$ tollgate report -c CONF --period $period"
 echo
 echo "\$ tollgate report -c CONF --period $period --tenant brightdesk --by model"
 "$bin" report -c "$conf" --period "$period" --tenant brightdesk --by model
+if [ "$period" = "$(date -u +%Y-%m)" ]; then
+    echo
+    echo "\$ curl -H 'X-Tenant-Id: quillstack' http://127.0.0.1:$port/v1/tollgate/usage   # what the app may show"
+    curl -fsS -H 'X-Tenant-Id: quillstack' "http://127.0.0.1:$port/v1/tollgate/usage"
+    echo
+fi
 echo
 echo "\$ tollgate report -c CONF --period $period --format json   (hooli-docs: its response cache)"
 "$bin" report -c "$conf" --period "$period" --format json | "$node" -e '

@@ -58,7 +58,7 @@ describe('README quick start', () => {
     const proxyPort = Number(out.match(/proxy: +http:\/\/127\.0\.0\.1:(\d+)/)[1]);
 
     // the report the README promises: brightdesk, on the $9 plan, worst first
-    const worst = out.match(/^(\S+) +starter +\$9\.0000 +\$(\d+\.\d+) +-\$/m);
+    const worst = out.match(/^(\S+) +starter +\$9\.0000 +- +\$(\d+\.\d+) +-\$/m);
     assert.ok(worst, `no losing starter customer in the printed report:\n${out.slice(-4000)}`);
 
     const page = await fetch(url);
@@ -68,12 +68,20 @@ describe('README quick start', () => {
       { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(api.status, 200, 'the printed admin token opens the API');
     const data = await api.json();
-    assert.equal(data.tenants.length, 30);
+    assert.equal(data.tenants.length, 32);
     assert.equal(data.tenants[0].tenant, 'brightdesk', 'README: brightdesk is the worst customer');
     assert.equal(data.tenants[0].plan, 'starter');
     assert.ok(data.tenants[0].cost_usd > 30 && data.tenants[0].cost_usd < 50,
       `README: brightdesk costs about $40 (got ${data.tenants[0].cost_usd})`);
     assert.ok(data.totals.tenants_under_water >= 1);
+    // the growth plan's customers pay overage: one at a margin, one still under water
+    const by = Object.fromEntries(data.tenants.map((t) => [t.tenant, t]));
+    for (const id of ['quillstack', 'deepdraft']) {
+      assert.equal(by[id].included_tokens, 5000000);
+      assert.ok(by[id].overage_tokens > 0 && by[id].overage_usd > 0, `${id} pays overage: ${JSON.stringify(by[id])}`);
+    }
+    assert.ok(by.quillstack.margin_usd > 0, 'quillstack\'s overage is margin');
+    assert.ok(by.deepdraft.margin_usd < 0, 'deepdraft\'s overage does not cover its AI cost');
 
     // Ctrl-C on the terminal
     child.stdin.write('\x03');
