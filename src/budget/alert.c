@@ -46,6 +46,8 @@ struct alert {
     size_t body_len;
 };
 
+#define STANDING_SLOTS 1024
+
 struct alerter {
     struct event_base *base;
     struct redis *r;            /* NULL: no dedupe */
@@ -58,6 +60,11 @@ struct alerter {
     struct alert *alive;
     size_t n_alive;
     struct alerter_stats st;
+    /* standing events this worker already started: a hash of tenant, event
+     * and month per slot, so a tenant downgraded on every request costs one
+     * dedupe command a month here, not one per request (a collision only
+     * asks Redis again) */
+    uint64_t standing_seen[STANDING_SLOTS];
 };
 
 static void send_now(struct alert *al);
@@ -85,28 +92,60 @@ static void human_usd(money_t m, char *buf, size_t n)
     snprintf(buf, n, "$%lld.%02lld", (long long)(cents / 100), (long long)(cents % 100));
 }
 
-/* The alert's text and JSON body. percent is spend/cap with one decimal,
- * rounded down so that "80.0" never shows for a spend under 80%. */
-static int build(struct alert *al, const char *plan, money_t spent, money_t cap, time_t when)
+/* What an alert is about: a share of the monthly budget (amounts in
+ * nano-USD), a share of the allowance (amounts in units), or the tenant's
+ * standing (blocked or downgraded now; no amounts). */
+struct about {
+    char kind;        /* 'b' budget, 'a' allowance, 's' standing */
+    const char *unit; /* 'a': "tokens" | "requests"; 's': "blocked" | "downgraded" */
+    const char *why;  /* 's': the cap or allowance that did it */
+    int64_t used, cap;
+};
+
+/* The alert's text and JSON body. percent is used/cap with one decimal,
+ * rounded down so that "80.0" never shows for a use under 80%. */
+static int build(struct alert *al, const char *plan, const struct about *ab, time_t when)
 {
-    char spend_h[48], cap_h[48], spend_s[40], cap_s[40], month[16];
+    char used_h[48], cap_h[48], used_s[40], cap_s[40], month[16];
     struct tm tm;
     json_t *o = NULL;
     char *text = NULL;
-    human_usd(spent, spend_h, sizeof(spend_h));
-    human_usd(cap, cap_h, sizeof(cap_h));
-    if (money_format(spent, spend_s, sizeof(spend_s)) < 0 ||
-        money_format(cap, cap_s, sizeof(cap_s)) < 0 || !gmtime_r(&when, &tm) ||
-        strftime(month, sizeof(month), "%Y-%m", &tm) == 0)
+    if (!gmtime_r(&when, &tm) || strftime(month, sizeof(month), "%Y-%m", &tm) == 0)
         goto fail;
-    snprintf(al->text, sizeof(al->text), "tenant %s crossed %d%% of its monthly budget (%s of %s)",
-             al->tenant, al->threshold, spend_h, cap_h);
-    __int128 tenths = (__int128)spent * 1000 / cap;
-    char slack[400];
-    snprintf(slack, sizeof(slack), "tollgate: %s in %s", al->text, month);
-    o = json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s,s:f,s:s}", "text", slack, "tenant", al->tenant, "plan",
-                  plan, "threshold_pct", al->threshold, "spend_usd", spend_s, "cap_usd", cap_s,
-                  "percent", (double)tenths / 10.0, "month", month);
+    if (ab->kind == 's') {
+        snprintf(al->text, sizeof(al->text), "tenant %s is %s (%s)", al->tenant, ab->unit, ab->why);
+        char slack[400];
+        snprintf(slack, sizeof(slack), "tollgate: %s in %s", al->text, month);
+        o = json_pack("{s:s,s:s,s:s?,s:s,s:s,s:s,s:s}", "text", slack, "tenant", al->tenant, "plan",
+                      plan, "event", ab->unit, "kind", "standing", "reason", ab->why, "month",
+                      month);
+    } else if (ab->kind == 'a') {
+        snprintf(al->text, sizeof(al->text),
+                 "tenant %s crossed %d%% of its included %s (%lld of %lld)", al->tenant,
+                 al->threshold, ab->unit, (long long)ab->used, (long long)ab->cap);
+        __int128 tenths = (__int128)ab->used * 1000 / ab->cap;
+        char slack[400];
+        snprintf(slack, sizeof(slack), "tollgate: %s in %s", al->text, month);
+        o = json_pack("{s:s,s:s,s:s?,s:s,s:i,s:I,s:I,s:s,s:f,s:s}", "text", slack, "tenant",
+                      al->tenant, "plan", plan, "kind", "allowance", "threshold_pct", al->threshold,
+                      "used", (json_int_t)ab->used, "included", (json_int_t)ab->cap, "unit",
+                      ab->unit, "percent", (double)tenths / 10.0, "month", month);
+    } else {
+        human_usd(ab->used, used_h, sizeof(used_h));
+        human_usd(ab->cap, cap_h, sizeof(cap_h));
+        if (money_format(ab->used, used_s, sizeof(used_s)) < 0 ||
+            money_format(ab->cap, cap_s, sizeof(cap_s)) < 0)
+            goto fail;
+        snprintf(al->text, sizeof(al->text),
+                 "tenant %s crossed %d%% of its monthly budget (%s of %s)", al->tenant,
+                 al->threshold, used_h, cap_h);
+        __int128 tenths = (__int128)ab->used * 1000 / ab->cap;
+        char slack[400];
+        snprintf(slack, sizeof(slack), "tollgate: %s in %s", al->text, month);
+        o = json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s,s:f,s:s}", "text", slack, "tenant", al->tenant,
+                      "plan", plan, "threshold_pct", al->threshold, "spend_usd", used_s, "cap_usd",
+                      cap_s, "percent", (double)tenths / 10.0, "month", month);
+    }
     if (!o || !(text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12))))
         goto fail;
     al->body = text;
@@ -168,7 +207,8 @@ static void on_dedupe(struct redisReply *reply, const char *err, void *arg)
     }
     /* nil: another process (or this one before a restart) sent it */
     al->a->st.deduped++;
-    log_debug("alert: tenant %s %d%% already sent this month", al->tenant, al->threshold);
+    log_debug("alert: tenant %s %d%% (0: a standing event) already sent this month", al->tenant,
+              al->threshold);
     alert_free(al);
 }
 
@@ -313,62 +353,109 @@ static bool reached(money_t spent, money_t cap, int t)
     return (__int128)spent * 100 >= (__int128)cap * t;
 }
 
+/* Starts one alert: deduped through {prefix}{TENANT}:alert:YYYY-MM:TAG
+ * (SET NX), then fired. t is the threshold (0 for a standing event). */
+static void start(struct alerter *a, const char *tenant, const char *plan, const struct about *ab,
+                  int t, const char *tag, time_t when)
+{
+    if (strpbrk(tenant, "{}") || strlen(tenant) >= sizeof(((struct alert *)0)->tenant))
+        return; /* no key can carry it, and budget.c refuses it too */
+    if (a->n_alive >= ALERT_QUEUE_MAX) {
+        if (a->st.dropped++ % DROP_LOG_EVERY == 0)
+            log_error("alert: %d alerts pending, dropping tenant %s %s (%lu dropped)",
+                      ALERT_QUEUE_MAX, tenant, tag, a->st.dropped);
+        return;
+    }
+    struct alert *al = calloc(1, sizeof(*al));
+    if (!al) {
+        a->st.dropped++;
+        log_error("alert: out of memory, dropping tenant %s %s", tenant, tag);
+        return;
+    }
+    al->a = a;
+    al->threshold = t;
+    snprintf(al->tenant, sizeof(al->tenant), "%s", tenant);
+    al->next = a->alive;
+    if (a->alive)
+        a->alive->prev = al;
+    a->alive = al;
+    a->n_alive++;
+    if (build(al, plan, ab, when) < 0 || !(al->timer = evtimer_new(a->base, on_timer, al))) {
+        a->st.dropped++;
+        log_error("alert: out of memory, dropping tenant %s %s", tenant, tag);
+        alert_free(al);
+        return;
+    }
+    if (!a->r) {
+        fire(al);
+        return;
+    }
+    char key[512];
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    snprintf(key, sizeof(key), "%s{%s}:alert:%04d-%02d:%s", a->key_prefix, tenant,
+             tm.tm_year + 1900, tm.tm_mon + 1, tag);
+    const char *argv[] = {"SET", key, "1", "NX", "EX", DEDUPE_TTL_S};
+    al->state = A_DEDUPE;
+    al->cmd = redis_command(a->r, on_dedupe, al, (int)ARRAY_LEN(argv), argv, NULL);
+    if (!al->cmd) {
+        log_warn("alert: Redis not connected, cannot dedupe: sending anyway");
+        fire(al);
+    }
+}
+
+/* One alert per threshold t with before < t% of cap <= after. */
+static void thresholds(struct alerter *a, const char *tenant, const char *plan, struct about *ab,
+                       int64_t before, time_t when)
+{
+    for (size_t i = 0; i < a->n_thresholds; i++) {
+        int t = a->thresholds[i];
+        if (reached(before, ab->cap, t) || !reached(ab->used, ab->cap, t))
+            continue;
+        char tag[16];
+        /* budget thresholds keep their historical key (":80"); allowance ones are ":a80" */
+        snprintf(tag, sizeof(tag), "%s%d", ab->kind == 'a' ? "a" : "", t);
+        start(a, tenant, plan, ab, t, tag, when);
+    }
+}
+
 void alerter_check(struct alerter *a, const char *tenant, const char *plan, money_t spent_before,
                    money_t spent_after, money_t cap_monthly, time_t when)
 {
     if (!a || !tenant || cap_monthly <= 0 || spent_after <= spent_before)
         return;
-    for (size_t i = 0; i < a->n_thresholds; i++) {
-        int t = a->thresholds[i];
-        if (reached(spent_before, cap_monthly, t) || !reached(spent_after, cap_monthly, t))
-            continue;
-        if (strpbrk(tenant, "{}") || strlen(tenant) >= sizeof(((struct alert *)0)->tenant))
-            return; /* no key can carry it, and budget.c refuses it too */
-        if (a->n_alive >= ALERT_QUEUE_MAX) {
-            if (a->st.dropped++ % DROP_LOG_EVERY == 0)
-                log_error("alert: %d alerts pending, dropping tenant %s %d%% (%lu dropped)",
-                          ALERT_QUEUE_MAX, tenant, t, a->st.dropped);
-            continue;
-        }
-        struct alert *al = calloc(1, sizeof(*al));
-        if (!al) {
-            a->st.dropped++;
-            log_error("alert: out of memory, dropping tenant %s %d%%", tenant, t);
-            continue;
-        }
-        al->a = a;
-        al->threshold = t;
-        snprintf(al->tenant, sizeof(al->tenant), "%s", tenant);
-        al->next = a->alive;
-        if (a->alive)
-            a->alive->prev = al;
-        a->alive = al;
-        a->n_alive++;
-        if (build(al, plan, spent_after, cap_monthly, when) < 0 ||
-            !(al->timer = evtimer_new(a->base, on_timer, al))) {
-            a->st.dropped++;
-            log_error("alert: out of memory, dropping tenant %s %d%%", tenant, t);
-            alert_free(al);
-            continue;
-        }
-        if (!a->r) {
-            fire(al);
-            continue;
-        }
-        char key[512], tstr[16];
-        struct tm tm;
-        gmtime_r(&when, &tm);
-        snprintf(tstr, sizeof(tstr), "%d", t);
-        snprintf(key, sizeof(key), "%s{%s}:alert:%04d-%02d:%d", a->key_prefix, tenant,
-                 tm.tm_year + 1900, tm.tm_mon + 1, t);
-        const char *argv[] = {"SET", key, "1", "NX", "EX", DEDUPE_TTL_S};
-        al->state = A_DEDUPE;
-        al->cmd = redis_command(a->r, on_dedupe, al, (int)ARRAY_LEN(argv), argv, NULL);
-        if (!al->cmd) {
-            log_warn("alert: Redis not connected, cannot dedupe: sending anyway");
-            fire(al);
-        }
-    }
+    struct about ab = {'b', NULL, NULL, spent_after, cap_monthly};
+    thresholds(a, tenant, plan, &ab, spent_before, when);
+}
+
+void alerter_check_allowance(struct alerter *a, const char *tenant, const char *plan,
+                             int64_t before, int64_t after, int64_t included, const char *unit,
+                             time_t when)
+{
+    if (!a || !tenant || !unit || included <= 0 || after <= before)
+        return;
+    struct about ab = {'a', unit, NULL, after, included};
+    thresholds(a, tenant, plan, &ab, before, when);
+}
+
+void alerter_standing(struct alerter *a, const char *tenant, const char *plan, bool blocked,
+                      const char *why, time_t when)
+{
+    if (!a || !tenant || !why)
+        return;
+    struct about ab = {'s', blocked ? "blocked" : "downgraded", why, 0, 0};
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = tenant; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ (uint64_t)(blocked ? 1 : 2)) * 1099511628211ULL;
+    h = ((h ^ (uint64_t)(tm.tm_year * 12 + tm.tm_mon)) * 1099511628211ULL) | 1;
+    uint64_t *slot = &a->standing_seen[h % STANDING_SLOTS];
+    if (*slot == h)
+        return;
+    *slot = h;
+    start(a, tenant, plan, &ab, 0, blocked ? "blocked" : "downgraded", when);
 }
 
 void alerter_stats(const struct alerter *a, struct alerter_stats *out)

@@ -1,5 +1,7 @@
 /* alert.h: soft-limit alerts. When a settlement carries a tenant's monthly
- * spend across one of [alerts] thresholds (percent of its monthly cap), the
+ * spend across one of [alerts] thresholds (percent of its monthly cap), or
+ * its allowance use across one of them (percent of its included units), or
+ * an admission blocks or downgrades it (once a month), the
  * alert is logged at warn and POSTed as Slack-compatible JSON to [alerts]
  * webhook, once per tenant, threshold and UTC month across every tollgate
  * process and restart: the first to
@@ -46,6 +48,19 @@ struct alerter *alerter_new(struct event_base *base, struct evdns_base *dns,
  * are copied. plan may be NULL. */
 void alerter_check(struct alerter *a, const char *tenant, const char *plan, money_t spent_before,
                    money_t spent_after, money_t cap_monthly, time_t when);
+
+/* The same for the plan's allowance: units used (tokens or requests, as
+ * unit says) moved from before to after, of included (<= 0: nothing to
+ * do). Deduped apart from the budget's ({...}:alert:YYYY-MM:aT). */
+void alerter_check_allowance(struct alerter *a, const char *tenant, const char *plan,
+                             int64_t before, int64_t after, int64_t included, const char *unit,
+                             time_t when);
+
+/* The tenant was just blocked (or downgraded) by why ("monthly budget",
+ * "included tokens", ...): one event per tenant, kind and UTC month
+ * ({...}:alert:YYYY-MM:blocked | downgraded), whichever cap did it. */
+void alerter_standing(struct alerter *a, const char *tenant, const char *plan, bool blocked,
+                      const char *why, time_t when);
 
 /* Counters for metrics and tests. */
 struct alerter_stats {

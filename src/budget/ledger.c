@@ -23,7 +23,7 @@ struct release {
 struct settling {
     struct ledger *l;
     struct settle s; /* strings point into the same allocation */
-    money_t spent_before, cap_monthly;
+    struct ledger_marks m;
 };
 
 struct ledger {
@@ -166,15 +166,20 @@ static void settled(bool ok, const char *err, void *arg)
         log_warn("redis: settlement of %s failed (%s): journaled for replay", st->s.request_id,
                  err ? err : "?");
         journal_settle(l, &st->s); /* idempotent by id: a late success is not counted twice */
-    } else if (st->spent_before >= 0 && st->cap_monthly > 0) {
-        alerter_check(l->alerter, st->s.tenant, st->s.plan, st->spent_before,
-                      sat_add(st->spent_before, st->s.cost), st->cap_monthly, st->s.when);
+    } else {
+        const struct ledger_marks *m = &st->m;
+        if (m->spent_before >= 0 && m->cap_monthly > 0)
+            alerter_check(l->alerter, st->s.tenant, st->s.plan, m->spent_before,
+                          sat_add(m->spent_before, st->s.cost), m->cap_monthly, st->s.when);
+        if (m->unit && m->units_before >= 0 && st->s.units > 0)
+            alerter_check_allowance(l->alerter, st->s.tenant, st->s.plan, m->units_before,
+                                    sat_add(m->units_before, st->s.units), st->s.included, m->unit,
+                                    st->s.when);
     }
     free(st);
 }
 
-void ledger_settle(struct ledger *l, const struct settle *s, money_t spent_before,
-                   money_t cap_monthly)
+void ledger_settle(struct ledger *l, const struct settle *s, const struct ledger_marks *m)
 {
     struct settling *st =
         malloc(sizeof(*st) + len0(s->key_prefix) + len0(s->tenant) + len0(s->request_id) +
@@ -193,8 +198,7 @@ void ledger_settle(struct ledger *l, const struct settle *s, money_t spent_befor
     st->s.feature = put(&p, s->feature);
     st->s.user = put(&p, s->user);
     st->s.plan = put(&p, s->plan);
-    st->spent_before = spent_before;
-    st->cap_monthly = cap_monthly;
+    st->m = *m;
     st->s.tallied = l->tally != NULL; /* a replay then knows what its first sending counted */
     if (!budget_settle(l->redis, l->tally, &st->s, &st->s.stamp, settled, st)) {
         metrics_inc(l->metrics, METRIC_REDIS_ERRORS, 1);

@@ -9,6 +9,7 @@
 #define TOLLGATE_LEDGER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "core/money.h"
 #include "core/util.h"
 
@@ -34,11 +35,19 @@ void ledger_free(struct ledger *l);
  * hands over a new one. Not owned. */
 void ledger_set_alerter(struct ledger *l, struct alerter *a);
 
-/* Settles s (its strings are copied): in Redis, else journaled for replay.
- * spent_before (month's spend at admission, -1: unknown) and cap_monthly
- * (-1: none) decide the soft-limit alerts once Redis took it. */
-void ledger_settle(struct ledger *l, const struct settle *s, money_t spent_before,
-                   money_t cap_monthly);
+/* What a settlement's soft-limit alerts are decided by, once Redis took
+ * it: the month's spend at admission (-1: unknown) and the monthly cap
+ * (-1: none); the allowance units used at admission (-1: unknown) of the
+ * included ones (s->included) and their unit ("tokens" | "requests", a
+ * static string; NULL: no allowance). */
+struct ledger_marks {
+    money_t spent_before, cap_monthly;
+    int64_t units_before;
+    const char *unit;
+};
+
+/* Settles s (its strings are copied): in Redis, else journaled for replay. */
+void ledger_settle(struct ledger *l, const struct settle *s, const struct ledger_marks *m);
 
 /* Gives back the reservation of request id (strings copied): now, or from
  * ledger_tick once Redis answers again. Releasing is idempotent. */

@@ -262,7 +262,8 @@ static const struct key keys[] = {
     {S_ALERTS, "webhook", T_STR, CF(webhook), NULL, K_OPT, .check = config_check_webhook,
      .max = URL_MAX, .doc = "Slack-compatible JSON POST target; unset: off"},
     {S_ALERTS, "thresholds", T_FUNC, 0, "80%, 100%", 0, .set = config_set_thresholds, .max = 128,
-     .doc = "percent of the monthly budget, each fired once per tenant per month"},
+     .doc = "percent of the monthly budget and of the allowance, each fired once per tenant per "
+            "month"},
 
     {S_REPORT, "target_margin", T_FUNC, 0, "50%", 0, .set = config_set_report_margin, .max = 16,
      .doc = "margin a suggested plan keeps at a tenant's projected cost"},

@@ -30,6 +30,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "budget/alert.h"
 #include "budget/budget.h"
 #include "cache/cache.h"
 #include "budget/ledger.h"
@@ -123,6 +124,7 @@ struct req {
     money_t remaining;         /* budget left this month before the request; -1: unknown */
     money_t spent_before;      /* month's spend at admission; -1: not admitted through Redis */
     int64_t allowance_left;    /* allowance units left before the request; -1: unknown/none */
+    int64_t allowance_used;    /* allowance units used before the request; -1: unknown/none */
     char model_requested[128];
     char downgrade_hdr[300];
     char remaining_hdr[32];
@@ -445,6 +447,7 @@ void proxy_handle(struct client *c, struct http_request *hr, void *arg)
     r->remaining = -1;
     r->spent_before = -1;
     r->allowance_left = -1;
+    r->allowance_used = -1;
     r->outcome = OUTCOME_OK;
     clock_wall(&r->wall);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
@@ -874,6 +877,21 @@ static void decided(struct req *r, const char *decision)
     metrics_budget(r->w->metrics, decision);
 }
 
+/* The webhook hears once a month that a tenant is blocked or downgraded,
+ * and by what (alert.h deduplicates across processes). */
+static void standing_event(struct req *r, const struct admit_result *res, bool blocked)
+{
+    const struct plan *p = &r->plan_eff;
+    const char *why = res->reason == BUDGET_REASON_DAILY       ? "daily budget"
+                      : res->reason == BUDGET_REASON_HARD      ? "hard limit"
+                      : res->reason == BUDGET_REASON_MONTHLY   ? "monthly budget"
+                      : res->reason != BUDGET_REASON_ALLOWANCE ? NULL
+                      : p->unit == PLAN_UNIT_TOKENS            ? "included tokens"
+                                                               : "included requests";
+    if (why)
+        alerter_standing(r->w->alerter, r->tenant, r->plan, blocked, why, r->wall.tv_sec);
+}
+
 static void admitted(const struct admit_result *res, const char *errstr, void *arg)
 {
     struct req *r = arg;
@@ -902,6 +920,8 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
     r->spent_before = res->spent_month;
     r->remaining = budget_left(&r->plan_eff, res);
     if (r->plan_eff.included >= 0)
+        r->allowance_used = res->allowance_used;
+    if (r->plan_eff.included >= 0)
         r->allowance_left = r->plan_eff.included > res->allowance_used
                                 ? r->plan_eff.included - res->allowance_used
                                 : 0;
@@ -915,6 +935,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
         return;
     case BUDGET_DOWNGRADE:
         decided(r, "downgrade");
+        standing_event(r, res, false);
         if (downgrade(r) < 0) {
             struct admit_result b = *res;
             b.decision = BUDGET_BLOCK;
@@ -927,6 +948,7 @@ static void admitted(const struct admit_result *res, const char *errstr, void *a
         return;
     case BUDGET_BLOCK:
         decided(r, "block");
+        standing_event(r, res, true);
         block(r, res);
         return;
     case BUDGET_RATE_LIMITED:
@@ -1337,7 +1359,15 @@ static void settle(struct req *r, money_t cost, money_t saved, const struct usag
          ((r->status < 200 || r->status >= 300) && u->input <= 0 && u->output <= 0)))
         s.units = 0;
     plan_overage_terms(&r->plan_eff, &s.overage_per_mu, &s.overage_markup_bp);
-    ledger_settle(r->w->ledger, &s, r->spent_before, r->plan_eff.budget_monthly);
+    const struct ledger_marks m = {
+        .spent_before = r->spent_before,
+        .cap_monthly = r->plan_eff.budget_monthly,
+        .units_before = r->allowance_used,
+        .unit = r->plan_eff.unit == PLAN_UNIT_TOKENS     ? "tokens"
+                : r->plan_eff.unit == PLAN_UNIT_REQUESTS ? "requests"
+                                                         : NULL,
+    };
+    ledger_settle(r->w->ledger, &s, &m);
 }
 
 /* The usage to bill: what the provider reported, else an estimate when the

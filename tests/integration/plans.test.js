@@ -8,6 +8,7 @@ const assert = require('node:assert/strict');
 const { execFile } = require('node:child_process');
 const { describe, test } = require('node:test');
 const h = require('../lib/harness');
+const { startWebhookSink } = require('../lib/webhook');
 
 const PREFIX = 'tollgate:';
 const DOWN_MAP = 'gpt-4o > gpt-4o-mini';
@@ -18,6 +19,7 @@ const PLANS = {
   'plan lite': { price: 9, included_tokens: 100, on_allowance: 'downgrade', downgrade: DOWN_MAP },
   'plan tight': { price: 9, included_tokens: 500, on_allowance: 'block' },
   'plan capped': { price: 9, budget_monthly: 1, hard_limit: 2 },
+  'plan four': { price: 9, included_requests: 4, on_allowance: 'block' },
 };
 
 const monthKey = (tenant) => `${PREFIX}{${tenant}}:m:${new Date().toISOString().slice(0, 7)}`;
@@ -262,6 +264,46 @@ describe('plans: allowances and overage', () => {
     assert.equal(p.json.budget_used_pct, 25);
     assert.deepEqual(p.json.caps, { monthly_pct: 25, daily_pct: null, hard_limit_pct: 12.5 });
     assert.equal(p.json.blocked, false);
+  });
+
+  test('alerts: thresholds of the allowance, and one blocked event a month, to the webhook', { timeout: h.ms(60000) }, async () => {
+    const sink = await startWebhookSink();
+    try {
+      await env.withTollgate({ ...PLANS, server: { workers: 1 }, alerts: { webhook: sink.url, thresholds: '50%, 100%' } }, async (tg) => {
+        const tenant = h.uniq('alerted');
+        const mine = (p) => p.json && p.json.tenant === tenant;
+        const c = h.openaiClient(tg, tenant, { headers: { 'X-Tenant-Plan': 'four' } });
+        const ask = () => c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 10, messages: chat('mock:tokens=5,5') })
+          .then(() => 200, (e) => e.status);
+        assert.equal(await ask(), 200);
+        await waitUsed(env.redis, tenant, 1);
+        await h.sleep(h.ms(300));
+        assert.equal(sink.matching(mine).length, 0, '1 of 4: under 50%');
+        for (let i = 2; i <= 4; i++) {
+          assert.equal(await ask(), 200);
+          await waitUsed(env.redis, tenant, i);
+        }
+        const posts = await sink.waitFor(mine, 2);
+        assert.deepEqual(posts.map((p) => [p.json.threshold_pct, p.json.used]), [[50, 2], [100, 4]]);
+        for (const p of posts) {
+          assert.equal(p.json.kind, 'allowance');
+          assert.equal(p.json.unit, 'requests');
+          assert.equal(p.json.included, 4);
+          assert.equal(p.json.plan, 'four');
+        }
+        for (let i = 0; i < 3; i++) assert.equal(await ask(), 429);
+        const all = await sink.waitFor(mine, 3);
+        const ev = all.find((p) => p.json.kind === 'standing');
+        assert.ok(ev, JSON.stringify(all.map((p) => p.json)));
+        assert.equal(ev.json.event, 'blocked');
+        assert.equal(ev.json.reason, 'included requests');
+        assert.match(ev.json.text, /is blocked \(included requests\)/);
+        await h.sleep(h.ms(500));
+        assert.equal(sink.matching(mine).length, 3, 'one blocked event, not one per refused request');
+      });
+    } finally {
+      await sink.close();
+    }
   });
 
   h.cleanRunTest(env);

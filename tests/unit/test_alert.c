@@ -489,7 +489,61 @@ done:
     fx_close(&f);
 }
 
+/* Allowance thresholds and standing events: apart from the budget's, each
+ * once a month, with their own JSON. */
+static void test_allowance_and_standing(void)
+{
+    struct fx f;
+    struct alerter *a = NULL;
+    if (fx_open(&f, "80", true, true) < 0 || !(a = anew(&f)))
+        goto done;
+    alerter_check_allowance(a, f.tenant, "growth", 3900000, 4100000, 5000000, "tokens", WHEN);
+    struct alerter_stats st = settle_wait(&f, a, 3000);
+    CHECK_INT(st.delivered, 1);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "{\"text\":\"tollgate: tenant %s crossed 80%% of its included tokens (4100000 of "
+             "5000000) in 2026-11\",\"tenant\":\"%s\",\"plan\":\"growth\",\"kind\":\"allowance\","
+             "\"threshold_pct\":80,\"used\":4100000,\"included\":5000000,\"unit\":\"tokens\","
+             "\"percent\":82.0,\"month\":\"2026-11\"}",
+             f.tenant, f.tenant);
+    CHECK_STR(f.sink.body[0], want);
+    /* the budget's 80% is another alert; the allowance's again is not */
+    alerter_check(a, f.tenant, "growth", 7 * USD, 8 * USD, 9 * USD, WHEN);
+    alerter_check_allowance(a, f.tenant, "growth", 3900000, 4200000, 5000000, "tokens", WHEN);
+    st = settle_wait(&f, a, 3000);
+    CHECK_INT(st.delivered, 2);
+    CHECK_INT(st.deduped, 1);
+    /* not past a threshold, or nothing included: nothing */
+    alerter_check_allowance(a, f.tenant, "growth", 100, 200, 5000000, "tokens", WHEN);
+    alerter_check_allowance(a, f.tenant, "growth", 100, 200, 0, "requests", WHEN);
+    /* blocked: one event a month, however many requests are refused */
+    for (int i = 0; i < 5; i++)
+        alerter_standing(a, f.tenant, "growth", true, "included requests", WHEN);
+    alerter_standing(a, f.tenant, "growth", false, "monthly budget", WHEN);
+    st = settle_wait(&f, a, 3000);
+    CHECK_INT(st.delivered, 4);
+    CHECK_INT(f.sink.n, 4);
+    CHECK(has_body(&f.sink, "\"event\":\"blocked\",\"kind\":\"standing\",\"reason\":\"included "
+                            "requests\""));
+    CHECK(has_body(&f.sink, "is downgraded (monthly budget) in 2026-11"));
+    /* another worker (or process) that sees the tenant blocked: deduped in Redis */
+    struct alerter *b = anew(&f);
+    if (b) {
+        alerter_standing(b, f.tenant, "growth", true, "included requests", WHEN + 60);
+        st = settle_wait(&f, b, 3000);
+        CHECK_INT(st.deduped, 1);
+        CHECK_INT(st.fired, 0);
+    }
+    CHECK_INT(f.sink.n, 4);
+    alerter_free(b);
+done:
+    alerter_free(a);
+    fx_close(&f);
+}
+
 static const struct check_test tests[] = {
+    {"allowance_and_standing", test_allowance_and_standing},
     {"crossings", test_crossings},
     {"cross_80", test_cross_80},
     {"jump_two", test_jump_two},
