@@ -49,7 +49,7 @@
 #include "proxy/path.h"
 #include "proxy/route.h"
 #include "proxy/trust.h"
-#include "proxy/usage_api.h"
+#include "proxy/tenant_usage.h"
 #include "http/headers.h"
 #include "http/json_scan.h"
 #include "http/multipart.h"
@@ -426,8 +426,8 @@ static bool cache_begin(struct req *r, const struct http_request *hr);
 void proxy_handle(struct client *c, struct http_request *hr, void *arg)
 {
     struct worker *w = arg;
-    if (usage_api_is(hr->path)) { /* tollgate's own, not a paid call: no record */
-        usage_api_handle(c, hr, w);
+    if (tenant_usage_is(hr->path)) { /* tollgate's own, not a paid call: no record */
+        tenant_usage_handle(c, hr, w);
         return;
     }
     struct req *r = calloc(1, sizeof(*r));

@@ -343,17 +343,24 @@ static void count(struct worker *w, void *arg)
         const char *model = e->model[0] ? e->model : NULL;
         const char *user = e->user[0] ? e->user : NULL;
         const char *feature = e->feature[0] ? e->feature : NULL;
-        const struct settle s = {.key_prefix = cfg->key_prefix,
-                                 .tenant = e->tenant,
-                                 .request_id = e->id,
-                                 .when = b->when.tv_sec,
-                                 .cost = e->cost,
-                                 .usage = e->usage,
-                                 .model = model,
-                                 .feature = feature,
-                                 .user = user,
-                                 .plan = p.base->name};
-        ledger_settle(w->ledger, &s, b->spent_before[i], p.budget_monthly);
+        struct settle s = {.key_prefix = cfg->key_prefix,
+                           .tenant = e->tenant,
+                           .request_id = e->id,
+                           .when = b->when.tv_sec,
+                           .cost = e->cost,
+                           .usage = e->usage,
+                           .model = model,
+                           .feature = feature,
+                           .user = user,
+                           .plan = p.base->name,
+                           /* counted against the allowance like a proxied request */
+                           .units = plan_units(&p, e->usage.input, e->usage.output),
+                           .included = p.included};
+        plan_overage_terms(&p, &s.overage_per_mu, &s.overage_markup_bp);
+        const struct ledger_marks m = {.spent_before = b->spent_before[i],
+                                       .cap_monthly = p.budget_monthly,
+                                       .units_before = -1};
+        ledger_settle(w->ledger, &s, &m);
         const struct record rec = {
             .ts = b->when,
             .id = e->id,

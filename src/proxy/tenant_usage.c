@@ -1,10 +1,10 @@
-/* usage_api.c: GET /v1/tollgate/usage. The tenant comes from the tenant
+/* tenant_usage.c: GET /v1/tollgate/usage. The tenant comes from the tenant
  * header exactly as for a proxied request, so an app can only ask for the
  * tenant it would bill; the answer is read from the counters admission
  * reads (budget.h: the month and day hashes, and the month's by-user hash
  * for X-User-Id), in three commands answered together. Nothing is recorded:
  * a usage query is not a paid call. */
-#include "proxy/usage_api.h"
+#include "proxy/tenant_usage.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -54,10 +54,10 @@ static void gone(void *ctx)
 
 static const struct client_events events = {gone, NULL};
 
-bool usage_api_is(const char *path)
+bool tenant_usage_is(const char *path)
 {
-    size_t n = strlen(USAGE_API_PATH);
-    return strncmp(path, USAGE_API_PATH, n) == 0 && (path[n] == '\0' || path[n] == '?');
+    size_t n = strlen(TENANT_USAGE_PATH);
+    return strncmp(path, TENANT_USAGE_PATH, n) == 0 && (path[n] == '\0' || path[n] == '?');
 }
 
 static int64_t field(const redisReply *e)
@@ -208,7 +208,7 @@ static bool hmget(struct redis *r, redis_cb cb, struct query *q, const char *key
     return true;
 }
 
-void usage_api_handle(struct client *c, const struct http_request *hr, struct worker *w)
+void tenant_usage_handle(struct client *c, const struct http_request *hr, struct worker *w)
 {
     char err[256], asked[TRUST_ID_MAX];
     char month[KEY_MAX], day[KEY_MAX], by_user[KEY_MAX];
@@ -230,7 +230,7 @@ void usage_api_handle(struct client *c, const struct http_request *hr, struct wo
         goto out;
     }
     if (hr->method != HTTP_GET) {
-        client_error(c, 405, "method_not_allowed", "GET " USAGE_API_PATH);
+        client_error(c, 405, "method_not_allowed", "GET " TENANT_USAGE_PATH);
         goto out;
     }
     int t = trust_identity(hr, cfg->tenant_header, q->tenant, err, sizeof(err));
