@@ -386,7 +386,9 @@ static void start(struct alerter *a, const char *tenant, const char *plan, const
         alert_free(al);
         return;
     }
-    if (!a->r) {
+    /* a standing event without a webhook is only logged (once a month per
+     * worker, by the memo): it leaves no key behind */
+    if (!a->r || (ab->kind == 's' && !a->pool)) {
         fire(al);
         return;
     }

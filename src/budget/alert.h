@@ -58,7 +58,9 @@ void alerter_check_allowance(struct alerter *a, const char *tenant, const char *
 
 /* The tenant was just blocked (or downgraded) by why ("monthly budget",
  * "included tokens", ...): one event per tenant, kind and UTC month
- * ({...}:alert:YYYY-MM:blocked | downgraded), whichever cap did it. */
+ * ({...}:alert:YYYY-MM:blocked | downgraded), whichever cap did it.
+ * Without a webhook it is only logged, once a month per worker, and leaves
+ * no key in Redis. */
 void alerter_standing(struct alerter *a, const char *tenant, const char *plan, bool blocked,
                       const char *why, time_t when);
 
