@@ -58,7 +58,8 @@ describe('README quick start', () => {
     const proxyPort = Number(out.match(/proxy: +http:\/\/127\.0\.0\.1:(\d+)/)[1]);
 
     // the report the README promises: brightdesk, on the $9 plan, worst first
-    const worst = out.match(/^(\S+) +starter +\$9\.0000 +- +\$(\d+\.\d+) +-\$/m);
+    // REVENUE, OVERAGE ("-": none), COST, SAVED, then a negative MARGIN
+    const worst = out.match(/^(\S+) +starter +\$9\.0000 +- +\$(\d+\.\d+) +\$\d+\.\d+ +-\$/m);
     assert.ok(worst, `no losing starter customer in the printed report:\n${out.slice(-4000)}`);
 
     const page = await fetch(url);
