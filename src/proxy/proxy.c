@@ -187,6 +187,8 @@ static void answer_error(struct req *r, int status, const char *code, const char
     r->outcome = outcome;
     struct client *c = r->client;
     r->client = NULL;
+    if (r->cache.verdict == CACHE_HIT) /* found but refused (rpm): not answered from the cache */
+        r->cache.verdict = CACHE_MISS;
     struct http_header h[12];
     size_t n = 0;
     for (size_t i = 0; i < n_extra && n < ARRAY_LEN(h) - 3; i++)
@@ -1476,6 +1478,8 @@ static void finish(struct req *r)
                        : "charged $0 ([pricing] unknown_model = allow)");
     }
     money_t cost = pr ? pricing_cost(pr, &u) : 0, saved = 0;
+    if (r->cache.verdict == CACHE_HIT && r->status != 200) /* the client left before the replay */
+        r->cache.verdict = CACHE_MISS;
     cache_end(r, &u);
     bool hit = r->cache.verdict == CACHE_HIT;
     if (hit) { /* no provider call: what it would have cost is saved, not spent */

@@ -421,7 +421,7 @@ describe('response cache, adversarial', () => {
   });
 
   test('a hit refused by rpm is neither a cache hit nor a request (its record, the month hash, the metric)',
-    { timeout: h.ms(30000), todo: 'bug: proxy.c finish (`hit = verdict == CACHE_HIT`, `if (r->forwarded || hit) settle(...)`) treats a cache hit that admission refused (429 rpm) as a hit: record cache_hit true, month requests and cache_hits +1, metric result="hit"' },
+    { timeout: h.ms(30000) },
     async () => {
       const nonce = h.uniq('refused');
       const tenant = h.uniq('cx-refused');
