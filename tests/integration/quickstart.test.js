@@ -57,10 +57,16 @@ describe('README quick start', () => {
     const period = out.match(/demo: (\d{4}-\d{2}), days/)[1];
     const proxyPort = Number(out.match(/proxy: +http:\/\/127\.0\.0\.1:(\d+)/)[1]);
 
-    // the report the README promises: brightdesk, on the $9 plan, worst first
-    // REVENUE, OVERAGE ("-": none), COST, SAVED, then a negative MARGIN
-    const worst = out.match(/^(\S+) +starter +\$9\.0000 +- +\$(\d+\.\d+) +\$\d+\.\d+ +-\$/m);
-    assert.ok(worst, `no losing starter customer in the printed report:\n${out.slice(-4000)}`);
+    // the report the README promises: brightdesk, on the $9 plan, first (worst margin)
+    const lines = out.split(/\r?\n/);
+    const head = lines.findIndex((l) => /^TENANT +PLAN +REVENUE/.test(l));
+    assert.ok(head >= 0, `no report table in the output:\n${out.slice(-4000)}`);
+    const cols = lines[head].trim().split(/ +/);
+    const first = lines[head + 1].trim().split(/ +/);
+    assert.equal(first[0], 'brightdesk', 'README: brightdesk is the worst customer');
+    assert.match(first[cols.indexOf('MARGIN')], /^-\$/, 'brightdesk loses money');
+    const [, customers] = readme.match(/traffic for (\d+) customers/) || [];
+    assert.ok(customers, 'README says how many customers the demo has');
 
     const page = await fetch(url);
     assert.equal(page.status, 200);
@@ -69,11 +75,11 @@ describe('README quick start', () => {
       { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(api.status, 200, 'the printed admin token opens the API');
     const data = await api.json();
-    assert.equal(data.tenants.length, 32);
+    assert.equal(data.tenants.length, Number(customers), 'as many customers as README says');
     assert.equal(data.tenants[0].tenant, 'brightdesk', 'README: brightdesk is the worst customer');
     assert.equal(data.tenants[0].plan, 'starter');
-    assert.ok(data.tenants[0].cost_usd > 30 && data.tenants[0].cost_usd < 50,
-      `README: brightdesk costs about $40 (got ${data.tenants[0].cost_usd})`);
+    assert.ok(data.tenants[0].cost_usd > 3 * 9,
+      `README: brightdesk costs several times its $9 price (got ${data.tenants[0].cost_usd})`);
     assert.ok(data.totals.tenants_under_water >= 1);
     // the growth plan's customers pay overage: one at a margin, one still under water
     const by = Object.fromEntries(data.tenants.map((t) => [t.tenant, t]));
