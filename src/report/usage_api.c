@@ -20,6 +20,7 @@
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "export/export.h"
+#include "export/trace.h"
 #include "records/record.h"
 #include "redis/redis_sync.h"
 #include "report/usage_event.h"
@@ -381,7 +382,12 @@ static void count(struct worker *w, void *arg)
             .ttfb_ms = -1,
         };
         record_queue_push(w->records, &rec);
-        export_record(w->exports, cfg, &rec, NULL, NULL);
+        /* a root span of its own: the job that used it did not pass through
+         * tollgate, but its cost belongs in the same traces backend */
+        struct trace_ctx tr = {.on = false};
+        if (cfg->otlp_endpoint)
+            trace_start(&tr, NULL);
+        export_record(w->exports, cfg, &rec, &tr, NULL);
         metrics_request(w->metrics, e->provider[0] ? e->provider : NULL, model, OUTCOME_OK,
                         &e->usage, e->cost, false, -1, -1);
         metrics_inc(w->metrics, METRIC_USAGE_COUNTED, 1);

@@ -75,6 +75,31 @@ describe('OTLP spans', () => {
     });
   });
 
+  test('usage reported through POST /admin/api/usage gets a span of its own, with its tokens and cost', { timeout: h.ms(30000) }, async () => {
+    await env.withTollgate(overrides(), async (tg) => {
+      const id = h.uniq('job');
+      const res = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/usage`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer test-admin-token' },
+        body: JSON.stringify({ id, tenant: 'otlp-rich', feature: 'nightly', model: 'gpt-4o-mini',
+          input_tokens: 1000, output_tokens: 200 }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      const span = await col.span(id);
+      const rec = await tg.record(id);
+      assert.match(span.traceId, /^[0-9a-f]{32}$/);
+      assert.ok(!span.parentSpanId, 'a root span: the job was not traced through tollgate');
+      const a = attrs(span);
+      assert.equal(a['tollgate.tenant'], 'otlp-rich');
+      assert.equal(a['tollgate.feature'], 'nightly');
+      assert.equal(a['gen_ai.request.model'], 'gpt-4o-mini');
+      assert.equal(a['gen_ai.usage.input_tokens'], 1000);
+      assert.equal(a['gen_ai.usage.output_tokens'], 200);
+      assert.equal(a['tollgate.cost_usd'], rec.cost_usd);
+      assert.ok(rec.cost_usd > 0);
+    });
+  });
+
   test('no or a malformed traceparent: a new trace; a blocked request is an error span', { timeout: h.ms(30000) }, async () => {
     await env.withTollgate(overrides(), async (tg) => {
       const since = env.mock.count();
