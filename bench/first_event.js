@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 'use strict';
-// first_event.js BODYFILE N NAME=PORT...: "first stream event" latency of `make bench`.
+// first_event.js BODYFILE N NAME=PORT[|Name: value...]...: "first stream event" latency of
+// `make bench` (the headers after the port are sent to that target only: the portkey target's).
 // Sends N streamed chat completions to each target, one at a time, round-robin over the
 // targets (so drift on a noisy machine hits all alike), over one keep-alive connection per
 // target, and times each from writing the request to receiving the first SSE "data:" line.
@@ -12,8 +13,10 @@ const [bodyFile, nArg, ...targetArgs] = process.argv.slice(2);
 const body = fs.readFileSync(bodyFile);
 const N = +nArg || 200;
 const targets = targetArgs.map((a) => {
-  const [name, port] = a.split('=');
-  return { name, port: +port, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }), t: [], errors: 0 };
+  const [name, rest] = [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)];
+  const [port, ...hl] = rest.split('|');
+  const extra = Object.fromEntries(hl.map((h) => [h.slice(0, h.indexOf(':')).trim(), h.slice(h.indexOf(':') + 1).trim()]));
+  return { name, port: +port, extra, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }), t: [], errors: 0 };
 });
 
 function once(tg) {
@@ -24,7 +27,7 @@ function once(tg) {
     const req = http.request({
       host: '127.0.0.1', port: tg.port, method: 'POST', path: '/v1/chat/completions', agent: tg.agent,
       headers: { 'content-type': 'application/json', 'content-length': body.length,
-        authorization: 'Bearer sk-bench', 'x-tenant-id': 'bench' },
+        authorization: 'Bearer sk-bench', 'x-tenant-id': 'bench', ...tg.extra },
     }, (res) => {
       res.on('data', (c) => {
         if (first !== null) return;

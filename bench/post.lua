@@ -1,6 +1,7 @@
 -- post.lua: wrk script of `make bench`. POSTs the file named by BENCH_BODY as an
--- OpenAI chat completion for tenant "bench"; at the end prints one line
--- "BENCHJSON {...}" with the counts and latency percentiles (microseconds).
+-- OpenAI chat completion for tenant "bench", with the extra headers of BENCH_HEADERS when set
+-- ("Name: value|Name: value": what the portkey target needs to find the mock); at the end prints
+-- one line "BENCHJSON {...}" with the counts and latency percentiles (microseconds).
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.method = "POST"
 wrk.path = "/v1/chat/completions"
@@ -9,6 +10,10 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench"
 wrk.headers["X-Tenant-Id"] = "bench"
+for h in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^|]+") do
+    local name, value = string.match(h, "^%s*([^:]+):%s*(.-)%s*$")
+    if name then wrk.headers[name] = value end
+end
 
 function done(summary, latency, requests)
     local e = summary.errors

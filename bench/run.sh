@@ -4,13 +4,18 @@
 #   direct    the mock itself (its plain HTTP port: no proxy, no TLS)
 #   nginx     nginx proxy_pass to the mock over HTTPS (the pure-proxy baseline)
 #   tollgate  BINARY to the mock over HTTPS, metering on, settling into a real redis-server
+#   portkey   the Portkey gateway (npm @portkey-ai/gateway, pinned in bench/portkey/) to the
+#             mock over HTTPS, the usual alternative; installed by the bench with npm ci into
+#             build/bench-portkey the first time; skipped (said so) when it cannot be installed
 # Rows: 1 KB and 100 KB chat-completion bodies x non-streamed / SSE x 16 / 256 connections.
-# Both proxies run pinned to core 0 (one worker each); wrk, the mock and Redis run on the other
+# The proxies run pinned to core 0 (one worker / one node process each); wrk, the mock and Redis run on the other
 # cores. Then "first stream event" latency, sequential, over keep-alive connections. Prints a
 # table and the targets, PASS/MISS (bench/summary.js).
 # Environment: BENCH_DURATION (s, default 5), BENCH_WARMUP (s, 1), BENCH_FIRST_EVENT_N (200),
 #   BENCH_WRK_THREADS (1), BENCH_MOCK_WORKERS (node cluster workers of the mock; default 1 on
 #   <= 3 cores), BENCH_PERF (1: perf profile of tollgate when its CPU target is missed),
+#   BENCH_PORTKEY (1: the portkey target too; 0: without it), BENCH_PORTKEY_WARMUP (s, 15: its
+#   JIT needs that much load before its throughput is steady, once before its first run),
 #   BENCH_CAPS (1: the tenant's plan has budget and rate caps that never bind, so every request
 #   is admitted in Redis as well as settled; 0: no caps, settlement only), BENCH_STRICT (1: exit 1
 #   on a MISS), BENCH_KEEP (1: keep the temp dir), BENCH_TIMEOUT (900 s).
@@ -98,6 +103,16 @@ free_ports() { # free_ports N: N distinct free TCP ports on 127.0.0.1
 cpu_ticks() { # cpu_ticks PID: "utime stime" in clock ticks (all threads)
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
 }
+quiet() { # quiet PID: wait (10 s at most) until PID uses under 5% of a core: the Portkey
+    # gateway goes on with the requests wrk gave up on, and the next run must not share core 0
+    local p=$1 a b tck; tck=$(getconf CLK_TCK)
+    [ -n "$p" ] || return 0
+    for _ in $(seq 20); do
+        a=$(cpu_ticks "$p" | awk '{ print $1 + $2 }'); sleep 0.5; b=$(cpu_ticks "$p" | awk '{ print $1 + $2 }')
+        [ $(( (b - a) * 40 )) -le "$tck" ] && return 0
+    done
+    return 0 # still busy after 10 s: measured all the same
+}
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # redis-server's own count, in microseconds: CPU (user + sys) and time inside commands
 redis_cpu_us() {
@@ -141,7 +156,7 @@ mock_tls=$(sed -n 's/.*"https":\([0-9]*\).*/\1/p' "$tmp/mock.out" | head -1)
 mock_http=$(sed -n 's/.*"http":\([0-9]*\).*/\1/p' "$tmp/mock.out" | head -1)
 
 # ---- redis-server ------------------------------------------------------------------------
-read -r redis_port tg_port tg_admin nginx_port <<<"$(free_ports 4)"
+read -r redis_port tg_port tg_admin nginx_port pk_port <<<"$(free_ports 5)"
 taskset -c "$other" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
     --dir "$tmp" --logfile "$tmp/redis.log" >/dev/null 2>"$tmp/redis.err" &
 redis_pid=$!
@@ -247,34 +262,65 @@ worker_of() { # the nginx worker: the master's only child
 wait_for 10 worker_of "$nginx_pid" || die "nginx did not start"
 nginx_worker=$(worker_of "$nginx_pid")
 
+# ---- the Portkey gateway (BENCH_PORTKEY=1) -------------------------------------------------
+# Installed once with npm ci from bench/portkey/'s lock file into build/bench-portkey (again when
+# the lock file changes); no install scripts run. It reaches the mock over HTTPS like the others,
+# trusting the bench CA, and reads its upstream from the x-portkey-* headers of each request.
+targets="direct nginx tollgate"
+pk_pid=""
+pk_headers="x-portkey-provider: openai|x-portkey-custom-host: https://127.0.0.1:$mock_tls/v1"
+if [ "${BENCH_PORTKEY:-1}" = 1 ]; then
+    pk_dir="$root/build/bench-portkey"
+    pk_main="$pk_dir/node_modules/@portkey-ai/gateway/build/start-server.js"
+    if [ ! -f "$pk_main" ] || ! cmp -s bench/portkey/package-lock.json "$pk_dir/package-lock.json"; then
+        echo "bench: installing the Portkey gateway (npm ci into $pk_dir)"
+        rm -rf "$pk_dir" && mkdir -p "$pk_dir" && cp bench/portkey/package.json bench/portkey/package-lock.json "$pk_dir/"
+        (cd "$pk_dir" && timeout 300 npm ci --ignore-scripts --no-audit --no-fund) >"$tmp/portkey-install.log" 2>&1 ||
+            { rm -rf "$pk_dir"; echo "bench: the Portkey gateway could not be installed ($(tail -1 "$tmp/portkey-install.log")); no portkey rows"; }
+    fi
+    if [ -f "$pk_main" ]; then
+        NODE_EXTRA_CA_CERTS="$tmp/ca.pem" taskset -c 0 node --require "$root/bench/portkey/loopback.js" \
+            "$pk_main" --port="$pk_port" --headless >"$tmp/portkey.log" 2>"$tmp/portkey.err" &
+        pk_pid=$!
+        pids="$pids $pk_pid"
+        wait_for 30 grep -q 'Ready for connections' "$tmp/portkey.log" || die "the Portkey gateway did not start"
+        targets="$targets portkey"
+    fi
+fi
+
 # ---- one request through each target first ------------------------------------------------
-port_of() { case $1 in direct) echo "$mock_http" ;; nginx) echo "$nginx_port" ;; tollgate) echo "$tg_port" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; nginx) echo "$nginx_worker" ;; tollgate) echo "$tg_pid" ;; esac; }
-for t in direct nginx tollgate; do
+port_of() { case $1 in direct) echo "$mock_http" ;; nginx) echo "$nginx_port" ;; tollgate) echo "$tg_port" ;; portkey) echo "$pk_port" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; nginx) echo "$nginx_worker" ;; tollgate) echo "$tg_pid" ;; portkey) echo "$pk_pid" ;; esac; }
+headers_of() { if [ "$1" = portkey ]; then echo "$pk_headers"; fi; } # "Name: value|Name: value"
+for t in $targets; do
     for b in body-1k.json body-100k-stream.json; do
+        hargs=()
+        IFS='|' read -r -a hl <<<"$(headers_of "$t")"
+        for h in "${hl[@]}"; do [ -n "$h" ] && hargs+=(-H "$h"); done
         code=$(curl -s -o "$tmp/check.out" -w '%{http_code}' -H 'Content-Type: application/json' \
-            -H 'X-Tenant-Id: bench' -H 'Authorization: Bearer sk-bench' --data-binary "@$tmp/$b" \
+            -H 'X-Tenant-Id: bench' -H 'Authorization: Bearer sk-bench' "${hargs[@]}" --data-binary "@$tmp/$b" \
             "http://127.0.0.1:$(port_of $t)/v1/chat/completions" || true)
         [ "$code" = 200 ] || die "$t answered $code to $b: $(head -c 300 "$tmp/check.out")"
     done
 done
 
-runs=$(( 8 * 3 ))
-echo "bench: $ncpu cores; nginx worker (pid $nginx_worker) and tollgate (pid $tg_pid) on core 0;" \
+ntargets=$(echo "$targets" | wc -w)
+runs=$(( 8 * ntargets ))
+echo "bench: $ncpu cores; nginx worker (pid $nginx_worker), tollgate (pid $tg_pid)${pk_pid:+ and portkey (pid $pk_pid)} on core 0;" \
     "wrk ($THREADS thread), mock ($MOCK_WORKERS node process), redis on cores $other"
 echo "bench: $runs runs of ${WARM}s warm-up + ${DUR}s, then $FE_N first-event requests per target (~$(( runs * (WARM + DUR + 1) / 60 + 1 )) min)"
 
 # ---- the load ----------------------------------------------------------------------------
 results="$tmp/results.jsonl"
 : >"$results"
-wrk_run() { # wrk_run SECONDS CONNS PORT BODYFILE [--latency]
+wrk_run() { # wrk_run SECONDS CONNS PORT BODYFILE [--latency]; BENCH_HEADERS: see post.lua
     local d=$1 c=$2 p=$3 b=$4; shift 4
     BENCH_BODY="$b" timeout $(( d + 30 )) taskset -c "$other" wrk -t "$THREADS" -c "$c" -d "${d}s" \
         --timeout 5s "$@" -s bench/post.lua "http://127.0.0.1:$p"
 }
 alive_or_die() { # alive_or_die WHEN: stop, with its exit status, if a server went away
     local name p rc
-    for name in mock:$mock_pid redis:$redis_pid tollgate:$tg_pid nginx:$nginx_pid; do
+    for name in mock:$mock_pid redis:$redis_pid tollgate:$tg_pid nginx:$nginx_pid ${pk_pid:+portkey:$pk_pid}; do
         p=${name#*:}
         kill -0 "$p" 2>/dev/null && continue
         rc=0; wait "$p" || rc=$?
@@ -282,27 +328,33 @@ alive_or_die() { # alive_or_die WHEN: stop, with its exit status, if a server we
         die "${name%%:*} (pid $p) exited $1, status $rc"
     done
 }
+if [ -n "$pk_pid" ]; then
+    echo "bench: warming the Portkey gateway up for ${BENCH_PORTKEY_WARMUP:-15}s (its JIT)"
+    BENCH_HEADERS=$pk_headers wrk_run "${BENCH_PORTKEY_WARMUP:-15}" 16 "$pk_port" "$tmp/body-1k.json" >/dev/null 2>&1 || true
+fi
 i=0
 for size in 1k 100k; do
     for stream in 0 1; do
         body="$tmp/body-$size.json"
         [ $stream = 1 ] && body="$tmp/body-$size-stream.json"
         for conns in 16 256; do
-            for t in direct nginx tollgate; do
+            for t in $targets; do
                 i=$((i + 1))
                 port=$(port_of $t)
                 pid=$(pid_of $t)
-                wrk_run "$WARM" "$conns" "$port" "$body" >/dev/null 2>&1 || true
+                hdrs=$(headers_of "$t")
+                BENCH_HEADERS=$hdrs wrk_run "$WARM" "$conns" "$port" "$body" >/dev/null 2>&1 || true
                 alive_or_die "before $size stream=$stream $conns conns"
                 c0="0 0"; [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
                 r0=$(cpu_ticks "$redis_pid")
                 ru0=$(redis_cpu_us); rc0=$(redis_cmd_us)
-                out=$(wrk_run "$DUR" "$conns" "$port" "$body" --latency 2>&1) || die "wrk failed: $out"
+                out=$(BENCH_HEADERS=$hdrs wrk_run "$DUR" "$conns" "$port" "$body" --latency 2>&1) || die "wrk failed: $out"
                 alive_or_die "during $size stream=$stream $conns conns against $t"
                 c1="0 0"; [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
                 r1=$(cpu_ticks "$redis_pid")
                 ru1=$(redis_cpu_us); rc1=$(redis_cmd_us)
                 rss=0; [ -n "$pid" ] && rss=$(rss_kb "$pid")
+                quiet "$pid"
                 w=$(echo "$out" | sed -n 's/^BENCHJSON //p')
                 [ -n "$w" ] || die "no wrk summary: $out"
                 # shellcheck disable=SC2086 # split on purpose
@@ -322,7 +374,8 @@ done
 # ---- first stream event ------------------------------------------------------------------
 alive_or_die "after the load"
 timeout 300 taskset -c "$other" node bench/first_event.js "$tmp/body-1k-stream.json" "$FE_N" \
-    "direct=$mock_http" "nginx=$nginx_port" "tollgate=$tg_port" >"$tmp/first_event.json" ||
+    "direct=$mock_http" "nginx=$nginx_port" "tollgate=$tg_port" ${pk_pid:+"portkey=$pk_port|$pk_headers"} \
+    >"$tmp/first_event.json" ||
     die "first_event.js failed"
 
 # ---- what tollgate metered -----------------------------------------------------------------

@@ -3,7 +3,7 @@
 // summary.js DIR: the table and the targets of `make bench`, from what bench/run.sh left in DIR:
 //   results.jsonl     one line per wrk run: {size,stream,conns,target,utime,stime,redis_ticks,
 //                     redis_cpu_us,redis_cmd_us,rss_kb,wrk:{...}} (redis_*_us: INFO cpu, commandstats)
-//   first_event.json  {direct|nginx|tollgate: {n,errors,p50_us,p90_us,min_us}}
+//   first_event.json  {direct|nginx|tollgate[|portkey]: {n,errors,p50_us,p90_us,min_us}}
 //   meta.json         {ncpu,other,threads,mock_workers,duration,warmup,clk_tck,settled,records,...}
 // Writes DIR/verdict (PASS | MISS) and DIR/cpu_miss: per body size, the row where tollgate's
 // CPU/req ratio is worst over its limit ("SIZE STREAM CONNS" lines), for run.sh's perf profile.
@@ -15,8 +15,11 @@ const meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
 const runs = fs.readFileSync(path.join(dir, 'results.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const fe = JSON.parse(fs.readFileSync(path.join(dir, 'first_event.json'), 'utf8'));
 
-const TARGETS = ['direct', 'nginx', 'tollgate'];
-const LIMIT = { cpu: 1.5, rps: 0.7, firstEventUs: 200, rssKb: 64 * 1024, redisUs: 15 };
+// portkey: the Portkey gateway, when the run had it (BENCH_PORTKEY)
+const TARGETS = ['direct', 'nginx', 'tollgate', 'portkey'].filter((t) => runs.some((r) => r.target === t));
+// issue 10: CPU/req at most 2x nginx's for 1 KB bodies, 2.5x for 100 KB
+const LIMIT = { cpu: { '1k': 2.0, '100k': 2.5 }, rps: 0.7, firstEventUs: 200, rssKb: 64 * 1024, redisUs: 15 };
+const cpuLimit = (size) => LIMIT.cpu[size] ?? 2.0;
 const usPerTick = 1e6 / meta.clk_tck;
 
 const median = (a) => {
@@ -62,7 +65,7 @@ for (const r of runs) {
 }
 
 const out = [];
-out.push(`tollgate bench: ${meta.ncpu} cores; nginx (1 worker) and tollgate (workers = 1) pinned to core 0; `
+out.push(`tollgate bench: ${meta.ncpu} cores; nginx (1 worker), tollgate (workers = 1)${TARGETS.includes('portkey') ? ' and the Portkey gateway (1 node process)' : ''} pinned to core 0; `
   + `wrk (${meta.threads} thread${meta.threads > 1 ? 's' : ''}), mock (${meta.mock_workers} node process${meta.mock_workers > 1 ? 'es' : ''}) `
   + `and redis-server on core(s) ${meta.other}; each cell: one ${meta.warmup} s warm-up + one ${meta.duration} s wrk run.`);
 out.push('cpu: proxy process utime+stime over the run / 2xx responses (sys%: share in the kernel); core%: of core 0;');
@@ -71,12 +74,13 @@ out.push(`tollgate: metering on, records to a file, Redis ${meta.caps ? 'admissi
 out.push('');
 const hdr = `${padr('body  mode  conns', 18)}${padr('target', 9)}${pad('req/s', 8)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}`
   + `${pad('errors', 7)}${pad('cpu us/req', 11)}${pad('sys%', 5)}${pad('core%', 6)}${pad('redis', 6)}${pad('rss MB', 7)}`
-  + `  ${pad('tg/nginx cpu', 12)}  ${pad('tg/nginx req/s', 14)}`;
+  + `  ${pad('/nginx cpu', 12)}  ${pad('/nginx req/s', 14)}`;
 out.push(hdr);
 out.push('-'.repeat(hdr.length));
 
 const cpuRatios = [];
 const rpsRatios = [];
+const pkRatios = []; // tollgate CPU/req over portkey's, per row
 let errorsSeen = 0;
 const unsaturated = [];
 for (const row of rows) {
@@ -87,6 +91,7 @@ for (const row of rows) {
   const rpsRatio = tg && ng ? tg.rps / ng.rps : NaN;
   if (Number.isFinite(cpuRatio)) cpuRatios.push({ row, v: cpuRatio });
   if (Number.isFinite(rpsRatio) && row.conns === 16) rpsRatios.push({ row, v: rpsRatio });
+  if (tg && row.t.portkey) pkRatios.push({ row, v: tg.cpuPerReq / row.t.portkey.cpuPerReq });
   if (ng && ng.core < 90) unsaturated.push(`${row.size} ${row.stream ? 'sse' : 'json'} ${row.conns}`);
   TARGETS.forEach((name, i) => {
     const m = row.t[name];
@@ -96,8 +101,10 @@ for (const row of rows) {
       + `${pad(m.errors, 7)}${pad(f(m.cpuPerReq), 11)}${pad(f(m.sysShare * 100), 5)}${pad(f(m.core), 6)}`
       + `${pad(name === 'tollgate' ? f(m.redisPerReq) : '', 6)}${pad(f(m.rssMb, 1), 7)}`;
     if (name === 'tollgate') {
-      line += `  ${pad(`${f(cpuRatio, 2)} ${mark(cpuRatio <= LIMIT.cpu)}`, 12)}`;
+      line += `  ${pad(`${f(cpuRatio, 2)} ${mark(cpuRatio <= cpuLimit(row.size))}`, 12)}`;
       line += `  ${pad(`${f(rpsRatio, 2)}${row.conns === 16 ? ` ${mark(rpsRatio >= LIMIT.rps)}` : '     '}`, 14)}`;
+    } else if (name !== 'direct' && name !== 'nginx' && ng) { // a peer: its ratios, no target
+      line += `  ${pad(`${f(m.cpuPerReq / ng.cpuPerReq, 2)}     `, 12)}  ${pad(`${f(m.rps / ng.rps, 2)}     `, 14)}`;
     }
     out.push(line.trimEnd());
   });
@@ -118,7 +125,7 @@ const worst = (list, cmp) => list.reduce((a, b) => (a && cmp(a.v, b.v) ? a : b),
 const rowName = (r) => `${r.size} ${r.stream ? 'sse' : 'json'} ${r.conns} conns`;
 const cpuWorst = worst(cpuRatios, (a, b) => a >= b);
 const rpsWorst = worst(rpsRatios, (a, b) => a <= b);
-const cpuOk = cpuRatios.length > 0 && cpuRatios.every((x) => x.v <= LIMIT.cpu);
+const cpuOk = cpuRatios.length > 0 && cpuRatios.every((x) => x.v <= cpuLimit(x.row.size));
 const rpsOk = rpsRatios.length > 0 && rpsRatios.every((x) => x.v >= LIMIT.rps);
 const feDelta = (fe.tollgate?.p50_us ?? NaN) - (fe.nginx?.p50_us ?? NaN);
 const feOk = feDelta <= LIMIT.firstEventUs && (fe.tollgate?.errors ?? 1) === 0;
@@ -132,7 +139,7 @@ const redisOk = redis1k.length > 0 && redis1k.every((x) => x.v <= LIMIT.redisUs)
 out.push('');
 out.push('targets (this run):');
 const t = (text, detail, ok) => out.push(`  ${padr(text, 50)} ${padr(detail, 58)} ${mark(ok)}`);
-t(`tollgate CPU/req <= ${LIMIT.cpu}x nginx (every row)`,
+t(`tollgate CPU/req <= ${LIMIT.cpu['1k']}x nginx (1k), ${LIMIT.cpu['100k']}x (100k)`,
   `worst ${f(cpuWorst?.v, 2)} (${cpuWorst ? rowName(cpuWorst.row) : '-'}), median ${f(median(cpuRatios.map((x) => x.v)), 2)}`, cpuOk);
 t(`tollgate req/s >= ${LIMIT.rps}x nginx at 16 connections`,
   `worst ${f(rpsWorst?.v, 2)} (${rpsWorst ? rowName(rpsWorst.row) : '-'}), median ${f(median(rpsRatios.map((x) => x.v)), 2)}`, rpsOk);
@@ -141,6 +148,12 @@ t(`tollgate first event <= nginx + ${LIMIT.firstEventUs / 1000} ms (p50)`,
 t(`tollgate RSS after load <= ${LIMIT.rssKb / 1024} MB`, `max ${f(rssMax, 1)} MB over all runs`, rssOk);
 t(`redis-server CPU per 1 KB request <= ${LIMIT.redisUs} us`,
   `worst ${f(redisWorst?.v, 1)} us (${redisWorst ? rowName(redisWorst.row) : '-'}); in commands ${f(redisCmd, 1)} us (median)`, redisOk);
+
+if (pkRatios.length) {
+  out.push('');
+  out.push(`tollgate against the Portkey gateway (no target): tollgate's CPU/req is ${f(median(pkRatios.map((x) => x.v)), 3)}x portkey's `
+    + `(median of ${pkRatios.length} rows; ${pkRatios.map((x) => `${rowName(x.row)} ${f(x.v, 3)}`).join(', ')})`);
+}
 
 const verdict = cpuOk && rpsOk && feOk && rssOk && redisOk ? 'PASS' : 'MISS';
 out.push('');
@@ -156,5 +169,5 @@ process.stdout.write(`${out.join('\n')}\n`);
 
 fs.writeFileSync(path.join(dir, 'verdict'), verdict);
 // the worst row over the CPU limit, per body size
-const misses = [...new Set(rows.map((r) => r.size))].map((size) => worst(cpuRatios.filter((x) => x.row.size === size && x.v > LIMIT.cpu), (a, b) => a >= b)).filter(Boolean);
+const misses = [...new Set(rows.map((r) => r.size))].map((size) => worst(cpuRatios.filter((x) => x.row.size === size && x.v > cpuLimit(size)), (a, b) => a >= b)).filter(Boolean);
 fs.writeFileSync(path.join(dir, 'cpu_miss'), misses.map((x) => `${x.row.size} ${x.row.stream} ${x.row.conns}\n`).join(''));
