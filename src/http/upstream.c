@@ -49,6 +49,7 @@
 #define MAX_HEADERS 100
 #define MAX_HEADER_BYTES (64 * 1024) /* names + values, NULs included */
 #define READ_HIGH_MARK (64 * 1024)   /* one read batch is bounded */
+#define TLS_RECORD_MAX 16384         /* the most plaintext one TLS record carries */
 #define POOL_IDLE_SECS 60            /* drop idle connections after this */
 
 struct conn;
@@ -380,6 +381,13 @@ static void parser_reset(struct upstream_req *r)
 static int write_request(struct upstream_req *r)
 {
     struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    /* the head and the start of the body in one piece: bufferevent_openssl
+     * makes a TLS record, and a write(2), of every chunk it is handed, and
+     * the head is a chunk of its own; one record for a small request */
+    size_t len = evbuffer_get_length(r->request);
+    if (!evbuffer_pullup(r->request, (ev_ssize_t)(len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX)) &&
+        len > 0)
+        return -1;
     if (!r->c->reused || r->retried) {
         int rc = evbuffer_add_buffer(out, r->request);
         evbuffer_free(r->request);
