@@ -1,8 +1,8 @@
-/* fuzz_provider.c: libFuzzer target for each provider's prepare, on_json and
+/* fuzz_provider.c: libFuzzer target for each provider's prepare, on_doc (from text) and
  * on_event (provider_openai.c, provider_anthropic.c, provider_gemini.c).
  *
  * Input: byte 0 = provider (bits 0-1: openai, anthropic, gemini, openai) and
- * mode (bits 2-3: 0 prepare, 1 on_json, 2 SSE stream through sse.c to
+ * mode (bits 2-3: 0 prepare, 1 on_doc from text, 2 SSE stream through sse.c to
  * on_event, 3 prepare then the stream); bits 4-7 pick the endpoint from the
  * provider's list, 15 = the endpoint is the input up to its first '\n'
  * (mode 2: bits 4-7 >= 8 also set strip_usage).
@@ -205,11 +205,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         do_prepare(&s, in, len);
         break;
     case 1:
-        s.prov->on_json(&s.m, &s.call, (const char *)in, len);
+        provider_on_json(s.prov, &s.m, &s.call, (const char *)in, len);
         check_meter(&s);
         /* a second answer on the same meter (retries reuse nothing, but
-         * on_json must cope with a meter that already holds usage) */
-        s.prov->on_json(&s.m, &s.call, (const char *)in, len);
+         * on_doc must cope with a meter that already holds usage) */
+        provider_on_json(s.prov, &s.m, &s.call, (const char *)in, len);
         check_meter(&s);
         {
             /* the answer scanner (answer.c) on the same bytes, in two

@@ -104,7 +104,7 @@ void answer_finish(struct answer *a, struct meter *m, const struct provider_call
     if (a->array) {
         if (!a->too_big) {
             size_t n = evbuffer_get_length(a->copy);
-            a->prov->on_json(m, call, (const char *)evbuffer_pullup(a->copy, -1), n);
+            provider_on_json(a->prov, m, call, (const char *)evbuffer_pullup(a->copy, -1), n);
         }
         return;
     }
@@ -123,12 +123,8 @@ void answer_finish(struct answer *a, struct meter *m, const struct provider_call
             set_path(doc, a->spec.fields[i].path, value_of(v));
         }
     }
-    char *text = json_dumps(doc, JSON_COMPACT);
+    a->prov->on_doc(m, call, doc); /* as built: no text to print and parse again */
     json_decref(doc);
-    if (!text)
-        return;
-    a->prov->on_json(m, call, text, strlen(text));
-    free(text);
     m->text_bytes += a->scan.text_bytes;
 }
 

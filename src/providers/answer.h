@@ -1,8 +1,8 @@
 /* answer.h: usage from a whole JSON answer of any size. The answer is
  * scanned as it passes (json_scan.h, bounded memory, no buffer), keeping
  * only the members the provider names in answer_fields; at the end those
- * members are rebuilt as a small JSON object and handed to the provider's
- * on_json, so one parser per provider reads usage from whole answers,
+ * members are rebuilt as a small JSON tree and handed to the provider's
+ * on_doc as built, so one reader per provider takes usage from whole answers,
  * small or 9 MB alike. A top-level array (Gemini's streamGenerateContent
  * without alt=sse) is kept whole up to a bound instead, as its usage sits
  * in the last element. */

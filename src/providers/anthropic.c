@@ -140,11 +140,10 @@ out:
     json_decref(j);
 }
 
-static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
+static void on_doc(struct meter *m, const struct provider_call *call, const json_t *j)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
     if (!json_is_object(j))
-        goto out;
+        return;
     provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
     const json_t *u = json_object_get(j, "usage");
     if (json_is_object(u)) {
@@ -152,8 +151,6 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
         provider_check_usage(m, u);
         fold_usage(&m->usage, u);
     }
-out:
-    json_decref(j);
 }
 
 /* Types per docs.claude.com/en/api/errors; a budget 429 is rate_limit_error
@@ -188,7 +185,7 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
                         "\"message\":\"tollgate error\"}}");
 }
 
-/* What on_json reads of a whole Message. */
+/* What on_doc reads of a whole Message. */
 static const struct json_scan_field answer_fields[] = {
     {"model", false},
     {"usage", false},
@@ -214,7 +211,7 @@ const struct provider provider_anthropic = {
     .body_fields = &body_fields,
     .prepare = prepare,
     .on_event = on_event,
-    .on_json = on_json,
+    .on_doc = on_doc,
     .answer_fields = answer_fields,
     .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,

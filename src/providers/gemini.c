@@ -126,7 +126,7 @@ static struct provider_call as_openai(const struct provider_call *call)
 /* embedContent / batchEmbedContents: the model is the path's; a body that
  * names another ("model": "models/x") is refused rather than priced on one
  * and served on the other. Gemini reports no usage for embeddings: the
- * input is estimated from the text (on_json). */
+ * input is estimated from the text (on_doc). */
 static int prepare_embed(struct provider_call *call, const struct json_scan *body, char *err,
                          size_t errlen)
 {
@@ -255,14 +255,13 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
 
 /* A whole answer: one object, or (streamGenerateContent without alt=sse) a
  * JSON array of chunks. */
-static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
+static void on_doc(struct meter *m, const struct provider_call *call, const json_t *j)
 {
     if (call->kind == EP_OPENAI) {
         struct provider_call c = as_openai(call);
-        provider_openai.on_json(m, &c, body, len);
+        provider_openai.on_doc(m, &c, j);
         return;
     }
-    json_t *j = json_loadb(body, len, 0, NULL);
     if (json_is_array(j)) {
         size_t i;
         json_t *e;
@@ -270,7 +269,6 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
     } else {
         response(m, j);
     }
-    json_decref(j);
     if (call->kind == EP_EMBED) {
         /* the whole answer came; its input is billed as estimated when the
          * provider reported none (the Gemini API does not for embeddings) */
@@ -332,7 +330,7 @@ static int set_model(struct provider_call *call, const struct json_scan *body, c
     return 0;
 }
 
-/* What on_json reads of a whole GenerateContentResponse (an array answer is
+/* What on_doc reads of a whole GenerateContentResponse (an array answer is
  * read whole, answer.h). */
 static const struct json_scan_field answer_fields[] = {
     {"modelVersion", false},
@@ -364,7 +362,7 @@ const struct provider provider_gemini = {
     .body_fields = &body_fields,
     .prepare = prepare,
     .on_event = on_event,
-    .on_json = on_json,
+    .on_doc = on_doc,
     .answer_fields = answer_fields,
     .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,

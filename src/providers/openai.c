@@ -638,24 +638,23 @@ out:
     json_decref(j);
 }
 
-static void on_json(struct meter *m, const struct provider_call *call, const char *body, size_t len)
+static void on_doc(struct meter *m, const struct provider_call *call, const json_t *j)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
     if (!json_is_object(j))
-        goto out;
+        return;
     provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
     const json_t *u = json_object_get(j, "usage");
     if (call->kind == EP_IMAGE) {
         m->usage = (struct usage){0};
         image_usage(m, call, u);
-        goto out;
+        return;
     }
     if (call->kind == EP_TRANSCRIBE) {
         transcript_usage(m, j);
-        goto out;
+        return;
     }
     if (!json_is_object(u))
-        goto out;
+        return;
     provider_check_usage(m, u);
     /* Shape decides: Responses name input_tokens, the others prompt_tokens. */
     if (json_object_get(u, "input_tokens") || json_object_get(u, "output_tokens"))
@@ -666,8 +665,6 @@ static void on_json(struct meter *m, const struct provider_call *call, const cha
         m->usage.cached = m->usage.cache_write = 0;
         m->usage.output = m->usage.reasoning = 0;
     }
-out:
-    json_decref(j);
 }
 
 /* The type the SDKs expect for tollgate's own codes and statuses (section 5);
@@ -701,7 +698,7 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
                         "\"param\":null,\"code\":null}}");
 }
 
-/* What on_json reads of a whole answer (chat, legacy, embeddings, Responses). */
+/* What on_doc reads of a whole answer (chat, legacy, embeddings, Responses). */
 static const struct json_scan_field answer_fields[] = {
     OPENAI_ANSWER_FIELDS,
     /* audio answers only (not the chat shape gemini.c shares) */
@@ -726,7 +723,7 @@ const struct provider provider_openai = {
     .body_fields = &body_fields,
     .prepare = prepare,
     .on_event = on_event,
-    .on_json = on_json,
+    .on_doc = on_doc,
     .answer_fields = answer_fields,
     .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,

@@ -235,6 +235,14 @@ void provider_check_usage(struct meter *m, const json_t *usage)
         m->usage_invalid = true;
 }
 
+void provider_on_json(const struct provider *p, struct meter *m, const struct provider_call *call,
+                      const char *body, size_t len)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    p->on_doc(m, call, j);
+    json_decref(j);
+}
+
 int64_t provider_sat_mul(int64_t a, int64_t b)
 {
     if (a <= 0 || b <= 0)

@@ -1,7 +1,7 @@
 /* provider.h: what differs between LLM providers, behind one small
  * interface; one file per provider (provider_openai.c, ...), one table
  * (provider.c). The proxy calls prepare on the request body, then either
- * on_event for each SSE event of a streamed answer or on_json for a whole
+ * on_event for each SSE event of a streamed answer or on_doc for a whole
  * JSON answer, and error_body for tollgate's own errors in the dialect. */
 #ifndef TOLLGATE_PROVIDER_H
 #define TOLLGATE_PROVIDER_H
@@ -96,7 +96,7 @@ struct provider_call {
     bool units_known;
 };
 
-/* What the response taught us; filled by on_event / on_json. */
+/* What the response taught us; filled by on_event / on_doc. */
 struct meter {
     struct usage usage;
     char model[128];    /* model named by the response, "" if none */
@@ -144,11 +144,13 @@ struct provider {
     /* One SSE event of a streamed answer; set *drop to keep it from the client. */
     void (*on_event)(struct meter *m, const struct provider_call *call, const struct sse_event *ev,
                      bool *drop);
-    /* A whole JSON answer (status 2xx); the proxy passes only the members
-     * named in answer_fields (answer.h), scanned from an answer of any size. */
-    void (*on_json)(struct meter *m, const struct provider_call *call, const char *body,
-                    size_t len);
-    /* The members of a whole answer on_json reads; text: generated text,
+    /* A whole JSON answer (status 2xx) as a tree: the proxy builds it of
+     * only the members named in answer_fields (answer.h), scanned from an
+     * answer of any size, and hands it over as built, never as text to parse
+     * again; an array answer (Gemini) is parsed whole. doc may be any JSON
+     * value or NULL. provider_on_json feeds it text. */
+    void (*on_doc)(struct meter *m, const struct provider_call *call, const json_t *doc);
+    /* The members of a whole answer on_doc reads; text: generated text,
      * counted for an estimate when usage is missing. */
     const struct json_scan_field *answer_fields;
     size_t n_answer_fields;
@@ -283,6 +285,10 @@ int provider_add_edit(struct provider_call *call, size_t start, size_t end, cons
  * null or an integer from 0 to PROVIDER_MAX_USAGE_TOKENS; otherwise sets
  * m->usage_invalid. */
 void provider_check_usage(struct meter *m, const json_t *usage);
+/* A whole answer given as text: parsed (a NULL tree when it is not JSON)
+ * and handed to p->on_doc. */
+void provider_on_json(const struct provider *p, struct meter *m, const struct provider_call *call,
+                      const char *body, size_t len);
 
 /* a * b and a + b for non-negative counts, saturating at INT64_MAX. */
 int64_t provider_sat_mul(int64_t a, int64_t b);

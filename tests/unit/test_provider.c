@@ -499,7 +499,7 @@ static void test_answers(void)
         provider_call_init(&call, answers[i].endpoint,
                            provider_route_find(prov, "POST", answers[i].endpoint));
         struct meter m = {0};
-        prov->on_json(&m, &call, answers[i].body, strlen(answers[i].body));
+        provider_on_json(prov, &m, &call, answers[i].body, strlen(answers[i].body));
         if (!same_usage(&m.usage, &answers[i].want) || strcmp(m.model, answers[i].model) != 0) {
             fprintf(stderr, "  answer %zu (%s): model %s\n", i, answers[i].provider, m.model);
             print_usage("got ", &m.usage);
@@ -507,7 +507,7 @@ static void test_answers(void)
             CHECK(0);
         }
         /* the same through the answer scanner (answer.h), fed in two pieces
-         * split at every byte: only the named members reach on_json */
+         * split at every byte: only the named members reach on_doc */
         size_t len = strlen(answers[i].body);
         for (size_t cut = 0; cut <= len; cut++) {
             struct answer a;
