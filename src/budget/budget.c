@@ -18,6 +18,7 @@
 #include <hiredis/hiredis.h>
 
 #include "core/log.h"
+#include "core/numtext.h"
 #include "core/sat.h"
 #include "budget/tally.h"
 #include "redis/redis.h"
@@ -42,21 +43,40 @@ static void prepare_scripts(void)
     redis_script_prepare(&release_script);
 }
 
+/* Keys are built on every admission and settlement, so without printf
+ * (numtext.h): "YYYY-MM" or "YYYY-MM-DD" of tm appended at at. */
+static char *put_date(char *at, const char *end, const struct tm *tm, bool with_day)
+{
+    at = numtext_put_uint(at, end, (uint64_t)(tm->tm_year + 1900), 4);
+    at = numtext_put(at, end, "-", 1);
+    at = numtext_put_uint(at, end, (uint64_t)(tm->tm_mon + 1), 2);
+    if (with_day) {
+        at = numtext_put(at, end, "-", 1);
+        at = numtext_put_uint(at, end, (uint64_t)tm->tm_mday, 2);
+    }
+    return at;
+}
+
+/* "{prefix}{tenant}:" at buf: the tenant as the hash tag; NULL when it does
+ * not fit or the tenant would break the hash tag. */
+static char *put_tenant(char *buf, const char *end, const char *prefix, const char *tenant)
+{
+    if (!prefix || !tenant || strpbrk(tenant, "{}"))
+        return NULL;
+    char *at = numtext_put_str(buf, end, prefix);
+    at = numtext_put(at, end, "{", 1);
+    at = numtext_put_str(at, end, tenant);
+    return numtext_put(at, end, "}:", 2);
+}
+
 int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char kind, time_t when)
 {
     struct tm tm;
-    int len;
-    if (!prefix || !tenant || strpbrk(tenant, "{}") || !gmtime_r(&when, &tm))
+    if ((kind != 'm' && kind != 'd') || !gmtime_r(&when, &tm))
         return -1;
-    if (kind == 'm')
-        len = snprintf(buf, n, "%s{%s}:m:%04d-%02d", prefix, tenant, tm.tm_year + 1900,
-                       tm.tm_mon + 1);
-    else if (kind == 'd')
-        len = snprintf(buf, n, "%s{%s}:d:%04d-%02d-%02d", prefix, tenant, tm.tm_year + 1900,
-                       tm.tm_mon + 1, tm.tm_mday);
-    else
-        return -1;
-    return len < 0 || (size_t)len >= n ? -1 : 0;
+    char *at = put_tenant(buf, buf + n, prefix, tenant);
+    at = numtext_put(at, buf + n, kind == 'm' ? "m:" : "d:", 2);
+    return put_date(at, buf + n, &tm, kind == 'd') ? 0 : -1;
 }
 
 int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant,
@@ -64,9 +84,8 @@ int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant
 {
     if (!suffix || budget_key(buf, n, prefix, tenant, 'm', when) < 0)
         return -1;
-    size_t len = strlen(buf);
-    int more = snprintf(buf + len, n - len, ":%s", suffix);
-    return more < 0 || (size_t)more >= n - len ? -1 : 0;
+    char *at = numtext_put(buf + strlen(buf), buf + n, ":", 1);
+    return numtext_put_str(at, buf + n, suffix) ? 0 : -1;
 }
 
 int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when)
@@ -74,25 +93,18 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when)
     struct tm tm;
     if (!prefix || !gmtime_r(&when, &tm))
         return -1;
-    int len = snprintf(buf, n, "%stenants:%04d-%02d", prefix, tm.tm_year + 1900, tm.tm_mon + 1);
-    return len < 0 || (size_t)len >= n ? -1 : 0;
+    char *at = numtext_put_str(buf, buf + n, prefix);
+    at = numtext_put(at, buf + n, "tenants:", 8);
+    return put_date(at, buf + n, &tm, false) ? 0 : -1;
 }
 
-/* "{prefix}{tenant}:" followed by fmt; -1 when it does not fit or the
- * tenant would break the hash tag. */
-PRINTF_LIKE(4, 5)
-static int tenant_key(char *buf, size_t n, const char *tenant, const char *fmt, ...)
+/* "{prefix}{tenant}:suffix" in a KEY_MAX buffer; -1 when it does not fit or
+ * the tenant would break the hash tag. */
+static int tenant_key(char *buf, const char *prefix, const char *tenant, const char *suffix)
 {
-    va_list ap;
-    if (!tenant || strpbrk(tenant, "{}"))
-        return -1;
-    int len = snprintf(buf, n, "{%s}:", tenant);
-    if (len < 0 || (size_t)len >= n)
-        return -1;
-    va_start(ap, fmt);
-    int more = vsnprintf(buf + len, n - (size_t)len, fmt, ap);
-    va_end(ap);
-    return more < 0 || (size_t)more >= n - (size_t)len ? -1 : 0;
+    return numtext_put_str(put_tenant(buf, buf + KEY_MAX, prefix, tenant), buf + KEY_MAX, suffix)
+               ? 0
+               : -1;
 }
 
 /* The tenant's lease keys: the zset of ids by expiry and the hash of
@@ -100,14 +112,10 @@ static int tenant_key(char *buf, size_t n, const char *tenant, const char *fmt, 
 static int lease_keys(const char *prefix, const char *tenant, const char *id, char *leases,
                       char *lease)
 {
-    char tail[KEY_MAX];
     if (!prefix || !id || !*id)
         return -1;
-    if (tenant_key(tail, sizeof(tail), tenant, "leases") < 0 ||
-        snprintf(leases, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
-        return -1;
-    if (tenant_key(tail, sizeof(tail), tenant, "lease") < 0 ||
-        snprintf(lease, KEY_MAX, "%s%s", prefix, tail) >= KEY_MAX)
+    if (tenant_key(leases, prefix, tenant, "leases") < 0 ||
+        tenant_key(lease, prefix, tenant, "lease") < 0)
         return -1;
     return 0;
 }
@@ -238,7 +246,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
 {
     char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
     char by_model[KEY_MAX], by_feature[KEY_MAX], by_user[KEY_MAX], by_plan[KEY_MAX];
-    char num[11][24], mday[4];
+    char num[11][NUMTEXT_I64_MAX], mday[4];
     struct settle_call *call = NULL;
     struct redis_cmd *cmd;
     struct tm tm;
@@ -259,23 +267,23 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
                  budget_month_key(by_plan, sizeof(by_plan), s->key_prefix, s->tenant,
                                   BUDGET_BY_PLAN, s->when) < 0))
         goto fail;
-    snprintf(mday, sizeof(mday), "%02d", tm.tm_mday);
-    snprintf(num[0], sizeof(num[0]), "%" PRId64, (int64_t)s->cost);
-    snprintf(num[1], sizeof(num[1]), "%" PRId64, s->usage.input);
-    snprintf(num[2], sizeof(num[2]), "%" PRId64, s->usage.cached);
-    snprintf(num[3], sizeof(num[3]), "%" PRId64, s->usage.output);
-    snprintf(num[4], sizeof(num[4]), "%" PRId64, s->usage.reasoning);
+    numtext_put_uint(mday, mday + sizeof(mday), (uint64_t)tm.tm_mday, 2);
+    numtext_i64(num[0], (int64_t)s->cost);
+    numtext_i64(num[1], s->usage.input);
+    numtext_i64(num[2], s->usage.cached);
+    numtext_i64(num[3], s->usage.output);
+    numtext_i64(num[4], s->usage.reasoning);
     /* tpm counts what the provider processed: every input and output token */
     int64_t tokens =
         sat_add(s->usage.input > 0 ? s->usage.input : 0, s->usage.output > 0 ? s->usage.output : 0);
-    snprintf(num[5], sizeof(num[5]), "%" PRId64, tokens);
+    numtext_i64(num[5], tokens);
     bool allow = s->units > 0;
-    snprintf(num[6], sizeof(num[6]), "%" PRId64, allow ? s->units : 0);
-    snprintf(num[7], sizeof(num[7]), "%" PRId64, allow ? at_least(s->included, -1) : -1);
-    snprintf(num[8], sizeof(num[8]), "%" PRId64, allow ? at_least(s->overage_per_mu, 0) : 0);
-    snprintf(num[9], sizeof(num[9]), "%" PRId64, allow ? at_least(s->overage_markup_bp, -1) : -1);
+    numtext_i64(num[6], allow ? s->units : 0);
+    numtext_i64(num[7], allow ? at_least(s->included, -1) : -1);
+    numtext_i64(num[8], allow ? at_least(s->overage_per_mu, 0) : 0);
+    numtext_i64(num[9], allow ? at_least(s->overage_markup_bp, -1) : -1);
     if (s->cache_hit)
-        snprintf(num[10], sizeof(num[10]), "%" PRId64, (int64_t)s->saved);
+        numtext_i64(num[10], (int64_t)s->saved);
     else
         num[10][0] = '\0';
     /* KEYS[1..4] (+5..8 in full mode), then ARGV as settle.lua lists them;
@@ -461,13 +469,9 @@ static int64_t wall_ms(void)
 }
 
 /* "{prefix}{tenant}:rpm" (or tpm): the rate limit's GCRA state, one number. */
-static int rate_key(char *buf, size_t n, const char *prefix, const char *tenant, const char *kind)
+static int rate_key(char *buf, const char *prefix, const char *tenant, const char *kind)
 {
-    char tail[KEY_MAX];
-    if (tenant_key(tail, sizeof(tail), tenant, "%s", kind) < 0)
-        return -1;
-    int len = snprintf(buf, n, "%s%s", prefix, tail);
-    return len < 0 || (size_t)len >= n ? -1 : 0;
+    return tenant_key(buf, prefix, tenant, kind);
 }
 
 struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_admit_cb cb,
@@ -484,24 +488,24 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
         budget_key(month, sizeof(month), a->key_prefix, a->tenant, 'm', a->when) < 0 ||
         budget_key(day, sizeof(day), a->key_prefix, a->tenant, 'd', a->when) < 0 ||
         lease_keys(a->key_prefix, a->tenant, a->request_id, leases, lease) < 0 ||
-        rate_key(rpm_key, sizeof(rpm_key), a->key_prefix, a->tenant, "rpm") < 0 ||
-        rate_key(tpm_key, sizeof(tpm_key), a->key_prefix, a->tenant, "tpm") < 0)
+        rate_key(rpm_key, a->key_prefix, a->tenant, "rpm") < 0 ||
+        rate_key(tpm_key, a->key_prefix, a->tenant, "tpm") < 0)
         goto fail;
     int ttl_s = a->lease_ttl_s > 0 ? a->lease_ttl_s : LEASE_TTL_DEFAULT_S;
     /* Negative caps all mean "none"; the script reads exactly -1 or more. */
-    snprintf(num[0], sizeof(num[0]), "%" PRId64, a->now_ms > 0 ? a->now_ms : wall_ms());
-    snprintf(num[1], sizeof(num[1]), "%" PRId64, (int64_t)ttl_s * 1000);
-    snprintf(num[2], sizeof(num[2]), "%" PRId64, at_least(a->estimate, 0));
-    snprintf(num[3], sizeof(num[3]), "%" PRId64, at_least(a->estimate_down, -1));
-    snprintf(num[4], sizeof(num[4]), "%" PRId64, at_least(a->cap_monthly, -1));
-    snprintf(num[5], sizeof(num[5]), "%" PRId64, at_least(a->cap_daily, -1));
-    snprintf(num[6], sizeof(num[6]), "%" PRId64, at_least(a->hard_limit, -1));
-    snprintf(num[7], sizeof(num[7]), "%" PRId64, at_least(a->rpm, 0));
-    snprintf(num[8], sizeof(num[8]), "%" PRId64, at_least(a->tpm, 0));
-    snprintf(num[9], sizeof(num[9]), "%" PRId64, at_least(a->est_tokens, 0));
+    numtext_i64(num[0], a->now_ms > 0 ? a->now_ms : wall_ms());
+    numtext_i64(num[1], (int64_t)ttl_s * 1000);
+    numtext_i64(num[2], at_least(a->estimate, 0));
+    numtext_i64(num[3], at_least(a->estimate_down, -1));
+    numtext_i64(num[4], at_least(a->cap_monthly, -1));
+    numtext_i64(num[5], at_least(a->cap_daily, -1));
+    numtext_i64(num[6], at_least(a->hard_limit, -1));
+    numtext_i64(num[7], at_least(a->rpm, 0));
+    numtext_i64(num[8], at_least(a->tpm, 0));
+    numtext_i64(num[9], at_least(a->est_tokens, 0));
     bool allow = a->included >= 0 && a->on_allowance != ON_ALLOWANCE_UNSET;
-    snprintf(num[10], sizeof(num[10]), "%" PRId64, allow ? a->included : -1);
-    snprintf(num[11], sizeof(num[11]), "%" PRId64, at_least(a->est_units, 0));
+    numtext_i64(num[10], allow ? a->included : -1);
+    numtext_i64(num[11], at_least(a->est_units, 0));
     const char *policy = !allow                                      ? "-"
                          : a->on_allowance == ON_ALLOWANCE_BLOCK     ? "block"
                          : a->on_allowance == ON_ALLOWANCE_DOWNGRADE ? "downgrade"

@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include "budget/budget.h"
+#include "core/numtext.h"
 #include "core/log.h"
 #include "core/sat.h"
 #include "redis/redis.h"
@@ -250,13 +251,17 @@ void tally_add(struct tally *t, const struct settle *s)
         if (budget_month_key(by, sizeof(by), s->key_prefix, s->tenant, bys[b].suffix, s->when) < 0)
             continue;
         for (size_t i = 0; i < ARRAY_LEN(each); i++) {
-            snprintf(field, sizeof(field), "%s|%s", by_name(bys[b].name), each[i].field);
+            /* "name|field" (no printf: this runs for every request) */
+            char *at = numtext_put_str(field, field + sizeof(field), by_name(bys[b].name));
+            at = numtext_put(at, field + sizeof(field), "|", 1);
+            if (!numtext_put_str(at, field + sizeof(field), each[i].field))
+                continue;
             add(t, month, by, 'm', field, each[i].v, NULL);
         }
     }
     if (s->plan && *s->plan &&
         budget_month_key(by, sizeof(by), s->key_prefix, s->tenant, BUDGET_BY_PLAN, s->when) == 0) {
-        snprintf(mday, sizeof(mday), "%02d", tm.tm_mday);
+        numtext_put_uint(mday, mday + sizeof(mday), (uint64_t)tm.tm_mday, 2);
         add(t, month, by, 'm', mday, 0, s->plan);
     }
 }

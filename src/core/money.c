@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/numtext.h"
 #include "core/sat.h"
 
 /* Parses [-]digits[.digits] as a fixed-point integer with `scale` decimals
@@ -76,18 +77,21 @@ int money_format(money_t m, char *buf, size_t n)
     uint64_t whole = mag / (uint64_t)MONEY_PER_USD;
     uint64_t frac = mag % (uint64_t)MONEY_PER_USD;
     char fracbuf[16] = "";
-    int len;
 
+    /* no printf: every record carries a cost */
     if (frac) {
-        snprintf(fracbuf, sizeof(fracbuf), ".%09llu", (unsigned long long)frac);
+        fracbuf[0] = '.';
+        numtext_put_uint(fracbuf + 1, fracbuf + sizeof(fracbuf), frac, 9);
         size_t end = strlen(fracbuf);
         while (fracbuf[end - 1] == '0')
             fracbuf[--end] = '\0';
     }
-    len = snprintf(buf, n, "%s%llu%s", m < 0 ? "-" : "", (unsigned long long)whole, fracbuf);
-    if (len < 0 || (size_t)len >= n)
+    char *at = numtext_put(buf, buf + n, "-", m < 0 ? 1 : 0);
+    at = numtext_put_uint(at, buf + n, whole, 0);
+    at = numtext_put_str(at, buf + n, fracbuf);
+    if (!at || at - buf > INT32_MAX)
         return -1;
-    return len;
+    return (int)(at - buf);
 }
 
 int64_t money_pico_mul(int64_t tokens, price_t price)

@@ -517,6 +517,7 @@ void worker_join(struct worker *w)
         evdns_base_free(w->dns, 0);
     if (w->base)
         event_base_free(w->base);
+    proxy_worker_free(w);
     metrics_free(w->metrics);
     free(w);
 }

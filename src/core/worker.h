@@ -75,8 +75,10 @@ struct worker {
     struct timespec settle_deadline; /* after the cut: Redis answers the settlements by then */
     uint64_t rng;                    /* request ids */
     struct req *reqs;                /* proxy.c: the requests alive on this worker */
-    int64_t lease_renewed_ms;        /* proxy.c: last lease renewal (monotonic ms) */
-    unsigned renew_round;            /* proxy.c: renewal rounds so far */
+    struct req *req_free;            /* proxy.c: finished requests kept for reuse */
+    unsigned n_req_free;
+    int64_t lease_renewed_ms; /* proxy.c: last lease renewal (monotonic ms) */
+    unsigned renew_round;     /* proxy.c: renewal rounds so far */
 };
 
 /* Creates a worker bound to cfg->listen (SO_REUSEPORT); does not start it.

@@ -34,6 +34,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "core/numtext.h"
 #include "core/log.h"
 
 #define MAX_HEADERS 100
@@ -876,16 +877,25 @@ void client_start(struct client *c, int status, const struct http_header *h, siz
     c->chunked = content_length < 0 && minor >= 1 && !c->head;
     /* a server answers with its own version (RFC 9110 2.5); 1.0 clients
      * only change the framing chosen above */
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
+    /* appends, no printf: a head for every answer */
+    char num[NUMTEXT_I64_MAX];
+    const char *why = reason(status);
+    evbuffer_add(out, "HTTP/1.1 ", 9);
+    evbuffer_add(out, num, numtext_i64(num, status));
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, why, strlen(why));
+    evbuffer_add(out, "\r\n", 2);
     for (size_t i = 0; i < n; i++) { /* four appends: no printf per header */
         evbuffer_add(out, h[i].name, strlen(h[i].name));
         evbuffer_add(out, ": ", 2);
         evbuffer_add(out, h[i].value, strlen(h[i].value));
         evbuffer_add(out, "\r\n", 2);
     }
-    if (content_length >= 0)
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
-    else if (c->chunked)
+    if (content_length >= 0) {
+        evbuffer_add(out, "Content-Length: ", 16);
+        evbuffer_add(out, num, numtext_i64(num, content_length));
+        evbuffer_add(out, "\r\n", 2);
+    } else if (c->chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     if (c->head && content_length < 0)
         c->keep_alive = minor >= 1; /* nothing follows the head, so no framing is needed */
@@ -902,8 +912,18 @@ bool client_write(struct client *c, const char *buf, size_t len)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (len > 0 && !c->head) {
-        if (c->chunked) {
-            evbuffer_add_printf(out, "%zx\r\n", len);
+        if (c->chunked) { /* the chunk size in hex, then CRLF; no printf per chunk */
+            static const char hex[] = "0123456789abcdef";
+            char size[2 * sizeof(size_t) + 2];
+            size_t at = sizeof(size);
+            size[--at] = '\n';
+            size[--at] = '\r';
+            size_t v = len;
+            do {
+                size[--at] = hex[v & 15];
+                v >>= 4;
+            } while (v);
+            evbuffer_add(out, size + at, sizeof(size) - at);
             evbuffer_add(out, buf, len);
             evbuffer_add(out, "\r\n", 2);
         } else {

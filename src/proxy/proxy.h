@@ -19,6 +19,9 @@ void proxy_error_body(const char *path, int status, const char *code, const char
  * third of the lease TTL) and cuts requests past max_request_time. */
 void proxy_tick(struct worker *w);
 
+/* Frees what the worker's requests left for reuse (worker_join). */
+void proxy_worker_free(struct worker *w);
+
 /* Shutdown deadline: cuts the requests still reading an answer for a
  * client that left (drain_on_abort), settling them on their estimate. */
 void proxy_cut_draining(struct worker *w);

@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "core/bgthread.h"
+#include "core/numtext.h"
 #include "core/log.h"
 
 #define BATCH_BYTES (64 * 1024)
@@ -53,6 +54,23 @@ static void put(struct out *o, const char *s, size_t n)
 static void puts_(struct out *o, const char *s)
 {
     put(o, s, strlen(s));
+}
+
+/* numbers without printf: a record is formatted for every request */
+static void put_i64(struct out *o, int64_t v)
+{
+    char buf[NUMTEXT_I64_MAX];
+    put(o, buf, numtext_i64(buf, v));
+}
+
+static void put_uint(struct out *o, uint64_t v, int width)
+{
+    char buf[NUMTEXT_I64_MAX];
+    char *end = numtext_put_uint(buf, buf + sizeof(buf), v, width);
+    if (end)
+        put(o, buf, (size_t)(end - buf));
+    else
+        o->full = true;
 }
 
 static void putf(struct out *o, const char *fmt, ...) PRINTF_LIKE(2, 3);
@@ -161,8 +179,22 @@ int record_format(const struct record *r, char *buf, size_t n)
     if (!gmtime_r(&sec, &tm) || money_format(r->cost, cost, sizeof(cost)) < 0 ||
         money_format(r->saved, saved, sizeof(saved)) < 0)
         return -1;
-    putf(&o, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
-         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(r->ts.tv_nsec / 1000000) % 1000);
+    /* "ts":"YYYY-MM-DDTHH:MM:SS.mmmZ" */
+    puts_(&o, "{\"ts\":\"");
+    put_uint(&o, (uint64_t)(tm.tm_year + 1900), 4);
+    put(&o, "-", 1);
+    put_uint(&o, (uint64_t)(tm.tm_mon + 1), 2);
+    put(&o, "-", 1);
+    put_uint(&o, (uint64_t)tm.tm_mday, 2);
+    put(&o, "T", 1);
+    put_uint(&o, (uint64_t)tm.tm_hour, 2);
+    put(&o, ":", 1);
+    put_uint(&o, (uint64_t)tm.tm_min, 2);
+    put(&o, ":", 1);
+    put_uint(&o, (uint64_t)tm.tm_sec, 2);
+    put(&o, ".", 1);
+    put_uint(&o, (uint64_t)((r->ts.tv_nsec / 1000000) % 1000), 3);
+    puts_(&o, "Z\"");
     puts_(&o, ",\"id\":");
     put_str(&o, r->id);
     puts_(&o, ",\"tenant\":");
@@ -183,25 +215,38 @@ int record_format(const struct record *r, char *buf, size_t n)
     put_str(&o, r->model_requested);
     puts_(&o, ",\"model\":");
     put_str(&o, r->model);
-    putf(&o, ",\"downgraded\":%s,\"stream\":%s,\"status\":%d", r->downgraded ? "true" : "false",
-         r->stream ? "true" : "false", r->status);
+    puts_(&o, r->downgraded ? ",\"downgraded\":true" : ",\"downgraded\":false");
+    puts_(&o, r->stream ? ",\"stream\":true" : ",\"stream\":false");
+    puts_(&o, ",\"status\":");
+    put_i64(&o, r->status);
     puts_(&o, ",\"outcome\":");
     put_str(&o, outcome_name(r->outcome));
-    putf(&o, ",\"input_tokens\":%" PRId64, r->usage.input);
-    putf(&o, ",\"cached_tokens\":%" PRId64, r->usage.cached);
-    putf(&o, ",\"cache_write_tokens\":%" PRId64, r->usage.cache_write);
-    putf(&o, ",\"output_tokens\":%" PRId64, r->usage.output);
-    putf(&o, ",\"reasoning_tokens\":%" PRId64, r->usage.reasoning);
+    puts_(&o, ",\"input_tokens\":");
+    put_i64(&o, r->usage.input);
+    puts_(&o, ",\"cached_tokens\":");
+    put_i64(&o, r->usage.cached);
+    puts_(&o, ",\"cache_write_tokens\":");
+    put_i64(&o, r->usage.cache_write);
+    puts_(&o, ",\"output_tokens\":");
+    put_i64(&o, r->usage.output);
+    puts_(&o, ",\"reasoning_tokens\":");
+    put_i64(&o, r->usage.reasoning);
     const char *unit = usage_unit_name(r->usage.unit);
-    if (unit)
-        putf(&o, ",\"units\":%" PRId64 ",\"unit\":\"%s\"", r->usage.units, unit);
-    else
+    if (unit) {
+        puts_(&o, ",\"units\":");
+        put_i64(&o, r->usage.units);
+        puts_(&o, ",\"unit\":\"");
+        puts_(&o, unit);
+        puts_(&o, "\"");
+    } else {
         puts_(&o, ",\"units\":null,\"unit\":null");
+    }
     puts_(&o, ",\"cost_usd\":");
     puts_(&o, cost);
-    putf(&o, ",\"priced\":%s,\"estimated\":%s", r->priced ? "true" : "false",
-         r->usage.estimated ? "true" : "false");
-    putf(&o, ",\"cache_hit\":%s,\"saved_usd\":", r->cache_hit ? "true" : "false");
+    puts_(&o, r->priced ? ",\"priced\":true" : ",\"priced\":false");
+    puts_(&o, r->usage.estimated ? ",\"estimated\":true" : ",\"estimated\":false");
+    puts_(&o, r->cache_hit ? ",\"cache_hit\":true,\"saved_usd\":"
+                           : ",\"cache_hit\":false,\"saved_usd\":");
     puts_(&o, saved);
     puts_(&o, ",\"latency_ms\":");
     put_ms(&o, r->latency_ms);
