@@ -558,43 +558,47 @@ static void on_handshake_reply(struct redis *r, redisReply *reply)
     log_msg(r->quiet ? LOG_DEBUG : LOG_INFO, NULL, "redis: connected to %s", r->addr);
 }
 
+/* The reader moves what follows a parsed reply to the front of its buffer
+ * (once 1 KiB is consumed), so it is fed a bounded chunk at a time and
+ * drained before the next: feeding all of a large pipelined answer first
+ * would cost a copy of the rest per reply. */
+#define FEED_CHUNK 16384
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct redis *r = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec v[4];
-    int n;
-    while ((n = evbuffer_peek(in, -1, NULL, v, 4)) > 0) {
-        size_t fed = 0;
-        for (int i = 0; i < n && i < 4; i++) {
-            if (redisReaderFeed(r->rdr, v[i].iov_base, v[i].iov_len) != REDIS_OK)
-                goto broken;
-            fed += v[i].iov_len;
-        }
-        r->reply_bytes += fed;
-        evbuffer_drain(in, fed);
-    }
-    for (;;) {
-        void *reply = NULL;
-        if (redisReaderGetReply(r->rdr, &reply) != REDIS_OK)
+    struct evbuffer_iovec v;
+    while (evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+        size_t len = v.iov_len < FEED_CHUNK ? v.iov_len : FEED_CHUNK;
+        if (redisReaderFeed(r->rdr, v.iov_base, len) != REDIS_OK)
             goto broken;
-        if (!reply)
-            break;
-        /* what is left in the reader belongs to the replies after this one */
-        r->reply_bytes = r->rdr->len - r->rdr->pos;
-        if (r->state == C_DISCOVERING)
-            on_sentinel_reply(r, reply);
-        else if (r->state == C_HANDSHAKE && r->handshake_left > 0)
-            on_handshake_reply(r, reply);
-        else
-            on_cmd_reply(r, reply);
-        freeReplyObject(reply);
-        if (r->bev != bev) /* dropped meanwhile: the reader is gone */
+        r->reply_bytes += len;
+        evbuffer_drain(in, len);
+        for (;;) {
+            void *reply = NULL;
+            if (redisReaderGetReply(r->rdr, &reply) != REDIS_OK)
+                goto broken;
+            if (!reply)
+                break;
+            /* what is left in the reader belongs to the replies after this one */
+            r->reply_bytes = r->rdr->len - r->rdr->pos;
+            if (r->state == C_DISCOVERING)
+                on_sentinel_reply(r, reply);
+            else if (r->state == C_HANDSHAKE && r->handshake_left > 0)
+                on_handshake_reply(r, reply);
+            else
+                on_cmd_reply(r, reply);
+            freeReplyObject(reply);
+            if (r->bev != bev) /* dropped meanwhile: the reader is gone */
+                return;
+        }
+        if (r->reply_bytes > MAX_REPLY_BYTES) {
+            conn_failed(r, "a reply from %s exceeds %u bytes, reconnecting", r->addr,
+                        MAX_REPLY_BYTES);
+            drop(r, err_disconnected);
             return;
-    }
-    if (r->reply_bytes > MAX_REPLY_BYTES) {
-        conn_failed(r, "a reply from %s exceeds %u bytes, reconnecting", r->addr, MAX_REPLY_BYTES);
-        drop(r, err_disconnected);
+        }
     }
     return;
 broken:
