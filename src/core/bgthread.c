@@ -10,7 +10,7 @@
 
 #include "core/clock.h"
 
-static int sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
+int bgthread_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
 {
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
@@ -47,7 +47,7 @@ void bgthread_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, long long unti
 int bgthread_launch(pthread_t *t, pthread_mutex_t *mu, pthread_cond_t *cv, void *(*fn)(void *),
                     void *arg, const char *what, char *err, size_t errlen)
 {
-    if (sync_init(mu, cv) < 0) {
+    if (bgthread_sync_init(mu, cv) < 0) {
         snprintf(err, errlen, "cannot start the %s thread: cannot create a lock", what);
         return -1;
     }

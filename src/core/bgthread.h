@@ -15,7 +15,11 @@
 
 struct evbuffer;
 
-/* Initialises mu and cv (cv waits on CLOCK_MONOTONIC) and starts fn(arg)
+/* Initialises mu and cv (cv waits on CLOCK_MONOTONIC, for
+ * bgthread_wait_until). Returns 0, or -1 with neither left initialised. */
+int bgthread_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv) MUST_CHECK;
+
+/* Initialises mu and cv (bgthread_sync_init) and starts fn(arg)
  * with every signal blocked (signals belong to the main thread). Returns 0,
  * or -1 with "cannot start the WHAT thread: why" in err and nothing left
  * initialised. */

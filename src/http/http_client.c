@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "core/bgthread.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "http/tls.h"
@@ -109,19 +110,17 @@ static struct lookup *lookup_start(const char *host, const char *port)
 {
     size_t n = strlen(host) + 1;
     struct lookup *l = calloc(1, sizeof(*l) + n);
-    pthread_condattr_t ca;
     pthread_attr_t ta;
     pthread_t th;
     if (!l)
         return NULL;
+    if (bgthread_sync_init(&l->mu, &l->cv) < 0) {
+        free(l);
+        return NULL;
+    }
     memcpy(l->host, host, n);
     snprintf(l->port, sizeof(l->port), "%s", port);
     l->refs = 2;
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     int rc = pthread_create(&th, &ta, lookup_run, l);
@@ -153,20 +152,8 @@ static int resolve(struct http_target *t, long long deadline, struct addrinfo **
     }
     t->lookup = l;
     pthread_mutex_lock(&l->mu);
-    while (!l->done) {
-        long long left = deadline - clock_mono_ms();
-        if (left <= 0)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-    }
+    while (!l->done && clock_mono_ms() < deadline)
+        bgthread_wait_until(&l->cv, &l->mu, deadline);
     bool done = l->done;
     int rc = l->rc;
     *res = l->res;
