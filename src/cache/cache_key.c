@@ -14,6 +14,8 @@
 
 #include <openssl/evp.h>
 
+#include "core/utf8.h"
+
 #define KEYNAME_MAX 24 /* top-level key names kept for the facts */
 
 struct pair {
@@ -101,26 +103,7 @@ static int hex4(const unsigned char *p, uint32_t *out)
 static int put_cp(struct walk *w, uint32_t cp)
 {
     unsigned char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xC0 | (cp >> 6));
-        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xE0 | (cp >> 12));
-        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (unsigned char)(0xF0 | (cp >> 18));
-        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
+    size_t n = utf8_encode(cp, b);
     return str_put(w, b, n);
 }
 

@@ -254,6 +254,13 @@ static void ssl_err(char *err, size_t errlen, const char *what)
     snprintf(err, errlen, "%s: %s", what, buf[0] ? buf : "connection closed");
 }
 
+/* The deadline passed while waiting for the response head. */
+static void no_answer(const struct conn *c, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "timeout waiting for the response: no answer within %d ms",
+             c->timeout_ms);
+}
+
 /* Waits for what the last SSL call wants; 1 go on, 0/-1 give up. */
 static int ssl_wait(struct conn *c, int ret)
 {
@@ -321,9 +328,7 @@ static int read_status(struct conn *c, char *err, size_t errlen)
                     if (ok > 0)
                         continue;
                     if (ok == 0)
-                        snprintf(err, errlen,
-                                 "timeout waiting for the response: no answer within %d ms",
-                                 c->timeout_ms);
+                        no_answer(c, err, errlen);
                     else
                         ssl_err(err, errlen, "receive");
                     return -1;
@@ -338,9 +343,7 @@ static int read_status(struct conn *c, char *err, size_t errlen)
                 if (ok > 0)
                     continue;
                 if (ok == 0)
-                    snprintf(err, errlen,
-                             "timeout waiting for the response: no answer within %d ms",
-                             c->timeout_ms);
+                    no_answer(c, err, errlen);
                 else
                     snprintf(err, errlen, "receive: %s", strerror(errno));
                 return -1;

@@ -14,6 +14,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "core/utf8.h"
+
 enum state {
     ST_TOP,       /* before the top-level value: '{' or '[' */
     ST_VALUE,     /* a value is due (after ':', or ',' in an array) */
@@ -154,26 +156,7 @@ static bool emit(struct json_scan *s, const void *p, size_t n)
 static bool emit_cp(struct json_scan *s, uint32_t cp)
 {
     unsigned char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xc0 | cp >> 6);
-        b[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xe0 | cp >> 12);
-        b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (unsigned char)(0xf0 | cp >> 18);
-        b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-        b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
+    size_t n = utf8_encode(cp, b);
     if (cp == 0)
         s->str_nul = true;
     return emit(s, b, n);
