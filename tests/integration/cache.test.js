@@ -7,7 +7,8 @@
 // a plan without the cache bypass; an answer over max_entry is not kept; a corrupt entry is
 // dropped and counted; hits skip the dollar cap but count toward rpm; 10 identical requests
 // at once make one upstream call; Redis stopped mid-run gives misses and no errors; [cache]
-// enabled is live after SIGHUP.
+// enabled, ttl, max_entry, shared and wait, and the plan's and the tenant's cache, are live
+// after SIGHUP.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -361,6 +362,91 @@ describe('response cache: Redis away and reload', () => {
       await h.waitFor(() => (tg.stderr.match(/new requests use the reloaded config/g) || []).length > n0, { what: 'the reload' });
       assert.equal((await ask(tg, 'c-a', body)).cache, 'miss');
       assert.equal((await ask(tg, 'c-a', body)).cache, 'hit');
+    });
+  });
+
+  test('[cache] ttl, max_entry, shared, wait and the plan and tenant cache keys are live after SIGHUP', { timeout: h.ms(90000) }, async () => {
+    const base = { ...OVERRIDES, cache: { ...CACHE, ttl: '1h', max_entry: '16k', shared: 'no', wait: '0s' },
+      'plan hup': { price: '10', cache: 'on' }, 'tenant hup-a': { plan: 'hup' }, 'tenant hup-b': { plan: 'hup' },
+      server: { workers: 1 } };
+    await env.withTollgate(base, async (tg) => {
+      let cfg = tg.cfg;
+      const reload = async (changes) => {
+        const r = h.renderConfig(cfg, changes);
+        cfg = r.cfg;
+        fs.writeFileSync(tg.configFile, r.text);
+        const n0 = (tg.stderr.match(/new requests use the reloaded config/g) || []).length;
+        tg.proc.child.kill('SIGHUP');
+        await h.waitFor(() => (tg.stderr.match(/new requests use the reloaded config/g) || []).length > n0, { what: 'the reload' });
+      };
+      const q = (tag) => chat(`hup ${tag} ${h.uniq('q')} mock:tokens=5,3 mock:pad=2000`); // a ~2.3 KB answer
+      const keys = async (tenant) => (await redisCli(env.redis.url, 'KEYS', `tollgate:{${tenant}}:cache:*`))
+        .split('\n').filter((k) => k && !k.endsWith(':lock'));
+
+      // [plan] cache: on, then off
+      const b1 = q('plan');
+      assert.equal((await ask(tg, 'hup-a', b1)).cache, 'miss');
+      assert.equal((await ask(tg, 'hup-a', b1)).cache, 'hit');
+      await reload({ 'plan hup': { cache: 'off' } });
+      assert.equal((await ask(tg, 'hup-a', b1)).cache, 'bypass', '[plan] cache = off after SIGHUP');
+      // [tenant] cache overrides the plan's, both ways
+      await reload({ 'tenant hup-a': { cache: 'on' } });
+      assert.equal((await ask(tg, 'hup-a', b1)).cache, 'hit', '[tenant] cache = on after SIGHUP');
+      assert.equal((await ask(tg, 'hup-b', b1)).cache, 'bypass', 'hup-b still follows its plan');
+      await reload({ 'plan hup': { cache: 'on' }, 'tenant hup-a': { cache: 'off' } });
+      assert.equal((await ask(tg, 'hup-a', b1)).cache, 'bypass', '[tenant] cache = off after SIGHUP');
+      await reload({ 'tenant hup-a': { cache: null } });
+
+      // ttl: the next entry is stored with the new one
+      const b2 = q('ttl');
+      await ask(tg, 'hup-a', b2);
+      const [k2] = await keys('hup-a').then((ks) => ks.filter((k) => k !== ks[0] || ks.length === 1));
+      const ttls0 = await Promise.all((await keys('hup-a')).map(async (k) => Number(await redisCli(env.redis.url, 'PTTL', k))));
+      assert.ok(ttls0.every((t) => t > 3000 * 1000 - 60000), `ttl 1h before the reload: ${ttls0}`);
+      assert.ok(k2);
+      await reload({ cache: { ttl: '30s' } });
+      const b3 = q('ttl2');
+      const before = new Set(await keys('hup-a'));
+      await ask(tg, 'hup-a', b3);
+      const fresh = (await keys('hup-a')).filter((k) => !before.has(k));
+      assert.equal(fresh.length, 1, 'one new entry');
+      const pttl = Number(await redisCli(env.redis.url, 'PTTL', fresh[0]));
+      assert.ok(pttl > 0 && pttl <= 30000, `[cache] ttl = 30s after SIGHUP: PTTL ${pttl}`);
+
+      // max_entry: an answer over the new bound is not kept
+      await reload({ cache: { max_entry: '1k' } });
+      const b4 = q('max');
+      assert.equal((await ask(tg, 'hup-a', b4)).cache, 'miss');
+      assert.equal((await ask(tg, 'hup-a', b4)).cache, 'miss', 'a 2.3 KB answer is over max_entry = 1k');
+      await reload({ cache: { max_entry: '16k' } });
+
+      // shared: one entry for every tenant
+      await reload({ cache: { shared: 'yes' } });
+      const b5 = q('shared');
+      assert.equal((await ask(tg, 'hup-a', b5)).cache, 'miss');
+      assert.equal((await ask(tg, 'hup-b', b5)).cache, 'hit', 'shared = yes after SIGHUP: another tenant hits');
+      await reload({ cache: { shared: 'no' } });
+      assert.equal((await ask(tg, 'hup-b', b5)).cache, 'miss', 'shared = no again: per tenant');
+
+      // wait: how long a request waits for another's lock (a crashed instance's, here)
+      const b6 = q('wait');
+      await ask(tg, 'hup-a', b6);
+      const [k6] = (await keys('hup-a')).filter((k) => !before.has(k) && k !== fresh[0]);
+      const lockAndAsk = async () => {
+        const ks = await keys('hup-a');
+        for (const k of ks) await redisCli(env.redis.url, 'DEL', k);
+        for (const k of ks) await redisCli(env.redis.url, 'SET', `${k}:lock`, 'req-of-a-dead-instance', 'PX', '60000');
+        const t0 = Date.now();
+        const r = await ask(tg, 'hup-a', b6);
+        return { ms: Date.now() - t0, cache: r.cache };
+      };
+      assert.ok(k6);
+      const w0 = await lockAndAsk();
+      assert.ok(w0.ms < 4000, `wait = 0s: no wait for the lock (took ${w0.ms} ms)`);
+      await reload({ cache: { wait: '5s' } });
+      const w1 = await lockAndAsk();
+      assert.ok(w1.ms >= 4500, `wait = 5s after SIGHUP: the request waited for the lock (took ${w1.ms} ms)`);
+      assert.equal(w1.cache, 'miss');
     });
   });
 });
