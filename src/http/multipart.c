@@ -175,6 +175,18 @@ static int header_line(struct multipart *m)
     return 0;
 }
 
+/* A whole delimiter matched (in the preamble or after a part): what
+ * follows says whether another part or the end comes. */
+static void at_boundary(struct multipart *m)
+{
+    m->state = MP_AFTER;
+    m->after = 0;
+    m->after_cr = false;
+    m->match = 0;
+    m->field = -1;
+    m->file = false;
+}
+
 int multipart_feed(struct multipart *m, const char *buf, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -182,12 +194,8 @@ int multipart_feed(struct multipart *m, const char *buf, size_t len)
         switch (m->state) {
         case MP_PREAMBLE:
             if (c == m->delim[m->match]) {
-                if (++m->match == m->dlen) {
-                    m->state = MP_AFTER;
-                    m->after = 0;
-                    m->after_cr = false;
-                    m->match = 0;
-                }
+                if (++m->match == m->dlen)
+                    at_boundary(m);
             } else {
                 m->match = c == '\r';
             }
@@ -244,14 +252,8 @@ int multipart_feed(struct multipart *m, const char *buf, size_t len)
                 c = buf[i];
             }
             if (c == m->delim[m->match]) {
-                if (++m->match == m->dlen) {
-                    m->state = MP_AFTER;
-                    m->after = 0;
-                    m->after_cr = false;
-                    m->match = 0;
-                    m->field = -1;
-                    m->file = false;
-                }
+                if (++m->match == m->dlen)
+                    at_boundary(m);
             } else {
                 /* the bytes matched so far were content; the delimiter
                  * holds one CR only, at its start, so c may begin a new one */
