@@ -325,6 +325,26 @@ describe('reload', () => {
     });
   });
 
+  test('plans: a token allowance (included_tokens) of the plan and of a tenant set by SIGHUP apply to the next request', { timeout: h.ms(60000) }, async () => {
+    const t = h.uniq('allowt');
+    const month = `tollgate:{${t}}:m:${new Date().toISOString().slice(0, 7)}`;
+    const used = async () => Number((await env.redis.hgetall(month)).allowance_used || 0);
+    await env.withTollgate({ 'plan at': { price: '1' }, [`tenant ${t}`]: { plan: 'at' } }, async (tg) => {
+      const plan = { 'plan at': { price: '1', included_tokens: '100', on_allowance: 'block' } };
+      await reload(tg, { ...plan, [`tenant ${t}`]: { plan: 'at' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 200, 'within the 100 included tokens when admitted');
+      await h.waitFor(async () => ((await used()) >= 150 ? true : null), { what: 'its 150 tokens counted' });
+      const r = await ask(tg, t, 'mock:tokens=100,50');
+      assert.equal(r.status, 429, 'past included_tokens = 100');
+      assert.equal(r.json.error.code, 'allowance_exhausted');
+      await reload(tg, { ...plan, [`tenant ${t}`]: { plan: 'at', included_tokens: '100000' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 200, "the tenant's included_tokens applies");
+      await reload(tg, { ...plan, [`tenant ${t}`]: { plan: 'at' } });
+      await h.waitFor(async () => ((await used()) >= 300 ? true : null), { what: 'the second request counted' });
+      assert.equal((await ask(tg, t, 'mock:tokens=100,50')).status, 429, "back to the plan's 100 tokens");
+    });
+  });
+
   test('pricing: a new pricing file and unknown_model are live after SIGHUP', { timeout: h.ms(30000) }, async () => {
     const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'tollgate-prices-'));
     const original = fs.readFileSync(path.join(__dirname, '..', '..', 'conf', 'pricing.conf'), 'utf8');
