@@ -1010,7 +1010,7 @@ static void test_allowance_overage(void)
     /* a request allowance at $0.05 a request: 5e7 nano-USD, per million x 1e6 */
     keys_for(&k, "requests", WHEN);
     for (int i = 0; i < 3; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof(id), "q%d", i);
         settle_units(e.base, e.r, &k, id, 10, 1, 2, 50000000LL * 1000000, -1);
     }
