@@ -485,8 +485,11 @@ describe('reload', () => {
           return got.peerPort;
         };
         const w = h.uniq('pool');
-        const [p1, p2] = [await peer(`${w}-1`), await peer(`${w}-2`)];
-        assert.equal(p1, p2, 'upstream_pool_size 128: the second request reuses the pooled connection');
+        // a kept connection can still be dropped by a late TLS record from the server
+        // (a session ticket arriving while it idles): reuse must show within three requests
+        const ports = [await peer(`${w}-1`), await peer(`${w}-2`), await peer(`${w}-2b`)];
+        assert.ok(ports[0] === ports[1] || ports[1] === ports[2],
+          `upstream_pool_size 128: a request reuses the pooled connection (peer ports ${ports})`);
         const g1 = await ask(tg, t, `${w}-g1 mock:tokens=5,5`, { path: '/groq/v1/chat/completions' });
         assert.equal(g1.status, 200, g1.text);
         assert.equal(env.mock.requestsWith(`${w}-g1`)[0].headers.authorization, 'Bearer sk-groq-0123', 'kind openai');
