@@ -485,8 +485,9 @@ describe('reload', () => {
           return got.peerPort;
         };
         const w = h.uniq('pool');
-        // a kept connection can still be dropped by a late TLS record from the server
-        // (a session ticket arriving while it idles): reuse must show within three requests
+        // once, under ASan and a loaded machine, the second request did not reuse the kept
+        // connection (cause not found; a pooled connection is dropped on any byte it reads
+        // while idle): reuse must show within three requests
         const ports = [await peer(`${w}-1`), await peer(`${w}-2`), await peer(`${w}-2b`)];
         assert.ok(ports[0] === ports[1] || ports[1] === ports[2],
           `upstream_pool_size 128: a request reuses the pooled connection (peer ports ${ports})`);
