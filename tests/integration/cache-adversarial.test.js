@@ -249,6 +249,8 @@ describe('response cache, adversarial', () => {
     await h.sleep(1500); // whatever tollgate does with the rest of the upstream stream, it is done
     const again = await askStream(env.tg, tenant, body, PLAN);
     assert.equal(again.text, 'tok0 tok1 tok2 tok3 tok4 tok5 ', `a whole answer (${again.cache})`);
+    // the store is written after the answer ends: wait for it rather than race it
+    await h.waitFor(async () => (await entries(env.redis.url, tenant)).length > 0, { what: 'the whole answer stored' });
     const third = await askStream(env.tg, tenant, body, PLAN);
     assert.equal(third.cache, 'hit');
     assert.equal(third.text, again.text);
