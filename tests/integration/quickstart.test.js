@@ -34,7 +34,15 @@ const listening = (port) => new Promise((resolve) => {
 
 describe('README quick start', () => {
   let child = null;
-  after(() => { if (child && child.exitCode === null) child.kill('SIGKILL'); });
+  // A failed run must not leave the demo behind: Ctrl-C on its terminal runs the demo's own
+  // cleanup (a SIGKILL of script(1) alone would orphan its redis-server, mock and tollgate).
+  after(async () => {
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try { child.stdin.write('\x03'); } catch { /* already closed */ }
+    await Promise.race([exited, new Promise((r) => setTimeout(r, ms(15000)))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
 
   test('make demo, as written, serves the dashboard with demo data until Ctrl-C', { timeout: ms(600000) }, async () => {
     const cmds = quickStart();
