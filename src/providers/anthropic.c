@@ -175,11 +175,19 @@ static const char *error_type(int status)
     }
 }
 
-static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
+static void error_body(struct evbuffer *out, int status, const char *code, const char *cap,
+                       const char *message)
 {
     json_t *v = json_pack(
         "{s:s,s:{s:s,s:o?}}", "type", "error", "error", "type", error_type(status), "message",
         provider_json_message(message ? message : "request rejected by tollgate"));
+    /* The SDK raises by status and type alone; tollgate's code and cap ride
+     * beside them in the error object (err.error.error.code), which it keeps. */
+    json_t *e = v ? json_object_get(v, "error") : NULL;
+    if (e && code)
+        json_object_set_new(e, "code", json_string(code));
+    if (e && cap)
+        json_object_set_new(e, "cap", json_string(cap));
     provider_write_json(out, v,
                         "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
                         "\"message\":\"tollgate error\"}}");

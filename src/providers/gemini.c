@@ -301,11 +301,32 @@ static const char *error_status(int status)
     }
 }
 
-static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
+/* google.rpc.ErrorInfo, where Google's own errors say why: reason in its
+ * UPPER_SNAKE form, and tollgate's code (and cap) as written in the other
+ * dialects in metadata. */
+static json_t *error_info(const char *code, const char *cap)
+{
+    char reason[64];
+    size_t n = 0;
+    for (; code[n] && n < sizeof(reason) - 1; n++)
+        reason[n] = code[n] >= 'a' && code[n] <= 'z' ? (char)(code[n] - 'a' + 'A') : code[n];
+    reason[n] = '\0';
+    json_t *meta = json_pack("{s:s}", "code", code);
+    if (meta && cap)
+        json_object_set_new(meta, "cap", json_string(cap));
+    return json_pack("[{s:s,s:s,s:s,s:o?}]", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
+                     "reason", reason, "domain", "tollgate", "metadata", meta);
+}
+
+static void error_body(struct evbuffer *out, int status, const char *code, const char *cap,
+                       const char *message)
 {
     json_t *v = json_pack("{s:{s:i,s:o?,s:s}}", "error", "code", status, "message",
                           provider_json_message(message ? message : "request rejected by tollgate"),
                           "status", error_status(status));
+    /* the SDK's ApiError carries the whole body as its message */
+    if (v && code)
+        json_object_set_new(json_object_get(v, "error"), "details", error_info(code, cap));
     provider_write_json(out, v,
                         "{\"error\":{\"code\":500,\"message\":\"tollgate error\","
                         "\"status\":\"INTERNAL\"}}");

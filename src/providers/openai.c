@@ -687,12 +687,16 @@ static const char *error_type(int status, const char *code)
     }
 }
 
-static void error_body(struct evbuffer *out, int status, const char *code, const char *message)
+static void error_body(struct evbuffer *out, int status, const char *code, const char *cap,
+                       const char *message)
 {
     json_t *v = json_pack("{s:{s:o?,s:s,s:n,s:o?}}", "error", "message",
                           provider_json_message(message ? message : "request rejected by tollgate"),
                           "type", error_type(status, code), "param", "code",
                           code ? provider_json_message(code) : NULL);
+    /* beside code, as the SDKs keep the whole error object (err.error.cap) */
+    if (v && cap)
+        json_object_set_new(json_object_get(v, "error"), "cap", json_string(cap));
     provider_write_json(out, v,
                         "{\"error\":{\"message\":\"tollgate error\",\"type\":\"api_error\","
                         "\"param\":null,\"code\":null}}");

@@ -156,8 +156,12 @@ struct provider {
     size_t n_answer_fields;
     /* Appends tollgate's own error in this provider's dialect. code is
      * tollgate's code ("missing_tenant", "budget_exceeded",
-     * "rate_limit_exceeded", "upstream_unreachable", ...). */
-    void (*error_body)(struct evbuffer *out, int status, const char *code, const char *message);
+     * "rate_limit_exceeded", "upstream_unreachable", ...), carried in every
+     * dialect so an app tells "upgrade" from "slow down"; cap (NULL: none)
+     * names the plan key that refused a 429 ("budget_daily", "rpm",
+     * "included_tokens", "user_budget_monthly", ...). */
+    void (*error_body)(struct evbuffer *out, int status, const char *code, const char *cap,
+                       const char *message);
     /* Downgrade: makes the request ask for model instead, by an edit of
      * the top-level "model" of body (call->edits), or of the model segment
      * of path (size pathlen) for providers that name it there. Returns 0 or

@@ -175,16 +175,17 @@ void proxy_error_body(const char *path, int status, const char *code, const char
 {
     struct worker *w = arg;
     const struct provider *p = route_dialect(w->gen->cfg, path);
-    p->error_body(out, status, code, message);
+    p->error_body(out, status, code, NULL, message);
 }
 
 /* Answers with tollgate's own error, in the route's dialect, carrying the
  * request id, the tenant and extra (may be NULL), and records the request:
  * the one way a request ends before the upstream answered. */
-static void answer_error(struct req *r, int status, const char *code, const char *message,
-                         enum outcome outcome, const struct http_header *extra, size_t n_extra)
+static void answer_refusal(struct req *r, int status, const char *code, const char *cap,
+                           const char *message, enum outcome outcome,
+                           const struct http_header *extra, size_t n_extra)
 {
-    req_log(LOG_DEBUG, r->id, "%d %s", status, code);
+    req_log(LOG_DEBUG, r->id, "%d %s%s%s", status, code, cap ? " " : "", cap ? cap : "");
     r->status = status;
     r->outcome = outcome;
     struct client *c = r->client;
@@ -198,9 +199,29 @@ static void answer_error(struct req *r, int status, const char *code, const char
     h[n++] = (struct http_header){"X-Tollgate-Request-Id", r->id};
     h[n++] = (struct http_header){"X-Tollgate-Tenant", r->tenant[0] ? r->tenant : "-"};
     h[n++] = (struct http_header){CACHE_HEADER, cache_verdict_name(r->cache.verdict)};
-    if (c)
+    if (c && !cap) {
         client_error_with(c, status, code, message, h, n);
+    } else if (c) { /* the client's hook knows no cap: the body is written here, as it would */
+        struct evbuffer *b = evbuffer_new();
+        if (b)
+            r->route.prov->error_body(b, status, code, cap, message);
+        const char *body = b ? (const char *)evbuffer_pullup(b, -1) : NULL;
+        struct http_header hb[ARRAY_LEN(h) + 1] = {{"Content-Type", "application/json"}};
+        memcpy(hb + 1, h, n * sizeof(h[0]));
+        if (body)
+            client_respond(c, status, hb, n + 1, body, evbuffer_get_length(b));
+        else
+            client_error_with(c, status, code, message, h, n);
+        if (b)
+            evbuffer_free(b);
+    }
     finish(r);
+}
+
+static void answer_error(struct req *r, int status, const char *code, const char *message,
+                         enum outcome outcome, const struct http_header *extra, size_t n_extra)
+{
+    answer_refusal(r, status, code, NULL, message, outcome, extra, n_extra);
 }
 
 static void reject(struct req *r, int status, const char *code, const char *message,
@@ -853,6 +874,29 @@ static void retry_after(char *buf, size_t n, long s)
     snprintf(buf, n, "%ld", s > 0 ? s : 1);
 }
 
+/* The plan key whose limit refused, named in the error body ("cap") so an
+ * app can tell which one without parsing the message. */
+static const char *cap_key(const struct req *r, enum budget_reason reason)
+{
+    switch (reason) {
+    case BUDGET_REASON_MONTHLY:
+        return "budget_monthly";
+    case BUDGET_REASON_DAILY:
+        return "budget_daily";
+    case BUDGET_REASON_HARD:
+        return "hard_limit";
+    case BUDGET_REASON_RPM:
+        return "rpm";
+    case BUDGET_REASON_TPM:
+        return "tpm";
+    case BUDGET_REASON_ALLOWANCE:
+        return r->plan_eff.unit == PLAN_UNIT_REQUESTS ? "included_requests" : "included_tokens";
+    case BUDGET_REASON_NONE:
+        break;
+    }
+    return NULL;
+}
+
 /* The 429 of an allowance used up: included units are not dollars, and the
  * app tells "upgrade" from "come back later" by its code. */
 static void allowance_exhausted(struct req *r)
@@ -868,7 +912,8 @@ static void allowance_exhausted(struct req *r)
                  p->included, p->unit == PLAN_UNIT_TOKENS ? "tokens" : "requests");
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, 'm'));
     const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
-    answer_error(r, 429, "allowance_exhausted", msg, OUTCOME_BLOCKED, h, ARRAY_LEN(h));
+    answer_refusal(r, 429, "allowance_exhausted", cap_key(r, BUDGET_REASON_ALLOWANCE), msg,
+                   OUTCOME_BLOCKED, h, ARRAY_LEN(h));
 }
 
 static void block(struct req *r, const struct admit_result *res)
@@ -900,7 +945,8 @@ static void block(struct req *r, const struct admit_result *res)
     /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
      * block must tell them not to */
     const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
-    answer_error(r, 429, "budget_exceeded", msg, OUTCOME_BLOCKED, h, ARRAY_LEN(h));
+    answer_refusal(r, 429, "budget_exceeded", cap_key(r, res->reason), msg, OUTCOME_BLOCKED, h,
+                   ARRAY_LEN(h));
 }
 
 static void rate_limited(struct req *r, const struct admit_result *res)
@@ -915,7 +961,8 @@ static void rate_limited(struct req *r, const struct admit_result *res)
     struct http_header h[8] = {{"Retry-After", ra}, {"retry-after-ms", ra_ms}};
     size_t k = 2;
     put_ratelimits(r, h, &k);
-    answer_error(r, 429, "rate_limit_exceeded", msg, OUTCOME_RATE_LIMITED, h, k);
+    answer_refusal(r, 429, "rate_limit_exceeded", cap_key(r, res->reason), msg,
+                   OUTCOME_RATE_LIMITED, h, k);
 }
 
 static int downgrade(struct req *r)

@@ -201,10 +201,11 @@ describe('budgets', () => {
     assert.ok(err instanceof OpenAI.RateLimitError, `RateLimitError, got ${err && err.constructor.name}: ${err && err.message}`);
     assert.equal(err.status, 429);
     assert.equal(err.code, 'budget_exceeded');
+    assert.equal(err.error.cap, 'budget_monthly', 'the SDK keeps the cap that refused');
     assert.equal(err.type, 'insufficient_quota');
     assert.ok(err.message.includes(BLOCK_MSG), `message carries the plan's block_message: ${err.message}`);
     await checkBlocked({ tenant, nonce, cap, elapsed, before, model: 'gpt-4o',
-      bodyCheck: (b) => assert.deepEqual(b, { error: { message: BLOCK_MSG, type: 'insufficient_quota', param: null, code: 'budget_exceeded' } }) });
+      bodyCheck: (b) => assert.deepEqual(b, { error: { message: BLOCK_MSG, type: 'insufficient_quota', param: null, code: 'budget_exceeded', cap: 'budget_monthly' } }) });
   });
 
   test('F79 anthropic SDK (default retries): 429 rate_limit_error with block_message within 1 s, x-should-retry false, nothing forwarded', async () => {
@@ -224,10 +225,12 @@ describe('budgets', () => {
     assert.ok(err instanceof Anthropic.RateLimitError, `RateLimitError, got ${err && err.constructor.name}: ${err && err.message}`);
     assert.equal(err.status, 429);
     assert.equal(err.error && err.error.error && err.error.error.type, 'rate_limit_error');
+    assert.equal(err.error.error.code, 'budget_exceeded', 'the SDK keeps tollgate\'s code');
+    assert.equal(err.error.error.cap, 'budget_monthly');
     await checkBlocked({ tenant, nonce, cap, elapsed, before, model: 'claude-haiku-4-5',
       bodyCheck: (b) => {
         assert.equal(b.type, 'error');
-        assert.deepEqual(b.error, { type: 'rate_limit_error', message: BLOCK_MSG });
+        assert.deepEqual(b.error, { type: 'rate_limit_error', message: BLOCK_MSG, code: 'budget_exceeded', cap: 'budget_monthly' });
       } });
   });
 
@@ -245,8 +248,11 @@ describe('budgets', () => {
     assert.ok(err, 'the SDK raised');
     assert.equal(err.status, 429, `ApiError 429, got ${err && err.message}`);
     assert.match(err.message, /RESOURCE_EXHAUSTED/);
+    const info = { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'BUDGET_EXCEEDED', domain: 'tollgate',
+      metadata: { code: 'budget_exceeded', cap: 'budget_monthly' } };
+    assert.deepEqual(JSON.parse(err.message).error.details, [info], 'the SDK\'s ApiError carries the ErrorInfo');
     await checkBlocked({ tenant, nonce, cap, elapsed, before, model: 'gemini-2.5-flash',
-      bodyCheck: (b) => assert.deepEqual(b, { error: { code: 429, message: BLOCK_MSG, status: 'RESOURCE_EXHAUSTED' } }) });
+      bodyCheck: (b) => assert.deepEqual(b, { error: { code: 429, message: BLOCK_MSG, status: 'RESOURCE_EXHAUSTED', details: [info] } }) });
   });
 
   test('F79 under budget: forwarded with X-Tollgate-Budget-Remaining; the request that reaches the cap is the last one admitted', async () => {

@@ -37,8 +37,8 @@ function undocumented(names) {
 describe('docs/answers.md names what the app can see', () => {
   test('every error code tollgate answers with', () => {
     const codes = [
-      // reject(r, 400, "code", ...), answer_error(r, 429, "code", ...)
-      ...all(/\b(?:reject|answer_error)\(\s*r,\s*\d{3},\s*"([a-z_]+)"/g, src),
+      // reject(r, 400, "code", ...), answer_error(r, 429, "code", ...), answer_refusal(...)
+      ...all(/\b(?:reject|answer_error|answer_refusal)\(\s*r,\s*\d{3},\s*"([a-z_]+)"/g, src),
       // the status -> code tables: {413, "request_too_large"}, {..., 502, "upstream_unreachable", "..."}
       ...all(/\{\s*\d{3},\s*"([a-z_]+)"\s*\}/g, src),
       ...all(/\{\s*UPSTREAM_[A-Z_]+,\s*\d{3},\s*"([a-z_]+)"/g, src),
@@ -49,6 +49,16 @@ describe('docs/answers.md names what the app can see', () => {
       'missing_tenant', 'request_too_large', 'upstream_unreachable', 'upstream_error'])
       assert.ok(codes.includes(must), `the scan no longer finds ${must}: fix the patterns`);
     assert.deepEqual(undocumented([...new Set(codes)]), [], 'codes missing from docs/answers.md');
+  });
+
+  test('every cap a limit\'s 429 names', () => {
+    // the plan keys cap_key() in proxy.c returns
+    const proxy = read('src/proxy/proxy.c');
+    const body = proxy.slice(proxy.indexOf('static const char *cap_key('));
+    const names = all(/"([a-z_]+)"/g, [['', body.slice(0, body.indexOf('\n}\n'))]]);
+    for (const must of ['budget_monthly', 'budget_daily', 'hard_limit', 'rpm', 'tpm', 'included_tokens', 'included_requests'])
+      assert.ok(names.includes(must), `the scan no longer finds the cap ${must}: fix the pattern`);
+    assert.deepEqual(undocumented(names), [], 'caps missing from docs/answers.md');
   });
 
   test('every header tollgate adds to an answer', () => {
