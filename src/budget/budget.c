@@ -321,6 +321,7 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
         s->plan ? s->plan : "",
         mday,
         num[10],
+        s->unpriced ? "1" : "0",
     };
     if (!(call = call_new(s, t)))
         goto fail;

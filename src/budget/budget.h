@@ -8,18 +8,15 @@
  *   {prefix}{TENANT}:m:YYYY-MM      hash (expires after ~400 days), fields:
  *       cost (nano-USD), requests, input_tokens, cached_tokens, output_tokens,
  *       reasoning_tokens, estimated (requests with estimated usage; absent
- *       while 0), reserved (nano-USD held by leases in flight), capped
- *       (leases that reserved only what was left); every one an integer,
- *       only ever changed by HINCRBY; the allowance (settle.lua):
- *       allowance_used (units: tokens or requests), overage_units,
- *       overage_cost, overage_usd (nano-USD), and at admission
- *       allowance_reserved, allowance_capped; plus w:CONN (highest tally flush
- *       counted from a connection) and j:CONN:SEQ (a replayed flush), see
- *       tally.h
- *   {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): the same
- *       counters; w:CONN is the highest settlement sequence counted from a
- *       connection, j:CONN:SEQ marks a settlement counted by a replay (one
- *       per journaled settlement, see settle.lua)
+ *       while 0), estimated_cost (their nano-USD), unpriced (requests
+ *       recorded "priced": false), unpriced_cost (their nano-USD), reserved (nano-USD held by
+ * leases in flight), capped (leases that reserved only what was left); every one an integer, only
+ * ever changed by HINCRBY; the allowance (settle.lua): allowance_used (units: tokens or requests),
+ * overage_units, overage_cost, overage_usd (nano-USD), and at admission allowance_reserved,
+ * allowance_capped; plus w:CONN (highest tally flush counted from a connection) and j:CONN:SEQ (a
+ * replayed flush), see tally.h {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): the
+ * same counters; w:CONN is the highest settlement sequence counted from a connection, j:CONN:SEQ
+ * marks a settlement counted by a replay (one per journaled settlement, see settle.lua)
  *   {prefix}{TENANT}:m:YYYY-MM:model    hash, per model: NAME|cost,
  *       NAME|requests, NAME|input_tokens, NAME|cached_tokens,
  *       NAME|output_tokens (NAME "-" when absent; HINCRBY only)
@@ -65,6 +62,7 @@ struct settle {
     struct usage usage; /* input + output also correct the admission's tpm bucket */
     bool cache_hit;     /* answered from the response cache (cost 0) */
     money_t saved;      /* a cache hit: what the call would have cost */
+    bool unpriced;      /* recorded "priced": false (a model or route without a price) */
     /* for the per-period breakdowns (report, admin API); NULL: none */
     const char *model;
     const char *feature;
@@ -130,8 +128,11 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUS
 #define BUDGET_F_OUTPUT "output_tokens"
 #define BUDGET_F_REASONING "reasoning_tokens"
 #define BUDGET_F_ESTIMATED "estimated"
-#define BUDGET_F_CACHE_HITS "cache_hits" /* requests answered from the response cache */
-#define BUDGET_F_SAVED "saved"           /* nano-USD those would have cost */
+#define BUDGET_F_ESTIMATED_COST "estimated_cost" /* nano-USD of the estimated requests */
+#define BUDGET_F_UNPRICED "unpriced"             /* requests without a listed price */
+#define BUDGET_F_UNPRICED_COST "unpriced_cost"   /* nano-USD of those */
+#define BUDGET_F_CACHE_HITS "cache_hits"         /* requests answered from the response cache */
+#define BUDGET_F_SAVED "saved"                   /* nano-USD those would have cost */
 #define BUDGET_F_ALLOWANCE_USED "allowance_used"
 #define BUDGET_F_OVERAGE_UNITS "overage_units"
 #define BUDGET_F_OVERAGE_COST "overage_cost"

@@ -210,6 +210,7 @@ static char *encode(const struct settle *s, size_t *len)
     if (o && (json_object_set_new(o, "conn", json_string(s->stamp.conn)) < 0 ||
               json_object_set_new(o, "seq", json_integer((json_int_t)s->stamp.seq)) < 0 ||
               (s->tallied && json_object_set_new(o, "tallied", json_true()) < 0) ||
+              (s->unpriced && json_object_set_new(o, "unpriced", json_true()) < 0) ||
               (s->cache_hit && (json_object_set_new(o, "cache_hit", json_true()) < 0 ||
                                 json_object_set_new(o, "saved", json_integer(s->saved)) < 0)) ||
               (s->units > 0 &&
@@ -284,6 +285,7 @@ static json_t *decode(const char *line, struct settle *s)
         s->stamp.seq = (h & ((1ULL << 53) - 1)) | 1; /* exact in Lua; never 0 */
     }
     s->tallied = json_is_true(json_object_get(o, "tallied"));
+    s->unpriced = json_is_true(json_object_get(o, "unpriced")); /* optional */
     /* optional: a response cache hit and what it saved */
     s->cache_hit = json_is_true(json_object_get(o, "cache_hit"));
     s->saved = s->cache_hit ? json_integer_value(json_object_get(o, "saved")) : 0;

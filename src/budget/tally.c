@@ -223,6 +223,9 @@ void tally_add(struct tally *t, const struct settle *s)
         {BUDGET_F_OUTPUT, s->usage.output, true},
         {BUDGET_F_REASONING, s->usage.reasoning, true},
         {BUDGET_F_ESTIMATED, 1, s->usage.estimated},
+        {BUDGET_F_ESTIMATED_COST, s->cost, s->usage.estimated && s->cost},
+        {BUDGET_F_UNPRICED, 1, s->unpriced},
+        {BUDGET_F_UNPRICED_COST, s->cost, s->unpriced && s->cost},
         {BUDGET_F_CACHE_HITS, 1, s->cache_hit},
         {BUDGET_F_SAVED, s->saved, s->cache_hit},
     };

@@ -1444,7 +1444,7 @@ void proxy_tick(struct worker *w)
 }
 
 /* Counts the request in Redis, or journals it when Redis is away (ledger.h). */
-static void settle(struct req *r, money_t cost, money_t saved, const struct usage *u)
+static void settle(struct req *r, money_t cost, money_t saved, bool priced, const struct usage *u)
 {
     struct settle s = {.key_prefix = r->cfg->key_prefix,
                        .tenant = r->tenant,
@@ -1454,6 +1454,7 @@ static void settle(struct req *r, money_t cost, money_t saved, const struct usag
                        .usage = *u,
                        .cache_hit = r->cache.verdict == CACHE_HIT,
                        .saved = saved,
+                       .unpriced = !priced,
                        .model = r->call.model[0] ? r->call.model : NULL,
                        .feature = r->feature[0] ? r->feature : NULL,
                        .user = r->user[0] ? r->user : NULL,
@@ -1593,8 +1594,10 @@ static void finish(struct req *r)
         cost = 0;
         u = (struct usage){.seen = true};
     }
+    /* a free route's price is known (0); an unknown one's is not */
+    bool priced = r->call.metered ? listed : r->route.cls == ROUTE_FREE;
     if (r->forwarded || hit)
-        settle(r, cost, saved, &u);
+        settle(r, cost, saved, priced, &u);
 
     struct record rec = {
         .ts = r->wall,
@@ -1614,8 +1617,7 @@ static void finish(struct req *r)
         .outcome = r->outcome,
         .usage = u,
         .cost = cost,
-        /* a free route's price is known (0); an unknown one's is not */
-        .priced = r->call.metered ? listed : r->route.cls == ROUTE_FREE,
+        .priced = priced,
         .cache_hit = hit,
         .saved = saved,
         .latency_ms = ms_since(&r->t0),

@@ -174,6 +174,14 @@ static void count_field(struct report_counts *n, const char *f, size_t len, int6
         n->cache_hits += v;
     else if (IS(BUDGET_F_SAVED))
         n->saved += v;
+    else if (IS(BUDGET_F_UNPRICED))
+        n->unpriced += v;
+    else if (IS(BUDGET_F_UNPRICED_COST))
+        n->unpriced_cost += v;
+    else if (IS(BUDGET_F_ESTIMATED))
+        n->estimated += v;
+    else if (IS(BUDGET_F_ESTIMATED_COST))
+        n->estimated_cost += v;
     else if (IS(BUDGET_F_ALLOWANCE_USED))
         n->allowance_used += v;
     else if (IS(BUDGET_F_OVERAGE_UNITS))
@@ -202,6 +210,10 @@ void report_counts_add(struct report_counts *a, const struct report_counts *b)
     a->output_tokens += b->output_tokens;
     a->cache_hits += b->cache_hits;
     a->saved += b->saved;
+    a->unpriced += b->unpriced;
+    a->unpriced_cost += b->unpriced_cost;
+    a->estimated += b->estimated;
+    a->estimated_cost += b->estimated_cost;
     a->allowance_used += b->allowance_used;
     a->overage_units += b->overage_units;
     a->overage_usd += b->overage_usd;

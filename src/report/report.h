@@ -55,6 +55,12 @@ struct report_counts {
     int64_t requests, input_tokens, cached_tokens, output_tokens;
     int64_t cache_hits; /* requests answered from the response cache */
     money_t saved;      /* what those would have cost */
+    /* cost that is not the provider's exact bill: requests recorded
+     * "priced": false (a model charged at [pricing] unknown_model's
+     * fallback, or a route without a price) and requests with
+     * "estimated": true usage, and their cost; one request may be both */
+    int64_t unpriced, estimated;
+    money_t unpriced_cost, estimated_cost;
     /* the allowance (month hashes only; settle.lua): units used (tokens or
      * requests), units past the included ones, and what they bill */
     int64_t allowance_used, overage_units;

@@ -174,12 +174,34 @@ static void totals_of(const struct report *r, struct totals *t)
 }
 
 static const char *const columns[] = {
-    "tenant",         "plan",          "revenue_usd",        "cost_usd",
-    "margin_usd",     "margin_pct",    "requests",           "input_tokens",
-    "cached_tokens",  "output_tokens", "projected_cost_usd", "budget_monthly_usd",
-    "crosses_cap_on", "status",        "suggested_plan",     "free_plan",
-    "cache_hits",     "saved_usd",     "included_tokens",    "used_tokens",
-    "overage_tokens", "overage_usd",   "included_requests",  "overage_requests",
+    "tenant",
+    "plan",
+    "revenue_usd",
+    "cost_usd",
+    "margin_usd",
+    "margin_pct",
+    "requests",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "projected_cost_usd",
+    "budget_monthly_usd",
+    "crosses_cap_on",
+    "status",
+    "suggested_plan",
+    "free_plan",
+    "cache_hits",
+    "saved_usd",
+    "included_tokens",
+    "used_tokens",
+    "overage_tokens",
+    "overage_usd",
+    "included_requests",
+    "overage_requests",
+    "unpriced_usd",
+    "unpriced_requests",
+    "estimated_usd",
+    "estimated_requests",
 };
 
 /* The allowance of a row, as JSON fields or CSV cells (the columns above):
@@ -220,7 +242,7 @@ static const char *day_text(const struct report *r, int day, char *buf, size_t n
 
 /* ---- aligned tables ------------------------------------------------------ */
 
-#define TABLE_COLS 12
+#define TABLE_COLS 14
 
 /* A table as cells, row after row; column widths from the widest cell.
  * right[i]: column i holds numbers, aligned right. The last row is the
@@ -293,13 +315,15 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
                      const struct report_counts *n)
 {
     char a[48], b[48], m[48], s[48], pc[32];
-    char ov[48];
+    char ov[48], un[48], es[48];
     const char *p = pct(revenue - n->cost, revenue, pc, sizeof(pc));
     return cell(g, "%s", name) | cell(g, "%s", plan) |
            cell(g, "%s", usd_fixed(revenue, 4, a, sizeof(a))) |
            cell(g, "%s", n->overage_usd ? usd_fixed(n->overage_usd, 4, ov, sizeof(ov)) : "-") |
            cell(g, "%s", usd_fixed(n->cost, 4, b, sizeof(b))) |
            cell(g, "%s", usd_fixed(n->saved, 4, s, sizeof(s))) |
+           cell(g, "%s", n->unpriced ? usd_fixed(n->unpriced_cost, 4, un, sizeof(un)) : "-") |
+           cell(g, "%s", n->estimated ? usd_fixed(n->estimated_cost, 4, es, sizeof(es)) : "-") |
            cell(g, "%s", usd_fixed(revenue - n->cost, 4, m, sizeof(m))) |
            cell(g, "%s%s", p ? p : "n/a", p ? "%" : "") | cell(g, "%" PRId64, n->requests) |
            cell(g, "%" PRId64, n->input_tokens) | cell(g, "%" PRId64, n->cached_tokens) |
@@ -308,16 +332,17 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
 
 static void render_table(const struct report *r, struct out *o)
 {
-    static const bool right[TABLE_COLS] = {false, false, true, true, true, true,
-                                           true,  true,  true, true, true, true};
+    static const bool right[TABLE_COLS] = {false, false, true, true, true, true, true,
+                                           true,  true,  true, true, true, true, true};
     struct grid g = {.cols = TABLE_COLS, .right = right};
     struct totals t;
     char total[48], blended[48];
     int rc = 0;
     totals_of(r, &t);
     rc |= cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "REVENUE") | cell(&g, "OVERAGE") |
-          cell(&g, "COST") | cell(&g, "SAVED") | cell(&g, "MARGIN") | cell(&g, "MARGIN%%") |
-          cell(&g, "REQUESTS") | cell(&g, "INPUT") | cell(&g, "CACHED") | cell(&g, "OUTPUT");
+          cell(&g, "COST") | cell(&g, "SAVED") | cell(&g, "UNPRICED") | cell(&g, "ESTIMATED") |
+          cell(&g, "MARGIN") | cell(&g, "MARGIN%%") | cell(&g, "REQUESTS") | cell(&g, "INPUT") |
+          cell(&g, "CACHED") | cell(&g, "OUTPUT");
     for (size_t i = 0; i < r->n; i++)
         rc |= row_cells(&g, r->rows[i].tenant, r->rows[i].plan, r->rows[i].revenue, &r->rows[i].n);
     snprintf(total, sizeof(total), "TOTAL (%zu)", t.tenants);
@@ -399,6 +424,22 @@ static void cache_json(const struct report_counts *n, struct out *o)
         usd(n->saved, s, sizeof(s)));
 }
 
+/* How much of the cost is not the provider's exact bill (report.h), as
+ * JSON fields or CSV cells (the last four columns). */
+static void uncertain_cells(const struct report_counts *n, struct out *o, bool json)
+{
+    char u[48], e[48];
+    usd(n->unpriced_cost, u, sizeof(u));
+    usd(n->estimated_cost, e, sizeof(e));
+    if (json)
+        put(o,
+            ",\"unpriced_usd\":%s,\"unpriced_requests\":%" PRId64
+            ",\"estimated_usd\":%s,\"estimated_requests\":%" PRId64,
+            u, n->unpriced, e, n->estimated);
+    else
+        put(o, ",%s,%" PRId64 ",%s,%" PRId64, u, n->unpriced, e, n->estimated);
+}
+
 /* The company's cost, revenue and margin per day that has begun. */
 static void trend_json(const struct report *r, struct out *o)
 {
@@ -443,6 +484,7 @@ static void render_json(const struct report *r, struct out *o)
         cache_json(&row->n, o);
         forecast_json(r, row, o);
         allowance_cells(row, o, true);
+        uncertain_cells(&row->n, o, true);
         put(o, "}");
     }
     money_t margin = t.revenue - t.n.cost;
@@ -460,6 +502,7 @@ static void render_json(const struct report *r, struct out *o)
         t.under_water, t.free_tenants, usd(t.free_cost, fc, sizeof(fc)),
         usd(t.projected, pj, sizeof(pj)));
     cache_json(&t.n, o);
+    uncertain_cells(&t.n, o, true);
     put(o, "}");
     put(o, ",\"days_begun\":%d,\"days_in_period\":%d", r->today,
         r->period.day ? 1 : r->period.days_in_month);
@@ -495,6 +538,7 @@ static void render_csv(const struct report *r, struct out *o)
         put(o, ",%s,%" PRId64 ",%s", row->free_plan ? "true" : "false", row->n.cache_hits,
             usd(row->n.saved, sv, sizeof(sv)));
         allowance_cells(row, o, false);
+        uncertain_cells(&row->n, o, false);
         put(o, "\n");
     }
 }
@@ -648,6 +692,7 @@ char *report_tenant_json(struct redis_sync *c, const struct config *cfg,
         has_hard ? usd(eff.hard_limit, hard, sizeof(hard)) : "null");
     cache_json(&row->n, &o);
     allowance_cells(row, &o, true);
+    uncertain_cells(&row->n, &o, true);
     for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
         put(&o, ",\"%s\":", labels[i]);
         items_json(by[i], &o);

@@ -158,6 +158,12 @@ describe('dashboard page', () => {
         assert.equal(await aliceRow.locator('[data-testid=row-suggested]').textContent(), '\u2192 scale');
         assert.equal(await aliceRow.locator('[data-testid=cell-projected]').textContent(), '$52.25');
         assert.equal(await aliceRow.locator('[data-testid=cell-saved]').textContent(), '$8.10');
+        // how much of the cost is unpriced or estimated (margin may be overstated by it)
+        assert.equal(await text(page, 'total-uncertain'), '$6.20 unpriced, $0.35 estimated');
+        const globexRow = page.locator('[data-testid=tenant-row][data-tenant="globex"]');
+        assert.equal(await globexRow.locator('[data-testid=cell-uncertain]').textContent(), '$6.20 unpriced, $0.35 estimated');
+        assert.match(await globexRow.locator('[data-testid=cell-uncertain]').getAttribute('title'), /^40 requests without a listed price, 12 with/);
+        assert.equal(await aliceRow.locator('[data-testid=cell-uncertain]').textContent(), '-');
 
         // Needs attention: who is over a cap now, who will cross one, which upgrade would pay.
         assert.deepEqual(await attention(page), ['downgraded:alice', 'crossing:free-bob', 'upgrade:alice', 'upgrade:free-bob']);
@@ -346,7 +352,9 @@ describe('dashboard served by tollgate', () => {
     await send('dash-heavy', 'gpt-4o-mini', '100000,10000', 'chat');
     await send('dash-free', 'gpt-4o-mini', '1000,500', 'chat');
     await send('dash-pro', 'gpt-4o-mini', '10000,1000', 'search');
-    await tg.records({}, 5);
+    // a fine-tune without a price: shown as unpriced (whatever [pricing] unknown_model charged)
+    await send('dash-pro', 'ft:gpt-4o-mini:acme::x1', '100,10', 'search');
+    await tg.records({}, 6);
 
     const period = new Date().toISOString().slice(0, 7);
     const api = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants?period=${period}`,
@@ -358,8 +366,11 @@ describe('dashboard served by tollgate', () => {
       const j = await r.json();
       // requests, tokens and plans reach Redis with the tally's flush, up to a second after the cost
       const requests = (j.tenants || []).reduce((n, t) => n + (t.requests || 0), 0);
-      return j.tenants && j.tenants.length >= 3 && requests >= 5 ? j : null;
-    }, { what: 'three tenants and their five requests in the admin API' });
+      return j.tenants && j.tenants.length >= 3 && requests >= 6 ? j : null;
+    }, { what: 'three tenants and their six requests in the admin API' });
+    const pro = rep.tenants.find((t) => t.tenant === 'dash-pro');
+    assert.equal(pro.unpriced_requests, 1);
+    assert.ok(pro.unpriced_usd <= pro.cost_usd, JSON.stringify(pro));
     const order = rep.tenants.map((t) => t.tenant);
 
     await withPage(async ({ page, requests, errors }) => {
@@ -381,6 +392,9 @@ describe('dashboard served by tollgate', () => {
       assert.equal(await page.$$eval('[data-testid=fleet-chart] [data-testid=fleet-cost-line]', (n) => n.length), 1);
       const free = page.locator('[data-testid=tenant-row][data-tenant="dash-free"]');
       assert.equal(await free.locator('[data-testid=cell-margin-pct]').textContent(), 'n/a');
+      const proRow = page.locator('[data-testid=tenant-row][data-tenant="dash-pro"]');
+      assert.match(await proRow.locator('[data-testid=cell-uncertain]').textContent(), /^\$\d+\.\d\d unpriced$/);
+      assert.match(await text(page, 'total-uncertain'), /unpriced/);
       assert.equal(await text(page, 'total-under-water'), String(rep.totals.tenants_under_water));
 
       await waitDetail(page, 'dash-heavy');

@@ -7,6 +7,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, test } = require('node:test');
+const { execFile } = require('node:child_process');
 const h = require('../lib/harness');
 
 const PREFIX = 'tollgate:';
@@ -15,6 +16,7 @@ const PLANS = {
   'plan capped': { price: 9, budget_monthly: '0.001', hard_limit: '0.001', on_exceed: 'block' },
 };
 const CAP_NANO = 1000000;
+const nano = (usd) => Math.round(usd * 1e9);
 
 const mKey = (tenant) => `${PREFIX}{${tenant}}:m:${new Date().toISOString().slice(0, 7)}`;
 
@@ -226,6 +228,44 @@ describe('routes: metered, free and unknown paths', () => {
       assert.ok(line && / 2$/.test(line), `unpriced counter: ${line}`);
       const warns = tg.stderr.split('\n').filter((l) => l.includes(ft) && /no price/.test(l));
       assert.equal(warns.length, 1, `warned once: ${warns.join(' | ')}`);
+
+      // The report, its CSV and table, and the admin API show how much of the cost is not the
+      // provider's exact bill: the unpriced requests above, and an estimated one (Gemini
+      // embeddings report no usage).
+      await h.geminiClient(tg, tenant).models.embedContent({ model: 'gemini-embedding-001', contents: 'y'.repeat(400) });
+      const [est] = (await tg.records({ tenant }, 5)).filter((x) => x.estimated);
+      assert.equal(est.priced, true);
+      const unpricedNano = m.cost;
+      await env.redis.waitRequests(tenant, 5);
+      const period = new Date().toISOString().slice(0, 7);
+      const report = (args) => new Promise((resolve) => {
+        execFile(h.BINARY, ['report', '-c', tg.configFile, '--period', period, '--tenant', tenant, ...args],
+          { timeout: h.ms(20000) }, (e, stdout, stderr) => resolve({ code: e ? e.code : 0, stdout, stderr }));
+      });
+      const j = await report(['--format', 'json']);
+      assert.equal(j.code, 0, j.stderr);
+      const rep = JSON.parse(j.stdout);
+      const row = rep.tenants.find((t) => t.tenant === tenant);
+      assert.equal(nano(row.unpriced_usd), unpricedNano);
+      assert.equal(row.unpriced_requests, 4);
+      assert.equal(nano(row.estimated_usd), h.recordNano(est));
+      assert.equal(row.estimated_requests, 1);
+      assert.equal(nano(row.cost_usd), unpricedNano + h.recordNano(est));
+      assert.equal(nano(rep.totals.unpriced_usd), unpricedNano);
+      assert.equal(nano(rep.totals.estimated_usd), h.recordNano(est));
+      const csv = await report(['--format', 'csv']);
+      const [head, csvRow] = csv.stdout.trim().split('\n');
+      const at = (name) => csvRow.split(',')[head.split(',').indexOf(name)];
+      assert.equal(at('unpriced_usd'), String(row.unpriced_usd));
+      assert.equal(at('estimated_requests'), '1');
+      const table = await report([]);
+      assert.match(table.stdout, /COST +SAVED +UNPRICED +ESTIMATED +MARGIN/);
+      const res2 = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants/${tenant}?period=${period}`,
+        { headers: { authorization: 'Bearer test-admin-token' } });
+      const detail = await res2.json();
+      assert.equal(nano(detail.unpriced_usd), unpricedNano);
+      assert.equal(nano(detail.estimated_usd), h.recordNano(est));
+      assert.equal(detail.unpriced_requests, 4);
     });
   });
 

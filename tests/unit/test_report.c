@@ -102,6 +102,17 @@ static const struct req reqs[] = {
     {"gus", 34, "g2", 0, "gpt-4o", NULL, NULL, "free", 0, 0, 0, 1000000},
 };
 
+/* eve's second request had estimated usage and her third an unpriced model
+ * (report.h: the share of the cost that is not the provider's exact bill) */
+static bool estimated_id(const char *id)
+{
+    return strcmp(id, "e2") == 0;
+}
+static bool unpriced_id(const char *id)
+{
+    return strcmp(id, "e3") == 0;
+}
+
 static void settle_all(void)
 {
     char err[256];
@@ -121,7 +132,11 @@ static void settle_all(void)
                            .request_id = q->id,
                            .when = timegm(&tm),
                            .cost = q->micro * 1000,
-                           .usage = {.input = q->input, .cached = q->cached, .output = q->output},
+                           .usage = {.input = q->input,
+                                     .cached = q->cached,
+                                     .output = q->output,
+                                     .estimated = estimated_id(q->id)},
+                           .unpriced = unpriced_id(q->id),
                            .model = q->model,
                            .feature = q->feature,
                            .user = q->user,
@@ -282,32 +297,39 @@ static void test_json_csv(void)
                  "usd\":null,\"crosses_cap_on\":null,"
                  "\"status\":\"ok\",\"suggested_plan\":\"starter\",\"free_plan\":true,"
                  "\"included_tokens\":null,\"used_tokens\":2,\"overage_tokens\":0,"
-                 "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0}],"
+                 "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0,"
+                 "\"unpriced_usd\":0,\"unpriced_requests\":0,\"estimated_usd\":0,"
+                 "\"estimated_requests\":0}],"
                  "\"totals\":{\"tenants\":1,\"revenue_usd\":0,\"cost_usd\":0.01,"
                  "\"margin_usd\":-0.01,\"margin_pct\":null,\"blended_cost_per_tenant_usd\":0.01,"
                  "\"tenants_under_water\":0,\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
-                 "\"projected_cost_usd\":0.01,\"cache_hits\":0,\"saved_usd\":0},"
+                 "\"projected_cost_usd\":0.01,\"cache_hits\":0,\"saved_usd\":0,"
+                 "\"unpriced_usd\":0,\"unpriced_requests\":0,\"estimated_usd\":0,"
+                 "\"estimated_requests\":0},"
                  "\"days_begun\":30,\"days_in_period\":30}\n");
     free(s);
     s = render("2026-11", NULL, REPORT_CSV);
-    CHECK_STR(s, "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
-                 "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
-                 "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,"
-                 "included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,"
-                 "overage_requests\n"
-                 "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0,,60,0,0,,0\n"
-                 "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true,0,0,,2,0,0,,0\n"
-                 "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false,0,0,,0,0,0,,0\n"
-                 "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0,,10,0,0,,0\n"
-                 "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false,0,"
-                 "0,,1950,0,0,,0\n");
+    CHECK_STR(s,
+              "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
+              "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
+              "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,"
+              "included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,"
+              "overage_requests,unpriced_usd,unpriced_requests,estimated_usd,estimated_requests\n"
+              "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0,,60,0,0,,0,0,0,0,0\n"
+              "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true,0,0,,2,0,0,,0,0,0,0,0\n"
+              "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false,0,0,,0,0,0,,0,0,0,0,0\n"
+              "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0,,10,0,0,,0,0,0,0,0\n"
+              "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false,0,"
+              "0,,1950,0,0,,0,0,0,0,0\n");
     free(s);
     s = render("2026-11", NULL, REPORT_JSON);
     CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":20.133333333,"
                          "\"cost_usd\":42.81,\"margin_usd\":-22.676666667,\"margin_pct\":-112.63,"
                          "\"blended_cost_per_tenant_usd\":8.562,\"tenants_under_water\":1,"
                          "\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
-                         "\"projected_cost_usd\":42.81,\"cache_hits\":0,\"saved_usd\":0},"
+                         "\"projected_cost_usd\":42.81,\"cache_hits\":0,\"saved_usd\":0,"
+                         "\"unpriced_usd\":0,\"unpriced_requests\":0,\"estimated_usd\":0,"
+                         "\"estimated_requests\":0},"
                          "\"days_begun\":30,"
                          "\"days_in_period\":30}\n"));
     CHECK(s && strstr(s, "{\"tenant\":\"bob\",\"plan\":\"free\",\"revenue_usd\":4.5,"
@@ -536,6 +558,8 @@ static void test_tenant_json(void)
         "\"cache_hits\":0,\"saved_usd\":0,"
         "\"included_tokens\":null,\"used_tokens\":1950,\"overage_tokens\":0,"
         "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0,"
+        "\"unpriced_usd\":0,\"unpriced_requests\":0,\"estimated_usd\":0,"
+        "\"estimated_requests\":0,"
         "\"daily\":["
         "{\"day\":\"2026-11-01\",\"cost_usd\":0,";
     CHECK(s && strncmp(s, want_head, sizeof(want_head) - 1) == 0);
@@ -588,6 +612,10 @@ static void test_forecast(void)
             CHECK_INT(row->cross_day, 13); /* $0.70 a day: $2 more in 3 days */
             CHECK_INT(row->status, REPORT_STATUS_OK);
             CHECK(row->suggested_plan == NULL); /* no plan covers $21.70 at 50% */
+            CHECK_INT(row->n.estimated, 1);
+            CHECK_INT(row->n.estimated_cost, USD(2));
+            CHECK_INT(row->n.unpriced, 1);
+            CHECK_INT(row->n.unpriced_cost, USD(3));
             seen++;
         } else if (strcmp(row->tenant, "fay") == 0) { /* $10 in 9 days */
             CHECK_INT(row->status, REPORT_STATUS_BLOCKED);
@@ -614,11 +642,13 @@ static void test_forecast(void)
     CHECK(s && strstr(s, "\"days_begun\":10,\"days_in_period\":31"));
     CHECK(s && strstr(s, "\"requests\":2,\"input_tokens\":1,\"cached_tokens\":0,"
                          "\"output_tokens\":1,\"cache_hits\":1,\"saved_usd\":1,"));
-    CHECK(s && strstr(s, ",\"cache_hits\":1,\"saved_usd\":1},\"days_begun\":10")); /* totals */
+    CHECK(s && strstr(s, ",\"cache_hits\":1,\"saved_usd\":1,\"unpriced_usd\":3,"
+                         "\"unpriced_requests\":1,\"estimated_usd\":2,\"estimated_requests\":1},"
+                         "\"days_begun\":10")); /* totals */
     free(s);
     s = report_render(r, REPORT_CSV);
     CHECK(s && strstr(s, ",free_plan,cache_hits,saved_usd,included_tokens,") &&
-          strstr(s, ",true,1,1,,2,0,0,,0\n"));
+          strstr(s, ",true,1,1,,2,0,0,,0,0,0,0,0\n"));
     free(s);
     r->forecast_table = true; /* --forecast */
     s = report_render(r, REPORT_TABLE);

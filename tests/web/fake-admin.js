@@ -32,7 +32,7 @@ const TENANTS = [
     models: [['gpt-4o', 0.8], ['gpt-4o-mini', 0.2]], features: [['chat', 0.7], ['summary', 0.3]],
     users: [['u_heavy', 0.9], ['u_2', 0.1]] },
   { tenant: 'globex', plan: 'team', revenue_usd: 49, cost_usd: 51, requests: 2200, budget: null,
-    projected: 66,
+    projected: 66, unpriced: [6.2, 40], estimated: [0.35, 12],
     models: [['claude-sonnet-4-5', 0.6], ['gemini-2.5-flash', 0.4]], features: [['agent', 1]],
     users: [['ops', 1]] },
   { tenant: 'free-bob', plan: 'free', revenue_usd: 0, cost_usd: 0.42, requests: 60, budget: 0.5,
@@ -57,6 +57,8 @@ function row(t, period) {
     projected_cost_usd: t.projected || t.cost_usd, budget_monthly_usd: t.budget,
     crosses_cap_on: t.crosses ? `${period}-${t.crosses}` : null, status: t.status || 'ok',
     suggested_plan: t.suggested || null, free_plan: !!t.free,
+    unpriced_usd: t.unpriced ? t.unpriced[0] : 0, unpriced_requests: t.unpriced ? t.unpriced[1] : 0,
+    estimated_usd: t.estimated ? t.estimated[0] : 0, estimated_requests: t.estimated ? t.estimated[1] : 0,
   };
 }
 
@@ -92,6 +94,10 @@ function report(period, empty) {
       projected_cost_usd: round(tenants.reduce((s, t) => s + t.projected_cost_usd, 0)),
       cache_hits: tenants.reduce((s, t) => s + t.cache_hits, 0),
       saved_usd: round(tenants.reduce((s, t) => s + t.saved_usd, 0)),
+      unpriced_usd: round(tenants.reduce((s, t) => s + t.unpriced_usd, 0)),
+      unpriced_requests: tenants.reduce((s, t) => s + t.unpriced_requests, 0),
+      estimated_usd: round(tenants.reduce((s, t) => s + t.estimated_usd, 0)),
+      estimated_requests: tenants.reduce((s, t) => s + t.estimated_requests, 0),
     },
     days_begun: empty ? 0 : daily(TENANTS[0], period).length,
     days_in_period: new Date(Date.UTC(+period.slice(0, 4), +period.slice(5, 7), 0)).getUTCDate(),

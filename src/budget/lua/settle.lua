@@ -21,7 +21,10 @@
 -- when unknown)  ARGV[21] day of month "01".."31", and KEYS[5] month by
 -- model  KEYS[6] by feature  KEYS[7] by user  KEYS[8] the month's plan per
 -- day; ARGV[22] a response cache hit: what it saved (nano-USD), counted in
--- "cache_hits" and "saved"; "" when not a hit. The breakdown hashes have fields NAME|cost, NAME|requests,
+-- "cache_hits" and "saved"; "" when not a hit; ARGV[23] "1" when the
+-- request was recorded "priced": false (counted in "unpriced", its cost in
+-- "unpriced_cost"; an estimated one's cost goes to "estimated_cost"), else
+-- "0" (absent from older callers). The breakdown hashes have fields NAME|cost, NAME|requests,
 -- NAME|input_tokens, NAME|cached_tokens, NAME|output_tokens (HINCRBY only).
 -- The allowance is counted with the cost, in the month hash: allowance_used
 -- (units), and past the included units overage_units, overage_cost (the AI
@@ -50,7 +53,7 @@
 --   'tollgate:{acme}:m:2026-11:model' 'tollgate:{acme}:m:2026-11:feature' \
 --   'tollgate:{acme}:m:2026-11:user' 'tollgate:{acme}:m:2026-11:plan' , \
 --   r1 405000 1500 c0ffee 1 0 1 1500 5000000 4000000000 -1 1000 200 500 0 0 \
---   gpt-4o-mini summary u_1 pro 22
+--   gpt-4o-mini summary u_1 pro 22 '' 0
 
 -- #include int64.lua
 
@@ -168,6 +171,15 @@ if count and ARGV[7] == '1' then
         plan_add(plan, k, 'reasoning_tokens', ARGV[15])
         if ARGV[16] == '1' then
             plan_add(plan, k, 'estimated', 1)
+            if cost ~= '0' then
+                plan_add(plan, k, 'estimated_cost', cost)
+            end
+        end
+        if ARGV[23] == '1' then
+            plan_add(plan, k, 'unpriced', 1)
+            if cost ~= '0' then
+                plan_add(plan, k, 'unpriced_cost', cost)
+            end
         end
         if ARGV[22] ~= nil and ARGV[22] ~= '' then
             redis.call('HINCRBY', k, 'cache_hits', 1)
