@@ -31,10 +31,11 @@ declare -A MODULES=(
     [trace]="src/export/trace.c"
     [upstream]="src/http/headers.c src/http/tls.c src/core/log.c"
     [redis_url]="src/redis/redis_url.c src/core/percent.c"
+    [redis_slot]="src/redis/redis_slot.c"
     [usage_event]="src/report/usage_event.c src/proxy/trust.c src/http/client.c src/core/config.c src/core/config_values.c src/providers/pricing.c src/core/money.c src/core/numtext.c src/core/log.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c src/redis/redis_url.c src/redis/redis.c src/http/tls.c src/core/percent.c"
     [cache_key]="src/cache/cache_key.c src/http/json_scan.c"
 )
-all_targets="sse multipart provider http pricing json_scan path cloudevent trace upstream redis_url usage_event cache_key"
+all_targets="sse multipart provider http pricing json_scan path cloudevent trace upstream redis_url redis_slot usage_event cache_key"
 targets=${FUZZ_TARGETS:-$all_targets}
 WARN="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 

@@ -41,6 +41,16 @@ struct usage;
     X(METRIC_REDIS_CONNECT_FAILURES, "tollgate_redis_connect_failures_total", COUNTER, "",         \
       "Redis connection attempts that failed (refused, timed out, TLS, AUTH) and lost "            \
       "connections.")                                                                              \
+    X(METRIC_REDIS_MOVED, "tollgate_redis_cluster_moved_total", COUNTER, "",                       \
+      "Redis Cluster -MOVED redirections followed (a slot changed primary).")                      \
+    X(METRIC_REDIS_ASK, "tollgate_redis_cluster_ask_total", COUNTER, "",                           \
+      "Redis Cluster -ASK redirections followed (a slot migrating).")                              \
+    X(METRIC_REDIS_CLUSTER_RETRIES, "tollgate_redis_cluster_retries_total", COUNTER, "",           \
+      "Redis Cluster commands retried after -TRYAGAIN, -CLUSTERDOWN or a node not up yet.")        \
+    X(METRIC_REDIS_CLUSTER_FAILED, "tollgate_redis_cluster_failed_total", COUNTER, "",             \
+      "Redis Cluster commands failed by tollgate: a -MOVED loop, or retries spent.")               \
+    X(METRIC_REDIS_SLOT_REFRESHES, "tollgate_redis_cluster_slot_refreshes_total", COUNTER, "",     \
+      "Redis Cluster slot maps asked for (CLUSTER SLOTS): at start, after -MOVED, on node loss.")  \
     X(METRIC_INFLIGHT, "tollgate_inflight_requests", GAUGE, "", "Requests being answered.")        \
     X(METRIC_JOURNAL_PENDING, "tollgate_journal_pending", GAUGE, "",                               \
       "Settlements waiting in the local journal for Redis.")                                       \

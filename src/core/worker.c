@@ -138,6 +138,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     unsigned long cf = redis_connect_failures(w->redis);
     metrics_inc(w->metrics, METRIC_REDIS_CONNECT_FAILURES, (int64_t)(cf - w->redis_cf_seen));
     w->redis_cf_seen = cf;
+    struct redis_cluster_stats cs;
+    redis_cluster_stats(w->redis, &cs);
+    metrics_inc(w->metrics, METRIC_REDIS_MOVED, (int64_t)(cs.moved - w->redis_cl_seen.moved));
+    metrics_inc(w->metrics, METRIC_REDIS_ASK, (int64_t)(cs.ask - w->redis_cl_seen.ask));
+    metrics_inc(w->metrics, METRIC_REDIS_CLUSTER_RETRIES,
+                (int64_t)(cs.retries - w->redis_cl_seen.retries));
+    metrics_inc(w->metrics, METRIC_REDIS_CLUSTER_FAILED,
+                (int64_t)(cs.failed - w->redis_cl_seen.failed));
+    metrics_inc(w->metrics, METRIC_REDIS_SLOT_REFRESHES,
+                (int64_t)(cs.refreshes - w->redis_cl_seen.refreshes));
+    w->redis_cl_seen = cs;
     /* after a burst, give the freed buffers back to the system so RSS
      * follows the load down (glibc keeps them per thread arena otherwise) */
     long now_inflight = atomic_load(&w->stats.inflight);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "http/client.h"
+#include "redis/redis.h"
 #include "core/util.h"
 
 struct config;
@@ -64,7 +65,8 @@ struct worker {
     struct worker_stats stats;
     struct metrics *metrics; /* written by this worker only */
     atomic_bool redis_up;
-    unsigned long redis_cf_seen; /* redis_connect_failures already in metrics */
+    unsigned long redis_cf_seen;              /* redis_connect_failures already in metrics */
+    struct redis_cluster_stats redis_cl_seen; /* and the cluster counters */
     bool stopping;
     bool cut;                   /* past drain_timeout: requests still open are cut (drain_cut) */
     bool busy_since_trim;       /* requests ran since the last malloc_trim */

@@ -53,6 +53,8 @@
 
 #include "core/log.h"
 #include "http/tls.h"
+#include "redis/redis_cluster.h"
+#include "redis/redis_slot.h"
 #include "redis/redis_url.h"
 
 #define MAX_PENDING 10000
@@ -65,6 +67,12 @@
 
 static const char err_timeout[] = "timeout";
 static const char err_disconnected[] = "disconnected";
+/* redis-cluster://: a command's redirections and retries are bounded; past
+ * them it fails with these (the log line says which node and error). */
+static const char err_loop[] = "CLUSTER too many redirections (a MOVED/ASK loop?)";
+static const char err_noslot[] = "CLUSTERDOWN no node serves this key's slot";
+#define MAX_HOPS 5    /* MOVED and ASK followed for one command */
+#define MAX_RETRIES 5 /* TRYAGAIN, CLUSTERDOWN, a node not up yet: 50 ms doubling */
 
 enum conn_state {
     C_DOWN,        /* no connection; a reconnect is scheduled (or we are closing) */
@@ -90,6 +98,11 @@ struct redis_cmd {
     int stamp_at;              /* argv index of the connection id; seq follows */
     bool stamp_own;            /* this connection stamped it (seq was 0) */
     char stamp_buf[40];        /* the seq's digits */
+    /* redis-cluster://: this command is the router's; child carries it */
+    struct redis_cmd *child; /* on a node's connection; NULL between hops */
+    unsigned slot;           /* of its first key */
+    int nkeys;               /* EVAL: the key count */
+    int hops, retries;       /* redirections followed, retries made */
     int argc;
     const char **argv;
     size_t *argvlen;
@@ -129,6 +142,10 @@ struct redis {
     unsigned long conn_failures; /* failed connects and lost connections, also in errors */
     char why[300];               /* the last of those, for redis_last_error */
     bool quiet;                  /* connection events at debug level (redis_set_quiet) */
+    struct cluster *cluster;     /* redis-cluster://: this is the router, the nodes its own */
+    struct redis *parent;        /* a cluster node: its router */
+    time_t logged_at;            /* the router's last rate-limited line */
+    unsigned long unlogged;      /* and the lines left out since */
 };
 
 static void start_connect(struct redis *r);
@@ -148,6 +165,12 @@ static void conn_failed(struct redis *r, const char *fmt, ...)
     r->errors++;
     r->conn_failures++;
     log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s", r->why);
+    if (r->parent) { /* a cluster node: the router reports for it */
+        memcpy(r->parent->why, r->why, sizeof(r->why));
+        r->parent->errors++;
+        r->parent->conn_failures++;
+        cluster_node_lost(r->parent->cluster, r);
+    }
 }
 
 static void tv_ms(struct timeval *tv, int ms)
@@ -306,11 +329,20 @@ static void drop(struct redis *r, const char *err)
     schedule_retry(r);
 }
 
+static void route(struct redis_cmd *c, struct redis *node, bool asking);
+
 static void on_cmd_event(evutil_socket_t fd, short what, void *arg)
 {
     struct redis_cmd *c = arg;
     if (c->fail) {
         cmd_finish(c, NULL, c->fail);
+        return;
+    }
+    if (c->r->cluster) { /* a retry's wait is over */
+        if (c->cancelled || c->r->closing)
+            cmd_finish(c, NULL, err_disconnected);
+        else
+            route(c, NULL, false);
         return;
     }
     /* Deadline passed: the server is stuck or the link is gone. Dropping
@@ -371,7 +403,8 @@ static void on_cmd_reply(struct redis *r, redisReply *reply)
 static struct redis_cmd *cmd_new(struct redis *r, redis_cb cb, void *arg)
 {
     struct redis_cmd *c;
-    if (r->closing || r->state != C_READY || r->npending >= MAX_PENDING || !cb)
+    bool ready = r->cluster ? cluster_has_map(r->cluster) : r->state == C_READY;
+    if (r->closing || !ready || r->npending >= MAX_PENDING || !cb)
         return NULL;
     if (!(c = calloc(1, sizeof(*c))))
         return NULL;
@@ -401,12 +434,190 @@ static void cmd_start(struct redis_cmd *c, int rc)
     }
 }
 
+/* Gives c its own argv: head entries left for the caller, then a copy of
+ * args; scratch bytes after them, at *scratch. */
+static int cmd_copy(struct redis_cmd *c, int head, int n, const char **args, const size_t *lens,
+                    size_t extra, char **scratch)
+{
+    int argc = head + n;
+    size_t total = extra;
+    for (int i = 0; i < n; i++)
+        total += lens ? lens[i] : strlen(args[i]);
+    c->argv = malloc((size_t)argc * (sizeof(*c->argv) + sizeof(*c->argvlen)) + total);
+    if (!c->argv)
+        return -1;
+    c->argc = argc;
+    c->argvlen = (size_t *)(void *)(c->argv + argc);
+    char *p = (char *)(c->argvlen + argc);
+    if (scratch)
+        *scratch = p;
+    p += extra;
+    for (int i = 0; i < n; i++) {
+        size_t len = lens ? lens[i] : strlen(args[i]);
+        memcpy(p, args[i], len);
+        c->argv[head + i] = p;
+        c->argvlen[head + i] = len;
+        p += len;
+    }
+    return 0;
+}
+
+/* ---- redis-cluster:// routing -------------------------------------------- */
+
+/* A router's line about redirections and retries: at most one a second, so
+ * a cluster in trouble under load does not flood the log. */
+static void cluster_log(struct redis *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void cluster_log(struct redis *r, const char *fmt, ...)
+{
+    char line[400];
+    time_t now = time(NULL);
+    if (now == r->logged_at) {
+        r->unlogged++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (r->unlogged)
+        log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s (and %lu more like it)", line,
+                r->unlogged);
+    else
+        log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s", line);
+    r->logged_at = now;
+    r->unlogged = 0;
+}
+
+/* Waits before routing c again, or when its retries are spent ends it with
+ * err (an event's context only: err may be a reply's text). */
+static void retry_later(struct redis_cmd *c, const char *err)
+{
+    struct redis *r = c->r;
+    if (c->retries >= MAX_RETRIES) {
+        cluster_stats(r->cluster)->failed++;
+        cluster_log(r, "cluster: a command failed after %d retries: %.200s", c->retries, err);
+        cmd_finish(c, NULL, err);
+        return;
+    }
+    struct timeval tv;
+    tv_ms(&tv, 50 << c->retries);
+    c->retries++;
+    cluster_stats(r->cluster)->retries++;
+    event_add(c->ev, &tv);
+}
+
+static void on_asking(struct redisReply *reply, const char *err, void *arg)
+{
+    /* nothing to do: the command after it tells how the ASK went */
+}
+
+/* A node answered c (or failed it). Redirections are followed at once, a
+ * cluster that is busy or failing over is given a little time; anything
+ * else is c's answer. */
+static void on_child(struct redisReply *reply, const char *err, void *arg)
+{
+    struct redis_cmd *c = arg;
+    struct redis *r = c->r;
+    c->child = NULL;
+    if (reply || !err || c->cancelled || r->closing) {
+        cmd_finish(c, reply, err);
+        return;
+    }
+    bool ask;
+    unsigned slot;
+    char host[REDIS_HOST_MAX];
+    int port;
+    if (redis_redirect_parse(err, &ask, &slot, host, &port) == 0) {
+        if (++c->hops > MAX_HOPS) {
+            cluster_stats(r->cluster)->failed++;
+            cluster_log(r,
+                        "cluster: still redirected after %d hops (%.100s): a MOVED loop? "
+                        "failing the command",
+                        MAX_HOPS, err);
+            cmd_finish(c, NULL, err_loop);
+            return;
+        }
+        struct redis *node = cluster_node_at(r->cluster, host, port);
+        if (ask) {
+            cluster_stats(r->cluster)->ask++;
+        } else {
+            cluster_stats(r->cluster)->moved++;
+            if (node)
+                cluster_moved(r->cluster, slot, node);
+            else
+                cluster_refresh(r->cluster, "MOVED to an unknown node");
+        }
+        if (node && redis_connected(node))
+            route(c, node, ask);
+        else
+            retry_later(c, err); /* a new node: connecting */
+        return;
+    }
+    if (strncmp(err, "TRYAGAIN", 8) == 0 || strncmp(err, "CLUSTERDOWN", 11) == 0) {
+        cluster_log(r, "cluster answered %.200s; retrying", err);
+        retry_later(c, err);
+        return;
+    }
+    if (strcmp(err, err_timeout) == 0 || strcmp(err, err_disconnected) == 0)
+        cluster_refresh(r->cluster, "a node failed a command");
+    cmd_finish(c, NULL, err);
+}
+
+/* Sends the router's c to node (NULL: the one serving its slot), after
+ * ASKING for an -ASK. What goes wrong ends c from an event, never inside
+ * this call. */
+static void route(struct redis_cmd *c, struct redis *node, bool asking)
+{
+    struct redis *r = c->r;
+    if (!node && !(node = cluster_node(r->cluster, c->slot))) {
+        cluster_refresh(r->cluster, "a slot without a node");
+        c->fail = err_noslot;
+        event_active(c->ev, EV_TIMEOUT, 0);
+        return;
+    }
+    if (!redis_connected(node)) { /* lost, or a failover under way */
+        cluster_refresh(r->cluster, "a node is down");
+        c->fail = err_disconnected;
+        event_active(c->ev, EV_TIMEOUT, 0);
+        return;
+    }
+    if (asking && !redis_command(node, on_asking, NULL, 1, (const char *[]){"ASKING"}, NULL))
+        c->child = NULL;
+    else if (c->script)
+        c->child =
+            redis_eval_stamped(node, c->script, on_child, c, c->nkeys, c->argc - 3, c->argv + 3,
+                               c->argvlen + 3, c->stamp ? c->stamp_at - 3 : -1, c->stamp);
+    else
+        c->child = redis_command(node, on_child, c, c->argc, c->argv, c->argvlen);
+    if (!c->child) {
+        c->fail = err_disconnected;
+        event_active(c->ev, EV_TIMEOUT, 0);
+    }
+}
+
+/* A command for the router: copied (it may travel to several nodes) and
+ * routed by the slot of its first key. */
+static struct redis_cmd *cluster_start(struct redis_cmd *c, const char *key, size_t keylen)
+{
+    c->slot = key ? redis_key_slot(key, keylen) : 0;
+    route(c, NULL, false);
+    return c;
+}
+
 struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg, int argc,
                                 const char **argv, const size_t *argvlen)
 {
     struct redis_cmd *c = cmd_new(r, cb, arg);
     if (!c)
         return NULL;
+    if (r->cluster) {
+        if (argc < 1 || cmd_copy(c, 0, argc, argv, argvlen, 0, NULL) < 0) {
+            cmd_free(c);
+            return NULL;
+        }
+        return cluster_start(c, argc > 1 ? c->argv[1] : NULL, argc > 1 ? c->argvlen[1] : 0);
+    }
     cmd_start(c, send_cmd(c, argc, argv, argvlen));
     return c;
 }
@@ -446,28 +657,15 @@ struct redis_cmd *redis_eval_stamped(struct redis *r, struct redis_script *s, re
     /* One block holds argv, argvlen, the key count and a copy of args: the
      * caller's args may be gone by the time a NOSCRIPT reply asks for the
      * EVAL retry. */
-    int argc = 3 + nargs;
-    size_t total = 16;
-    for (int i = 0; i < nargs; i++)
-        total += arglens ? arglens[i] : strlen(args[i]);
-    c->argv = malloc((size_t)argc * (sizeof(*c->argv) + sizeof(*c->argvlen)) + total);
-    if (!c->argv) {
+    char *p;
+    if (cmd_copy(c, 3, nargs, args, arglens, 16, &p) < 0) {
         cmd_free(c);
         return NULL;
     }
-    c->argvlen = (size_t *)(void *)(c->argv + argc);
-    char *p = (char *)(c->argvlen + argc);
+    int argc = c->argc;
     int nkl = snprintf(p, 16, "%d", nkeys);
     c->argv[2] = p;
     c->argvlen[2] = (size_t)nkl;
-    p += 16;
-    for (int i = 0; i < nargs; i++) {
-        size_t len = arglens ? arglens[i] : strlen(args[i]);
-        memcpy(p, args[i], len);
-        c->argv[3 + i] = p;
-        c->argvlen[3 + i] = len;
-        p += len;
-    }
     /* Without a sha (prepare failed or was not called) send the source. */
     bool have_sha = s->sha[0] != '\0';
     c->script = s;
@@ -482,6 +680,10 @@ struct redis_cmd *redis_eval_stamped(struct redis *r, struct redis_script *s, re
         c->stamp_at = 3 + at;
         c->stamp_own = st->seq == 0;
     }
+    if (r->cluster) { /* the node's connection stamps it, and retries NOSCRIPT */
+        c->nkeys = nkeys;
+        return cluster_start(c, nkeys > 0 ? c->argv[3] : NULL, nkeys > 0 ? c->argvlen[3] : 0);
+    }
     cmd_start(c, send_cmd(c, argc, c->argv, c->argvlen));
     return c;
 }
@@ -492,6 +694,10 @@ void redis_cancel(struct redis_cmd *c)
         return;
     c->cancelled = true;
     c->stamp = NULL; /* the caller's; a cancelled command is never sent again */
+    if (c->child) {  /* it ends as it is, never sent again, its reply unread */
+        c->child->stamp = NULL;
+        c->child->eval_retried = true;
+    }
     if (c->release) {
         c->release(c->arg);
         c->release = NULL;
@@ -822,10 +1028,17 @@ static void start_connect(struct redis *r)
     connect_target(r, sentinel ? C_DISCOVERING : C_CONNECTING);
 }
 
+static void node_timeout(struct redis *node, void *arg)
+{
+    redis_set_timeout(node, *(int *)arg);
+}
+
 void redis_set_timeout(struct redis *r, int ms)
 {
     if (ms > 0)
         r->timeout_ms = ms;
+    if (ms > 0 && r->cluster)
+        cluster_each(r->cluster, node_timeout, &ms);
 }
 
 struct redis *redis_new(struct event_base *base, const char *url, const struct redis_tls *tls,
@@ -845,14 +1058,25 @@ struct redis *redis_new(struct event_base *base, const char *url, const struct r
         goto fail;
     if (!redis_url_supported(&r->url, err, errlen))
         goto fail;
-    if (r->url.path)
-        snprintf(r->addr, sizeof(r->addr), "%s", r->url.path);
-    else
-        redis_addr_format(&r->url.addrs[0], r->addr, sizeof(r->addr));
     if (timeout_ms <= 0) {
         snprintf(err, errlen, "redis timeout must be positive");
         goto fail;
     }
+    if (r->url.kind == REDIS_URL_CLUSTER) { /* a router: its nodes connect */
+        char one[280];
+        size_t at = (size_t)snprintf(r->addr, sizeof(r->addr), "cluster ");
+        for (size_t i = 0; i < r->url.naddrs && at < sizeof(r->addr); i++) {
+            redis_addr_format(&r->url.addrs[i], one, sizeof(one));
+            at += (size_t)snprintf(r->addr + at, sizeof(r->addr) - at, "%s%s", i ? "," : "", one);
+        }
+        if (!(r->cluster = cluster_new(r, base, &r->url, err, errlen)))
+            goto fail;
+        return r;
+    }
+    if (r->url.path)
+        snprintf(r->addr, sizeof(r->addr), "%s", r->url.path);
+    else
+        redis_addr_format(&r->url.addrs[0], r->addr, sizeof(r->addr));
     if (r->url.kind == REDIS_URL_TLS) {
         if (!(r->tls = tls_client_new(tls ? tls->ca_file : NULL, err, errlen)))
             goto fail;
@@ -880,6 +1104,9 @@ void redis_free(struct redis *r)
     if (!r)
         return;
     r->closing = true;
+    struct cluster *cl = r->cluster;
+    r->cluster = NULL;
+    cluster_free(cl); /* a router: its nodes end what they carry */
     drop(r, err_disconnected);
     /* commands whose sending failed still wait for their deferred event */
     while (!TAILQ_EMPTY(&r->cmds)) {
@@ -905,23 +1132,80 @@ bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen)
     case REDIS_URL_UNIX:
         return true;
     case REDIS_URL_SENTINEL:
-        return true;
     case REDIS_URL_CLUSTER:
-        snprintf(err, errlen, "redis-cluster:// is not supported by this build yet");
-        return false;
+        return true;
     }
     snprintf(err, errlen, "unknown redis url kind");
     return false;
 }
 
+static void node_quiet(struct redis *node, void *arg)
+{
+    node->quiet = true;
+}
+
 void redis_set_quiet(struct redis *r)
 {
     r->quiet = true;
+    if (r->cluster) {
+        cluster_set_quiet(r->cluster);
+        cluster_each(r->cluster, node_quiet, NULL);
+    }
 }
 
 bool redis_connected(const struct redis *r)
 {
-    return r->state == C_READY;
+    return r->cluster ? cluster_all_up(r->cluster) : r->state == C_READY;
+}
+
+struct redis *redis_node_new(struct redis *router, const char *host, int port, char *err,
+                             size_t errlen)
+{
+    struct redis *r = calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    TAILQ_INIT(&r->cmds);
+    TAILQ_INIT(&r->inflight);
+    r->base = router->base;
+    r->timeout_ms = router->timeout_ms;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->quiet = router->quiet;
+    r->parent = router;
+    r->url.kind = REDIS_URL_TCP;
+    r->url.naddrs = 1;
+    r->url.addrs[0].port = port;
+    if (!(r->url.addrs[0].host = strdup(host)) ||
+        (router->url.user && !(r->url.user = strdup(router->url.user))) ||
+        (router->url.password && !(r->url.password = strdup(router->url.password)))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    redis_addr_format(&r->url.addrs[0], r->addr, sizeof(r->addr));
+    r->connect_timer = evtimer_new(r->base, on_connect_timeout, r);
+    r->retry_timer = evtimer_new(r->base, on_retry, r);
+    if (!r->connect_timer || !r->retry_timer) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    event_add(r->retry_timer, &(struct timeval){0, 0});
+    return r;
+fail:
+    r->closing = true;
+    redis_free(r);
+    return NULL;
+}
+
+bool redis_idle(const struct redis *r)
+{
+    return r->npending == 0;
+}
+
+void redis_cluster_stats(const struct redis *r, struct redis_cluster_stats *out)
+{
+    static const struct redis_cluster_stats none;
+    *out = r->cluster ? *cluster_stats(r->cluster) : none;
 }
 
 unsigned long redis_errors(const struct redis *r)

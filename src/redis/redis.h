@@ -58,10 +58,20 @@ bool redis_url_supported(const struct redis_url *u, char *err, size_t errlen);
  * instead of info and warn: for a caller that reports them itself
  * (redis_sync: the report's error message, the admin API's answer). */
 void redis_set_quiet(struct redis *r);
-/* True while connected (and authenticated / db selected). */
+/* True while connected (and authenticated / db selected); for
+ * redis-cluster://, while the slot map is read and every primary in it is
+ * connected (commands are accepted as soon as the map is read: those for a
+ * node that is down fail with "disconnected"). */
 bool redis_connected(const struct redis *r);
 
-/* Runs a command given as argv (argvlen NULL: strlen). Returns a handle, or
+/* redis-cluster://: a command goes to the primary serving the slot of its
+ * first key (argv[1]; an EVAL's KEYS[1]), follows -MOVED and -ASK (at most
+ * 5 hops, then it fails with "CLUSTER too many redirections"), and waits
+ * out -TRYAGAIN and -CLUSTERDOWN (5 retries from 50 ms, doubling) before
+ * failing with the server's error. Multi-key commands must keep their keys
+ * in one slot (a hash tag), as the server demands.
+ *
+ * Runs a command given as argv (argvlen NULL: strlen). Returns a handle, or
  * NULL when the command cannot be queued now (not connected, 10000 pending);
  * then no callback will run. argv is copied before the call returns. The
  * deadline is redis_new's timeout_ms; a command that misses it drops the
@@ -119,8 +129,18 @@ unsigned long redis_connect_failures(const struct redis *r);
 /* Why the last connection attempt failed or the last connection was lost,
  * as logged ("connect to 10.0.0.5:6379 failed: Connection refused"). */
 const char *redis_last_error(const struct redis *r);
-/* Where the connection goes (host:port, the socket path, or "sentinel
- * host:port" while asking one), for messages. */
+/* Where the connection goes (host:port, the socket path, "sentinel
+ * host:port" while asking one, "cluster h1:p1,h2:p2"), for messages. */
 const char *redis_addr(const struct redis *r);
+
+/* redis-cluster:// counters, for metrics; all 0 for other schemes. */
+struct redis_cluster_stats {
+    unsigned long moved;     /* -MOVED followed */
+    unsigned long ask;       /* -ASK followed (with ASKING) */
+    unsigned long retries;   /* waits after -TRYAGAIN, -CLUSTERDOWN or a node not up yet */
+    unsigned long refreshes; /* CLUSTER SLOTS asked */
+    unsigned long failed;    /* commands the router failed: a MOVED loop, retries spent */
+};
+void redis_cluster_stats(const struct redis *r, struct redis_cluster_stats *out);
 
 #endif

@@ -93,8 +93,6 @@ static const struct {
     {"bad redis url", "[redis]\nurl = 127.0.0.1:6379\n",
      "t.conf:2: url: bad redis url: want redis://, rediss://, unix://, redis-sentinel:// or "
      "redis-cluster://"},
-    {"redis url not reachable by this build", "[redis]\nurl = redis-cluster://127.0.0.1:7000\n",
-     "t.conf:2: url: redis-cluster:// is not supported by this build yet"},
     {"tls without cert", "[server]\ntls_listen = 127.0.0.1:8443\n",
      "t.conf:2: tls_listen: needs tls_cert and tls_key"},
     {"tls cert missing", "[server]\ntls_cert = /nonexistent/tls.crt\n",

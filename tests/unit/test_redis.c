@@ -325,10 +325,10 @@ static const struct {
     {"redis://app:secret@cache.internal:6379/0", 1},
     {"rediss://127.0.0.1:6380", 1},
     {"rediss://app:secret@cache.internal/3", 1},
-    /* parsed (redis_url.c) but not reachable through this connection layer */
     {"redis-sentinel://127.0.0.1:26379/mymaster", 1},
     {"redis-sentinel://:pw@h1:26379,h2:26380/mymaster/2", 1},
-    {"redis-cluster://127.0.0.1:7000,127.0.0.1:7001", 0},
+    {"redis-cluster://127.0.0.1:7000,127.0.0.1:7001", 1},
+    {"redis-cluster://app:pw@127.0.0.1:7000", 1},
 };
 
 static void test_url(void)
