@@ -15,7 +15,8 @@
  * overage_units, overage_cost, overage_usd (nano-USD), and at admission allowance_reserved,
  * allowance_capped; plus w:CONN (highest tally flush counted from a connection) and j:CONN:SEQ (a
  * replayed flush), see tally.h {prefix}{TENANT}:d:YYYY-MM-DD   hash (expires after ~40 days): the
- * same counters; w:CONN is the highest settlement sequence counted from a connection, j:CONN:SEQ
+ * same counters (of the allowance only overage_units and overage_usd, the day's share of the
+ * month's); w:CONN is the highest settlement sequence counted from a connection, j:CONN:SEQ
  * marks a settlement counted by a replay (one per journaled settlement, see settle.lua)
  *   {prefix}{TENANT}:m:YYYY-MM:model    hash, per model: NAME|cost,
  *       NAME|requests, NAME|input_tokens, NAME|cached_tokens,

@@ -440,20 +440,24 @@ static void uncertain_cells(const struct report_counts *n, struct out *o, bool j
         put(o, ",%s,%" PRId64 ",%s,%" PRId64, u, n->unpriced, e, n->estimated);
 }
 
-/* The company's cost, revenue and margin per day that has begun. */
+/* The company's cost, revenue and margin per day that has begun; a day's
+ * revenue is its share of the plans' prices plus the overage billed that
+ * day (the day hashes' overage_usd). */
 static void trend_json(const struct report *r, struct out *o)
 {
-    char a[48], b[48], m[48];
+    char a[48], b[48], m[48], ov[48];
     put(o, ",\"daily\":[");
     for (size_t i = 0; r->trend && i < r->trend->n; i++) {
         int day = atoi(r->trend->items[i].name + 8); /* "2026-11-22" */
-        money_t cost = r->trend->items[i].n.cost,
-                rev = day >= 1 && day <= 31 ? r->day_revenue[day] : 0;
+        money_t cost = r->trend->items[i].n.cost, over = r->trend->items[i].n.overage_usd,
+                rev = (day >= 1 && day <= 31 ? r->day_revenue[day] : 0) + over;
         put(o, "%s{\"day\":", i ? "," : "");
         put_json_str(o, r->trend->items[i].name);
-        put(o, ",\"cost_usd\":%s,\"revenue_usd\":%s,\"margin_usd\":%s,\"requests\":%" PRId64 "}",
-            usd(cost, a, sizeof(a)), usd(rev, b, sizeof(b)), usd(rev - cost, m, sizeof(m)),
-            r->trend->items[i].n.requests);
+        put(o,
+            ",\"cost_usd\":%s,\"revenue_usd\":%s,\"overage_usd\":%s,\"margin_usd\":%s,"
+            "\"requests\":%" PRId64 "}",
+            usd(cost, a, sizeof(a)), usd(rev, b, sizeof(b)), usd(over, ov, sizeof(ov)),
+            usd(rev - cost, m, sizeof(m)), r->trend->items[i].n.requests);
     }
     put(o, "]");
 }
@@ -570,9 +574,12 @@ static void items_json(const struct report_breakdown *b, struct out *o)
         put_json_str(o, it->name);
         put(o,
             ",\"cost_usd\":%s,\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64
-            ",\"cached_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64 "}",
+            ",\"cached_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64,
             usd(it->n.cost, cost, sizeof(cost)), it->n.requests, it->n.input_tokens,
             it->n.cached_tokens, it->n.output_tokens);
+        if (b->by == REPORT_BY_DAY) /* the day's overage billed (day hashes only) */
+            put(o, ",\"overage_usd\":%s", usd(it->n.overage_usd, cost, sizeof(cost)));
+        put(o, "}");
     }
     put(o, "]");
 }

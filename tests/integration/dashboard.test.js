@@ -320,7 +320,9 @@ describe('dashboard served by tollgate', () => {
       'plan free': { price: 0, budget_monthly: 5, on_exceed: 'block' },
       'plan starter': { price: 9, budget_monthly: 20, on_exceed: 'block' },
       'plan pro': { price: 99, budget_monthly: 100, on_exceed: 'block' },
+      'plan growth': { price: 19, included_tokens: 1000, on_allowance: 'overage', overage: '40.00' },
       'tenant dash-heavy': { plan: 'starter' },
+      'tenant dash-growth': { plan: 'growth' },
       'tenant dash-pro': { plan: 'pro' },
       'tenant dash-free': { plan: 'free' },
     },
@@ -354,7 +356,9 @@ describe('dashboard served by tollgate', () => {
     await send('dash-pro', 'gpt-4o-mini', '10000,1000', 'search');
     // a fine-tune without a price: shown as unpriced (whatever [pricing] unknown_model charged)
     await send('dash-pro', 'ft:gpt-4o-mini:acme::x1', '100,10', 'search');
-    await tg.records({}, 6);
+    // 2,000 tokens against 1,000 included: 1,000 in overage at $40 per 1M = $0.04
+    await send('dash-growth', 'gpt-4o-mini', '1500,500', 'chat');
+    await tg.records({}, 7);
 
     const period = new Date().toISOString().slice(0, 7);
     const api = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants?period=${period}`,
@@ -366,11 +370,20 @@ describe('dashboard served by tollgate', () => {
       const j = await r.json();
       // requests, tokens and plans reach Redis with the tally's flush, up to a second after the cost
       const requests = (j.tenants || []).reduce((n, t) => n + (t.requests || 0), 0);
-      return j.tenants && j.tenants.length >= 3 && requests >= 6 ? j : null;
-    }, { what: 'three tenants and their six requests in the admin API' });
+      return j.tenants && j.tenants.length >= 4 && requests >= 7 ? j : null;
+    }, { what: 'four tenants and their seven requests in the admin API' });
     const pro = rep.tenants.find((t) => t.tenant === 'dash-pro');
     assert.equal(pro.unpriced_requests, 1);
     assert.ok(pro.unpriced_usd <= pro.cost_usd, JSON.stringify(pro));
+    // the overage is revenue of the day it was billed, in the company trend
+    const growth = rep.tenants.find((t) => t.tenant === 'dash-growth');
+    assert.equal(growth.overage_usd, 0.04);
+    const today = rep.daily[rep.daily.length - 1];
+    assert.equal(today.day, new Date().toISOString().slice(0, 10));
+    assert.equal(today.overage_usd, 0.04, `today's overage in the trend: ${JSON.stringify(today)}`);
+    const now = new Date(), dim = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 0)).getUTCDate();
+    assert.ok(Math.abs(today.revenue_usd - ((9 + 99 + 0 + 19) / dim + 0.04)) < 1e-5,
+      `today's revenue is the plans' day share plus the overage: ${JSON.stringify(today)}`);
     const order = rep.tenants.map((t) => t.tenant);
 
     await withPage(async ({ page, requests, errors }) => {
@@ -396,6 +409,16 @@ describe('dashboard served by tollgate', () => {
       assert.match(await proRow.locator('[data-testid=cell-uncertain]').textContent(), /^\$\d+\.\d\d unpriced$/);
       assert.match(await text(page, 'total-uncertain'), /unpriced/);
       assert.equal(await text(page, 'total-under-water'), String(rep.totals.tenants_under_water));
+      // allowance use and overage per customer: only for plans with an allowance
+      const grow = page.locator('[data-testid=tenant-row][data-tenant="dash-growth"]');
+      assert.equal(await grow.locator('[data-testid=cell-allowance]').textContent(), '200%');
+      assert.equal(await grow.locator('[data-testid=cell-allowance]').getAttribute('title'),
+        '2,000 of 1,000 included tokens; 1,000 past the allowance');
+      assert.equal(await grow.locator('[data-testid=cell-overage]').textContent(), '$0.04');
+      const heavy = page.locator('[data-testid=tenant-row][data-tenant="dash-heavy"]');
+      assert.equal(await heavy.locator('[data-testid=cell-allowance]').textContent(), '');
+      assert.equal(await heavy.locator('[data-testid=cell-overage]').textContent(), '');
+      assert.match(await page.textContent('#fleet-sub'), /\(overage \$0\.04\)/);
 
       await waitDetail(page, 'dash-heavy');
       const c = await page.evaluate(() => ({
@@ -409,6 +432,13 @@ describe('dashboard served by tollgate', () => {
       const list = (id) => page.$$eval(`[data-testid=${id}] li[data-name]`, (ls) => ls.map((l) => l.getAttribute('data-name')));
       assert.deepEqual(await list('by-model'), ['gpt-4o', 'gpt-4o-mini']);
       assert.deepEqual((await list('by-feature')).sort(), ['chat', 'summary']);
+      assert.equal(await page.isVisible('[data-testid=detail-allowance]'), false, 'no allowance on its plan');
+      await grow.locator('[data-testid=tenant-name]').click();
+      await waitDetail(page, 'dash-growth');
+      assert.equal(await text(page, 'detail-allowance'), '2,000 / 1,000 tokens');
+      assert.equal(await text(page, 'detail-allowance-sub'), '200% used');
+      assert.equal(await text(page, 'detail-overage'), '$0.04');
+      assert.equal(await text(page, 'detail-overage-sub'), '1,000 tokens past it');
       await screenshot(page, 'dashboard-tollgate.png');
       assert.deepEqual(errors, [], 'no script error in the page');
       assertOnlyLocal(requests, origin);

@@ -78,6 +78,9 @@ describe('plans: allowances and overage', () => {
     m = await waitUsed(env.redis, tenant, 1500);
     assert.equal(m.overage_units, 500);
     assert.equal(m.overage_usd, 500 * 4000);
+    // the day's share too, for the revenue trend per day
+    const day = await env.redis.hgetall(`${PREFIX}{${tenant}}:d:${new Date().toISOString().slice(0, 10)}`);
+    assert.deepEqual([Number(day.overage_units), Number(day.overage_usd)], [500, 500 * 4000]);
   });
 
   test('overage = cost + 50%: the AI cost of the tokens past the allowance, marked up', async () => {

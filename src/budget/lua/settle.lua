@@ -29,7 +29,8 @@
 -- The allowance is counted with the cost, in the month hash: allowance_used
 -- (units), and past the included units overage_units, overage_cost (the AI
 -- cost of those units, nano-USD) and overage_usd (what they bill, nano-USD,
--- at the plan's terms when they were used).
+-- at the plan's terms when they were used); the day hash also gets
+-- overage_units and overage_usd.
 -- Returns 1 when settled now, 0 when this settlement was counted before.
 --
 -- Exactly once, without a key per request. A settlement is stamped by the
@@ -152,6 +153,9 @@ local function allowance()
     plan_add(plan, KEYS[1], 'overage_units', string.format('%d', over))
     plan_add(plan, KEYS[1], 'overage_cost', string.format('%d', share))
     plan_add(plan, KEYS[1], 'overage_usd', string.format('%d', billed))
+    -- the day's share too: the revenue trend per day and a day's report
+    plan_add(plan, KEYS[2], 'overage_units', string.format('%d', over))
+    plan_add(plan, KEYS[2], 'overage_usd', string.format('%d', billed))
 end
 
 if count and not cost_ran then
