@@ -637,7 +637,8 @@ static void test_forecast(void)
     char *s = report_render(r, REPORT_JSON);
     CHECK(s && strstr(s, "\"crosses_cap_on\":\"2026-12-13\""));
     CHECK(s && strstr(s, "\"daily\":[{\"day\":\"2026-12-01\",\"cost_usd\":2,"
-                         "\"revenue_usd\":0.290322581,\"margin_usd\":-1.709677419,"
+                         "\"revenue_usd\":0.290322581,\"overage_usd\":0,"
+                         "\"margin_usd\":-1.709677419,"
                          "\"requests\":1},{\"day\":\"2026-12-02\",\"cost_usd\":10,"));
     CHECK(s && strstr(s, "\"days_begun\":10,\"days_in_period\":31"));
     CHECK(s && strstr(s, "\"requests\":2,\"input_tokens\":1,\"cached_tokens\":0,"
