@@ -330,6 +330,10 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
         return -1;
     call->max_output_tokens = bound;
     call->choices = n > best_of ? n : best_of;
+    /* flex and priority processing have their own prices (pricing.h) */
+    char tier[JSON_SCAN_STR_MAX] = "";
+    provider_body_str(body, "service_tier", tier, sizeof(tier));
+    call->tier = usage_tier_of(tier);
 
     /* messages, input, prompt, instructions: the text fields */
     call->est_input_tokens = provider_body_tokens(body);
@@ -337,6 +341,17 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
     if (call->stream && (kind == EP_CHAT || kind == EP_LEGACY))
         return want_usage(call, body, err, errlen);
     return 0;
+}
+
+/* The service_tier an answer (or a chunk, or a Response) names: the tier
+ * that served it and is billed, whatever the request asked. */
+static void read_tier(struct meter *m, const json_t *o)
+{
+    const char *t = json_string_value(json_object_get(o, "service_tier"));
+    if (t) {
+        m->tier = usage_tier_of(t);
+        m->tier_seen = true;
+    }
 }
 
 /* The member names of one of OpenAI's usage shapes. */
@@ -401,6 +416,7 @@ static void chat_chunk(struct meter *m, const struct provider_call *call, const 
     if (provider_json_has(j, "error"))
         m->stream_error = true;
     provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
+    read_tier(m, j);
     const json_t *choices = json_object_get(j, "choices");
     m->text_bytes += chunk_text(choices);
     const json_t *u = json_object_get(j, "usage");
@@ -427,6 +443,7 @@ static void resp_event(struct meter *m, const json_t *j, const char *type)
 {
     const json_t *r = json_object_get(j, "response");
     provider_copy_str(m->model, sizeof(m->model), json_object_get(r, "model"));
+    read_tier(m, r);
     if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0 ||
         strcmp(type, "response.failed") == 0) {
         const json_t *u = json_object_get(r, "usage");
@@ -653,6 +670,7 @@ static void on_doc(struct meter *m, const struct provider_call *call, const json
         transcript_usage(m, j);
         return;
     }
+    read_tier(m, j);
     if (!json_is_object(u))
         return;
     provider_check_usage(m, u);

@@ -12,13 +12,14 @@
     {"model", false}, {"stream", false}, {"stream_options", false},                                \
         {"stream_options.include_usage", false}, {"max_completion_tokens", false},                 \
         {"max_tokens", false}, {"max_output_tokens", false}, {"n", false}, {"best_of", false},     \
-        {"background", false}, {"messages", true}, {"input", true}, {"prompt", true},              \
+        {"background", false}, {"service_tier", false}, {"messages", true}, {"input", true},       \
+        {"prompt", true},                                                                          \
     {                                                                                              \
         "instructions", true                                                                       \
     }
 
 #define OPENAI_ANSWER_FIELDS                                                                       \
-    {"model", false}, {"usage", false}, {"usage.prompt_tokens", false},                            \
+    {"model", false}, {"service_tier", false}, {"usage", false}, {"usage.prompt_tokens", false},   \
         {"usage.completion_tokens", false}, {"usage.prompt_tokens_details.cached_tokens", false},  \
         {"usage.prompt_tokens_details.cache_write_tokens", false},                                 \
         {"usage.completion_tokens_details.reasoning_tokens", false},                               \

@@ -151,6 +151,13 @@ static int highest_init(struct pricing *p)
             h->max_output = e->max_output > h->max_output ? e->max_output : h->max_output;
             for (size_t u = 0; u < USAGE_UNITS; u++)
                 h->per_unit[u] = max_price(h->per_unit[u], e->per_unit[u]);
+            for (size_t t = 1; t < USAGE_TIERS; t++) {
+                h->service[t].input = max_price(h->service[t].input, e->service[t].input);
+                h->service[t].cached_input =
+                    max_price(h->service[t].cached_input, e->service[t].cached_input);
+                h->service[t].output = max_price(h->service[t].output, e->service[t].output);
+                h->service[t].listed = h->service[t].listed || e->service[t].listed;
+            }
             h->kind = e->kind;
             p->has[at] = true;
         }
@@ -217,6 +224,19 @@ const char *usage_unit_name(enum usage_unit u)
     return u < USAGE_UNITS ? names[u] : NULL;
 }
 
+enum usage_tier usage_tier_of(const char *service_tier)
+{
+    static const char *const standard[] = {"", "auto", "default", "scale", "standard"};
+    if (!service_tier)
+        return USAGE_TIER_STANDARD;
+    for (size_t i = 0; i < ARRAY_LEN(standard); i++)
+        if (strcmp(service_tier, standard[i]) == 0)
+            return USAGE_TIER_STANDARD;
+    if (strcmp(service_tier, "flex") == 0)
+        return USAGE_TIER_FLEX;
+    return USAGE_TIER_PRIORITY; /* "priority", and a faster tier not listed here */
+}
+
 /* ---- INI ---------------------------------------------------------------- */
 
 enum key_kind {
@@ -250,7 +270,15 @@ static const struct ini_key {
     {"per_image", K_UNIT, offsetof(struct price, per_unit[USAGE_UNIT_IMAGE])},
     {"per_second", K_UNIT, offsetof(struct price, per_unit[USAGE_UNIT_SECOND])},
     {"per_character", K_UNIT, offsetof(struct price, per_unit[USAGE_UNIT_CHARACTER])},
+    {"flex_input", K_PRICE, offsetof(struct price, service[USAGE_TIER_FLEX].input)},
+    {"flex_cached_input", K_PRICE, offsetof(struct price, service[USAGE_TIER_FLEX].cached_input)},
+    {"flex_output", K_PRICE, offsetof(struct price, service[USAGE_TIER_FLEX].output)},
+    {"priority_input", K_PRICE, offsetof(struct price, service[USAGE_TIER_PRIORITY].input)},
+    {"priority_cached_input", K_PRICE,
+     offsetof(struct price, service[USAGE_TIER_PRIORITY].cached_input)},
+    {"priority_output", K_PRICE, offsetof(struct price, service[USAGE_TIER_PRIORITY].output)},
 };
+_Static_assert(sizeof(ini_keys) / sizeof(ini_keys[0]) <= 32, "KEY_BIT is a bit of an unsigned");
 #define KEY_BIT(name) (1u << key_index(name))
 
 static int key_index(const char *name)
@@ -355,6 +383,24 @@ static void close_section(struct ini_ctx *c)
         p->cache_write = times_125(p->input);
     if (!(c->seen & KEY_BIT("cache_write_1h")))
         p->cache_write_1h = times_2(p->input);
+    /* a service tier's prices: input and output both, cached defaults to input */
+    static const char *const tier_keys[USAGE_TIERS][3] = {
+        {NULL, NULL, NULL},
+        {"flex_input", "flex_output", "flex_cached_input"},
+        {"priority_input", "priority_output", "priority_cached_input"},
+    };
+    for (size_t t = 1; t < USAGE_TIERS; t++) {
+        unsigned in = KEY_BIT(tier_keys[t][0]), out = KEY_BIT(tier_keys[t][1]),
+                 cached = KEY_BIT(tier_keys[t][2]);
+        if (!(c->seen & (in | out | cached)))
+            continue;
+        if ((c->seen & (in | out)) != (in | out))
+            ini_fail(c, e->line, "[%s]: %s and %s go together", p->model, tier_keys[t][0],
+                     tier_keys[t][1]);
+        if (!(c->seen & cached))
+            p->service[t].cached_input = p->service[t].input;
+        p->service[t].listed = true;
+    }
     if (p->tier_threshold) {
         if (!(c->seen & KEY_BIT("tier_cached_input")))
             p->tier_cached_input = p->tier_input;
@@ -608,6 +654,26 @@ static int json_entry(const char *path, const char *key, json_t *obj, struct ent
         goto bad;
     if (v && json_pico(v, &p->cache_write) < 0)
         goto bad;
+    /* service tiers: input_cost_per_token_flex, output_cost_per_token_flex,
+     * cache_read_input_token_cost_flex (the same with _priority) */
+    static const char *const tier_suffix[USAGE_TIERS] = {NULL, "flex", "priority"};
+    for (size_t t = 1; t < USAGE_TIERS; t++) {
+        json_t *ti, *to, *tc;
+        snprintf(name, sizeof(name), "input_cost_per_token_%s", tier_suffix[t]);
+        ti = json_object_get(obj, name);
+        snprintf(name, sizeof(name), "output_cost_per_token_%s", tier_suffix[t]);
+        to = json_object_get(obj, name);
+        snprintf(name, sizeof(name), "cache_read_input_token_cost_%s", tier_suffix[t]);
+        tc = json_object_get(obj, name);
+        if (!ti || !to)
+            continue;
+        if (json_pico(ti, &p->service[t].input) < 0 || json_pico(to, &p->service[t].output) < 0)
+            goto bad;
+        p->service[t].cached_input = p->service[t].input;
+        if (tc && json_pico(tc, &p->service[t].cached_input) < 0)
+            goto bad;
+        p->service[t].listed = true;
+    }
 
     p->tier_threshold = json_tier(obj, suffix, sizeof(suffix));
     if (p->tier_threshold) {
@@ -893,6 +959,11 @@ const struct price *pricing_lookup(const struct pricing *p, const char *model)
     return NULL;
 }
 
+bool pricing_tier_listed(const struct price *pr, enum usage_tier tier)
+{
+    return tier <= USAGE_TIER_STANDARD || tier >= USAGE_TIERS || (pr && pr->service[tier].listed);
+}
+
 money_t pricing_cost(const struct price *pr, const struct usage *u)
 {
     if (!pr || !u)
@@ -903,6 +974,17 @@ money_t pricing_cost(const struct price *pr, const struct usage *u)
     price_t write = tier ? pr->tier_cache_write : pr->cache_write;
     price_t write_1h = tier ? times_2(pr->tier_input) : pr->cache_write_1h;
     price_t out = tier ? pr->tier_output : pr->output;
+    if (u->tier > USAGE_TIER_STANDARD && u->tier < USAGE_TIERS) {
+        if (pr->service[u->tier].listed) {
+            in = pr->service[u->tier].input;
+            cached = pr->service[u->tier].cached_input;
+            out = pr->service[u->tier].output;
+        } else if (u->tier == USAGE_TIER_PRIORITY) { /* a stand-in above the real price */
+            in = times_2(in);
+            cached = times_2(cached);
+            out = times_2(out);
+        }
+    }
     /* A provider reporting more cached than input must not earn a credit. */
     int64_t plain = u->input - u->cached - u->cache_write;
     if (plain < 0)

@@ -49,6 +49,16 @@ struct price {
      * usage_unit (INI per_image, per_second, per_character in USD per unit);
      * 0 = none */
     price_t per_unit[USAGE_UNITS];
+    /* The prices of OpenAI's flex and priority processing (service_tier), by
+     * enum usage_tier (INI flex_input, flex_cached_input, flex_output,
+     * priority_*; LiteLLM input_cost_per_token_flex, ..._priority); index
+     * USAGE_TIER_STANDARD unused. Not listed (all 0): flex pays the standard
+     * prices, priority twice them (above every priority price OpenAI lists:
+     * 1.7x to 2x), and pricing_tier_listed says so. */
+    struct {
+        price_t input, cached_input, output;
+        bool listed;
+    } service[USAGE_TIERS];
 };
 
 struct pricing;
@@ -88,7 +98,12 @@ bool pricing_warn_once(struct pricing *p, const char *model);
  * input - cached - cache_write at input, cached at cached_input, cache_write
  * at cache_write (its 1-hour part at cache_write_1h), output at output; tier
  * prices when input > tier_threshold;
- * plus u->units at per_unit[u->unit]. */
+ * plus u->units at per_unit[u->unit]. A flex or priority u->tier takes
+ * that tier's input, cached and output prices (struct price, service). */
 money_t pricing_cost(const struct price *pr, const struct usage *u);
+
+/* False when tier is flex or priority and pr lists no price for it (the
+ * cost is then a stand-in: recorded "priced": false). */
+bool pricing_tier_listed(const struct price *pr, enum usage_tier tier);
 
 #endif

@@ -138,6 +138,7 @@ void provider_prepare_begin(struct provider_call *call)
     call->max_output_tokens = 0;
     call->choices = 1;
     call->n_edits = 0;
+    call->tier = USAGE_TIER_STANDARD;
 }
 
 void provider_prepare_forwarded(struct provider_call *call, const struct json_scan *body)

@@ -66,6 +66,8 @@ struct provider_call {
     int kind;                   /* route row's kind (provider_route.kind), 0 when unknown */
     bool metered;               /* a priced endpoint: the route row is ROUTE_METERED */
     enum price_kind price_kind; /* set by prepare: the kind an unpriced model is charged as */
+    enum usage_tier tier;       /* the service_tier the body asks for (estimate; the bill
+                                   when the answer names none) */
     bool stream;                /* the answer is an SSE stream */
     bool strip_usage;           /* prepare added include_usage: drop the usage-only chunk */
     char model[128];            /* from the body (gemini: from the path); "" if none */
@@ -99,13 +101,15 @@ struct provider_call {
 /* What the response taught us; filled by on_event / on_doc. */
 struct meter {
     struct usage usage;
-    char model[128];    /* model named by the response, "" if none */
-    size_t text_bytes;  /* generated text seen in stream deltas, for estimates */
-    bool done;          /* completion marker seen ([DONE], message_stop, ...) */
-    bool stream_error;  /* an error event arrived mid-stream */
-    bool usage_invalid; /* a usage count was negative, fractional, not a number or absurd:
-                           the provider's usage is not the bill (provider_check_usage) */
-    int step;           /* provider's private progress */
+    char model[128];      /* model named by the response, "" if none */
+    size_t text_bytes;    /* generated text seen in stream deltas, for estimates */
+    bool done;            /* completion marker seen ([DONE], message_stop, ...) */
+    bool stream_error;    /* an error event arrived mid-stream */
+    bool usage_invalid;   /* a usage count was negative, fractional, not a number or absurd:
+                             the provider's usage is not the bill (provider_check_usage) */
+    int step;             /* provider's private progress */
+    enum usage_tier tier; /* the service_tier the answer names, when tier_seen */
+    bool tier_seen;
 };
 
 struct provider {

@@ -16,6 +16,15 @@ enum usage_unit {
 };
 #define USAGE_UNITS 4
 
+/* The processing tier that served a request (OpenAI's service_tier): each
+ * has its own prices (pricing.h). */
+enum usage_tier {
+    USAGE_TIER_STANDARD, /* "default", "auto", "scale", or none named */
+    USAGE_TIER_FLEX,     /* "flex": slower, cheaper */
+    USAGE_TIER_PRIORITY, /* "priority": faster, dearer */
+};
+#define USAGE_TIERS 3
+
 struct usage {
     int64_t input;          /* all prompt tokens, cached and cache writes included */
     int64_t cached;         /* cache reads: a subset of input */
@@ -27,7 +36,13 @@ struct usage {
     int64_t cache_write_1h; /* cache writes with a 1-hour TTL: a subset of cache_write */
     int64_t units;          /* of unit, priced at the price's per-unit rate for unit */
     enum usage_unit unit;
+    enum usage_tier tier; /* prices the tokens at that tier's prices */
 };
+
+/* The tier a service_tier value names: "", "auto", "default", "scale" and
+ * "standard" are standard, "flex" flex, any other ("priority", "fast")
+ * priority: a tier tollgate does not know is charged as the dearer one. */
+enum usage_tier usage_tier_of(const char *service_tier);
 
 /* "image" | "second" | "character"; NULL for USAGE_UNIT_NONE. */
 const char *usage_unit_name(enum usage_unit u);

@@ -746,7 +746,8 @@ static money_t estimate(const struct req *r, const char *model)
     struct usage u = {.input = r->call.est_input_tokens,
                       .output = provider_output_bound(&r->call, pr->max_output),
                       .units = r->call.units,
-                      .unit = r->call.unit};
+                      .unit = r->call.unit,
+                      .tier = r->call.tier};
     return pricing_cost(pr, &u);
 }
 
@@ -1534,6 +1535,8 @@ static void bill_usage(struct req *r, struct usage *u)
 static void final_usage(struct req *r, struct usage *u)
 {
     bill_usage(r, u);
+    /* the tier the answer says served it, else the one asked for */
+    u->tier = r->meter.tier_seen ? r->meter.tier : r->call.tier;
     if (r->call.unit != USAGE_UNIT_NONE && u->unit == USAGE_UNIT_NONE &&
         ((u->seen && r->call.units_known) || u->estimated)) {
         u->unit = r->call.unit;
@@ -1585,6 +1588,15 @@ static void finish(struct req *r)
                        : "charged $0 ([pricing] unknown_model = allow)");
     }
     money_t cost = pr ? pricing_cost(pr, &u) : 0, saved = 0;
+    if (pr && !pricing_tier_listed(pr, u.tier)) { /* a stand-in for the tier's price */
+        if (listed && pricing_warn_once(r->cfg->pricing, price_model ? price_model : "(none)"))
+            req_log(LOG_WARN, r->id,
+                    "model '%.100s' has no %s price: charged at a stand-in, recorded \"priced\": "
+                    "false (warned once per model until a reload)",
+                    price_model ? price_model : "(none)",
+                    u.tier == USAGE_TIER_FLEX ? "flex" : "priority");
+        listed = false;
+    }
     if (r->cache.verdict == CACHE_HIT && r->status != 200) /* the client left before the replay */
         r->cache.verdict = CACHE_MISS;
     cache_end(r, &u);

@@ -37,6 +37,7 @@ describe('routes: metered, free and unknown paths', () => {
     const msgs = [{ role: 'user', content: `${nonce} mock:tokens=5,5` }];
     const cases = [
       ['/v1/chat/completions', { model: 'gpt-4o-mini', messages: msgs }, 'openai'],
+      ['/v1/chat/completions', { model: 'gpt-4o', service_tier: 'priority', messages: msgs }, 'openai'],
       ['/v1/completions', { model: 'gpt-4o-mini', prompt: `${nonce} p` }, 'openai'],
       ['/v1/embeddings', { model: 'text-embedding-3-small', input: `${nonce} e` }, 'openai'],
       ['/v1/responses', { model: 'gpt-4o-mini', input: `${nonce} r` }, 'openai'],
@@ -267,6 +268,45 @@ describe('routes: metered, free and unknown paths', () => {
       assert.equal(nano(detail.estimated_usd), h.recordNano(est));
       assert.equal(detail.unpriced_requests, 4);
     });
+  });
+
+  test('service_tier: flex and priority are charged at their own prices (the tier the answer names, else the one asked for); a tier without a price is a stand-in, "priced": false', async () => {
+    const tenant = h.uniq('tier');
+    const o = env.openai(tenant);
+    // priority, plain: gpt-4o at 4.25 / cached 2.125 / 17
+    const a = await o.chat.completions.create({ model: 'gpt-4o', service_tier: 'priority',
+      messages: [{ role: 'user', content: 'mock:tokens=1000,100 mock:cached=200' }] });
+    assert.equal(a.service_tier, 'priority');
+    // flex, streamed: o4-mini at 0.55 / 2.20
+    const s = await o.chat.completions.create({ model: 'o4-mini', service_tier: 'flex', stream: true,
+      messages: [{ role: 'user', content: 'mock:tokens=1000,100' }] });
+    for await (const chunk of s) assert.equal(chunk.service_tier, 'flex');
+    // Responses with auto, served at priority: the answer's tier is the bill
+    const r = await o.responses.create({ model: 'gpt-4o', service_tier: 'auto', input: 'mock:tokens=1000,100 mock:served-priority' });
+    assert.equal(r.service_tier, 'priority');
+    // priority asked, served at the default tier: standard prices
+    await o.chat.completions.create({ model: 'gpt-4o', service_tier: 'priority',
+      messages: [{ role: 'user', content: 'mock:tokens=1000,100 mock:served-default' }] });
+    // flex for a model without flex prices: the standard prices stand in, "priced": false
+    await o.chat.completions.create({ model: 'gpt-4o', service_tier: 'flex',
+      messages: [{ role: 'user', content: 'mock:tokens=1000,100' }] });
+    const recs = await env.tg.records({ tenant }, 5);
+    const want = [
+      ['/v1/chat/completions', 'gpt-4o', false, h.nanoCost([[800, 4.25], [200, 2.125], [100, 17]]), true],
+      ['/v1/chat/completions', 'o4-mini', true, h.nanoCost([[1000, 0.55], [100, 2.2]]), true],
+      ['/v1/responses', 'gpt-4o', false, h.nanoCost([[1000, 4.25], [100, 17]]), true],
+      ['/v1/chat/completions', 'gpt-4o', false, h.nanoCost([[1000, 2.5], [100, 10]]), true],
+      ['/v1/chat/completions', 'gpt-4o', false, h.nanoCost([[1000, 2.5], [100, 10]]), false],
+    ];
+    const got = recs.map((x) => [x.endpoint, x.model, x.stream, h.recordNano(x), x.priced]);
+    const key = (x) => JSON.stringify(x);
+    assert.deepEqual(got.map(key).sort(), want.map(key).sort());
+    const m = await env.redis.waitRequests(tenant, 5);
+    assert.equal(m.cost, want.reduce((n, w) => n + w[3], 0), 'Redis spend equals the records');
+    // the upstream got the tier as asked
+    const sent = env.mock.requests().filter((q) => q.json && q.json.service_tier && q.headers['x-tenant-id'] === undefined)
+      .map((q) => q.json.service_tier);
+    assert.ok(sent.includes('flex') && sent.includes('priority') && sent.includes('auto'), `forwarded as asked: ${sent}`);
   });
 
   test('Gemini\'s OpenAI-compatible /v1beta/openai/chat/completions is metered as chat: plain and streamed, charged exactly at the Gemini price', async () => {

@@ -32,6 +32,9 @@
 //   mock:reset          destroy the socket mid-body (after 2 chunks); mock:reset-early: before headers
 //   mock:hang           send headers, then nothing;    mock:hang-early: send nothing at all
 //   mock:nousage        omit usage even when asked for it
+//   mock:served-TIER    the answer's service_tier (OpenAI chat, Responses) is TIER (flex,
+//                       priority, default); without it, the tier asked for when it is flex or
+//                       priority, else "default"
 //   mock:pad=BYTES      a non-streamed answer starts with a member "mock_pad" of BYTES 'x's
 //                       (usage comes after it: answers of any size)
 //   mock:lie=N          chat usage lies: 1 negative completion count, 2 prompt count as a
@@ -100,7 +103,7 @@ function parseDirectives(text) {
   const d = {
     in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, cachewrite1h: 0, reasoning: 0, seconds: 7, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
-    hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0,
+    hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0, served: null,
   };
   const re = /mock:([a-z0-9-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
   let m;
@@ -127,6 +130,9 @@ function parseDirectives(text) {
       case 'hang': d.hang = true; break;
       case 'hang-early': d.hangEarly = true; break;
       case 'nousage': d.nousage = true; break;
+      case 'served-flex': d.served = 'flex'; break;
+      case 'served-priority': d.served = 'priority'; break;
+      case 'served-default': d.served = 'default'; break;
       case 'pad': d.pad = +(v || 0); break;
       case 'gzip': d.gzip = true; break;
       case 'lie': d.lie = +(v || 0); break;
@@ -208,6 +214,14 @@ function geminiUsage(d, final) {
   return u;
 }
 
+// The service_tier an OpenAI answer names: the tier that served it (mock:served-TIER), else
+// the one asked for when OpenAI has it (flex, priority), else "default".
+function servedTier(req, d) {
+  if (d.served) return d.served;
+  const asked = req.json && req.json.service_tier;
+  return asked === 'flex' || asked === 'priority' ? asked : 'default';
+}
+
 // Each builder returns {json} for a plain answer or {events} (strings already framed) for SSE.
 const builders = {
   chat(req, d, stream) {
@@ -220,14 +234,14 @@ const builders = {
         id, object: 'chat.completion', created, model,
         choices: [{ index: 0, message: { role: 'assistant', content: text.join(''), refusal: null, annotations: [] },
           logprobs: null, finish_reason: 'stop' }],
-        service_tier: 'default', system_fingerprint: 'fp_mock',
+        service_tier: servedTier(req, d), system_fingerprint: 'fp_mock',
       };
       if (!d.nousage) body.usage = chatUsage(d);
       return { json: body };
     }
     const withUsage = !!(req.json.stream_options && req.json.stream_options.include_usage) && !d.nousage;
     const chunk = (choices, extra) => {
-      const c = { id, object: 'chat.completion.chunk', created, model, service_tier: 'default',
+      const c = { id, object: 'chat.completion.chunk', created, model, service_tier: servedTier(req, d),
         system_fingerprint: 'fp_mock', choices };
       if (withUsage) c.usage = null;
       return `data: ${JSON.stringify(Object.assign(c, extra || {}))}\n\n`;
@@ -273,7 +287,7 @@ const builders = {
     const resp = (status, output, usage) => ({
       id, object: 'response', created_at: now(), status, error: null, incomplete_details: null,
       instructions: null, model, output, parallel_tool_calls: true, tool_choice: 'auto', tools: [],
-      usage, metadata: {},
+      usage, metadata: {}, service_tier: servedTier(req, d),
     });
     const item = { id: msgId, type: 'message', status: 'completed', role: 'assistant',
       content: [{ type: 'output_text', text: full, annotations: [] }] };

@@ -167,9 +167,63 @@ static const struct {
     {"dall-e-2/256x256/standard", {.units = 3, .unit = USAGE_UNIT_IMAGE}, 48000000},
     /* units of a unit the model has no price for cost nothing extra */
     {"gpt-4o", {.input = 1000, .units = 5, .unit = USAGE_UNIT_IMAGE}, 2500000},
+    /* service tiers (OpenAI flex and priority): gpt-4o priority 1000 plain at 4.25, 1000
+     * cached at 2.125, 100 out at 17; o4-mini flex 1000 in at 0.55, 1000 out at 2.20 */
+    {"gpt-4o",
+     {.input = 2000, .cached = 1000, .output = 100, .tier = USAGE_TIER_PRIORITY},
+     8075000},
+    {"o4-mini", {.input = 1000, .output = 1000, .tier = USAGE_TIER_FLEX}, 2750000},
+    /* no flex price listed for gpt-4o: the standard prices stand in */
+    {"gpt-4o", {.input = 1000, .output = 100, .tier = USAGE_TIER_FLEX}, 3500000},
+    /* no priority price listed for o3-pro: twice the standard (20, 80) */
+    {"o3-pro", {.input = 1000, .output = 100, .tier = USAGE_TIER_PRIORITY}, 56000000},
     /* gpt-image-1: tokens, its units (images) not priced on their own */
     {"gpt-image-1", {.input = 50, .output = 4160, .units = 1, .unit = USAGE_UNIT_IMAGE}, 166650000},
 };
+
+static int write_temp(const char *text, char *path, size_t n);
+
+static void test_tiers(void)
+{
+    static const struct {
+        const char *name;
+        enum usage_tier want;
+    } names[] = {
+        {"flex", USAGE_TIER_FLEX},        {"priority", USAGE_TIER_PRIORITY},
+        {"fast", USAGE_TIER_PRIORITY},    {"auto", USAGE_TIER_STANDARD},
+        {"default", USAGE_TIER_STANDARD}, {"scale", USAGE_TIER_STANDARD},
+        {"", USAGE_TIER_STANDARD},        {NULL, USAGE_TIER_STANDARD},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        CHECK_INT(usage_tier_of(names[i].name), names[i].want);
+    struct pricing *p = load_shipped();
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    const struct price *pr = pricing_lookup(p, "gpt-4o");
+    CHECK(pricing_tier_listed(pr, USAGE_TIER_STANDARD));
+    CHECK(pricing_tier_listed(pr, USAGE_TIER_PRIORITY));
+    CHECK(!pricing_tier_listed(pr, USAGE_TIER_FLEX));
+    pr = pricing_lookup(p, "gpt-5-mini");
+    CHECK(pricing_tier_listed(pr, USAGE_TIER_FLEX) &&
+          pr->service[USAGE_TIER_FLEX].input == 125000 &&
+          pr->service[USAGE_TIER_FLEX].cached_input == 12500);
+    pricing_free(p);
+    /* cached defaults to the tier's input */
+    char path[64], err[512] = "";
+    CHECK_INT(
+        write_temp("[a]\ninput=1\noutput=2\nflex_input=0.5\nflex_output=1\n", path, sizeof(path)),
+        0);
+    p = pricing_load(path, err, sizeof(err));
+    unlink(path);
+    CHECK(p != NULL);
+    if (p) {
+        pr = pricing_lookup(p, "a");
+        CHECK_INT(pr->service[USAGE_TIER_FLEX].cached_input, 500000);
+        CHECK(!pr->service[USAGE_TIER_PRIORITY].listed);
+    }
+    pricing_free(p);
+}
 
 static void test_cost(void)
 {
@@ -265,6 +319,10 @@ static const struct {
     {"[a]\ninput=1\noutput=1\n\n[a]\ninput=2\noutput=2\n",
      ":5: duplicate section [a] (first at line 1)"},
     {"[a]\ninput = 1\n\n[b]\ninput=1\noutput=1\n", ":1: [a]: missing output"},
+    {"[a]\ninput=1\noutput=1\npriority_input=2\n",
+     ":1: [a]: priority_input and priority_output go together"},
+    {"[a]\ninput=1\noutput=1\nflex_cached_input=2\n",
+     ":1: [a]: flex_input and flex_output go together"},
     {"[a]\ninput=1\noutput=1\n; last\n[b]\noutput = 2\n", ":5: [b]: missing input"},
     {"[a]\n[b]\ninput=1\noutput=1\n", ":1: section has no prices"},
     {"[a]\ninput=1\noutput=1\n[b]\n", ":4: section has no prices"},
@@ -367,6 +425,12 @@ static void check_same(const struct price *a, const struct price *b)
     CHECK_INT(a->tier_cache_write, b->tier_cache_write);
     CHECK_INT(a->tier_output, b->tier_output);
     CHECK_INT(a->max_output, b->max_output);
+    for (size_t t = 0; t < USAGE_TIERS; t++) {
+        CHECK_INT(a->service[t].input, b->service[t].input);
+        CHECK_INT(a->service[t].cached_input, b->service[t].cached_input);
+        CHECK_INT(a->service[t].output, b->service[t].output);
+        CHECK(a->service[t].listed == b->service[t].listed);
+    }
 }
 
 static const char *const same_models[] = {
@@ -484,15 +548,11 @@ static void test_choose(void)
 }
 
 static const struct check_test tests[] = {
-    {"choose", test_choose},
-    {"shipped_loads", test_shipped_loads},
-    {"lookup", test_lookup},
-    {"cost", test_cost},
-    {"cost_rounds_once", test_cost_rounds_once},
-    {"defaults", test_defaults},
-    {"bad_files", test_bad_files},
-    {"good_files", test_good_files},
-    {"litellm_matches_ini", test_litellm_matches_ini},
+    {"choose", test_choose},         {"shipped_loads", test_shipped_loads},
+    {"lookup", test_lookup},         {"cost", test_cost},
+    {"tiers", test_tiers},           {"cost_rounds_once", test_cost_rounds_once},
+    {"defaults", test_defaults},     {"bad_files", test_bad_files},
+    {"good_files", test_good_files}, {"litellm_matches_ini", test_litellm_matches_ini},
 };
 
 int main(void)
