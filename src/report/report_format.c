@@ -322,12 +322,13 @@ static int row_cells(struct grid *g, const char *name, const char *plan, money_t
            cell(g, "%s", n->overage_usd ? usd_fixed(n->overage_usd, 4, ov, sizeof(ov)) : "-") |
            cell(g, "%s", usd_fixed(n->cost, 4, b, sizeof(b))) |
            cell(g, "%s", usd_fixed(n->saved, 4, s, sizeof(s))) |
+           cell(g, "%s", usd_fixed(revenue - n->cost, 4, m, sizeof(m))) |
+           cell(g, "%s%s", p ? p : "n/a", p ? "%" : "") |
+           /* how much of that margin rests on prices or counts that are not the bill */
            cell(g, "%s", n->unpriced ? usd_fixed(n->unpriced_cost, 4, un, sizeof(un)) : "-") |
            cell(g, "%s", n->estimated ? usd_fixed(n->estimated_cost, 4, es, sizeof(es)) : "-") |
-           cell(g, "%s", usd_fixed(revenue - n->cost, 4, m, sizeof(m))) |
-           cell(g, "%s%s", p ? p : "n/a", p ? "%" : "") | cell(g, "%" PRId64, n->requests) |
-           cell(g, "%" PRId64, n->input_tokens) | cell(g, "%" PRId64, n->cached_tokens) |
-           cell(g, "%" PRId64, n->output_tokens);
+           cell(g, "%" PRId64, n->requests) | cell(g, "%" PRId64, n->input_tokens) |
+           cell(g, "%" PRId64, n->cached_tokens) | cell(g, "%" PRId64, n->output_tokens);
 }
 
 static void render_table(const struct report *r, struct out *o)
@@ -340,8 +341,8 @@ static void render_table(const struct report *r, struct out *o)
     int rc = 0;
     totals_of(r, &t);
     rc |= cell(&g, "TENANT") | cell(&g, "PLAN") | cell(&g, "REVENUE") | cell(&g, "OVERAGE") |
-          cell(&g, "COST") | cell(&g, "SAVED") | cell(&g, "UNPRICED") | cell(&g, "ESTIMATED") |
-          cell(&g, "MARGIN") | cell(&g, "MARGIN%%") | cell(&g, "REQUESTS") | cell(&g, "INPUT") |
+          cell(&g, "COST") | cell(&g, "SAVED") | cell(&g, "MARGIN") | cell(&g, "MARGIN%%") |
+          cell(&g, "UNPRICED") | cell(&g, "ESTIMATED") | cell(&g, "REQUESTS") | cell(&g, "INPUT") |
           cell(&g, "CACHED") | cell(&g, "OUTPUT");
     for (size_t i = 0; i < r->n; i++)
         rc |= row_cells(&g, r->rows[i].tenant, r->rows[i].plan, r->rows[i].revenue, &r->rows[i].n);

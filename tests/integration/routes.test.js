@@ -260,7 +260,7 @@ describe('routes: metered, free and unknown paths', () => {
       assert.equal(at('unpriced_usd'), String(row.unpriced_usd));
       assert.equal(at('estimated_requests'), '1');
       const table = await report([]);
-      assert.match(table.stdout, /COST +SAVED +UNPRICED +ESTIMATED +MARGIN/);
+      assert.match(table.stdout, /COST +SAVED +MARGIN +MARGIN% +UNPRICED +ESTIMATED +REQUESTS/);
       const res2 = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants/${tenant}?period=${period}`,
         { headers: { authorization: 'Bearer test-admin-token' } });
       const detail = await res2.json();
