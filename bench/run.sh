@@ -177,6 +177,7 @@ drain_timeout = 2s
 upstream_pool_size = 64
 [redis]
 url = redis://127.0.0.1:$redis_port/0
+journal_dir = $tmp/journal
 [upstream openai]
 url = https://127.0.0.1:$mock_tls
 ca_file = $tmp/ca.pem
@@ -379,13 +380,23 @@ timeout 300 taskset -c "$other" node bench/first_event.js "$tmp/body-1k-stream.j
     die "first_event.js failed"
 
 # ---- what tollgate metered -----------------------------------------------------------------
+# Every record must have its settlement: the tally flushes each second, records are written in
+# batches, and a settlement Redis missed under load waits in the journal (this run's own dir) until
+# it is replayed; so wait (20 s at most) for the counts to meet.
 month=$(date -u +%Y-%m)
-settled=$(redis-cli -p "$redis_port" hget "tollgate:{bench}:m:$month" requests 2>/dev/null || true)
-records=$(wc -l <"$tmp/usage.jsonl" 2>/dev/null || echo 0)
+metered() {
+    settled=$(redis-cli -p "$redis_port" hget "tollgate:{bench}:m:$month" requests 2>/dev/null || true)
+    records=$(wc -l <"$tmp/usage.jsonl" 2>/dev/null || echo 0)
+    # a client wrk cut while its request was being admitted: recorded, never forwarded, so not settled
+    unsent=$(grep -c '"status":499,"outcome":"client_aborted","input_tokens":0,.*"estimated":false' "$tmp/usage.jsonl" 2>/dev/null || true)
+    journaled=$(cat "$tmp"/journal/*.jsonl 2>/dev/null | wc -l)
+    [ "${settled:-0}" = "$(( records - ${unsent:-0} ))" ] && [ "$journaled" = 0 ]
+}
+for _ in $(seq 40); do metered && break; sleep 0.5; done
 records_ok=$(grep -c '"outcome":"ok"' "$tmp/usage.jsonl" 2>/dev/null || true)
 cat >"$tmp/meta.json" <<EOF
 {"ncpu":$ncpu,"other":"$other","threads":$THREADS,"mock_workers":$MOCK_WORKERS,"duration":$DUR,"warmup":$WARM,
- "caps":${BENCH_CAPS:-1},"clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"records_ok":${records_ok:-0},"first_event_n":$FE_N}
+ "caps":${BENCH_CAPS:-1},"clk_tck":$(getconf CLK_TCK),"settled":"${settled:-0}","records":$records,"records_ok":${records_ok:-0},"unsent":${unsent:-0},"journaled":$journaled,"first_event_n":$FE_N}
 EOF
 
 # ---- the table -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //   results.jsonl     one line per wrk run: {size,stream,conns,target,utime,stime,redis_ticks,
 //                     redis_cpu_us,redis_cmd_us,rss_kb,wrk:{...}} (redis_*_us: INFO cpu, commandstats)
 //   first_event.json  {direct|nginx|tollgate[|portkey]: {n,errors,p50_us,p90_us,min_us}}
-//   meta.json         {ncpu,other,threads,mock_workers,duration,warmup,clk_tck,settled,records,...}
+//   meta.json         {ncpu,other,threads,mock_workers,duration,warmup,clk_tck,settled,records,unsent,journaled,...}
 // Writes DIR/verdict (PASS | MISS) and DIR/cpu_miss: per body size, the row where tollgate's
 // CPU/req ratio is worst over its limit ("SIZE STREAM CONNS" lines), for run.sh's perf profile.
 const fs = require('node:fs');
@@ -149,16 +149,23 @@ t(`tollgate RSS after load <= ${LIMIT.rssKb / 1024} MB`, `max ${f(rssMax, 1)} MB
 t(`redis-server CPU per 1 KB request <= ${LIMIT.redisUs} us`,
   `worst ${f(redisWorst?.v, 1)} us (${redisWorst ? rowName(redisWorst.row) : '-'}); in commands ${f(redisCmd, 1)} us (median)`, redisOk);
 
+// every request forwarded is settled: Redis's request count equals the records less those cut by wrk
+// before they were forwarded, and none waits in the journal
+const meterOk = Number(meta.settled) === meta.records - meta.unsent && !meta.journaled;
+t('tollgate: every forwarded request settled',
+  `${meta.settled} settled, ${meta.records - meta.unsent} forwarded, ${meta.journaled} journaled`, meterOk);
+
 if (pkRatios.length) {
   out.push('');
   out.push(`tollgate against the Portkey gateway (no target): tollgate's CPU/req is ${f(median(pkRatios.map((x) => x.v)), 3)}x portkey's `
     + `(median of ${pkRatios.length} rows; ${pkRatios.map((x) => `${rowName(x.row)} ${f(x.v, 3)}`).join(', ')})`);
 }
 
-const verdict = cpuOk && rpsOk && feOk && rssOk && redisOk ? 'PASS' : 'MISS';
+const verdict = cpuOk && rpsOk && feOk && rssOk && redisOk && meterOk ? 'PASS' : 'MISS';
 out.push('');
 out.push(`metering check: Redis settled ${meta.settled} requests for tenant "bench"; ${meta.records} records written, `
-  + `${meta.records_ok} of them "ok" (the others: requests cut by wrk at the end of a run).`);
+  + `${meta.records_ok} of them "ok" (the others: requests cut by wrk at the end of a run, settled all the same)`
+  + `${meta.journaled ? `; ${meta.journaled} settlements still in the journal (Redis missed them under load)` : ''}.`);
 if (errorsSeen) out.push(`warning: the proxies answered ${errorsSeen} requests with errors (see the errors column); their numbers are suspect.`);
 if (unsaturated.length) {
   out.push(`note: nginx used < 90% of core 0 in ${unsaturated.length} row(s) (${unsaturated.join(', ')}): there req/s is bounded by`);
