@@ -11,7 +11,13 @@
  * extend them. A client is freed only from one of its own libevent
  * callbacks (or client_close_all at shutdown), never inside a call the
  * handler made into it, and the handler is told first (gone); the next
- * request and the close run on a fresh loop turn. */
+ * request and the close run on a fresh loop turn.
+ *
+ * Output over plain TCP is written directly: what a loop turn queued leaves
+ * in one writev from the flush event at the end of that turn, and EV_WRITE
+ * is enabled on the bufferevent only when the socket did not take it all
+ * (then disabled again once the output is empty). Leaving EV_WRITE on would
+ * cost two epoll_ctl calls and a loop turn for every response. */
 #include "http/client.h"
 
 #include <ctype.h>
@@ -68,6 +74,9 @@ struct client {
     struct bufferevent *bev;
     struct event *timer;             /* the deadline of the current phase */
     struct event *defer;             /* next request / close, on a fresh loop turn */
+    struct event *flush;             /* plain TCP: writes the output at the end of the turn */
+    bool direct;                     /* plain TCP: output written by flush, EV_WRITE only */
+                                     /* while the socket is full */
     const struct client_limits *lim; /* the owner's, read at each use: a reload applies */
                                      /* to the next request of a kept-alive connection */
     struct client_hooks hooks;
@@ -121,6 +130,7 @@ static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void on_defer(evutil_socket_t fd, short what, void *arg);
+static void on_flush(evutil_socket_t fd, short what, void *arg);
 static int on_message_begin(http_parser *p);
 static int on_url(http_parser *p, const char *at, size_t len);
 static int on_header_field(http_parser *p, const char *at, size_t len);
@@ -206,8 +216,10 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     }
     c->timer = evtimer_new(base, on_timer, c);
     c->defer = event_new(base, -1, 0, on_defer, c);
+    c->direct = !tls; /* bufferevent_openssl writes records of its own */
+    c->flush = c->direct ? event_new(base, -1, 0, on_flush, c) : NULL;
     c->body = evbuffer_new();
-    if (!c->bev || !c->timer || !c->defer || !c->body)
+    if (!c->bev || !c->timer || !c->defer || !c->body || (c->direct && !c->flush))
         goto fail;
     /* responses and SSE events are small writes that must leave at once,
      * not wait for the client's delayed ACK (Nagle) */
@@ -238,7 +250,9 @@ struct client *client_new(struct event_base *base, int fd, void *tls,
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
     set_send_timeout(c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, c->direct ? EV_READ : EV_READ | EV_WRITE);
+    if (c->direct) /* a new bufferevent has EV_WRITE on (not yet added: no syscall) */
+        bufferevent_disable(c->bev, EV_WRITE);
     LIST_INSERT_HEAD(&clients, c, link);
     c->state = CS_HEAD; /* the first request must arrive within the header deadline */
     arm(c, lim->header_timeout_ms);
@@ -255,6 +269,8 @@ fail:
             event_free(c->timer);
         if (c->defer)
             event_free(c->defer);
+        if (c->flush)
+            event_free(c->flush);
         if (c->body)
             evbuffer_free(c->body);
         free(c);
@@ -277,6 +293,8 @@ static void destroy(struct client *c)
     bufferevent_free(c->bev);
     event_free(c->timer);
     event_free(c->defer);
+    if (c->flush)
+        event_free(c->flush);
     evbuffer_free(c->body);
     free(c->hbuf);
     free(c->path);
@@ -290,6 +308,14 @@ void client_close_all(void)
 {
     while (!LIST_EMPTY(&clients))
         destroy(LIST_FIRST(&clients));
+}
+
+/* Output was queued: on plain TCP it leaves from on_flush at the end of
+ * this loop turn (once, however many pieces the turn queued). */
+static void queued(struct client *c)
+{
+    if (c->direct && !(bufferevent_get_enabled(c->bev) & EV_WRITE))
+        event_active(c->flush, EV_WRITE, 1);
 }
 
 /* Closes after the queued output is written. */
@@ -488,8 +514,10 @@ static int on_headers_complete(http_parser *p)
     if (expect) {
         if (!token_is(expect, "100-continue"))
             return refuse(c, 417, "unsupported Expect");
-        if (p->http_minor >= 1)
+        if (p->http_minor >= 1) {
             evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            queued(c);
+        }
     }
 
     const char *q = strchr(c->req.target, '?');
@@ -740,9 +768,12 @@ static void on_read(struct bufferevent *bev, void *arg)
     parse_input(c);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+/* What follows written output: the handler resumed below the low mark, a
+ * closing connection closed once empty. bufferevent's write callback, and
+ * on_flush after a direct write. */
+static void wrote(struct client *c)
 {
-    struct client *c = arg;
+    struct bufferevent *bev = c->bev;
     size_t left = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->above_high && left <= OUT_LOW) {
         c->above_high = false;
@@ -753,6 +784,38 @@ static void on_write(struct bufferevent *bev, void *arg)
     }
     if (c->state == CS_CLOSING && left == 0 && !c->lingering)
         event_active(c->defer, 0, 0);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    /* direct: the socket took the rest; back to writing from on_flush */
+    if (c->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    wrote(c);
+}
+
+/* The end of a loop turn that queued output (plain TCP): one writev of all
+ * of it; what the socket does not take, and any error, is left to the
+ * bufferevent (EV_WRITE, with the send timeout; an error reaches on_event). */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (bufferevent_get_enabled(c->bev) & EV_WRITE)
+        return; /* the bufferevent is writing the rest */
+    if (evbuffer_get_length(out) > 0) {
+        /* a socket bufferevent freezes the start of its output so that
+         * only its own write drains it; it thaws it the same way */
+        evbuffer_unfreeze(out, 1);
+        (void)evbuffer_write(out, bufferevent_getfd(c->bev));
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    wrote(c);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -906,6 +969,7 @@ void client_start(struct client *c, int status, const struct http_header *h, siz
     else
         evbuffer_add(out, "\r\n", 2);
     c->started = true;
+    queued(c);
 }
 
 bool client_write(struct client *c, const char *buf, size_t len)
@@ -929,6 +993,7 @@ bool client_write(struct client *c, const char *buf, size_t len)
         } else {
             evbuffer_add(out, buf, len);
         }
+        queued(c);
     }
     if (evbuffer_get_length(out) > OUT_HIGH) {
         if (!c->above_high) {
@@ -946,8 +1011,10 @@ void client_end(struct client *c, bool complete)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (!complete)
         c->keep_alive = false; /* the client must see the cut: no terminator */
-    else if (c->chunked)
+    else if (c->chunked) {
         evbuffer_add(out, "0\r\n\r\n", 5);
+        queued(c);
+    }
     c->ev = NULL;
     c->ctx = NULL;
     if (!c->keep_alive) {
