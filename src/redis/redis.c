@@ -1,7 +1,9 @@
 /* redis.c: one asynchronous Redis connection on a worker's event loop, a
  * connection layer of our own: a libevent bufferevent (plain, or OpenSSL for
- * rediss://) carries bytes, hiredis's I/O-free parts do the protocol
- * (redisFormatCommandArgv writes a request, redisReader parses replies).
+ * rediss://) carries bytes, hiredis's redisReader parses replies and
+ * write_argv writes requests in RESP. Over plain TCP the commands a loop
+ * turn queued leave in one write at its end (on_flush), without the
+ * EPOLLOUT round trip of a bufferevent's own writes.
  * Debian's hiredis 0.14 has neither TLS nor timeouts, so its own async
  * context is not used. This file owns (the model is h2o lib/common/redis.c):
  *   - a connect timer covering name resolution (evdns), TCP connect, the TLS
@@ -52,6 +54,7 @@
 #include <openssl/ssl.h>
 
 #include "core/log.h"
+#include "core/numtext.h"
 #include "http/tls.h"
 #include "redis/redis_cluster.h"
 #include "redis/redis_slot.h"
@@ -123,6 +126,9 @@ struct redis {
     struct evdns_base *dns;  /* created for a host name, else NULL */
     struct tls_client *tls;  /* rediss:// only */
     struct bufferevent *bev; /* the connection, from connect to drop */
+    struct event *flush;     /* plain TCP: writes what a loop turn queued, at its end */
+    bool direct;             /* connected over plain TCP: EV_WRITE only while the */
+                             /* socket does not take what flush writes */
     struct redisReader *rdr; /* its reply parser */
     size_t reply_bytes;      /* fed since the last complete reply: bounds one reply */
 
@@ -259,25 +265,69 @@ static void stamp(struct redis_cmd *c)
     c->argvlen[c->stamp_at + 1] = (size_t)n;
 }
 
-static void free_formatted(const void *data, size_t len, void *arg)
+/* "*N\r\n" or "$N\r\n" at p; returns the end. */
+static char *resp_len(char *p, char kind, size_t n)
 {
-    redisFreeCommand((char *)data);
+    *p++ = kind;
+    p += numtext_i64(p, (int64_t)n);
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
 }
 
-/* Appends one request to the connection's output; the bufferevent writes
- * what a loop turn queued in one go (pipelining for free). */
+/* Appends one request to the connection's output, in RESP, written in place
+ * (hiredis's formatter printed every length with sprintf and made a copy);
+ * what a loop turn queued leaves in one write (pipelining for free). */
 static int write_argv(struct redis *r, int argc, const char **argv, const size_t *argvlen)
 {
-    char *buf = NULL;
-    int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
-    if (len < 0 || !buf)
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    size_t total = 1 + NUMTEXT_I64_MAX + 2;
+    for (int i = 0; i < argc; i++)
+        total += 1 + NUMTEXT_I64_MAX + 2 + (argvlen ? argvlen[i] : strlen(argv[i])) + 2;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
         return -1;
-    if (evbuffer_add_reference(bufferevent_get_output(r->bev), buf, (size_t)len, free_formatted,
-                               NULL) != 0) {
-        redisFreeCommand(buf);
-        return -1;
+    char *p = resp_len(v.iov_base, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        p = resp_len(p, '$', n);
+        memcpy(p, argv[i], n);
+        p += n;
+        *p++ = '\r';
+        *p++ = '\n';
     }
+    v.iov_len = (size_t)(p - (char *)v.iov_base);
+    if (evbuffer_commit_space(out, &v, 1) < 0)
+        return -1;
+    if (r->direct && !(bufferevent_get_enabled(r->bev) & EV_WRITE))
+        event_active(r->flush, EV_WRITE, 1);
     return 0;
+}
+
+/* The end of a loop turn that queued commands (plain TCP): one write of all
+ * of them, no EPOLLOUT round trip. What the socket does not take, and an
+ * error, are left to the bufferevent (EV_WRITE; an error reaches on_event). */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (!r->bev || !r->direct || (bufferevent_get_enabled(r->bev) & EV_WRITE))
+        return;
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    /* a socket bufferevent freezes the start of its output so that only its
+     * own write drains it; it thaws it the same way */
+    evbuffer_unfreeze(out, 1);
+    (void)evbuffer_write(out, bufferevent_getfd(r->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(r->bev, EV_WRITE);
+}
+
+/* The bufferevent wrote the rest: back to writing from on_flush. */
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct redis *r = arg;
+    if (r->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
 }
 
 /* Sends c on the ready connection and puts it last in the reply order. */
@@ -313,6 +363,9 @@ static void drop(struct redis *r, const char *err)
     if (!bev)
         return;
     r->bev = NULL;
+    r->direct = false;
+    if (r->flush)
+        event_del(r->flush);
     if (r->state == C_DISCOVERING) /* that sentinel failed us: ask the next one */
         r->sentinel_at = (r->sentinel_at + 1) % r->url.naddrs;
     r->state = C_DOWN; /* callbacks below cannot queue on a dying connection */
@@ -859,6 +912,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (r->bev != bev)
         return;
     if (what & BEV_EVENT_CONNECTED) {
+        /* from now on written from on_flush; bufferevent_openssl makes
+         * records of its own */
+        if (!r->tls) {
+            r->direct = true;
+            bufferevent_disable(bev, EV_WRITE);
+        }
         if (r->state != C_DISCOVERING) {
             start_handshake(r);
         } else if (write_argv(
@@ -939,6 +998,8 @@ static void on_sentinel_reply(struct redis *r, redisReply *reply)
     /* close the sentinel's connection; not a failure, nothing in flight */
     struct bufferevent *bev = r->bev;
     r->bev = NULL;
+    r->direct = false;
+    event_del(r->flush);
     bufferevent_free(bev);
     redisReaderFree(r->rdr);
     r->rdr = NULL;
@@ -977,7 +1038,7 @@ static int open_bev(struct redis *r, enum conn_state state)
     if (!(r->rdr = reader_new()))
         return -1;
     r->reply_bytes = 0;
-    bufferevent_setcb(r->bev, on_read, NULL, on_event, r);
+    bufferevent_setcb(r->bev, on_read, on_write, on_event, r);
     bufferevent_enable(r->bev, EV_READ | EV_WRITE);
     r->state = state;
     if (r->url.path) {
@@ -1086,7 +1147,8 @@ struct redis *redis_new(struct event_base *base, const char *url, const struct r
     }
     r->connect_timer = evtimer_new(base, on_connect_timeout, r);
     r->retry_timer = evtimer_new(base, on_retry, r);
-    if (!r->connect_timer || !r->retry_timer) {
+    r->flush = event_new(base, -1, 0, on_flush, r);
+    if (!r->connect_timer || !r->retry_timer || !r->flush) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1117,6 +1179,8 @@ void redis_free(struct redis *r)
         event_free(r->connect_timer);
     if (r->retry_timer)
         event_free(r->retry_timer);
+    if (r->flush)
+        event_free(r->flush);
     if (r->dns)
         evdns_base_free(r->dns, 0);
     tls_client_free(r->tls);
