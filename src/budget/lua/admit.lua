@@ -63,6 +63,7 @@
 --     1000000 -1 500000000 -1 -1 20 40000 1500 5000000 1500 overage 0
 
 -- #include int64.lua
+-- #include lease.lua
 
 -- A lease outlives its ttl this long before Redis forgets the lease hash and
 -- zset on their own (a tenant gone quiet): until then a later admit purges
@@ -84,33 +85,12 @@ local included, est_units, on_allowance = tonumber(ARGV[12]), tonumber(ARGV[13])
 local exceed_down = ARGV[15] == '1'
 local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:" (KEYS[4] ends in "lease")
 
--- HINCRBY rejects "-0", so amounts are negated as strings.
-local function neg(s)
-    if s == '0' then
-        return '0'
-    end
-    return '-' .. s
+-- Gives back the reservation of a lease value (nothing for a tombstone).
+local function hincrby(key, field, amount)
+    redis.call('HINCRBY', key, field, amount)
 end
-
--- Gives back the reservation of a lease value (not a tombstone).
 local function give_back(v)
-    local e, capped, _, day, _, rest = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
-    if not e then
-        return
-    end
-    local mkey = base .. 'm:' .. string.sub(day, 1, 7)
-    redis.call('HINCRBY', mkey, 'reserved', neg(e))
-    redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
-    if capped == '1' then
-        redis.call('HINCRBY', mkey, 'capped', -1)
-    end
-    local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
-    if u and u ~= '0' then
-        redis.call('HINCRBY', mkey, 'allowance_reserved', neg(u))
-    end
-    if ucapped == '1' then
-        redis.call('HINCRBY', mkey, 'allowance_capped', -1)
-    end
+    lease_give_back(base, v, hincrby)
 end
 
 -- "~" (hash field, zset member at +inf) keeps the lease store in being
@@ -303,10 +283,14 @@ local raw_m, raw_d = m[2] or '0', d[2] or '0'
 if not i64_ok(reserve) or not i64_ok(raw_m) or not i64_ok(raw_d) then
     return redis.error_reply('admit.lua: reserved or estimate is not an integer')
 end
-for _, raw in ipairs({raw_m, raw_d}) do
-    local room = i64_add(I64_MAX, i64_neg(raw))
-    if i64_cmp(room, reserve) < 0 then
-        reserve = room
+-- Below 2^52 each, the reservation always fits (the room is above 2^62):
+-- the exact string arithmetic is for counters near the bound.
+if not (i64_small(reserve) and i64_small(raw_m) and i64_small(raw_d)) then
+    for _, raw in ipairs({raw_m, raw_d}) do
+        local room = i64_add(I64_MAX, i64_neg(raw))
+        if i64_cmp(room, reserve) < 0 then
+            reserve = room
+        end
     end
 end
 

@@ -12,49 +12,27 @@
 -- By hand: redis-cli --eval src/budget/lua/release.lua \
 --   'tollgate:{acme}:leases' 'tollgate:{acme}:lease' , r1 1795348815000
 
+-- #include lease.lua
+
 local TOMBSTONE_MS = 3600 * 1000
 local KEEP_MS = 32 * 24 * 3600 * 1000 -- as admit.lua's LEASE_KEEP_MS
 local base = string.sub(KEYS[2], 1, -6) -- "{prefix}{tenant}:"
 
--- HINCRBY rejects "-0", so amounts are negated as strings.
-local function neg(s)
-    if s == '0' then
-        return '0'
-    end
-    return '-' .. s
+local function hincrby(key, field, amount)
+    redis.call('HINCRBY', key, field, amount)
 end
 
 local released = 0
 local v = redis.call('HGET', KEYS[2], ARGV[1])
-local e, capped, tokens, day, tpm, rest
+local tokens, tpm
 if v then
-    e, capped, tokens, day, tpm, rest = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
+    tokens, tpm = lease_give_back(base, v, hincrby)
 end
-if e then
-    local mkey = base .. 'm:' .. string.sub(day, 1, 7)
-    redis.call('HINCRBY', mkey, 'reserved', neg(e))
-    redis.call('HINCRBY', base .. 'd:' .. day, 'reserved', neg(e))
-    if capped == '1' then
-        redis.call('HINCRBY', mkey, 'capped', -1)
-    end
-    -- allowance units reserved (leases from before allowances have none)
-    local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
-    if u and u ~= '0' then
-        redis.call('HINCRBY', mkey, 'allowance_reserved', neg(u))
-    end
-    if ucapped == '1' then
-        redis.call('HINCRBY', mkey, 'allowance_capped', -1)
-    end
-    -- No tokens were used: the tpm TAT moves back by what was reserved. A
-    -- TAT already gone is left alone; a lease from before GCRA is skipped.
-    local limit = tonumber(tpm)
-    if limit and limit > 0 and limit < 1e11 then
-        local tkey = base .. 'tpm'
-        local cur = tonumber(redis.call('GET', tkey))
-        if cur then
-            local back = (tonumber(tokens) or 0) * 60000000 / limit
-            redis.call('SET', tkey, string.format('%d', math.max(cur - back, 0)), 'KEEPTTL')
-        end
+if tokens then
+    -- No tokens were used: the tpm TAT moves back by what was reserved.
+    local tkey, tat = lease_tpm_fix(base, tokens, tpm, 0)
+    if tkey then
+        redis.call('SET', tkey, tat, 'KEEPTTL')
     end
     released = 1
 end

@@ -57,10 +57,10 @@
 --   gpt-4o-mini summary u_1 pro 22 '' 0
 
 -- #include int64.lua
+-- #include lease.lua
 
 local MONTH_TTL_S = 34560000 -- ~400 days, for year-over-year reports
 local DAY_TTL_S = 3456000    -- ~40 days
-local TAT_MAX = 9007199254740992 -- 2^53 us (year 2255): a TAT stays exact
 local id, cost, conn, seq = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:"
 local plan = plan_new()
@@ -72,37 +72,12 @@ local plan = plan_new()
 local lease = redis.call('HGET', KEYS[4], id)
 local tpm_key, tpm_new
 if lease then
-    local e, capped, tokens, day, tpm, rest =
-        string.match(lease, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
-    if e then
-        redis.call('ZSCORE', KEYS[3], id) -- a zset of the wrong type fails here, not in (c)
-        local mkey = base .. 'm:' .. string.sub(day, 1, 7)
-        plan_add(plan, mkey, 'reserved', i64_neg(e))
-        plan_add(plan, base .. 'd:' .. day, 'reserved', i64_neg(e))
-        if capped == '1' then
-            plan_add(plan, mkey, 'capped', -1)
-        end
-        -- allowance units reserved (leases from before allowances have none)
-        local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
-        if u and u ~= '0' then
-            plan_add(plan, mkey, 'allowance_reserved', i64_neg(u))
-        end
-        if ucapped == '1' then
-            plan_add(plan, mkey, 'allowance_capped', -1)
-        end
-        -- The tpm TAT moves by what the provider really processed instead of
-        -- the estimate (60 s / tpm per token), within [0, 2^53]. A TAT
-        -- already gone has nothing to correct; a lease from before GCRA
-        -- ("YYYYMMDDHHMM") is skipped.
-        local limit = tonumber(tpm)
-        if limit and limit > 0 and limit < 1e11 then
-            local cur = tonumber(redis.call('GET', base .. 'tpm'))
-            local delta = ((tonumber(ARGV[3]) or 0) - (tonumber(tokens) or 0)) * 60000000 / limit
-            if cur and delta ~= 0 then
-                tpm_key = base .. 'tpm'
-                tpm_new = string.format('%d', math.min(math.max(cur + delta, 0), TAT_MAX))
-            end
-        end
+    local function add(key, field, amount)
+        plan_add(plan, key, field, amount)
+    end
+    local tokens, tpm = lease_give_back(base, lease, add)
+    if tokens then
+        tpm_key, tpm_new = lease_tpm_fix(base, tokens, tpm, tonumber(ARGV[3]) or 0)
     else
         lease = nil
     end
@@ -209,13 +184,15 @@ elseif count then
     plan_add(plan, KEYS[1], 'cost', cost)
     plan_add(plan, KEYS[2], 'cost', cost)
 end
--- The stamp's marker goes with the counters: a connection's first
--- settlement of the day also sets the expiries.
+-- The stamp's marker goes with the counters, in the same HSET: a
+-- connection's first settlement of the day (no w:CONN yet, as plan_check
+-- reads it) also sets the expiries.
+local stamp_field = nil
 if count then
     if replay then
         plan_set(plan, KEYS[2], 'j:' .. conn .. ':' .. seq, '1')
-    elseif redis.call('HEXISTS', KEYS[2], 'w:' .. conn) == 0 then
-        fresh = true
+    else
+        stamp_field = plan_set(plan, KEYS[2], 'w:' .. conn, seq)
     end
 end
 
@@ -225,10 +202,13 @@ if bad then
     return redis.error_reply('settle.lua: ' .. bad)
 end
 
--- (c) The writes: none of them can fail now.
-if count and not replay then
-    redis.call('HSET', KEYS[2], 'w:' .. conn, seq)
+if stamp_field and not stamp_field.old then
+    fresh = true
 end
+
+-- (c) The writes: none of them can fail now, but for a leases key of the
+-- wrong type (an operator's error, not checked on every call): its ZREM
+-- comes last, after the counters and the stamp, so a retry still counts once.
 plan_write(plan)
 if lease then
     if tpm_key then

@@ -27,6 +27,12 @@ local function i64_ok(s)
     return #mag < 19 or (#mag == 19 and mag <= (sign == '-' and I64_MIN_MAG or I64_MAX))
 end
 
+-- True when s (an i64_ok string) is below 2^52 in magnitude: at most 15
+-- digits, so sums of two such stay exact as Lua numbers (the fast paths).
+local function i64_small(s)
+    return #s <= 16 and (#s <= 15 or string.byte(s, 1) == 45)
+end
+
 -- Magnitudes are strings of digits without leading zeros ("0" for zero).
 local function mag_cmp(a, b)
     if #a ~= #b then
@@ -157,8 +163,12 @@ local function plan_add(p, key, field, inc)
 end
 
 -- Sets key's field to value (after the additions, which it replaces).
+-- Returns the field: after plan_check its .old is the value it had (nil:
+-- none).
 local function plan_set(p, key, field, value)
-    plan_field(p, key, field).set = value
+    local f = plan_field(p, key, field)
+    f.set = value
+    return f
 end
 
 -- Reads the fields, computes the new values. Returns nil, or an error
@@ -174,6 +184,7 @@ local function plan_check(p)
             local got = redis.call('HMGET', key, unpack(names))
             for j, name in ipairs(names) do
                 local f = k.fields[name]
+                f.old = got[j] or nil
                 local v = got[j] or '0'
                 if #f.incs > 0 and not i64_ok(v) then
                     return key .. ' ' .. name .. ' holds "' .. tostring(v) .. '", not an integer'
