@@ -15,7 +15,7 @@
 #define MULTIPART_BOUNDARY_MAX 70 /* RFC 2046 */
 #define MULTIPART_LINE_MAX 1024   /* one part header line */
 #define MULTIPART_VALUE_MAX 128   /* a captured field's value, NUL included */
-#define MULTIPART_MAX_FIELDS 4
+#define MULTIPART_MAX_FIELDS 8
 
 struct multipart_field {
     bool seen;     /* the field was present (the last one wins) */

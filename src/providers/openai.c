@@ -19,6 +19,9 @@ enum endpoint {
     EP_SPEECH,     /* /v1/audio/speech: tts-1 per character, gpt-4o-mini-tts by tokens */
     EP_TRANSCRIBE, /* /v1/audio/transcriptions, translations: multipart; whisper-1 per
                       second, gpt-4o(-mini)-transcribe by tokens */
+    EP_IMAGE_EDIT, /* /v1/images/edits: multipart; as EP_IMAGE, and gpt-image-1's image
+                      input tokens at image_input */
+    EP_IMAGE_VARY, /* /v1/images/variations: multipart; dall-e-2 per image by size */
 };
 
 /* Why a paid endpoint is not metered yet, for the 403 and the README. */
@@ -57,7 +60,8 @@ static const struct provider_route routes[] = {
     {"POST", "/v1/audio/speech", ROUTE_METERED, EP_SPEECH, MODEL_BODY, NULL},
     {"POST", "/v1/audio/transcriptions", ROUTE_METERED, EP_TRANSCRIBE, MODEL_BODY, NULL},
     {"POST", "/v1/audio/translations", ROUTE_METERED, EP_TRANSCRIBE, MODEL_BODY, NULL},
-    /* edits and variations are multipart uploads */
+    {"POST", "/v1/images/edits", ROUTE_METERED, EP_IMAGE_EDIT, MODEL_BODY, NULL},
+    {"POST", "/v1/images/variations", ROUTE_METERED, EP_IMAGE_VARY, MODEL_BODY, NULL},
     {NULL, "/v1/images/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/v1/audio/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/v1/realtime/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, EPHEMERAL},
@@ -230,17 +234,20 @@ static int prepare_speech(struct provider_call *call, const struct json_scan *bo
  * estimate of a transcription whose usage is lost. */
 #define AUDIO_TOKENS_PER_SECOND 20
 
-static const char *const form_fields[] = {"model", "stream"};
+/* the fields of the multipart endpoints, by index (form->fields) */
+static const char *const form_fields[] = {"model", "stream", "n", "size", "quality"};
+enum { F_MODEL, F_STREAM, F_N, F_SIZE, F_QUALITY };
 
-/* POST /v1/audio/transcriptions and translations (multipart): the model
- * field, stream, and a duration bounded from the file's size. whisper-1 is
- * billed per second of the duration its answer reports, the gpt-4o
- * transcribe models by their token usage; an answer without either (text,
- * srt, vtt formats) is billed on that bound, flagged estimated. */
-static int prepare_form(struct provider_call *call, const struct multipart *form,
-                        int64_t body_bytes, char *err, size_t errlen)
+/* The form's model into call->model; dflt when the form names none (NULL:
+ * the field is required). */
+static int form_model(struct provider_call *call, const struct multipart *form, const char *dflt,
+                      char *err, size_t errlen)
 {
-    const struct multipart_field *model = &form->fields[0], *stream = &form->fields[1];
+    const struct multipart_field *model = &form->fields[F_MODEL];
+    if (!model->seen && dflt) {
+        snprintf(call->model, sizeof(call->model), "%s", dflt);
+        return 0;
+    }
     if (!model->seen || model->too_long || model->len == 0 || strlen(model->value) != model->len) {
         snprintf(err, errlen,
                  "the form needs a `model` field: a model name shorter than 128 bytes");
@@ -253,6 +260,69 @@ static int prepare_form(struct provider_call *call, const struct multipart *form
         }
     }
     snprintf(call->model, sizeof(call->model), "%s", model->value);
+    return 0;
+}
+
+/* Image input tokens a file part of an edit may take at most (gpt-image-1
+ * with input_fidelity high), for the estimate: the answer's usage is the
+ * bill. */
+#define IMAGE_INPUT_TOKENS_MAX 6500
+
+/* POST /v1/images/edits and /v1/images/variations (multipart): n images of
+ * size and quality, as a generation (prepare_image). An edit names its
+ * model (OpenAI's default, dall-e-2, changes with the parameters sent; a
+ * form without one is refused rather than guessed), a variation is
+ * dall-e-2's unless named. gpt-image-1 reports its usage, image input
+ * tokens apart; the estimate counts the text fields' bytes and a bound per
+ * image uploaded. */
+static int prepare_image_form(struct provider_call *call, const struct multipart *form,
+                              int64_t body_bytes, char *err, size_t errlen)
+{
+    bool vary = call->kind == EP_IMAGE_VARY;
+    if (form_model(call, form, vary ? "dall-e-2" : NULL, err, errlen) < 0)
+        return -1;
+    call->stream = form->fields[F_STREAM].seen && strcmp(form->fields[F_STREAM].value, "true") == 0;
+    int64_t n = 1;
+    if (form->fields[F_N].seen) {
+        char *end = NULL;
+        long v = strtol(form->fields[F_N].value, &end, 10);
+        if (!end || *end || end == form->fields[F_N].value || v < 1 || v > 10) {
+            snprintf(err, errlen, "`n` must be an integer from 1 to 10");
+            return -1;
+        }
+        n = v;
+    }
+    call->choices = n;
+    call->units = n;
+    call->unit = USAGE_UNIT_IMAGE;
+    call->units_known = true;
+    call->price_kind = PRICE_KIND_IMAGE;
+    call->bound_if_unseen = true;
+    const char *size = form->fields[F_SIZE].seen ? form->fields[F_SIZE].value : "1024x1024";
+    const char *quality =
+        form->fields[F_QUALITY].seen && !vary ? form->fields[F_QUALITY].value : "standard";
+    if (variant_word(size) && variant_word(quality) &&
+        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality) >=
+            (int)sizeof(call->price_variant))
+        call->price_variant[0] = '\0';
+    int64_t text = body_bytes - form->file_bytes;
+    int64_t files = form->parts > 0 ? (int64_t)form->parts : 1;
+    call->est_input_tokens = provider_sat_add(provider_estimate_tokens(text > 0 ? (size_t)text : 0),
+                                              provider_sat_mul(files, IMAGE_INPUT_TOKENS_MAX));
+    return 0;
+}
+
+/* POST /v1/audio/transcriptions and translations (multipart): the model
+ * field, stream, and a duration bounded from the file's size. whisper-1 is
+ * billed per second of the duration its answer reports, the gpt-4o
+ * transcribe models by their token usage; an answer without either (text,
+ * srt, vtt formats) is billed on that bound, flagged estimated. */
+static int prepare_transcribe(struct provider_call *call, const struct multipart *form,
+                              int64_t body_bytes, char *err, size_t errlen)
+{
+    if (form_model(call, form, NULL, err, errlen) < 0)
+        return -1;
+    const struct multipart_field *stream = &form->fields[F_STREAM];
     call->stream = stream->seen && strcmp(stream->value, "true") == 0;
     int64_t audio = form->file_bytes > 0 ? form->file_bytes : body_bytes;
     int64_t seconds = (audio + AUDIO_MIN_BYTES_PER_SECOND - 1) / AUDIO_MIN_BYTES_PER_SECOND;
@@ -264,14 +334,23 @@ static int prepare_form(struct provider_call *call, const struct multipart *form
     return 0;
 }
 
+/* The multipart endpoints. */
+static int prepare_form(struct provider_call *call, const struct multipart *form,
+                        int64_t body_bytes, char *err, size_t errlen)
+{
+    if (call->kind == EP_IMAGE_EDIT || call->kind == EP_IMAGE_VARY)
+        return prepare_image_form(call, form, body_bytes, err, errlen);
+    return prepare_transcribe(call, form, body_bytes, err, errlen);
+}
+
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
     enum endpoint kind = (enum endpoint)call->kind;
     provider_prepare_begin(call);
-    if (kind == EP_TRANSCRIBE) {
-        snprintf(err, errlen,
-                 "send the audio as multipart/form-data with a file and a model field");
+    if (kind == EP_TRANSCRIBE || kind == EP_IMAGE_EDIT || kind == EP_IMAGE_VARY) {
+        snprintf(err, errlen, "send the %s as multipart/form-data with a file and a model field",
+                 kind == EP_TRANSCRIBE ? "audio" : "image");
         return -1;
     }
     /* The caller rejects an invalid JSON body (passed as NULL) only on a
@@ -461,6 +540,11 @@ static void resp_event(struct meter *m, const json_t *j, const char *type)
     }
 }
 
+static bool is_image(int kind)
+{
+    return kind == EP_IMAGE || kind == EP_IMAGE_EDIT || kind == EP_IMAGE_VARY;
+}
+
 /* Whole-answer usage of an image call: ImagesResponse.usage (gpt-image-1)
  * added to what earlier images of the call reported; the images billed
  * per image are the n asked for. dall-e reports no usage: its answer is the
@@ -471,6 +555,11 @@ static void image_usage(struct meter *m, const struct provider_call *call, const
     if (json_is_object(u)) {
         provider_check_usage(m, u);
         read_usage(&add, u, &resp_names);
+        add.image_input =
+            provider_json_count(json_object_get(u, "input_tokens_details"), "image_tokens");
+        if (add.image_input > add.input - add.cached)
+            add.image_input = add.input - add.cached;
+        t->image_input = provider_sat_add(t->image_input, add.image_input);
         t->input = provider_sat_add(t->input, add.input);
         t->cached = provider_sat_add(t->cached, add.cached);
         t->output = provider_sat_add(t->output, add.output);
@@ -641,7 +730,7 @@ static void on_event(struct meter *m, const struct provider_call *call, const st
     if (!json_is_object(j))
         goto out;
     const char *type = json_string_value(json_object_get(j, "type"));
-    if (type && call->kind == EP_IMAGE)
+    if (type && is_image(call->kind))
         image_event(m, call, j, type);
     else if (type && call->kind == EP_SPEECH)
         speech_event(m, j, type);
@@ -661,7 +750,7 @@ static void on_doc(struct meter *m, const struct provider_call *call, const json
         return;
     provider_copy_str(m->model, sizeof(m->model), json_object_get(j, "model"));
     const json_t *u = json_object_get(j, "usage");
-    if (call->kind == EP_IMAGE) {
+    if (is_image(call->kind)) {
         m->usage = (struct usage){0};
         image_usage(m, call, u);
         return;
@@ -723,7 +812,8 @@ static void error_body(struct evbuffer *out, int status, const char *code, const
 /* What on_doc reads of a whole answer (chat, legacy, embeddings, Responses). */
 static const struct json_scan_field answer_fields[] = {
     OPENAI_ANSWER_FIELDS,
-    /* audio answers only (not the chat shape gemini.c shares) */
+    /* image and audio answers only (not the chat shape gemini.c shares) */
+    {"usage.input_tokens_details.image_tokens", false},
     {"usage.type", false},
     {"usage.seconds", false},
     {"duration", false},

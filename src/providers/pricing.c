@@ -148,6 +148,7 @@ static int highest_init(struct pricing *p)
             h->cache_write = max_price(h->cache_write, e->cache_write);
             h->cache_write_1h = max_price(h->cache_write_1h, e->cache_write_1h);
             h->output = max_price(h->output, e->output);
+            h->image_input = max_price(h->image_input, e->image_input);
             h->max_output = e->max_output > h->max_output ? e->max_output : h->max_output;
             for (size_t u = 0; u < USAGE_UNITS; u++)
                 h->per_unit[u] = max_price(h->per_unit[u], e->per_unit[u]);
@@ -260,6 +261,7 @@ static const struct ini_key {
     {"cache_write", K_PRICE, offsetof(struct price, cache_write)},
     {"cache_write_1h", K_PRICE, offsetof(struct price, cache_write_1h)},
     {"output", K_PRICE, offsetof(struct price, output)},
+    {"image_input", K_PRICE, offsetof(struct price, image_input)},
     {"tier_threshold", K_TOKENS, offsetof(struct price, tier_threshold)},
     {"tier_input", K_PRICE, offsetof(struct price, tier_input)},
     {"tier_cached_input", K_PRICE, offsetof(struct price, tier_cached_input)},
@@ -383,6 +385,8 @@ static void close_section(struct ini_ctx *c)
         p->cache_write = times_125(p->input);
     if (!(c->seen & KEY_BIT("cache_write_1h")))
         p->cache_write_1h = times_2(p->input);
+    if (!(c->seen & KEY_BIT("image_input")))
+        p->image_input = p->input;
     /* a service tier's prices: input and output both, cached defaults to input */
     static const char *const tier_keys[USAGE_TIERS][3] = {
         {NULL, NULL, NULL},
@@ -649,6 +653,10 @@ static int json_entry(const char *path, const char *key, json_t *obj, struct ent
     v = json_object_get(obj, "cache_creation_input_token_cost");
     p->cache_write = times_125(p->input);
     p->cache_write_1h = times_2(p->input);
+    p->image_input = p->input;
+    json_t *vimg = json_object_get(obj, "input_cost_per_image_token");
+    if (vimg && json_pico(vimg, &p->image_input) < 0)
+        goto bad;
     json_t *v1h = json_object_get(obj, "cache_creation_input_token_cost_above_1hr");
     if (v1h && json_pico(v1h, &p->cache_write_1h) < 0)
         goto bad;
@@ -986,11 +994,16 @@ money_t pricing_cost(const struct price *pr, const struct usage *u)
         }
     }
     /* A provider reporting more cached than input must not earn a credit. */
+    int64_t image = u->image_input < 0 ? 0 : u->image_input;
     int64_t plain = u->input - u->cached - u->cache_write;
+    if (image > plain)
+        image = plain > 0 ? plain : 0;
+    plain -= image;
     if (plain < 0)
         plain = 0;
 
     int64_t pico = money_pico_mul(plain, in);
+    pico = sat_add(pico, money_pico_mul(image, pr->image_input));
     pico = sat_add(pico, money_pico_mul(u->cached, cached));
     int64_t w1h = u->cache_write_1h < 0                ? 0
                   : u->cache_write_1h > u->cache_write ? u->cache_write

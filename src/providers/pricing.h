@@ -38,6 +38,7 @@ struct price {
     price_t cache_write_1h; /* 1-hour cache writes (Anthropic); default: 2 x input (the long
                                context tier's: 2 x tier_input) */
     price_t output;
+    price_t image_input; /* image input tokens (gpt-image-1 edits); default: input */
     /* prices above a prompt-size threshold (long-context tiers); 0 = none */
     int64_t tier_threshold;
     price_t tier_input, tier_cached_input, tier_cache_write, tier_output;
@@ -95,7 +96,8 @@ const struct price *pricing_choose(const struct pricing *p, enum unknown_model p
 bool pricing_warn_once(struct pricing *p, const char *model);
 
 /* Cost of u at price pr in nano-USD (exact: one rounding at the end).
- * input - cached - cache_write at input, cached at cached_input, cache_write
+ * input - cached - cache_write - image_input at input, image_input at
+ * image_input, cached at cached_input, cache_write
  * at cache_write (its 1-hour part at cache_write_1h), output at output; tier
  * prices when input > tier_threshold;
  * plus u->units at per_unit[u->unit]. A flex or priority u->tier takes

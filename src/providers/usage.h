@@ -34,6 +34,8 @@ struct usage {
     bool seen;              /* the provider reported usage (reported 0 is not "missing") */
     bool estimated;         /* counts were estimated by tollgate, not reported */
     int64_t cache_write_1h; /* cache writes with a 1-hour TTL: a subset of cache_write */
+    int64_t image_input;    /* image input tokens (gpt-image-1 edits): a subset of input,
+                               not cached */
     int64_t units;          /* of unit, priced at the price's per-unit rate for unit */
     enum usage_unit unit;
     enum usage_tier tier; /* prices the tokens at that tier's prices */

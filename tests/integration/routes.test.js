@@ -522,6 +522,55 @@ describe('routes: metered, free and unknown paths', () => {
     assert.deepEqual(seen(nonce), [], 'nothing reached the upstream');
   });
 
+  test('image edits and variations (multipart) are metered: gpt-image-1 by its usage with image input tokens at image_input, dall-e-2 per image by size; an edit without a model is refused; refused at the hard limit', async () => {
+    const { toFile } = require('openai');
+    const png = () => toFile(Buffer.alloc(3000, 9), 'in.png', { type: 'image/png' });
+    const tenant = h.uniq('imgedit');
+    const o = env.openai(tenant);
+    const a = await o.images.edit({ model: 'gpt-image-1', image: await png(), prompt: 'mock:tokens=300,4160 mock:imagetokens=200 add a hat' });
+    assert.equal(a.data.length, 1);
+    const b = await o.images.edit({ model: 'dall-e-2', image: await png(), prompt: 'add a hat', n: 2, size: '512x512' });
+    assert.equal(b.data.length, 2);
+    const c = await o.images.createVariation({ image: await png(), n: 3, size: '256x256' });
+    assert.equal(c.data.length, 3);
+    const recs = await env.tg.records({ tenant }, 3);
+    const want = [
+      // 100 text tokens at 5, 200 image tokens at 10, 4160 output at 40 (USD per 1M)
+      ['/v1/images/edits', 'gpt-image-1', h.nanoCost([[100, 5], [200, 10], [4160, 40]]), 1],
+      ['/v1/images/edits', 'dall-e-2', 2 * 18000000, 2],
+      ['/v1/images/variations', 'dall-e-2', 3 * 16000000, 3],
+    ];
+    const key = (x) => JSON.stringify(x);
+    assert.deepEqual(recs.map((x) => key([x.endpoint, x.model, h.recordNano(x), x.units])).sort(), want.map(key).sort());
+    for (const r of recs) {
+      assert.equal(r.unit, 'image');
+      assert.equal(r.priced, true);
+      assert.equal(r.estimated, false);
+    }
+    const m = await env.redis.waitRequests(tenant, 3);
+    assert.equal(m.cost, want.reduce((n, w) => n + w[2], 0), 'Redis spend equals the records');
+
+    // an edit must name its model (OpenAI's default depends on the parameters)
+    const up = env.mock.count();
+    const err = await o.images.edit({ image: await png(), prompt: 'x' }).then(() => null, (e) => e);
+    assert.equal(err && err.status, 400);
+    assert.match(err.message, /`model` field/);
+    assert.equal(env.mock.count(), up, 'never forwarded');
+
+    // a tenant at its hard limit: refused before anything reaches the upstream
+    const blocked = await blockedTenant('imgcap');
+    const ob = env.openai(blocked, { headers: headers() });
+    for (const call of [() => ob.images.edit({ model: 'gpt-image-1', image: toFile(Buffer.alloc(100), 'a.png'), prompt: 'x' }),
+      () => ob.images.createVariation({ image: toFile(Buffer.alloc(100), 'a.png') })]) {
+      const e = await call().then(() => null, (x) => x);
+      assert.equal(e && e.status, 429);
+      assert.equal(e.code, 'budget_exceeded');
+      assert.equal(e.headers.get('x-should-retry'), 'false');
+    }
+    await h.sleep(h.ms(200));
+    assert.equal(env.mock.count(), up, 'nothing reached the upstream');
+  });
+
   test('Gemini embedContent and batchEmbedContents are metered: input estimated from the text (Gemini reports no usage), flagged; a body naming another model is refused; refused at the hard limit', async () => {
     const tenant = h.uniq('gemb');
     const g = env.gemini(tenant);

@@ -4,7 +4,8 @@
 // Speaks the wire formats of shared/reference/provider-wire-formats.md:
 //   OpenAI   POST /v1/chat/completions (JSON, SSE with/without stream_options.include_usage),
 //            POST /v1/responses (JSON, SSE), /v1/embeddings, /v1/completions (JSON, SSE),
-//            GET /v1/models, POST /v1/moderations, POST /v1/images/generations (JSON; SSE
+//            GET /v1/models, POST /v1/moderations, POST /v1/images/generations, /edits and
+//            /variations (the last two multipart/form-data) (JSON; SSE
 //            image_generation.partial_image / .completed events with stream: true; usage
 //            only for gpt-image-*, none for dall-e-*), POST /v1/audio/speech (audio/mpeg bytes;
 //            stream_format "sse": speech.audio.delta events, then speech.audio.done with usage
@@ -32,6 +33,7 @@
 //   mock:reset          destroy the socket mid-body (after 2 chunks); mock:reset-early: before headers
 //   mock:hang           send headers, then nothing;    mock:hang-early: send nothing at all
 //   mock:nousage        omit usage even when asked for it
+//   mock:imagetokens=I  of an image answer's IN input tokens, I were image tokens (edits)
 //   mock:served-TIER    the answer's service_tier (OpenAI chat, Responses) is TIER (flex,
 //                       priority, default); without it, the tier asked for when it is flex or
 //                       priority, else "default"
@@ -103,7 +105,7 @@ function parseDirectives(text) {
   const d = {
     in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, cachewrite1h: 0, reasoning: 0, seconds: 7, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
-    hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0, served: null,
+    hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0, served: null, imagetokens: 0,
   };
   const re = /mock:([a-z0-9-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
   let m;
@@ -130,6 +132,7 @@ function parseDirectives(text) {
       case 'hang': d.hang = true; break;
       case 'hang-early': d.hangEarly = true; break;
       case 'nousage': d.nousage = true; break;
+      case 'imagetokens': d.imagetokens = +(v || 0); break;
       case 'served-flex': d.served = 'flex'; break;
       case 'served-priority': d.served = 'priority'; break;
       case 'served-default': d.served = 'default'; break;
@@ -369,7 +372,7 @@ const builders = {
     const n = req.json.n || 1;
     const gpt = model.startsWith('gpt-image');
     const b64 = Buffer.from(`mock image ${++seq}`).toString('base64');
-    const usage = { input_tokens: d.in, input_tokens_details: { text_tokens: d.in, image_tokens: 0 },
+    const usage = { input_tokens: d.in, input_tokens_details: { text_tokens: d.in - d.imagetokens, image_tokens: d.imagetokens },
       output_tokens: d.out, total_tokens: d.in + d.out };
     if (!stream) {
       const body = { created: now(), data: Array.from({ length: n }, () => ({ b64_json: b64 })) };
@@ -476,6 +479,8 @@ function route(method, path, json) {
     case '/v1/messages/count_tokens': return ['anthropic', 'countTokens'];
     case '/v1/moderations': return ['openai', 'moderations'];
     case '/v1/images/generations': return ['openai', 'images'];
+    case '/v1/images/edits': return ['openai', 'images'];
+    case '/v1/images/variations': return ['openai', 'images'];
     case '/v1/audio/speech': return ['openai', 'speech'];
     case '/v1/audio/transcriptions': return ['openai', 'transcribe'];
     case '/v1/audio/translations': return ['openai', 'transcribe'];

@@ -177,6 +177,13 @@ static const struct {
     {"gpt-4o", {.input = 1000, .output = 100, .tier = USAGE_TIER_FLEX}, 3500000},
     /* no priority price listed for o3-pro: twice the standard (20, 80) */
     {"o3-pro", {.input = 1000, .output = 100, .tier = USAGE_TIER_PRIORITY}, 56000000},
+    /* gpt-image-1 edit: 100 text tokens at 5, 200 image input tokens at image_input 10 */
+    {"gpt-image-1", {.input = 300, .image_input = 200, .output = 4160}, 168900000},
+    /* image tokens beyond the uncached input count as no more than it: 50 at 10, 50 cached
+     * at 1.25 */
+    {"gpt-image-1", {.input = 100, .cached = 50, .image_input = 500}, 562500},
+    /* a model without image_input: its input price */
+    {"gpt-4o", {.input = 1000, .image_input = 1000}, 2500000},
     /* gpt-image-1: tokens, its units (images) not priced on their own */
     {"gpt-image-1", {.input = 50, .output = 4160, .units = 1, .unit = USAGE_UNIT_IMAGE}, 166650000},
 };

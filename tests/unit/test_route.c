@@ -59,6 +59,8 @@ static const struct {
     {"GET", "/v1/chat/completions", ROUTE_OK, "openai", "openai", NULL, M},
     {"DELETE", "/v1/messages", ROUTE_OK, "anthropic", "anthropic", NULL, M},
     {"POST", "/v1/images/generations", ROUTE_OK, "openai", "openai", NULL, M},
+    {"POST", "/v1/images/edits", ROUTE_OK, "openai", "openai", NULL, M},
+    {"POST", "/v1/images/variations", ROUTE_OK, "openai", "openai", NULL, M},
     {"POST", "/v1/audio/speech", ROUTE_OK, "openai", "openai", NULL, M},
     {"POST", "/v1/audio/transcriptions", ROUTE_OK, "openai", "openai", NULL, M},
     {"POST", "/v1/audio/translations", ROUTE_OK, "openai", "openai", NULL, M},
@@ -77,8 +79,7 @@ static const struct {
     {"GET", "/v1beta/models", ROUTE_OK, "gemini", "gemini", NULL, F},
     {"POST", "/upload/v1beta/files", ROUTE_OK, "gemini", "gemini", NULL, F},
     /* unknown: paid endpoints not metered, and anything else */
-    {"POST", "/v1/images/edits", ROUTE_OK, "openai", "openai", NULL, U},
-    {"POST", "/v1/images/variations", ROUTE_OK, "openai", "openai", NULL, U},
+    {"POST", "/v1/images/somethingnew", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/audio/voices", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/batches", ROUTE_OK, "openai", "openai", NULL, U},
     {"POST", "/v1/realtime/sessions", ROUTE_OK, "openai", "openai", NULL, U},
