@@ -19,7 +19,7 @@
 -- allowance_used}:
 -- decision admit|downgrade|block|rate_limited, reason
 -- none|monthly|daily|hard|rpm|tpm|allowance, amounts in nano-USD as decimal
--- strings; allowance_used: the month hash's allowance_used +
+-- strings (retry_ms, *_left and *_reset_ms as integers); allowance_used: the month hash's allowance_used +
 -- allowance_reserved (units settled and in flight),
 -- as they were before this request; retry_ms: the wait until the request
 -- would fit (rate limits; at most an hour); *_left and *_reset_ms: the rate limits' state
@@ -177,11 +177,11 @@ end
 if tpm > 0 then
     tk_ok, tk_tat, tk_wait, tk_left, tk_reset = gcra(KEYS[6], tpm, tokens)
 end
+-- The waits and the rate limits' state are whole numbers below 2^53, so
+-- they leave as Redis integers (no string.format per call).
 local function reply(decision, reason, retry_ms)
-    return {decision, reason, spent_m_s, res_m_s, spent_d_s,
-            string.format('%d', math.min(retry_ms, RETRY_MAX_MS)),
-            string.format('%d', rq_left), string.format('%d', rq_reset),
-            string.format('%d', tk_left), string.format('%d', tk_reset), a_used_s}
+    return {decision, reason, spent_m_s, res_m_s, spent_d_s, math.min(retry_ms, RETRY_MAX_MS),
+            rq_left, rq_reset, tk_left, tk_reset, a_used_s}
 end
 if not rq_ok then
     return reply('rate_limited', 'rpm', math.max(rq_wait, tk_wait))
