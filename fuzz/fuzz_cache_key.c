@@ -11,6 +11,8 @@
  *   - for an object: adding or changing a dropped member (stream, user,
  *     metadata) keeps the digest, and adding a member the body does not have
  *     changes it.
+ *   - the providers' cache rules, matched on the same walk, never change
+ *     the digest; the facts-only walk finds the same facts.
  * Bodies the scanner refuses are still walked, for memory safety. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +24,7 @@
 
 #include "cache/cache_key.h"
 #include "http/json_scan.h"
+#include "providers/provider.h"
 
 #define CHECKF(cond)                                                                               \
     do {                                                                                           \
@@ -47,7 +50,7 @@ static bool digest_dump(const json_t *j, size_t flags, unsigned char *out)
     char *text = json_dumps(j, flags | JSON_ENCODE_ANY);
     if (!text)
         return false;
-    CHECKF(cache_body_digest(text, strlen(text), out, NULL) == 0);
+    CHECKF(cache_body_digest(text, strlen(text), out, NULL, NULL) == 0);
     free(text);
     return true;
 }
@@ -56,12 +59,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
     unsigned char want[CACHE_DIGEST_LEN], got[CACHE_DIGEST_LEN];
     struct cache_body_facts facts;
+    size_t k_prov = 0;
     if (!accepted(d, n)) {
-        int rc = cache_body_digest((const char *)d, n, want, &facts);
+        int rc =
+            cache_body_digest((const char *)d, n, want, &provider_gemini.cache_request, &facts);
+        rc = cache_body_facts((const char *)d, n, &provider_openai.cache_answer, &facts);
         (void)rc; /* anything but a crash, a leak or a hang */
         return 0;
     }
-    CHECKF(cache_body_digest((const char *)d, n, want, &facts) == 0);
+    CHECKF(cache_body_digest((const char *)d, n, want, NULL, &facts) == 0);
+    for (const struct provider *p; (p = provider_at(k_prov)); k_prov++) {
+        const struct cache_rules *rules[] = {&p->cache_request, &p->cache_answer};
+        for (size_t i = 0; i < 2; i++) {
+            unsigned char with[CACHE_DIGEST_LEN];
+            struct cache_body_facts f1, f2;
+            CHECKF(cache_body_digest((const char *)d, n, with, rules[i], &f1) == 0);
+            CHECKF(memcmp(want, with, sizeof(want)) == 0);
+            CHECKF(cache_body_facts((const char *)d, n, rules[i], &f2) == 0);
+            CHECKF(f1.why == f2.why && f1.has_temperature == f2.has_temperature);
+        }
+    }
     json_error_t e;
     json_t *j = json_loadb((const char *)d, n, JSON_ALLOW_NUL, &e);
     CHECKF(j != NULL); /* the scanner accepts exactly what jansson does (fuzz_json_scan) */

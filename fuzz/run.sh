@@ -33,7 +33,7 @@ declare -A MODULES=(
     [redis_url]="src/redis/redis_url.c src/core/percent.c"
     [redis_slot]="src/redis/redis_slot.c"
     [usage_event]="src/report/usage_event.c src/proxy/trust.c src/http/client.c src/core/config.c src/core/config_values.c src/providers/pricing.c src/core/money.c src/core/numtext.c src/core/log.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c src/redis/redis_url.c src/redis/redis.c src/http/tls.c src/core/percent.c"
-    [cache_key]="src/cache/cache_key.c src/http/json_scan.c"
+    [cache_key]="src/cache/cache_key.c src/http/json_scan.c src/http/sse.c src/providers/provider.c src/providers/openai.c src/providers/anthropic.c src/providers/gemini.c"
 )
 all_targets="sse multipart provider http pricing json_scan path cloudevent trace upstream redis_url redis_slot usage_event cache_key"
 targets=${FUZZ_TARGETS:-$all_targets}

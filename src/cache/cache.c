@@ -4,6 +4,7 @@
 #include "cache/cache.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,10 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/sse.h"
 #include "providers/provider.h"
 #include "redis/redis.h"
 
@@ -81,15 +84,58 @@ bool cache_applies(const struct config *cfg, const struct cfg_plan *plan, const 
     return false;
 }
 
-bool cache_cacheable(const struct provider_call *call, const struct cache_body_facts *facts)
+bool cache_cacheable(const struct provider_call *call, const struct cache_body_facts *facts,
+                     unsigned allow)
 {
-    if (!call->metered || facts->audio)
+    if (!call->metered)
         return false;
+    unsigned why = facts->why;
     /* several answers sampled at a temperature are meant to differ (the
      * providers' default temperature is above 0) */
     if (call->choices > 1 && (!facts->has_temperature || facts->temperature > 0))
-        return false;
-    return true;
+        why |= CACHE_WHY_SAMPLED;
+    return (why & ~(allow & ~(unsigned)CACHE_WHY_REFUSAL)) == 0;
+}
+
+struct answer_walk {
+    const struct cache_rules *rules;
+    unsigned why;
+};
+
+static void on_answer_event(const struct sse_event *ev, void *arg)
+{
+    struct answer_walk *a = arg;
+    struct cache_body_facts f;
+    size_t i = 0;
+    while (i < ev->data_len && strchr(" \t\r\n", ev->data[i]) && ev->data[i])
+        i++;
+    /* JSON events only ([DONE] and the like say nothing of the answer) */
+    if (i < ev->data_len && (ev->data[i] == '{' || ev->data[i] == '[')) {
+        int rc = cache_body_facts(ev->data, ev->data_len, a->rules, &f);
+        (void)rc; /* what was found before a fault still counts */
+        a->why |= f.why;
+    }
+}
+
+bool cache_answer_storable(const char *answer, size_t len, bool stream,
+                           const struct cache_rules *rules, unsigned allow)
+{
+    struct answer_walk a = {.rules = rules};
+    if (stream) {
+        struct sse_parser p;
+        sse_init(&p, len + 1, false);
+        int rc = sse_feed(&p, answer, len, on_answer_event, &a);
+        sse_finish(&p, NULL, NULL);
+        sse_free(&p);
+        if (rc < 0)
+            return false;
+    } else {
+        struct cache_body_facts f;
+        if (cache_body_facts(answer, len, rules, &f) < 0)
+            return false;
+        a.why = f.why;
+    }
+    return (a.why & ~(allow & ~(unsigned)CACHE_WHY_REFUSAL)) == 0;
 }
 
 static void hex(const unsigned char *d, size_t n, char *out)
@@ -130,14 +176,19 @@ int cache_key(char *out, size_t n, const char *prefix, const char *tenant, const
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
-int cache_digest_buffer(struct evbuffer *body, unsigned char digest[CACHE_DIGEST_LEN],
+int cache_digest_buffer(struct evbuffer *body, const struct cache_rules *rules,
+                        const char *endpoint, unsigned char digest[CACHE_DIGEST_LEN],
                         struct cache_body_facts *facts)
 {
     size_t n = evbuffer_get_length(body);
     const unsigned char *p = evbuffer_pullup(body, -1);
-    if (!p && n)
+    if ((!p && n) || cache_body_digest((const char *)p, n, digest, rules, facts) < 0)
         return -1;
-    return cache_body_digest((const char *)p, n, digest, facts);
+    for (size_t i = 0; rules && i < rules->n; i++)
+        if (!rules->rows[i].path && rules->rows[i].endpoint &&
+            provider_path_match(rules->rows[i].endpoint, endpoint) > 0)
+            facts->why |= rules->rows[i].why;
+    return 0;
 }
 
 /* ---- entries ---- */
@@ -279,23 +330,150 @@ struct redis_cmd *cache_lookup(struct redis *r, const char *key, bool stream, co
     return c;
 }
 
+static void mem_full(long long used, long long max);
+
 static void on_stored(struct redisReply *reply, const char *err, void *arg)
 {
     if (err)
         log_debug("cache: an entry was not stored (%s)", err);
+    else if (arg && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        mem_full(-1, -1); /* the script found no room for it */
 }
 
 bool cache_store(struct redis *r, const char *key, const char *entry, size_t len, int ttl_ms,
-                 const char *owner)
+                 const char *owner, int fill_pct)
 {
     cache_prepare();
-    char lock[CACHE_KEY_MAX + 8], ms[24];
+    char lock[CACHE_KEY_MAX + 8], ms[24], pct[16];
     snprintf(lock, sizeof(lock), "%s:lock", key);
     snprintf(ms, sizeof(ms), "%d", ttl_ms);
-    const char *args[] = {key, lock, entry ? entry : "", ms, owner};
-    size_t lens[] = {strlen(key), strlen(lock), entry ? len : 0, strlen(ms), strlen(owner)};
-    struct redis_cmd *c = redis_eval(r, &store_script, on_stored, NULL, 2, 5, args, lens);
+    snprintf(pct, sizeof(pct), "%d", fill_pct);
+    const char *args[] = {key, lock, entry ? entry : "", ms, owner, pct};
+    size_t lens[] = {strlen(key), strlen(lock),  entry ? len : 0,
+                     strlen(ms),  strlen(owner), strlen(pct)};
+    /* arg: an entry was sent (a 0 then means no room) */
+    struct redis_cmd *c =
+        redis_eval(r, &store_script, on_stored, entry ? (void *)r : NULL, 2, 6, args, lens);
     return c != NULL;
+}
+
+/* ---- Redis memory: the cache never pushes the budget counters out ----
+ *
+ * The counters live in the same Redis and carry TTLs (a month, a day, a
+ * rate window), so only maxmemory-policy noeviction keeps them: any other
+ * policy may evict them once the cache fills memory. And under noeviction
+ * a full Redis refuses the counters' writes. So an entry is stored only
+ * under noeviction and below CACHE_FILL_PCT of maxmemory; entries then
+ * leave by their TTL. The store script checks it exactly (INFO memory, in
+ * the script) whenever Redis may be near the mark; to spare that INFO on
+ * every store, a worker reads INFO memory at most once a second, and while
+ * Redis stays below half of maxmemory counting every entry sent since that
+ * read (or has no maxmemory), stores skip the check. */
+
+#define CACHE_MEM_CHECK_MS 1000
+#define CACHE_FILL_PCT 80
+#define CACHE_FULL_PCT 75 /* INFO said this much: stores stop until it is below */
+
+enum mem_state {
+    MEM_UNKNOWN, /* not read yet, or INFO refused (an ACL): the script checks */
+    MEM_ROOM,    /* noeviction: mem_used and mem_max say how near the mark */
+    MEM_FULL,    /* the script found no room, or above CACHE_FULL_PCT: nothing is stored */
+    MEM_EVICTS,  /* a policy other than noeviction: nothing is stored */
+};
+
+static _Atomic long long mem_asked_ms = -CACHE_MEM_CHECK_MS;
+static _Atomic int mem_state = MEM_UNKNOWN;
+static _Atomic long long mem_used, mem_max; /* INFO's last word; max 0: none */
+static _Atomic long long mem_sent;          /* entry bytes sent since */
+
+/* The number after name in INFO's text; -1 when absent. */
+static long long info_number(const char *info, const char *name)
+{
+    const char *p = strstr(info, name);
+    return p ? strtoll(p + strlen(name), NULL, 10) : -1;
+}
+
+static void on_info(struct redisReply *reply, const char *err, void *arg)
+{
+    if (!reply || reply->type != REDIS_REPLY_STRING) {
+        log_debug("cache: INFO memory not read (%s)", err ? err : "no text");
+        atomic_store(&mem_state, MEM_UNKNOWN);
+        return;
+    }
+    long long used = info_number(reply->str, "\nused_memory:");
+    long long max = info_number(reply->str, "\nmaxmemory:");
+    const char *pol = strstr(reply->str, "\nmaxmemory_policy:");
+    char policy[32] = "";
+    if (pol)
+        sscanf(pol + strlen("\nmaxmemory_policy:"), "%31[a-z-]", policy);
+    enum mem_state now = MEM_ROOM;
+    if (policy[0] && strcmp(policy, "noeviction") != 0)
+        now = MEM_EVICTS;
+    else if (max > 0 && used >= max / 100 * CACHE_FULL_PCT)
+        now = MEM_FULL;
+    atomic_store(&mem_used, used);
+    atomic_store(&mem_max, max > 0 ? max : 0);
+    atomic_store(&mem_sent, 0);
+    if (now == MEM_FULL) {
+        mem_full(used, max);
+        return;
+    }
+    int was = atomic_exchange(&mem_state, (int)now);
+    if (was == (int)now)
+        return;
+    if (now == MEM_EVICTS)
+        log_warn("cache: Redis maxmemory-policy is %s: it may evict tollgate's budget counters "
+                 "(set noeviction); the response cache stores no entries meanwhile",
+                 policy);
+    else if (was == MEM_FULL || was == MEM_EVICTS)
+        log_info("cache: Redis has room again: the response cache stores entries");
+}
+
+/* Redis is near its maxmemory (used and max: -1 when the script said so). */
+static void mem_full(long long used, long long max)
+{
+    if (atomic_exchange(&mem_state, MEM_FULL) == MEM_FULL)
+        return;
+    if (used >= 0)
+        log_warn("cache: Redis uses %lld of its maxmemory %lld bytes: the response cache stores "
+                 "no entries until it is below %d%%, so the budget counters keep room",
+                 used, max, CACHE_FULL_PCT);
+    else
+        log_warn("cache: an entry would take Redis past %d%% of its maxmemory: the response "
+                 "cache stores no entries until it is below %d%%, so the budget counters keep "
+                 "room",
+                 CACHE_FILL_PCT, CACHE_FULL_PCT);
+}
+
+/* Reads INFO memory when the last read is older than CACHE_MEM_CHECK_MS. */
+static void mem_check(struct redis *r)
+{
+    long long now = clock_mono_ms(), last = atomic_load(&mem_asked_ms);
+    if (now - last < CACHE_MEM_CHECK_MS ||
+        !atomic_compare_exchange_strong(&mem_asked_ms, &last, now))
+        return;
+    const char *argv[] = {"INFO", "memory"};
+    if (!redis_command(r, on_info, NULL, 2, argv, NULL))
+        atomic_store(&mem_asked_ms, last); /* Redis cannot take it now: the next call asks */
+}
+
+/* The store script's fill mark for an entry of len bytes (percent; 0: no
+ * check), or -1: store nothing. */
+static int mem_mark(size_t len)
+{
+    long long max = atomic_load(&mem_max);
+    switch ((enum mem_state)atomic_load(&mem_state)) {
+    case MEM_ROOM:
+        if (max == 0 || atomic_load(&mem_used) + atomic_load(&mem_sent) + (long long)len < max / 2)
+            return 0;
+        return CACHE_FILL_PCT;
+    case MEM_UNKNOWN:
+        return CACHE_FILL_PCT;
+    case MEM_FULL:
+    case MEM_EVICTS:
+        break;
+    }
+    return -1;
 }
 
 /* ---- one request's call ---- */
@@ -364,6 +542,7 @@ static void on_found(enum cache_found found, const char *answer, size_t len, voi
 
 static void look(struct cache_call *c)
 {
+    mem_check(c->env.redis);
     c->cmd = cache_lookup(c->env.redis, c->key, c->stream, c->env.owner, c->env.cfg->cache_wait_ms,
                           on_found, c);
     if (!c->cmd)
@@ -409,15 +588,34 @@ void cache_finish(struct cache_call *c, bool whole)
 {
     cache_stop(c);
     whole = whole && c->answer;
+    if (whole) {
+        const char *bytes = (const char *)evbuffer_pullup(c->answer, -1);
+        size_t len = evbuffer_get_length(c->answer);
+        if ((bytes || len == 0) &&
+            !cache_answer_storable(bytes ? bytes : "", len, c->stream, c->env.answer_rules,
+                                   c->env.cfg->cache_allow)) {
+            req_log(LOG_DEBUG, c->env.owner,
+                    "cache: a refusal or an answer that may not be given twice: not stored");
+            metrics_inc(c->env.metrics, METRIC_CACHE_REFUSED, 1);
+            whole = false;
+        }
+    }
+    if (whole) /* not for a bypass: it has no env */
+        mem_check(c->env.redis);
+    int mark = whole ? mem_mark(evbuffer_get_length(c->answer)) : 0;
+    whole = whole && mark >= 0; /* else the lock alone is released */
     if (whole || c->lead) {
         char *entry = NULL;
         size_t n = 0, len = whole ? evbuffer_get_length(c->answer) : 0;
         const char *bytes = whole ? (const char *)evbuffer_pullup(c->answer, -1) : NULL;
         if (whole && (bytes || len == 0))
             entry = cache_entry_build(bytes ? bytes : "", len, c->stream, &n);
-        if (cache_store(c->env.redis, c->key, entry, n, c->env.cfg->cache_ttl_ms, c->env.owner) &&
-            entry)
+        if (cache_store(c->env.redis, c->key, entry, n, c->env.cfg->cache_ttl_ms, c->env.owner,
+                        mark) &&
+            entry) {
+            atomic_fetch_add(&mem_sent, (long long)n);
             metrics_inc(c->env.metrics, METRIC_CACHE_STORED, 1);
+        }
         free(entry);
     }
     if (c->answer)

@@ -53,6 +53,7 @@ struct cache_env {
     struct metrics *metrics;
     const char *owner; /* the request id: the lock's owner, the logs */
     const struct config *cfg;
+    const struct cache_rules *answer_rules; /* the provider's: what is never stored */
 };
 
 /* A request's cache state, owned by its struct req (zeroed: a bypass). */
@@ -103,9 +104,17 @@ bool cache_applies(const struct config *cfg, const struct cfg_plan *plan, const 
                    enum cache_ask ask);
 
 /* Whether an answer to this request can be given twice: a metered call
- * whose body is a JSON object, not n > 1 with a temperature above 0 (or
- * unset), not audio. */
-bool cache_cacheable(const struct provider_call *call, const struct cache_body_facts *facts);
+ * none of whose reasons (facts->why from the provider's request rules, and
+ * n > 1 with a temperature above 0 or unset) is outside allow ([cache]
+ * allow, enum cache_why bits). */
+bool cache_cacheable(const struct provider_call *call, const struct cache_body_facts *facts,
+                     unsigned allow);
+
+/* Whether a whole answer (JSON, or SSE when stream: each event's data) may
+ * be stored: none of rules matches it outside allow (a refusal never may),
+ * and a JSON answer is JSON. */
+bool cache_answer_storable(const char *answer, size_t len, bool stream,
+                           const struct cache_rules *rules, unsigned allow);
 
 /* Writes the Redis key of an entry: the tenant's (tenant NULL: shared by
  * every tenant), for provider, upstream, path and query (NULL: none), stream
@@ -116,8 +125,10 @@ int cache_key(char *out, size_t n, const char *prefix, const char *tenant, const
               const unsigned char digest[CACHE_DIGEST_LEN]) MUST_CHECK;
 
 /* The canonical digest of a request body as it lies in an evbuffer (made
- * contiguous). 0 or -1 as cache_body_digest. */
-int cache_digest_buffer(struct evbuffer *body, unsigned char digest[CACHE_DIGEST_LEN],
+ * contiguous), with the facts of the provider's request rules: the body's,
+ * and the rows for endpoint. 0 or -1 as cache_body_digest. */
+int cache_digest_buffer(struct evbuffer *body, const struct cache_rules *rules,
+                        const char *endpoint, unsigned char digest[CACHE_DIGEST_LEN],
                         struct cache_body_facts *facts) MUST_CHECK;
 
 /* ---- entries ---- */
@@ -155,9 +166,12 @@ typedef void (*cache_lookup_cb)(enum cache_found found, const char *answer, size
 struct redis_cmd *cache_lookup(struct redis *r, const char *key, bool stream, const char *owner,
                                int lock_ms, cache_lookup_cb cb, void *arg) MUST_CHECK;
 /* Stores entry (entry NULL: nothing) under key for ttl_ms and releases the
- * lock if owner holds it. Fire and forget; false when Redis cannot take it now. */
+ * lock if owner holds it. fill_pct > 0: only under maxmemory-policy
+ * noeviction and when the entry fits below fill_pct of maxmemory (the
+ * script reads INFO memory). Fire and forget; false when Redis cannot take
+ * it now. */
 bool cache_store(struct redis *r, const char *key, const char *entry, size_t len, int ttl_ms,
-                 const char *owner);
+                 const char *owner, int fill_pct);
 
 /* The Lua scripts' SHAs, computed once before workers share them. */
 void cache_prepare(void);

@@ -5,7 +5,9 @@
  * their elements' digests in order, objects by their members' (key digest,
  * value digest) pairs sorted by key, so member order never counts. The walk
  * keeps one stack of these pairs: a container's pairs sit from its frame's
- * start to the top, and closing it replaces them by its own digest. */
+ * start to the top, and closing it replaces them by its own digest. Each
+ * value, once whole, is also matched against the provider's rules by its
+ * path (the names of the objects it sits in). */
 #include "cache/cache_key.h"
 
 #include <errno.h>
@@ -16,7 +18,7 @@
 
 #include "core/utf8.h"
 
-#define KEYNAME_MAX 24 /* top-level key names kept for the facts */
+#define KEYNAME_MAX 40 /* member names kept for the rules (a longer one matches none) */
 
 struct pair {
     unsigned char key[CACHE_DIGEST_LEN]; /* object members; zero in arrays */
@@ -42,8 +44,13 @@ struct walk {
     unsigned char *str; /* a decoded string */
     size_t str_len, str_cap;
     EVP_MD_CTX *md;
+    bool hash; /* false: only the facts */
+    const struct cache_rules *rules;
     struct cache_body_facts *facts;
 };
+
+/* The value just read, for the rules. */
+enum vkind { V_NULL, V_FALSE, V_TRUE, V_NUMBER, V_STRING, V_OBJECT, V_ARRAY };
 
 /* The top-level members that do not change the answer. */
 static const char *const dropped[] = {"stream", "stream_options", "user", "metadata"};
@@ -57,6 +64,8 @@ static void skip_ws(struct walk *w)
 static int digest(struct walk *w, char tag, const void *a, size_t na, unsigned char *out)
 {
     unsigned int n = 0;
+    if (!w->hash)
+        return 0;
     if (EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(w->md, &tag, 1) != 1 || (na && EVP_DigestUpdate(w->md, a, na) != 1) ||
         EVP_DigestFinal_ex(w->md, out, &n) != 1)
@@ -250,6 +259,10 @@ static int close_frame(struct walk *w, unsigned char *out)
         qsort(p, n, sizeof(*p), by_key);
     unsigned int len = 0;
     char tag = f->object ? 'o' : 'a';
+    if (!w->hash) {
+        w->nframes--;
+        return 0;
+    }
     if (EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(w->md, &tag, 1) != 1)
         return -1;
     for (size_t i = 0; i < n; i++) {
@@ -283,8 +296,6 @@ static int read_key(struct walk *w)
         for (size_t i = 0; i < ARRAY_LEN(dropped); i++)
             if (strcmp(f->keyname, dropped[i]) == 0)
                 f->drop = true;
-    if (w->nframes == 1 && strcmp(f->keyname, "audio") == 0 && w->facts)
-        w->facts->audio = true;
     skip_ws(w);
     if (w->p >= w->end || *w->p != ':')
         return -1;
@@ -292,24 +303,78 @@ static int read_key(struct walk *w)
     return 0;
 }
 
-/* A number's value, noted when it is a temperature. */
-static void note_number(struct walk *w, double v)
+/* Whether the value just read sits at path (arrays passed through). */
+static bool path_is(const struct walk *w, const char *path)
 {
-    if (!w->facts || w->nframes == 0)
+    const char *p = path;
+    for (size_t i = 0; i < w->nframes; i++) {
+        const struct frame *f = &w->frames[i];
+        if (!f->object)
+            continue;
+        size_t k = strlen(f->keyname);
+        if (!*p || !k || strncmp(p, f->keyname, k) != 0 || (p[k] != '\0' && p[k] != '.'))
+            return false;
+        p += k;
+        if (*p == '.')
+            p++;
+    }
+    return *p == '\0';
+}
+
+/* s[0..n) against pat: '*' at either end is any text. */
+static bool glob_is(const char *pat, const unsigned char *s, size_t n)
+{
+    size_t k = strlen(pat);
+    bool lead = k > 0 && pat[0] == '*', trail = k > 1 && pat[k - 1] == '*';
+    const char *core = pat + lead;
+    size_t m = k - lead - trail;
+    if (lead && trail)
+        return m == 0 || (n >= m && memmem(s, n, core, m) != NULL);
+    if (n < m)
+        return false;
+    if (lead)
+        return memcmp(s + n - m, core, m) == 0;
+    if (trail)
+        return memcmp(s, core, m) == 0;
+    return n == m && memcmp(s, core, m) == 0;
+}
+
+/* The value just read (kind; a string in w->str, a number's value, a
+ * container's members) against every rule. */
+static void match_rules(struct walk *w, enum vkind kind, double num, size_t members)
+{
+    if (!w->rules || !w->facts || w->nframes == 0)
         return;
-    const struct frame *f = &w->frames[w->nframes - 1];
-    if (!f->object || strcmp(f->keyname, "temperature") != 0)
-        return;
-    if (w->nframes == 1 ||
-        (w->nframes == 2 && strcmp(w->frames[0].keyname, "generationConfig") == 0)) {
-        w->facts->has_temperature = true;
-        w->facts->temperature = v;
+    for (size_t i = 0; i < w->rules->n; i++) {
+        const struct cache_rule *r = &w->rules->rows[i];
+        if (!r->path || !path_is(w, r->path))
+            continue;
+        switch (r->match) {
+        case CACHE_MATCH_SET:
+            if (kind != V_NULL && kind != V_FALSE && !(kind == V_STRING && w->str_len == 0) &&
+                !(kind == V_ARRAY && members == 0))
+                w->facts->why |= r->why;
+            break;
+        case CACHE_MATCH_STRING:
+            if (kind == V_STRING && r->value && glob_is(r->value, w->str, w->str_len))
+                w->facts->why |= r->why;
+            break;
+        case CACHE_MATCH_TEMPERATURE:
+            if (kind == V_NUMBER) {
+                w->facts->has_temperature = true;
+                w->facts->temperature = num;
+            }
+            break;
+        }
     }
 }
 
 static int run(struct walk *w, unsigned char *out)
 {
     unsigned char d[CACHE_DIGEST_LEN];
+    enum vkind kind = V_NULL;
+    double num = 0;
+    size_t members = 0;
     skip_ws(w);
     for (;;) {
         /* a value starts at w->p */
@@ -325,6 +390,8 @@ static int run(struct walk *w, unsigned char *out)
                 w->p++;
                 if (close_frame(w, d) < 0)
                     return -1;
+                kind = c == '{' ? V_OBJECT : V_ARRAY;
+                members = 0;
             } else {
                 if (c == '{' && read_key(w) < 0)
                     return -1;
@@ -334,6 +401,7 @@ static int run(struct walk *w, unsigned char *out)
         } else if (c == '"') {
             if (read_string(w) < 0 || digest(w, 's', w->str, w->str_len, d) < 0)
                 return -1;
+            kind = V_STRING;
         } else if (c == 't' || c == 'f' || c == 'n') {
             const char *lit = c == 't' ? "true" : c == 'f' ? "false" : "null";
             size_t n = strlen(lit);
@@ -342,11 +410,11 @@ static int run(struct walk *w, unsigned char *out)
             w->p += n;
             if (digest(w, c, NULL, 0, d) < 0)
                 return -1;
+            kind = c == 't' ? V_TRUE : c == 'f' ? V_FALSE : V_NULL;
         } else {
-            double v;
-            if (read_number(w, d, &v) < 0)
+            if (read_number(w, d, &num) < 0)
                 return -1;
-            note_number(w, v);
+            kind = V_NUMBER;
         }
         /* the value is whole: it goes to its container, which may close too */
         for (;;) {
@@ -357,8 +425,9 @@ static int run(struct walk *w, unsigned char *out)
                 memcpy(out, d, CACHE_DIGEST_LEN);
                 return 0;
             }
+            match_rules(w, kind, num, members);
             struct frame *f = &w->frames[w->nframes - 1];
-            if (!f->drop && push_pair(w, f, d) < 0)
+            if (w->hash && !f->drop && push_pair(w, f, d) < 0)
                 return -1;
             f->n++;
             skip_ws(w);
@@ -375,27 +444,45 @@ static int run(struct walk *w, unsigned char *out)
             if (*w->p != (f->object ? '}' : ']'))
                 return -1;
             w->p++;
+            kind = f->object ? V_OBJECT : V_ARRAY;
+            members = f->n;
             if (close_frame(w, d) < 0)
                 return -1;
         }
     }
 }
 
-int cache_body_digest(const char *body, size_t len, unsigned char out[CACHE_DIGEST_LEN],
-                      struct cache_body_facts *facts)
+static int walk_body(const char *body, size_t len, unsigned char *out,
+                     const struct cache_rules *rules, struct cache_body_facts *facts)
 {
-    struct walk w = {
-        .p = (const unsigned char *)body, .end = (const unsigned char *)body + len, .facts = facts};
+    unsigned char none[CACHE_DIGEST_LEN];
+    struct walk w = {.p = (const unsigned char *)body,
+                     .end = (const unsigned char *)body + len,
+                     .hash = out != NULL,
+                     .rules = rules,
+                     .facts = facts};
     if (facts)
         memset(facts, 0, sizeof(*facts));
     int rc = -1;
-    if (!(w.md = EVP_MD_CTX_new()))
+    if (w.hash && !(w.md = EVP_MD_CTX_new()))
         goto fail;
-    rc = run(&w, out);
+    rc = run(&w, out ? out : none);
 fail:
     EVP_MD_CTX_free(w.md);
     free(w.pairs);
     free(w.frames);
     free(w.str);
     return rc;
+}
+
+int cache_body_digest(const char *body, size_t len, unsigned char out[CACHE_DIGEST_LEN],
+                      const struct cache_rules *rules, struct cache_body_facts *facts)
+{
+    return walk_body(body, len, out, rules, facts);
+}
+
+int cache_body_facts(const char *body, size_t len, const struct cache_rules *rules,
+                     struct cache_body_facts *facts)
+{
+    return walk_body(body, len, NULL, rules, facts);
 }

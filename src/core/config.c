@@ -297,6 +297,9 @@ static const struct key keys[] = {
     {S_CACHE, "wait", T_DUR, CF(cache_wait_ms), "10s", 0, 0, MS_MAX,
      .doc = "identical misses wait this long for the first one's answer (single flight); "
             "0: each goes upstream"},
+    {S_CACHE, "allow", T_FUNC, 0, "none", 0, .set = config_set_cache_allow, .max = 128,
+     .doc = "none | a list of sampled, provider_tools, images, audio: answers the cache "
+            "otherwise never gives twice (a refusal never is)"},
 
     {S_PLAN, "price", T_MONEY, PL(price), "0", 0, .doc = "subscription revenue in USD"},
     {S_PLAN, "price_period", T_ENUM, PL(price_period), "month", 0, .names = price_period_names,

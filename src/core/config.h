@@ -206,6 +206,7 @@ struct config {
     size_t cache_max_entry; /* bytes: a longer answer is not stored */
     int cache_shared;       /* 1: one entry serves every tenant */
     int cache_wait_ms;      /* single flight: identical misses wait this long; 0: off */
+    unsigned cache_allow;   /* enum cache_why bits the operator allows ([cache] allow) */
 
     struct cfg_upstream *upstreams;
     size_t n_upstreams;

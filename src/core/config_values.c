@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "cache/cache_key.h"
 #include "core/log.h"
 #include "redis/redis.h"
 #include "redis/redis_url.h"
@@ -681,6 +682,47 @@ int config_set_thresholds(void *obj, const char *v, char *msg, size_t n)
     }
     memcpy(c->thresholds, t, cnt * sizeof t[0]);
     c->n_thresholds = cnt;
+    return 0;
+}
+
+int config_set_cache_allow(void *obj, const char *v, char *msg, size_t n)
+{
+    static const struct {
+        const char *name;
+        unsigned why;
+    } names[] = {{"sampled", CACHE_WHY_SAMPLED},
+                 {"provider_tools", CACHE_WHY_PROVIDER_TOOL},
+                 {"images", CACHE_WHY_IMAGE},
+                 {"audio", CACHE_WHY_AUDIO}};
+    struct config *c = obj;
+    unsigned allow = 0;
+    const char *s = v;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (strcasecmp(s, "none") == 0) {
+        c->cache_allow = 0;
+        return 0;
+    }
+    while (*s) {
+        while (isspace((unsigned char)*s) || *s == ',')
+            s++;
+        size_t k = strcspn(s, ", \t");
+        if (k == 0)
+            break;
+        size_t i = 0;
+        while (i < ARRAY_LEN(names) &&
+               !(strlen(names[i].name) == k && strncasecmp(s, names[i].name, k) == 0))
+            i++;
+        if (i == ARRAY_LEN(names)) {
+            snprintf(msg, n,
+                     "expected none, or sampled, provider_tools, images, audio "
+                     "separated by ','");
+            return -1;
+        }
+        allow |= names[i].why;
+        s += k;
+    }
+    c->cache_allow = allow;
     return 0;
 }
 

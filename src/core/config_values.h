@@ -50,6 +50,7 @@ int config_set_downgrade(void *obj, const char *v, char *msg, size_t n);     /* 
 int config_set_unknown_model(void *obj, const char *v, char *msg, size_t n); /* config */
 int config_set_log_format(void *obj, const char *v, char *msg, size_t n);    /* config */
 int config_set_thresholds(void *obj, const char *v, char *msg, size_t n);    /* config */
+int config_set_cache_allow(void *obj, const char *v, char *msg, size_t n);   /* config */
 int config_set_report_margin(void *obj, const char *v, char *msg, size_t n); /* config */
 int config_set_plan_margin(void *obj, const char *v, char *msg, size_t n);   /* cfg_plan */
 int config_set_rotate(void *obj, const char *v, char *msg, size_t n);        /* config */

@@ -100,6 +100,9 @@ struct usage;
       "Answers sent to Redis to be kept in the response cache.")                                   \
     X(METRIC_CACHE_CORRUPT, "tollgate_cache_corrupt_total", COUNTER, "",                           \
       "Cache entries that failed their check when read (dropped, answered as a miss).")            \
+    X(METRIC_CACHE_REFUSED, "tollgate_cache_refused_total", COUNTER, "",                           \
+      "Whole answers not stored: a provider's refusal, or provider-run tools, images or audio "    \
+      "found in the answer ([cache] allow).")                                                      \
     X(METRIC_USAGE_COUNTED, "tollgate_usage_events_counted_total", COUNTER, "",                    \
       "Usage events of POST /admin/api/usage counted (settled, recorded, exported).")              \
     X(METRIC_USAGE_DUPLICATES, "tollgate_usage_events_duplicate_total", COUNTER, "",               \

@@ -207,6 +207,31 @@ static const struct json_scan_field answer_fields[] = {
     {"content", true},
 };
 
+/* The response cache (cache/cache_key.h): the server tools Anthropic runs
+ * itself (web search and fetch, code execution, MCP servers, a container);
+ * bash, text editor and computer tools are the client's. */
+static const struct cache_rule cache_request[] = {
+    {"temperature", CACHE_MATCH_TEMPERATURE, NULL, 0, NULL},
+    {"tools.type", CACHE_MATCH_STRING, "web_search_*", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"tools.type", CACHE_MATCH_STRING, "web_fetch_*", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"tools.type", CACHE_MATCH_STRING, "code_execution_*", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"mcp_servers", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"container", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL},
+};
+
+/* A refusal (stop_reason, whole or in message_delta) and the blocks of a
+ * server tool (whole: content, streamed: content_block_start). */
+static const struct cache_rule cache_answer[] = {
+    {"stop_reason", CACHE_MATCH_STRING, "refusal", CACHE_WHY_REFUSAL, NULL},
+    {"delta.stop_reason", CACHE_MATCH_STRING, "refusal", CACHE_WHY_REFUSAL, NULL},
+    {"content.type", CACHE_MATCH_STRING, "server_tool_use", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"content.type", CACHE_MATCH_STRING, "*_tool_result", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"content.type", CACHE_MATCH_STRING, "mcp_tool_use", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"content_block.type", CACHE_MATCH_STRING, "server_tool_use", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"content_block.type", CACHE_MATCH_STRING, "*_tool_result", CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"content_block.type", CACHE_MATCH_STRING, "mcp_tool_use", CACHE_WHY_PROVIDER_TOOL, NULL},
+};
+
 const struct provider provider_anthropic = {
     .name = "anthropic",
     .default_url = "https://api.anthropic.com",
@@ -224,4 +249,6 @@ const struct provider provider_anthropic = {
     .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,
     .set_model = provider_set_body_model,
+    .cache_request = {cache_request, ARRAY_LEN(cache_request)},
+    .cache_answer = {cache_answer, ARRAY_LEN(cache_answer)},
 };

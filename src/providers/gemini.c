@@ -371,6 +371,66 @@ _Static_assert(ARRAY_LEN(fields) <= JSON_SCAN_MAX_FIELDS &&
                    ARRAY_LEN(answer_fields) <= JSON_SCAN_MAX_FIELDS,
                "json_scan reads at most JSON_SCAN_MAX_FIELDS members");
 
+/* The response cache (cache/cache_key.h). The API takes a member in
+ * camelCase or snake_case; both are listed. Grounding (Search, Maps, URL
+ * context, file search) and code execution run at Google; function tools
+ * are the client's. */
+#define GEMINI_TOOL(camel, snake)                                                                  \
+    {"tools." camel, CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL},                        \
+    {                                                                                              \
+        "tools." snake, CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL                       \
+    }
+#define GEMINI_GEN(camel, snake, match, value, why)                                                \
+    {"generationConfig." camel, match, value, why, NULL},                                          \
+    {                                                                                              \
+        "generation_config." snake, match, value, why, NULL                                        \
+    }
+static const struct cache_rule cache_request[] = {
+    GEMINI_GEN("temperature", "temperature", CACHE_MATCH_TEMPERATURE, NULL, 0),
+    GEMINI_TOOL("googleSearch", "google_search"),
+    GEMINI_TOOL("googleSearchRetrieval", "google_search_retrieval"),
+    GEMINI_TOOL("codeExecution", "code_execution"),
+    GEMINI_TOOL("urlContext", "url_context"),
+    GEMINI_TOOL("googleMaps", "google_maps"),
+    GEMINI_TOOL("fileSearch", "file_search"),
+    GEMINI_TOOL("enterpriseWebSearch", "enterprise_web_search"),
+    GEMINI_GEN("responseModalities", "response_modalities", CACHE_MATCH_STRING, "IMAGE",
+               CACHE_WHY_IMAGE),
+    GEMINI_GEN("responseModalities", "response_modalities", CACHE_MATCH_STRING, "AUDIO",
+               CACHE_WHY_AUDIO),
+    GEMINI_GEN("speechConfig", "speech_config", CACHE_MATCH_SET, NULL, CACHE_WHY_AUDIO),
+    /* the OpenAI-compatible endpoint's chat body */
+    OPENAI_CACHE_REQUEST_RULES,
+};
+
+/* A blocked prompt or candidate (safety, prohibited content, blocklist,
+ * personal data, recitation), grounding and code execution results, images
+ * and audio made. A streamed chunk has the whole answer's shape. */
+#define GEMINI_FINISH(reason)                                                                      \
+    {                                                                                              \
+        "candidates.finishReason", CACHE_MATCH_STRING, reason, CACHE_WHY_REFUSAL, NULL             \
+    }
+static const struct cache_rule cache_answer[] = {
+    {"promptFeedback.blockReason", CACHE_MATCH_SET, NULL, CACHE_WHY_REFUSAL, NULL},
+    GEMINI_FINISH("*SAFETY"),
+    GEMINI_FINISH("*PROHIBITED_CONTENT"),
+    GEMINI_FINISH("BLOCKLIST"),
+    GEMINI_FINISH("SPII"),
+    GEMINI_FINISH("*RECITATION"),
+    {"candidates.groundingMetadata", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"candidates.urlContextMetadata", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL},
+    {"candidates.content.parts.executableCode", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL,
+     NULL},
+    {"candidates.content.parts.codeExecutionResult", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL,
+     NULL},
+    {"candidates.content.parts.inlineData.mimeType", CACHE_MATCH_STRING, "image/*", CACHE_WHY_IMAGE,
+     NULL},
+    {"candidates.content.parts.inlineData.mimeType", CACHE_MATCH_STRING, "audio/*", CACHE_WHY_AUDIO,
+     NULL},
+    /* the OpenAI-compatible endpoint's chat answer */
+    OPENAI_CACHE_ANSWER_RULES,
+};
+
 const struct provider provider_gemini = {
     .name = "gemini",
     .default_url = "https://generativelanguage.googleapis.com",
@@ -388,4 +448,6 @@ const struct provider provider_gemini = {
     .n_answer_fields = ARRAY_LEN(answer_fields),
     .error_body = error_body,
     .set_model = set_model,
+    .cache_request = {cache_request, ARRAY_LEN(cache_request)},
+    .cache_answer = {cache_answer, ARRAY_LEN(cache_answer)},
 };

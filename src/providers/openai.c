@@ -819,6 +819,45 @@ static const struct json_scan_field answer_fields[] = {
     {"duration", false},
 };
 
+/* The response cache (cache/cache_key.h): what a request asks for that is
+ * not to be given twice. The Responses API runs its built-in tools itself;
+ * function, computer and shell tools are the client's. */
+static const struct cache_rule cache_request[] = {
+    OPENAI_CACHE_REQUEST_RULES,
+    {NULL, CACHE_MATCH_SET, NULL, CACHE_WHY_IMAGE, "/v1/images/**"},
+    {NULL, CACHE_MATCH_SET, NULL, CACHE_WHY_AUDIO, "/v1/audio/**"},
+};
+
+/* A Responses output item that a built-in tool made, whole (output.type),
+ * in an event (item.type) and in the final event (response.output.type). */
+#define RESP_ITEM(type, why)                                                                       \
+    {"output.type", CACHE_MATCH_STRING, type, why, NULL},                                          \
+        {"item.type", CACHE_MATCH_STRING, type, why, NULL},                                        \
+    {                                                                                              \
+        "response.output.type", CACHE_MATCH_STRING, type, why, NULL                                \
+    }
+
+/* What in an answer keeps it from being stored: refusals (chat, and the
+ * Responses refusal part and events, or output cut by the content filter),
+ * built-in tools' results, images and audio. */
+static const struct cache_rule cache_answer[] = {
+    OPENAI_CACHE_ANSWER_RULES,
+    {"output.content.type", CACHE_MATCH_STRING, "refusal", CACHE_WHY_REFUSAL, NULL},
+    {"item.content.type", CACHE_MATCH_STRING, "refusal", CACHE_WHY_REFUSAL, NULL},
+    {"part.type", CACHE_MATCH_STRING, "refusal", CACHE_WHY_REFUSAL, NULL},
+    {"response.output.content.type", CACHE_MATCH_STRING, "refusal", CACHE_WHY_REFUSAL, NULL},
+    {"type", CACHE_MATCH_STRING, "response.refusal.*", CACHE_WHY_REFUSAL, NULL},
+    {"incomplete_details.reason", CACHE_MATCH_STRING, "content_filter", CACHE_WHY_REFUSAL, NULL},
+    {"response.incomplete_details.reason", CACHE_MATCH_STRING, "content_filter", CACHE_WHY_REFUSAL,
+     NULL},
+    RESP_ITEM("web_search_call", CACHE_WHY_PROVIDER_TOOL),
+    RESP_ITEM("file_search_call", CACHE_WHY_PROVIDER_TOOL),
+    RESP_ITEM("code_interpreter_call", CACHE_WHY_PROVIDER_TOOL),
+    RESP_ITEM("mcp_call", CACHE_WHY_PROVIDER_TOOL),
+    RESP_ITEM("mcp_list_tools", CACHE_WHY_PROVIDER_TOOL),
+    RESP_ITEM("image_generation_call", CACHE_WHY_IMAGE),
+};
+
 _Static_assert(ARRAY_LEN(fields) <= JSON_SCAN_MAX_FIELDS &&
                    ARRAY_LEN(answer_fields) <= JSON_SCAN_MAX_FIELDS,
                "json_scan reads at most JSON_SCAN_MAX_FIELDS members");
@@ -843,4 +882,6 @@ const struct provider provider_openai = {
     .prepare_form = prepare_form,
     .form_fields = form_fields,
     .n_form_fields = ARRAY_LEN(form_fields),
+    .cache_request = {cache_request, ARRAY_LEN(cache_request)},
+    .cache_answer = {cache_answer, ARRAY_LEN(cache_answer)},
 };

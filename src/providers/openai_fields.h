@@ -31,4 +31,35 @@
         "output", true                                                                             \
     }
 
+/* The response cache's rules (cache/cache_key.h) for OpenAI's chat-shaped
+ * requests and answers, shared with gemini.c like the lists above. */
+#define OPENAI_CACHE_REQUEST_RULES                                                                 \
+    {"temperature", CACHE_MATCH_TEMPERATURE, NULL, 0, NULL},                                       \
+        {"web_search_options", CACHE_MATCH_SET, NULL, CACHE_WHY_PROVIDER_TOOL, NULL},              \
+        {"model", CACHE_MATCH_STRING, "*-search-*", CACHE_WHY_PROVIDER_TOOL, NULL},                \
+        {"tools.type", CACHE_MATCH_STRING, "web_search*", CACHE_WHY_PROVIDER_TOOL, NULL},          \
+        {"tools.type", CACHE_MATCH_STRING, "file_search", CACHE_WHY_PROVIDER_TOOL, NULL},          \
+        {"tools.type", CACHE_MATCH_STRING, "code_interpreter", CACHE_WHY_PROVIDER_TOOL, NULL},     \
+        {"tools.type", CACHE_MATCH_STRING, "mcp", CACHE_WHY_PROVIDER_TOOL, NULL},                  \
+        {"tools.type", CACHE_MATCH_STRING, "image_generation", CACHE_WHY_IMAGE, NULL},             \
+        {"modalities", CACHE_MATCH_STRING, "audio", CACHE_WHY_AUDIO, NULL},                        \
+    {                                                                                              \
+        "audio", CACHE_MATCH_SET, NULL, CACHE_WHY_AUDIO, NULL                                      \
+    }
+
+/* A refusal, web search citations (results that change), audio; whole
+ * (message) and streamed (delta). */
+#define OPENAI_CACHE_ANSWER_RULES                                                                  \
+    {"choices.message.refusal", CACHE_MATCH_SET, NULL, CACHE_WHY_REFUSAL, NULL},                   \
+        {"choices.delta.refusal", CACHE_MATCH_SET, NULL, CACHE_WHY_REFUSAL, NULL},                 \
+        {"choices.finish_reason", CACHE_MATCH_STRING, "content_filter", CACHE_WHY_REFUSAL, NULL},  \
+        {"choices.message.annotations.type", CACHE_MATCH_STRING, "url_citation",                   \
+         CACHE_WHY_PROVIDER_TOOL, NULL},                                                           \
+        {"choices.delta.annotations.type", CACHE_MATCH_STRING, "url_citation",                     \
+         CACHE_WHY_PROVIDER_TOOL, NULL},                                                           \
+        {"choices.message.audio", CACHE_MATCH_SET, NULL, CACHE_WHY_AUDIO, NULL},                   \
+    {                                                                                              \
+        "choices.delta.audio", CACHE_MATCH_SET, NULL, CACHE_WHY_AUDIO, NULL                        \
+    }
+
 #endif

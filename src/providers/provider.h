@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "cache/cache_key.h"
 #include "http/json_scan.h"
 #include "http/multipart.h"
 #include "http/sse.h"
@@ -172,6 +173,14 @@ struct provider {
      * -1. */
     int (*set_model)(struct provider_call *call, const struct json_scan *body, char *path,
                      size_t pathlen, const char *model);
+    /* The response cache's rules (cache/cache_key.h), one home per
+     * provider: what in a request (a body member, or the endpoint) makes its
+     * answer one not to give twice (provider-run tools, images, audio, the
+     * temperature), and what in a whole answer or any SSE event of one
+     * (a refusal, a provider-run tool's result, images, audio) keeps it from
+     * being stored. */
+    struct cache_rules cache_request;
+    struct cache_rules cache_answer;
 };
 
 /* set_model for providers that name the model in the body's top level. */

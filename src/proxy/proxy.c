@@ -674,8 +674,10 @@ static bool cache_begin(struct req *r, const struct http_request *hr)
     struct cache_body_facts facts;
     unsigned char digest[CACHE_DIGEST_LEN];
     if (!cache_applies(r->cfg, r->plan_eff.base, r->tenant, ask) || !r->scanned ||
-        r->scan.top != JSON_SCAN_OBJECT || cache_digest_buffer(hr->body, digest, &facts) < 0 ||
-        !cache_cacheable(&r->call, &facts) ||
+        r->scan.top != JSON_SCAN_OBJECT ||
+        cache_digest_buffer(hr->body, &r->route.prov->cache_request, r->call.endpoint, digest,
+                            &facts) < 0 ||
+        !cache_cacheable(&r->call, &facts, r->cfg->cache_allow) ||
         cache_key(c->key, sizeof(c->key), r->cfg->key_prefix,
                   r->cfg->cache_shared ? NULL : r->tenant, r->route.prov->name, r->route.up->name,
                   r->endpoint, hr->query, r->call.stream, digest) < 0)
@@ -684,7 +686,8 @@ static bool cache_begin(struct req *r, const struct http_request *hr)
                                   .base = r->w->base,
                                   .metrics = r->w->metrics,
                                   .owner = r->id,
-                                  .cfg = r->cfg};
+                                  .cfg = r->cfg,
+                                  .answer_rules = &r->route.prov->cache_answer};
     if (ask == CACHE_ASK_REFRESH) { /* fetched anew; its answer replaces the entry */
         cache_refresh(c, &env, r->call.stream);
         return false;

@@ -42,6 +42,12 @@
 //   mock:lie=N          chat usage lies: 1 negative completion count, 2 prompt count as a
 //                       string, 3 a fractional completion count, 4 an absurd one (1e12)
 //   mock:gzip           a non-streamed answer gzip-encoded, whatever Accept-Encoding said
+//   mock:refusal        a 200 that refuses: chat message/delta refusal, Responses refusal part,
+//                       Anthropic stop_reason "refusal", Gemini finishReason SAFETY
+//   mock:servertool     a 200 with a provider-run tool in it: chat url_citation annotations,
+//                       Responses web_search_call item, Anthropic server_tool_use and
+//                       web_search_tool_result blocks, Gemini groundingMetadata
+//   mock:blocked        Gemini: the prompt blocked (promptFeedback.blockReason, no candidates)
 // Token mapping, so one directive means the same in every dialect (normalised per
 // provider-wire-formats.md §8, the record gets input=IN, cached=N, output=OUT, reasoning=R):
 //   OpenAI chat/completions: prompt_tokens=IN, cached_tokens=N, completion_tokens=OUT, reasoning_tokens=R
@@ -106,6 +112,7 @@ function parseDirectives(text) {
     in: DEFAULT_IN, out: DEFAULT_OUT, cached: 0, cachewrite: 0, cachewrite1h: 0, reasoning: 0, seconds: 7, chunks: DEFAULT_CHUNKS,
     slow: 0, delay: 0, status: 0, reset: false, resetEarly: false, hang: false,
     hangEarly: false, nousage: false, pad: 0, gzip: false, lie: 0, served: null, imagetokens: 0,
+    refusal: false, servertool: false, blocked: false,
   };
   const re = /mock:([a-z0-9-]+)(?:=([0-9]+(?:,[0-9]+)?))?/g;
   let m;
@@ -139,6 +146,9 @@ function parseDirectives(text) {
       case 'pad': d.pad = +(v || 0); break;
       case 'gzip': d.gzip = true; break;
       case 'lie': d.lie = +(v || 0); break;
+      case 'refusal': d.refusal = true; break;
+      case 'servertool': d.servertool = true; break;
+      case 'blocked': d.blocked = true; break;
       default: break;
     }
   }
@@ -148,6 +158,12 @@ function parseDirectives(text) {
 // ---- bodies ----------------------------------------------------------------------------
 
 let seq = 0;
+// mock:servertool: what a provider-run web search leaves in an answer
+const CITATION = { type: 'url_citation', url_citation: { url: 'https://example.com/mock', title: 'mock', start_index: 0, end_index: 4 } };
+const SERVER_TOOL_BLOCKS = [
+  { type: 'server_tool_use', id: 'srvtoolu_mock', name: 'web_search', input: { query: 'mock' } },
+  { type: 'web_search_tool_result', tool_use_id: 'srvtoolu_mock', content: [{ type: 'web_search_result', url: 'https://example.com/mock', title: 'mock', encrypted_content: 'x', page_age: null }] },
+];
 const now = () => Math.floor(Date.now() / 1000);
 const pieces = (d) => Array.from({ length: d.chunks }, (_, i) => `tok${i} `);
 
@@ -235,7 +251,8 @@ const builders = {
     if (!stream) {
       const body = {
         id, object: 'chat.completion', created, model,
-        choices: [{ index: 0, message: { role: 'assistant', content: text.join(''), refusal: null, annotations: [] },
+        choices: [{ index: 0, message: { role: 'assistant', content: d.refusal ? null : text.join(''),
+          refusal: d.refusal ? text.join('') : null, annotations: d.servertool ? [CITATION] : [] },
           logprobs: null, finish_reason: 'stop' }],
         service_tier: servedTier(req, d), system_fingerprint: 'fp_mock',
       };
@@ -250,7 +267,8 @@ const builders = {
       return `data: ${JSON.stringify(Object.assign(c, extra || {}))}\n\n`;
     };
     const events = [chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }])];
-    for (const t of text) events.push(chunk([{ index: 0, delta: { content: t }, logprobs: null, finish_reason: null }]));
+    for (const t of text) events.push(chunk([{ index: 0, delta: d.refusal ? { refusal: t } : { content: t }, logprobs: null, finish_reason: null }]));
+    if (d.servertool) events.push(chunk([{ index: 0, delta: { annotations: [CITATION] }, logprobs: null, finish_reason: null }]));
     events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
     if (withUsage) events.push(chunk([], { usage: chatUsage(d) }));
     events.push('data: [DONE]\n\n');
@@ -293,22 +311,31 @@ const builders = {
       usage, metadata: {}, service_tier: servedTier(req, d),
     });
     const item = { id: msgId, type: 'message', status: 'completed', role: 'assistant',
-      content: [{ type: 'output_text', text: full, annotations: [] }] };
-    if (!stream) return { json: resp('completed', [item], d.nousage ? null : responsesUsage(d)) };
+      content: [d.refusal ? { type: 'refusal', refusal: full } : { type: 'output_text', text: full, annotations: [] }] };
+    const search = { id: `ws_mock${seq}`, type: 'web_search_call', status: 'completed', action: { type: 'search', query: 'mock' } };
+    const output = d.servertool ? [search, item] : [item];
+    if (!stream) return { json: resp('completed', output, d.nousage ? null : responsesUsage(d)) };
     let n = 0;
     const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify(Object.assign({ type, sequence_number: n++ }, data))}\n\n`;
     const events = [
       ev('response.created', { response: resp('in_progress', [], null) }),
       ev('response.in_progress', { response: resp('in_progress', [], null) }),
+    ];
+    if (d.servertool) {
+      events.push(ev('response.output_item.added', { output_index: 0, item: { ...search, status: 'in_progress' } }));
+      events.push(ev('response.output_item.done', { output_index: 0, item: search }));
+    }
+    events.push(
       ev('response.output_item.added', { output_index: 0, item: { id: msgId, type: 'message', status: 'in_progress', role: 'assistant', content: [] } }),
       ev('response.content_part.added', { item_id: msgId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
-    ];
+    );
     const first = events.length;
-    for (const t of text) events.push(ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta: t }));
+    const deltaType = d.refusal ? 'response.refusal.delta' : 'response.output_text.delta';
+    for (const t of text) events.push(ev(deltaType, { item_id: msgId, output_index: 0, content_index: 0, delta: t }));
     events.push(ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text: full }));
     events.push(ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part: { type: 'output_text', text: full, annotations: [] } }));
     events.push(ev('response.output_item.done', { output_index: 0, item }));
-    events.push(ev('response.completed', { response: resp('completed', [item], d.nousage ? null : responsesUsage(d)) }));
+    events.push(ev('response.completed', { response: resp('completed', output, d.nousage ? null : responsesUsage(d)) }));
     return { events, contentEvents: first };
   },
 
@@ -333,8 +360,10 @@ const builders = {
     const model = req.json.model || 'unknown';
     const text = pieces(d);
     if (!stream) {
+      const content = [{ type: 'text', text: text.join('') }];
+      if (d.servertool) content.unshift(...SERVER_TOOL_BLOCKS);
       const body = { id, type: 'message', role: 'assistant', model,
-        content: [{ type: 'text', text: text.join('') }], stop_reason: 'end_turn', stop_sequence: null };
+        content, stop_reason: d.refusal ? 'refusal' : 'end_turn', stop_sequence: null };
       if (!d.nousage) body.usage = anthropicUsage(d, d.out);
       return { json: body };
     }
@@ -353,7 +382,13 @@ const builders = {
     const first = events.length;
     for (const t of text) events.push(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: t } }));
     events.push(ev('content_block_stop', { index: 0 }));
-    const delta = { delta: { stop_reason: 'end_turn', stop_sequence: null } };
+    if (d.servertool) {
+      SERVER_TOOL_BLOCKS.forEach((b, i) => {
+        events.push(ev('content_block_start', { index: i + 1, content_block: b }));
+        events.push(ev('content_block_stop', { index: i + 1 }));
+      });
+    }
+    const delta = { delta: { stop_reason: d.refusal ? 'refusal' : 'end_turn', stop_sequence: null } };
     if (!d.nousage) delta.usage = { output_tokens: d.out, output_tokens_details: { thinking_tokens: d.reasoning } };
     events.push(ev('message_delta', delta));
     events.push(ev('message_stop', {}));
@@ -448,9 +483,15 @@ const builders = {
     const responseId = `mockresp${++seq}`;
     const cand = (t, fin) => {
       const c = { content: { parts: [{ text: t }], role: 'model' }, index: 0 };
-      if (fin) c.finishReason = 'STOP';
+      if (fin) c.finishReason = d.refusal ? 'SAFETY' : 'STOP';
+      if (fin && d.servertool) c.groundingMetadata = { webSearchQueries: ['mock'], groundingChunks: [{ web: { uri: 'https://example.com/mock', title: 'mock' } }] };
       return c;
     };
+    if (d.blocked) {
+      const body = { promptFeedback: { blockReason: 'SAFETY' }, modelVersion: model, responseId, usageMetadata: geminiUsage({ ...d, out: 0 }, true) };
+      if (!stream) return { json: body };
+      return { events: [`data: ${JSON.stringify(body)}\r\n\r\n`], contentEvents: 0 };
+    }
     if (!stream) {
       const body = { candidates: [cand(text.join(''), true)], modelVersion: model, responseId };
       if (!d.nousage) body.usageMetadata = geminiUsage(d, true);

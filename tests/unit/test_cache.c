@@ -25,7 +25,7 @@ static int digest_of(const char *body, unsigned char *d, struct cache_body_facts
     json_scan_free(&s);
     if (!ok)
         return -2;
-    return cache_body_digest(body, strlen(body), d, f);
+    return cache_body_digest(body, strlen(body), d, NULL, f);
 }
 
 static const struct {
@@ -83,30 +83,179 @@ static void test_same_question(void)
     }
 }
 
-static void test_facts(void)
-{
-    unsigned char d[CACHE_DIGEST_LEN];
-    struct cache_body_facts f;
-    CHECK_INT(digest_of("{\"n\":2,\"temperature\":0}", d, &f), 0);
-    CHECK(f.has_temperature && f.temperature == 0 && !f.audio);
-    CHECK_INT(digest_of("{\"generationConfig\":{\"temperature\":0.7}}", d, &f), 0);
-    CHECK(f.has_temperature && f.temperature == 0.7);
-    CHECK_INT(digest_of("{\"x\":{\"temperature\":0.7}}", d, &f), 0);
-    CHECK(!f.has_temperature); /* only where the providers read it */
-    CHECK_INT(digest_of("{\"audio\":{\"voice\":\"alloy\"}}", d, &f), 0);
-    CHECK(f.audio);
+/* Requests: what each provider's rules (its own table) find in a body or
+ * an endpoint; S sampled, T provider tools, I images, A audio. */
+#define S CACHE_WHY_SAMPLED
+#define T CACHE_WHY_PROVIDER_TOOL
+#define I CACHE_WHY_IMAGE
+#define A CACHE_WHY_AUDIO
+#define R CACHE_WHY_REFUSAL
+static const struct {
+    const char *prov, *endpoint, *body;
+    int64_t choices;
+    unsigned why; /* 0: cacheable */
+} requests[] = {
+    {"openai", "/v1/chat/completions", "{\"model\":\"m\",\"messages\":[]}", 1, 0},
+    {"openai", "/v1/chat/completions", "{\"n\":2,\"temperature\":0}", 2, 0},
+    {"openai", "/v1/chat/completions", "{\"n\":2,\"temperature\":0.2}", 2, S},
+    {"openai", "/v1/chat/completions", "{\"n\":2}", 2, S}, /* the default is above 0 */
+    {"openai", "/v1/chat/completions", "{\"n\":2,\"x\":{\"temperature\":0}}", 2, S},
+    {"openai", "/v1/chat/completions", "{\"temperature\":0.9}", 1, 0},
+    {"openai", "/v1/chat/completions", "{\"audio\":{\"voice\":\"alloy\"}}", 1, A},
+    {"openai", "/v1/chat/completions", "{\"modalities\":[\"text\",\"audio\"]}", 1, A},
+    {"openai", "/v1/chat/completions", "{\"modalities\":[\"text\"]}", 1, 0},
+    {"openai", "/v1/chat/completions", "{\"audio\":null}", 1, 0},
+    {"openai", "/v1/chat/completions", "{\"web_search_options\":{}}", 1, T},
+    {"openai", "/v1/chat/completions", "{\"model\":\"gpt-4o-mini-search-preview\"}", 1, T},
+    {"openai", "/v1/chat/completions", "{\"messages\":[{\"content\":\"web_search_options\"}]}", 1,
+     0},
+    {"openai", "/v1/chat/completions",
+     "{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"web_search\"}}]}", 1, 0},
+    {"openai", "/v1/responses", "{\"tools\":[{\"type\":\"function\"},{\"type\":\"web_search\"}]}",
+     1, T},
+    {"openai", "/v1/responses", "{\"tools\":[{\"type\":\"web_search_preview_2025_03_11\"}]}", 1, T},
+    {"openai", "/v1/responses", "{\"tools\":[{\"type\":\"file_search\"}]}", 1, T},
+    {"openai", "/v1/responses", "{\"tools\":[{\"type\":\"code_interpreter\"}]}", 1, T},
+    {"openai", "/v1/responses", "{\"tools\":[{\"type\":\"mcp\"}]}", 1, T},
+    {"openai", "/v1/responses", "{\"tools\":[{\"type\":\"image_generation\"}]}", 1, I},
+    {"openai", "/v1/responses", "{\"input\":[{\"tools\":[{\"type\":\"mcp\"}]}]}", 1, 0},
+    {"openai", "/v1/images/generations", "{\"prompt\":\"p\"}", 1, I},
+    {"openai", "/v1/audio/speech", "{\"input\":\"p\"}", 1, A},
+    {"openai", "/v1/embeddings", "{\"input\":\"p\"}", 1, 0},
+    {"anthropic", "/v1/messages", "{\"tools\":[{\"type\":\"web_search_20250305\"}]}", 1, T},
+    {"anthropic", "/v1/messages", "{\"tools\":[{\"type\":\"web_fetch_20250910\"}]}", 1, T},
+    {"anthropic", "/v1/messages", "{\"tools\":[{\"type\":\"code_execution_20250825\"}]}", 1, T},
+    {"anthropic", "/v1/messages", "{\"mcp_servers\":[{\"url\":\"https://x\"}]}", 1, T},
+    {"anthropic", "/v1/messages", "{\"mcp_servers\":[]}", 1, 0},
+    {"anthropic", "/v1/messages", "{\"tools\":[{\"type\":\"bash_20250124\"},{\"name\":\"f\"}]}", 1,
+     0},
+    {"gemini", "/v1beta/models/g:generateContent", "{\"tools\":[{\"googleSearch\":{}}]}", 1, T},
+    {"gemini", "/v1beta/models/g:generateContent", "{\"tools\":[{\"code_execution\":{}}]}", 1, T},
+    {"gemini", "/v1beta/models/g:generateContent", "{\"tools\":[{\"urlContext\":{}}]}", 1, T},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"tools\":[{\"functionDeclarations\":[{\"name\":\"googleSearch\"}]}]}", 1, 0},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generationConfig\":{\"responseModalities\":[\"TEXT\",\"IMAGE\"]}}", 1, I},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generationConfig\":{\"responseModalities\":[\"AUDIO\"]}}", 1, A},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generation_config\":{\"speech_config\":{\"voiceConfig\":{}}}}", 1, A},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generationConfig\":{\"candidateCount\":2,\"temperature\":0}}", 2, 0},
+    {"gemini", "/v1beta/models/g:generateContent",
+     "{\"generationConfig\":{\"candidateCount\":2,\"temperature\":0.7}}", 2, S},
+    {"gemini", "/v1beta/openai/chat/completions", "{\"web_search_options\":{}}", 1, T},
+};
 
-    struct provider_call call = {.metered = true, .choices = 2};
-    struct cache_body_facts hot = {.has_temperature = true, .temperature = 0.2},
-                            cold = {.has_temperature = true}, unset = {0}, audio = {.audio = true};
-    CHECK(!cache_cacheable(&call, &hot));
-    CHECK(!cache_cacheable(&call, &unset)); /* the providers' default is above 0 */
-    CHECK(cache_cacheable(&call, &cold));
-    call.choices = 1;
-    CHECK(cache_cacheable(&call, &hot));
-    CHECK(!cache_cacheable(&call, &audio));
-    call.metered = false;
-    CHECK(!cache_cacheable(&call, &cold));
+static void test_request_rules(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(requests); i++) {
+        const struct provider *p = provider_find(requests[i].prov);
+        struct evbuffer *b = evbuffer_new();
+        unsigned char d[CACHE_DIGEST_LEN];
+        struct cache_body_facts f;
+        struct provider_call call = {.metered = true, .choices = requests[i].choices};
+        evbuffer_add(b, requests[i].body, strlen(requests[i].body));
+        int rc = cache_digest_buffer(b, &p->cache_request, requests[i].endpoint, d, &f);
+        evbuffer_free(b);
+        unsigned sampled = cache_cacheable(&call, &f, CACHE_WHY_PROVIDER_TOOL | I | A) ? 0 : S;
+        unsigned got = f.why | sampled;
+        bool cacheable = cache_cacheable(&call, &f, 0);
+        /* the operator's list lets each reason through, one at a time */
+        bool allowed = cache_cacheable(&call, &f, requests[i].why);
+        if (rc != 0 || got != requests[i].why || cacheable != (requests[i].why == 0) || !allowed) {
+            fprintf(stderr,
+                    "  request %zu (%s): rc %d why %#x want %#x, cacheable %d, allowed %d\n", i,
+                    requests[i].body, rc, got, requests[i].why, cacheable, allowed);
+            check_failed_now = 1;
+        }
+    }
+    struct provider_call call = {.metered = false, .choices = 1};
+    struct cache_body_facts none = {0};
+    CHECK(!cache_cacheable(&call, &none, S | T | I | A));
+}
+
+/* Answers: whole (JSON) or streamed (SSE); what may be stored. */
+static const struct {
+    const char *prov;
+    bool stream;
+    const char *answer;
+    unsigned why; /* 0: storable */
+} answers[] = {
+    {"openai", false,
+     "{\"choices\":[{\"message\":{\"content\":\"hi\",\"refusal\":null,\"annotations\":[]}}]}", 0},
+    {"openai", false, "{\"choices\":[{\"message\":{\"content\":null,\"refusal\":\"no\"}}]}", R},
+    {"openai", false, "{\"choices\":[{\"finish_reason\":\"content_filter\"}]}", R},
+    {"openai", false,
+     "{\"choices\":[{\"message\":{\"annotations\":[{\"type\":\"url_citation\"}]}}]}", T},
+    {"openai", false, "{\"choices\":[{\"message\":{\"audio\":{\"data\":\"AAA\"}}}]}", A},
+    {"openai", true,
+     "data: {\"choices\":[{\"delta\":{\"content\":\"\",\"refusal\":null}}]}\n\n"
+     "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n",
+     0},
+    {"openai", true,
+     "data: {\"choices\":[{\"delta\":{\"content\":\"\",\"refusal\":null}}]}\n\n"
+     "data: {\"choices\":[{\"delta\":{\"refusal\":\"I can't\"}}]}\n\ndata: [DONE]\n\n",
+     R},
+    {"openai", false,
+     "{\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\"}]}]}", 0},
+    {"openai", false, "{\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"refusal\"}]}]}",
+     R},
+    {"openai", false, "{\"output\":[{\"type\":\"web_search_call\"},{\"type\":\"message\"}]}", T},
+    {"openai", false, "{\"output\":[{\"type\":\"image_generation_call\"}]}", I},
+    {"openai", false, "{\"output\":[{\"type\":\"function_call\"}]}", 0},
+    {"openai", true,
+     "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\","
+     "\"item\":{\"type\":\"code_interpreter_call\"}}\n\n",
+     T},
+    {"openai", true, "data: {\"type\":\"response.refusal.delta\",\"delta\":\"no\"}\n\n", R},
+    {"openai", false, "not json", R}, /* unreadable: not stored */
+    {"anthropic", false, "{\"content\":[{\"type\":\"text\"}],\"stop_reason\":\"end_turn\"}", 0},
+    {"anthropic", false, "{\"content\":[],\"stop_reason\":\"refusal\"}", R},
+    {"anthropic", false,
+     "{\"content\":[{\"type\":\"server_tool_use\"},{\"type\":\"web_search_tool_result\"}]}", T},
+    {"anthropic", false, "{\"content\":[{\"type\":\"tool_use\"}],\"stop_reason\":\"tool_use\"}", 0},
+    {"anthropic", true,
+     "event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+     "\"refusal\"}}\r\n\r\n",
+     R},
+    {"anthropic", true,
+     "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"content_block\":"
+     "{\"type\":\"code_execution_tool_result\"}}\n\n",
+     T},
+    {"gemini", false, "{\"candidates\":[{\"finishReason\":\"STOP\"}]}", 0},
+    {"gemini", false, "{\"candidates\":[{\"finishReason\":\"SAFETY\"}]}", R},
+    {"gemini", false, "{\"candidates\":[{\"finishReason\":\"PROHIBITED_CONTENT\"}]}", R},
+    {"gemini", false, "{\"candidates\":[{\"finishReason\":\"IMAGE_SAFETY\"}]}", R},
+    {"gemini", false, "{\"promptFeedback\":{\"blockReason\":\"OTHER\"},\"usageMetadata\":{}}", R},
+    {"gemini", false, "{\"candidates\":[{\"groundingMetadata\":{\"webSearchQueries\":[]}}]}", T},
+    {"gemini", false,
+     "{\"candidates\":[{\"content\":{\"parts\":[{\"executableCode\":{\"code\":\"1\"}}]}}]}", T},
+    {"gemini", false,
+     "{\"candidates\":[{\"content\":{\"parts\":[{\"inlineData\":{\"mimeType\":\"image/png\"}}]}}]}",
+     I},
+    {"gemini", true,
+     "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}\r\n\r\n"
+     "data: {\"candidates\":[{\"finishReason\":\"RECITATION\"}]}\r\n\r\n",
+     R},
+    {"gemini", false, "[{\"candidates\":[{\"finishReason\":\"SAFETY\"}]}]", R},
+};
+
+static void test_answer_rules(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(answers); i++) {
+        const struct provider *p = provider_find(answers[i].prov);
+        const char *a = answers[i].answer;
+        bool got = cache_answer_storable(a, strlen(a), answers[i].stream, &p->cache_answer, 0);
+        /* allowed by the operator, except a refusal (and what is not JSON) */
+        bool allowed =
+            cache_answer_storable(a, strlen(a), answers[i].stream, &p->cache_answer, S | T | I | A);
+        if (got != (answers[i].why == 0) || allowed != (answers[i].why != R)) {
+            fprintf(stderr, "  answer %zu (%s): storable %d, allowed %d, want why %#x\n", i, a, got,
+                    allowed, answers[i].why);
+            check_failed_now = 1;
+        }
+    }
 }
 
 static void test_not_json(void)
@@ -127,7 +276,7 @@ static void test_not_json(void)
                                       "-"};
     unsigned char d[CACHE_DIGEST_LEN];
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-        if (cache_body_digest(bad[i], strlen(bad[i]), d, NULL) != -1) {
+        if (cache_body_digest(bad[i], strlen(bad[i]), d, NULL, NULL) != -1) {
             fprintf(stderr, "  accepted %s\n", bad[i]);
             check_failed_now = 1;
         }
@@ -297,7 +446,8 @@ static void test_plan_word(void)
 static const struct check_test tests[] = {
     {"plan_word", test_plan_word},
     {"same_question", test_same_question},
-    {"facts", test_facts},
+    {"request_rules", test_request_rules},
+    {"answer_rules", test_answer_rules},
     {"not_json", test_not_json},
     {"keys", test_keys},
     {"entries", test_entries},
