@@ -301,7 +301,7 @@ describe('response cache', () => {
     assert.equal(cli.code, 0, cli.stderr);
     assert.deepEqual(JSON.parse(cli.stdout).totals, rep.totals);
     const table = await run([]);
-    assert.match(table.stdout, /TENANT +PLAN +REVENUE +OVERAGE +COST +SAVED +MARGIN/);
+    assert.match(table.stdout, /TENANT +PLAN +REVENUE +OVERAGE +COST +SAVED /);
     const detail = await (await fetch(`http://127.0.0.1:${env.tg.adminPort}/admin/api/tenants/c-a?period=${period}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
     assert.equal(detail.cache_hits, want('c-a').hits);
   });
