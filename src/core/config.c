@@ -207,7 +207,8 @@ static const struct key keys[] = {
     {S_REDIS, "url", T_STR, CF(redis_url), "redis://127.0.0.1:6379/0", K_RESTART,
      .check = config_check_redis_url, .max = URL_MAX,
      .doc = "redis://[user:password@]host:port/db, rediss://... (TLS), "
-            "redis-sentinel://h1:26379,h2:26379/MASTER or unix://[user:password@]/path.sock"},
+            "redis-sentinel://h1:26379,h2:26379/MASTER, redis-cluster://h1:7000,h2:7001 or "
+            "unix://[user:password@]/path.sock"},
     {S_REDIS, "ca_file", T_FILE, CF(redis_ca_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,
      .doc = "rediss://: CAs (PEM) trusted beside the system's; the server is always verified"},
     {S_REDIS, "cert_file", T_FILE, CF(redis_cert_file), NULL, K_OPT | K_RESTART, .max = PATH_MAX_,

@@ -150,8 +150,8 @@ struct redis {
     bool quiet;                  /* connection events at debug level (redis_set_quiet) */
     struct cluster *cluster;     /* redis-cluster://: this is the router, the nodes its own */
     struct redis *parent;        /* a cluster node: its router */
-    time_t logged_at;            /* the router's last rate-limited line */
-    unsigned long unlogged;      /* and the lines left out since */
+    time_t logged_at[2];         /* the router's last rate-limited line, of each kind */
+    unsigned long unlogged[2];   /* and the lines of that kind left out since */
 };
 
 static void start_connect(struct redis *r);
@@ -517,29 +517,33 @@ static int cmd_copy(struct redis_cmd *c, int head, int n, const char **args, con
 
 /* ---- redis-cluster:// routing -------------------------------------------- */
 
-/* A router's line about redirections and retries: at most one a second, so
- * a cluster in trouble under load does not flood the log. */
-static void cluster_log(struct redis *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void cluster_log(struct redis *r, const char *fmt, ...)
+/* Kinds of a router's rate-limited lines. */
+enum { LOG_RETRYING, LOG_FAILED };
+
+/* A router's line about retries (LOG_RETRYING) or a command it failed
+ * (LOG_FAILED): at most one of each kind a second, so a cluster in trouble
+ * under load does not flood the log. */
+static void cluster_log(struct redis *r, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cluster_log(struct redis *r, int kind, const char *fmt, ...)
 {
     char line[400];
     time_t now = time(NULL);
-    if (now == r->logged_at) {
-        r->unlogged++;
+    if (now == r->logged_at[kind]) {
+        r->unlogged[kind]++;
         return;
     }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    if (r->unlogged)
+    if (r->unlogged[kind])
         log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s (and %lu more like it)", line,
-                r->unlogged);
+                r->unlogged[kind]);
     else
         log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s", line);
-    r->logged_at = now;
-    r->unlogged = 0;
+    r->logged_at[kind] = now;
+    r->unlogged[kind] = 0;
 }
 
 /* Waits before routing c again, or when its retries are spent ends it with
@@ -549,7 +553,8 @@ static void retry_later(struct redis_cmd *c, const char *err)
     struct redis *r = c->r;
     if (c->retries >= MAX_RETRIES) {
         cluster_stats(r->cluster)->failed++;
-        cluster_log(r, "cluster: a command failed after %d retries: %.200s", c->retries, err);
+        cluster_log(r, LOG_FAILED, "cluster: a command failed after %d retries: %.200s", c->retries,
+                    err);
         cmd_finish(c, NULL, err);
         return;
     }
@@ -584,7 +589,7 @@ static void on_child(struct redisReply *reply, const char *err, void *arg)
     if (redis_redirect_parse(err, &ask, &slot, host, &port) == 0) {
         if (++c->hops > MAX_HOPS) {
             cluster_stats(r->cluster)->failed++;
-            cluster_log(r,
+            cluster_log(r, LOG_FAILED,
                         "cluster: still redirected after %d hops (%.100s): a MOVED loop? "
                         "failing the command",
                         MAX_HOPS, err);
@@ -608,7 +613,8 @@ static void on_child(struct redisReply *reply, const char *err, void *arg)
         return;
     }
     if (strncmp(err, "TRYAGAIN", 8) == 0 || strncmp(err, "CLUSTERDOWN", 11) == 0) {
-        cluster_log(r, "cluster answered %.200s; retrying", err);
+        if (c->retries == 0) /* once per command: its failure is logged too */
+            cluster_log(r, LOG_RETRYING, "cluster answered %.200s; retrying", err);
         retry_later(c, err);
         return;
     }

@@ -61,6 +61,66 @@ async function spread(cl, perNode, tag) {
   return out;
 }
 
+// A fake cluster node on 127.0.0.1: the handshake and CLUSTER SLOTS (all slots its own) are
+// answered as a node would; every other command gets `answer` (a RESP error line), so the
+// router's bounds on redirections and retries can be seen. Counts the commands it refused.
+function fakeNode(answer) {
+  return new Promise((resolve) => {
+    const node = { refused: 0, port: 0 };
+    const server = net.createServer((sock) => {
+      let buf = Buffer.alloc(0);
+      sock.on('error', () => {});
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const cmd = readCommand(buf);
+          if (!cmd) break;
+          buf = buf.subarray(cmd.used);
+          const name = cmd.args.map((a) => a.toUpperCase()).slice(0, 2).join(' ');
+          if (name.startsWith('PING')) sock.write('+PONG\r\n');
+          else if (name.startsWith('AUTH') || name.startsWith('ASKING')) sock.write('+OK\r\n');
+          else if (name === 'CLUSTER SLOTS') {
+            sock.write(`*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:${node.port}\r\n`);
+          } else {
+            node.refused++;
+            sock.write(`-${answer(node)}\r\n`);
+          }
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1', () => {
+      node.port = server.address().port;
+      node.close = () => new Promise((r) => { server.close(() => r()); for (const s of conns) s.destroy(); });
+      resolve(node);
+    });
+    const conns = new Set();
+    server.on('connection', (s) => { conns.add(s); s.on('close', () => conns.delete(s)); });
+  });
+}
+
+// One RESP command (an array of bulk strings) from the front of buf: {args, used}, or null.
+function readCommand(buf) {
+  const line = (at) => {
+    const e = buf.indexOf('\r\n', at);
+    return e < 0 ? null : { text: buf.toString('latin1', at, e), next: e + 2 };
+  };
+  const head = line(0);
+  if (!head) return null;
+  if (head.text[0] !== '*') throw new Error(`fake node: not an array: ${head.text}`);
+  const n = Number(head.text.slice(1));
+  const args = [];
+  let at = head.next;
+  for (let i = 0; i < n; i++) {
+    const l = line(at);
+    if (!l) return null;
+    const len = Number(l.text.slice(1));
+    if (buf.length < l.next + len + 2) return null;
+    args.push(buf.toString('latin1', l.next, l.next + len));
+    at = l.next + len + 2;
+  }
+  return { args, used: at };
+}
+
 describe('Redis Cluster (redis-cluster://)', () => {
   const env = h.useStack({ tollgate: false });
   let cl;
@@ -90,4 +150,152 @@ describe('Redis Cluster (redis-cluster://)', () => {
       }
     });
   });
+
+  test('a slot migrating under traffic: -ASK followed with ASKING, then -MOVED once it moved; counted once, metrics count both', { timeout: h.ms(120000) }, async () => {
+    // a fresh tenant whose slot holds no key yet (nothing to MIGRATE)
+    let tenant, slot, src;
+    for (let i = 0; i < 50; i++) {
+      tenant = h.uniq(`mig${i}`);
+      src = await cl.primaryOf(`tollgate:{${tenant}}:x`);
+      slot = (await src.cmd('CLUSTER', 'KEYSLOT', `tollgate:{${tenant}}:x`))[0];
+      if ((await src.cmd('CLUSTER', 'COUNTKEYSINSLOT', slot))[0] === '0') break;
+    }
+    const primaries = [];
+    for (const n of cl.nodes) if (n.running && (await n.cmd('ROLE'))[0] === 'master') primaries.push(n);
+    const dst = primaries.find((n) => n !== src);
+    const srcId = (await src.cmd('CLUSTER', 'MYID'))[0];
+    const dstId = (await dst.cmd('CLUSTER', 'MYID'))[0];
+    await env.withTollgate(overrides({ on_failure: 'closed' }), async (tg) => {
+      await waitReady(tg, 'ready', h.ms(15000));
+      await dst.cmd('CLUSTER', 'SETSLOT', slot, 'IMPORTING', srcId);
+      await src.cmd('CLUSTER', 'SETSLOT', slot, 'MIGRATING', dstId);
+      // the tenant's keys do not exist on src: each of its commands is sent on with -ASK
+      await chatN(tg, tenant, 2, 'ask');
+      await h.waitFor(async () => (await metric(tg, 'tollgate_redis_cluster_ask_total')) >= 2 || null,
+        { timeout: h.ms(5000), what: 'ASK redirections counted' });
+      assert.equal((await src.cmd('CLUSTER', 'COUNTKEYSINSLOT', slot))[0], '0', 'nothing written on the source');
+      // the slot is dst's now: tollgate's map still says src, which answers -MOVED
+      for (const n of primaries) await n.cmd('CLUSTER', 'SETSLOT', slot, 'NODE', dstId);
+      await chatN(tg, tenant, 2, 'moved');
+      await h.waitFor(async () => (await metric(tg, 'tollgate_redis_cluster_moved_total')) >= 1 || null,
+        { timeout: h.ms(5000), what: 'MOVED counted' });
+      await h.waitFor(async () => (await metric(tg, 'tollgate_redis_cluster_slot_refreshes_total')) >= 2 || null,
+        { timeout: h.ms(5000), what: 'the map asked again after MOVED' });
+      await assertExact(cl, tg, [tenant], 4);
+      assert.equal((await cl.primaryOf(`tollgate:{${tenant}}:x`)).port, dst.port);
+    });
+  });
+
+  test('three tollgates race one capped tenant: the cap holds (at most one request over), Redis cost = sum of the records', { timeout: h.ms(120000) }, async () => {
+    const one = h.expectedNano('gpt-4o', { input: 0, output: 1000 });
+    const CAP = 5 * one; // about five requests of 1000 output tokens
+    const cfg = { ...overrides({ on_failure: 'closed' }),
+      'plan racecap': { price: 9, budget_monthly: String(CAP / 1e9), on_exceed: 'block' } };
+    const tgs = [];
+    try {
+      for (let i = 0; i < 3; i++) tgs.push(await env.start(cfg));
+      for (const tg of tgs) await waitReady(tg, 'ready', h.ms(15000));
+      const tenant = h.uniq('race3');
+      const body = { model: 'gpt-4o', max_tokens: 1000, messages: [{ role: 'user', content: 'mock:tokens=20,1000 mock:delay=500' }] };
+      const hdr = { 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'racecap' };
+      const results = await Promise.all(tgs.flatMap((tg) => Array.from({ length: 15 },
+        () => h.post(tg, '/v1/chat/completions', body, hdr))));
+      const ok = results.filter((r) => r.status === 200).length;
+      const blocked = results.filter((r) => r.status === 429).length;
+      assert.equal(ok + blocked, 45, `admitted or blocked: ${results.map((r) => r.status)}`);
+      const recs = [];
+      for (let i = 0; i < 3; i++) {
+        const mine = results.slice(15 * i, 15 * (i + 1)).filter((r) => r.status === 200).length;
+        if (mine) recs.push(...(await tgs[i].records((r) => r.tenant === tenant && r.outcome === 'ok', mine, h.ms(10000))));
+      }
+      assert.equal(recs.length, ok);
+      const sum = recs.reduce((x, r) => x + h.recordNano(r), 0);
+      const m = await h.waitFor(async () => {
+        const c = await cl.counters(tenant);
+        return (c.requests || 0) === ok && !(c.reserved > 0) ? c : null;
+      }, { timeout: h.ms(15000), what: 'every admitted request settled' });
+      assert.equal(m.cost, sum, 'Redis cost = sum of the records');
+      const perReq = h.expectedNano('gpt-4o', { input: 20, output: 1000 });
+      process.stderr.write(`race3: ${ok} admitted over 3 tollgates, spend ${m.cost} nano on a ${CAP} nano cap\n`);
+      assert.ok(ok >= 4, `the cap fits four or five requests: ${ok} admitted`);
+      assert.ok(m.cost <= CAP + perReq, `spend ${m.cost} <= cap ${CAP} + one request ${perReq}`);
+    } finally {
+      for (const tg of tgs) await tg.stopAndCheck();
+    }
+  });
+
+  test('a primary killed mid-run, its replica promoted: served throughout (on_failure = open), nothing lost or counted twice', { timeout: h.ms(180000) }, async () => {
+    const tenants = await spread(cl, 2, 'fo');
+    const victim = await cl.primaryOf(`tollgate:{${tenants[0]}}:x`);
+    const PER = 12;
+    await env.withTollgate(overrides(), async (tg) => {
+      await waitReady(tg, 'ready', h.ms(15000));
+      let done = 0;
+      let killed = null;
+      const run = Promise.all(tenants.map(async (t, i) => {
+        const oa = h.openaiClient(tg, t, { maxRetries: 0 });
+        for (let k = 0; k < PER; k++) {
+          await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `fo ${i} ${k}` }] });
+          if (++done === 12) killed = victim.kill();
+          if (killed && k === 6) await h.sleep(1500); // some requests while the cluster fails over
+        }
+      }));
+      await run;
+      await killed;
+      await cl.waitHealthy(h.ms(30000));
+      await h.waitFor(async () => (await metric(tg, 'tollgate_journal_pending')) === 0 || null,
+        { timeout: h.ms(30000), what: 'the journal replayed' });
+      // settlements the dead primary did not take were journaled and replayed on the new one
+      assert.match(tg.proc.stderr, /journaled for replay/);
+      assert.match(tg.proc.stderr, /journal: replayed \d+ settlements into Redis/);
+      assert.ok((await metric(tg, 'tollgate_redis_connect_failures_total')) > 0, 'the lost primary counted');
+      assert.match(tg.proc.stderr, new RegExp(`127\\.0\\.0\\.1:${victim.port}`));
+      await assertExact(cl, tg, tenants, PER);
+    });
+  });
+
+  test('a node that answers -MOVED forever: at most 5 hops, a log line, the metric, on_failure = closed answers 503', { timeout: h.ms(60000) }, async () => {
+    const node = await fakeNode((n) => `MOVED 12 127.0.0.1:${n.port}`);
+    try {
+      await env.withTollgate({ redis: { url: `redis-cluster://127.0.0.1:${node.port}`, timeout: '500ms', on_failure: 'closed',
+        journal_dir: path.join(h.tmpDir('tollgate-journal-'), 'j') },
+      'plan capped': { price: '9', budget_monthly: '10', on_exceed: 'block' } }, async (tg) => {
+        await waitReady(tg, 'ready', h.ms(15000));
+        const r = await h.post(tg, '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+          { 'x-tenant-id': 'loop', 'x-tenant-plan': 'capped' });
+        assert.equal(r.status, 503, r.text);
+        await h.waitFor(() => /still redirected after 5 hops .*MOVED loop\? failing the command/.test(tg.proc.stderr) || null,
+          { timeout: h.ms(5000), what: 'MOVED loop log line' });
+        await h.waitFor(async () => (await metric(tg, 'tollgate_redis_cluster_failed_total')) >= 1 || null,
+          { timeout: h.ms(5000), what: 'failed metric' });
+        await h.waitFor(async () => (await metric(tg, 'tollgate_redis_cluster_moved_total')) >= 5 || null,
+          { timeout: h.ms(5000), what: 'moved metric' });
+        assert.ok(node.refused <= 6 * 4, `bounded: ${node.refused} commands redirected`);
+      });
+    } finally { await node.close(); }
+  });
+
+  for (const [answer, open] of [['CLUSTERDOWN The cluster is down', false], ['TRYAGAIN Multiple keys request during rehashing of slot', true]]) {
+    const word = answer.split(' ')[0];
+    test(`-${word}: retried 5 times, a log line, the metric, then on_failure = ${open ? 'open serves' : 'closed answers 503'}`, { timeout: h.ms(60000) }, async () => {
+      const node = await fakeNode(() => answer);
+      try {
+        await env.withTollgate({ redis: { url: `redis-cluster://127.0.0.1:${node.port}`, timeout: '500ms', on_failure: open ? 'open' : 'closed',
+          journal_dir: path.join(h.tmpDir('tollgate-journal-'), 'j') },
+        'plan capped': { price: '9', budget_monthly: '10', on_exceed: 'block' } }, async (tg) => {
+          await waitReady(tg, 'ready', h.ms(15000));
+          const r = await h.post(tg, '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+            { 'x-tenant-id': `down-${word}`, 'x-tenant-plan': 'capped' });
+          assert.equal(r.status, open ? 200 : 503, r.text);
+          await h.waitFor(() => new RegExp(`cluster answered ${word} .*; retrying`).test(tg.proc.stderr) || null,
+            { timeout: h.ms(5000), what: `${word} log line` });
+          await h.waitFor(() => new RegExp(`a command failed after 5 retries: ${word}`).test(tg.proc.stderr) || null,
+            { timeout: h.ms(5000), what: 'retries spent log line' });
+          await h.waitFor(async () => (await metric(tg, 'tollgate_redis_cluster_retries_total')) >= 5 &&
+            (await metric(tg, 'tollgate_redis_cluster_failed_total')) >= 1 ? true : null,
+          { timeout: h.ms(5000), what: 'retries and failed metrics' });
+        });
+      } finally { await node.close(); }
+    });
+  }
 });

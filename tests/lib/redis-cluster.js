@@ -56,7 +56,9 @@ class RedisCluster {
       for (let i = 0; i < primaries * 2; i++) {
         const port = await clusterPort(taken);
         const n = new RedisCtl(port, { extra: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-          '--cluster-node-timeout', String(nodeTimeout), '--appendonly', 'no', ...extra] });
+          '--cluster-node-timeout', String(nodeTimeout), '--appendonly', 'no',
+          // a replica may take over however long its primary was away (a test kills one soon)
+          '--cluster-replica-validity-factor', '0', ...extra] });
         nodes.push(n);
         await n.start();
       }
@@ -71,13 +73,16 @@ class RedisCluster {
     }
   }
 
-  // Every live node says cluster_state:ok and all 16384 slots are served.
+  // Every live node says cluster_state:ok and all 16384 slots are served, and every live
+  // replica is in sync with its primary.
   async waitHealthy(timeout = ms(30000)) {
     await waitFor(async () => {
       for (const n of this.nodes) {
         if (!n.running) continue;
         const info = (await n.cmd('CLUSTER', 'INFO')).join('\n');
         if (!/cluster_state:ok/.test(info) || !/cluster_slots_ok:16384/.test(info)) return null;
+        const repl = (await n.cmd('INFO', 'replication')).join('\n');
+        if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return null;
       }
       return true;
     }, { timeout, interval: 100, what: 'cluster state ok' });
