@@ -19,7 +19,13 @@
  *     primary (SENTINEL get-master-addr-by-name, the next sentinel after a
  *     failure) and checks it with ROLE, so a failover is followed at the
  *     next connection: the sentinels close the old primary's clients when
- *     they demote it, and a READONLY reply drops the connection too.
+ *     they demote it, and a READONLY reply drops the connection too; a
+ *     second connection (a "watch") subscribes to +switch-master on a
+ *     sentinel and drops the primary's connection as soon as it moves;
+ *   - redis-cluster://: this struct is the router the callers hold; its
+ *     nodes are connections of their own (redis_cluster.c keeps the map),
+ *     and each command is copied, sent to its slot's node and re-sent on
+ *     -MOVED / -ASK / -TRYAGAIN / -CLUSTERDOWN, within bounds.
  * Every callback runs from our own events (a timer, a read, a connection
  * event), never from inside the call that issued the command. */
 #include "redis/redis.h"
@@ -149,7 +155,10 @@ struct redis {
     char why[300];               /* the last of those, for redis_last_error */
     bool quiet;                  /* connection events at debug level (redis_set_quiet) */
     struct cluster *cluster;     /* redis-cluster://: this is the router, the nodes its own */
-    struct redis *parent;        /* a cluster node: its router */
+    struct redis *parent;        /* a cluster node: its router; a watch: its connection */
+    struct redis *watch;         /* redis-sentinel://: subscribed to +switch-master */
+    bool watching;               /* this is a watch: replies after the handshake are pushes */
+    size_t watch_at;             /* the sentinel the watch goes to (the next, on a failure) */
     time_t logged_at[2];         /* the router's last rate-limited line, of each kind */
     unsigned long unlogged[2];   /* and the lines of that kind left out since */
 };
@@ -157,6 +166,9 @@ struct redis {
 static void start_connect(struct redis *r);
 static void connect_target(struct redis *r, enum conn_state state);
 static void on_sentinel_reply(struct redis *r, redisReply *reply);
+static void on_switch(struct redis *w, redisReply *reply);
+static struct redis *child_new(struct redis *parent, const char *host, int port, bool watching,
+                               char *err, size_t errlen);
 
 /* A connection attempt failed or a connection was lost (or dropped by us):
  * counted, logged as a warning, and kept for redis_last_error. */
@@ -171,7 +183,9 @@ static void conn_failed(struct redis *r, const char *fmt, ...)
     r->errors++;
     r->conn_failures++;
     log_msg(r->quiet ? LOG_DEBUG : LOG_WARN, NULL, "redis: %s", r->why);
-    if (r->parent) { /* a cluster node: the router reports for it */
+    if (r->watching) /* that sentinel failed us: watch from the next one */
+        r->parent->watch_at = (r->parent->watch_at + 1) % r->parent->url.naddrs;
+    if (r->parent && r->parent->cluster) { /* a cluster node: the router reports for it */
         memcpy(r->parent->why, r->why, sizeof(r->why));
         r->parent->errors++;
         r->parent->conn_failures++;
@@ -820,7 +834,48 @@ static void on_handshake_reply(struct redis *r, redisReply *reply)
     r->state = C_READY;
     r->backoff_ms = BACKOFF_MIN_MS;
     event_del(r->connect_timer);
+    if (r->watching) {
+        if (write_argv(r, 2, (const char *[]){"SUBSCRIBE", "+switch-master"}, NULL) < 0) {
+            conn_failed(r, "cannot subscribe at %s (out of memory)", r->addr);
+            drop(r, err_disconnected);
+            return;
+        }
+        log_msg(r->quiet ? LOG_DEBUG : LOG_INFO, NULL, "redis: watching %s for +switch-master",
+                r->addr);
+        return;
+    }
     log_msg(r->quiet ? LOG_DEBUG : LOG_INFO, NULL, "redis: connected to %s", r->addr);
+}
+
+/* A message on a watch: "+switch-master NAME OLD-IP OLD-PORT NEW-IP
+ * NEW-PORT". When it names our master and a primary other than the one
+ * connected, that connection is dropped (what was in flight fails
+ * "disconnected", so settlements are journaled, never lost), and the next
+ * one asks the sentinels again: the failover is followed at once, not at
+ * the next error. Anything else (the SUBSCRIBE confirmation) is ignored. */
+static void on_switch(struct redis *w, redisReply *reply)
+{
+    struct redis *r = w->parent;
+    char name[256], old_host[256], new_host[256];
+    int old_port, new_port;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[2]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        strcmp(reply->element[1]->str, "+switch-master") != 0)
+        return;
+    if (sscanf(reply->element[2]->str, "%255s %255s %d %255s %d", name, old_host, &old_port,
+               new_host, &new_port) != 5 ||
+        strcmp(name, r->url.master) != 0)
+        return;
+    log_msg(r->quiet ? LOG_DEBUG : LOG_INFO, NULL,
+            "redis: %s: +switch-master %s from %s:%d to %s:%d", w->addr, name, old_host, old_port,
+            new_host, new_port);
+    if (r->bev && r->state != C_DISCOVERING &&
+        (strcmp(r->host, new_host) != 0 || r->port != new_port)) {
+        conn_failed(r, "%s is no longer the primary of %s (+switch-master), reconnecting", r->addr,
+                    name);
+        drop(r, err_disconnected);
+    }
 }
 
 /* The reader moves what follows a parsed reply to the front of its buffer
@@ -852,6 +907,8 @@ static void on_read(struct bufferevent *bev, void *arg)
                 on_sentinel_reply(r, reply);
             else if (r->state == C_HANDSHAKE && r->handshake_left > 0)
                 on_handshake_reply(r, reply);
+            else if (r->watching)
+                on_switch(r, reply);
             else
                 on_cmd_reply(r, reply);
             freeReplyObject(reply);
@@ -1089,6 +1146,11 @@ static void start_connect(struct redis *r)
         return;
     tv_ms(&tv, r->timeout_ms); /* resolution, connect and handshakes */
     event_add(r->connect_timer, &tv);
+    if (r->watching) {
+        target(r, &r->parent->url.addrs[r->parent->watch_at], true);
+        connect_target(r, C_CONNECTING);
+        return;
+    }
     bool sentinel = r->url.kind == REDIS_URL_SENTINEL;
     if (!r->url.path)
         target(r, &r->url.addrs[sentinel ? r->sentinel_at : 0], sentinel);
@@ -1106,6 +1168,8 @@ void redis_set_timeout(struct redis *r, int ms)
         r->timeout_ms = ms;
     if (ms > 0 && r->cluster)
         cluster_each(r->cluster, node_timeout, &ms);
+    if (r->watch)
+        redis_set_timeout(r->watch, ms);
 }
 
 struct redis *redis_new(struct event_base *base, const char *url, const struct redis_tls *tls,
@@ -1158,6 +1222,10 @@ struct redis *redis_new(struct event_base *base, const char *url, const struct r
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* redis-sentinel://: a second connection hears of failovers at once */
+    if (r->url.kind == REDIS_URL_SENTINEL &&
+        !(r->watch = child_new(r, r->url.addrs[0].host, r->url.addrs[0].port, true, err, errlen)))
+        goto fail;
     /* connect from the loop, so redis_new never blocks or calls back */
     event_add(r->retry_timer, &(struct timeval){0, 0});
     return r;
@@ -1174,7 +1242,9 @@ void redis_free(struct redis *r)
     r->closing = true;
     struct cluster *cl = r->cluster;
     r->cluster = NULL;
-    cluster_free(cl); /* a router: its nodes end what they carry */
+    cluster_free(cl);     /* a router: its nodes end what they carry */
+    redis_free(r->watch); /* carries no command */
+    r->watch = NULL;
     drop(r, err_disconnected);
     /* commands whose sending failed still wait for their deferred event */
     while (!TAILQ_EMPTY(&r->cmds)) {
@@ -1217,6 +1287,8 @@ static void node_quiet(struct redis *node, void *arg)
 void redis_set_quiet(struct redis *r)
 {
     r->quiet = true;
+    if (r->watch)
+        r->watch->quiet = true;
     if (r->cluster) {
         cluster_set_quiet(r->cluster);
         cluster_each(r->cluster, node_quiet, NULL);
@@ -1228,9 +1300,13 @@ bool redis_connected(const struct redis *r)
     return r->cluster ? cluster_all_up(r->cluster) : r->state == C_READY;
 }
 
-struct redis *redis_node_new(struct redis *router, const char *host, int port, char *err,
-                             size_t errlen)
+/* A connection owned by parent: a cluster node (with the parent's
+ * credentials), or a sentinel watch (watching: none, the sentinels are
+ * asked without AUTH). */
+static struct redis *child_new(struct redis *parent, const char *host, int port, bool watching,
+                               char *err, size_t errlen)
 {
+    struct redis *router = parent;
     struct redis *r = calloc(1, sizeof(*r));
     if (!r) {
         snprintf(err, errlen, "out of memory");
@@ -1243,19 +1319,21 @@ struct redis *redis_node_new(struct redis *router, const char *host, int port, c
     r->backoff_ms = BACKOFF_MIN_MS;
     r->quiet = router->quiet;
     r->parent = router;
+    r->watching = watching;
     r->url.kind = REDIS_URL_TCP;
     r->url.naddrs = 1;
     r->url.addrs[0].port = port;
     if (!(r->url.addrs[0].host = strdup(host)) ||
-        (router->url.user && !(r->url.user = strdup(router->url.user))) ||
-        (router->url.password && !(r->url.password = strdup(router->url.password)))) {
+        (!watching && router->url.user && !(r->url.user = strdup(router->url.user))) ||
+        (!watching && router->url.password && !(r->url.password = strdup(router->url.password)))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     redis_addr_format(&r->url.addrs[0], r->addr, sizeof(r->addr));
     r->connect_timer = evtimer_new(r->base, on_connect_timeout, r);
     r->retry_timer = evtimer_new(r->base, on_retry, r);
-    if (!r->connect_timer || !r->retry_timer) {
+    r->flush = event_new(r->base, -1, 0, on_flush, r);
+    if (!r->connect_timer || !r->retry_timer || !r->flush) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1265,6 +1343,12 @@ fail:
     r->closing = true;
     redis_free(r);
     return NULL;
+}
+
+struct redis *redis_node_new(struct redis *router, const char *host, int port, char *err,
+                             size_t errlen)
+{
+    return child_new(router, host, port, false, err, errlen);
 }
 
 bool redis_idle(const struct redis *r)

@@ -104,6 +104,9 @@ describe('Redis behind Sentinel (redis-sentinel://)', () => {
 
       await h.waitFor(() => new RegExp(`names 127\\.0\\.0\\.1:${b.port} as the primary`).test(tg.proc.stderr) || null,
         { timeout: h.ms(15000), what: 'tollgate asks the sentinels again' });
+      // each worker heard of it on its subscription (the first sentinel is down: the next one)
+      assert.match(tg.proc.stderr, /watching sentinel 127\.0\.0\.1:\d+ for \+switch-master/);
+      assert.match(tg.proc.stderr, new RegExp(`\\+switch-master ${MASTER} from 127\\.0\\.0\\.1:${a.port} to 127\\.0\\.0\\.1:${b.port}`));
       await waitReady(tg, 'ready', h.ms(15000));
       await chatN(tg, tenant, 5, 5);
       const recs = await tg.records({ tenant }, 10);
