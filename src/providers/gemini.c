@@ -49,6 +49,7 @@ enum endpoint {
     EP_STREAM,   /* models/{model}:streamGenerateContent */
     EP_OPENAI,   /* openai/chat/completions: OpenAI's wire format, Gemini's models */
     EP_EMBED,    /* models/{model}:embedContent, :batchEmbedContents: input tokens only */
+    EP_PREDICT,  /* models/{model}:predict (Imagen): per image asked for */
 };
 
 #define NOT_YET "it costs money and tollgate does not meter it yet"
@@ -78,7 +79,7 @@ static const struct provider_route routes[] = {
     {"POST", "/*/models/*:batchEmbedContents", ROUTE_METERED, EP_EMBED, MODEL_PATH, NULL},
     /* paid, not metered yet */
     {NULL, "/*/models/*:batchGenerateContent", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
-    {NULL, "/*/models/*:predict", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
+    {"POST", "/*/models/*:predict", ROUTE_METERED, EP_PREDICT, MODEL_PATH, NULL},
     {NULL, "/*/models/*:predictLongRunning", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     {NULL, "/*/cachedContents/**", ROUTE_UNKNOWN, EP_OTHER, MODEL_NONE, NOT_YET},
     /* the OpenAI-compatible endpoint: full chat, metered as chat */
@@ -98,8 +99,9 @@ static const struct json_scan_field fields[] = {
     {"generationConfig.thinkingConfig.thinkingBudget", false},
     {"contents", true},
     {"systemInstruction", true},
-    {"content", true},  /* embedContent */
-    {"requests", true}, /* batchEmbedContents */
+    {"content", true},                 /* embedContent */
+    {"requests", true},                /* batchEmbedContents */
+    {"parameters.sampleCount", false}, /* :predict (Imagen): images asked for */
     /* the OpenAI-compatible endpoint's request, read by provider_openai's
      * prepare, which asks for all of its own fields */
     OPENAI_BODY_FIELDS,
@@ -145,6 +147,31 @@ static int prepare_embed(struct provider_call *call, const struct json_scan *bod
     return 0;
 }
 
+/* Images Imagen makes when sampleCount is not sent (the Gemini API's
+ * default numberOfImages). */
+#define IMAGEN_DEFAULT_IMAGES 4
+
+/* :predict (Imagen, models/imagen-...:predict): {"instances":[{"prompt"}],
+ * "parameters":{"sampleCount"}}. The answer carries the images and no
+ * usage; the images asked for are the bill (per image, pricing.conf
+ * per_image), so an image the answer leaves out (a safety filter) is billed
+ * too: an upper bound, never free. */
+static int prepare_predict(struct provider_call *call, const struct json_scan *body, char *err,
+                           size_t errlen)
+{
+    int64_t n = IMAGEN_DEFAULT_IMAGES;
+    if (provider_body_count(body, "parameters.sampleCount", 1, 8, &n, err, errlen) < 0)
+        return -1;
+    call->units = n;
+    call->unit = USAGE_UNIT_IMAGE;
+    call->units_known = true;
+    call->priced_on_request = true;
+    call->price_kind = PRICE_KIND_IMAGE;
+    /* priced per image only: its prompt tokens are not read (the scan's
+     * fields are full), so a tpm limit counts it as 0 tokens */
+    return 0;
+}
+
 static int prepare(struct provider_call *call, const struct json_scan *body, char *err,
                    size_t errlen)
 {
@@ -180,6 +207,8 @@ static int prepare(struct provider_call *call, const struct json_scan *body, cha
         return -1;
     if (call->kind == EP_EMBED)
         return prepare_embed(call, body, err, errlen);
+    if (call->kind == EP_PREDICT)
+        return prepare_predict(call, body, err, errlen);
     if (provider_body_object(body, "generationConfig", err, errlen) < 0)
         return -1;
     int64_t max_out = 0, count = 1, thinking = 0;

@@ -571,6 +571,46 @@ describe('routes: metered, free and unknown paths', () => {
     assert.equal(env.mock.count(), up, 'nothing reached the upstream');
   });
 
+  test('Imagen :predict is metered per image asked for (parameters.sampleCount, default 4) at the model\'s per_image price; refused at the hard limit', async () => {
+    // @google/genai's generateImages speaks :predict to Vertex only now; the Gemini API's REST
+    // shape (ai.google.dev, Imagen) is sent as is
+    const tenant = h.uniq('imagen');
+    const nonce = h.uniq('n');
+    const predict = (t, model, body, extra = {}) => h.post(env.tg, `/v1beta/models/${model}:predict`, body,
+      { 'X-Tenant-Id': t, 'x-goog-api-key': 'g-test-key', ...extra });
+    const two = await predict(tenant, 'imagen-4.0-generate-001', { instances: [{ prompt: `${nonce} a cat` }], parameters: { sampleCount: 2 } });
+    assert.equal(two.status, 200, two.text);
+    assert.equal(two.json.predictions.length, 2);
+    const four = await predict(tenant, 'imagen-4.0-fast-generate-001', { instances: [{ prompt: `${nonce} a dog` }] });
+    assert.equal(four.status, 200, four.text);
+    assert.equal(four.json.predictions.length, 4);
+    const bad = await predict(tenant, 'imagen-4.0-generate-001', { instances: [{ prompt: `${nonce} x` }], parameters: { sampleCount: 'two' } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json.error.status, 'INVALID_ARGUMENT');
+    const sent = seen(nonce).map((q) => q.path).sort();
+    assert.deepEqual(sent, ['/v1beta/models/imagen-4.0-fast-generate-001:predict', '/v1beta/models/imagen-4.0-generate-001:predict']);
+    const recs = await env.tg.records({ tenant }, 2);
+    const want = [['imagen-4.0-generate-001', 2, 2 * 40000000], ['imagen-4.0-fast-generate-001', 4, 4 * 20000000]];
+    const key = (x) => JSON.stringify(x);
+    assert.deepEqual(recs.map((r) => key([r.model, r.units, h.recordNano(r)])).sort(), want.map(key).sort());
+    for (const r of recs) {
+      assert.equal(r.provider, 'gemini');
+      assert.equal(r.unit, 'image');
+      assert.equal(r.priced, true);
+    }
+    const m = await env.redis.waitRequests(tenant, 2);
+    assert.equal(m.cost, 2 * 40000000 + 4 * 20000000, 'Redis spend equals the records');
+
+    const blocked = await blockedTenant('imagencap');
+    const n2 = h.uniq('n');
+    const refused = await predict(blocked, 'imagen-4.0-generate-001', { instances: [{ prompt: `${n2} x` }] }, headers());
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal(refused.json.error.status, 'RESOURCE_EXHAUSTED');
+    assert.equal(refused.headers.get('x-should-retry'), 'false');
+    await h.sleep(h.ms(200));
+    assert.deepEqual(seen(n2), [], 'nothing reached the upstream');
+  });
+
   test('Gemini embedContent and batchEmbedContents are metered: input estimated from the text (Gemini reports no usage), flagged; a body naming another model is refused; refused at the hard limit', async () => {
     const tenant = h.uniq('gemb');
     const g = env.gemini(tenant);

@@ -18,7 +18,8 @@
 //            POST /v1beta/openai/chat/completions (OpenAI's chat format)
 //   Anthropic POST /v1/messages (JSON, SSE), /v1/messages/count_tokens
 //   Gemini   POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse (CRLF),
-//            :embedContent, :batchEmbedContents (embeddings, no usage, as the Gemini API)
+//            :embedContent, :batchEmbedContents (embeddings, no usage, as the Gemini API),
+//            :predict (Imagen: parameters.sampleCount images, default 4, no usage)
 //            (also /v1/models/{m}:...)
 // Steered by words in the last user message text (or input / prompt / contents):
 //   mock:tokens=IN,OUT  prompt and completion tokens reported (default 12,5)
@@ -471,6 +472,14 @@ const builders = {
     return { json: { embedding: { values } } };
   },
 
+  // Imagen :predict (js-genai models.generateImages): one prediction per image asked for
+  // (parameters.sampleCount, default 4), no usage.
+  imagen(req) {
+    const n = (req.json.parameters && req.json.parameters.sampleCount) || 4;
+    const b64 = Buffer.from(`mock imagen ${++seq}`).toString('base64');
+    return { json: { predictions: Array.from({ length: n }, () => ({ bytesBase64Encoded: b64, mimeType: 'image/png' })) } };
+  },
+
   // ModerationCreateResponse (openai-node src/resources/moderations.ts); free at OpenAI.
   moderations(req) {
     const inputs = Array.isArray(req.json.input) ? req.json.input : [req.json.input];
@@ -528,6 +537,8 @@ function route(method, path, json) {
     case '/v1beta/openai/chat/completions': return ['openai', 'chat'];
     default: break;
   }
+  const p = /^\/(?:v1beta|v1)\/models\/([^/:]+):predict$/.exec(path);
+  if (p) return ['gemini', 'imagen', decodeURIComponent(p[1]), false];
   const e = /^\/(?:v1beta|v1)\/models\/([^/:]+):(embedContent|batchEmbedContents)$/.exec(path);
   if (e) return ['gemini', 'geminiEmbed', decodeURIComponent(e[1]), false];
   const g = /^\/(?:v1beta|v1)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(path);
