@@ -376,8 +376,9 @@ static void parser_reset(struct upstream_req *r)
     headers_reset(r);
 }
 
-/* Copies the request onto the connection; on a reused connection keeps r's
- * copy for the one retry, else hands the buffer over. */
+/* Puts the request on the connection; on a reused connection keeps r's
+ * buffer for the one retry (the output refers to its chains), else hands
+ * the buffer over. */
 static int write_request(struct upstream_req *r)
 {
     struct evbuffer *out = bufferevent_get_output(r->c->bev);
@@ -394,6 +395,10 @@ static int write_request(struct upstream_req *r)
         r->request = NULL;
         return rc;
     }
+    /* the connection's output refers to r's chains: the body is not held
+     * twice while it waits for the first response byte (nor copied) */
+    if (evbuffer_add_buffer_reference(out, r->request) == 0)
+        return 0;
     /* one peek of every chunk: the body arrives as many small chains */
     int n = evbuffer_peek(r->request, -1, NULL, NULL, 0);
     if (n <= 0)
