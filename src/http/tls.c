@@ -139,6 +139,11 @@ struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
      * would also void the session. Many servers close that way; the HTTP
      * framing decides whether the response was complete. */
     SSL_CTX_set_options(tc->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* a connection holds its ~34 KB of record buffers only while a record
+     * is read or written, not while it waits (in the pool, or for the
+     * answer): with hundreds of upstream connections that was most of
+     * tollgate's memory (nginx does the same) */
+    SSL_CTX_set_mode(tc->ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_min_proto_version(tc->ctx, TLS1_2_VERSION) != 1) {
         openssl_reason("setting TLS 1.2 minimum", err, errlen);
         goto fail;
