@@ -3,8 +3,8 @@
 // replicas (redis-server --cluster-enabled yes, joined by redis-cli --cluster create).
 // tollgate reads the slot map with CLUSTER SLOTS, sends each tenant's commands to the
 // primary of the tenant's hash tag, and follows the cluster as it changes:
-//   - traffic over many tenants (all three primaries): counters equal the records, per tenant,
-//     and `tollgate report` reads them across the nodes;
+//   - traffic over many tenants (all three primaries), as an ACL user: counters equal the records,
+//     per tenant, and `tollgate report` and the admin API read them across the nodes;
 //   - a slot migrated under traffic: -ASK (ASKING) while it migrates, -MOVED after, counted;
 //   - a primary killed mid-run, its replica promoted: nothing lost or counted twice;
 //   - three tollgate processes race one capped tenant: the cap holds (overspend at most one
@@ -125,21 +125,30 @@ describe('Redis Cluster (redis-cluster://)', () => {
   const env = h.useStack({ tollgate: false });
   let cl;
 
-  before(async () => { cl = await RedisCluster.start(3); }, { timeout: h.ms(60000) });
+  // an ACL user for tollgate beside the default one the test's redis-cli uses
+  before(async () => {
+    cl = await RedisCluster.start(3, { extra: ['--user', 'tg', 'on', '>tg-secret', '~*', '&*', '+@all'] });
+  }, { timeout: h.ms(60000) });
   after(async () => { if (cl) await cl.stop(); });
 
   const overrides = (extra = {}) => ({
-    redis: { url: cl.url, timeout: '500ms', on_failure: 'open',
+    redis: { url: cl.url.replace('redis-cluster://', 'redis-cluster://tg:tg-secret@'), timeout: '500ms', on_failure: 'open',
       journal_dir: path.join(h.tmpDir('tollgate-journal-'), 'j'), ...extra },
   });
 
-  test('tenants over all primaries: counters equal the records; the report reads across the nodes', { timeout: h.ms(120000) }, async () => {
+  test('tenants over all primaries, as an ACL user: counters equal the records; the report and the admin API read across the nodes', { timeout: h.ms(120000) }, async () => {
     const tenants = await spread(cl, 4, 'cl');
     await env.withTollgate(overrides(), async (tg) => {
       await waitReady(tg, 'ready', h.ms(15000));
       assert.match(tg.proc.stderr, /cluster map from 127\.0\.0\.1:\d+: 3 primaries, 16384 of 16384 slots served/);
       await Promise.all(tenants.map((t, i) => chatN(tg, t, 3, i)));
       await assertExact(cl, tg, tenants, 3);
+      // every primary served tollgate as the ACL user
+      for (const n of cl.nodes) {
+        if ((await n.cmd('ROLE'))[0] !== 'master') continue;
+        const clients = (await n.cmd('CLIENT', 'LIST')).join('\n');
+        assert.match(clients, /user=tg /, `tollgate logged in as tg on ${n.port}`);
+      }
       const cli = spawnSync(h.BINARY, ['report', '-c', tg.configFile, '--format', 'json'], { encoding: 'utf8', timeout: h.ms(20000) });
       assert.equal(cli.status, 0, cli.stderr);
       const rows = JSON.parse(cli.stdout).tenants;
@@ -148,6 +157,11 @@ describe('Redis Cluster (redis-cluster://)', () => {
         assert.ok(row, `${t} in the report`);
         assert.equal(row.requests, 3);
       }
+      // the admin API reads the same through the cluster, from its own thread
+      const res = await fetch(`http://127.0.0.1:${tg.adminPort}/admin/api/tenants`, { headers: { authorization: 'Bearer test-admin-token' } });
+      assert.equal(res.status, 200);
+      const api = await res.json();
+      for (const t of tenants) assert.equal(api.tenants.find((r) => r.tenant === t).requests, 3, `${t} in the admin API`);
     });
   });
 
