@@ -757,8 +757,8 @@ static money_t estimate(const struct req *r, const char *model)
 static bool needs_admission(const struct req *r)
 {
     const struct plan *p = &r->plan_eff;
-    if (r->cache.verdict == CACHE_HIT) /* costs nothing: only the rate limits */
-        return p->rpm > 0 || p->tpm > 0;
+    if (r->cache.verdict == CACHE_HIT) /* costs nothing: the rate limits, a request allowance */
+        return p->rpm > 0 || p->tpm > 0 || (p->included >= 0 && p->unit == PLAN_UNIT_REQUESTS);
     return r->call.metered && (p->budget_monthly >= 0 || p->budget_daily >= 0 ||
                                p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0 || p->included >= 0);
 }
@@ -794,9 +794,15 @@ static void admit(struct req *r)
         .tpm = p->tpm,
         .est_tokens = hit ? 0 : est_tokens,
         .lease_ttl_s = lease_ttl_s(),
-        .included = hit ? -1 : p->included, /* a cached answer uses no allowance */
+        /* a cached answer is a request (issue 13): it counts toward a request
+         * allowance (and is refused past one that blocks), never toward tokens */
+        .included = hit && p->unit != PLAN_UNIT_REQUESTS ? -1 : p->included,
         .est_units = plan_units(p, est_tokens, 0),
-        .on_allowance = p->base->on_allowance,
+        /* a hit has no cheaper model to be: past a downgrading allowance it is
+         * served and counted like overage */
+        .on_allowance = hit && p->base->on_allowance == ON_ALLOWANCE_DOWNGRADE
+                            ? ON_ALLOWANCE_OVERAGE
+                            : p->base->on_allowance,
         .caps_block = !exceed_down,
     };
     r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
@@ -1465,11 +1471,10 @@ static void settle(struct req *r, money_t cost, money_t saved, bool priced, cons
                        .plan = r->plan,
                        .units = plan_units(&r->plan_eff, u->input, u->output),
                        .included = r->plan_eff.included};
-    /* a request allowance counts answered requests, not upstream failures
-     * nor cached answers (no provider call) */
-    if (r->plan_eff.unit == PLAN_UNIT_REQUESTS &&
-        (r->cache.verdict == CACHE_HIT ||
-         ((r->status < 200 || r->status >= 300) && u->input <= 0 && u->output <= 0)))
+    /* a request allowance counts answered requests, cached answers included,
+     * not upstream failures */
+    if (r->plan_eff.unit == PLAN_UNIT_REQUESTS && r->cache.verdict != CACHE_HIT &&
+        (r->status < 200 || r->status >= 300) && u->input <= 0 && u->output <= 0)
         s.units = 0;
     plan_overage_terms(&r->plan_eff, &s.overage_per_mu, &s.overage_markup_bp);
     const struct ledger_marks m = {

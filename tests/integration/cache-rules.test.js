@@ -7,7 +7,8 @@
 // server_tool_use blocks, grounding metadata) are not stored; requests that ask for
 // provider-run tools, images or audio (at any depth: Gemini's generationConfig) or n > 1 at a
 // temperature bypass the cache; [cache] allow lets the operator cache them, live after SIGHUP,
-// and never a refusal.
+// and never a refusal. A hit is a request: it counts toward a request allowance (refused past
+// one that blocks, overage past one that bills it).
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -22,6 +23,8 @@ const OVERRIDES = {
   'plan cached': { price: '10', cache: 'on' },
   'tenant r-a': { plan: 'cached' },
   'tenant r-b': { plan: 'cached' },
+  'plan counted': { price: '10', cache: 'on', included_requests: 3, on_allowance: 'block' },
+  'plan metered': { price: '10', cache: 'on', included_requests: 1, on_allowance: 'overage', overage: '0.01' },
   server: { workers: 1 },
 };
 
@@ -216,6 +219,39 @@ describe('response cache: what is never given twice', () => {
     fs.unlinkSync(file);
     assert.notEqual(out.code, 0);
     assert.match(out.stderr, /:\d+.*allow.*expected none, or sampled, provider_tools, images, audio/);
+  });
+
+  test('a hit counts toward a request allowance: blocked past it, or billed as overage', { timeout: h.ms(30000) }, async () => {
+    const tg = env.tg;
+    const n = h.uniq('allow');
+    const period = new Date().toISOString().slice(0, 7);
+    const month = async (tenant) => {
+      const out = (await new Promise((resolve, reject) => require('node:child_process').execFile(require('../lib/redis').findBinary('redis-cli'),
+        ['-p', new URL(env.redis.url).port, '--raw', 'HGETALL', `tollgate:{${tenant}}:m:${period}`], (e, o) => (e ? reject(e) : resolve(o))))).split('\n');
+      const o = {};
+      for (let i = 0; i + 1 < out.length; i += 2) o[out[i]] = Number(out[i + 1]);
+      return o;
+    };
+    const blocked = h.uniq('r-count');
+    const c = h.openaiClient(tg, blocked, { headers: { 'X-Tenant-Plan': 'counted' } });
+    const body = chat(`count ${n} mock:tokens=9,2`);
+    const verdicts = [];
+    for (let i = 0; i < 3; i++) verdicts.push((await c.chat.completions.create(body).withResponse()).response.headers.get('x-tollgate-cache'));
+    assert.deepEqual(verdicts, ['miss', 'hit', 'hit']);
+    await h.waitFor(async () => (await month(blocked)).allowance_used === 3, { what: 'three requests of the allowance used' });
+    await assert.rejects(c.chat.completions.create(body), (e) => e.status === 429 && e.code === 'allowance_exhausted',
+      'the fourth, a hit, is past the 3 included requests');
+    assert.equal(calls(env.mock, `count ${n}`), 1);
+
+    const billed = h.uniq('r-over');
+    const o = h.openaiClient(tg, billed, { headers: { 'X-Tenant-Plan': 'metered' } });
+    const q = chat(`over ${n} mock:tokens=9,2`);
+    for (let i = 0; i < 3; i++) await o.chat.completions.create(q);
+    let m = {};
+    await h.waitFor(async () => (m = await month(billed)).allowance_used === 3, { what: 'three requests counted' });
+    assert.equal(m.overage_units, 2, `two hits past the one included request: ${JSON.stringify(m)}`);
+    assert.equal(m.overage_usd, 2 * 0.01 * 1e9, '$0.01 per request past the allowance');
+    await h.waitFor(async () => (await month(billed)).cache_hits === 2, { what: 'the two hits (flushed each second)' });
   });
 
   h.cleanRunTest(env);
