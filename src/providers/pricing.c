@@ -949,10 +949,9 @@ static const struct price *find(const struct pricing *p, const char *name, size_
     return NULL;
 }
 
-const struct price *pricing_lookup(const struct pricing *p, const char *model)
+/* Exact match first, then the longest listed prefix; NULL if none. */
+static const struct price *lookup(const struct pricing *p, const char *model)
 {
-    if (!p || !model || !*model)
-        return NULL;
     size_t len = strlen(model);
     const struct price *pr = find(p, model, len);
     if (pr)
@@ -965,6 +964,42 @@ const struct price *pricing_lookup(const struct pricing *p, const char *model)
             return pr;
     }
     return NULL;
+}
+
+/* A Bedrock model id as the price list names the model:
+ * "us.anthropic.claude-sonnet-4-5-20250929-v1:0" -> "claude-sonnet-4-5-20250929".
+ * The inference-profile region ("us.", "eu.", "apac.", "global.") and the
+ * vendor ("anthropic.", "meta.", "openai.") are the dotted words before the
+ * name's first '-'; the version is a trailing "-vN:M", "-vN" or ":M". Into
+ * buf; false when model has neither, or buf is too small. */
+static bool bedrock_name(const char *model, char *buf, size_t n)
+{
+    const char *dash = strchr(model, '-'), *start = model;
+    for (const char *c = model; *c && (!dash || c < dash); c++)
+        if (*c == '.')
+            start = c + 1;
+    size_t len = strlen(start);
+    if (len >= n)
+        return false;
+    memcpy(buf, start, len + 1);
+    char *colon = strrchr(buf, ':');
+    if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+        *colon = '\0'; /* ":0" */
+    char *v = strrchr(buf, '-');
+    if (v && v[1] == 'v' && v[2] && strspn(v + 2, "0123456789") == strlen(v + 2))
+        *v = '\0'; /* "-v1" */
+    return start != model || strlen(buf) != len;
+}
+
+const struct price *pricing_lookup(const struct pricing *p, const char *model)
+{
+    char bedrock[128];
+    if (!p || !model || !*model)
+        return NULL;
+    const struct price *pr = lookup(p, model);
+    if (!pr && bedrock_name(model, bedrock, sizeof(bedrock)) && *bedrock)
+        pr = lookup(p, bedrock);
+    return pr;
 }
 
 bool pricing_tier_listed(const struct price *pr, enum usage_tier tier)

@@ -72,7 +72,9 @@ size_t pricing_count(const struct pricing *p);
 /* The i-th model in name order (for listing and `-t`); NULL past the end. */
 const struct price *pricing_at(const struct pricing *p, size_t i);
 
-/* Exact match first, then the longest listed prefix; NULL if none. */
+/* Exact match first, then the longest listed prefix; NULL if none. A
+ * Bedrock model id ("us.anthropic.claude-sonnet-4-5-20250929-v1:0") not
+ * listed as such is looked up without its region, vendor and version. */
 const struct price *pricing_lookup(const struct pricing *p, const char *model);
 
 /* The highest input, cached, cache-write and output prices (each on its

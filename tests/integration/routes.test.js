@@ -309,6 +309,37 @@ describe('routes: metered, free and unknown paths', () => {
     assert.ok(sent.includes('flex') && sent.includes('priority') && sent.includes('auto'), `forwarded as asked: ${sent}`);
   });
 
+  test('Bedrock\'s OpenAI-compatible API (an [upstream] with kind = openai): Bedrock model ids are priced as the listed model, without region, vendor and version; refused at the hard limit', async () => {
+    const upstream = { 'upstream bedrock': { url: `${env.mock.url}/openai`, ca_file: env.mock.certs.ca, kind: 'openai', prefix: '/bedrock' } };
+    await env.withTollgate({ ...PLANS, ...upstream }, async (tg) => {
+      const tenant = h.uniq('bedrock');
+      const { OpenAI } = require('openai');
+      const client = (t, extra = {}) => new OpenAI({ baseURL: `${tg.base}/bedrock/v1`, apiKey: 'bedrock-api-key', maxRetries: 0,
+        timeout: h.ms(20000), defaultHeaders: { 'X-Tenant-Id': t, ...extra } });
+      const id = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
+      const a = await client(tenant).chat.completions.create({ model: id, messages: [{ role: 'user', content: 'mock:tokens=1000,200' }] });
+      assert.equal(a.model, id);
+      const sent = env.mock.requests().filter((q) => q.json && q.json.model === id);
+      assert.ok(sent.length >= 1 && sent.every((q) => q.path === '/openai/v1/chat/completions'), 'reached the base path');
+      const [rec] = await tg.records({ tenant }, 1);
+      assert.equal(rec.upstream, 'bedrock');
+      assert.equal(rec.model, id);
+      assert.equal(rec.priced, true);
+      assert.equal(h.recordNano(rec), h.nanoCost([[1000, 1], [200, 5]]), 'claude-haiku-4-5: 1 and 5 USD per 1M');
+      const m = await env.redis.waitRequests(tenant, 1);
+      assert.equal(m.cost, h.recordNano(rec));
+      // at the hard limit: refused before the upstream
+      const blocked = await blockedTenant('bedrockcap');
+      const nonce = h.uniq('n');
+      const err = await client(blocked, headers()).chat.completions.create({ model: id, messages: [{ role: 'user', content: nonce }] })
+        .then(() => null, (e) => e);
+      assert.equal(err && err.status, 429);
+      assert.equal(err.code, 'budget_exceeded');
+      await h.sleep(h.ms(200));
+      assert.deepEqual(seen(nonce), [], 'nothing reached the upstream');
+    });
+  });
+
   test('Gemini\'s OpenAI-compatible /v1beta/openai/chat/completions is metered as chat: plain and streamed, charged exactly at the Gemini price', async () => {
     const tenant = h.uniq('gcompat');
     const { OpenAI } = require('openai');

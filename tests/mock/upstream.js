@@ -518,6 +518,8 @@ const builders = {
 
 // Route: [provider, builder name, model (gemini), stream forced] or null.
 function route(method, path, json) {
+  // Bedrock's OpenAI-compatible API (bedrock-runtime.REGION.amazonaws.com/openai/v1/...)
+  if (path.startsWith('/openai/v1/')) return route(method, path.slice('/openai'.length), json);
   if (method === 'GET' && path === '/v1/models') return ['openai', 'models'];
   if (method !== 'POST') return null;
   switch (path) {

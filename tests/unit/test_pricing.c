@@ -75,6 +75,15 @@ static const struct {
     {"gpt-4o-2024-08-06", "gpt-4o"},
     {"gpt-4o-2024-11-20", "gpt-4o"},
     {"gpt-4o-2024-05-13", "gpt-4o-2024-05-13"},
+    /* Bedrock ids: region, vendor and version dropped before the lookup */
+    {"us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"},
+    {"anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"},
+    {"global.anthropic.claude-opus-4-1-20250805-v1:0", "claude-opus-4-1"},
+    {"eu.anthropic.claude-haiku-4-5-20251001-v1", "claude-haiku-4-5"},
+    {"anthropic.claude-haiku-4-5:2", "claude-haiku-4-5"},
+    {"us.unknown.thing-v1:0", NULL},
+    {"ft:gpt-4o-mini:acme::abc123", NULL}, /* not Bedrock: a fine-tune stays unpriced */
+    {"gpt-4.1-mini", "gpt-4.1-mini"},      /* a dot after the first '-' stays */
     {"gpt-4o-mini", "gpt-4o-mini"},
     {"gpt-4o-mini-2024-07-18", "gpt-4o-mini"},
     {"gpt-4o-audio-preview-2024-12-17", "gpt-4o-audio-preview"},
