@@ -370,6 +370,8 @@ static const char *const reasons[] = {
     [BUDGET_REASON_RPM] = "rpm",
     [BUDGET_REASON_TPM] = "tpm",
     [BUDGET_REASON_ALLOWANCE] = "allowance",
+    [BUDGET_REASON_USER] = "user",
+    [BUDGET_REASON_USER_RPM] = "user_rpm",
 };
 
 /* Index of the reply string e in names, or -1. */
@@ -479,8 +481,8 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
                                void *arg)
 {
     char month[KEY_MAX], day[KEY_MAX], leases[KEY_MAX], lease[KEY_MAX];
-    char rpm_key[KEY_MAX], tpm_key[KEY_MAX];
-    char num[14][24];
+    char rpm_key[KEY_MAX], tpm_key[KEY_MAX], ucap_key[KEY_MAX], urpm_key[KEY_MAX], usfx[KEY_MAX];
+    char num[16][24];
     struct admit_call *call = NULL;
     struct redis_cmd *cmd;
 
@@ -490,7 +492,12 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
         budget_key(day, sizeof(day), a->key_prefix, a->tenant, 'd', a->when) < 0 ||
         lease_keys(a->key_prefix, a->tenant, a->request_id, leases, lease) < 0 ||
         rate_key(rpm_key, a->key_prefix, a->tenant, "rpm") < 0 ||
-        rate_key(tpm_key, a->key_prefix, a->tenant, "tpm") < 0)
+        rate_key(tpm_key, a->key_prefix, a->tenant, "tpm") < 0 ||
+        budget_month_key(ucap_key, sizeof(ucap_key), a->key_prefix, a->tenant, BUDGET_BY_UCAP,
+                         a->when) < 0 ||
+        !numtext_put_str(numtext_put_str(usfx, usfx + KEY_MAX, "urpm:"), usfx + KEY_MAX,
+                         a->user ? a->user : "") ||
+        rate_key(urpm_key, a->key_prefix, a->tenant, usfx) < 0)
         goto fail;
     int ttl_s = a->lease_ttl_s > 0 ? a->lease_ttl_s : LEASE_TTL_DEFAULT_S;
     /* Negative caps all mean "none"; the script reads exactly -1 or more. */
@@ -511,18 +518,45 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
                          : a->on_allowance == ON_ALLOWANCE_BLOCK     ? "block"
                          : a->on_allowance == ON_ALLOWANCE_DOWNGRADE ? "downgrade"
                                                                      : "overage";
-    /* KEYS[1..6], then ARGV[1..15], as admit.lua lists them */
+    /* the end user's caps: only with a user, whose id is a hash field */
+    bool user = a->user && *a->user && !strpbrk(a->user, " |");
+    numtext_i64(num[12], user ? at_least(a->cap_user, -1) : -1);
+    numtext_i64(num[13], user ? at_least(a->user_rpm, 0) : 0);
+    /* KEYS[1..8], then ARGV[1..18], as admit.lua lists them */
     const char *args[] = {
-        month,  day,    leases, lease,   rpm_key, tpm_key, a->request_id,
-        num[0], num[1], num[2], num[3],  num[4],  num[5],  num[6],
-        num[7], num[8], num[9], num[10], num[11], policy,  a->caps_block ? "0" : "1",
+        month,
+        day,
+        leases,
+        lease,
+        rpm_key,
+        tpm_key,
+        ucap_key,
+        urpm_key,
+        a->request_id,
+        num[0],
+        num[1],
+        num[2],
+        num[3],
+        num[4],
+        num[5],
+        num[6],
+        num[7],
+        num[8],
+        num[9],
+        num[10],
+        num[11],
+        policy,
+        a->caps_block ? "0" : "1",
+        user ? a->user : "",
+        num[12],
+        num[13],
     };
     if (!(call = malloc(sizeof(*call))))
         goto fail;
     call->cb = cb;
     call->arg = arg;
     call->when = a->when;
-    cmd = redis_eval(r, &admit_script, on_admitted, call, 6, (int)ARRAY_LEN(args), args, NULL);
+    cmd = redis_eval(r, &admit_script, on_admitted, call, 8, (int)ARRAY_LEN(args), args, NULL);
     if (!cmd)
         goto fail;
     /* call belongs to on_admitted; if the caller cancels, free it then */

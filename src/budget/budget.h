@@ -37,6 +37,10 @@
  *   {prefix}{TENANT}:tpm:YYYYMMDDHHMM  their tokens (only with a tpm limit):
  *       the estimates, corrected to the actual tokens at settlement (both
  *       expire after 120 s)
+ *   {prefix}{TENANT}:m:YYYY-MM:ucap  hash, the end users' caps (plans with
+ *       user_budget_monthly): USER (settled nano-USD) and USER|r (reserved
+ *       by leases in flight, which name the user); expires with the month
+ *   {prefix}{TENANT}:urpm:USER      the user's user_rpm GCRA state
  * The tenant must not contain '{' or '}' (it would break the hash tag): the
  * functions below refuse such a tenant. */
 #ifndef TOLLGATE_BUDGET_H
@@ -118,6 +122,7 @@ int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUS
 #define BUDGET_BY_FEATURE "feature"
 #define BUDGET_BY_USER "user"
 #define BUDGET_BY_PLAN "plan"
+#define BUDGET_BY_UCAP "ucap"       /* the end users' caps: USER, USER|r (admit.lua) */
 #define BUDGET_NO_NAME "-"          /* breakdown name of a request without one */
 #define BUDGET_MONTH_TTL_S 34560000 /* ~400 days, for year-over-year reports */
 
@@ -163,6 +168,8 @@ enum budget_reason {
     BUDGET_REASON_RPM,
     BUDGET_REASON_TPM,
     BUDGET_REASON_ALLOWANCE, /* included_tokens / included_requests used up */
+    BUDGET_REASON_USER,      /* the end user's user_budget_monthly reached */
+    BUDGET_REASON_USER_RPM,  /* the end user's user_rpm */
 };
 
 /* A request fits when spent + reserved + estimate <= cap, for each cap set.
@@ -193,6 +200,13 @@ struct admit {
     int64_t included, est_units;
     enum on_allowance on_allowance;
     bool caps_block;
+    /* The end user (NULL or "": none) and its own caps, counted like the
+     * tenant's month inside the tenant: a cap in nano-USD (-1: none),
+     * reserved and settled in {prefix}{TENANT}:m:YYYY-MM:ucap, and
+     * requests per minute (0: unlimited) on {prefix}{TENANT}:urpm:USER. */
+    const char *user;
+    money_t cap_user;
+    int64_t user_rpm;
 };
 
 struct admit_result {

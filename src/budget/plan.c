@@ -24,6 +24,9 @@ int plan_resolve(const struct config *cfg, const char *tenant, const char *asked
     out->hard_limit = t && t->hard_limit >= 0 ? t->hard_limit : p->hard_limit;
     out->rpm = t && t->rpm >= 0 ? t->rpm : p->rpm;
     out->tpm = t && t->tpm >= 0 ? t->tpm : p->tpm;
+    out->user_budget_monthly =
+        t && t->user_budget_monthly >= 0 ? t->user_budget_monthly : p->user_budget_monthly;
+    out->user_rpm = t && t->user_rpm >= 0 ? t->user_rpm : p->user_rpm;
     out->unit = PLAN_UNIT_NONE;
     out->included = -1;
     if (p->included_tokens >= 0) {

@@ -13,6 +13,9 @@ struct plan {
     money_t budget_daily;        /* -1: no cap */
     money_t hard_limit;          /* -1: none */
     int64_t rpm, tpm;            /* 0: unlimited */
+    /* each end user's own caps inside the tenant (admit.lua) */
+    money_t user_budget_monthly; /* -1: none */
+    int64_t user_rpm;            /* 0: unlimited */
     /* the allowance per billing period, in units of its kind; -1: none */
     enum plan_unit { PLAN_UNIT_NONE, PLAN_UNIT_TOKENS, PLAN_UNIT_REQUESTS } unit;
     int64_t included;

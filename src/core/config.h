@@ -84,12 +84,14 @@ struct cfg_plan {
     enum on_exceed on_exceed;
     struct cfg_downgrade *downgrade;
     size_t n_downgrade;
-    money_t hard_limit;    /* -1: none */
-    int target_margin_bp;  /* -1: off; else budget_monthly = price x (1 - it) */
-    int64_t rpm;           /* 0: unlimited */
-    int64_t tpm;           /* 0: unlimited */
-    char *block_message;   /* NULL: a default naming the cap */
-    enum cache_mode cache; /* never CACHE_MODE_PLAN */
+    money_t hard_limit;          /* -1: none */
+    int target_margin_bp;        /* -1: off; else budget_monthly = price x (1 - it) */
+    int64_t rpm;                 /* 0: unlimited */
+    int64_t tpm;                 /* 0: unlimited */
+    money_t user_budget_monthly; /* -1: none; each end user's cap per month */
+    int64_t user_rpm;            /* 0: unlimited; each end user's requests per minute */
+    char *block_message;         /* NULL: a default naming the cap */
+    enum cache_mode cache;       /* never CACHE_MODE_PLAN */
     /* allowance per billing period: at most one of the two is set (-1: unset) */
     int64_t included_tokens;   /* input + output tokens */
     int64_t included_requests; /* metered requests */
@@ -108,9 +110,11 @@ struct cfg_tenant {
     money_t hard_limit;
     int64_t rpm;
     int64_t tpm;
-    enum cache_mode cache;     /* CACHE_MODE_PLAN: the plan's */
-    int64_t included_tokens;   /* -1: the plan's */
-    int64_t included_requests; /* -1: the plan's */
+    money_t user_budget_monthly; /* -1: the plan's */
+    int64_t user_rpm;            /* -1: the plan's */
+    enum cache_mode cache;       /* CACHE_MODE_PLAN: the plan's */
+    int64_t included_tokens;     /* -1: the plan's */
+    int64_t included_requests;   /* -1: the plan's */
 };
 
 struct config {

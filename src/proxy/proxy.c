@@ -757,10 +757,14 @@ static money_t estimate(const struct req *r, const char *model)
 static bool needs_admission(const struct req *r)
 {
     const struct plan *p = &r->plan_eff;
+    /* the user's caps bind only a request that names its user */
+    bool user = r->user[0] && (p->user_budget_monthly >= 0 || p->user_rpm > 0);
     if (r->cache.verdict == CACHE_HIT) /* costs nothing: the rate limits, a request allowance */
-        return p->rpm > 0 || p->tpm > 0 || (p->included >= 0 && p->unit == PLAN_UNIT_REQUESTS);
-    return r->call.metered && (p->budget_monthly >= 0 || p->budget_daily >= 0 ||
-                               p->hard_limit >= 0 || p->rpm > 0 || p->tpm > 0 || p->included >= 0);
+        return p->rpm > 0 || p->tpm > 0 || (p->included >= 0 && p->unit == PLAN_UNIT_REQUESTS) ||
+               (r->user[0] && p->user_rpm > 0);
+    return r->call.metered &&
+           (p->budget_monthly >= 0 || p->budget_daily >= 0 || p->hard_limit >= 0 || p->rpm > 0 ||
+            p->tpm > 0 || p->included >= 0 || user);
 }
 
 static void admitted(const struct admit_result *res, const char *errstr, void *arg);
@@ -804,6 +808,9 @@ static void admit(struct req *r)
                             ? ON_ALLOWANCE_OVERAGE
                             : p->base->on_allowance,
         .caps_block = !exceed_down,
+        .user = r->user,
+        .cap_user = hit ? -1 : p->user_budget_monthly,
+        .user_rpm = p->user_rpm,
     };
     r->admit_cmd = budget_admit(r->w->redis, &a, admitted, r);
     if (!r->admit_cmd)
@@ -901,6 +908,10 @@ static const char *cap_key(const struct req *r, enum budget_reason reason)
         return "tpm";
     case BUDGET_REASON_ALLOWANCE:
         return r->plan_eff.unit == PLAN_UNIT_REQUESTS ? "included_requests" : "included_tokens";
+    case BUDGET_REASON_USER:
+        return "user_budget_monthly";
+    case BUDGET_REASON_USER_RPM:
+        return "user_rpm";
     case BUDGET_REASON_NONE:
         break;
     }
@@ -937,6 +948,7 @@ static void block(struct req *r, const struct admit_result *res)
     char period = res->reason == BUDGET_REASON_DAILY ? 'd' : 'm';
     money_t c = res->reason == BUDGET_REASON_DAILY  ? p->budget_daily
                 : res->reason == BUDGET_REASON_HARD ? p->hard_limit
+                : res->reason == BUDGET_REASON_USER ? p->user_budget_monthly
                                                     : p->budget_monthly;
     if (money_format(c, cap, sizeof(cap)) < 0)
         snprintf(cap, sizeof(cap), "?");
@@ -945,10 +957,13 @@ static void block(struct req *r, const struct admit_result *res)
     else
         /* the app may show this to its end user: no plan name (an internal word) */
         snprintf(msg, sizeof(msg),
-                 "this account has used its %s AI budget of $%s; it resets at the start of "
+                 "%s has used its %s AI budget of $%s; it resets at the start of "
                  "the next %s (UTC)",
+                 res->reason == BUDGET_REASON_USER ? "this user (not the whole account)"
+                                                   : "this account",
                  res->reason == BUDGET_REASON_DAILY  ? "daily"
                  : res->reason == BUDGET_REASON_HARD ? "monthly hard-limit"
+                 : res->reason == BUDGET_REASON_USER ? "own monthly"
                                                      : "monthly",
                  cap, period == 'd' ? "day" : "month");
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
@@ -962,7 +977,9 @@ static void block(struct req *r, const struct admit_result *res)
 static void rate_limited(struct req *r, const struct admit_result *res)
 {
     char msg[256], ra[24], ra_ms[24];
-    snprintf(msg, sizeof(msg), "this account is over its %s limit: retry in %.1f s",
+    snprintf(msg, sizeof(msg), "%s is over its %s limit: retry in %.1f s",
+             res->reason == BUDGET_REASON_USER_RPM ? "this user (not the whole account)"
+                                                   : "this account",
              res->reason == BUDGET_REASON_TPM ? "tokens-per-minute" : "requests-per-minute",
              (double)(res->retry_after_ms > 0 ? res->retry_after_ms : 1) / 1000.0);
     retry_after(ra, sizeof(ra), res->retry_after_s);

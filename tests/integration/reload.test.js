@@ -345,6 +345,29 @@ describe('reload', () => {
     });
   });
 
+  test('plans: user_budget_monthly and user_rpm of the plan and of a tenant set by SIGHUP apply to the next request', { timeout: h.ms(60000) }, async () => {
+    const t = h.uniq('userr');
+    const ucap = `tollgate:{${t}}:m:${new Date().toISOString().slice(0, 7)}:ucap`;
+    await env.redis.cmd('HSET', ucap, 'u1', '1000000'); // u1 has spent $0.001
+    const asU = (u) => ({ extra: { 'X-User-Id': u } });
+    await env.withTollgate({ 'plan up': { price: '1' }, [`tenant ${t}`]: { plan: 'up' } }, async (tg) => {
+      assert.equal((await ask(tg, t, 'mock:tokens=5,5', asU('u1'))).status, 200, 'no user cap yet');
+      const plan = { 'plan up': { price: '1', user_budget_monthly: '0.001' } };
+      await reload(tg, { ...plan, [`tenant ${t}`]: { plan: 'up' } });
+      const r = await ask(tg, t, 'mock:tokens=5,5', asU('u1'));
+      assert.equal(r.status, 429, "the plan's user_budget_monthly applies");
+      assert.deepEqual([r.json.error.code, r.json.error.cap], ['budget_exceeded', 'user_budget_monthly']);
+      await reload(tg, { ...plan, [`tenant ${t}`]: { plan: 'up', user_budget_monthly: '1' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=5,5', asU('u1'))).status, 200, "the tenant's user_budget_monthly applies");
+      await reload(tg, { 'plan up': { price: '1', user_rpm: '1' }, [`tenant ${t}`]: { plan: 'up' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=5,5', asU('u2'))).status, 200, 'the first of the minute');
+      const q = await ask(tg, t, 'mock:tokens=5,5', asU('u2'));
+      assert.deepEqual([q.status, q.json.error.cap], [429, 'user_rpm'], "the plan's user_rpm applies");
+      await reload(tg, { 'plan up': { price: '1', user_rpm: '1' }, [`tenant ${t}`]: { plan: 'up', user_rpm: '0' } });
+      assert.equal((await ask(tg, t, 'mock:tokens=5,5', asU('u2'))).status, 200, "the tenant's user_rpm = 0 lifts it");
+    });
+  });
+
   test('pricing: a new pricing file and unknown_model are live after SIGHUP', { timeout: h.ms(30000) }, async () => {
     const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'tollgate-prices-'));
     const original = fs.readFileSync(path.join(__dirname, '..', '..', 'conf', 'pricing.conf'), 'utf8');

@@ -756,7 +756,7 @@ static void test_each_key(void)
     struct key_count k = {0};
     config_each_key(count_key, &k);
     CHECK(k.total > 50);
-    CHECK_INT(k.templates, 30); /* upstream 5 + plan 16 + tenant 9 */
+    CHECK_INT(k.templates, 34); /* upstream 5 + plan 18 + tenant 11 */
     CHECK(k.upstream_url);
     CHECK(k.server_listen);
     int bad_info = 0;
@@ -882,7 +882,44 @@ static void test_allowances(void)
     }
 }
 
+/* Per-user caps: a plan's and a tenant's, their defaults, and refusals. */
+static void test_user_caps(void)
+{
+    char err[2048];
+    struct config *c = load("[plan team]\nuser_budget_monthly = 2.50\nuser_rpm = 30\n[plan free]\n"
+                            "[tenant acme]\nplan = team\nuser_budget_monthly = 5\n",
+                            err, sizeof err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(config_plan(c, "team")->user_budget_monthly, 2500000000LL);
+        CHECK_INT(config_plan(c, "team")->user_rpm, 30);
+        CHECK_INT(config_plan(c, "free")->user_budget_monthly, -1);
+        CHECK_INT(config_plan(c, "free")->user_rpm, 0);
+        CHECK_INT(config_tenant(c, "acme")->user_budget_monthly, 5 * MONEY_PER_USD);
+        CHECK_INT(config_tenant(c, "acme")->user_rpm, -1);
+        config_unref(c);
+    }
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[plan free]\nuser_budget_monthly = lots\n", "t.conf:2: user_budget_monthly:"},
+        {"[plan free]\nuser_budget_monthly = -1\n", "t.conf:2: user_budget_monthly:"},
+        {"[plan free]\nuser_rpm = -3\n", "t.conf:2: user_rpm:"},
+        {"[plan free]\n[tenant a]\nuser_rpm = ten\n", "t.conf:3: user_rpm:"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        c = load(bad[i].text, err, sizeof err);
+        CHECK(c == NULL);
+        if (!c && !strstr(err, bad[i].want)) {
+            fprintf(stderr, "  user cap case %zu: got \"%s\"\n", i, err);
+            check_failed_now = 1;
+        }
+        config_unref(c);
+    }
+}
+
 static const struct check_test tests[] = {
+    {"user_caps", test_user_caps},
     {"allowances", test_allowances},
     {"margins", test_margins},
     {"bad", test_bad},

@@ -14,11 +14,15 @@
 -- period (-1: none)  ARGV[13] this request's estimated units (tokens or 1)
 -- ARGV[14] on_allowance overage|block|downgrade  ARGV[15] "1" when
 -- on_exceed = downgrade (ARGV[5] may be set for on_allowance alone)
+-- The end user's caps (a user's hash field is its id, which holds no space
+-- nor "|"): KEYS[7] the month's user cap hash (USER: settled nano-USD,
+-- USER|r: reserved), KEYS[8] the user's rpm TAT; ARGV[16] user ("": none),
+-- ARGV[17] user_budget_monthly (-1: none), ARGV[18] user_rpm (0: off)
 -- Returns {decision, reason, spent_month, reserved_month, spent_day,
 -- retry_ms, requests_left, requests_reset_ms, tokens_left, tokens_reset_ms,
 -- allowance_used}:
 -- decision admit|downgrade|block|rate_limited, reason
--- none|monthly|daily|hard|rpm|tpm|allowance, amounts in nano-USD as decimal
+-- none|monthly|daily|hard|rpm|tpm|allowance|user|user_rpm, amounts in nano-USD as decimal
 -- strings (retry_ms, *_left and *_reset_ms as integers); allowance_used: the month hash's allowance_used +
 -- allowance_reserved (units settled and in flight),
 -- as they were before this request; retry_ms: the wait until the request
@@ -31,7 +35,7 @@
 -- left, tokens reserved for tpm or 0, YYYY-MM-DD, the tpm limit they were
 -- reserved under or "-", allowance units reserved, 1 when they were only
 -- what was left of the allowance; leases from before allowances lack the
--- last two),
+-- last two), then " USER" when the user's cap reserved the same amount,
 -- so a request costs no key of its own. The month, day and tpm keys it
 -- names share KEYS[4]'s "{prefix}{tenant}:" (same hash tag, same cluster
 -- slot); they are not in KEYS.
@@ -83,6 +87,7 @@ local cap_m, cap_d, hard = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8
 local rpm, tpm, tokens = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local included, est_units, on_allowance = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
 local exceed_down = ARGV[15] == '1'
+local user, ucap, urpm = ARGV[16] or '', tonumber(ARGV[17]) or -1, tonumber(ARGV[18]) or 0
 local base = string.sub(KEYS[4], 1, -6) -- "{prefix}{tenant}:" (KEYS[4] ends in "lease")
 
 -- Gives back the reservation of a lease value (nothing for a tombstone).
@@ -146,6 +151,11 @@ local d = redis.call('HMGET', KEYS[2], 'cost', 'reserved')
 local spent_d_s = d[1] or '0'
 local spent_d = tonumber(d[1]) or 0
 local res_d = math.max(tonumber(d[2]) or 0, 0)
+-- The user's own cap, counted like the tenant's month: settled + in flight.
+local capped_user = user ~= '' and ucap >= 0
+local uh = capped_user and redis.call('HMGET', KEYS[7], user, user .. '|r') or {}
+local spent_u = tonumber(uh[1]) or 0
+local res_u = math.max(tonumber(uh[2]) or 0, 0)
 
 -- (b) Rate limits (GCRA, see above). Refused requests do not count. A
 -- request larger than the whole tpm passes into an empty bucket; otherwise
@@ -189,6 +199,13 @@ end
 if not tk_ok then
     return reply('rate_limited', 'tpm', tk_wait)
 end
+local uq_ok, uq_tat, uq_wait = true, nil, 0
+if urpm > 0 and user ~= '' then
+    uq_ok, uq_tat, uq_wait = gcra(KEYS[8], urpm, 1)
+    if not uq_ok then
+        return reply('rate_limited', 'user_rpm', uq_wait)
+    end
+end
 
 -- (c) Caps: spent + in flight + this estimate. hard_limit bounds every
 -- call, downgraded or not. An estimate is an upper bound (output from
@@ -221,6 +238,7 @@ end
 local monthly = {cap_m, spent_m, res_m, 'monthly'}
 local daily = {cap_d, spent_d, res_d, 'daily'}
 local hard_cap = {hard, spent_m, res_m, 'hard'}
+local user_cap = {capped_user and ucap or -1, spent_u, res_u, 'user'}
 
 -- The allowance (block and downgrade; overage never refuses): the same
 -- rule in units, with its own one short reservation in flight at a time,
@@ -245,7 +263,7 @@ local amount, why
 if over_allowance then
     amount, why = nil, 'allowance'
 else
-    amount, why = take(est, {monthly, daily, hard_cap})
+    amount, why = take(est, {monthly, daily, hard_cap, user_cap})
 end
 if amount then
     decision = 'admit'
@@ -260,7 +278,7 @@ else
         return reply('block', reason, 0)
     end
     if reason == 'allowance' and not exceed_down then
-        amount, why = take(down, {monthly, daily, hard_cap})
+        amount, why = take(down, {monthly, daily, hard_cap, user_cap})
         if not amount then
             return reply('block', why, 0)
         end
@@ -307,8 +325,18 @@ if tk_tat then
         math.ceil((tk_tat - now_us) / 1000) + 1000)
     tlimit = ARGV[10]
 end
+if uq_tat then
+    redis.call('SET', KEYS[8], string.format('%d', uq_tat), 'PX',
+        math.ceil((uq_tat - now_us) / 1000) + 1000)
+end
 redis.call('HINCRBY', KEYS[1], 'reserved', reserve)
 redis.call('HINCRBY', KEYS[2], 'reserved', reserve)
+if capped_user then
+    if not uh[1] and not uh[2] then
+        redis.call('EXPIRE', KEYS[7], MONTH_TTL_S)
+    end
+    redis.call('HINCRBY', KEYS[7], user .. '|r', reserve)
+end
 if not m[1] and not m[2] then
     redis.call('EXPIRE', KEYS[1], MONTH_TTL_S)
 end
@@ -318,7 +346,8 @@ end
 local day = string.sub(KEYS[2], #base + 3) -- after "d:"
 redis.call('HSET', KEYS[4], id, reserve .. ' ' .. (capped and '1' or '0') .. ' ' ..
     (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tlimit .. ' ' ..
-    string.format('%d', units) .. ' ' .. (units_capped and '1' or '0'))
+    string.format('%d', units) .. ' ' .. (units_capped and '1' or '0') ..
+    (capped_user and ' ' .. user or ''))
 if capped then
     redis.call('HINCRBY', KEYS[1], 'capped', 1)
 end

@@ -31,6 +31,10 @@
 -- cost of those units, nano-USD) and overage_usd (what they bill, nano-USD,
 -- at the plan's terms when they were used); the day hash also gets
 -- overage_units and overage_usd.
+-- A lease that names a user (admit.lua: the user's cap reserved with it)
+-- moves the user's reservation to its settled cost in the month's user cap
+-- hash (KEYS[1]:ucap, fields USER and USER|r), so the user's cap reads
+-- exact spend at once, as the tenant's does.
 -- Returns 1 when settled now, 0 when this settlement was counted before.
 --
 -- Exactly once, without a key per request. A settlement is stamped by the
@@ -71,11 +75,13 @@ local plan = plan_new()
 -- give-back happen once.
 local lease = redis.call('HGET', KEYS[4], id)
 local tpm_key, tpm_new
+local ukey, uname -- the user's cap hash and the user, from the lease
 if lease then
     local function add(key, field, amount)
         plan_add(plan, key, field, amount)
     end
-    local tokens, tpm = lease_give_back(base, lease, add)
+    local tokens, tpm
+    tokens, tpm, ukey, uname = lease_give_back(base, lease, add)
     if tokens then
         tpm_key, tpm_new = lease_tpm_fix(base, tokens, tpm, tonumber(ARGV[3]) or 0)
     else
@@ -135,6 +141,9 @@ end
 
 if count and not cost_ran then
     allowance()
+    if ukey then
+        plan_add(plan, ukey, uname, cost)
+    end
 end
 local fresh = replay
 if count and ARGV[7] == '1' then

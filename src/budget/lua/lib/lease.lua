@@ -1,5 +1,5 @@
 -- lease.lua: ending a lease (admit.lua writes them; see there for the
--- value "EST CAPPED TOKENS DAY TPM UNITS UCAPPED"), one home for the three
+-- value "EST CAPPED TOKENS DAY TPM UNITS UCAPPED [USER]"), one home for the three
 -- scripts that end one: admit.lua (a stale or repeated lease), release.lua
 -- and settle.lua. Taken in with "-- #include lease.lua".
 
@@ -16,7 +16,8 @@ end
 -- Gives back what lease value v reserved, through add(key, field, amount):
 -- amount a decimal string or -1; add is an HINCRBY, or settle.lua's plan.
 -- base is the tenant's "{prefix}{tenant}:". Returns the lease's reserved
--- tokens and tpm limit (strings), or nil when v is no lease (a tombstone).
+-- tokens and tpm limit (strings), and the user's cap hash and user when
+-- the lease names one; nil when v is no lease (a tombstone).
 local function lease_give_back(base, v, add)
     local e, capped, tokens, day, tpm, rest = string.match(v, '^(%d+) (%d) (%d+) (%S+) (%S+)(.*)$')
     if not e then
@@ -28,17 +29,23 @@ local function lease_give_back(base, v, add)
     if capped == '1' then
         add(mkey, 'capped', -1)
     end
-    -- allowance units reserved (leases from before allowances have none)
+    -- allowance units reserved (leases from before allowances have none),
+    -- then the user whose own cap reserved the same amount (per-user caps)
+    local ukey, who
     if rest ~= '' then
-        local u, ucapped = string.match(rest, '^ (%d+) (%d)$')
+        local u, ucapped, user = string.match(rest, '^ (%d+) (%d) ?(%S*)$')
         if u and u ~= '0' then
             add(mkey, 'allowance_reserved', lease_neg(u))
         end
         if ucapped == '1' then
             add(mkey, 'allowance_capped', -1)
         end
+        if user and user ~= '' then
+            ukey, who = mkey .. ':ucap', user
+            add(ukey, who .. '|r', lease_neg(e))
+        end
     end
-    return tokens, tpm
+    return tokens, tpm, ukey, who
 end
 
 -- The tpm TAT moved by what the provider really processed (used tokens)
