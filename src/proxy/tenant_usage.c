@@ -44,6 +44,7 @@ struct query {
     int pending; /* replies still to come */
     bool failed;
     int64_t month[M_N], day[2], user[3]; /* day: cost, reserved; user: input, output, requests */
+    int64_t ucap[2];                     /* the user's cap: settled, reserved (admit.lua) */
     char tenant[TRUST_ID_MAX], user_id[TRUST_ID_MAX];
 };
 
@@ -132,11 +133,18 @@ static char *render(const struct query *q)
         p->unit != PLAN_UNIT_NONE ? json_integer(m[M_OVER]) : json_null(), "budget_used_pct",
         worst >= 0 ? json_real(worst) : json_null(), "caps", caps ? caps : json_null(),
         "downgraded", st == PLAN_STANDING_DOWNGRADED, "blocked", st == PLAN_STANDING_BLOCKED);
-    if (o && q->user_id[0])
+    if (o && q->user_id[0]) {
+        /* the user's own cap (user_budget_monthly): used and where it stands */
+        money_t spent = q->ucap[0] + (q->ucap[1] > 0 ? q->ucap[1] : 0);
+        bool over = p->user_budget_monthly >= 0 && spent >= p->user_budget_monthly;
+        bool down = over && p->base->on_exceed == ON_EXCEED_DOWNGRADE;
         json_object_set_new(o, "user",
-                            json_pack("{s:s,s:I,s:I}", "user", q->user_id, "used_tokens",
-                                      (json_int_t)(q->user[0] + q->user[1]), "requests",
-                                      (json_int_t)q->user[2]));
+                            json_pack("{s:s,s:I,s:I,s:o,s:b,s:b}", "user", q->user_id,
+                                      "used_tokens", (json_int_t)(q->user[0] + q->user[1]),
+                                      "requests", (json_int_t)q->user[2], "budget_used_pct",
+                                      pct(spent, p->user_budget_monthly), "downgraded", down,
+                                      "blocked", over && !down));
+    }
     char *text =
         o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(o);
@@ -193,6 +201,12 @@ static void on_user(struct redisReply *reply, const char *err, void *arg)
     on_reply(q, reply, q->user, 3);
 }
 
+static void on_ucap(struct redisReply *reply, const char *err, void *arg)
+{
+    struct query *q = arg;
+    on_reply(q, reply, q->ucap, 2);
+}
+
 /* Sends one HMGET; false when not queued. */
 static bool hmget(struct redis *r, redis_cb cb, struct query *q, const char *key,
                   const char *const *fields, size_t n)
@@ -211,8 +225,8 @@ static bool hmget(struct redis *r, redis_cb cb, struct query *q, const char *key
 void tenant_usage_handle(struct client *c, const struct http_request *hr, struct worker *w)
 {
     char err[256], asked[TRUST_ID_MAX];
-    char month[KEY_MAX], day[KEY_MAX], by_user[KEY_MAX];
-    char uf[3][TRUST_ID_MAX + 32];
+    char month[KEY_MAX], day[KEY_MAX], by_user[KEY_MAX], ucap[KEY_MAX];
+    char uf[4][TRUST_ID_MAX + 32];
     struct query *q = calloc(1, sizeof(*q));
     if (!q) {
         client_error(c, 503, "overloaded", "out of memory");
@@ -264,7 +278,9 @@ void tenant_usage_handle(struct client *c, const struct http_request *hr, struct
     if (budget_key(month, sizeof(month), cfg->key_prefix, q->tenant, 'm', q->when) < 0 ||
         budget_key(day, sizeof(day), cfg->key_prefix, q->tenant, 'd', q->when) < 0 ||
         budget_month_key(by_user, sizeof(by_user), cfg->key_prefix, q->tenant, BUDGET_BY_USER,
-                         q->when) < 0) {
+                         q->when) < 0 ||
+        budget_month_key(ucap, sizeof(ucap), cfg->key_prefix, q->tenant, BUDGET_BY_UCAP, q->when) <
+            0) {
         client_error(c, 400, "invalid_header", "the tenant cannot form a key");
         goto out;
     }
@@ -273,12 +289,15 @@ void tenant_usage_handle(struct client *c, const struct http_request *hr, struct
     snprintf(uf[2], sizeof(uf[2]), "%s|%s", q->user_id, BUDGET_F_REQUESTS);
     const char *day_fields[] = {BUDGET_F_COST, "reserved"};
     const char *user_fields[] = {uf[0], uf[1], uf[2]};
+    snprintf(uf[3], sizeof(uf[3]), "%s|r", q->user_id);
+    const char *ucap_fields[] = {q->user_id, uf[3]};
     q->client = c;
     client_attach(c, &events, q);
     /* the replies come after this returns: pending counts what was sent */
     bool sent = hmget(w->redis, on_month, q, month, month_fields, M_N) &&
                 hmget(w->redis, on_day, q, day, day_fields, 2) &&
-                (!q->user_id[0] || hmget(w->redis, on_user, q, by_user, user_fields, 3));
+                (!q->user_id[0] || (hmget(w->redis, on_user, q, by_user, user_fields, 3) &&
+                                    hmget(w->redis, on_ucap, q, ucap, ucap_fields, 2)));
     if (!sent) {
         q->failed = true;
         if (q->pending > 0) /* the sent ones answer, then done() refuses */

@@ -222,12 +222,12 @@ describe('plans: allowances and overage', () => {
       allowance_used_pct: 80, overage: 0, budget_used_pct: null,
       caps: { monthly_pct: null, daily_pct: null, hard_limit_pct: null },
       downgraded: false, blocked: false,
-      user: { user: 'u_1', used_tokens: 800, requests: 1 },
+      user: { user: 'u_1', used_tokens: 800, requests: 1, budget_used_pct: null, downgraded: false, blocked: false },
     });
     assert.doesNotMatch(r.text, /cost|price|margin|revenue|usd/i, 'no money in the answer');
     // another user of the same tenant has used nothing
     const other = await usage({ 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'growth', 'X-User-Id': 'u_2' });
-    assert.deepEqual(other.json.user, { user: 'u_2', used_tokens: 0, requests: 0 });
+    assert.deepEqual(other.json.user, { user: 'u_2', used_tokens: 0, requests: 0, budget_used_pct: null, downgraded: false, blocked: false });
     // a tenant without traffic, on a dollar-capped plan
     const fresh = await usage({ 'X-Tenant-Id': h.uniq('nobody') });
     assert.equal(fresh.status, 200);

@@ -63,6 +63,15 @@ describe('per-user caps', () => {
     assert.equal(r3.response.status, 200);
     const recs = await env.tg.records({ tenant }, 4);
     assert.deepEqual(recs.map((r) => `${r.user || '-'}:${r.outcome}`).sort(), ['-:ok', 'u1:blocked', 'u1:ok', 'u2:ok']);
+    // the app can show each user where it stands: GET /v1/tollgate/usage with the user header
+    const ask = async (user) => (await fetch(`${env.tg.base}/v1/tollgate/usage`,
+      { headers: { 'X-Tenant-Id': tenant, 'X-Tenant-Plan': 'team', 'X-User-Id': user } })).json();
+    const u1 = (await ask('u1')).user;
+    assert.deepEqual([u1.budget_used_pct, u1.blocked, u1.downgraded], [100, true, false]);
+    const u2 = await ask('u2');
+    assert.equal(u2.blocked, false, 'the tenant is not blocked');
+    assert.equal(u2.user.blocked, false);
+    assert.ok(u2.user.budget_used_pct > 0 && u2.user.budget_used_pct < 100, JSON.stringify(u2.user));
   });
 
   test('the user\'s 429 in every dialect, as the SDKs see it', async () => {

@@ -1535,7 +1535,69 @@ static void test_race_under(void)
     race_threads(COSTS_UNDER, true, "race-under-4s");
 }
 
+/* Per-user caps: each user's settled + reserved + estimate against its own
+ * cap, one short reservation in flight, given back by release and moved to
+ * the user's cost by settle; another user of the tenant is not held. */
+static void test_user_cap(void)
+{
+    struct env e = {0};
+    struct keys k;
+    char ucap[200];
+    if (!env_open(&e))
+        goto done;
+    keys_for(&k, "user-cap", WHEN);
+    snprintf(ucap, sizeof(ucap), "%s:ucap", k.month);
+    struct admit a = admit_of(&k, "u1a", 600);
+    a.user = "u1";
+    a.cap_user = 1000;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, ucap, "u1|r"), 600);
+    a.request_id = "u1b"; /* 400 left: reserved short */
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, ucap, "u1|r"), 1000);
+    CHECK_INT(hget(e.base, e.r, k.month, "reserved"), 1000);
+    a.request_id = "u1c";
+    struct admitted got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.reason, BUDGET_REASON_USER);
+    CHECK_INT(got.res.retry_after_s, TO_MONTH_END);
+    a.request_id = "u2a"; /* another user: its own cap */
+    a.user = "u2";
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, ucap, "u2|r"), 600);
+    a.request_id = "nu"; /* no user: no user cap */
+    a.user = NULL;
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    /* release gives the user's reservation back, settle makes it its cost */
+    CHECK(budget_release(e.r, PREFIX, k.tenant, "u1a", NULL, NULL));
+    settle_units(e.base, e.r, &k, "u1b", 350, 0, -1, 0, -1);
+    CHECK_INT(hget(e.base, e.r, ucap, "u1|r"), 0);
+    CHECK_INT(hget(e.base, e.r, ucap, "u1"), 350);
+    CHECK_INT(hget(e.base, e.r, ucap, "u2|r"), 600);
+    /* 650 left for u1 now */
+    a.request_id = "u1d";
+    a.user = "u1";
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    CHECK_INT(hget(e.base, e.r, ucap, "u1|r"), 600);
+    /* user_rpm: one a minute per user */
+    a.cap_user = -1;
+    a.user_rpm = 1;
+    a.request_id = "r1";
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+    a.request_id = "r2";
+    got = admit_wait(e.base, e.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_RATE_LIMITED);
+    CHECK_INT(got.res.reason, BUDGET_REASON_USER_RPM);
+    CHECK(got.res.retry_after_ms > 59000 && got.res.retry_after_ms <= 60000);
+    a.request_id = "r3";
+    a.user = "u2";
+    CHECK_INT(admit_wait(e.base, e.r, &a).res.decision, BUDGET_ADMIT);
+done:
+    env_close(&e);
+}
+
 static const struct check_test tests[] = {
+    {"user_cap", test_user_cap},
     {"caps", test_caps},
     {"rpm", test_rpm},
     {"tpm", test_tpm},
