@@ -1172,8 +1172,10 @@ void redis_set_timeout(struct redis *r, int ms)
         redis_set_timeout(r->watch, ms);
 }
 
-struct redis *redis_new(struct event_base *base, const char *url, const struct redis_tls *tls,
-                        int timeout_ms, char *err, size_t errlen)
+/* One home for what every connection (a url's, a cluster node, a sentinel
+ * watch) is made of: conn_alloc before its address is known, conn_start
+ * after. A connection built by hand once missed its flush event. */
+static struct redis *conn_alloc(struct event_base *base, int timeout_ms, char *err, size_t errlen)
 {
     struct redis *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -1185,6 +1187,30 @@ struct redis *redis_new(struct event_base *base, const char *url, const struct r
     r->base = base;
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
+    return r;
+}
+
+/* Its timers and flush event, then the first connect from the loop, so
+ * the constructors never block or call back. */
+static int conn_start(struct redis *r, char *err, size_t errlen)
+{
+    r->connect_timer = evtimer_new(r->base, on_connect_timeout, r);
+    r->retry_timer = evtimer_new(r->base, on_retry, r);
+    r->flush = event_new(r->base, -1, 0, on_flush, r);
+    if (!r->connect_timer || !r->retry_timer || !r->flush) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    event_add(r->retry_timer, &(struct timeval){0, 0});
+    return 0;
+}
+
+struct redis *redis_new(struct event_base *base, const char *url, const struct redis_tls *tls,
+                        int timeout_ms, char *err, size_t errlen)
+{
+    struct redis *r = conn_alloc(base, timeout_ms, err, errlen);
+    if (!r)
+        return NULL;
     if (redis_url_parse(url, &r->url, err, errlen) < 0)
         goto fail;
     if (!redis_url_supported(&r->url, err, errlen))
@@ -1215,19 +1241,12 @@ struct redis *redis_new(struct event_base *base, const char *url, const struct r
                            errlen) < 0)
             goto fail;
     }
-    r->connect_timer = evtimer_new(base, on_connect_timeout, r);
-    r->retry_timer = evtimer_new(base, on_retry, r);
-    r->flush = event_new(base, -1, 0, on_flush, r);
-    if (!r->connect_timer || !r->retry_timer || !r->flush) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
     /* redis-sentinel://: a second connection hears of failovers at once */
     if (r->url.kind == REDIS_URL_SENTINEL &&
         !(r->watch = child_new(r, r->url.addrs[0].host, r->url.addrs[0].port, true, err, errlen)))
         goto fail;
-    /* connect from the loop, so redis_new never blocks or calls back */
-    event_add(r->retry_timer, &(struct timeval){0, 0});
+    if (conn_start(r, err, errlen) < 0)
+        goto fail;
     return r;
 fail:
     r->closing = true;
@@ -1307,16 +1326,9 @@ static struct redis *child_new(struct redis *parent, const char *host, int port,
                                char *err, size_t errlen)
 {
     struct redis *router = parent;
-    struct redis *r = calloc(1, sizeof(*r));
-    if (!r) {
-        snprintf(err, errlen, "out of memory");
+    struct redis *r = conn_alloc(router->base, router->timeout_ms, err, errlen);
+    if (!r)
         return NULL;
-    }
-    TAILQ_INIT(&r->cmds);
-    TAILQ_INIT(&r->inflight);
-    r->base = router->base;
-    r->timeout_ms = router->timeout_ms;
-    r->backoff_ms = BACKOFF_MIN_MS;
     r->quiet = router->quiet;
     r->parent = router;
     r->watching = watching;
@@ -1330,14 +1342,8 @@ static struct redis *child_new(struct redis *parent, const char *host, int port,
         goto fail;
     }
     redis_addr_format(&r->url.addrs[0], r->addr, sizeof(r->addr));
-    r->connect_timer = evtimer_new(r->base, on_connect_timeout, r);
-    r->retry_timer = evtimer_new(r->base, on_retry, r);
-    r->flush = event_new(r->base, -1, 0, on_flush, r);
-    if (!r->connect_timer || !r->retry_timer || !r->flush) {
-        snprintf(err, errlen, "out of memory");
+    if (conn_start(r, err, errlen) < 0)
         goto fail;
-    }
-    event_add(r->retry_timer, &(struct timeval){0, 0});
     return r;
 fail:
     r->closing = true;
