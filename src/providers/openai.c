@@ -153,6 +153,26 @@ static bool variant_word(const char *s)
     return true;
 }
 
+/* What an image request bills, generated or edited: n images, priced per
+ * image by size and quality (pricing.conf [dall-e-3/1024x1024/hd]) unless
+ * the answer reports token usage (gpt-image-1). */
+static void image_units(struct provider_call *call, int64_t n, const char *size,
+                        const char *quality)
+{
+    call->choices = n;
+    call->units = n;
+    call->unit = USAGE_UNIT_IMAGE;
+    call->units_known = true;
+    call->price_kind = PRICE_KIND_IMAGE;
+    call->bound_if_unseen = true;
+    /* a variant that does not fit is no price variant (and -O1's
+     * -Wformat-truncation wants the result looked at) */
+    if (variant_word(size) && variant_word(quality) &&
+        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality) >=
+            (int)sizeof(call->price_variant))
+        call->price_variant[0] = '\0';
+}
+
 /* POST /v1/images/generations (ImageGenerateParams): n images of size and
  * quality. gpt-image-1 reports token usage; dall-e-2 and dall-e-3 report
  * none and are priced per image, by size and quality (pricing.conf
@@ -175,21 +195,10 @@ static int prepare_image(struct provider_call *call, const struct json_scan *bod
     int64_t n = 1;
     if (provider_body_count(body, "n", 1, 10, &n, err, errlen) < 0)
         return -1;
-    call->choices = n;
-    call->units = n;
-    call->unit = USAGE_UNIT_IMAGE;
-    call->units_known = true;
-    call->price_kind = PRICE_KIND_IMAGE;
-    call->bound_if_unseen = true;
     char size[JSON_SCAN_STR_MAX] = "1024x1024", quality[JSON_SCAN_STR_MAX] = "standard";
     provider_body_str(body, "size", size, sizeof(size));
     provider_body_str(body, "quality", quality, sizeof(quality));
-    /* a variant that does not fit is no price variant (and -O1's
-     * -Wformat-truncation wants the result looked at) */
-    if (variant_word(size) && variant_word(quality) &&
-        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality) >=
-            (int)sizeof(call->price_variant))
-        call->price_variant[0] = '\0';
+    image_units(call, n, size, quality);
     call->est_input_tokens = provider_body_tokens(body); /* the prompt */
     return 0;
 }
@@ -292,19 +301,10 @@ static int prepare_image_form(struct provider_call *call, const struct multipart
         }
         n = v;
     }
-    call->choices = n;
-    call->units = n;
-    call->unit = USAGE_UNIT_IMAGE;
-    call->units_known = true;
-    call->price_kind = PRICE_KIND_IMAGE;
-    call->bound_if_unseen = true;
     const char *size = form->fields[F_SIZE].seen ? form->fields[F_SIZE].value : "1024x1024";
     const char *quality =
         form->fields[F_QUALITY].seen && !vary ? form->fields[F_QUALITY].value : "standard";
-    if (variant_word(size) && variant_word(quality) &&
-        snprintf(call->price_variant, sizeof(call->price_variant), "/%s/%s", size, quality) >=
-            (int)sizeof(call->price_variant))
-        call->price_variant[0] = '\0';
+    image_units(call, n, size, quality);
     int64_t text = body_bytes - form->file_bytes;
     int64_t files = form->parts > 0 ? (int64_t)form->parts : 1;
     call->est_input_tokens = provider_sat_add(provider_estimate_tokens(text > 0 ? (size_t)text : 0),
