@@ -17,6 +17,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/numtext.h"
 #include "core/sat.h"
@@ -86,6 +87,13 @@ int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant
         return -1;
     char *at = numtext_put(buf + strlen(buf), buf + n, ":", 1);
     return numtext_put_str(at, buf + n, suffix) ? 0 : -1;
+}
+
+time_t budget_period(time_t when, int anchor)
+{
+    time_t start, end;
+    clock_period(when, anchor, &start, &end);
+    return start;
 }
 
 int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when)
@@ -184,7 +192,7 @@ static uint64_t fnv1a(const char *a, const char *b)
 static void note_tenant(struct redis *r, const struct settle *s)
 {
     char key[KEY_MAX], ttl[24];
-    if (budget_tenants_key(key, sizeof(key), s->key_prefix, s->when) < 0)
+    if (budget_tenants_key(key, sizeof(key), s->key_prefix, budget_period(s->when, s->anchor)) < 0)
         return;
     uint64_t h = fnv1a(key, s->tenant);
     time_t now = time(NULL);
@@ -251,21 +259,23 @@ struct redis_cmd *budget_settle(struct redis *r, struct tally *t, const struct s
     struct redis_cmd *cmd;
     struct tm tm;
 
+    time_t period = budget_period(s->when, s->anchor);
+
     pthread_once(&scripts_once, prepare_scripts);
     if (!s->key_prefix || !s->tenant || !stamp || !gmtime_r(&s->when, &tm) ||
-        budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', s->when) < 0 ||
+        budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', period) < 0 ||
         budget_key(day, sizeof(day), s->key_prefix, s->tenant, 'd', s->when) < 0 ||
         lease_keys(s->key_prefix, s->tenant, s->request_id, leases, lease) < 0)
         goto fail;
     bool full = !t;
     if (full && (budget_month_key(by_model, sizeof(by_model), s->key_prefix, s->tenant,
-                                  BUDGET_BY_MODEL, s->when) < 0 ||
+                                  BUDGET_BY_MODEL, period) < 0 ||
                  budget_month_key(by_feature, sizeof(by_feature), s->key_prefix, s->tenant,
-                                  BUDGET_BY_FEATURE, s->when) < 0 ||
+                                  BUDGET_BY_FEATURE, period) < 0 ||
                  budget_month_key(by_user, sizeof(by_user), s->key_prefix, s->tenant,
-                                  BUDGET_BY_USER, s->when) < 0 ||
+                                  BUDGET_BY_USER, period) < 0 ||
                  budget_month_key(by_plan, sizeof(by_plan), s->key_prefix, s->tenant,
-                                  BUDGET_BY_PLAN, s->when) < 0))
+                                  BUDGET_BY_PLAN, period) < 0))
         goto fail;
     numtext_put_uint(mday, mday + sizeof(mday), (uint64_t)tm.tm_mday, 2);
     numtext_i64(num[0], (int64_t)s->cost);
@@ -353,6 +363,7 @@ struct admit_call {
     budget_admit_cb cb;
     void *arg;
     time_t when; /* for a block's Retry-After */
+    int anchor;
 };
 
 static const char *const decisions[] = {
@@ -405,22 +416,8 @@ static int reply_i64(const struct redisReply *e, int64_t *out)
     return 0;
 }
 
-/* Seconds from when to the start of the next UTC day or month. */
-static int to_period_end(time_t when, bool daily)
-{
-    struct tm tm;
-    if (daily)
-        return (int)(86400 - (when % 86400 + 86400) % 86400);
-    if (!gmtime_r(&when, &tm))
-        return 0;
-    tm.tm_mon++; /* timegm carries December into January */
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    time_t next = timegm(&tm);
-    return next > when ? (int)(next - when) : 0;
-}
-
-static int parse_admit(const struct redisReply *reply, time_t when, struct admit_result *res)
+static int parse_admit(const struct redisReply *reply, time_t when, int anchor,
+                       struct admit_result *res)
 {
     int64_t retry_ms;
     int d, why;
@@ -441,7 +438,8 @@ static int parse_admit(const struct redisReply *reply, time_t when, struct admit
     res->retry_after_s =
         (int)((retry_ms + 999) / 1000); /* Retry-After: whole seconds, rounded up */
     if (res->decision == BUDGET_BLOCK)
-        res->retry_after_s = to_period_end(when, res->reason == BUDGET_REASON_DAILY);
+        res->retry_after_s =
+            (int)clock_to_period_end(when, res->reason == BUDGET_REASON_DAILY ? 'd' : 'm', anchor);
     return 0;
 }
 
@@ -451,13 +449,14 @@ static void on_admitted(struct redisReply *reply, const char *err, void *arg)
     budget_admit_cb cb = call->cb;
     void *cb_arg = call->arg;
     time_t when = call->when;
+    int anchor = call->anchor;
     struct admit_result res = {0};
     free(call);
     if (!reply) {
         cb(NULL, err, cb_arg);
         return;
     }
-    if (parse_admit(reply, when, &res) < 0) {
+    if (parse_admit(reply, when, anchor, &res) < 0) {
         cb(NULL, "unexpected reply from admit.lua", cb_arg);
         return;
     }
@@ -488,13 +487,14 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
 
     pthread_once(&scripts_once, prepare_scripts);
     if (!cb || !a->key_prefix || !a->tenant ||
-        budget_key(month, sizeof(month), a->key_prefix, a->tenant, 'm', a->when) < 0 ||
+        budget_key(month, sizeof(month), a->key_prefix, a->tenant, 'm',
+                   budget_period(a->when, a->anchor)) < 0 ||
         budget_key(day, sizeof(day), a->key_prefix, a->tenant, 'd', a->when) < 0 ||
         lease_keys(a->key_prefix, a->tenant, a->request_id, leases, lease) < 0 ||
         rate_key(rpm_key, a->key_prefix, a->tenant, "rpm") < 0 ||
         rate_key(tpm_key, a->key_prefix, a->tenant, "tpm") < 0 ||
         budget_month_key(ucap_key, sizeof(ucap_key), a->key_prefix, a->tenant, BUDGET_BY_UCAP,
-                         a->when) < 0 ||
+                         budget_period(a->when, a->anchor)) < 0 ||
         !numtext_put_str(numtext_put_str(usfx, usfx + KEY_MAX, "urpm:"), usfx + KEY_MAX,
                          a->user ? a->user : "") ||
         rate_key(urpm_key, a->key_prefix, a->tenant, usfx) < 0)
@@ -556,6 +556,7 @@ struct redis_cmd *budget_admit(struct redis *r, const struct admit *a, budget_ad
     call->cb = cb;
     call->arg = arg;
     call->when = a->when;
+    call->anchor = a->anchor;
     cmd = redis_eval(r, &admit_script, on_admitted, call, 8, (int)ARRAY_LEN(args), args, NULL);
     if (!cmd)
         goto fail;

@@ -62,7 +62,8 @@ struct settle {
     const char *key_prefix; /* "tollgate:" */
     const char *tenant;
     const char *request_id;
-    time_t when; /* the request's start: picks the month and day */
+    time_t when; /* the request's start: picks the period and day */
+    int anchor;  /* the tenant's billing_anchor (clock_period; 0: 1) */
     money_t cost;
     struct usage usage; /* input + output also correct the admission's tpm bucket */
     bool cache_hit;     /* answered from the response cache (cost 0) */
@@ -115,6 +116,11 @@ int budget_key(char *buf, size_t n, const char *prefix, const char *tenant, char
  * one of BUDGET_BY_*; -1 as budget_key. */
 int budget_month_key(char *buf, size_t n, const char *prefix, const char *tenant,
                      const char *suffix, time_t when) MUST_CHECK;
+/* The start of the billing period of when for a tenant's anchor
+ * (clock_period): the time every month key (kind 'm', month breakdowns,
+ * the tenants set) of a settlement or admission is named for, so the key
+ * "m:2026-11" holds the tenant's period that starts in November 2026. */
+time_t budget_period(time_t when, int anchor);
 /* "{prefix}tenants:2026-11": the tenants settled in the month of when. */
 int budget_tenants_key(char *buf, size_t n, const char *prefix, time_t when) MUST_CHECK;
 
@@ -182,7 +188,8 @@ struct admit {
     const char *key_prefix;
     const char *tenant;
     const char *request_id;
-    time_t when;           /* request start: month, day and minute buckets */
+    time_t when;           /* request start: period, day and minute buckets */
+    int anchor;            /* the tenant's billing_anchor (clock_period; 0: 1) */
     int64_t now_ms;        /* wall clock (unix ms) for leases; 0: read it here */
     money_t estimate;      /* estimated cost as asked (below 0: taken as 0) */
     money_t estimate_down; /* estimated cost with the downgrade model; -1: no downgrade */

@@ -211,6 +211,7 @@ static char *encode(const struct settle *s, size_t *len)
               json_object_set_new(o, "seq", json_integer((json_int_t)s->stamp.seq)) < 0 ||
               (s->tallied && json_object_set_new(o, "tallied", json_true()) < 0) ||
               (s->unpriced && json_object_set_new(o, "unpriced", json_true()) < 0) ||
+              (s->anchor > 1 && json_object_set_new(o, "anchor", json_integer(s->anchor)) < 0) ||
               (s->cache_hit && (json_object_set_new(o, "cache_hit", json_true()) < 0 ||
                                 json_object_set_new(o, "saved", json_integer(s->saved)) < 0)) ||
               (s->units > 0 &&
@@ -286,6 +287,10 @@ static json_t *decode(const char *line, struct settle *s)
     }
     s->tallied = json_is_true(json_object_get(o, "tallied"));
     s->unpriced = json_is_true(json_object_get(o, "unpriced")); /* optional */
+    /* optional: the tenant's billing_anchor, so a replay counts in the
+     * period the request was in (absent: 1) */
+    json_int_t anchor = json_integer_value(json_object_get(o, "anchor"));
+    s->anchor = anchor >= 1 && anchor <= 31 ? (int)anchor : 1;
     /* optional: a response cache hit and what it saved */
     s->cache_hit = json_is_true(json_object_get(o, "cache_hit"));
     s->saved = s->cache_hit ? json_integer_value(json_object_get(o, "saved")) : 0;

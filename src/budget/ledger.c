@@ -170,11 +170,12 @@ static void settled(bool ok, const char *err, void *arg)
         const struct ledger_marks *m = &st->m;
         if (m->spent_before >= 0 && m->cap_monthly > 0)
             alerter_check(l->alerter, st->s.tenant, st->s.plan, m->spent_before,
-                          sat_add(m->spent_before, st->s.cost), m->cap_monthly, st->s.when);
+                          sat_add(m->spent_before, st->s.cost), m->cap_monthly,
+                          budget_period(st->s.when, st->s.anchor));
         if (m->unit && m->units_before >= 0 && st->s.units > 0)
             alerter_check_allowance(l->alerter, st->s.tenant, st->s.plan, m->units_before,
                                     sat_add(m->units_before, st->s.units), st->s.included, m->unit,
-                                    st->s.when);
+                                    budget_period(st->s.when, st->s.anchor));
     }
     free(st);
 }

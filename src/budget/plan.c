@@ -27,6 +27,7 @@ int plan_resolve(const struct config *cfg, const char *tenant, const char *asked
     out->user_budget_monthly =
         t && t->user_budget_monthly >= 0 ? t->user_budget_monthly : p->user_budget_monthly;
     out->user_rpm = t && t->user_rpm >= 0 ? t->user_rpm : p->user_rpm;
+    out->anchor = t ? (int)t->billing_anchor : 1;
     out->unit = PLAN_UNIT_NONE;
     out->included = -1;
     if (p->included_tokens >= 0) {
@@ -38,6 +39,12 @@ int plan_resolve(const struct config *cfg, const char *tenant, const char *asked
             t && t->included_requests >= 0 ? t->included_requests : p->included_requests;
     }
     return 0;
+}
+
+int plan_anchor(const struct config *cfg, const char *tenant)
+{
+    const struct cfg_tenant *t = config_tenant(cfg, tenant);
+    return t ? (int)t->billing_anchor : 1;
 }
 
 int64_t plan_units(const struct plan *p, int64_t input, int64_t output)

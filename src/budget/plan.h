@@ -19,6 +19,7 @@ struct plan {
     /* the allowance per billing period, in units of its kind; -1: none */
     enum plan_unit { PLAN_UNIT_NONE, PLAN_UNIT_TOKENS, PLAN_UNIT_REQUESTS } unit;
     int64_t included;
+    int anchor; /* [tenant] billing_anchor: day its billing period starts (1..31) */
 };
 
 /* The allowance units a request uses: its input + output tokens, or 1
@@ -36,6 +37,10 @@ void plan_overage_terms(const struct plan *p, int64_t *per_mu, int64_t *markup_b
  * when no plan can be found (config validation prevents it). */
 int plan_resolve(const struct config *cfg, const char *tenant, const char *asked,
                  struct plan *out) MUST_CHECK;
+
+/* The tenant's billing_anchor (1 for a tenant without a [tenant] section):
+ * the day of the month its billing period starts (clock_period). */
+int plan_anchor(const struct config *cfg, const char *tenant);
 
 /* The cheaper model a plan downgrades model to, or NULL. */
 const char *plan_downgrade(const struct plan *p, const char *model);

@@ -208,8 +208,9 @@ void tally_add(struct tally *t, const struct settle *s)
 {
     char month[KEY_MAX], day[KEY_MAX], by[KEY_MAX], field[KEY_MAX], mday[4];
     struct tm tm;
+    time_t period = budget_period(s->when, s->anchor);
     if (!gmtime_r(&s->when, &tm) ||
-        budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', s->when) < 0 ||
+        budget_key(month, sizeof(month), s->key_prefix, s->tenant, 'm', period) < 0 ||
         budget_key(day, sizeof(day), s->key_prefix, s->tenant, 'd', s->when) < 0)
         return; /* budget_settle built the same keys: cannot happen */
     const struct {
@@ -251,7 +252,7 @@ void tally_add(struct tally *t, const struct settle *s)
         {BUDGET_F_OUTPUT, s->usage.output},
     };
     for (size_t b = 0; b < ARRAY_LEN(bys); b++) {
-        if (budget_month_key(by, sizeof(by), s->key_prefix, s->tenant, bys[b].suffix, s->when) < 0)
+        if (budget_month_key(by, sizeof(by), s->key_prefix, s->tenant, bys[b].suffix, period) < 0)
             continue;
         for (size_t i = 0; i < ARRAY_LEN(each); i++) {
             /* "name|field" (no printf: this runs for every request) */
@@ -263,7 +264,7 @@ void tally_add(struct tally *t, const struct settle *s)
         }
     }
     if (s->plan && *s->plan &&
-        budget_month_key(by, sizeof(by), s->key_prefix, s->tenant, BUDGET_BY_PLAN, s->when) == 0) {
+        budget_month_key(by, sizeof(by), s->key_prefix, s->tenant, BUDGET_BY_PLAN, period) == 0) {
         numtext_put_uint(mday, mday + sizeof(mday), (uint64_t)tm.tm_mday, 2);
         add(t, month, by, 'm', mday, 0, s->plan);
     }

@@ -24,17 +24,39 @@ long long clock_mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-long clock_to_period_end(time_t t, char period)
+/* Midnight UTC of day anchor (clamped) of month mon (0-based, may be -1 or
+ * 12: timegm normalises it) of year. */
+static time_t anchor_day(int year, int mon, int anchor)
+{
+    struct tm first = {.tm_year = year, .tm_mon = mon + 1, .tm_mday = 0};
+    time_t last = timegm(&first); /* day 0 of the next month: this month's last */
+    struct tm l;
+    gmtime_r(&last, &l);
+    struct tm at = {
+        .tm_year = year, .tm_mon = mon, .tm_mday = anchor < l.tm_mday ? anchor : l.tm_mday};
+    return timegm(&at);
+}
+
+void clock_period(time_t t, int anchor, time_t *start, time_t *end)
 {
     struct tm tm;
+    if (anchor < 1 || anchor > 31)
+        anchor = 1;
     gmtime_r(&t, &tm);
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    int mon = tm.tm_mon;
+    if (t < anchor_day(tm.tm_year, mon, anchor))
+        mon--; /* before this month's anchor: the period began last month */
+    *start = anchor_day(tm.tm_year, mon, anchor);
+    *end = anchor_day(tm.tm_year, mon + 1, anchor);
+}
+
+long clock_to_period_end(time_t t, char period, int anchor)
+{
+    time_t start, end;
     if (period == 'm') {
-        tm.tm_mday = 1;
-        tm.tm_mon++; /* timegm normalises December + 1 into January */
+        clock_period(t, anchor, &start, &end);
     } else {
-        tm.tm_mday++;
+        end = t - ((t % 86400) + 86400) % 86400 + 86400;
     }
-    time_t end = timegm(&tm);
     return end > t ? (long)(end - t) : 1;
 }

@@ -337,6 +337,8 @@ static const struct key keys[] = {
      .doc = "allowance of metered requests per billing period; unset: none"},
     {S_PLAN, "on_allowance", T_FUNC, 0, NULL, 0, .set = config_set_on_allowance, .max = 16,
      .doc = "past the allowance: overage (serve and bill) | block | downgrade"},
+    {S_PLAN, "period", T_FUNC, 0, NULL, 0, .set = config_set_period, .max = 16,
+     .doc = "the billing period: month (from each tenant's billing_anchor); week is refused"},
     {S_PLAN, "overage", T_FUNC, 0, NULL, 0, .set = config_set_overage, .max = 32,
      .doc = "USD per 1M tokens (or per request) past the allowance, or cost + N%"},
 
@@ -362,6 +364,10 @@ static const struct key keys[] = {
      .doc = "overrides the plan's included_tokens (a plan with a token allowance)"},
     {S_TENANT, "included_requests", T_I64, TN(included_requests), NULL, 0, 1, INT64_MAX,
      .doc = "overrides the plan's included_requests (a plan with a request allowance)"},
+    {S_TENANT, "billing_anchor", T_I64, TN(billing_anchor), "1", 0, 1, 31,
+     .doc = "day of the month (1..31, UTC; clamped in short months) the tenant's billing "
+            "period starts: caps, allowances and alerts count from it to the same day of the "
+            "next month"},
 };
 
 /* Where a key or section header was seen, for duplicates and for errors

@@ -115,6 +115,7 @@ struct cfg_tenant {
     enum cache_mode cache;       /* CACHE_MODE_PLAN: the plan's */
     int64_t included_tokens;     /* -1: the plan's */
     int64_t included_requests;   /* -1: the plan's */
+    int64_t billing_anchor;      /* day of the month its billing period starts, 1..31 */
 };
 
 struct config {

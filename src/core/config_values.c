@@ -774,6 +774,22 @@ int config_set_on_allowance(void *obj, const char *v, char *msg, size_t n)
     return 0;
 }
 
+/* [plan] period: the billing period's length. Only month exists: a weekly
+ * plan is refused by name rather than counted by month unannounced. */
+int config_set_period(void *obj, const char *v, char *msg, size_t n)
+{
+    (void)obj;
+    if (strcmp(v, "month") == 0)
+        return 0;
+    if (strcmp(v, "week") == 0)
+        snprintf(msg, n,
+                 "'week': weekly billing periods are not supported; only month "
+                 "(from the tenant's billing_anchor)");
+    else
+        snprintf(msg, n, "'%s' is not a period (month)", v);
+    return -1;
+}
+
 /* "4.00" (USD per 1M tokens, or per request) or "cost + 20%" (the AI cost
  * of the overage plus a markup, 0% to 1000%). */
 int config_set_overage(void *obj, const char *v, char *msg, size_t n)

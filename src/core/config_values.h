@@ -55,6 +55,7 @@ int config_set_report_margin(void *obj, const char *v, char *msg, size_t n); /* 
 int config_set_plan_margin(void *obj, const char *v, char *msg, size_t n);   /* cfg_plan */
 int config_set_rotate(void *obj, const char *v, char *msg, size_t n);        /* config */
 int config_set_on_allowance(void *obj, const char *v, char *msg, size_t n);  /* cfg_plan */
+int config_set_period(void *obj, const char *v, char *msg, size_t n);        /* cfg_plan */
 int config_set_overage(void *obj, const char *v, char *msg, size_t n);       /* cfg_plan */
 
 /* Frees pl's downgrade list and empties it. */

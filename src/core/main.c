@@ -4,6 +4,7 @@
  * records file on SIGUSR1, reaps orphans on SIGCHLD (tollgate is often PID
  * 1 in a container), and on SIGTERM/SIGINT drains the workers, flushes the
  * records and exits 0. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,30 @@ static void apply_logging(const struct config *cfg)
     log_setup(lvl < 0 ? LOG_INFO : (enum log_level)lvl, cfg->log_json);
 }
 
+/* A reload that moves a tenant's billing_anchor moves its billing period:
+ * the log says which period each such tenant is in now (its caps and
+ * allowance count there from this request on). */
+static void log_anchor_changes(const struct config *old, const struct config *cfg)
+{
+    struct timespec now;
+    clock_wall(&now);
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        const struct cfg_tenant *t = &cfg->tenants[i], *was = config_tenant(old, t->name);
+        int before = was ? (int)was->billing_anchor : 1;
+        if (before == (int)t->billing_anchor)
+            continue;
+        time_t start, end;
+        struct tm a, b;
+        clock_period(now.tv_sec, (int)t->billing_anchor, &start, &end);
+        end -= 86400; /* the last day */
+        gmtime_r(&start, &a);
+        gmtime_r(&end, &b);
+        log_info("reload: tenant %s billing_anchor %d -> %" PRId64
+                 ": now in the period %04d-%02d-%02d to %04d-%02d-%02d (UTC)",
+                 t->name, before, t->billing_anchor, a.tm_year + 1900, a.tm_mon + 1, a.tm_mday,
+                 b.tm_year + 1900, b.tm_mon + 1, b.tm_mday);
+    }
+}
 /* SIGHUP: build the new config to the side; if it is valid, hand it to every
  * worker (new requests use it, requests in flight keep theirs); if not, keep
  * serving with the old one and say why, file:line. */
@@ -144,6 +169,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_warn("reload: %s changed: these need a restart; until then the running values stay",
                  keys);
     apply_logging(cfg);
+    log_anchor_changes(d->cfg, cfg);
     for (size_t i = 0; i < d->n_workers; i++)
         worker_reload(d->workers[i], cfg);
     admin_set_config(d->admin, cfg);

@@ -789,6 +789,7 @@ static void admit(struct req *r)
         .tenant = r->tenant,
         .request_id = r->id,
         .when = r->wall.tv_sec,
+        .anchor = p->anchor,
         .estimate = hit ? 0 : estimate(r, r->call.model),
         .estimate_down = down && !hit ? estimate(r, down) : -1,
         .cap_monthly = hit ? -1 : p->budget_monthly,
@@ -931,7 +932,7 @@ static void allowance_exhausted(struct req *r)
                  "this account has used the %" PRId64 " %s included in its plan this month; "
                  "it resets at the start of the next month (UTC)",
                  p->included, p->unit == PLAN_UNIT_TOKENS ? "tokens" : "requests");
-    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, 'm'));
+    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, 'm', p->anchor));
     const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
     answer_refusal(r, 429, "allowance_exhausted", cap_key(r, BUDGET_REASON_ALLOWANCE), msg,
                    OUTCOME_BLOCKED, h, ARRAY_LEN(h));
@@ -966,7 +967,7 @@ static void block(struct req *r, const struct admit_result *res)
                  : res->reason == BUDGET_REASON_USER ? "own monthly"
                                                      : "monthly",
                  cap, period == 'd' ? "day" : "month");
-    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period));
+    retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period, r->plan_eff.anchor));
     /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
      * block must tell them not to */
     const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
@@ -1477,6 +1478,7 @@ static void settle(struct req *r, money_t cost, money_t saved, bool priced, cons
                        .tenant = r->tenant,
                        .request_id = r->id,
                        .when = r->wall.tv_sec,
+                       .anchor = r->plan_eff.anchor,
                        .cost = cost,
                        .usage = *u,
                        .cache_hit = r->cache.verdict == CACHE_HIT,

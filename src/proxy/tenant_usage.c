@@ -113,15 +113,14 @@ static char *render(const struct query *q)
         if (json_is_real(v) && json_real_value(v) > worst)
             worst = json_real_value(v);
     }
-    time_t end = q->when + clock_to_period_end(q->when, 'm');
+    time_t start, end;
+    clock_period(q->when, p->anchor, &start, &end);
     struct tm tm;
     char period[16], start_s[32], end_s[32];
-    gmtime_r(&q->when, &tm);
+    gmtime_r(&start, &tm); /* the period is named for the month it starts in */
     snprintf(period, sizeof(period), "%04d-%02d", (tm.tm_year + 1900) % 10000,
              (tm.tm_mon + 1) % 100);
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    iso(start_s, sizeof(start_s), timegm(&tm));
+    iso(start_s, sizeof(start_s), start);
     iso(end_s, sizeof(end_s), end);
     json_t *o = json_pack(
         "{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:b,s:b}", "tenant", q->tenant,
@@ -275,11 +274,12 @@ void tenant_usage_handle(struct client *c, const struct http_request *hr, struct
         client_error(c, 500, "no_plan", "no plan configured for this tenant");
         goto out;
     }
-    if (budget_key(month, sizeof(month), cfg->key_prefix, q->tenant, 'm', q->when) < 0 ||
+    time_t period = budget_period(q->when, q->plan.anchor);
+    if (budget_key(month, sizeof(month), cfg->key_prefix, q->tenant, 'm', period) < 0 ||
         budget_key(day, sizeof(day), cfg->key_prefix, q->tenant, 'd', q->when) < 0 ||
         budget_month_key(by_user, sizeof(by_user), cfg->key_prefix, q->tenant, BUDGET_BY_USER,
-                         q->when) < 0 ||
-        budget_month_key(ucap, sizeof(ucap), cfg->key_prefix, q->tenant, BUDGET_BY_UCAP, q->when) <
+                         period) < 0 ||
+        budget_month_key(ucap, sizeof(ucap), cfg->key_prefix, q->tenant, BUDGET_BY_UCAP, period) <
             0) {
         client_error(c, 400, "invalid_header", "the tenant cannot form a key");
         goto out;

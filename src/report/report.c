@@ -475,6 +475,9 @@ struct report *report_build(struct redis_sync *c, const struct config *cfg,
             row->included = eff.included;
             row->unit = eff.unit == PLAN_UNIT_TOKENS ? 't' : 'r';
         }
+        int anchor = plan_anchor(cfg, t.v[i]);
+        clock_period(day_time(p, anchor < p->days_in_month ? anchor : p->days_in_month), anchor,
+                     &row->period_start, &row->period_end);
         row->cap = -1;
         row->tenant = t.v[i];
         t.v[i] = NULL;

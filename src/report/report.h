@@ -86,6 +86,9 @@ struct report_row {
      * units per period (-1: none) and their kind: 't' tokens, 'r' requests */
     int64_t included;
     char unit;
+    /* the tenant's billing period that starts in the report's month
+     * (billing_anchor, clock_period): its first instant and the end */
+    time_t period_start, period_end;
 
     /* Filled by report_forecast (forecast.c) for month periods. */
     money_t projected;         /* month-end cost at the run rate since first_day */

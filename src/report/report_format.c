@@ -202,6 +202,8 @@ static const char *const columns[] = {
     "unpriced_requests",
     "estimated_usd",
     "estimated_requests",
+    "period_start",
+    "period_end",
 };
 
 /* The allowance of a row, as JSON fields or CSV cells (the columns above):
@@ -441,6 +443,22 @@ static void uncertain_cells(const struct report_counts *n, struct out *o, bool j
         put(o, ",%s,%" PRId64 ",%s,%" PRId64, u, n->unpriced, e, n->estimated);
 }
 
+/* The tenant's billing period (billing_anchor) as JSON fields or CSV cells
+ * (the last two columns): "2026-11-14T00:00:00Z", the end exclusive. */
+static void period_cells(const struct report_row *row, struct out *o, bool json)
+{
+    char s[32], e[32];
+    struct tm tm;
+    gmtime_r(&row->period_start, &tm);
+    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    gmtime_r(&row->period_end, &tm);
+    strftime(e, sizeof(e), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (json)
+        put(o, ",\"period_start\":\"%s\",\"period_end\":\"%s\"", s, e);
+    else
+        put(o, ",%s,%s", s, e);
+}
+
 /* The company's cost, revenue and margin per day that has begun; a day's
  * revenue is its share of the plans' prices plus the overage billed that
  * day (the day hashes' overage_usd). */
@@ -490,6 +508,7 @@ static void render_json(const struct report *r, struct out *o)
         forecast_json(r, row, o);
         allowance_cells(row, o, true);
         uncertain_cells(&row->n, o, true);
+        period_cells(row, o, true);
         put(o, "}");
     }
     money_t margin = t.revenue - t.n.cost;
@@ -544,6 +563,7 @@ static void render_csv(const struct report *r, struct out *o)
             usd(row->n.saved, sv, sizeof(sv)));
         allowance_cells(row, o, false);
         uncertain_cells(&row->n, o, false);
+        period_cells(row, o, false);
         put(o, "\n");
     }
 }
@@ -701,6 +721,7 @@ char *report_tenant_json(struct redis_sync *c, const struct config *cfg,
     cache_json(&row->n, &o);
     allowance_cells(row, &o, true);
     uncertain_cells(&row->n, &o, true);
+    period_cells(row, &o, true);
     for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
         put(&o, ",\"%s\":", labels[i]);
         items_json(by[i], &o);

@@ -200,7 +200,8 @@ void usage_api_claim(struct redis_sync *rc, struct usage_batch *b)
     for (size_t i = 0; i < n; i++) {
         const struct usage_event *e = &b->ev[i];
         if (id_key(keys[i][0], prefix, e->id) < 0 ||
-            budget_key(keys[i][1], KEY_MAX, prefix, e->tenant, 'm', now) < 0) {
+            budget_key(keys[i][1], KEY_MAX, prefix, e->tenant, 'm',
+                       budget_period(now, plan_anchor(cfg, e->tenant))) < 0) {
             refuse(b, 400, i, "id \"%s\" cannot form a key", e->id);
             goto refused;
         }
@@ -348,6 +349,7 @@ static void count(struct worker *w, void *arg)
                            .tenant = e->tenant,
                            .request_id = e->id,
                            .when = b->when.tv_sec,
+                           .anchor = p.anchor,
                            .cost = e->cost,
                            .usage = e->usage,
                            .model = model,
