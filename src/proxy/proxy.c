@@ -929,8 +929,8 @@ static void allowance_exhausted(struct req *r)
         snprintf(msg, sizeof(msg), "%s", p->base->block_message);
     else
         snprintf(msg, sizeof(msg),
-                 "this account has used the %" PRId64 " %s included in its plan this month; "
-                 "it resets at the start of the next month (UTC)",
+                 "this account has used the %" PRId64 " %s included in its plan this billing "
+                 "period; it resets at the start of the next period (UTC)",
                  p->included, p->unit == PLAN_UNIT_TOKENS ? "tokens" : "requests");
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, 'm', p->anchor));
     const struct http_header h[] = {{"Retry-After", ra}, {"x-should-retry", "false"}};
@@ -966,7 +966,7 @@ static void block(struct req *r, const struct admit_result *res)
                  : res->reason == BUDGET_REASON_HARD ? "monthly hard-limit"
                  : res->reason == BUDGET_REASON_USER ? "own monthly"
                                                      : "monthly",
-                 cap, period == 'd' ? "day" : "month");
+                 cap, period == 'd' ? "day" : "billing period");
     retry_after(ra, sizeof(ra), clock_to_period_end(r->wall.tv_sec, period, r->plan_eff.anchor));
     /* the SDKs retry a 429 and honour Retry-After without a cap: a budget
      * block must tell them not to */

@@ -113,7 +113,7 @@ describe('plans: allowances and overage', () => {
     assert.ok(Date.now() - t0 < h.ms(1000), 'not retried by the SDK');
     assert.equal(err.code, 'allowance_exhausted');
     assert.equal(err.type, 'insufficient_quota');
-    assert.match(err.message, /used the 2 requests included in its plan this month/);
+    assert.match(err.message, /used the 2 requests included in its plan this billing period/);
     const hd = (n) => (typeof err.headers.get === 'function' ? err.headers.get(n) : err.headers[n]);
     assert.equal(hd('x-should-retry'), 'false');
     assert.ok(Math.abs(Number(hd('retry-after')) - toNextMonth(Date.now())) <= 2, 'Retry-After to the month end');

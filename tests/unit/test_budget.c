@@ -8,6 +8,7 @@
  * and on four connections in four threads, and print the measured
  * overspend. Every wait is bounded. */
 #include "budget/budget.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "redis/redis.h"
 
@@ -1193,6 +1194,69 @@ done:
     env_close(&e);
 }
 
+/* clock_period: the billing period of an instant for an anchor, clamped in
+ * short months, across a year's end; and an anchored tenant's admission
+ * counts in the month key named for its period's start. */
+static void test_anchor_periods(void)
+{
+    static const struct {
+        const char *at;
+        int anchor;
+        const char *start, *end;
+    } cases[] = {
+        {"2026-11-13T23:59:59", 14, "2026-10-14", "2026-11-14"},
+        {"2026-11-14T00:00:00", 14, "2026-11-14", "2026-12-14"},
+        {"2026-11-30T12:00:00", 1, "2026-11-01", "2026-12-01"},
+        {"2026-12-31T23:59:59", 1, "2026-12-01", "2027-01-01"},
+        {"2027-01-05T00:00:00", 14, "2026-12-14", "2027-01-14"},
+        {"2027-02-28T00:00:00", 31, "2027-02-28", "2027-03-31"},
+        {"2027-02-27T23:00:00", 31, "2027-01-31", "2027-02-28"},
+        {"2028-02-29T00:00:00", 30, "2028-02-29", "2028-03-30"},
+        {"2026-11-10T00:00:00", 0, "2026-11-01", "2026-12-01"}, /* 0 counts as 1 */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct tm tm = {0};
+        char s[16], e[16];
+        CHECK(strptime(cases[i].at, "%Y-%m-%dT%H:%M:%S", &tm) != NULL);
+        time_t start, end, at = timegm(&tm);
+        clock_period(at, cases[i].anchor, &start, &end);
+        gmtime_r(&start, &tm);
+        strftime(s, sizeof(s), "%Y-%m-%d", &tm);
+        gmtime_r(&end, &tm);
+        strftime(e, sizeof(e), "%Y-%m-%d", &tm);
+        CHECK_STR(s, cases[i].start);
+        CHECK_STR(e, cases[i].end);
+        CHECK(start % 86400 == 0 && start <= at && at < end);
+        CHECK_INT(budget_period(at, cases[i].anchor), start);
+    }
+
+    struct env env = {0};
+    struct keys k;
+    struct result res;
+    if (!env_open(&env))
+        goto done;
+    /* 2026-11-13 12:00: with anchor 14 the period began 2026-10-14, so its
+     * spend is in the October key; the 14th starts a new, empty period */
+    keys_for(&k, "anchored", 1794571200 - 86400 * 31); /* an October instant */
+    run(env.base, env.r, &res, "HSET", k.month, "cost", "1000");
+    struct admit a = admit_of(&k, "before", 1);
+    a.when = 1794571200; /* 2026-11-13 12:00:00 */
+    a.anchor = 14;
+    a.now_ms = (int64_t)a.when * 1000;
+    a.cap_monthly = 1000;
+    struct admitted got = admit_wait(env.base, env.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_BLOCK);
+    CHECK_INT(got.res.retry_after_s, 12 * 3600); /* to 2026-11-14 00:00 */
+    a.request_id = "after";
+    a.when = 1794571200 + 12 * 3600;
+    a.now_ms = (int64_t)a.when * 1000;
+    got = admit_wait(env.base, env.r, &a);
+    CHECK_INT(got.res.decision, BUDGET_ADMIT);
+    CHECK_INT(got.res.spent_month, 0);
+done:
+    env_close(&env);
+}
+
 /* ---- the race --------------------------------------------------------------- */
 
 #define RACE_N 200
@@ -1610,6 +1674,7 @@ static const struct check_test tests[] = {
     {"refused", test_refused},
     {"errors", test_errors},
     {"month_boundary", test_month_boundary},
+    {"anchor_periods", test_anchor_periods},
     {"race_exact", test_race_exact},
     {"race_mixed", test_race_mixed},
     {"race_over", test_race_over},

@@ -870,6 +870,15 @@ static void test_allowances(void)
         {"[plan free]\nincluded_tokens = 10\non_allowance = block\n[tenant a]\n"
          "included_requests = 10\n",
          "t.conf:5: included_requests: [plan free] of [tenant a] has no request allowance"},
+        {"[plan free]\n[tenant a]\nbilling_anchor = 0\n",
+         "t.conf:3: billing_anchor: must be between 1 and 31"},
+        {"[plan free]\n[tenant a]\nbilling_anchor = 32\n",
+         "t.conf:3: billing_anchor: must be between 1 and 31"},
+        {"[plan free]\n[tenant a]\nbilling_anchor = the 14th\n",
+         "t.conf:3: billing_anchor: 'the 14th' is not a whole number"},
+        {"[plan free]\nperiod = week\n",
+         "t.conf:2: period: 'week': weekly billing periods are not supported"},
+        {"[plan free]\nperiod = day\n", "t.conf:2: period: 'day' is not a period (month)"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         c = load(bad[i].text, err, sizeof err);

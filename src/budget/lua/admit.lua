@@ -344,6 +344,12 @@ if not d[1] and not d[2] then
     redis.call('EXPIRE', KEYS[2], DAY_TTL_S)
 end
 local day = string.sub(KEYS[2], #base + 3) -- after "d:"
+-- a billing period that began in another month than the day (billing_anchor):
+-- the lease names its month key as DAY@YYYY-MM, so the give-back finds it
+local period = string.sub(KEYS[1], #base + 3) -- after "m:"
+if period ~= string.sub(day, 1, 7) then
+    day = day .. '@' .. period
+end
 redis.call('HSET', KEYS[4], id, reserve .. ' ' .. (capped and '1' or '0') .. ' ' ..
     (tpm > 0 and ARGV[11] or '0') .. ' ' .. day .. ' ' .. tlimit .. ' ' ..
     string.format('%d', units) .. ' ' .. (units_capped and '1' or '0') ..

@@ -1,5 +1,5 @@
 -- lease.lua: ending a lease (admit.lua writes them; see there for the
--- value "EST CAPPED TOKENS DAY TPM UNITS UCAPPED [USER]"), one home for the three
+-- value "EST CAPPED TOKENS DAY[@PERIOD] TPM UNITS UCAPPED [USER]"), one home for the three
 -- scripts that end one: admit.lua (a stale or repeated lease), release.lua
 -- and settle.lua. Taken in with "-- #include lease.lua".
 
@@ -23,7 +23,12 @@ local function lease_give_back(base, v, add)
     if not e then
         return nil
     end
+    -- DAY@YYYY-MM: the period's month key when it is not the day's month
     local mkey = base .. 'm:' .. string.sub(day, 1, 7)
+    local d, period = string.match(day, '^([^@]+)@(.+)$')
+    if d then
+        day, mkey = d, base .. 'm:' .. period
+    end
     add(mkey, 'reserved', lease_neg(e))
     add(base .. 'd:' .. day, 'reserved', lease_neg(e))
     if capped == '1' then
