@@ -756,7 +756,7 @@ static void test_each_key(void)
     struct key_count k = {0};
     config_each_key(count_key, &k);
     CHECK(k.total > 50);
-    CHECK_INT(k.templates, 34); /* upstream 5 + plan 18 + tenant 11 */
+    CHECK_INT(k.templates, 36); /* upstream 5 + plan 19 + tenant 12 */
     CHECK(k.upstream_url);
     CHECK(k.server_listen);
     int bad_info = 0;
