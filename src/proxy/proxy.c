@@ -1025,7 +1025,8 @@ static void standing_event(struct req *r, const struct admit_result *res, bool b
                       : p->unit == PLAN_UNIT_TOKENS            ? "included tokens"
                                                                : "included requests";
     if (why)
-        alerter_standing(r->w->alerter, r->tenant, r->plan, blocked, why, r->wall.tv_sec);
+        alerter_standing(r->w->alerter, r->tenant, r->plan, blocked, why,
+                         budget_period(r->wall.tv_sec, p->anchor)); /* once per period */
 }
 
 static void admitted(const struct admit_result *res, const char *errstr, void *arg)
