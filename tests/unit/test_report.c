@@ -299,7 +299,8 @@ static void test_json_csv(void)
                  "\"included_tokens\":null,\"used_tokens\":2,\"overage_tokens\":0,"
                  "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0,"
                  "\"unpriced_usd\":0,\"unpriced_requests\":0,\"estimated_usd\":0,"
-                 "\"estimated_requests\":0}],"
+                 "\"estimated_requests\":0,\"period_start\":\"2026-11-01T00:00:00Z\","
+                 "\"period_end\":\"2026-12-01T00:00:00Z\"}],"
                  "\"totals\":{\"tenants\":1,\"revenue_usd\":0,\"cost_usd\":0.01,"
                  "\"margin_usd\":-0.01,\"margin_pct\":null,\"blended_cost_per_tenant_usd\":0.01,"
                  "\"tenants_under_water\":0,\"free_tenants\":1,\"free_plan_cost_usd\":0.01,"
@@ -309,18 +310,25 @@ static void test_json_csv(void)
                  "\"days_begun\":30,\"days_in_period\":30}\n");
     free(s);
     s = render("2026-11", NULL, REPORT_CSV);
-    CHECK_STR(s,
-              "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
-              "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
-              "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,"
-              "included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,"
-              "overage_requests,unpriced_usd,unpriced_requests,estimated_usd,estimated_requests\n"
-              "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0,,60,0,0,,0,0,0,0,0\n"
-              "carol,free,0,0.01,-0.01,n/a,1,1,0,1,0.01,,,ok,starter,true,0,0,,2,0,0,,0,0,0,0,0\n"
-              "idle,starter,0,0,0,n/a,0,0,0,0,0,9,,ok,,false,0,0,,0,0,0,,0,0,0,0,0\n"
-              "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0,,10,0,0,,0,0,0,0,0\n"
-              "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false,0,"
-              "0,,1950,0,0,,0,0,0,0,0\n");
+    CHECK_STR(
+        s,
+        "tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,"
+        "cached_tokens,output_tokens,projected_cost_usd,budget_monthly_usd,"
+        "crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,"
+        "included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,"
+        "overage_requests,unpriced_usd,unpriced_requests,estimated_usd,estimated_requests,"
+        "period_start,period_end\n"
+        "bob,free,4.5,40,-35.5,-788.89,3,30,0,30,40,,,ok,,false,0,0,,60,0,0,,0,0,0,0,0,2026-11-"
+        "01T00:00:00Z,2026-12-01T00:00:00Z\n"
+        "carol,free,0,0.01,-0.01,n/"
+        "a,1,1,0,1,0.01,,,ok,starter,true,0,0,,2,0,0,,0,0,0,0,0,2026-11-01T00:00:00Z,2026-12-01T00:"
+        "00:00Z\n"
+        "idle,starter,0,0,0,n/"
+        "a,0,0,0,0,0,9,,ok,,false,0,0,,0,0,0,,0,0,0,0,0,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z\n"
+        "dave,starter,6.3,0.3,6,95.24,1,5,0,5,0.3,9,,ok,,false,0,0,,10,0,0,,0,0,0,0,0,2026-11-"
+        "01T00:00:00Z,2026-12-01T00:00:00Z\n"
+        "acme,pro,9.333333333,2.5,6.833333333,73.21,3,1400,200,550,2.5,100,,ok,,false,0,"
+        "0,,1950,0,0,,0,0,0,0,0,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z\n");
     free(s);
     s = render("2026-11", NULL, REPORT_JSON);
     CHECK(s && strstr(s, "\"totals\":{\"tenants\":5,\"revenue_usd\":20.133333333,"
@@ -559,7 +567,8 @@ static void test_tenant_json(void)
         "\"included_tokens\":null,\"used_tokens\":1950,\"overage_tokens\":0,"
         "\"overage_usd\":0,\"included_requests\":null,\"overage_requests\":0,"
         "\"unpriced_usd\":0,\"unpriced_requests\":0,\"estimated_usd\":0,"
-        "\"estimated_requests\":0,"
+        "\"estimated_requests\":0,\"period_start\":\"2026-11-01T00:00:00Z\","
+        "\"period_end\":\"2026-12-01T00:00:00Z\","
         "\"daily\":["
         "{\"day\":\"2026-11-01\",\"cost_usd\":0,";
     CHECK(s && strncmp(s, want_head, sizeof(want_head) - 1) == 0);
@@ -649,7 +658,7 @@ static void test_forecast(void)
     free(s);
     s = report_render(r, REPORT_CSV);
     CHECK(s && strstr(s, ",free_plan,cache_hits,saved_usd,included_tokens,") &&
-          strstr(s, ",true,1,1,,2,0,0,,0,0,0,0,0\n"));
+          strstr(s, ",true,1,1,,2,0,0,,0,0,0,0,0,2026-12-01T00:00:00Z,2027-01-01T00:00:00Z\n"));
     free(s);
     r->forecast_table = true; /* --forecast */
     s = report_render(r, REPORT_TABLE);
