@@ -154,7 +154,8 @@ describe('report and admin API', () => {
         'requests', 'input_tokens', 'cached_tokens', 'output_tokens', 'cache_hits', 'saved_usd',
         'projected_cost_usd', 'budget_monthly_usd', 'crosses_cap_on', 'status', 'suggested_plan', 'free_plan',
         'included_tokens', 'used_tokens', 'overage_tokens', 'overage_usd', 'included_requests',
-        'overage_requests', 'unpriced_usd', 'unpriced_requests', 'estimated_usd', 'estimated_requests']);
+        'overage_requests', 'unpriced_usd', 'unpriced_requests', 'estimated_usd', 'estimated_requests',
+        'period_start', 'period_end']);
       // no allowance in these plans: used_tokens is input + output, nothing past an allowance
       assert.equal(t.used_tokens, t.input_tokens + t.output_tokens);
       assert.equal(t.included_tokens, null);
@@ -193,7 +194,7 @@ describe('report and admin API', () => {
     assert.equal(lines[0], 'tenant,plan,revenue_usd,cost_usd,margin_usd,margin_pct,requests,input_tokens,cached_tokens,output_tokens,'
       + 'projected_cost_usd,budget_monthly_usd,crosses_cap_on,status,suggested_plan,free_plan,cache_hits,saved_usd,'
       + 'included_tokens,used_tokens,overage_tokens,overage_usd,included_requests,overage_requests,'
-      + 'unpriced_usd,unpriced_requests,estimated_usd,estimated_requests');
+      + 'unpriced_usd,unpriced_requests,estimated_usd,estimated_requests,period_start,period_end');
     assert.equal(lines.length, 5);
     assert.ok(lines.some((l) => l.startsWith(`${carol},free,0,`) && l.includes(',n/a,')));
 
