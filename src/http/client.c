@@ -387,6 +387,8 @@ static int finish_header(struct client *c)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct client *c = p->data;
+    if (c->state == CS_BODY) /* a chunked body's trailer: dropped, never stored */
+        return 0;            /* (growing hbuf would move what the head points to) */
     bool continues = c->nh > 0 && !c->in_value; /* a name split across reads */
     if (!continues) {
         if (c->nh == 0 && hbuf_add(c, "", 1) < 0) /* terminate the target */
@@ -413,6 +415,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct client *c = p->data;
+    if (c->state == CS_BODY) /* a trailer's value, as on_header_field */
+        return 0;
     if (!c->in_value) {
         if (hbuf_add(c, "", 1) < 0) /* terminate the name */
             return -1;
